@@ -1,0 +1,123 @@
+"""The one exception tree of Safeguarding Exchange.
+
+Every error the exchange raises on purpose derives from :class:`ExchangeError`.
+Library errors (fastavro, cryptography, aiokafka, SQLAlchemy) are translated at
+the boundary where they occur and chained with ``raise ... from exc``::
+
+    ExchangeError
+    ├── ConfigError                 settings, trust directory, agreement files
+    ├── ContractError               a record does not satisfy its Avro schema or a contract rule
+    ├── EnvelopeError               a sealed envelope cannot be trusted (carries a quarantine reason)
+    │   ├── MalformedEnvelope       not our wire format, or an unsupported version
+    │   ├── UnknownSender           the sender is not in the trust directory
+    │   ├── UnknownKey              a key id is missing, unknown, revoked or out of its validity
+    │   ├── BadSignature            the data-key signature does not verify
+    │   ├── WrongRecipient          the envelope was sealed for somebody else
+    │   └── TamperedEnvelope        authenticated decryption failed (header or ciphertext changed)
+    ├── PolicyDenied                the information-sharing agreement refuses a notification
+    ├── RestrictionBreach           an onward share would break a restriction on onward use
+    ├── TransportError              the broker is unreachable or refused a request (retriable)
+    ├── StoreError                  a queue, audit or outbox database failed (retriable)
+    └── AuditChainBroken            the audit hash chain does not verify
+
+Retry decisions ask the error (``retriable``) rather than keeping lists of types.
+"""
+
+from __future__ import annotations
+
+
+class ExchangeError(Exception):
+    """Root of every error the exchange raises on purpose."""
+
+    retriable: bool = False
+
+
+class ConfigError(ExchangeError):
+    """A settings value, trust directory or agreement file is missing or wrong."""
+
+
+class ContractError(ExchangeError):
+    """A record breaks its schema or a contract rule.
+
+    ``path`` names the field (dotted, with ``[i]`` for array items) and ``problem``
+    says what is wrong with it, so the sender can fix the record.
+    """
+
+    def __init__(self, path: str, problem: str, *, schema: str = "") -> None:
+        self.path = path
+        self.problem = problem
+        self.schema = schema
+        where = f"{schema}: " if schema else ""
+        super().__init__(f"{where}field '{path}': {problem}")
+
+
+class EnvelopeError(ExchangeError):
+    """A sealed envelope cannot be opened or trusted; it goes to quarantine.
+
+    ``reason`` is the stable, machine-readable quarantine reason.
+    """
+
+    reason: str = "envelope_error"
+
+
+class MalformedEnvelope(EnvelopeError):
+    reason = "malformed_envelope"
+
+
+class UnknownSender(EnvelopeError):
+    reason = "unknown_sender"
+
+
+class UnknownKey(EnvelopeError):
+    reason = "unknown_key_id"
+
+
+class BadSignature(EnvelopeError):
+    reason = "bad_signature"
+
+
+class WrongRecipient(EnvelopeError):
+    reason = "wrong_recipient"
+
+
+class TamperedEnvelope(EnvelopeError):
+    reason = "tampered_ciphertext"
+
+
+class PolicyDenied(ExchangeError):
+    """The information-sharing agreement refuses this notification."""
+
+    def __init__(self, reason: str, detail: str) -> None:
+        self.reason = reason
+        self.detail = detail
+        super().__init__(f"{reason}: {detail}")
+
+
+class RestrictionBreach(ExchangeError):
+    """An onward share would break one or more restrictions on onward use."""
+
+    def __init__(self, codes: list[str], detail: str) -> None:
+        self.codes = codes
+        self.detail = detail
+        super().__init__(f"refused by restriction(s) {', '.join(codes)}: {detail}")
+
+
+class TransportError(ExchangeError):
+    """The broker is unreachable or refused a request."""
+
+    retriable = True
+
+
+class StoreError(ExchangeError):
+    """A database used for a queue, audit trail or outbox failed."""
+
+    retriable = True
+
+
+class AuditChainBroken(ExchangeError):
+    """The audit hash chain does not verify at ``sequence``."""
+
+    def __init__(self, sequence: int, detail: str) -> None:
+        self.sequence = sequence
+        self.detail = detail
+        super().__init__(f"audit chain broken at record {sequence}: {detail}")

@@ -1,0 +1,63 @@
+"""Typed settings for every service, read from ``SGX_*`` environment variables.
+
+Secrets (a PostgreSQL DSN with a password, SASL passwords) are ``SecretStr`` so they
+never print in logs or reprs.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+class KafkaSettings(BaseSettings):
+    """How a service reaches the broker."""
+
+    model_config = SettingsConfigDict(env_prefix="SGX_KAFKA_", extra="forbid")
+
+    bootstrap_servers: str = "127.0.0.1:9092"
+    security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+    sasl_mechanism: Literal["SCRAM-SHA-256", "SCRAM-SHA-512", "PLAIN"] | None = None
+    sasl_username: str | None = None
+    sasl_password: SecretStr | None = None
+    ssl_cafile: Path | None = None
+    ssl_certfile: Path | None = None
+    ssl_keyfile: Path | None = None
+    # The embedded broker holds a fetch until this expires: it sets the latency floor per hop.
+    fetch_max_wait_ms: int = 20
+    session_timeout_ms: int = 6000
+    heartbeat_interval_ms: int = 1000
+    linger_ms: int = 5
+    max_batch_size: int = 262_144
+    inbound_partitions: int = 3
+    delivery_partitions: int = 3
+
+
+class StoreSettings(BaseSettings):
+    """Where a service keeps its durable state: SQLite by default, PostgreSQL with a DSN."""
+
+    model_config = SettingsConfigDict(env_prefix="SGX_STORE_", extra="forbid")
+
+    # e.g. postgresql+asyncpg://user:pw@host/db ; None means SQLite under the home directory.
+    dsn: SecretStr | None = None
+
+
+class ExchangeSettings(BaseSettings):
+    """Settings shared by the exchange's services."""
+
+    model_config = SettingsConfigDict(env_prefix="SGX_", extra="ignore")
+
+    home: Path = Field(default=Path(".sgx"), description="state directory: trust/, stores")
+    schema_dir: Path = REPO_ROOT / "schemas"
+    agreement_file: Path = REPO_ROOT / "gateway" / "agreement.toml"
+    metrics_host: str = "127.0.0.1"
+    metrics_port: int = 0
+
+    @property
+    def trust_dir(self) -> Path:
+        return self.home / "trust"

@@ -1,0 +1,272 @@
+"""Reusable parts of the benchmarks: broker, child processes, pacing, payloads, results.
+
+A benchmark phase runs its stages (producer, relay, sink, or the exchange's roles) as
+separate OS processes started with ``spawn``. Each stage is an ``async def`` taking a
+:class:`Report` callback first; it reports ``ready`` once it can take traffic and
+``done`` (with its measurements) at the end. The parent waits for those events with
+:class:`Stages`, bounded in time; a stage that fails or dies ends the phase.
+
+Timing crosses processes through the payload: :func:`stamp` writes a sequence number
+and the sender's ``time.time_ns()`` into the first 16 bytes of each value, and the
+receiver subtracts it from its own clock (same machine, same clock).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import multiprocessing
+import os
+import platform
+import queue
+import struct
+import tempfile
+import time
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterable, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import asdict, dataclass, field
+from multiprocessing.context import SpawnProcess
+from multiprocessing.queues import Queue
+from pathlib import Path
+from typing import Any, Protocol
+
+from sgx.broker import EmbeddedBroker
+from sgx.settings import KafkaSettings
+
+STAMP = struct.Struct(">QQ")  # sequence number, sender time.time_ns()
+PROCESS_EXIT_S = 10.0
+
+
+class Report(Protocol):
+    """How a stage tells the parent about itself: ``report("done", rate=...)``."""
+
+    def __call__(self, event: str, **data: Any) -> None: ...
+
+
+Stage = Callable[..., Coroutine[Any, Any, None]]
+
+
+# --- broker -------------------------------------------------------------------------
+
+
+def bench_settings(bootstrap_servers: str, *, fetch_max_wait_ms: int = 10) -> KafkaSettings:
+    """Settings for a benchmark run: the exchange defaults, with quick group joins."""
+    return KafkaSettings(
+        bootstrap_servers=bootstrap_servers,
+        fetch_max_wait_ms=fetch_max_wait_ms,
+        session_timeout_ms=2000,
+        heartbeat_interval_ms=300,
+    )
+
+
+@asynccontextmanager
+async def bench_broker(
+    bootstrap_servers: str | None = None, *, fetch_max_wait_ms: int = 10
+) -> AsyncIterator[KafkaSettings]:
+    """Settings for an existing cluster, or for an embedded broker started for the run."""
+    if bootstrap_servers:
+        yield bench_settings(bootstrap_servers, fetch_max_wait_ms=fetch_max_wait_ms)
+        return
+    with tempfile.TemporaryDirectory(prefix="sgx-bench-") as log_dir:
+        async with EmbeddedBroker(Path(log_dir)) as broker:
+            yield bench_settings(broker.bootstrap_servers, fetch_max_wait_ms=fetch_max_wait_ms)
+
+
+# --- payloads and pacing ------------------------------------------------------------
+
+
+def stamp(seq: int, size: int) -> bytes:
+    """A ``size``-byte value carrying ``seq`` and the current time."""
+    head = STAMP.pack(seq, time.time_ns())
+    return head + bytes(max(0, size - len(head)))
+
+
+def read_stamp(value: bytes) -> tuple[int, int]:
+    """The (sequence number, sent at ns) a :func:`stamp` value carries."""
+    seq, sent_ns = STAMP.unpack_from(value)
+    return int(seq), int(sent_ns)
+
+
+async def paced(rate: float, count: int) -> AsyncIterator[int]:
+    """Yield how many messages are due now, keeping ``rate`` per second until ``count``."""
+    loop = asyncio.get_running_loop()
+    start, sent = loop.time(), 0
+    while sent < count:
+        due = min(count, int((loop.time() - start) * rate) + 1)
+        if due > sent:
+            yield due - sent
+            sent = due
+        else:
+            await asyncio.sleep(start + sent / rate - loop.time())
+
+
+# --- statistics and results ---------------------------------------------------------
+
+
+def percentile(values: Sequence[float], q: float) -> float:
+    """The ``q``-th percentile (0-100) by nearest rank; NaN for no values."""
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    rank = max(1, min(len(ordered), round(q / 100 * len(ordered) + 0.5)))
+    return ordered[rank - 1]
+
+
+@dataclass
+class Result:
+    """One measured line of a benchmark run."""
+
+    name: str
+    messages: int
+    seconds: float
+    per_second: float
+    p50_ms: float | None = None
+    p99_ms: float | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def _cell(value: float | None, digits: int) -> str:
+    return "-" if value is None else f"{value:,.{digits}f}"
+
+
+def format_table(results: Iterable[Result]) -> str:
+    """The results as an aligned text table."""
+    header = ("benchmark", "messages", "seconds", "msg/s", "p50 ms", "p99 ms")
+    rows = [header] + [
+        (
+            r.name,
+            f"{r.messages:,}",
+            _cell(r.seconds, 2),
+            _cell(r.per_second, 0),
+            _cell(r.p50_ms, 1),
+            _cell(r.p99_ms, 1),
+        )
+        for r in results
+    ]
+    widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
+    lines = ["  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(
+        zip(row, widths, strict=True))) for row in rows]  # fmt: skip
+    return "\n".join(lines)
+
+
+def environment() -> dict[str, Any]:
+    """Where the numbers were measured."""
+    return {
+        "python": platform.python_version(),
+        "machine": platform.machine(),
+        "cpus": os.cpu_count(),
+        "started_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    }
+
+
+def to_json(results: Iterable[Result], settings: dict[str, Any]) -> str:
+    """The results, the run's settings and the environment as JSON."""
+    body = {
+        "environment": environment(),
+        "settings": settings,
+        "results": [asdict(r) for r in results],
+    }
+    return json.dumps(body, indent=2)
+
+
+def publish(results: Sequence[Result], settings: dict[str, Any], json_path: str | None) -> None:
+    """Print the table; write the JSON to ``json_path`` (``-``: print it too)."""
+    print(format_table(results))
+    if json_path == "-":
+        print(to_json(results, settings))
+    elif json_path:
+        Path(json_path).write_text(to_json(results, settings) + "\n", encoding="utf-8")
+
+
+# --- child processes ----------------------------------------------------------------
+
+
+def _run_stage(name: str, stage: Stage, args: tuple[Any, ...], reports: Queue[Any]) -> None:
+    """Child process entry: run one stage on a fresh event loop, reporting any failure."""
+
+    def report(event: str, **data: Any) -> None:
+        reports.put({"stage": name, "event": event, **data})
+
+    try:
+        asyncio.run(stage(report, *args))
+    except BaseException as exc:
+        report("error", detail=f"{type(exc).__name__}: {exc}")
+        raise
+
+
+class StageFailed(RuntimeError):
+    """A stage reported an error, died, or did not report in time."""
+
+
+class Stages:
+    """The child processes of one benchmark phase; an async context manager.
+
+    On exit every child still running is terminated and all are joined.
+    """
+
+    def __init__(self) -> None:
+        self._ctx = multiprocessing.get_context("spawn")
+        self._reports: Queue[Any] = self._ctx.Queue()
+        self._processes: dict[str, SpawnProcess] = {}
+
+    def spawn(self, name: str, stage: Stage, *args: Any) -> None:
+        """Start ``stage(report, *args)`` in a new process called ``name``."""
+        process = self._ctx.Process(
+            target=_run_stage, args=(name, stage, args, self._reports), name=name, daemon=True
+        )
+        process.start()
+        self._processes[name] = process
+
+    async def expect(self, event: str, names: Iterable[str], limit_s: float) -> dict[str, Any]:
+        """Wait until each named stage reports ``event``; its data by stage name."""
+        waiting = set(names)
+        got: dict[str, Any] = {}
+        async with asyncio.timeout(limit_s):
+            while waiting:
+                message = await self._next_report()
+                if message is None:
+                    continue
+                self._check(message)
+                if message["event"] == event and message["stage"] in waiting:
+                    waiting.discard(message["stage"])
+                    got[message["stage"]] = message
+        return got
+
+    async def _next_report(self) -> dict[str, Any] | None:
+        message = await asyncio.to_thread(self._poll)
+        if message is None:
+            self._check_alive()
+        return message
+
+    def _poll(self) -> dict[str, Any] | None:
+        try:
+            message: dict[str, Any] = self._reports.get(timeout=0.2)
+        except queue.Empty:
+            return None
+        return message
+
+    @staticmethod
+    def _check(message: dict[str, Any]) -> None:
+        if message["event"] == "error":
+            raise StageFailed(f"stage {message['stage']} failed: {message['detail']}")
+
+    def _check_alive(self) -> None:
+        for name, process in self._processes.items():
+            if process.exitcode not in (None, 0):
+                raise StageFailed(f"stage {name} died with exit code {process.exitcode}")
+
+    async def __aenter__(self) -> Stages:
+        return self
+
+    async def __aexit__(self, exc_type: type[BaseException] | None, *_: object) -> None:
+        await asyncio.to_thread(self._stop_all, 0 if exc_type else PROCESS_EXIT_S)
+
+    def _stop_all(self, grace_s: float) -> None:
+        """Give each child ``grace_s`` to exit on its own, then terminate it."""
+        for process in self._processes.values():
+            process.join(grace_s)
+            if process.exitcode is None:
+                process.terminate()
+                process.join(PROCESS_EXIT_S)
+        self._reports.close()
+        self._reports.join_thread()

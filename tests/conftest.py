@@ -1,0 +1,46 @@
+"""Shared fixtures: a real Kafka-protocol broker for the session, and a home directory.
+
+``broker`` starts the embedded Tansu broker on a free loopback port, or uses the
+cluster named by ``SGX_TEST_BOOTSTRAP``. If the broker cannot start, every test that
+needs it errors: a message-flow test never skips silently.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from sgx.broker import EmbeddedBroker
+from sgx.settings import KafkaSettings
+
+
+def kafka_test_settings(bootstrap_servers: str) -> KafkaSettings:
+    """Settings for ``bootstrap_servers`` with timings that keep tests fast."""
+    return KafkaSettings(
+        bootstrap_servers=bootstrap_servers,
+        fetch_max_wait_ms=10,
+        session_timeout_ms=2000,
+        heartbeat_interval_ms=300,
+    )
+
+
+@pytest.fixture(scope="session")
+async def broker(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[KafkaSettings]:
+    """KafkaSettings pointed at a running broker for the whole session."""
+    existing = os.environ.get("SGX_TEST_BOOTSTRAP")
+    if existing:
+        yield kafka_test_settings(existing)
+        return
+    async with EmbeddedBroker(tmp_path_factory.mktemp("broker")) as embedded:
+        yield kafka_test_settings(embedded.bootstrap_servers)
+
+
+@pytest.fixture
+def tmp_home(tmp_path: Path) -> Path:
+    """An empty exchange home directory for one test."""
+    home = tmp_path / "home"
+    home.mkdir()
+    return home

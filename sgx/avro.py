@@ -92,10 +92,20 @@ def decode_body(schemas: SchemaSet, name: str, body: bytes | memoryview) -> Any:
     stream = io.BytesIO(body)
     try:
         record = schemaless_reader(stream, schemas.parsed(name), None)
-    except (EOFError, ValueError, TypeError, IndexError, KeyError, UnicodeDecodeError) as exc:
+    except (
+        EOFError,
+        ValueError,
+        TypeError,
+        IndexError,
+        KeyError,
+        UnicodeDecodeError,
+        OverflowError,
+    ) as exc:
         raise ContractError("$", f"body is not a valid {name}: {exc}", schema=name) from exc
     if stream.tell() != len(body):
-        raise ContractError("$", f"{len(body) - stream.tell()} trailing bytes after {name}", schema=name)
+        raise ContractError(
+            "$", f"{len(body) - stream.tell()} trailing bytes after {name}", schema=name
+        )
     return record
 
 

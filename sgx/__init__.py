@@ -1,0 +1,1 @@
+"""Safeguarding Exchange shared core: contract, envelope, keys, settings, metrics, Kafka wiring."""

@@ -1,0 +1,503 @@
+"""The trust directory, a party's own keys, and the tools that write them.
+
+Layout of a trust directory::
+
+    <trust_dir>/directory.json                     parties and public keys (shared)
+    <trust_dir>/private/                           0700
+    <trust_dir>/private/pseudonym.key              32 random bytes, 0600 (the exchange's)
+    <trust_dir>/private/<party_id>/<kid>.signing.pem   Ed25519, PKCS8, 0600
+    <trust_dir>/private/<party_id>/<kid>.box.pem       X25519, PKCS8, 0600
+
+``<kid>`` in a file name is the key id with ``/`` written as ``_`` (see
+:func:`key_file_stem`). A key id is ``<party_id>/<UTC minute>-<4 hex>``, e.g.
+``school-hillside/2026-11-21T0602-ab12``.
+
+:class:`TrustDirectory` answers "which public key verifies this sender's key id at this
+moment" and "which box key do I seal to"; :class:`Identity` holds one party's private keys
+and never hands out raw key bytes.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Annotated, Literal
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import (
+    Ed25519PrivateKey,
+    Ed25519PublicKey,
+)
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
+from cryptography.hazmat.primitives.serialization import (
+    Encoding,
+    NoEncryption,
+    PrivateFormat,
+    load_pem_private_key,
+)
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from sgx.errors import ConfigError, UnknownKey, UnknownSender
+
+PartyKind = Literal["school", "health", "police", "local_authority", "gateway"]
+
+DIRECTORY_FILE = "directory.json"
+PRIVATE_DIR = "private"
+PSEUDONYM_KEY_FILE = "pseudonym.key"
+KEY_VALIDITY = timedelta(days=365)
+KEY_BACKDATE = timedelta(days=1)
+
+_PARTY_ID = r"^[a-z0-9][a-z0-9-]{0,63}$"
+_KID = r"^[a-z0-9][a-z0-9-]{0,63}/[A-Za-z0-9:.-]{1,64}$"
+_MODEL = ConfigDict(extra="forbid", frozen=True, ser_json_bytes="base64", val_json_bytes="base64")
+
+
+class PartyKey(BaseModel):
+    """One key pair of a party: Ed25519 for signing, X25519 for receiving data keys."""
+
+    model_config = _MODEL
+
+    kid: Annotated[str, Field(pattern=_KID)]
+    signing_public: bytes
+    box_public: bytes
+    not_before: AwareDatetime
+    not_after: AwareDatetime
+    revoked: bool = False
+
+    @field_validator("signing_public", "box_public")
+    @classmethod
+    def _raw_32(cls, value: bytes) -> bytes:
+        if len(value) != 32:
+            raise ValueError(f"must be a raw 32-byte public key, got {len(value)} bytes")
+        return value
+
+    def valid_at(self, at: datetime) -> bool:
+        """Not revoked and ``at`` within [not_before, not_after]."""
+        return not self.revoked and self.not_before <= at <= self.not_after
+
+
+class Party(BaseModel):
+    """An agency or the gateway, with its keys (oldest first)."""
+
+    model_config = _MODEL
+
+    id: Annotated[str, Field(pattern=_PARTY_ID)]
+    kind: PartyKind
+    name: Annotated[str, Field(min_length=1, max_length=200)]
+    local_authority: str | None
+    keys: list[PartyKey]
+
+
+class _DirectoryFile(BaseModel):
+    model_config = _MODEL
+
+    version: Literal[1] = 1
+    parties: list[Party]
+
+
+@dataclass(frozen=True, slots=True)
+class PartySpec:
+    """What :func:`init_trust` needs to know about a party before it has keys."""
+
+    id: str
+    kind: PartyKind
+    name: str
+    local_authority: str | None
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+def key_file_stem(kid: str) -> str:
+    """The file-name form of a key id (``/`` → ``_``; party ids never contain ``_``)."""
+    return kid.replace("/", "_")
+
+
+def newest(keys: Iterable[PartyKey], at: datetime) -> PartyKey | None:
+    """The newest key valid at ``at`` (latest not_before; later in the list on a tie)."""
+    best: PartyKey | None = None
+    for key in keys:
+        if key.valid_at(at) and (best is None or key.not_before >= best.not_before):
+            best = key
+    return best
+
+
+# --------------------------------------------------------------------------- directory
+
+
+class TrustDirectory:
+    """The parties of the exchange and their public keys; immutable once built."""
+
+    def __init__(self, parties: Sequence[Party]) -> None:
+        self._parties = {party.id: party for party in parties}
+        self._verify: dict[tuple[str, str], tuple[PartyKey, Ed25519PublicKey]] = {}
+        self._box: dict[tuple[str, str], X25519PublicKey] = {}
+        for party in parties:
+            for key in party.keys:
+                signing = Ed25519PublicKey.from_public_bytes(key.signing_public)
+                self._verify[(party.id, key.kid)] = (key, signing)
+                self._box[(party.id, key.kid)] = X25519PublicKey.from_public_bytes(key.box_public)
+
+    @classmethod
+    def load(cls, trust_dir: Path) -> TrustDirectory:
+        """Read ``trust_dir/directory.json``; ConfigError naming the file and field if wrong."""
+        return cls(read_directory(trust_dir / DIRECTORY_FILE))
+
+    def party(self, party_id: str) -> Party:
+        party = self._parties.get(party_id)
+        if party is None:
+            raise UnknownSender(f"party {party_id!r} is not in the trust directory")
+        return party
+
+    def parties(self, kind: PartyKind | None = None) -> list[Party]:
+        return [p for p in self._parties.values() if kind is None or p.kind == kind]
+
+    def verify_key(self, party_id: str, kid: str, at: datetime) -> Ed25519PublicKey:
+        """The public key that verifies ``kid`` of ``party_id`` at moment ``at``."""
+        entry = self._verify.get((party_id, kid))
+        if entry is None:
+            self.party(party_id)
+            raise UnknownKey(f"{party_id} has no key {kid!r}")
+        key, public = entry
+        if not key.valid_at(at):
+            raise UnknownKey(_invalid_reason(key, at))
+        return public
+
+    def box_key(self, party_id: str, at: datetime) -> tuple[str, X25519PublicKey]:
+        """The newest valid, non-revoked box key of ``party_id`` at ``at``: (kid, key)."""
+        key = newest(self.party(party_id).keys, at)
+        if key is None:
+            raise UnknownKey(f"{party_id} has no key valid at {at.isoformat()}")
+        return key.kid, self._box[(party_id, key.kid)]
+
+
+def _invalid_reason(key: PartyKey, at: datetime) -> str:
+    if key.revoked:
+        return f"key {key.kid} is revoked"
+    window = f"{key.not_before.isoformat()} .. {key.not_after.isoformat()}"
+    return f"key {key.kid} is not valid at {at.isoformat()} (valid {window})"
+
+
+def read_directory(path: Path) -> list[Party]:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"cannot read trust directory {path}: {exc}") from exc
+    try:
+        parsed = _DirectoryFile.model_validate_json(text)
+    except ValidationError as exc:
+        raise _validation_error(path, exc) from exc
+    _check_consistent(path, parsed.parties)
+    return parsed.parties
+
+
+def _validation_error(path: Path, exc: ValidationError) -> ConfigError:
+    problems = [
+        f"field '{_dotted(err['loc'])}': {err['msg']}" for err in exc.errors(include_url=False)
+    ]
+    more = f" (and {len(problems) - 3} more)" if len(problems) > 3 else ""
+    return ConfigError(f"{path}: " + "; ".join(problems[:3]) + more)
+
+
+def _dotted(loc: Sequence[int | str]) -> str:
+    out = ""
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out or "$"
+
+
+def _check_consistent(path: Path, parties: Sequence[Party]) -> None:
+    kinds = {p.id: p.kind for p in parties}
+    seen: set[str] = set()
+    for i, party in enumerate(parties):
+        where = f"parties[{i}]"
+        if party.id in seen:
+            raise ConfigError(f"{path}: field '{where}.id': duplicate party id {party.id!r}")
+        seen.add(party.id)
+        problem = _local_authority_problem(party, kinds)
+        if problem:
+            raise ConfigError(f"{path}: field '{where}.local_authority': {problem}")
+        _check_keys(path, where, party)
+
+
+def _local_authority_problem(party: Party, kinds: Mapping[str, str]) -> str | None:
+    la = party.local_authority
+    if party.kind == "gateway":
+        return None if la is None else "must be null for the gateway"
+    if party.kind == "local_authority":
+        return None if la == party.id else f"must be the authority's own id {party.id!r}"
+    if la is not None and kinds.get(la) != "local_authority":
+        return f"{la!r} is not a local authority in this directory"
+    return None
+
+
+def _check_keys(path: Path, where: str, party: Party) -> None:
+    kids: set[str] = set()
+    for j, key in enumerate(party.keys):
+        field = f"{where}.keys[{j}]"
+        if not key.kid.startswith(party.id + "/"):
+            raise ConfigError(f"{path}: field '{field}.kid': must start with {party.id + '/'!r}")
+        if key.kid in kids:
+            raise ConfigError(f"{path}: field '{field}.kid': duplicate key id {key.kid!r}")
+        if key.not_after <= key.not_before:
+            raise ConfigError(f"{path}: field '{field}.not_after': not after not_before")
+        kids.add(key.kid)
+
+
+def write_directory(trust_dir: Path, parties: Sequence[Party]) -> None:
+    """Write directory.json atomically (write a temporary file, then rename)."""
+    text = _DirectoryFile(parties=list(parties)).model_dump_json(indent=2)
+    path = trust_dir / DIRECTORY_FILE
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(text + "\n", encoding="utf-8")
+    os.replace(tmp, path)
+
+
+# --------------------------------------------------------------------------- identity
+
+
+class Identity:
+    """One party's private keys (signing and box), by key id. Raw bytes never leave it."""
+
+    __slots__ = ("_box", "_keys", "_party", "_signing")
+
+    def __init__(
+        self,
+        party: Party,
+        signing: Mapping[str, Ed25519PrivateKey],
+        box: Mapping[str, X25519PrivateKey],
+    ) -> None:
+        self._party = party
+        self._signing = dict(signing)
+        self._box = dict(box)
+        self._keys = [key for key in party.keys if key.kid in self._signing]
+
+    @classmethod
+    def load(
+        cls, trust_dir: Path, party_id: str, *, directory: TrustDirectory | None = None
+    ) -> Identity:
+        """Read the party's private keys; ConfigError if missing, exposed or not matching."""
+        trust = directory or TrustDirectory.load(trust_dir)
+        try:
+            party = trust.party(party_id)
+        except UnknownSender as exc:
+            raise ConfigError(f"{trust_dir / DIRECTORY_FILE}: no party {party_id!r}") from exc
+        signing, box = _load_private_keys(trust_dir / PRIVATE_DIR / party_id, party)
+        if not signing:
+            raise ConfigError(f"no private keys for {party_id} in {trust_dir / PRIVATE_DIR}")
+        return cls(party, signing, box)
+
+    def __repr__(self) -> str:
+        return f"Identity({self._party.id!r}, kids={sorted(self._signing)!r})"
+
+    @property
+    def party_id(self) -> str:
+        return self._party.id
+
+    @property
+    def party(self) -> Party:
+        return self._party
+
+    @property
+    def keys(self) -> list[PartyKey]:
+        """Public metadata of the keys this identity holds privately (oldest first)."""
+        return list(self._keys)
+
+    @property
+    def signing_kid(self) -> str:
+        """The key id this identity signs with now."""
+        return self.current_signing_kid(utc_now())
+
+    def current_signing_kid(self, at: datetime) -> str:
+        key = newest(self._keys, at)
+        if key is None:
+            raise UnknownKey(f"{self.party_id} holds no key valid at {at.isoformat()}")
+        return key.kid
+
+    def sign(self, data: bytes, *, kid: str | None = None) -> bytes:
+        """Ed25519 signature with ``kid`` (default: the current signing key)."""
+        kid = kid or self.signing_kid
+        key = self._signing.get(kid)
+        if key is None:
+            raise UnknownKey(f"{self.party_id} holds no signing key {kid!r}")
+        return key.sign(data)
+
+    def box_private(self, kid: str) -> X25519PrivateKey:
+        key = self._box.get(kid)
+        if key is None:
+            raise UnknownKey(f"{self.party_id} holds no box key {kid!r}")
+        return key
+
+
+def _load_private_keys(
+    folder: Path, party: Party
+) -> tuple[dict[str, Ed25519PrivateKey], dict[str, X25519PrivateKey]]:
+    signing: dict[str, Ed25519PrivateKey] = {}
+    box: dict[str, X25519PrivateKey] = {}
+    for key in party.keys:
+        stem = folder / key_file_stem(key.kid)
+        signing_file, box_file = stem.with_name(stem.name + ".signing.pem"), _box_file(stem)
+        if not signing_file.exists() and not box_file.exists():
+            continue
+        signing[key.kid] = _load_signing(signing_file, key)
+        box[key.kid] = _load_box(box_file, key)
+    return signing, box
+
+
+def _box_file(stem: Path) -> Path:
+    return stem.with_name(stem.name + ".box.pem")
+
+
+def _load_signing(path: Path, key: PartyKey) -> Ed25519PrivateKey:
+    private = _load_pem(path)
+    if not isinstance(private, Ed25519PrivateKey):
+        raise ConfigError(f"{path}: not an Ed25519 private key")
+    if private.public_key().public_bytes_raw() != key.signing_public:
+        raise ConfigError(f"{path}: does not match signing_public of {key.kid} in the directory")
+    return private
+
+
+def _load_box(path: Path, key: PartyKey) -> X25519PrivateKey:
+    private = _load_pem(path)
+    if not isinstance(private, X25519PrivateKey):
+        raise ConfigError(f"{path}: not an X25519 private key")
+    if private.public_key().public_bytes_raw() != key.box_public:
+        raise ConfigError(f"{path}: does not match box_public of {key.kid} in the directory")
+    return private
+
+
+def _load_pem(path: Path) -> object:
+    data = read_private_file(path)
+    try:
+        return load_pem_private_key(data, password=None)
+    except (ValueError, TypeError) as exc:
+        raise ConfigError(f"{path}: not an unencrypted PKCS8 PEM private key: {exc}") from exc
+
+
+def read_private_file(path: Path) -> bytes:
+    """Read a secret file, refusing one that group or other may access."""
+    try:
+        mode = path.stat().st_mode
+        if mode & 0o077:
+            raise ConfigError(
+                f"{path}: private file is accessible by group/other (mode {mode & 0o777:04o});"
+                " run chmod 600"
+            )
+        return path.read_bytes()
+    except OSError as exc:
+        raise ConfigError(f"cannot read private file {path}: {exc}") from exc
+
+
+# --------------------------------------------------------------------------- writing keys
+
+
+def init_trust(trust_dir: Path, parties: Sequence[PartySpec]) -> TrustDirectory:
+    """Create a trust directory: keys for every party and the exchange's pseudonym key."""
+    if (trust_dir / DIRECTORY_FILE).exists():
+        raise ConfigError(f"{trust_dir / DIRECTORY_FILE} exists; refusing to overwrite keys")
+    _private_dir(trust_dir / PRIVATE_DIR)
+    now = utc_now()
+    built = [_new_party(trust_dir, spec, now) for spec in parties]
+    _check_consistent(trust_dir / DIRECTORY_FILE, built)
+    write_private_file(trust_dir / PRIVATE_DIR / PSEUDONYM_KEY_FILE, secrets.token_bytes(32))
+    write_directory(trust_dir, built)
+    return TrustDirectory(built)
+
+
+def _new_party(trust_dir: Path, spec: PartySpec, now: datetime) -> Party:
+    try:
+        party = Party(
+            id=spec.id, kind=spec.kind, name=spec.name,
+            local_authority=spec.local_authority, keys=[],
+        )  # fmt: skip
+    except ValidationError as exc:
+        raise _validation_error(Path(f"party spec {spec.id!r}"), exc) from exc
+    key = _new_key(trust_dir, party.id, set(), now)
+    return party.model_copy(update={"keys": [key]})
+
+
+def rotate_key(trust_dir: Path, party_id: str, *, not_before: datetime | None = None) -> str:
+    """Add a new key for ``party_id`` (the old ones stay valid); returns the new kid.
+
+    By default the new key is valid at once (from a day ago, like :func:`init_trust`), so
+    senders that reload seal to it immediately: reload the party itself first. A future
+    ``not_before`` gives everybody time to reload; until then the old key stays in use.
+    """
+    parties = read_directory(trust_dir / DIRECTORY_FILE)
+    index = _index_of(trust_dir, parties, party_id)
+    party = parties[index]
+    now = utc_now()
+    key = _new_key(trust_dir, party_id, {k.kid for k in party.keys}, now, not_before)
+    parties[index] = party.model_copy(update={"keys": [*party.keys, key]})
+    write_directory(trust_dir, parties)
+    return key.kid
+
+
+def revoke_key(trust_dir: Path, party_id: str, kid: str) -> None:
+    """Mark ``kid`` revoked: it no longer verifies and is never sealed to."""
+    parties = read_directory(trust_dir / DIRECTORY_FILE)
+    index = _index_of(trust_dir, parties, party_id)
+    party = parties[index]
+    if kid not in {k.kid for k in party.keys}:
+        raise ConfigError(f"{trust_dir / DIRECTORY_FILE}: {party_id} has no key {kid!r}")
+    keys = [k.model_copy(update={"revoked": True}) if k.kid == kid else k for k in party.keys]
+    parties[index] = party.model_copy(update={"keys": keys})
+    write_directory(trust_dir, parties)
+
+
+def _index_of(trust_dir: Path, parties: Sequence[Party], party_id: str) -> int:
+    for i, party in enumerate(parties):
+        if party.id == party_id:
+            return i
+    raise ConfigError(f"{trust_dir / DIRECTORY_FILE}: no party {party_id!r}")
+
+
+def _new_key(
+    trust_dir: Path,
+    party_id: str,
+    taken: set[str],
+    now: datetime,
+    not_before: datetime | None = None,
+) -> PartyKey:
+    kid = _new_kid(party_id, taken, now)
+    signing, box = Ed25519PrivateKey.generate(), X25519PrivateKey.generate()
+    folder = trust_dir / PRIVATE_DIR / party_id
+    _private_dir(folder)
+    stem = key_file_stem(kid)
+    write_private_file(folder / f"{stem}.signing.pem", _pem(signing))
+    write_private_file(folder / f"{stem}.box.pem", _pem(box))
+    return PartyKey(
+        kid=kid,
+        signing_public=signing.public_key().public_bytes_raw(),
+        box_public=box.public_key().public_bytes_raw(),
+        not_before=not_before or now - KEY_BACKDATE,
+        not_after=max(now, not_before or now) + KEY_VALIDITY,
+    )
+
+
+def _new_kid(party_id: str, taken: set[str], now: datetime) -> str:
+    while True:
+        kid = f"{party_id}/{now:%Y-%m-%dT%H%M}-{secrets.token_hex(2)}"
+        if kid not in taken:
+            return kid
+
+
+def _pem(key: Ed25519PrivateKey | X25519PrivateKey) -> bytes:
+    return key.private_bytes(Encoding.PEM, PrivateFormat.PKCS8, NoEncryption())
+
+
+def _private_dir(path: Path) -> None:
+    path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    path.chmod(0o700)
+
+
+def write_private_file(path: Path, data: bytes) -> None:
+    """Create ``path`` with mode 0600 (fails if it exists) and write ``data``."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "wb") as out:
+        os.fchmod(out.fileno(), 0o600)
+        out.write(data)

@@ -18,6 +18,7 @@ the boundary where they occur and chained with ``raise ... from exc``::
     ├── RestrictionBreach           an onward share would break a restriction on onward use
     ├── TransportError              the broker is unreachable or refused a request (retriable)
     ├── StoreError                  a queue, audit or outbox database failed (retriable)
+    ├── NotFound                    a stored item (e.g. a queue item) does not exist
     └── AuditChainBroken            the audit hash chain does not verify
 
 Retry decisions ask the error (``retriable``) rather than keeping lists of types.
@@ -112,6 +113,10 @@ class StoreError(ExchangeError):
     """A database used for a queue, audit trail or outbox failed."""
 
     retriable = True
+
+
+class NotFound(ExchangeError):
+    """A stored item that was asked for by id (a queue item, say) does not exist."""
 
 
 class AuditChainBroken(ExchangeError):

@@ -1,0 +1,325 @@
+"""A local authority's durable queue: one row per (notification, recipient), in SQLite or
+PostgreSQL.
+
+The consumer stores each polled batch with :meth:`QueueStore.store_batch` in ONE
+transaction — the queue entries and the records it had to quarantine — and commits its
+Kafka offsets only afterwards. After a crash Kafka redelivers the batch and the queue
+ignores rows it already holds (unique on ``notification_id, recipient_id``), so every
+notification ends up exactly once in each recipient's queue.
+
+The envelope column holds the sealed delivery exactly as it came off the topic: the queue
+keeps it encrypted at rest, and the reader opens it with the local authority's key. The
+other columns are routing facts the queue needs to list and count items (ids, type,
+urgency, restriction codes); no child identifier is among them.
+
+Tables (``schema`` places them in a PostgreSQL schema):
+
+* ``queue_item`` — item_id (serial), the :class:`QueueEntry` fields, queued_at, status
+  (``unread`` | ``acked``), acked_at, acked_by; unique (notification_id, recipient_id).
+* ``consumer_quarantine`` — the :class:`ConsumerQuarantine` fields; unique
+  (topic, partition, offset), so a redelivered bad record is kept once.
+"""
+
+from __future__ import annotations
+
+import builtins
+from collections.abc import Sequence
+from dataclasses import dataclass, fields
+from datetime import UTC, datetime
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Literal, Self
+
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+    func,
+    select,
+    update,
+)
+from sqlalchemy.engine import RowMapping
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from sgx.db import (
+    UtcDateTime,
+    create_tables,
+    decode_strings,
+    encode_strings,
+    insert_ignoring_duplicates,
+    metadata_for,
+    open_engine,
+    serial,
+    store_errors,
+    write_transaction,
+)
+from sgx.errors import NotFound
+
+QueueStatus = Literal["unread", "acked"]
+
+
+@dataclass(frozen=True)
+class QueueEntry:
+    """One delivery for one recipient, as the consumer inserts it."""
+
+    notification_id: str
+    recipient_id: str
+    recipient_role: str
+    team: str | None
+    route_reason: str
+    notification_type: str
+    urgency: str
+    sender_agency: str
+    authored_at: datetime
+    routed_at: datetime
+    restrictions: tuple[str, ...]
+    withheld: tuple[str, ...]
+    envelope: bytes
+    source_offset: str
+
+
+@dataclass(frozen=True)
+class QueueItem(QueueEntry):
+    """A queue row: the entry plus what the queue adds."""
+
+    item_id: int
+    queued_at: datetime
+    status: QueueStatus
+    acked_at: datetime | None
+    acked_by: str | None
+
+
+@dataclass(frozen=True)
+class ConsumerQuarantine:
+    """A delivery record the consumer could not trust or read, kept with its reason."""
+
+    topic: str
+    partition: int
+    offset: int
+    reason: str
+    detail: str
+    raw: bytes
+    message_id: str | None
+    quarantined_at: datetime
+
+
+_ENTRY_FIELDS = tuple(f.name for f in fields(QueueEntry))
+_STRING_TUPLES = ("restrictions", "withheld")
+
+
+def _item_table(metadata: MetaData) -> Table:
+    return Table(
+        "queue_item",
+        metadata,
+        Column("item_id", serial(), primary_key=True),
+        Column("notification_id", String(64), nullable=False),
+        Column("recipient_id", String(200), nullable=False),
+        Column("recipient_role", String(100), nullable=False),
+        Column("team", String(200)),
+        Column("route_reason", String(100), nullable=False),
+        Column("notification_type", String(200), nullable=False),
+        Column("urgency", String(50), nullable=False),
+        Column("sender_agency", String(200), nullable=False),
+        Column("authored_at", UtcDateTime, nullable=False),
+        Column("routed_at", UtcDateTime, nullable=False),
+        Column("restrictions", Text, nullable=False),
+        Column("withheld", Text, nullable=False),
+        Column("envelope", LargeBinary, nullable=False),
+        Column("source_offset", String(300), nullable=False),
+        Column("queued_at", UtcDateTime, nullable=False),
+        Column("status", String(10), nullable=False),
+        Column("acked_at", UtcDateTime),
+        Column("acked_by", String(200)),
+        UniqueConstraint("notification_id", "recipient_id", name="uq_queue_item_delivery"),
+        Index("ix_queue_item_recipient", "recipient_id", "status", "item_id"),
+    )
+
+
+def _quarantine_table(metadata: MetaData) -> Table:
+    return Table(
+        "consumer_quarantine",
+        metadata,
+        Column("quarantine_id", serial(), primary_key=True),
+        Column("topic", String(300), nullable=False),
+        Column("partition", Integer, nullable=False),
+        Column("offset", BigInteger, nullable=False),
+        Column("reason", String(100), nullable=False),
+        Column("detail", Text, nullable=False),
+        Column("raw", LargeBinary, nullable=False),
+        Column("message_id", String(300)),
+        Column("quarantined_at", UtcDateTime, nullable=False),
+        UniqueConstraint("topic", "partition", "offset", name="uq_consumer_quarantine_offset"),
+    )
+
+
+def _entry_row(entry: QueueEntry, queued_at: datetime) -> dict[str, Any]:
+    row = {name: getattr(entry, name) for name in _ENTRY_FIELDS}
+    for name in _STRING_TUPLES:
+        row[name] = encode_strings(row[name])
+    row["queued_at"] = queued_at
+    row["status"] = "unread"
+    return row
+
+
+def _item(row: RowMapping) -> QueueItem:
+    values = dict(row)
+    for name in _STRING_TUPLES:
+        values[name] = decode_strings(values[name])
+    return QueueItem(**values)
+
+
+def _quarantine_row(entry: ConsumerQuarantine) -> dict[str, Any]:
+    return {f.name: getattr(entry, f.name) for f in fields(ConsumerQuarantine)}
+
+
+def _quarantined(row: RowMapping) -> ConsumerQuarantine:
+    values = dict(row)
+    del values["quarantine_id"]
+    return ConsumerQuarantine(**values)
+
+
+class QueueStore:
+    """The durable queue of one local authority's recipients (SQLite or PostgreSQL)."""
+
+    def __init__(self, engine: AsyncEngine, metadata: MetaData) -> None:
+        self._engine = engine
+        self._items = _item_table(metadata)
+        self._quarantine = _quarantine_table(metadata)
+        self._add_items = insert_ignoring_duplicates(
+            engine, self._items, "notification_id", "recipient_id"
+        ).returning(self._items.c.item_id)
+        self._add_quarantine = insert_ignoring_duplicates(
+            engine, self._quarantine, "topic", "partition", "offset"
+        )
+
+    @classmethod
+    async def open(
+        cls, dsn: str | None, sqlite_path: Path, *, schema: str | None = None
+    ) -> QueueStore:
+        """Open the queue (PostgreSQL if ``dsn``, else SQLite) and create its tables."""
+        engine = open_engine(dsn, sqlite_path)
+        try:
+            store = cls(engine, metadata_for(engine, schema))
+            await create_tables(engine, store._items.metadata)
+        except BaseException:
+            await engine.dispose()
+            raise
+        return store
+
+    @property
+    def engine(self) -> AsyncEngine:
+        """The engine, for other tables kept in the same database (and its transactions)."""
+        return self._engine
+
+    async def close(self) -> None:
+        await self._engine.dispose()
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.close()
+
+    async def store_batch(
+        self, entries: Sequence[QueueEntry], quarantined: Sequence[ConsumerQuarantine] = ()
+    ) -> int:
+        """Store a batch in ONE transaction; return how many queue rows were new.
+
+        Entries already queued (same notification and recipient) and records already
+        quarantined (same topic, partition and offset) are ignored.
+        """
+        queued_at = datetime.now(UTC)
+        rows = [_entry_row(entry, queued_at) for entry in entries]
+        bad = [_quarantine_row(entry) for entry in quarantined]
+        if not rows and not bad:
+            return 0
+        with store_errors("store a queue batch"):
+            async with write_transaction(self._engine) as conn:
+                return await self._insert(conn, rows, bad)
+
+    async def _insert(
+        self, conn: AsyncConnection, rows: list[dict[str, Any]], bad: list[dict[str, Any]]
+    ) -> int:
+        inserted = 0
+        if rows:
+            inserted = len((await conn.execute(self._add_items, rows)).all())
+        if bad:
+            await conn.execute(self._add_quarantine, bad)
+        return inserted
+
+    async def list(
+        self, recipient_id: str, *, include_acked: bool = False
+    ) -> builtins.list[QueueItem]:
+        """The recipient's items, oldest first; unread ones only unless ``include_acked``."""
+        query = select(self._items).where(self._items.c.recipient_id == recipient_id)
+        if not include_acked:
+            query = query.where(self._items.c.status == "unread")
+        with store_errors("list a queue"):
+            async with self._engine.connect() as conn:
+                result = await conn.execute(query.order_by(self._items.c.item_id))
+                return [_item(row) for row in result.mappings()]
+
+    async def get(self, item_id: int) -> QueueItem:
+        """One item by id; NotFound if there is none."""
+        with store_errors("read a queue item"):
+            async with self._engine.connect() as conn:
+                return await self._fetch(conn, item_id)
+
+    async def _fetch(self, conn: AsyncConnection, item_id: int) -> QueueItem:
+        query = select(self._items).where(self._items.c.item_id == item_id)
+        row = (await conn.execute(query)).mappings().first()
+        if row is None:
+            raise NotFound(f"no queue item {item_id}")
+        return _item(row)
+
+    async def ack(self, item_id: int, by: str) -> QueueItem:
+        """Mark an item read by ``by``; acking it again keeps the first acknowledgement."""
+        change = (
+            update(self._items)
+            .where(self._items.c.item_id == item_id, self._items.c.status == "unread")
+            .values(status="acked", acked_at=datetime.now(UTC), acked_by=by)
+        )
+        with store_errors("acknowledge a queue item"):
+            async with write_transaction(self._engine) as conn:
+                await conn.execute(change)
+                return await self._fetch(conn, item_id)
+
+    async def count(self, recipient_id: str | None = None, *, unread_only: bool = False) -> int:
+        """How many rows the queue holds (for one recipient if given; unread only if asked)."""
+        query = select(func.count()).select_from(self._items)
+        if recipient_id is not None:
+            query = query.where(self._items.c.recipient_id == recipient_id)
+        if unread_only:
+            query = query.where(self._items.c.status == "unread")
+        return await self._scalar(query, "count queue items")
+
+    async def rows_per_notification(self) -> dict[tuple[str, str], int]:
+        """Rows per (notification_id, recipient_id): every value is 1 unless something broke."""
+        key = (self._items.c.notification_id, self._items.c.recipient_id)
+        query = select(*key, func.count()).group_by(*key)
+        with store_errors("count queue rows per notification"):
+            async with self._engine.connect() as conn:
+                result = await conn.execute(query)
+                return {(row[0], row[1]): row[2] for row in result}
+
+    async def quarantine_list(self) -> builtins.list[ConsumerQuarantine]:
+        """Every quarantined delivery record, in the order they were kept."""
+        query = select(self._quarantine).order_by(self._quarantine.c.quarantine_id)
+        with store_errors("list the consumer quarantine"):
+            async with self._engine.connect() as conn:
+                result = await conn.execute(query)
+                return [_quarantined(row) for row in result.mappings()]
+
+    async def _scalar(self, query: Any, action: str) -> int:
+        with store_errors(action):
+            async with self._engine.connect() as conn:
+                return int((await conn.execute(query)).scalar_one())

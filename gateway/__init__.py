@@ -1,0 +1,2 @@
+"""The gateway role: opens, judges, minimises, routes and re-seals notifications, and keeps
+the audit trail, quarantine and share ledger."""

@@ -1,0 +1,354 @@
+"""The gateway's audit hash chain, quarantine and share ledger, on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import hashlib
+import itertools
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import cast
+
+import pytest
+from sqlalchemy import MetaData
+
+from gateway.store import (
+    GENESIS_HASH,
+    AuditEntry,
+    GatewayStore,
+    LedgerEntry,
+    QuarantineEntry,
+    canonical_entry,
+    chain_hash,
+)
+from sgx.errors import AuditChainBroken, StoreError
+from tests.conftest_db import BACKENDS, Backend, backend
+
+DECIDED = datetime(2024, 3, 1, 9, 0, 0, 123456, tzinfo=UTC)
+
+
+def audit(n: int, **changes: object) -> AuditEntry:
+    made = AuditEntry(
+        decision="delivered",
+        message_id=f"message-{n}",
+        notification_id=f"notification-{n}",
+        sender="school-oakfield",
+        recipient="sw-anna",
+        recipient_role="social_worker",
+        notification_type="attendance_update",
+        child_pseudonym="ab" * 16,
+        reason="allocated",
+        lawful_basis="public_task",
+        consent="not_sought",
+        no_consent_reason="seeking consent would put the child at risk",
+        restrictions=("THIRD_PARTY_AUTHOR_CONSENT",),
+        withheld=("child.address",),
+        detail="s.11 Children Act 2004; by J Smith (DSL)",
+        decided_at=DECIDED + timedelta(seconds=n),
+    )
+    return dataclasses.replace(made, **changes)  # type: ignore[arg-type]
+
+
+def quarantined(offset: int, **changes: object) -> QuarantineEntry:
+    made = QuarantineEntry(
+        message_id=None,
+        sender_claimed="school-oakfield",
+        topic="sgx.inbound.school-oakfield",
+        partition=2,
+        offset=offset,
+        reason="bad_signature",
+        detail="the data-key signature does not verify",
+        raw=b"\xc3\x01\x00forged",
+        quarantined_at=DECIDED,
+    )
+    return dataclasses.replace(made, **changes)  # type: ignore[arg-type]
+
+
+def ledger(n: int, **changes: object) -> LedgerEntry:
+    made = LedgerEntry(
+        notification_id=f"notification-{n}",
+        sender="police-north",
+        sender_kind="police",
+        notification_type="police_notification",
+        local_authority="la-north",
+        child_pseudonym="cd" * 16,
+        restrictions=("POLICE_CONFIDENTIAL_TO_PROCEEDINGS",),
+        onward_consent=(),
+        recorded_at=DECIDED,
+    )
+    return dataclasses.replace(made, **changes)  # type: ignore[arg-type]
+
+
+@pytest.fixture(params=BACKENDS)
+async def db(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Backend]:
+    async with backend(request.param, tmp_path) as where:
+        yield where
+
+
+async def open_store(db: Backend) -> GatewayStore:
+    return await GatewayStore.open(db.dsn, db.sqlite_path, schema=db.schema)
+
+
+@pytest.fixture
+async def store(db: Backend) -> AsyncIterator[GatewayStore]:
+    async with await open_store(db) as opened:
+        yield opened
+
+
+@pytest.fixture
+async def chain(store: GatewayStore) -> GatewayStore:
+    """A store holding a chain of five records."""
+    assert await store.record([audit(n) for n in range(1, 6)]) == [1, 2, 3, 4, 5]
+    return store
+
+
+# --- the chain --------------------------------------------------------------------------
+
+
+def test_canonical_form_is_the_documented_one() -> None:
+    expected = (
+        '{"child_pseudonym":null,"consent":null,"decided_at":"2024-03-01T09:00:00.123Z",'
+        '"decision":"refused","detail":"né","lawful_basis":null,"message_id":"m-1",'
+        '"no_consent_reason":null,"notification_id":"n-1","notification_type":"x",'
+        '"reason":"no_route","recipient":null,"recipient_role":null,'
+        '"restrictions":["A","B"],"sender":"school-a","sequence":7,"withheld":[]}'
+    )
+    entry = AuditEntry(
+        decision="refused",
+        message_id="m-1",
+        notification_id="n-1",
+        sender="school-a",
+        recipient=None,
+        recipient_role=None,
+        notification_type="x",
+        child_pseudonym=None,
+        reason="no_route",
+        lawful_basis=None,
+        consent=None,
+        no_consent_reason=None,
+        restrictions=("A", "B"),
+        withheld=(),
+        detail="né",
+        decided_at=DECIDED,
+    )
+    assert canonical_entry(entry, 7) == expected.encode("utf-8")
+    prev = "11" * 32
+    assert (
+        chain_hash(prev, entry, 7)
+        == hashlib.sha256(bytes.fromhex(prev) + expected.encode("utf-8")).hexdigest()
+    )
+
+
+async def test_chain_verifies_and_links(chain: GatewayStore) -> None:
+    records = await chain.audit_records()
+    assert [r.sequence for r in records] == [1, 2, 3, 4, 5]
+    assert records[0].prev_hash == GENESIS_HASH
+    for before, after in itertools.pairwise(records):
+        assert after.prev_hash == before.hash
+    for record in records:
+        assert record.hash == chain_hash(record.prev_hash, record, record.sequence)
+    assert await chain.verify_chain() == (5, records[-1].hash) == await chain.chain_head()
+
+
+async def test_records_round_trip_with_millisecond_times(chain: GatewayStore) -> None:
+    (record,) = await chain.audit_records(notification_id="notification-2")
+    names = [f.name for f in dataclasses.fields(AuditEntry)]
+    as_stored = AuditEntry(**{name: getattr(record, name) for name in names})
+    decided = (DECIDED + timedelta(seconds=2)).replace(microsecond=123000)
+    assert as_stored == dataclasses.replace(audit(2), decided_at=decided)
+    assert record.decided_at.tzinfo == UTC
+
+
+async def test_audit_records_filters(chain: GatewayStore) -> None:
+    assert [r.sequence for r in await chain.audit_records(after=2)] == [3, 4, 5]
+    assert [r.sequence for r in await chain.audit_records(after=1, limit=2)] == [2, 3]
+    assert await chain.audit_records(notification_id="nothing") == []
+
+
+async def test_empty_chain(store: GatewayStore) -> None:
+    assert await store.chain_head() == (0, GENESIS_HASH)
+    assert await store.verify_chain() == (0, GENESIS_HASH)
+
+
+async def test_duplicate_decision_is_not_appended(chain: GatewayStore) -> None:
+    head = await chain.chain_head()
+    assert await chain.record([audit(4), audit(2), audit(4)]) == [4, 2, 4]
+    assert await chain.chain_head() == head
+    other = audit(2, recipient="sw-supervisor")
+    assert await chain.record([audit(6), other, other, audit(2)]) == [6, 7, 7, 2]
+    assert (await chain.verify_chain())[0] == 7
+
+
+async def test_same_message_refused_and_quarantined_are_two_decisions(store: GatewayStore) -> None:
+    refused = audit(1, decision="refused", recipient=None)
+    assert await store.record([refused, audit(1, decision="quarantined", recipient=None)]) == [1, 2]
+    assert await store.record([refused]) == [1]
+
+
+async def test_unknown_decision_is_a_programming_error(store: GatewayStore) -> None:
+    with pytest.raises(ValueError, match="unknown audit decision"):
+        await store.record([audit(1), audit(2, decision="shared")])
+    assert await store.chain_head() == (0, GENESIS_HASH)
+
+
+async def test_reopened_store_continues_the_chain(db: Backend) -> None:
+    async with await open_store(db) as first:
+        await first.record([audit(1), audit(2)])
+    async with await open_store(db) as second:
+        assert await second.record([audit(2), audit(3)]) == [2, 3]
+        assert (await second.verify_chain())[0] == 3
+
+
+async def test_failing_batch_leaves_nothing(chain: GatewayStore) -> None:
+    head = await chain.chain_head()
+    broken = ledger(9, notification_id=cast("str", None))  # NOT NULL primary key
+    with pytest.raises(StoreError):
+        await chain.record([audit(6), audit(7)], [quarantined(1)], [ledger(8), broken])
+    assert await chain.chain_head() == head
+    assert await chain.quarantine_count() == 0
+    assert await chain.ledger_entry("notification-8") is None
+    assert await chain.record([audit(7)]) == [6]
+    assert (await chain.verify_chain())[0] == 6
+
+
+async def test_concurrent_writers_in_one_process_keep_one_chain(store: GatewayStore) -> None:
+    batches = [[audit(n * 10 + i) for i in range(10)] for n in range(5)]
+    results = await asyncio.gather(*(store.record(batch) for batch in batches))
+    assert sorted(s for seqs in results for s in seqs) == list(range(1, 51))
+    assert (await store.verify_chain())[0] == 50
+
+
+# --- tampering --------------------------------------------------------------------------
+
+LATER = {"sqlite": "'2030-01-01T00:00:00.000000+00:00'", "postgres": "'2030-01-01 00:00:00+00'"}
+MICROS = {
+    "sqlite": "replace(decided_at, '.123000', '.123456')",
+    "postgres": "decided_at + interval '1 microsecond'",
+}
+TAMPERING: dict[str, str | dict[str, str]] = {
+    "sequence": "1000",
+    "decision": "'refused'",
+    "message_id": "'message-99'",
+    "notification_id": "'notification-99'",
+    "sender": "'police-north'",
+    "recipient": "'sw-ben'",
+    "recipient_role": "'supervisor'",
+    "notification_type": "'health_update'",
+    "child_pseudonym": f"'{'ef' * 16}'",
+    "reason": "'mash_duty'",
+    "lawful_basis": "'legal_obligation'",
+    "consent": "'given'",
+    "no_consent_reason": "NULL",
+    "restrictions": "'[]'",
+    "withheld": '\'["child.address","child.name"]\'',
+    "detail": "'nothing to see'",
+    "decided_at": LATER,
+    "decision_key": '\'["message-3","refused",null]\'',
+    "prev_hash": f"'{'a' * 64}'",
+    "hash": f"'{'b' * 64}'",
+}
+SUBTLE: dict[str, tuple[str, str | dict[str, str]]] = {
+    "restrictions-spacing": ("restrictions", "'[ \"THIRD_PARTY_AUTHOR_CONSENT\"]'"),
+    "decided_at-microsecond": ("decided_at", MICROS),
+    "hash-uppercase": ("hash", "upper(hash)"),
+}
+
+
+def test_tampering_covers_every_column() -> None:
+    from gateway.store import _audit_table
+
+    assert set(TAMPERING) == set(_audit_table(MetaData()).c.keys())
+
+
+async def tamper(db: Backend, column: str, value: str | dict[str, str]) -> None:
+    expression = value if isinstance(value, str) else value[db.kind]
+    table = db.table("audit_record")
+    changed = await db.execute(f'UPDATE {table} SET "{column}" = {expression} WHERE sequence = 3')
+    assert changed == 1
+
+
+@pytest.mark.parametrize("column", list(TAMPERING))
+async def test_editing_any_column_is_detected_at_that_record(
+    db: Backend, chain: GatewayStore, column: str
+) -> None:
+    await tamper(db, column, TAMPERING[column])
+    with pytest.raises(AuditChainBroken) as caught:
+        await chain.verify_chain()
+    assert caught.value.sequence == 3
+
+
+@pytest.mark.parametrize("case", list(SUBTLE))
+async def test_subtle_edits_are_detected(db: Backend, chain: GatewayStore, case: str) -> None:
+    await tamper(db, *SUBTLE[case])
+    with pytest.raises(AuditChainBroken) as caught:
+        await chain.verify_chain()
+    assert caught.value.sequence == 3
+
+
+async def test_deleting_a_middle_record_is_detected(db: Backend, chain: GatewayStore) -> None:
+    await db.execute(f"DELETE FROM {db.table('audit_record')} WHERE sequence = 3")
+    with pytest.raises(AuditChainBroken, match="missing") as caught:
+        await chain.verify_chain()
+    assert caught.value.sequence == 3
+
+
+async def test_cutting_the_tail_is_detected_against_a_head(
+    db: Backend, chain: GatewayStore
+) -> None:
+    head = await chain.chain_head()
+    await db.execute(f"DELETE FROM {db.table('audit_record')} WHERE sequence >= 4")
+    with pytest.raises(AuditChainBroken) as caught:
+        await chain.verify_chain()  # against the head the writer holds
+    assert caught.value.sequence == 4
+    async with await open_store(db) as reader:
+        assert (await reader.verify_chain())[0] == 3  # a chain proves itself only so far
+        with pytest.raises(AuditChainBroken):
+            await reader.verify_chain(anchor=head)
+
+
+# --- quarantine and ledger --------------------------------------------------------------
+
+
+async def test_quarantine_is_idempotent_on_offset(store: GatewayStore) -> None:
+    await store.record([], [quarantined(10), quarantined(10, reason="again")])
+    await store.record([], [quarantined(10, detail="replayed"), quarantined(11)])
+    await store.record([], [quarantined(10, topic="sgx.inbound.police-north")])
+    assert await store.quarantine_count() == 3
+    kept = await store.quarantine_list()
+    assert kept == [
+        quarantined(10),
+        quarantined(11),
+        quarantined(10, topic="sgx.inbound.police-north"),
+    ]
+
+
+async def test_ledger_is_idempotent_first_entry_wins(store: GatewayStore) -> None:
+    await store.record([audit(1)], ledger=[ledger(1)])
+    await store.record(
+        [audit(1)], ledger=[ledger(1, restrictions=()), ledger(2, child_pseudonym=None)]
+    )
+    assert await store.ledger_entry("notification-1") == ledger(1)
+    assert await store.ledger_entry("notification-2") == ledger(2, child_pseudonym=None)
+    assert await store.ledger_entry("notification-3") is None
+
+
+async def test_an_unreadable_record_is_reported_at_its_sequence(tmp_path: Path) -> None:
+    async with backend("sqlite", tmp_path) as db, await open_store(db) as store:
+        await store.record([audit(n) for n in range(1, 6)])
+        await tamper(db, "decided_at", "'yesterday'")
+        with pytest.raises(AuditChainBroken, match="unreadable") as caught:
+            await store.verify_chain()
+        assert caught.value.sequence == 3
+
+
+async def test_verification_walks_page_by_page(
+    db: Backend, chain: GatewayStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("gateway.store._PAGE", 2)
+    assert (await chain.verify_chain())[0] == 5
+    await db.execute(f"DELETE FROM {db.table('audit_record')} WHERE sequence = 5")
+    with pytest.raises(AuditChainBroken) as caught:
+        await chain.verify_chain()
+    assert caught.value.sequence == 5

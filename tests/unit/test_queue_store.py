@@ -1,0 +1,186 @@
+"""The social worker's durable queue, on SQLite and on a real PostgreSQL."""
+
+from __future__ import annotations
+
+import dataclasses
+import socket
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta, timezone
+from pathlib import Path
+from typing import cast
+
+import pytest
+
+from consumers.queue import ConsumerQuarantine, QueueEntry, QueueItem, QueueStore
+from sgx.errors import ConfigError, NotFound, StoreError
+from tests.conftest_db import BACKENDS, Backend, backend
+
+AUTHORED = datetime(2024, 3, 1, 9, 15, 30, 123456, tzinfo=timezone(timedelta(hours=1)))
+
+
+def entry(n: int, recipient: str = "sw-anna", **changes: object) -> QueueEntry:
+    made = QueueEntry(
+        notification_id=f"00000000-0000-4000-8000-{n:012d}",
+        recipient_id=recipient,
+        recipient_role="social_worker",
+        team="east",
+        route_reason="allocated",
+        notification_type="org.safeguarding.exchange.AttendanceUpdate",
+        urgency="routine",
+        sender_agency="school-oakfield",
+        authored_at=AUTHORED,
+        routed_at=AUTHORED + timedelta(seconds=1),
+        restrictions=("THIRD_PARTY_AUTHOR_CONSENT",),
+        withheld=("child.address", "child.date_of_birth"),
+        envelope=bytes([n % 256]) * 700 + b"\x00\xff",
+        source_offset=f"sgx.delivery.la-north/0/{n}",
+    )
+    return dataclasses.replace(made, **changes)  # type: ignore[arg-type]
+
+
+def bad_record(offset: int, **changes: object) -> ConsumerQuarantine:
+    made = ConsumerQuarantine(
+        topic="sgx.delivery.la-north",
+        partition=1,
+        offset=offset,
+        reason="tampered_ciphertext",
+        detail="GCM tag did not verify",
+        raw=b"\xc3\x01garbage",
+        message_id=None,
+        quarantined_at=datetime(2024, 3, 1, 9, 0, tzinfo=UTC),
+    )
+    return dataclasses.replace(made, **changes)  # type: ignore[arg-type]
+
+
+def as_entry(item: QueueItem) -> QueueEntry:
+    names = [f.name for f in dataclasses.fields(QueueEntry)]
+    return QueueEntry(**{name: getattr(item, name) for name in names})
+
+
+@pytest.fixture(params=BACKENDS)
+async def db(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Backend]:
+    async with backend(request.param, tmp_path) as where:
+        yield where
+
+
+@pytest.fixture
+async def store(db: Backend) -> AsyncIterator[QueueStore]:
+    async with await QueueStore.open(db.dsn, db.sqlite_path, schema=db.schema) as opened:
+        yield opened
+
+
+async def test_store_batch_is_idempotent(store: QueueStore) -> None:
+    first = [entry(1), entry(2), entry(3)]
+    assert await store.store_batch(first) == 3
+    assert await store.store_batch([*first, entry(4)]) == 1
+    assert await store.count() == 4
+    assert set((await store.rows_per_notification()).values()) == {1}
+
+
+async def test_duplicates_within_one_batch_are_stored_once(store: QueueStore) -> None:
+    assert await store.store_batch([entry(1), entry(1), entry(1, source_offset="x/0/9")]) == 1
+    assert await store.count() == 1
+
+
+async def test_one_notification_for_two_recipients_is_two_rows(store: QueueStore) -> None:
+    assert await store.store_batch([entry(1), entry(1, recipient="sw-ben")]) == 2
+    rows = await store.rows_per_notification()
+    assert rows == {
+        (entry(1).notification_id, "sw-anna"): 1,
+        (entry(1).notification_id, "sw-ben"): 1,
+    }
+
+
+async def test_failing_batch_leaves_nothing(store: QueueStore) -> None:
+    broken = bad_record(7, topic=cast("str", None))  # NOT NULL violated after the entries
+    with pytest.raises(StoreError) as caught:
+        await store.store_batch([entry(1), entry(2)], [bad_record(6), broken])
+    assert caught.value.retriable
+    assert await store.count() == 0
+    assert await store.quarantine_list() == []
+    assert await store.store_batch([entry(1), entry(2)], [bad_record(6)]) == 2
+
+
+async def test_entries_round_trip_oldest_first(store: QueueStore) -> None:
+    batch = [entry(3), entry(1, team=None, restrictions=(), withheld=()), entry(2, "sw-ben")]
+    await store.store_batch(batch)
+    items = await store.list("sw-anna")
+    assert [as_entry(item) for item in items] == [batch[0], batch[1]]
+    assert [item.item_id for item in items] == sorted(item.item_id for item in items)
+    assert all(item.status == "unread" and item.acked_at is None for item in items)
+    assert items[0].authored_at.tzinfo == UTC
+    assert items[0].queued_at.tzinfo == UTC
+
+
+async def test_get_returns_the_item(store: QueueStore) -> None:
+    await store.store_batch([entry(1)])
+    (item,) = await store.list("sw-anna")
+    assert await store.get(item.item_id) == item
+    assert item.envelope == entry(1).envelope
+
+
+async def test_ack_marks_read_and_keeps_the_first_acknowledgement(store: QueueStore) -> None:
+    await store.store_batch([entry(1), entry(2)])
+    first, second = await store.list("sw-anna")
+    acked = await store.ack(first.item_id, "anna")
+    assert (acked.status, acked.acked_by) == ("acked", "anna")
+    assert acked.acked_at is not None
+    assert acked.acked_at.tzinfo == UTC
+    again = await store.ack(first.item_id, "ben")
+    assert again == acked
+    assert await store.list("sw-anna") == [second]
+    assert [i.item_id for i in await store.list("sw-anna", include_acked=True)] == [
+        first.item_id,
+        second.item_id,
+    ]
+    assert await store.count("sw-anna", unread_only=True) == 1
+
+
+async def test_unknown_item_is_not_found(store: QueueStore) -> None:
+    with pytest.raises(NotFound):
+        await store.get(424242)
+    with pytest.raises(NotFound):
+        await store.ack(424242, "anna")
+
+
+async def test_count_per_recipient(store: QueueStore) -> None:
+    await store.store_batch([entry(1), entry(2), entry(3, "sw-ben")])
+    assert await store.count("sw-anna") == 2
+    assert await store.count("sw-ben") == 1
+    assert await store.count("sw-nobody") == 0
+
+
+async def test_quarantine_is_idempotent_on_offset(store: QueueStore) -> None:
+    assert await store.store_batch([], [bad_record(5), bad_record(5, detail="again")]) == 0
+    await store.store_batch([], [bad_record(5, reason="other"), bad_record(6)])
+    kept = await store.quarantine_list()
+    assert kept == [bad_record(5), bad_record(6)]
+
+
+async def test_rows_survive_reopening(db: Backend) -> None:
+    async with await QueueStore.open(db.dsn, db.sqlite_path, schema=db.schema) as first:
+        await first.store_batch([entry(1)])
+    async with await QueueStore.open(db.dsn, db.sqlite_path, schema=db.schema) as second:
+        assert await second.store_batch([entry(1), entry(2)]) == 1
+        assert await second.count() == 2
+
+
+async def test_naive_datetime_is_a_programming_error(store: QueueStore) -> None:
+    with pytest.raises(ValueError, match="naive datetime"):
+        await store.store_batch([entry(1, authored_at=datetime(2024, 3, 1))])
+    assert await store.count() == 0
+
+
+async def test_schema_on_sqlite_is_a_config_error(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError):
+        await QueueStore.open(None, tmp_path / "q.db", schema="nope")
+
+
+async def test_unreachable_postgres_is_a_store_error(tmp_path: Path) -> None:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    dsn = f"postgresql+asyncpg://postgres@127.0.0.1:{port}/test"
+    with pytest.raises(StoreError) as caught:
+        await QueueStore.open(dsn, tmp_path / "unused.db")
+    assert caught.value.retriable

@@ -45,6 +45,8 @@ class StoreSettings(BaseSettings):
 
     # e.g. postgresql+asyncpg://user:pw@host/db ; None means SQLite under the home directory.
     dsn: SecretStr | None = None
+    # PostgreSQL schema for the exchange's tables (lets several exchanges share a database).
+    pg_schema: str | None = None
 
 
 class ExchangeSettings(BaseSettings):

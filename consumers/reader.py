@@ -1,0 +1,109 @@
+"""Reading a social worker's queue: the stored envelope is opened only when a person reads it.
+
+The queue keeps each delivery sealed as it arrived (encrypted at rest); listing and showing
+open it with the local authority's key and decode the minimised notification.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from consumers.queue import QueueItem, QueueStore
+from sgx import contract as c
+from sgx.contract import Contract
+from sgx.envelope import Opener, Purpose
+
+
+@dataclass(frozen=True, slots=True)
+class QueueView:
+    """One queue item, opened."""
+
+    item: QueueItem
+    delivery: dict[str, Any]
+    notification: dict[str, Any]
+
+    @property
+    def type_label(self) -> str:
+        return c.SHORT_NAMES.get(self.item.notification_type, self.item.notification_type)
+
+
+class QueueReader:
+    def __init__(self, *, store: QueueStore, opener: Opener, contract: Contract) -> None:
+        self._store = store
+        self._opener = opener
+        self._contract = contract
+
+    def open(self, item: QueueItem) -> QueueView:
+        opened = self._opener.open(item.envelope, purposes=(Purpose.DELIVERY,))
+        delivery = self._contract.decode_as(c.DELIVERY, opened.plaintext)
+        _, notification = self._contract.decode(delivery["notification"], check=False)
+        return QueueView(item, delivery, notification)
+
+    async def list(self, recipient_id: str, *, include_acked: bool = False) -> list[QueueView]:
+        items = await self._store.list(recipient_id, include_acked=include_acked)
+        return [self.open(item) for item in items]
+
+    async def show(self, item_id: int) -> QueueView:
+        return self.open(await self._store.get(item_id))
+
+
+def child_label(notification: dict[str, Any]) -> str:
+    child = notification["child"]
+    name = (
+        " ".join(p for p in (child.get("given_name"), child.get("family_name")) if p)
+        or "(name withheld)"
+    )
+    ident = child.get("nhs_number") and f"NHS {child['nhs_number']}"
+    ident = ident or (child.get("upn") and f"UPN {child['upn']}")
+    ident = ident or f"no identifier: {child.get('identifier_absent_reason')}"
+    return f"{name}, {ident}"
+
+
+def summary_line(view: QueueView) -> str:
+    item, n = view.item, view.notification
+    status = "" if item.status == "unread" else f" [{item.status}]"
+    return (
+        f"#{item.item_id:<4} {item.urgency:<9} {view.type_label:<20} {child_label(n)} "
+        f"— from {n['author']['agency_name']} ({item.route_reason.lower()}){status}"
+    )
+
+
+def detail(view: QueueView) -> str:
+    _item, d, n = view.item, view.delivery, view.notification
+    a, s = n["assessment"], n["sharing"]
+    lines = [
+        summary_line(view),
+        f"  author: {n['author']['name']}, {n['author']['role']}, {n['author']['agency_name']}",
+        f"  authored {d['authored_at']:%Y-%m-%d %H:%M} UTC; routed to {d['recipient']['id']} "
+        f"({d['recipient']['role'].lower()}) because {d['route_reason'].lower().replace('_', ' ')}",
+        f"  risk: {a['risk_level']}   facts: {a['facts']}",
+    ]
+    for label, key in (
+        ("opinion", "professional_opinion"),
+        ("support offered", "support_offered"),
+        ("agency limitations", "agency_limitations"),
+    ):
+        if a.get(key):
+            lines.append(f"  {label}: {a[key]}")
+    if a.get("historical"):
+        lines.append(f"  historical information; relevant because: {a['historical_relevance']}")
+    if a.get("child_views"):
+        views = {k: v for k, v in a["child_views"].items() if v}
+        lines.append(f"  child's views: {views}")
+    for key in ("attendance", "health", "police"):
+        if key in n:
+            lines.append(f"  {key}: {_compact(n[key])}")
+    reason = f" — without consent: {s['no_consent_reason']}" if s.get("no_consent_reason") else ""
+    lines.append(
+        f"  consent {s['consent']}; lawful basis {s['lawful_basis']} ({s['legal_gateway']}){reason}"
+    )
+    for r in d["restrictions"]:
+        lines.append(f"  RESTRICTION {r['code']} ({r['source'].lower()}): {r['text']}")
+    if d["withheld"]:
+        lines.append(f"  withheld from you under the agreement: {', '.join(d['withheld'])}")
+    return "\n".join(lines)
+
+
+def _compact(value: dict[str, Any]) -> str:
+    return ", ".join(f"{k}={v}" for k, v in value.items() if v not in (None, [], ""))

@@ -1,0 +1,130 @@
+"""The delivery consumer: a local authority's delivery topic into its social workers' queues.
+
+Per batch: verify and open each envelope (it must come from the gateway), decode the
+delivery, and insert every queue entry and every quarantined record in ONE database
+transaction; offsets are committed only after that commit. A crash before the commit
+replays the batch and the queue ignores rows it already holds, so each notification ends
+up exactly once in each recipient's queue.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Iterable
+from datetime import UTC, datetime
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer
+
+from consumers.queue import ConsumerQuarantine, QueueEntry, QueueStore
+from sgx import contract as c
+from sgx.contract import Contract
+from sgx.envelope import Opener, Purpose, peek
+from sgx.errors import ContractError, EnvelopeError
+from sgx.kafka import kafka_errors
+from sgx.metrics import ConsumerMetrics
+
+
+class DeliveryConsumer:
+    """Moves sealed deliveries from Kafka into the durable queue."""
+
+    def __init__(
+        self,
+        *,
+        opener: Opener,
+        contract: Contract,
+        store: QueueStore,
+        consumer: AIOKafkaConsumer,
+        metrics: ConsumerMetrics,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        max_records: int = 500,
+    ) -> None:
+        self._opener = opener
+        self._contract = contract
+        self._store = store
+        self._consumer = consumer
+        self._metrics = metrics
+        self._clock = clock
+        self._max_records = max_records
+        self.queued = 0
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Deliver batches until ``stop`` is set; the batch in hand is finished first."""
+        while not stop.is_set():
+            async with kafka_errors("fetch deliveries"):
+                batches = await self._consumer.getmany(
+                    timeout_ms=200, max_records=self._max_records
+                )
+            records = [r for batch in batches.values() for r in batch]
+            if records:
+                await self.process(records)
+
+    async def process(self, records: Iterable[Any]) -> None:
+        entries: list[QueueEntry] = []
+        quarantined: list[ConsumerQuarantine] = []
+        for record in records:
+            try:
+                entries.append(self._entry(record))
+            except (EnvelopeError, ContractError) as exc:
+                quarantined.append(self._quarantine(record, exc))
+        inserted = await self._store.store_batch(entries, quarantined)
+        async with kafka_errors("commit delivery offsets"):
+            await self._consumer.commit()
+        self._observe(entries, quarantined, inserted)
+
+    def _entry(self, record: Any) -> QueueEntry:
+        value = bytes(record.value or b"")
+        opened = self._opener.open(value, purposes=(Purpose.DELIVERY,))
+        if opened.sender.kind != "gateway":
+            raise _NotFromGateway(f"delivery sealed by {opened.sender.id}, not the gateway")
+        delivery = self._contract.decode_as(c.DELIVERY, opened.plaintext)
+        recipient = delivery["recipient"]
+        return QueueEntry(
+            notification_id=str(delivery["notification_id"]),
+            recipient_id=recipient["id"],
+            recipient_role=recipient["role"],
+            team=recipient["team"],
+            route_reason=delivery["route_reason"],
+            notification_type=delivery["notification_type"],
+            urgency=delivery["urgency"],
+            sender_agency=delivery["sender_agency"],
+            authored_at=delivery["authored_at"],
+            routed_at=delivery["routed_at"],
+            restrictions=tuple(r["code"] for r in delivery["restrictions"]),
+            withheld=tuple(delivery["withheld"]),
+            envelope=value,
+            source_offset=f"{record.topic}/{record.partition}/{record.offset}",
+        )
+
+    def _quarantine(self, record: Any, exc: EnvelopeError | ContractError) -> ConsumerQuarantine:
+        value = bytes(record.value or b"")
+        claims = peek(value)
+        reason = exc.reason if isinstance(exc, EnvelopeError) else "invalid_record"
+        return ConsumerQuarantine(
+            topic=str(record.topic),
+            partition=int(record.partition),
+            offset=int(record.offset),
+            reason=reason,
+            detail=str(exc),
+            raw=value,
+            message_id=str(claims.message_id) if claims else None,
+            quarantined_at=self._clock(),
+        )
+
+    def _observe(
+        self, entries: list[QueueEntry], quarantined: list[ConsumerQuarantine], inserted: int
+    ) -> None:
+        now = self._clock()
+        for entry in entries:
+            label = c.SHORT_NAMES.get(entry.notification_type, "unknown")
+            self._metrics.notifications.labels(type=label, outcome="queued").inc()
+            self._metrics.latency.labels(type=label, urgency=entry.urgency).observe(
+                (now - entry.authored_at).total_seconds()
+            )
+        for q in quarantined:
+            self._metrics.quarantined.labels(reason=q.reason).inc()
+        self.queued += inserted
+
+
+class _NotFromGateway(EnvelopeError):
+    reason = "not_from_gateway"

@@ -1,0 +1,92 @@
+"""Onward shares: a queue holder asks the gateway, and waits for its decision.
+
+The request is sealed by the local authority for the gateway and published on the LA's
+inbound topic; the gateway answers on the LA's receipts topic with a ShareDecision that
+names any restriction the share would break. Only the gateway decides: it holds the
+authoritative record of each notification's restrictions and the author's consents.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+from aiokafka import AIOKafkaProducer
+
+from consumers.reader import QueueView
+from sgx import contract as c
+from sgx.contract import Contract
+from sgx.envelope import Opener, Purpose, Sealer
+from sgx.errors import EnvelopeError
+from sgx.kafka import inbound_topic, kafka_errors, read_topic, receipts_topic
+from sgx.settings import KafkaSettings
+from sgx.trust import Identity, TrustDirectory
+
+CATEGORIES = ("LA_SOCIAL_CARE", "PARENT_OR_CARER", "OTHER_PROFESSIONAL", "CARE_PROCEEDINGS")
+
+
+class ShareClient:
+    def __init__(
+        self,
+        *,
+        identity: Identity,
+        trust: TrustDirectory,
+        contract: Contract,
+        producer: AIOKafkaProducer,
+        settings: KafkaSettings,
+    ) -> None:
+        self._identity = identity
+        self._contract = contract
+        self._producer = producer
+        self._settings = settings
+        self._sealer = Sealer(identity, trust, "gateway")
+        self._opener = Opener(identity, trust)
+
+    async def request(
+        self,
+        view: QueueView,
+        *,
+        to_id: str,
+        category: str,
+        to_name: str,
+        purpose: str,
+        requested_by: str,
+        timeout: float = 30.0,
+    ) -> dict[str, Any]:
+        """Ask for an onward share of ``view``; returns the gateway's ShareDecision."""
+        request_id = uuid.uuid4()
+        request = {
+            "request_id": request_id,
+            "notification_id": uuid.UUID(view.item.notification_id),
+            "requested_by": requested_by,
+            "to": {"id": to_id, "category": category, "name": to_name},
+            "purpose": purpose,
+            "requested_at": datetime.now(UTC),
+            "notification": view.delivery["notification"],
+        }
+        plaintext = self._contract.encode(c.SHARE_REQUEST, request)
+        value = self._sealer.seal(Purpose.SHARE_REQUEST, request_id, plaintext)
+        async with kafka_errors("publish share request"):
+            await (await self._producer.send(inbound_topic(self._identity.party_id), value))
+        return await asyncio.wait_for(self._decision(request_id), timeout)
+
+    async def _decision(self, request_id: uuid.UUID) -> dict[str, Any]:
+        topic = receipts_topic(self._identity.party_id)
+        while True:
+            for record in await read_topic(self._settings, topic):
+                answer = self._answer(bytes(record.value or b""), request_id)
+                if answer is not None:
+                    return answer
+            await asyncio.sleep(0.1)
+
+    def _answer(self, value: bytes, request_id: uuid.UUID) -> dict[str, Any] | None:
+        try:
+            opened = self._opener.open(value)
+        except EnvelopeError:
+            return None  # not for us to judge here; the gateway's own records are authoritative
+        if opened.purpose is not Purpose.SHARE_DECISION or opened.sender.kind != "gateway":
+            return None
+        decision: dict[str, Any] = self._contract.decode_as(c.SHARE_DECISION, opened.plaintext)
+        return decision if decision["request_id"] == request_id else None

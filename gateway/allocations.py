@@ -1,0 +1,154 @@
+"""The allocation directory: which social worker, team and supervisor hold each child.
+
+Local authorities publish allocation updates through Kafka; the gateway applies them in
+order and keeps them in its database so a restart does not forget them. Children are keyed
+by pseudonym (HMAC of the NHS number, and separately of the UPN), so neither memory nor the
+database holds a child identifier in the clear.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from sgx.db import create_tables, dialect_insert, metadata_for, store_errors, write_transaction
+from sgx.pseudonym import Pseudonymiser
+
+
+def _table(metadata: sa.MetaData) -> sa.Table:
+    return sa.Table(
+        "gateway_allocations",
+        metadata,
+        sa.Column("local_authority", sa.String(64), primary_key=True),
+        sa.Column("child_key", sa.String(64), primary_key=True),
+        sa.Column("worker_id", sa.String(128), nullable=False),
+        sa.Column("worker_name", sa.String(256), nullable=False),
+        sa.Column("team", sa.String(128), nullable=False),
+        sa.Column("supervisor_id", sa.String(128), nullable=False),
+        sa.Column("supervisor_name", sa.String(256), nullable=False),
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class Allocation:
+    worker_id: str
+    worker_name: str
+    team: str
+    supervisor_id: str
+    supervisor_name: str
+
+
+def _keys(pseudonyms: Pseudonymiser, nhs_number: str | None, upn: str | None) -> list[str]:
+    keys = []
+    if nhs_number:
+        key = pseudonyms.child_key(nhs_number, None)
+        if key is not None:
+            keys.append("n" + key.hex())
+    if upn:
+        key = pseudonyms.child_key(None, upn)
+        if key is not None:
+            keys.append("u" + key.hex())
+    return keys
+
+
+class AllocationDirectory:
+    """In-memory allocation lookups backed by the gateway's database."""
+
+    def __init__(
+        self, engine: AsyncEngine, pseudonyms: Pseudonymiser, *, schema: str | None = None
+    ) -> None:
+        self._engine = engine
+        self._metadata = metadata_for(engine, schema)
+        self._table = _table(self._metadata)
+        self._pseudonyms = pseudonyms
+        self._by_key: dict[tuple[str, str], Allocation] = {}
+
+    def __len__(self) -> int:
+        return len(self._by_key)
+
+    async def load(self) -> None:
+        """Create the table if needed and read every allocation into memory."""
+        await create_tables(self._engine, self._metadata)
+        with store_errors("load allocations"):
+            async with self._engine.connect() as conn:
+                rows = (await conn.execute(sa.select(self._table))).mappings().all()
+        self._by_key = {(r["local_authority"], r["child_key"]): _allocation(r) for r in rows}
+
+    def lookup(
+        self, local_authority: str, nhs_number: str | None, upn: str | None
+    ) -> Allocation | None:
+        for key in _keys(self._pseudonyms, nhs_number, upn):
+            found = self._by_key.get((local_authority, key))
+            if found is not None:
+                return found
+        return None
+
+    async def apply(self, update: Mapping[str, Any]) -> int:
+        """Apply one AllocationUpdate (new/changed, then ended); returns entries changed."""
+        la = str(update["la_id"])
+        upserts = [
+            {"local_authority": la, "child_key": key, **_row(entry)}
+            for entry in update["allocations"]
+            for key in _keys(self._pseudonyms, entry["nhs_number"], entry["upn"])
+        ]
+        ended = [
+            key
+            for child in update.get("ended") or ()
+            for key in _keys(self._pseudonyms, child["nhs_number"], child["upn"])
+        ]
+        await self._persist(la, upserts, ended)
+        for row in upserts:
+            self._by_key[(la, row["child_key"])] = _allocation(row)
+        for key in ended:
+            self._by_key.pop((la, key), None)
+        return len(upserts) + len(ended)
+
+    async def _persist(self, la: str, upserts: list[dict[str, str]], ended: list[str]) -> None:
+        table = self._table
+        with store_errors("apply allocations"):
+            async with write_transaction(self._engine) as conn:
+                await self._write(conn, table, la, upserts, ended)
+
+    async def _write(
+        self,
+        conn: AsyncConnection,
+        table: sa.Table,
+        la: str,
+        upserts: list[dict[str, str]],
+        ended: list[str],
+    ) -> None:
+        if upserts:
+            stmt = dialect_insert(self._engine)(table)
+            update_cols = {c: stmt.excluded[c] for c in _row_columns()}
+            await conn.execute(
+                stmt.on_conflict_do_update(
+                    index_elements=["local_authority", "child_key"], set_=update_cols
+                ),
+                upserts,
+            )
+        if ended:
+            await conn.execute(
+                sa.delete(table).where(table.c.local_authority == la, table.c.child_key.in_(ended))
+            )
+
+
+def _row_columns() -> tuple[str, ...]:
+    return ("worker_id", "worker_name", "team", "supervisor_id", "supervisor_name")
+
+
+def _row(entry: Mapping[str, Any]) -> dict[str, str]:
+    return {
+        "worker_id": entry["worker"]["id"],
+        "worker_name": entry["worker"]["name"],
+        "team": entry["team"],
+        "supervisor_id": entry["supervisor"]["id"],
+        "supervisor_name": entry["supervisor"]["name"],
+    }
+
+
+def _allocation(row: Mapping[str, Any] | sa.RowMapping) -> Allocation:
+    return Allocation(**{c: str(row[c]) for c in _row_columns()})

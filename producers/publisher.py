@@ -1,0 +1,94 @@
+"""An agency's producer: validate, encode, seal and publish to its inbound topic.
+
+A record is validated against its Avro schema and the contract's rules before anything is
+sealed; an invalid one is refused with a ContractError naming the field and the problem,
+and never reaches the broker. The Kafka key is the child's pseudonym, never an identifier.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from aiokafka import AIOKafkaProducer
+
+from sgx import contract as c
+from sgx.contract import Contract
+from sgx.envelope import Purpose, Sealer
+from sgx.errors import ContractError
+from sgx.kafka import inbound_topic, kafka_errors
+from sgx.metrics import ProducerMetrics
+from sgx.pseudonym import Pseudonymiser
+from sgx.trust import Identity, TrustDirectory
+
+GATEWAY = "gateway"
+
+
+class Publisher:
+    """Publishes one agency's sealed records to its inbound topic."""
+
+    def __init__(
+        self,
+        *,
+        identity: Identity,
+        trust: TrustDirectory,
+        contract: Contract,
+        pseudonyms: Pseudonymiser,
+        producer: AIOKafkaProducer,
+        metrics: ProducerMetrics,
+    ) -> None:
+        self._contract = contract
+        self._pseudonyms = pseudonyms
+        self._producer = producer
+        self._metrics = metrics
+        self._sealer = Sealer(identity, trust, GATEWAY)
+        self._topic = inbound_topic(identity.party_id)
+        self.agency = identity.party_id
+
+    async def publish(self, name: str, record: Mapping[str, Any]) -> uuid.UUID:
+        """Validate, seal and publish one notification; returns its id once the broker has it."""
+        ids = await self.publish_many([(name, record)])
+        return ids[0]
+
+    async def publish_many(self, items: Sequence[tuple[str, Mapping[str, Any]]]) -> list[uuid.UUID]:
+        """Validate every item first (all or nothing), then publish and await all acks."""
+        prepared = [self._prepare(name, record) for name, record in items]
+        futures = []
+        async with kafka_errors(f"publish to {self._topic}"):
+            for _message_id, key, value in prepared:
+                futures.append(await self._producer.send(self._topic, value, key=key))
+            await asyncio.gather(*futures)
+        for name, _ in items:
+            self._metrics.notifications.labels(type=c.SHORT_NAMES[name], outcome="published").inc()
+        return [message_id for message_id, _, _ in prepared]
+
+    def _prepare(self, name: str, record: Mapping[str, Any]) -> tuple[uuid.UUID, bytes, bytes]:
+        if name not in c.NOTIFICATION_TYPES:
+            raise ContractError("$", f"{name} is not a notification type", schema=name)
+        try:
+            plaintext = self._contract.encode(name, record)
+        except ContractError:
+            self._metrics.notifications.labels(type=c.SHORT_NAMES[name], outcome="invalid").inc()
+            raise
+        message_id = uuid.UUID(str(record["notification_id"]))
+        child = record["child"]
+        key = (
+            self._pseudonyms.child_key(child.get("nhs_number"), child.get("upn"))
+            or message_id.bytes
+        )
+        return message_id, key, self._sealer.seal(Purpose.NOTIFICATION, message_id, plaintext)
+
+    async def publish_allocations(self, update: Mapping[str, Any]) -> uuid.UUID:
+        """(Local authorities) publish an allocation update to the gateway."""
+        return await self._publish_other(Purpose.ALLOCATIONS, c.ALLOCATION_UPDATE, update)
+
+    async def _publish_other(
+        self, purpose: Purpose, name: str, record: Mapping[str, Any]
+    ) -> uuid.UUID:
+        message_id = uuid.uuid4()
+        value = self._sealer.seal(purpose, message_id, self._contract.encode(name, record))
+        async with kafka_errors(f"publish to {self._topic}"):
+            await (await self._producer.send(self._topic, value, key=message_id.bytes))
+        return message_id

@@ -1,0 +1,1 @@
+"""The composition root of Safeguarding Exchange: the ``safeguard`` CLI and the demo."""

@@ -1,0 +1,362 @@
+"""The ``safeguard`` command line.
+
+Every command reads its settings from ``SGX_*`` environment variables (see
+``sgx.settings``); ``--home`` overrides ``SGX_HOME``. Errors of the exchange are printed
+as one clear line and exit with status 2; nothing prints a stack trace at a user.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import logging
+import signal
+import sys
+from collections.abc import Callable, Coroutine
+from pathlib import Path
+from typing import Any, ParamSpec, TypeVar
+
+import click
+
+from safeguard.runtime import Runtime, create_topics, run_consumer, run_gateway
+from sgx.errors import ExchangeError
+from sgx.settings import ExchangeSettings
+
+P = ParamSpec("P")
+T = TypeVar("T")
+
+
+def _runtime(home: Path | None) -> Runtime:
+    rt = Runtime()
+    if home is not None:
+        rt.exchange = ExchangeSettings(home=home)
+    return rt
+
+
+def async_command(fn: Callable[P, Coroutine[Any, Any, T]]) -> Callable[P, T]:
+    """Run an async click command, turning exchange errors into one line and exit 2."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> T:
+        try:
+            return asyncio.run(fn(*args, **kwargs))
+        except ExchangeError as exc:
+            click.echo(f"error: {exc}", err=True)
+            sys.exit(2)
+
+    return wrapper
+
+
+home_option = click.option(
+    "--home", type=click.Path(path_type=Path), default=None, help="state directory (SGX_HOME)"
+)
+la_option = click.option(
+    "--la", default="la-camden", show_default=True, envvar="SGX_LA", help="local authority id"
+)
+
+
+@click.group()
+@click.option("-v", "--verbose", is_flag=True, help="log at INFO")
+def main(verbose: bool) -> None:
+    """Safeguarding Exchange: sealed, audited notifications about children."""
+    logging.basicConfig(
+        level=logging.INFO if verbose else logging.WARNING,
+        format="%(asctime)s %(name)s %(levelname)s %(message)s",
+    )
+
+
+# -- keys -------------------------------------------------------------------------
+@main.group()
+def keys() -> None:
+    """Trust directory and keys."""
+
+
+@keys.command("init")
+@click.argument("directory", type=click.Path(path_type=Path))
+def keys_init(directory: Path) -> None:
+    """Generate a working demo trust directory in DIRECTORY."""
+    from safeguard.parties import DEMO_PARTIES
+    from sgx.trust import init_trust
+
+    try:
+        trust = init_trust(directory, DEMO_PARTIES)
+    except ExchangeError as exc:
+        raise click.ClickException(str(exc)) from exc
+    for party in trust.parties():
+        click.echo(f"{party.id:<18} {party.kind:<16} key {party.keys[-1].kid}")
+    click.echo(f"private keys under {directory / 'private'} (owner-only)")
+
+
+@keys.command("rotate")
+@click.argument("directory", type=click.Path(path_type=Path))
+@click.argument("party")
+def keys_rotate(directory: Path, party: str) -> None:
+    """Give PARTY a new key; the old one stays valid until revoked."""
+    from sgx.trust import rotate_key
+
+    try:
+        click.echo(rotate_key(directory, party))
+    except ExchangeError as exc:
+        raise click.ClickException(str(exc)) from exc
+
+
+# -- services ---------------------------------------------------------------------
+async def _until_signalled(run: Callable[[asyncio.Event], Coroutine[Any, Any, None]]) -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await run(stop)
+
+
+@main.group()
+def gateway() -> None:
+    """The gateway."""
+
+
+@gateway.command("run")
+@home_option
+@async_command
+async def gateway_run(home: Path | None) -> None:
+    """Run the gateway until SIGTERM/SIGINT."""
+    rt = _runtime(home)
+    await create_topics(rt)
+    await _until_signalled(lambda stop: run_gateway(rt, stop))
+
+
+@main.group()
+def consumer() -> None:
+    """A local authority's delivery consumer."""
+
+
+@consumer.command("run")
+@home_option
+@la_option
+@async_command
+async def consumer_run(home: Path | None, la: str) -> None:
+    """Run the delivery consumer until SIGTERM/SIGINT."""
+    rt = _runtime(home)
+    await create_topics(rt)
+    await _until_signalled(lambda stop: run_consumer(rt, la, stop))
+
+
+@main.command()
+@home_option
+@async_command
+async def topics(home: Path | None) -> None:
+    """Create every topic the exchange needs (idempotent)."""
+    await create_topics(_runtime(home))
+
+
+@main.command()
+@click.option("--port", type=int, default=9092, show_default=True)
+@click.option("--log-dir", type=click.Path(path_type=Path), default=Path(".sgx"))
+@async_command
+async def broker(port: int, log_dir: Path) -> None:
+    """Run the embedded (memory-only) broker on loopback until interrupted."""
+    from sgx.broker import EmbeddedBroker
+
+    log_dir.mkdir(parents=True, exist_ok=True)
+    async with EmbeddedBroker(log_dir, port=port) as running:
+        click.echo(f"embedded broker on {running.bootstrap_servers} (memory only)")
+        await _until_signalled(_wait)
+
+
+async def _wait(stop: asyncio.Event) -> None:
+    await stop.wait()
+
+
+# -- queue ------------------------------------------------------------------------
+@main.group()
+def queue() -> None:
+    """A social worker's queue."""
+
+
+@contextlib.asynccontextmanager
+async def _reader(rt: Runtime, la: str) -> Any:
+    store = await rt.queue_store(la)
+    try:
+        yield await rt.queue_reader(la, store), store
+    finally:
+        await store.close()
+
+
+@queue.command("list")
+@home_option
+@la_option
+@click.option("--worker", required=True, help="queue id: a worker id or mash:<la>")
+@click.option("--all", "include_acked", is_flag=True, help="include acknowledged items")
+@async_command
+async def queue_list(home: Path | None, la: str, worker: str, include_acked: bool) -> None:
+    """List WORKER's queue, oldest first."""
+    from consumers.reader import summary_line
+
+    async with _reader(_runtime(home), la) as (reader, _):
+        views = await reader.list(worker, include_acked=include_acked)
+    click.echo(f"{worker}: {len(views)} item(s)")
+    for view in views:
+        click.echo(summary_line(view))
+
+
+@queue.command("show")
+@home_option
+@la_option
+@click.argument("item", type=int)
+@async_command
+async def queue_show(home: Path | None, la: str, item: int) -> None:
+    """Show ITEM in full, with its restrictions."""
+    from consumers.reader import detail
+
+    async with _reader(_runtime(home), la) as (reader, _):
+        click.echo(detail(await reader.show(item)))
+
+
+@queue.command("ack")
+@home_option
+@la_option
+@click.argument("item", type=int)
+@click.option("--by", required=True, help="who read it")
+@async_command
+async def queue_ack(home: Path | None, la: str, item: int, by: str) -> None:
+    """Acknowledge ITEM as read."""
+    async with _reader(_runtime(home), la) as (_, store):
+        acked = await store.ack(item, by)
+    click.echo(
+        f"#{acked.item_id} acknowledged by {acked.acked_by} at {acked.acked_at:%Y-%m-%d %H:%M:%S}"
+    )
+
+
+@queue.command("share")
+@home_option
+@la_option
+@click.argument("item", type=int)
+@click.option(
+    "--to", "to_id", required=True, help="recipient id (a worker id, 'parents', 'court', ...)"
+)
+@click.option(
+    "--category",
+    type=click.Choice(
+        ["la_social_care", "parent_or_carer", "other_professional", "care_proceedings"]
+    ),
+    default="la_social_care",
+    show_default=True,
+)
+@click.option("--name", "to_name", default="", help="recipient's name")
+@click.option("--purpose", required=True, help="why the share is needed")
+@click.option("--by", required=True, help="who asks")
+@async_command
+async def queue_share(
+    home: Path | None,
+    la: str,
+    item: int,
+    to_id: str,
+    category: str,
+    to_name: str,
+    purpose: str,
+    by: str,
+) -> None:
+    """Ask the gateway to share ITEM onward; it refuses one that breaks a restriction."""
+    from safeguard.sharing import ask_share
+
+    decision = await ask_share(
+        _runtime(home),
+        la,
+        item,
+        to_id=to_id,
+        category=category.upper(),
+        to_name=to_name or to_id,
+        purpose=purpose,
+        by=by,
+    )
+    if decision["allowed"]:
+        click.echo(f"allowed: share of #{item} with {to_id} ({category}) — {decision['reason']}")
+        return
+    click.echo(f"refused: {', '.join(decision['broken']) or 'no such item'} — {decision['reason']}")
+    sys.exit(1)
+
+
+# -- audit and quarantine ---------------------------------------------------------
+@main.group()
+def audit() -> None:
+    """The gateway's audit trail."""
+
+
+@audit.command("verify")
+@home_option
+@async_command
+async def audit_verify(home: Path | None) -> None:
+    """Recompute the audit hash chain; exit 1 and name the record if it was edited."""
+    from sgx.errors import AuditChainBroken
+
+    store = await _runtime(home).gateway_store()
+    try:
+        count, head = await store.verify_chain()
+    except AuditChainBroken as exc:
+        click.echo(f"audit chain BROKEN: {exc}")
+        sys.exit(1)
+    finally:
+        await store.close()
+    click.echo(f"audit chain verified: {count} record(s), head {head}")
+
+
+@audit.command("list")
+@home_option
+@click.option("--limit", type=int, default=50, show_default=True)
+@async_command
+async def audit_list(home: Path | None, limit: int) -> None:
+    """Show the latest audit records."""
+    store = await _runtime(home).gateway_store()
+    try:
+        records = await store.audit_records()
+    finally:
+        await store.close()
+    for r in records[-limit:]:
+        to = f" → {r.recipient} ({r.recipient_role})" if r.recipient else ""
+        click.echo(
+            f"{r.sequence:>5} {r.decision:<13} {r.notification_type or '-':<20} "
+            f"{r.sender}{to}: {r.reason}"
+        )
+
+
+@main.command("quarantine")
+@home_option
+@la_option
+@async_command
+async def quarantine_list(home: Path | None, la: str) -> None:
+    """List what the gateway and the LA's consumer have quarantined, with reasons."""
+    rt = _runtime(home)
+    store = await rt.gateway_store()
+    try:
+        entries = await store.quarantine_list()
+    finally:
+        await store.close()
+    click.echo(f"gateway quarantine: {len(entries)} record(s)")
+    for q in entries:
+        click.echo(
+            f"  {q.topic}/{q.partition}/{q.offset} claimed sender {q.sender_claimed}: "
+            f"{q.reason} — {q.detail}"
+        )
+    qstore = await rt.queue_store(la)
+    try:
+        held = await qstore.quarantine_list()
+    finally:
+        await qstore.close()
+    click.echo(f"{la} consumer quarantine: {len(held)} record(s)")
+    for h in held:
+        click.echo(f"  {h.topic}/{h.partition}/{h.offset}: {h.reason} — {h.detail}")
+
+
+@main.command()
+@click.option(
+    "--keep",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="keep the demo's state in this directory",
+)
+@async_command
+async def demo(keep: Path | None) -> None:
+    """Run the whole exchange on the embedded broker and show what arrives where."""
+    from safeguard.demo import run_demo
+
+    await run_demo(keep)

@@ -360,3 +360,5 @@ async def demo(keep: Path | None) -> None:
     from safeguard.demo import run_demo
 
     await run_demo(keep)
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,48 @@
+"""Raw Kafka and the full exchange, measured in one run on one broker, with their ratio.
+
+    python -m benchmarks.run [--count 20000] [--rate 1000] [--seconds 10] [--json FILE]
+
+The target for the spine (issue 2): the pipeline's throughput at >= 40% of the raw chain's.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+
+from benchmarks.common import Result, bench_broker, format_table, publish
+from benchmarks.pipeline import run_pipeline_phase
+from benchmarks.raw_chain import arguments, run_raw_chain, run_settings
+
+TARGET_RATIO = 0.40
+
+
+def ratio_line(raw: Result, pipeline: Result) -> str:
+    ratio = pipeline.per_second / raw.per_second
+    verdict = "meets" if ratio >= TARGET_RATIO else "MISSES"
+    return (f"pipeline / raw chain throughput: {pipeline.per_second:,.0f} / {raw.per_second:,.0f}"
+            f" msg/s = {ratio:.0%} ({verdict} the {TARGET_RATIO:.0%} target)")
+
+
+async def amain(args: argparse.Namespace) -> None:
+    async with bench_broker(args.bootstrap, fetch_max_wait_ms=args.fetch_wait_ms) as settings:
+        raw = await run_raw_chain(settings, args)
+        count, paced = args.count, round(args.rate * args.seconds)
+        pipeline = [
+            await run_pipeline_phase(settings, "pipeline, throughput", count, None, args.limit),
+            await run_pipeline_phase(settings, f"pipeline, latency @ {args.rate:g}/s", paced,
+                                     args.rate, args.limit),
+        ]
+    results = [*raw, *pipeline]
+    publish(results, run_settings(args, settings), args.json)
+    print(ratio_line(raw[0], pipeline[0]))  # noqa: T201
+
+
+def main() -> None:
+    parser = arguments()
+    parser.set_defaults(count=20_000)
+    asyncio.run(amain(parser.parse_args()))
+
+
+if __name__ == "__main__":
+    main()

@@ -43,16 +43,26 @@ def _children() -> list[dict[str, Any]]:
     return [samples.child(make_nhs_number(50_000 + i)) for i in range(CHILDREN)]
 
 
-async def _watch(registry: CollectorRegistry, name: str, labels: dict[str, str], target: float,
-                 stop: asyncio.Event, report: Report, **extra: Any) -> None:
-    while (registry.get_sample_value(name, labels) or 0) < target:
+async def _watch(
+    registry: CollectorRegistry,
+    name: str,
+    labels: dict[str, str],
+    target: float,
+    stop: asyncio.Event,
+    report: Report,
+    **extra: Any,
+) -> None:
+    while (registry.get_sample_value(name, labels) or 0) < target:  # noqa: ASYNC110 - polls a metric
         await asyncio.sleep(0.002)
     report("done", last_ns=time.time_ns(), **extra)
     stop.set()
 
 
-async def _serve(report: Report, run: Callable[[asyncio.Event, asyncio.Event], Coroutine[Any, Any, None]],
-                 watcher: Callable[[asyncio.Event], Awaitable[None]]) -> None:
+async def _serve(
+    report: Report,
+    run: Callable[[asyncio.Event, asyncio.Event], Coroutine[Any, Any, None]],
+    watcher: Callable[[asyncio.Event], Awaitable[None]],
+) -> None:
     stop, ready = asyncio.Event(), asyncio.Event()
     service = asyncio.create_task(run(stop, ready))
     await ready.wait()
@@ -64,21 +74,30 @@ async def _serve(report: Report, run: Callable[[asyncio.Event, asyncio.Event], C
 async def gateway_stage(report: Report, home: str, settings: KafkaSettings, count: int) -> None:
     rt, registry = _runtime(Path(home), settings), CollectorRegistry()
     labels = {"type": "attendance_update", "outcome": "delivered"}
-    await _serve(report, lambda stop, ready: run_gateway(rt, stop, registry, ready),
-                 lambda stop: _watch(registry, "sgx_gateway_notifications_total", labels,
-                                     count, stop, report))
+    await _serve(
+        report,
+        lambda stop, ready: run_gateway(rt, stop, registry, ready),
+        lambda stop: _watch(
+            registry, "sgx_gateway_notifications_total", labels, count, stop, report
+        ),
+    )
 
 
 async def consumer_stage(report: Report, home: str, settings: KafkaSettings, rows: int) -> None:
     rt, registry = _runtime(Path(home), settings), CollectorRegistry()
     labels = {"type": "attendance_update", "outcome": "queued"}
-    await _serve(report, lambda stop, ready: run_consumer(rt, LA, stop, registry, ready),
-                 lambda stop: _watch(registry, "sgx_consumer_notifications_total", labels,
-                                     rows, stop, report))
+    await _serve(
+        report,
+        lambda stop, ready: run_consumer(rt, LA, stop, registry, ready),
+        lambda stop: _watch(
+            registry, "sgx_consumer_notifications_total", labels, rows, stop, report
+        ),
+    )
 
 
-async def producer_stage(report: Report, home: str, settings: KafkaSettings, count: int,
-                         rate: float | None) -> None:
+async def producer_stage(
+    report: Report, home: str, settings: KafkaSettings, count: int, rate: float | None
+) -> None:
     rt = _runtime(Path(home), settings)
     children = _children()
     records = [samples.attendance_update(children[i % CHILDREN]) for i in range(count)]
@@ -86,11 +105,13 @@ async def producer_stage(report: Report, home: str, settings: KafkaSettings, cou
         first_ns = time.time_ns()
         if rate is None:
             for start in range(0, count, CHUNK):
-                await school.publish_many([(c.ATTENDANCE_UPDATE, r) for r in records[start:start + CHUNK]])
+                await school.publish_many(
+                    [(c.ATTENDANCE_UPDATE, r) for r in records[start : start + CHUNK]]
+                )
         else:
             sent = 0
             async for due in paced(rate, count):
-                batch = records[sent:sent + due]
+                batch = records[sent : sent + due]
                 now = datetime.now(UTC)
                 for record in batch:
                     record["authored_at"] = now
@@ -103,17 +124,20 @@ async def _prepare(home: Path, settings: KafkaSettings) -> Runtime:
     init_trust(home / "trust", DEMO_PARTIES)
     rt = _runtime(home, settings)
     await create_topics(rt)
-    allocations = samples.allocation_update([
-        (child["nhs_number"], None, f"sw-{i % 10}", "Assessment", f"tm-{i % 3}")
-        for i, child in enumerate(_children())
-    ])
+    allocations = samples.allocation_update(
+        [
+            (child["nhs_number"], None, f"sw-{i % 10}", "Assessment", f"tm-{i % 3}")
+            for i, child in enumerate(_children())
+        ]
+    )
     async with publisher(rt, LA) as camden:
         await camden.publish_allocations(allocations)
     return rt
 
 
-async def run_pipeline_phase(settings: KafkaSettings, name: str, count: int, rate: float | None,
-                             limit_s: float) -> Result:
+async def run_pipeline_phase(
+    settings: KafkaSettings, name: str, count: int, rate: float | None, limit_s: float
+) -> Result:
     with tempfile.TemporaryDirectory(prefix="sgx-bench-pipeline-") as tmp:
         home = Path(tmp)
         rt = await _prepare(home, settings)
@@ -127,11 +151,17 @@ async def run_pipeline_phase(settings: KafkaSettings, name: str, count: int, rat
     seconds = (done["consumer"]["last_ns"] - done["producer"]["first_ns"]) / 1e9
     produce_s = (done["producer"]["acked_ns"] - done["producer"]["first_ns"]) / 1e9
     return Result(
-        name=name, messages=count, seconds=seconds, per_second=count / seconds,
+        name=name,
+        messages=count,
+        seconds=seconds,
+        per_second=count / seconds,
         p50_ms=percentile(latencies, 50) if rate else None,
         p99_ms=percentile(latencies, 99) if rate else None,
-        extra={"queue_rows": count * 2, "producer_msgs_per_s": round(count / produce_s),
-               "max_ms": round(max(latencies), 1) if latencies else None},
+        extra={
+            "queue_rows": count * 2,
+            "producer_msgs_per_s": round(count / produce_s),
+            "max_ms": round(max(latencies), 1) if latencies else None,
+        },
     )
 
 

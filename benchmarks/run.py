@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 
-from benchmarks.common import Result, bench_broker, format_table, publish
+from benchmarks.common import Result, bench_broker, publish
 from benchmarks.pipeline import run_pipeline_phase
 from benchmarks.raw_chain import arguments, run_raw_chain, run_settings
 
@@ -20,8 +20,10 @@ TARGET_RATIO = 0.40
 def ratio_line(raw: Result, pipeline: Result) -> str:
     ratio = pipeline.per_second / raw.per_second
     verdict = "meets" if ratio >= TARGET_RATIO else "MISSES"
-    return (f"pipeline / raw chain throughput: {pipeline.per_second:,.0f} / {raw.per_second:,.0f}"
-            f" msg/s = {ratio:.0%} ({verdict} the {TARGET_RATIO:.0%} target)")
+    return (
+        f"pipeline / raw chain throughput: {pipeline.per_second:,.0f} / {raw.per_second:,.0f}"
+        f" msg/s = {ratio:.0%} ({verdict} the {TARGET_RATIO:.0%} target)"
+    )
 
 
 async def amain(args: argparse.Namespace) -> None:
@@ -30,12 +32,13 @@ async def amain(args: argparse.Namespace) -> None:
         count, paced = args.count, round(args.rate * args.seconds)
         pipeline = [
             await run_pipeline_phase(settings, "pipeline, throughput", count, None, args.limit),
-            await run_pipeline_phase(settings, f"pipeline, latency @ {args.rate:g}/s", paced,
-                                     args.rate, args.limit),
+            await run_pipeline_phase(
+                settings, f"pipeline, latency @ {args.rate:g}/s", paced, args.rate, args.limit
+            ),
         ]
     results = [*raw, *pipeline]
     publish(results, run_settings(args, settings), args.json)
-    print(ratio_line(raw[0], pipeline[0]))  # noqa: T201
+    print(ratio_line(raw[0], pipeline[0]))
 
 
 def main() -> None:

@@ -333,7 +333,7 @@ class Judge:
                 no_consent_reason=None,
                 restrictions=tuple(ledger.restrictions) if ledger else (),
                 withheld=(),
-                detail=f"requested by {request['requested_by']} for {request['purpose']!r}: {detail}",
+                detail=f"by {request['requested_by']} for {request['purpose']!r}: {detail}",
                 decided_at=_now(),
             )
         )
@@ -451,8 +451,7 @@ def _audit(
         no_consent_reason=sharing["no_consent_reason"],
         restrictions=tuple(r["code"] for r in restrictions),
         withheld=tuple(withheld),
-        detail=detail
-        or f"{sharing['legal_gateway']}; by {record['author']['name']} ({record['author']['role']})",
+        detail=detail or _basis(sharing, record["author"]),
         decided_at=_now(),
     )
 
@@ -476,3 +475,7 @@ def _ledger(
         onward_consent=tuple(record["sharing"]["onward_consent"]),
         recorded_at=_now(),
     )
+
+
+def _basis(sharing: dict[str, Any], author: dict[str, Any]) -> str:
+    return f"{sharing['legal_gateway']}; by {author['name']} ({author['role']})"

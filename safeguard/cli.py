@@ -157,7 +157,7 @@ async def broker(port: int, log_dir: Path) -> None:
     """Run the embedded (memory-only) broker on loopback until interrupted."""
     from sgx.broker import EmbeddedBroker
 
-    log_dir.mkdir(parents=True, exist_ok=True)
+    await asyncio.to_thread(log_dir.mkdir, parents=True, exist_ok=True)
     async with EmbeddedBroker(log_dir, port=port) as running:
         click.echo(f"embedded broker on {running.bootstrap_servers} (memory only)")
         await _until_signalled(_wait)
@@ -360,5 +360,7 @@ async def demo(keep: Path | None) -> None:
     from safeguard.demo import run_demo
 
     await run_demo(keep)
+
+
 if __name__ == "__main__":
     main()

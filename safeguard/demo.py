@@ -136,9 +136,8 @@ async def _traffic(rt: Runtime, registry: CollectorRegistry) -> None:
     async with publisher(rt, LA) as camden:
         await camden.publish_allocations(ALLOCATIONS)
     for a in ALLOCATIONS["allocations"]:
-        say(
-            f"  a child → {a['worker']['name']} ({a['worker']['id']}), supervisor {a['supervisor']['id']}"
-        )
+        worker, supervisor = a["worker"], a["supervisor"]
+        say(f"  a child → {worker['name']} ({worker['id']}), supervisor {supervisor['id']}")
 
     def applied() -> float:
         value = registry.get_sample_value(

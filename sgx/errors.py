@@ -7,7 +7,7 @@ the boundary where they occur and chained with ``raise ... from exc``::
     ExchangeError
     ├── ConfigError                 settings, trust directory, agreement files
     ├── ContractError               a record does not satisfy its Avro schema or a contract rule
-    ├── EnvelopeError               a sealed envelope cannot be trusted (carries a quarantine reason)
+    ├── EnvelopeError               a sealed envelope cannot be trusted (has a quarantine reason)
     │   ├── MalformedEnvelope       not our wire format, or an unsupported version
     │   ├── UnknownSender           the sender is not in the trust directory
     │   ├── UnknownKey              a key id is missing, unknown, revoked or out of its validity

@@ -19,7 +19,7 @@ from safeguard.runtime import publisher
 from sgx import contract as c
 from sgx.identifiers import make_nhs_number
 from tests.conftest_db import PG_DSN
-from tests.integration.harness import Exchange, eventually, running_exchange
+from tests.integration.harness import Exchange, running_exchange
 
 pytestmark = pytest.mark.broker
 
@@ -33,7 +33,9 @@ async def _publish(ex: Exchange, count: int) -> list[str]:
     records = [samples.attendance_update(CHILDREN[i % len(CHILDREN)]) for i in range(count)]
     async with publisher(ex.rt, SCHOOL) as school:
         for start in range(0, count, 50):
-            await school.publish_many([(c.ATTENDANCE_UPDATE, r) for r in records[start : start + 50]])
+            await school.publish_many(
+                [(c.ATTENDANCE_UPDATE, r) for r in records[start : start + 50]]
+            )
     return [str(r["notification_id"]) for r in records]
 
 
@@ -52,7 +54,9 @@ async def _spawn_consumer(ex: Exchange) -> asyncio.subprocess.Process:
     )  # fmt: skip
 
 
-async def test_consumer_killed_mid_stream_leaves_exactly_one_row_per_delivery(tmp_path: Path) -> None:
+async def test_consumer_killed_mid_stream_leaves_exactly_one_row_per_delivery(
+    tmp_path: Path,
+) -> None:
     async with running_exchange(tmp_path, consumer=False) as ex:
         await ex.allocate(ALLOCATE)
         first = await _publish(ex, 600)
@@ -102,7 +106,9 @@ async def test_postgresql_path_end_to_end(tmp_path: Path) -> None:
             async with ex.gateway_store() as store:
                 count, _ = await store.verify_chain()
             assert count == 60
-        assert not (tmp_path / "queue-la-camden.db").exists(), "PostgreSQL, not SQLite, held the queue"
+        assert not (tmp_path / "queue-la-camden.db").exists(), (
+            "PostgreSQL, not SQLite, held the queue"
+        )
         assert not (tmp_path / "gateway.db").exists()
     finally:
         engine = create_async_engine(PG_DSN)

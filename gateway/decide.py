@@ -22,6 +22,7 @@ from sgx.contract import Contract
 from sgx.envelope import Opened, Opener, Purpose, peek
 from sgx.errors import ContractError, EnvelopeError
 from sgx.pseudonym import Pseudonymiser
+from sgx.restrictions import TEXT
 
 INBOUND_PURPOSES = frozenset({Purpose.NOTIFICATION, Purpose.ALLOCATIONS, Purpose.SHARE_REQUEST})
 
@@ -362,8 +363,6 @@ _DEFAULTS = frozenset({"THIRD_PARTY_AUTHOR_CONSENT", "POLICE_CONFIDENTIAL_TO_PRO
 
 
 def _text(code: str) -> str:
-    from gateway.restrictions import TEXT
-
     return TEXT.get(code, code)
 
 

@@ -28,6 +28,7 @@ from typing import Any, ClassVar, NamedTuple
 
 from sgx.errors import ContractError
 from sgx.identifiers import check_nhs_number, check_upn
+from sgx.restrictions import FORBIDS
 
 Check = Callable[[Any], None]
 Accepts = Callable[[Any], bool]
@@ -432,6 +433,14 @@ def _check_sharing(sharing: Mapping[str, Any], schema: str) -> None:
             f"is required when consent is {consent}: give the statutory reason for sharing",
             schema=schema,
         )
+    for code in sharing.get("restrictions") or ():
+        clash = FORBIDS.get(code, frozenset()) & set(sharing.get("onward_consent") or ())
+        if clash:
+            raise ContractError(
+                "sharing.onward_consent",
+                f"consents to {', '.join(sorted(clash))} which the author's own {code} forbids",
+                schema=schema,
+            )
     if sharing["lawful_basis"] == "CONSENT" and consent != "GIVEN":
         raise ContractError(
             "sharing.lawful_basis",

@@ -7,6 +7,7 @@ offsets and queues never leak between tests. If the broker cannot start, the tes
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
@@ -45,15 +46,21 @@ class Exchange:
     _stops: dict[str, asyncio.Event] = field(default_factory=dict)
     _tasks: dict[str, asyncio.Task[None]] = field(default_factory=dict)
 
-    async def start_gateway(self) -> None:
+    def _with_port(self, port: int) -> Runtime:
+        exchange = self.rt.exchange.model_copy(update={"metrics_port": port})
+        return dataclasses.replace(self.rt, exchange=exchange)
+
+    async def start_gateway(self, metrics_port: int = -1) -> None:
+        rt = self._with_port(metrics_port)
         await self._start(
-            "gateway", lambda stop, ready: run_gateway(self.rt, stop, self.gateway_metrics, ready)
+            "gateway", lambda stop, ready: run_gateway(rt, stop, self.gateway_metrics, ready)
         )
 
-    async def start_consumer(self) -> None:
+    async def start_consumer(self, metrics_port: int = -1) -> None:
+        rt = self._with_port(metrics_port)
         await self._start(
             "consumer",
-            lambda stop, ready: run_consumer(self.rt, LA, stop, self.consumer_metrics, ready),
+            lambda stop, ready: run_consumer(rt, LA, stop, self.consumer_metrics, ready),
         )
 
     async def _start(

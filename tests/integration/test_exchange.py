@@ -424,3 +424,36 @@ async def test_unknown_data_key_recipient_cannot_read_deliveries(tmp_path: Path)
 
 
 _ = (uuid, Sealer, Exchange)
+
+
+async def test_each_service_serves_its_prometheus_metrics(tmp_path: Path) -> None:
+    import httpx
+    from prometheus_client import CollectorRegistry
+
+    from sgx.broker import free_port
+
+    async with running_exchange(tmp_path, consumer=False) as ex:
+        await ex.stop("gateway")
+        ex.gateway_metrics = CollectorRegistry()  # a restarted service gets a fresh registry
+        gateway_port, consumer_port = free_port(), free_port()
+        await ex.start_gateway(gateway_port)
+        await ex.start_consumer(consumer_port)
+        await ex.allocate(ALLOCATE)
+        await ex.publish(SCHOOL, c.ATTENDANCE_UPDATE, samples.attendance_update(AMIRA))
+        await ex.wait_rows(2)
+        async with httpx.AsyncClient() as client:
+            gateway = (await client.get(f"http://127.0.0.1:{gateway_port}/metrics")).text
+            consumer = (await client.get(f"http://127.0.0.1:{consumer_port}/metrics")).text
+        assert (
+            'sgx_gateway_notifications_total{outcome="delivered",type="attendance_update"} 1.0'
+            in gateway
+        )
+        assert 'sgx_gateway_decisions_total{reason="ALLOCATED_WORKER"} 1.0' in gateway
+        assert (
+            'sgx_consumer_notifications_total{outcome="queued",type="attendance_update"} 2.0'
+            in consumer
+        )
+        assert "sgx_end_to_end_latency_seconds_count" in consumer
+        for text in (gateway, consumer):
+            assert AMIRA["nhs_number"] not in text
+            assert AMIRA["given_name"] not in text

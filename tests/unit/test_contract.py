@@ -712,3 +712,18 @@ def test_samples_use_valid_distinct_identifiers() -> None:
     )
     with pytest.raises(KeyError):
         samples.health_update(health__no_such_field=1)
+
+
+def test_an_author_cannot_consent_to_what_their_own_restriction_forbids() -> None:
+    from sgx.contract import ATTENDANCE_UPDATE, default_contract
+    from tests import samples as s
+
+    record = s.attendance_update()
+    record["sharing"]["restrictions"] = ["NOT_TO_PARENTS"]
+    record["sharing"]["onward_consent"] = ["PARENT_OR_CARER", "CARE_PROCEEDINGS"]
+    with pytest.raises(ContractError) as raised:
+        default_contract().encode(ATTENDANCE_UPDATE, record)
+    assert raised.value.path == "sharing.onward_consent"
+    assert "PARENT_OR_CARER" in raised.value.problem
+    record["sharing"]["onward_consent"] = ["CARE_PROCEEDINGS"]
+    default_contract().encode(ATTENDANCE_UPDATE, record)  # no clash: accepted

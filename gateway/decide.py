@@ -83,8 +83,10 @@ class Judge:
         self._allocations = allocations
         self._store = store
         self._pseudonyms = pseudonyms
+        self._views: dict[tuple[int, tuple[str, ...]], bytes] = {}
 
     async def judge(self, source: Source) -> Decision:
+        self._views.clear()
         try:
             opened = self._opener.open(source.value, purposes=INBOUND_PURPOSES)
             if opened.sender.id != source.agency:
@@ -200,11 +202,25 @@ class Judge:
                     "onward_consent": list(record["sharing"]["onward_consent"]),
                     "withheld": withheld,
                     "audit_sequence": 0,
-                    "notification": self._contract.encode(name, minimised, check=False),
+                    "notification": self._encoded(name, record, minimised, withheld),
                 },
                 len(decision.audit) - 1,
             )
         )
+
+    def _encoded(
+        self, name: str, record: dict[str, Any], minimised: dict[str, Any], withheld: list[str]
+    ) -> bytes:
+        """Encode a minimised view once: recipients whose roles see the same fields share it.
+
+        The cache lives for one judged record (cleared in ``judge``), keyed by that record.
+        """
+        key = (id(record), tuple(withheld))
+        cached = self._views.get(key)
+        if cached is None:
+            cached = self._contract.encode(name, minimised, check=False)
+            self._views[key] = cached
+        return cached
 
     def _refusal(
         self, opened: Opened, name: str, record: dict[str, Any], reason: str, detail: str

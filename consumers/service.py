@@ -21,7 +21,7 @@ from sgx import contract as c
 from sgx.contract import Contract
 from sgx.envelope import Opener, Purpose, peek
 from sgx.errors import ContractError, EnvelopeError
-from sgx.kafka import kafka_errors
+from sgx.kafka import kafka_errors, run_batches
 from sgx.metrics import ConsumerMetrics
 
 
@@ -50,14 +50,13 @@ class DeliveryConsumer:
 
     async def run(self, stop: asyncio.Event) -> None:
         """Deliver batches until ``stop`` is set; the batch in hand is finished first."""
-        while not stop.is_set():
-            async with kafka_errors("fetch deliveries"):
-                batches = await self._consumer.getmany(
-                    timeout_ms=200, max_records=self._max_records
-                )
-            records = [r for batch in batches.values() for r in batch]
-            if records:
-                await self.process(records)
+        await run_batches(
+            self._consumer,
+            stop,
+            self.process,
+            max_records=self._max_records,
+            action="fetch deliveries",
+        )
 
     async def process(self, records: Iterable[Any]) -> None:
         entries: list[QueueEntry] = []

@@ -26,7 +26,7 @@ from gateway.store import GatewayStore
 from sgx import contract as c
 from sgx.contract import Contract
 from sgx.envelope import Purpose, Sealer
-from sgx.kafka import delivery_topic, inbound_topic, kafka_errors, receipts_topic
+from sgx.kafka import delivery_topic, inbound_topic, kafka_errors, receipts_topic, run_batches
 from sgx.metrics import GatewayMetrics
 from sgx.trust import Identity, TrustDirectory
 
@@ -74,14 +74,13 @@ class Gateway:
 
     async def run(self, stop: asyncio.Event) -> None:
         """Process batches until ``stop`` is set; the last batch is finished first."""
-        while not stop.is_set():
-            async with kafka_errors("fetch inbound records"):
-                batches = await self._consumer.getmany(
-                    timeout_ms=200, max_records=self._max_records
-                )
-            records = [r for batch in batches.values() for r in batch]
-            if records:
-                await self.process(records)
+        await run_batches(
+            self._consumer,
+            stop,
+            self.process,
+            max_records=self._max_records,
+            action="fetch inbound records",
+        )
 
     async def process(self, records: Iterable[Any]) -> None:
         started = time.perf_counter()

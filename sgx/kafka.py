@@ -21,7 +21,7 @@ from __future__ import annotations
 import asyncio
 import re
 import ssl
-from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -286,3 +286,23 @@ async def _reached(
     consumer: AIOKafkaConsumer, tp: TopicPartition, ends: dict[TopicPartition, int]
 ) -> bool:
     return tp in ends and await consumer.position(tp) >= ends[tp]
+
+
+async def run_batches(
+    consumer: AIOKafkaConsumer,
+    stop: asyncio.Event,
+    process: Callable[[list[ConsumerRecord]], Awaitable[None]],
+    *,
+    max_records: int,
+    action: str,
+) -> None:
+    """Fetch and ``process`` batches until ``stop`` is set; the batch in hand is finished.
+
+    ``process`` owns the commit: a role commits offsets only once its own work is durable.
+    """
+    while not stop.is_set():
+        async with kafka_errors(action):
+            batches = await consumer.getmany(timeout_ms=_POLL_MS, max_records=max_records)
+        records = [record for batch in batches.values() for record in batch]
+        if records:
+            await process(records)

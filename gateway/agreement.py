@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from sgx.contract import SHORT_NAMES, Contract
+from sgx.contract import FULL_NAMES, SHORT_NAMES, Contract
 from sgx.errors import ConfigError
 
 ROLES = ("social_worker", "supervisor", "mash_duty", "onward")
@@ -30,7 +30,7 @@ def _covered(path: str, entries: Iterable[str]) -> bool:
 
 
 def _full_name(short: str, where: str) -> str:
-    full = {v: k for k, v in SHORT_NAMES.items()}.get(short)
+    full = FULL_NAMES.get(short)
     if full is None:
         known = ", ".join(sorted(SHORT_NAMES.values()))
         raise ConfigError(f"{where}: unknown notification type {short!r} (known: {known})")

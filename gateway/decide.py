@@ -15,7 +15,7 @@ from uuid import UUID
 
 from gateway.agreement import Agreement
 from gateway.allocations import AllocationDirectory
-from gateway.restrictions import attach, broken_by
+from gateway.restrictions import attach, broken_by, describe
 from gateway.store import AuditEntry, GatewayStore, LedgerEntry, QuarantineEntry
 from sgx import contract as c
 from sgx.contract import Contract
@@ -174,7 +174,7 @@ class Judge:
         reason: str,
         *,
         role: str | None = None,
-        notification: bytes | None = None,
+        sender_kind: str | None = None,
     ) -> None:
         role = role or recipient["role"].lower()
         minimised, withheld = self._agreement.minimise(role, name, record)
@@ -191,9 +191,7 @@ class Judge:
                     "recipient": recipient,
                     "route_reason": reason,
                     "sender_agency": record["author"]["agency_id"],
-                    "sender_kind": opened.sender.kind
-                    if notification is None
-                    else "local_authority",
+                    "sender_kind": sender_kind or opened.sender.kind,
                     "notification_type": name,
                     "urgency": record["urgency"],
                     "authored_at": record["authored_at"],
@@ -273,7 +271,7 @@ class Judge:
                 ledger,
                 broken,
                 "restriction",
-                "; ".join(f"{code}: {_text(code)}" for code in broken),
+                "; ".join(f"{code}: {TEXT[code]}" for code in broken),
             )
         return self._share_allowed(opened, request, ledger)
 
@@ -296,14 +294,7 @@ class Judge:
             if ledger.child_pseudonym
             else opened.message_id.bytes
         )
-        restrictions = [
-            {
-                "code": code,
-                "source": "DEFAULT" if code in _DEFAULTS else "AUTHOR",
-                "text": _text(code),
-            }
-            for code in ledger.restrictions
-        ]
+        restrictions = describe(ledger.restrictions, ledger.sender_kind)
         to = request["to"]
         recipient = {"id": to["id"], "role": "ONWARD", "team": None, "name": to["name"]}
         self._deliver(
@@ -317,7 +308,7 @@ class Judge:
             recipient,
             "ONWARD_SHARE",
             role="onward",
-            notification=request["notification"],
+            sender_kind=ledger.sender_kind,  # the author's kind, not the requesting LA's
         )
         return decision
 
@@ -373,13 +364,6 @@ class _Quarantine(Exception):
         super().__init__(detail)
         self.reason = reason
         self.detail = detail
-
-
-_DEFAULTS = frozenset({"THIRD_PARTY_AUTHOR_CONSENT", "POLICE_CONFIDENTIAL_TO_PROCEEDINGS"})
-
-
-def _text(code: str) -> str:
-    return TEXT.get(code, code)
 
 
 def receipt(message_id: UUID, outcome: str, reason: str, detail: str) -> dict[str, Any]:

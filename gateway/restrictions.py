@@ -17,23 +17,28 @@ from sgx.restrictions import FORBIDS, TEXT
 THIRD_PARTY_KINDS = frozenset({"school", "health", "police"})
 
 
-def attach(sender_kind: str, sharing: dict[str, Any]) -> list[dict[str, str]]:
-    """The restrictions a delivery carries: the author's, then the defaults, without repeats."""
-    attached: list[dict[str, str]] = []
-    seen: set[str] = set()
-
-    def add(code: str, source: str) -> None:
-        if code not in seen:
-            seen.add(code)
-            attached.append({"code": code, "source": source, "text": TEXT[code]})
-
-    for code in sharing.get("restrictions") or ():
-        add(code, "AUTHOR")
+def defaults(sender_kind: str) -> tuple[str, ...]:
+    """The restrictions the exchange attaches to everything a ``sender_kind`` writes."""
+    codes: tuple[str, ...] = ()
     if sender_kind in THIRD_PARTY_KINDS:
-        add("THIRD_PARTY_AUTHOR_CONSENT", "DEFAULT")
+        codes += ("THIRD_PARTY_AUTHOR_CONSENT",)
     if sender_kind == "police":
-        add("POLICE_CONFIDENTIAL_TO_PROCEEDINGS", "DEFAULT")
-    return attached
+        codes += ("POLICE_CONFIDENTIAL_TO_PROCEEDINGS",)
+    return codes
+
+
+def describe(codes: Iterable[str], sender_kind: str) -> list[dict[str, str]]:
+    """Restriction records for ``codes`` (repeats dropped), as a recipient must see them."""
+    default = set(defaults(sender_kind))
+    return [
+        {"code": code, "source": "DEFAULT" if code in default else "AUTHOR", "text": TEXT[code]}
+        for code in dict.fromkeys(codes)
+    ]
+
+
+def attach(sender_kind: str, sharing: dict[str, Any]) -> list[dict[str, str]]:
+    """The restrictions a delivery carries: the author's, then the defaults."""
+    return describe([*(sharing.get("restrictions") or ()), *defaults(sender_kind)], sender_kind)
 
 
 def broken_by(codes: Iterable[str], consents: Iterable[str], category: str) -> list[str]:

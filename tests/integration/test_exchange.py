@@ -143,6 +143,8 @@ async def test_onward_share_refused_then_allowed_and_both_audited(tmp_path: Path
         (shared,) = await ex.queue("sw-amara")
         assert shared.item.notification_id == str(sent)
         assert shared.item.route_reason == "ONWARD_SHARE"
+        assert shared.delivery["sender_kind"] == "police"  # the author's kind travels on
+        assert {r["source"] for r in shared.delivery["restrictions"]} == {"DEFAULT"}
         assert shared.notification["police"]["offence_details"] is None  # minimised for "onward"
 
         async with ex.gateway_store() as store:

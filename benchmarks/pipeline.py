@@ -167,13 +167,9 @@ async def run_pipeline_phase(
 
 async def _latencies(rt: Runtime) -> list[float]:
     """queued_at - authored_at of every queue row, in ms (read straight from the queue)."""
-    store = await rt.queue_store(LA)
-    try:
-        async with store.engine.connect() as conn:
-            rows = await conn.execute(sa.text("SELECT authored_at, queued_at FROM queue_item"))
-            pairs = [(_utc(a), _utc(q)) for a, q in rows]
-    finally:
-        await store.close()
+    async with await rt.queue_store(LA) as store, store.engine.connect() as conn:
+        rows = await conn.execute(sa.text("SELECT authored_at, queued_at FROM queue_item"))
+        pairs = [(_utc(a), _utc(q)) for a, q in rows]
     return [(q - a).total_seconds() * 1000 for a, q in pairs]
 
 

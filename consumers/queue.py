@@ -26,9 +26,7 @@ import builtins
 from collections.abc import Sequence
 from dataclasses import dataclass, fields
 from datetime import UTC, datetime
-from pathlib import Path
-from types import TracebackType
-from typing import Any, Literal, Self
+from typing import Any, Literal
 
 from sqlalchemy import (
     BigInteger,
@@ -49,13 +47,11 @@ from sqlalchemy.engine import RowMapping
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from sgx.db import (
+    Database,
     UtcDateTime,
-    create_tables,
     decode_strings,
     encode_strings,
     insert_ignoring_duplicates,
-    metadata_for,
-    open_engine,
     serial,
     store_errors,
     write_transaction,
@@ -185,11 +181,11 @@ def _quarantined(row: RowMapping) -> ConsumerQuarantine:
     return ConsumerQuarantine(**values)
 
 
-class QueueStore:
+class QueueStore(Database):
     """The durable queue of one local authority's recipients (SQLite or PostgreSQL)."""
 
     def __init__(self, engine: AsyncEngine, metadata: MetaData) -> None:
-        self._engine = engine
+        super().__init__(engine, metadata)
         self._items = _item_table(metadata)
         self._quarantine = _quarantine_table(metadata)
         self._add_items = insert_ignoring_duplicates(
@@ -198,36 +194,6 @@ class QueueStore:
         self._add_quarantine = insert_ignoring_duplicates(
             engine, self._quarantine, "topic", "partition", "offset"
         )
-
-    @classmethod
-    async def open(
-        cls, dsn: str | None, sqlite_path: Path, *, schema: str | None = None
-    ) -> QueueStore:
-        """Open the queue (PostgreSQL if ``dsn``, else SQLite) and create its tables."""
-        engine = open_engine(dsn, sqlite_path)
-        try:
-            store = cls(engine, metadata_for(engine, schema))
-            await create_tables(engine, store._items.metadata)
-        except BaseException:
-            await engine.dispose()
-            raise
-        return store
-
-    @property
-    def engine(self) -> AsyncEngine:
-        """The engine, for other tables kept in the same database (and its transactions)."""
-        return self._engine
-
-    async def close(self) -> None:
-        await self._engine.dispose()
-
-    async def __aenter__(self) -> Self:
-        return self
-
-    async def __aexit__(
-        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        await self.close()
 
     async def store_batch(
         self, entries: Sequence[QueueEntry], quarantined: Sequence[ConsumerQuarantine] = ()

@@ -47,9 +47,7 @@ import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, fields
 from datetime import datetime
-from pathlib import Path
-from types import TracebackType
-from typing import Any, Self
+from typing import Any
 
 from sqlalchemy import (
     BigInteger,
@@ -69,14 +67,12 @@ from sqlalchemy.engine import RowMapping
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from sgx.db import (
+    Database,
     UtcDateTime,
-    create_tables,
     decode_strings,
     encode_strings,
     insert_ignoring_duplicates,
-    metadata_for,
     one_of,
-    open_engine,
     serial,
     store_errors,
     utc,
@@ -359,11 +355,11 @@ def _chunks(keys: Iterable[str]) -> Iterable[list[str]]:
 # --- the store --------------------------------------------------------------------------
 
 
-class GatewayStore:
+class GatewayStore(Database):
     """The gateway's audit trail, quarantine and share ledger (one writer per chain)."""
 
     def __init__(self, engine: AsyncEngine, metadata: MetaData) -> None:
-        self._engine = engine
+        super().__init__(engine, metadata)
         self._audit = _audit_table(metadata)
         self._quarantine = _quarantine_table(metadata)
         self._ledger = _ledger_table(metadata)
@@ -374,36 +370,8 @@ class GatewayStore:
         self._lock = asyncio.Lock()
         self._head: tuple[int, str] | None = None
 
-    @classmethod
-    async def open(
-        cls, dsn: str | None, sqlite_path: Path, *, schema: str | None = None
-    ) -> GatewayStore:
-        """Open the store (PostgreSQL if ``dsn``, else SQLite), create tables, read the head."""
-        engine = open_engine(dsn, sqlite_path)
-        try:
-            store = cls(engine, metadata_for(engine, schema))
-            await create_tables(engine, store._audit.metadata)
-            store._head = await store.chain_head()
-        except BaseException:
-            await engine.dispose()
-            raise
-        return store
-
-    @property
-    def engine(self) -> AsyncEngine:
-        """The engine, for other tables kept in the same database (and its transactions)."""
-        return self._engine
-
-    async def close(self) -> None:
-        await self._engine.dispose()
-
-    async def __aenter__(self) -> Self:
-        return self
-
-    async def __aexit__(
-        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        await self.close()
+    async def _opened(self) -> None:
+        self._head = await self.chain_head()
 
     # --- writing ------------------------------------------------------------------------
 

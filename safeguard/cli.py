@@ -13,12 +13,14 @@ import functools
 import logging
 import signal
 import sys
-from collections.abc import Callable, Coroutine
+from collections.abc import AsyncIterator, Callable, Coroutine
 from pathlib import Path
 from typing import Any, ParamSpec, TypeVar
 
 import click
 
+from consumers.queue import QueueStore
+from consumers.reader import QueueReader
 from safeguard.runtime import Runtime, create_topics, run_consumer, run_gateway
 from sgx.errors import ExchangeError
 from sgx.settings import ExchangeSettings
@@ -174,12 +176,9 @@ def queue() -> None:
 
 
 @contextlib.asynccontextmanager
-async def _reader(rt: Runtime, la: str) -> Any:
-    store = await rt.queue_store(la)
-    try:
+async def _reader(rt: Runtime, la: str) -> AsyncIterator[tuple[QueueReader, QueueStore]]:
+    async with await rt.queue_store(la) as store:
         yield await rt.queue_reader(la, store), store
-    finally:
-        await store.close()
 
 
 @queue.command("list")
@@ -289,14 +288,12 @@ async def audit_verify(home: Path | None) -> None:
     """Recompute the audit hash chain; exit 1 and name the record if it was edited."""
     from sgx.errors import AuditChainBroken
 
-    store = await _runtime(home).gateway_store()
-    try:
-        count, head = await store.verify_chain()
-    except AuditChainBroken as exc:
-        click.echo(f"audit chain BROKEN: {exc}")
-        sys.exit(1)
-    finally:
-        await store.close()
+    async with await _runtime(home).gateway_store() as store:
+        try:
+            count, head = await store.verify_chain()
+        except AuditChainBroken as exc:
+            click.echo(f"audit chain BROKEN: {exc}")
+            sys.exit(1)
     click.echo(f"audit chain verified: {count} record(s), head {head}")
 
 
@@ -306,11 +303,8 @@ async def audit_verify(home: Path | None) -> None:
 @async_command
 async def audit_list(home: Path | None, limit: int) -> None:
     """Show the latest audit records."""
-    store = await _runtime(home).gateway_store()
-    try:
+    async with await _runtime(home).gateway_store() as store:
         records = await store.audit_records()
-    finally:
-        await store.close()
     for r in records[-limit:]:
         to = f" → {r.recipient} ({r.recipient_role})" if r.recipient else ""
         click.echo(
@@ -326,22 +320,16 @@ async def audit_list(home: Path | None, limit: int) -> None:
 async def quarantine_list(home: Path | None, la: str) -> None:
     """List what the gateway and the LA's consumer have quarantined, with reasons."""
     rt = _runtime(home)
-    store = await rt.gateway_store()
-    try:
+    async with await rt.gateway_store() as store:
         entries = await store.quarantine_list()
-    finally:
-        await store.close()
     click.echo(f"gateway quarantine: {len(entries)} record(s)")
     for q in entries:
         click.echo(
             f"  {q.topic}/{q.partition}/{q.offset} claimed sender {q.sender_claimed}: "
             f"{q.reason} — {q.detail}"
         )
-    qstore = await rt.queue_store(la)
-    try:
+    async with await rt.queue_store(la) as qstore:
         held = await qstore.quarantine_list()
-    finally:
-        await qstore.close()
     click.echo(f"{la} consumer quarantine: {len(held)} record(s)")
     for h in held:
         click.echo(f"  {h.topic}/{h.partition}/{h.offset}: {h.reason} — {h.detail}")

@@ -190,8 +190,7 @@ async def _traffic(rt: Runtime, registry: CollectorRegistry) -> None:
 
 async def _show(rt: Runtime) -> int:
     """Print the queues; returns sw-ben's first item (the police notification)."""
-    store = await rt.queue_store(LA)
-    try:
+    async with await rt.queue_store(LA) as store:
         reader = await rt.queue_reader(LA, store)
         for worker in ("sw-amara", "tm-jones", "sw-ben", f"mash:{LA}"):
             views = await reader.list(worker)
@@ -199,8 +198,6 @@ async def _show(rt: Runtime) -> int:
             for view in views:
                 say(detail(view) if worker == "tm-jones" else summary_line(view))
         ben = await reader.list("sw-ben")
-    finally:
-        await store.close()
     return ben[0].item.item_id if ben else 0
 
 
@@ -222,8 +219,7 @@ async def _shares(rt: Runtime, item: int) -> None:
 
 
 async def _quarantine_and_audit(rt: Runtime) -> None:
-    store = await rt.gateway_store()
-    try:
+    async with await rt.gateway_store() as store:
         quarantined = await store.quarantine_list()
         heading(f"Gateway quarantine: {len(quarantined)} record(s)")
         for q in quarantined:
@@ -238,5 +234,3 @@ async def _quarantine_and_audit(rt: Runtime) -> None:
             )
         count, head = await store.verify_chain()
         say(f"\n  safeguard audit verify: chain of {count} records verified, head {head[:16]}…")
-    finally:
-        await store.close()

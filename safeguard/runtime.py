@@ -9,11 +9,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Coroutine
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, TypeVar
 
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from prometheus_client import CollectorRegistry
 
 from consumers.queue import QueueStore
@@ -43,6 +46,13 @@ from sgx.trust import Identity, TrustDirectory
 log = logging.getLogger(__name__)
 
 GATEWAY_ID = "gateway"
+_Client = TypeVar("_Client", AIOKafkaProducer, AIOKafkaConsumer)
+
+
+@functools.cache
+def _contract(schema_dir: Path) -> Contract:
+    """Schemas are loaded and their checkers compiled once per process, not per use."""
+    return Contract.load(schema_dir)
 
 
 @dataclass(slots=True)
@@ -60,11 +70,11 @@ class Runtime:
     def trust(self) -> TrustDirectory:
         return TrustDirectory.load(self.exchange.trust_dir)
 
-    def identity(self, party_id: str) -> Identity:
-        return Identity.load(self.exchange.trust_dir, party_id)
+    def identity(self, party_id: str, trust: TrustDirectory | None = None) -> Identity:
+        return Identity.load(self.exchange.trust_dir, party_id, directory=trust)
 
     def contract(self) -> Contract:
-        return Contract.load(self.exchange.schema_dir)
+        return _contract(self.exchange.schema_dir)
 
     def pseudonyms(self) -> Pseudonymiser:
         return Pseudonymiser.load(self.exchange.trust_dir)
@@ -123,6 +133,11 @@ async def serving_metrics(
         await server.stop()
 
 
+async def _started(stack: contextlib.AsyncExitStack, client: _Client) -> _Client:
+    stack.push_async_callback(client.stop)
+    return client
+
+
 async def run_gateway(
     rt: Runtime,
     stop: asyncio.Event,
@@ -131,15 +146,13 @@ async def run_gateway(
 ) -> None:
     """Run the gateway until ``stop`` is set."""
     registry = registry or CollectorRegistry()
-    trust, contract = rt.trust(), rt.contract()
-    identity = rt.identity(GATEWAY_ID)
-    pseudonyms = rt.pseudonyms()
+    trust, contract, pseudonyms = rt.trust(), rt.contract(), rt.pseudonyms()
+    identity = rt.identity(GATEWAY_ID, trust)
     agreement = Agreement.load(rt.exchange.agreement_file, contract)
-    store = await rt.gateway_store()
-    try:
+    async with contextlib.AsyncExitStack() as stack:
+        store = await stack.enter_async_context(await rt.gateway_store())
         allocations = AllocationDirectory(store.engine, pseudonyms, schema=rt.pg_schema)
         await allocations.load()
-        metrics = GatewayMetrics(registry)
         judge = Judge(
             opener=Opener(identity, trust),
             contract=contract,
@@ -148,30 +161,21 @@ async def run_gateway(
             store=store,
             pseudonyms=pseudonyms,
         )
-        producer = await start_producer(rt.kafka)
-        try:
-            consumer = await start_consumer(rt.kafka, inbound_topics(trust), group_id="sgx-gateway")
-            try:
-                gateway = Gateway(
-                    judge=judge,
-                    store=store,
-                    identity=identity,
-                    trust=trust,
-                    contract=contract,
-                    consumer=consumer,
-                    producer=producer,
-                    metrics=metrics,
-                )
-                async with serving_metrics(rt, registry):
-                    if ready is not None:
-                        ready.set()
-                    await gateway.run(stop)
-            finally:
-                await consumer.stop()
-        finally:
-            await producer.stop()
-    finally:
-        await store.close()
+        producer = await _started(stack, await start_producer(rt.kafka))
+        consumer = await _started(
+            stack, await start_consumer(rt.kafka, inbound_topics(trust), group_id="sgx-gateway")
+        )
+        gateway = Gateway(
+            judge=judge,
+            store=store,
+            identity=identity,
+            trust=trust,
+            contract=contract,
+            consumer=consumer,
+            producer=producer,
+            metrics=GatewayMetrics(registry),
+        )
+        await _serve(rt, registry, ready, gateway.run(stop))
 
 
 async def run_consumer(
@@ -183,28 +187,36 @@ async def run_consumer(
 ) -> None:
     """Run one local authority's delivery consumer until ``stop`` is set."""
     registry = registry or CollectorRegistry()
-    trust, contract = rt.trust(), rt.contract()
-    store = await rt.queue_store(la_id)
-    try:
-        consumer = await start_consumer(
-            rt.kafka, [delivery_topic(la_id)], group_id=f"sgx-consumer-{la_id}"
+    trust = rt.trust()
+    async with contextlib.AsyncExitStack() as stack:
+        store = await stack.enter_async_context(await rt.queue_store(la_id))
+        consumer = await _started(
+            stack,
+            await start_consumer(
+                rt.kafka, [delivery_topic(la_id)], group_id=f"sgx-consumer-{la_id}"
+            ),
         )
-        try:
-            service = DeliveryConsumer(
-                opener=Opener(rt.identity(la_id), trust),
-                contract=contract,
-                store=store,
-                consumer=consumer,
-                metrics=ConsumerMetrics(registry),
-            )
-            async with serving_metrics(rt, registry):
-                if ready is not None:
-                    ready.set()
-                await service.run(stop)
-        finally:
-            await consumer.stop()
-    finally:
-        await store.close()
+        service = DeliveryConsumer(
+            opener=Opener(rt.identity(la_id, trust), trust),
+            contract=rt.contract(),
+            store=store,
+            consumer=consumer,
+            metrics=ConsumerMetrics(registry),
+        )
+        await _serve(rt, registry, ready, service.run(stop))
+
+
+async def _serve(
+    rt: Runtime,
+    registry: CollectorRegistry,
+    ready: asyncio.Event | None,
+    service: Coroutine[Any, Any, None],
+) -> None:
+    """Serve metrics, say the service is ready, and run it to its end."""
+    async with serving_metrics(rt, registry):
+        if ready is not None:
+            ready.set()
+        await service
 
 
 @contextlib.asynccontextmanager
@@ -212,11 +224,12 @@ async def publisher(
     rt: Runtime, agency_id: str, registry: CollectorRegistry | None = None
 ) -> AsyncIterator[Publisher]:
     """A started publisher for ``agency_id``."""
+    trust = rt.trust()
     producer = await start_producer(rt.kafka)
     try:
         yield Publisher(
-            identity=rt.identity(agency_id),
-            trust=rt.trust(),
+            identity=rt.identity(agency_id, trust),
+            trust=trust,
             contract=rt.contract(),
             pseudonyms=rt.pseudonyms(),
             producer=producer,

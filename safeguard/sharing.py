@@ -20,11 +20,8 @@ async def ask_share(
     purpose: str,
     by: str,
 ) -> dict[str, Any]:
-    store = await rt.queue_store(la)
-    try:
+    async with await rt.queue_store(la) as store:
         view = await (await rt.queue_reader(la, store)).show(item_id)
-    finally:
-        await store.close()
     producer = await start_producer(rt.kafka)
     try:
         client = ShareClient(

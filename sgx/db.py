@@ -33,7 +33,8 @@ from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from contextlib import asynccontextmanager, contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from types import TracebackType
+from typing import Any, Self
 
 from sqlalchemy import (
     BigInteger,
@@ -245,3 +246,50 @@ def encode_strings(values: Sequence[str]) -> str:
 def decode_strings(text: str) -> tuple[str, ...]:
     """The tuple of strings stored by :func:`encode_strings`."""
     return tuple(json.loads(text))
+
+
+# --- the common shape of a store --------------------------------------------------------
+
+
+class Database:
+    """What every store shares: one engine, its tables created at open, disposed on close.
+
+    A store subclass builds its tables on ``metadata`` in ``__init__`` and may override
+    :meth:`_opened` to read state once the tables exist. Use it as ``async with``.
+    """
+
+    def __init__(self, engine: AsyncEngine, metadata: MetaData) -> None:
+        self._engine = engine
+        self._metadata = metadata
+
+    @classmethod
+    async def open(cls, dsn: str | None, sqlite_path: Path, *, schema: str | None = None) -> Self:
+        """Open the store (PostgreSQL if ``dsn``, else SQLite) and create its tables."""
+        engine = open_engine(dsn, sqlite_path)
+        try:
+            store = cls(engine, metadata_for(engine, schema))
+            await create_tables(engine, store._metadata)
+            await store._opened()
+        except BaseException:
+            await engine.dispose()
+            raise
+        return store
+
+    async def _opened(self) -> None:
+        """Called once the tables exist; nothing to do by default."""
+
+    @property
+    def engine(self) -> AsyncEngine:
+        """The engine, for other tables kept in the same database (and its transactions)."""
+        return self._engine
+
+    async def close(self) -> None:
+        await self._engine.dispose()
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.close()

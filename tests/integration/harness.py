@@ -114,18 +114,12 @@ class Exchange:
         )
 
     async def queue(self, worker: str) -> list[QueueView]:
-        store = await self.rt.queue_store(LA)
-        try:
+        async with await self.rt.queue_store(LA) as store:
             return await (await self.rt.queue_reader(LA, store)).list(worker, include_acked=True)
-        finally:
-            await store.close()
 
     async def queue_rows(self) -> int:
-        store = await self.rt.queue_store(LA)
-        try:
+        async with await self.rt.queue_store(LA) as store:
             return await store.count()
-        finally:
-            await store.close()
 
     async def wait_rows(self, n: int, timeout: float = 30.0) -> None:
         async def enough() -> bool:
@@ -135,11 +129,8 @@ class Exchange:
 
     @asynccontextmanager
     async def gateway_store(self) -> AsyncIterator[GatewayStore]:
-        store = await self.rt.gateway_store()
-        try:
+        async with await self.rt.gateway_store() as store:
             yield store
-        finally:
-            await store.close()
 
 
 def make_runtime(

@@ -82,11 +82,8 @@ async def test_consumer_killed_mid_stream_leaves_exactly_one_row_per_delivery(
             if consumer.returncode is None:
                 consumer.kill()
 
-        store = await ex.rt.queue_store(LA)
-        try:
+        async with await ex.rt.queue_store(LA) as store:
             per_delivery = await store.rows_per_notification()
-        finally:
-            await store.close()
         assert len(per_delivery) == 1400
         assert set(per_delivery.values()) == {1}
         assert {n for n, _ in per_delivery} == set(first + second)

@@ -74,8 +74,12 @@ class ShareClient:
 
     async def _decision(self, request_id: uuid.UUID) -> dict[str, Any]:
         topic = receipts_topic(self._identity.party_id)
+        seen: set[tuple[int, int]] = set()  # records already opened: never decrypt twice
         while True:
             for record in await read_topic(self._settings, topic):
+                if (record.partition, record.offset) in seen:
+                    continue
+                seen.add((record.partition, record.offset))
                 answer = self._answer(bytes(record.value or b""), request_id)
                 if answer is not None:
                     return answer

@@ -46,6 +46,9 @@ ALLOCATIONS = samples.allocation_update(
 )
 
 
+QUEUE_ROWS = 7
+
+
 def say(text: str = "") -> None:
     print(text, flush=True)
 
@@ -185,7 +188,12 @@ async def _traffic(rt: Runtime, registry: CollectorRegistry) -> None:
         ) >= 1
 
     await wait_for(settled, "the gateway to judge every record")
-    await asyncio.sleep(0.5)  # let the consumer queue the last deliveries
+
+    async def queued() -> bool:  # 2 for sw-amara, 3 for tm-jones, 1 for sw-ben, 1 for MASH
+        async with await rt.queue_store(LA) as store:
+            return await store.count() >= QUEUE_ROWS
+
+    await wait_for(queued, "the consumer to queue every delivery")
 
 
 async def _show(rt: Runtime) -> int:

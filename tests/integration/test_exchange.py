@@ -2,22 +2,26 @@
 
 from __future__ import annotations
 
-import uuid
 from pathlib import Path
+from typing import Any
 
+import httpx
 import pytest
 import sqlalchemy as sa
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from prometheus_client import CollectorRegistry
 
 from safeguard import samples
 from safeguard.demo import forged_identity, publish_raw, seal_unchecked
 from safeguard.parties import HEALTH, LA, POLICE, SCHOOL
+from safeguard.runtime import Runtime
 from safeguard.sharing import ask_share
 from sgx import contract as c
-from sgx.envelope import Purpose, Sealer
-from sgx.errors import AuditChainBroken
+from sgx.broker import free_port
+from sgx.envelope import Opener, Purpose
+from sgx.errors import AuditChainBroken, WrongRecipient
 from sgx.identifiers import make_nhs_number, make_upn
-from sgx.kafka import read_topic
+from sgx.kafka import delivery_topic, list_topics, read_topic, receipts_topic
 from sgx.trust import Identity, Party, PartyKey
 from tests.integration.harness import Exchange, eventually, running_exchange
 
@@ -32,6 +36,13 @@ ALLOCATE = samples.allocation_update(
         (LEO["nhs_number"], None, "sw-ben", "Assessment Team 2", "tm-lee"),
     ]
 )
+
+
+async def _share(ex: Exchange, item: int, to: str, category: str, by: str) -> dict[str, Any]:
+    """Ask the gateway, as ``by``, to share queue item ``item`` with ``to``."""
+    return await ask_share(
+        ex.rt, LA, item, to_id=to, category=category, to_name=to, purpose="planning", by=by
+    )
 
 
 async def test_delivers_to_the_allocated_worker_and_supervisor_only(tmp_path: Path) -> None:
@@ -110,16 +121,7 @@ async def test_onward_share_refused_then_allowed_and_both_audited(tmp_path: Path
             "POLICE_CONFIDENTIAL_TO_PROCEEDINGS",
         }
 
-        refused = await ask_share(
-            ex.rt,
-            LA,
-            item.item.item_id,
-            to_id="parents",
-            category="PARENT_OR_CARER",
-            to_name="Leo's mother",
-            purpose="family meeting",
-            by="sw-ben",
-        )
+        refused = await _share(ex, item.item.item_id, "parents", "PARENT_OR_CARER", "sw-ben")
         assert refused["allowed"] is False
         assert set(refused["broken"]) == {
             "THIRD_PARTY_AUTHOR_CONSENT",
@@ -127,16 +129,7 @@ async def test_onward_share_refused_then_allowed_and_both_audited(tmp_path: Path
         }
         assert "confidential to the proceedings" in refused["reason"]
 
-        allowed = await ask_share(
-            ex.rt,
-            LA,
-            item.item.item_id,
-            to_id="sw-amara",
-            category="LA_SOCIAL_CARE",
-            to_name="Amara Mensah",
-            purpose="cover while on leave",
-            by="sw-ben",
-        )
+        allowed = await _share(ex, item.item.item_id, "sw-amara", "LA_SOCIAL_CARE", "sw-ben")
         assert allowed["allowed"] is True
         assert allowed["broken"] == []
         await ex.wait_rows(3)
@@ -161,26 +154,8 @@ async def test_author_consent_on_record_lifts_the_restriction(tmp_path: Path) ->
         await ex.publish(SCHOOL, c.ATTENDANCE_UPDATE, record)
         await ex.wait_rows(2)
         (item,) = await ex.queue("sw-amara")
-        court = await ask_share(
-            ex.rt,
-            LA,
-            item.item.item_id,
-            to_id="court",
-            category="CARE_PROCEEDINGS",
-            to_name="Family Court",
-            purpose="care proceedings bundle",
-            by="sw-amara",
-        )
-        parents = await ask_share(
-            ex.rt,
-            LA,
-            item.item.item_id,
-            to_id="parents",
-            category="PARENT_OR_CARER",
-            to_name="parents",
-            purpose="share with family",
-            by="sw-amara",
-        )
+        court = await _share(ex, item.item.item_id, "court", "CARE_PROCEEDINGS", "sw-amara")
+        parents = await _share(ex, item.item.item_id, "parents", "PARENT_OR_CARER", "sw-amara")
         assert court["allowed"] is True
         assert parents["allowed"] is False
         assert parents["broken"] == ["THIRD_PARTY_AUTHOR_CONSENT"]
@@ -282,10 +257,7 @@ async def test_bad_records_are_quarantined_with_reasons_while_valid_ones_flow(
         assert receipts[str(valid_before["notification_id"])]["outcome"] == "DELIVERED"
 
 
-def _with_unknown_kid(rt: object, school: Identity) -> bytes:
-    from safeguard.runtime import Runtime
-
-    assert isinstance(rt, Runtime)
+def _with_unknown_kid(rt: Runtime, school: Identity) -> bytes:
     party = school.party
     renamed = party.model_copy(
         update={
@@ -299,12 +271,7 @@ def _with_unknown_kid(rt: object, school: Identity) -> bytes:
     return seal_unchecked(impostor, rt, c.ATTENDANCE_UPDATE, samples.attendance_update(AMIRA))
 
 
-async def _receipts(rt: object, school: Identity) -> dict[str, dict[str, object]]:
-    from safeguard.runtime import Runtime
-    from sgx.envelope import Opener
-    from sgx.kafka import receipts_topic
-
-    assert isinstance(rt, Runtime)
+async def _receipts(rt: Runtime, school: Identity) -> dict[str, dict[str, object]]:
     opener, contract = Opener(school, rt.trust()), rt.contract()
     found: dict[str, dict[str, object]] = {}
     for record in await read_topic(rt.kafka, receipts_topic(SCHOOL)):
@@ -337,8 +304,6 @@ async def test_a_policy_refusal_is_audited_and_receipted(tmp_path: Path) -> None
 
 
 async def test_no_child_identifier_or_fact_in_plain_text_on_any_topic(tmp_path: Path) -> None:
-    from sgx.kafka import list_topics
-
     async with running_exchange(tmp_path) as ex:
         await ex.allocate(ALLOCATE)
         records = [
@@ -350,16 +315,7 @@ async def test_no_child_identifier_or_fact_in_plain_text_on_any_topic(tmp_path: 
             await ex.publish(agency, name, record)
         await ex.wait_rows(5)
         (item,) = await ex.queue("sw-ben")
-        await ask_share(
-            ex.rt,
-            LA,
-            item.item.item_id,
-            to_id="parents",
-            category="PARENT_OR_CARER",
-            to_name="parents",
-            purpose="x",
-            by="sw-ben",
-        )
+        await _share(ex, item.item.item_id, "parents", "PARENT_OR_CARER", "sw-ben")
         secrets = _plain_texts([AMIRA, LEO, MAYA], [r for _, _, r in records])
         raw: list[bytes] = []
         topics = await list_topics(ex.rt.kafka)
@@ -407,16 +363,12 @@ async def test_audit_chain_verifies_and_an_edited_row_is_detected(tmp_path: Path
     assert broken.value.sequence == 2
 
 
-async def test_unknown_data_key_recipient_cannot_read_deliveries(tmp_path: Path) -> None:
+async def test_a_delivery_opens_only_for_its_local_authority(tmp_path: Path) -> None:
     """A delivery sealed for Camden cannot be opened with any other party's keys."""
     async with running_exchange(tmp_path) as ex:
         await ex.allocate(ALLOCATE)
         await ex.publish(SCHOOL, c.ATTENDANCE_UPDATE, samples.attendance_update(AMIRA))
         await ex.wait_rows(2)
-        from sgx.envelope import Opener
-        from sgx.errors import WrongRecipient
-        from sgx.kafka import delivery_topic
-
         (first, *_) = await read_topic(ex.rt.kafka, delivery_topic(LA))
         with pytest.raises(WrongRecipient):
             Opener(ex.rt.identity(SCHOOL), ex.rt.trust()).open(first.value)
@@ -425,15 +377,7 @@ async def test_unknown_data_key_recipient_cannot_read_deliveries(tmp_path: Path)
         )
 
 
-_ = (uuid, Sealer, Exchange)
-
-
 async def test_each_service_serves_its_prometheus_metrics(tmp_path: Path) -> None:
-    import httpx
-    from prometheus_client import CollectorRegistry
-
-    from sgx.broker import free_port
-
     async with running_exchange(tmp_path, consumer=False) as ex:
         await ex.stop("gateway")
         ex.gateway_metrics = CollectorRegistry()  # a restarted service gets a fresh registry

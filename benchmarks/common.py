@@ -14,6 +14,7 @@ receiver subtracts it from its own clock (same machine, same clock).
 from __future__ import annotations
 
 import asyncio
+import cProfile
 import json
 import multiprocessing
 import os
@@ -32,6 +33,8 @@ from typing import Any, Protocol
 
 from sgx.broker import EmbeddedBroker
 from sgx.settings import KafkaSettings
+
+PROFILE_ENV = "SGX_BENCH_PROFILE"  # a directory: each stage writes <stage>.prof there
 
 STAMP = struct.Struct(">QQ")  # sequence number, sender time.time_ns()
 PROCESS_EXIT_S = 10.0
@@ -187,11 +190,19 @@ def _run_stage(name: str, stage: Stage, args: tuple[Any, ...], reports: Queue[An
     def report(event: str, **data: Any) -> None:
         reports.put({"stage": name, "event": event, **data})
 
+    profile_dir = os.environ.get(PROFILE_ENV)
+    profiler = cProfile.Profile() if profile_dir else None
     try:
+        if profiler is not None:
+            profiler.enable()
         asyncio.run(stage(report, *args))
     except BaseException as exc:
         report("error", detail=f"{type(exc).__name__}: {exc}")
         raise
+    finally:
+        if profiler is not None and profile_dir:
+            profiler.disable()
+            profiler.dump_stats(Path(profile_dir) / f"{name}.prof")
 
 
 class StageFailed(RuntimeError):

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from aiokafka import AIOKafkaProducer
@@ -24,6 +25,16 @@ from sgx.pseudonym import Pseudonymiser
 from sgx.trust import Identity, TrustDirectory
 
 GATEWAY = "gateway"
+
+
+@dataclass(frozen=True, slots=True)
+class Prepared:
+    """A validated notification ready to seal: what an outbox keeps until the broker acks."""
+
+    message_id: uuid.UUID
+    name: str  # full schema name
+    key: bytes  # Kafka key: the child's pseudonym (or the message id when there is none)
+    plaintext: bytes  # single-object Avro encoding, already validated
 
 
 class Publisher:
@@ -54,17 +65,12 @@ class Publisher:
 
     async def publish_many(self, items: Sequence[tuple[str, Mapping[str, Any]]]) -> list[uuid.UUID]:
         """Validate every item first (all or nothing), then publish and await all acks."""
-        prepared = [self._prepare(name, record) for name, record in items]
-        futures = []
-        async with kafka_errors(f"publish to {self._topic}"):
-            for _message_id, key, value in prepared:
-                futures.append(await self._producer.send(self._topic, value, key=key))
-            await asyncio.gather(*futures)
-        for name, _ in items:
-            self._metrics.notifications.labels(type=c.SHORT_NAMES[name], outcome="published").inc()
-        return [message_id for message_id, _, _ in prepared]
+        prepared = [self.prepare(name, record) for name, record in items]
+        await self.send(prepared)
+        return [p.message_id for p in prepared]
 
-    def _prepare(self, name: str, record: Mapping[str, Any]) -> tuple[uuid.UUID, bytes, bytes]:
+    def prepare(self, name: str, record: Mapping[str, Any]) -> Prepared:
+        """Validate and encode one notification (ContractError names the field); no I/O."""
         if name not in c.NOTIFICATION_TYPES:
             raise ContractError("$", f"{name} is not a notification type", schema=name)
         try:
@@ -78,7 +84,19 @@ class Publisher:
             self._pseudonyms.child_key(child.get("nhs_number"), child.get("upn"))
             or message_id.bytes
         )
-        return message_id, key, self._sealer.seal(Purpose.NOTIFICATION, message_id, plaintext)
+        return Prepared(message_id, name, key, plaintext)
+
+    async def send(self, items: Sequence[Prepared]) -> None:
+        """Seal prepared notifications, publish them and wait until the broker acked all."""
+        futures = []
+        async with kafka_errors(f"publish to {self._topic}"):
+            for item in items:
+                value = self._sealer.seal(Purpose.NOTIFICATION, item.message_id, item.plaintext)
+                futures.append(await self._producer.send(self._topic, value, key=item.key))
+            await asyncio.gather(*futures)
+        for item in items:
+            label = c.SHORT_NAMES[item.name]
+            self._metrics.notifications.labels(type=label, outcome="published").inc()
 
     async def publish_allocations(self, update: Mapping[str, Any]) -> uuid.UUID:
         """(Local authorities) publish an allocation update to the gateway."""

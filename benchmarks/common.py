@@ -72,7 +72,51 @@ async def bench_broker(
         return
     with tempfile.TemporaryDirectory(prefix="sgx-bench-") as log_dir:
         async with EmbeddedBroker(Path(log_dir)) as broker:
-            yield bench_settings(broker.bootstrap_servers, fetch_max_wait_ms=fetch_max_wait_ms)
+            global _broker_pid
+            _broker_pid = broker.pid
+            try:
+                yield bench_settings(broker.bootstrap_servers, fetch_max_wait_ms=fetch_max_wait_ms)
+            finally:
+                _broker_pid = None
+
+
+_broker_pid: int | None = None
+
+
+def broker_cpu_used(since: float | None) -> float | None:
+    """Broker CPU seconds used since a :func:`broker_cpu_s` reading."""
+    now = broker_cpu_s()
+    return None if now is None or since is None else now - since
+
+
+def broker_cpu_s() -> float | None:
+    """CPU seconds the embedded broker has used so far (None for an external cluster)."""
+    if _broker_pid is None:
+        return None
+    fields = Path(f"/proc/{_broker_pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime + stime
+
+
+def cpu_per_message(
+    done: dict[str, Any],
+    count: int,
+    ready: dict[str, Any] | None = None,
+    broker_s: float | None = None,
+) -> dict[str, float]:
+    """Each stage's CPU time per message in µs, from start-up (imports, group join) excluded.
+
+    A stage's CPU is counted from its ``cpu_start_s`` (a stage that reports no "ready"
+    passes it in its done report) or from its "ready" report, to its "done" report.
+    """
+    ready = ready or {}
+    per_message = {}
+    for name, data in sorted(done.items()):
+        start = data.get("cpu_start_s", ready.get(name, {}).get("cpu_s", 0.0))
+        per_message[name] = round((data["cpu_s"] - start) / count * 1e6, 1)
+    if broker_s is not None:
+        per_message["broker"] = round(broker_s / count * 1e6, 1)
+    per_message["total"] = round(sum(per_message.values()), 1)
+    return per_message
 
 
 # --- payloads and pacing ------------------------------------------------------------
@@ -188,6 +232,7 @@ def _run_stage(name: str, stage: Stage, args: tuple[Any, ...], reports: Queue[An
     """Child process entry: run one stage on a fresh event loop, reporting any failure."""
 
     def report(event: str, **data: Any) -> None:
+        data.setdefault("cpu_s", time.process_time())  # CPU used so far, whatever the load
         reports.put({"stage": name, "event": event, **data})
 
     profile_dir = os.environ.get(PROFILE_ENV)

@@ -22,7 +22,16 @@ from typing import Any
 import sqlalchemy as sa
 from prometheus_client import CollectorRegistry
 
-from benchmarks.common import Report, Result, Stages, paced, percentile
+from benchmarks.common import (
+    Report,
+    Result,
+    Stages,
+    broker_cpu_s,
+    broker_cpu_used,
+    cpu_per_message,
+    paced,
+    percentile,
+)
 from safeguard import samples
 from safeguard.parties import DEMO_PARTIES, LA, SCHOOL
 from safeguard.runtime import Runtime, create_topics, publisher, run_consumer, run_gateway
@@ -102,6 +111,7 @@ async def producer_stage(
     children = _children()
     records = [samples.attendance_update(children[i % CHILDREN]) for i in range(count)]
     async with publisher(rt, SCHOOL) as school:
+        cpu_start_s = time.process_time()
         first_ns = time.time_ns()
         if rate is None:
             for start in range(0, count, CHUNK):
@@ -117,7 +127,7 @@ async def producer_stage(
                     record["authored_at"] = now
                 await school.publish_many([(c.ATTENDANCE_UPDATE, r) for r in batch])
                 sent += due
-        report("done", first_ns=first_ns, acked_ns=time.time_ns())
+        report("done", first_ns=first_ns, acked_ns=time.time_ns(), cpu_start_s=cpu_start_s)
 
 
 async def _prepare(home: Path, settings: KafkaSettings) -> Runtime:
@@ -144,9 +154,11 @@ async def run_pipeline_phase(
         async with Stages() as stages:
             stages.spawn("gateway", gateway_stage, str(home), settings, count)
             stages.spawn("consumer", consumer_stage, str(home), settings, count * 2)
-            await stages.expect("ready", ["gateway", "consumer"], limit_s)
+            ready = await stages.expect("ready", ["gateway", "consumer"], limit_s)
+            broker_start = broker_cpu_s()
             stages.spawn("producer", producer_stage, str(home), settings, count, rate)
             done = await stages.expect("done", ["producer", "gateway", "consumer"], limit_s)
+            broker_used = broker_cpu_used(broker_start)
         latencies = await _latencies(rt) if rate else []
     seconds = (done["consumer"]["last_ns"] - done["producer"]["first_ns"]) / 1e9
     produce_s = (done["producer"]["acked_ns"] - done["producer"]["first_ns"]) / 1e9
@@ -161,6 +173,7 @@ async def run_pipeline_phase(
             "queue_rows": count * 2,
             "producer_msgs_per_s": round(count / produce_s),
             "max_ms": round(max(latencies), 1) if latencies else None,
+            "cpu_us_per_message": cpu_per_message(done, count, ready, broker_used),
         },
     )
 

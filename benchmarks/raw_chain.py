@@ -28,6 +28,9 @@ from benchmarks.common import (
     Result,
     Stages,
     bench_broker,
+    broker_cpu_s,
+    broker_cpu_used,
+    cpu_per_message,
     paced,
     percentile,
     publish,
@@ -81,12 +84,13 @@ async def producer_stage(
     """Send ``count`` stamped values to ``topic``, paced at ``rate``/s or flat out."""
     producer = await start_producer(settings)
     try:
+        cpu_start_s = time.process_time()
         first_ns = time.time_ns()
         if rate is None:
             await _send_unpaced(producer, topic, count)
         else:
             await _send_paced(producer, topic, count, rate)
-        report("done", first_ns=first_ns, acked_ns=time.time_ns())
+        report("done", first_ns=first_ns, acked_ns=time.time_ns(), cpu_start_s=cpu_start_s)
     finally:
         await producer.stop()
 
@@ -162,10 +166,14 @@ async def run_phase(settings: KafkaSettings, phase: Phase) -> Result:
     async with Stages() as stages:
         stages.spawn("relay", relay_stage, settings, source, target, phase.count)
         stages.spawn("sink", sink_stage, settings, target, phase.count)
-        await stages.expect("ready", ["relay", "sink"], phase.limit_s)
+        ready = await stages.expect("ready", ["relay", "sink"], phase.limit_s)
+        broker_start = broker_cpu_s()
         stages.spawn("producer", producer_stage, settings, source, phase.count, phase.rate)
         done = await stages.expect("done", ["producer", "relay", "sink"], phase.limit_s)
-    return _result(phase, done["producer"], done["sink"])
+        broker_used = broker_cpu_used(broker_start)
+    result = _result(phase, done["producer"], done["sink"])
+    result.extra["cpu_us_per_message"] = cpu_per_message(done, phase.count, ready, broker_used)
+    return result
 
 
 def _result(phase: Phase, producer: dict[str, Any], sink: dict[str, Any]) -> Result:

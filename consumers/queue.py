@@ -17,7 +17,7 @@ Tables (``schema`` places them in a PostgreSQL schema):
 * ``queue_item`` — item_id (serial), the :class:`QueueEntry` fields, queued_at, status
   (``unread`` | ``acked``), acked_at, acked_by; unique (notification_id, recipient_id).
 * ``consumer_quarantine`` — the :class:`ConsumerQuarantine` fields; unique
-  (topic, partition, offset), so a redelivered bad record is kept once.
+  (topic, partition, offset, item), so a redelivered bad envelope is kept once.
 """
 
 from __future__ import annotations
@@ -99,6 +99,7 @@ class ConsumerQuarantine:
     topic: str
     partition: int
     offset: int
+    item: int  # the envelope's place in its Kafka record (0 for a record of one)
     reason: str
     detail: str
     raw: bytes
@@ -146,12 +147,15 @@ def _quarantine_table(metadata: MetaData) -> Table:
         Column("topic", String(300), nullable=False),
         Column("partition", Integer, nullable=False),
         Column("offset", BigInteger, nullable=False),
+        Column("item", Integer, nullable=False),
         Column("reason", String(100), nullable=False),
         Column("detail", Text, nullable=False),
         Column("raw", LargeBinary, nullable=False),
         Column("message_id", String(300)),
         Column("quarantined_at", UtcDateTime, nullable=False),
-        UniqueConstraint("topic", "partition", "offset", name="uq_consumer_quarantine_offset"),
+        UniqueConstraint(
+            "topic", "partition", "offset", "item", name="uq_consumer_quarantine_offset"
+        ),
     )
 
 
@@ -192,7 +196,7 @@ class QueueStore(Database):
             engine, self._items, "notification_id", "recipient_id"
         ).returning(self._items.c.item_id)
         self._add_quarantine = insert_ignoring_duplicates(
-            engine, self._quarantine, "topic", "partition", "offset"
+            engine, self._quarantine, "topic", "partition", "offset", "item"
         )
 
     async def store_batch(

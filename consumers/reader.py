@@ -13,6 +13,7 @@ from consumers.queue import QueueItem, QueueStore
 from sgx import contract as c
 from sgx.contract import Contract
 from sgx.envelope import Opener, Purpose
+from sgx.errors import ContractError
 
 
 @dataclass(frozen=True, slots=True)
@@ -22,6 +23,14 @@ class QueueView:
     item: QueueItem
     delivery: dict[str, Any]
     notification: dict[str, Any]
+
+    @property
+    def addressee(self) -> dict[str, Any]:
+        """This item's recipient among the delivery's addressees (one view may serve several)."""
+        for addressee in self.delivery["recipients"]:
+            if addressee["id"] == self.item.recipient_id:
+                return dict(addressee)
+        raise ContractError("recipients", "the delivery does not name this item's recipient")
 
     @property
     def type_label(self) -> str:
@@ -70,13 +79,13 @@ def summary_line(view: QueueView) -> str:
 
 
 def detail(view: QueueView) -> str:
-    _item, d, n = view.item, view.delivery, view.notification
+    d, n, to = view.delivery, view.notification, view.addressee
     a, s = n["assessment"], n["sharing"]
     lines = [
         summary_line(view),
         f"  author: {n['author']['name']}, {n['author']['role']}, {n['author']['agency_name']}",
-        f"  authored {d['authored_at']:%Y-%m-%d %H:%M} UTC; routed to {d['recipient']['id']} "
-        f"({d['recipient']['role'].lower()}) because {d['route_reason'].lower().replace('_', ' ')}",
+        f"  authored {d['authored_at']:%Y-%m-%d %H:%M} UTC; routed to {to['id']} "
+        f"({to['role'].lower()}) because {to['route_reason'].lower().replace('_', ' ')}",
         f"  risk: {a['risk_level']}   facts: {a['facts']}",
     ]
     for label, key in (

@@ -1,10 +1,11 @@
 """The delivery consumer: a local authority's delivery topic into its social workers' queues.
 
-Per batch: verify and open each envelope (it must come from the gateway), decode the
-delivery, and insert every queue entry and every quarantined record in ONE database
-transaction; offsets are committed only after that commit. A crash before the commit
-replays the batch and the queue ignores rows it already holds, so each notification ends
-up exactly once in each recipient's queue.
+Per batch: split each record into its envelopes, verify and open each (it must come from
+the gateway), decode the delivery (one view, for one or more addressees), and insert one
+queue entry per addressee and every quarantined envelope in ONE database transaction;
+offsets are committed only after that commit. A crash before the commit replays the batch
+and the queue ignores rows it already holds, so each notification ends up exactly once in
+each recipient's queue.
 """
 
 from __future__ import annotations
@@ -19,8 +20,8 @@ from aiokafka import AIOKafkaConsumer
 from consumers.queue import ConsumerQuarantine, QueueEntry, QueueStore
 from sgx import contract as c
 from sgx.contract import Contract
-from sgx.envelope import Opener, Purpose, peek
-from sgx.errors import ContractError, EnvelopeError
+from sgx.envelope import Opener, Purpose, peek, unpack
+from sgx.errors import ContractError, EnvelopeError, MalformedEnvelope
 from sgx.kafka import kafka_errors, run_batches
 from sgx.metrics import ConsumerMetrics
 
@@ -62,47 +63,68 @@ class DeliveryConsumer:
         entries: list[QueueEntry] = []
         quarantined: list[ConsumerQuarantine] = []
         for record in records:
+            value = bytes(record.value or b"")
+            where = (str(record.topic), int(record.partition), int(record.offset))
             try:
-                entries.append(self._entry(record))
-            except (EnvelopeError, ContractError) as exc:
-                quarantined.append(self._quarantine(record, exc))
+                envelopes = unpack(value)
+            except MalformedEnvelope as exc:
+                quarantined.append(self._quarantine(where, 0, value, exc))
+                continue
+            for item, envelope in enumerate(envelopes):
+                try:
+                    entries += self._entries(envelope, where, item)
+                except (EnvelopeError, ContractError) as exc:
+                    quarantined.append(self._quarantine(where, item, envelope, exc))
         inserted = await self._store.store_batch(entries, quarantined)
         async with kafka_errors("commit delivery offsets"):
             await self._consumer.commit()
         self._observe(entries, quarantined, inserted)
 
-    def _entry(self, record: Any) -> QueueEntry:
-        value = bytes(record.value or b"")
-        opened = self._opener.open(value, purposes=(Purpose.DELIVERY,))
+    def _entries(self, envelope: bytes, where: tuple[str, int, int], item: int) -> list[QueueEntry]:
+        """One queue entry per addressee of the delivery, all holding the same envelope."""
+        opened = self._opener.open(envelope, purposes=(Purpose.DELIVERY,))
         if opened.sender.kind != "gateway":
             raise _NotFromGateway(f"delivery sealed by {opened.sender.id}, not the gateway")
         delivery = self._contract.decode_as(c.DELIVERY, opened.plaintext)
-        recipient = delivery["recipient"]
-        return QueueEntry(
-            notification_id=str(delivery["notification_id"]),
-            recipient_id=recipient["id"],
-            recipient_role=recipient["role"],
-            team=recipient["team"],
-            route_reason=delivery["route_reason"],
-            notification_type=delivery["notification_type"],
-            urgency=delivery["urgency"],
-            sender_agency=delivery["sender_agency"],
-            authored_at=delivery["authored_at"],
-            routed_at=delivery["routed_at"],
-            restrictions=tuple(r["code"] for r in delivery["restrictions"]),
-            withheld=tuple(delivery["withheld"]),
-            envelope=value,
-            source_offset=f"{record.topic}/{record.partition}/{record.offset}",
-        )
+        if not delivery["recipients"]:
+            raise ContractError("recipients", "a delivery names no recipient", schema=c.DELIVERY)
+        source = f"{where[0]}/{where[1]}/{where[2]}/{item}"
+        restrictions = tuple(r["code"] for r in delivery["restrictions"])
+        withheld = tuple(delivery["withheld"])
+        return [
+            QueueEntry(
+                notification_id=str(delivery["notification_id"]),
+                recipient_id=addressee["id"],
+                recipient_role=addressee["role"],
+                team=addressee["team"],
+                route_reason=addressee["route_reason"],
+                notification_type=delivery["notification_type"],
+                urgency=delivery["urgency"],
+                sender_agency=delivery["sender_agency"],
+                authored_at=delivery["authored_at"],
+                routed_at=delivery["routed_at"],
+                restrictions=restrictions,
+                withheld=withheld,
+                envelope=envelope,
+                source_offset=source,
+            )
+            for addressee in delivery["recipients"]
+        ]
 
-    def _quarantine(self, record: Any, exc: EnvelopeError | ContractError) -> ConsumerQuarantine:
-        value = bytes(record.value or b"")
+    def _quarantine(
+        self,
+        where: tuple[str, int, int],
+        item: int,
+        value: bytes,
+        exc: EnvelopeError | ContractError,
+    ) -> ConsumerQuarantine:
         claims = peek(value)
         reason = exc.reason if isinstance(exc, EnvelopeError) else "invalid_record"
         return ConsumerQuarantine(
-            topic=str(record.topic),
-            partition=int(record.partition),
-            offset=int(record.offset),
+            topic=where[0],
+            partition=where[1],
+            offset=where[2],
+            item=item,
             reason=reason,
             detail=str(exc),
             raw=value,

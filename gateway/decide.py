@@ -20,7 +20,7 @@ from gateway.store import AuditEntry, GatewayStore, LedgerEntry, QuarantineEntry
 from sgx import contract as c
 from sgx.contract import Contract
 from sgx.envelope import Opened, Opener, Purpose, peek
-from sgx.errors import ContractError, EnvelopeError
+from sgx.errors import ContractError, EnvelopeError, MalformedEnvelope
 from sgx.pseudonym import Pseudonymiser
 from sgx.restrictions import TEXT
 
@@ -29,23 +29,36 @@ INBOUND_PURPOSES = frozenset({Purpose.NOTIFICATION, Purpose.ALLOCATIONS, Purpose
 
 @dataclass(frozen=True, slots=True)
 class Source:
-    """Where a record came from; the topic names the agency that may write to it."""
+    """Where an envelope came from; the topic names the agency that may write to it.
+
+    ``item`` is the envelope's place in its Kafka record (records may carry several
+    envelopes); ``broken`` says why the record could not be split into envelopes at all.
+    """
 
     topic: str
     partition: int
     offset: int
+    item: int
     agency: str
     value: bytes
+    broken: str | None = None
+
+    @property
+    def where(self) -> str:
+        return f"{self.topic}/{self.partition}/{self.offset}/{self.item}"
 
 
 @dataclass(slots=True)
 class Delivery:
-    """A delivery waiting for its audit sequence before it is sealed."""
+    """One minimised view for everyone entitled to exactly it, waiting for audit sequences.
+
+    ``audit_indexes[i]`` is the audit entry (within the decision) of ``record["recipients"][i]``.
+    """
 
     local_authority: str
     key: bytes
     record: dict[str, Any]
-    audit_index: int
+    audit_indexes: list[int]
 
 
 @dataclass(slots=True)
@@ -83,11 +96,11 @@ class Judge:
         self._allocations = allocations
         self._store = store
         self._pseudonyms = pseudonyms
-        self._views: dict[tuple[int, tuple[str, ...]], bytes] = {}
 
     async def judge(self, source: Source) -> Decision:
-        self._views.clear()
         try:
+            if source.broken is not None:
+                raise MalformedEnvelope(source.broken)
             opened = self._opener.open(source.value, purposes=INBOUND_PURPOSES)
             if opened.sender.id != source.agency:
                 raise _Quarantine(
@@ -133,8 +146,8 @@ class Judge:
         )
         restrictions = attach(opened.sender.kind, record["sharing"])
         decision = Decision(outcome="delivered", type_label=c.SHORT_NAMES[name])
-        for recipient, reason in self._recipients(la, child):
-            self._deliver(decision, opened, name, record, la, key, restrictions, recipient, reason)
+        view = _View(opened, name, record, opened.plaintext, la, key, restrictions)
+        self._deliver(decision, view, self._recipients(la, child))
         decision.ledger.append(_ledger(opened, name, record, la, key, restrictions))
         decision.receipt = (
             opened.sender.id,
@@ -164,61 +177,61 @@ class Judge:
     def _deliver(
         self,
         decision: Decision,
-        opened: Opened,
-        name: str,
-        record: dict[str, Any],
-        la: str,
-        key: bytes,
-        restrictions: list[dict[str, str]],
-        recipient: dict[str, Any],
-        reason: str,
+        view: _View,
+        recipients: list[tuple[dict[str, Any], str]],
         *,
         role: str | None = None,
         sender_kind: str | None = None,
     ) -> None:
-        role = role or recipient["role"].lower()
-        minimised, withheld = self._agreement.minimise(role, name, record)
-        entry = _audit(
-            opened, "delivered", name, record, key, reason, restrictions, withheld, recipient
-        )
-        decision.audit.append(entry)
-        decision.deliveries.append(
-            Delivery(
-                la,
-                key,
+        """Audit each recipient's decision; one Delivery per distinct minimised view.
+
+        Recipients whose roles see the same fields share one sealed delivery (and one
+        queue envelope each); a view with nothing withheld is the author's own bytes.
+        """
+        record = view.record
+        by_view: dict[tuple[str, ...], Delivery] = {}
+        for recipient, reason in recipients:
+            minimised, withheld = self._agreement.minimise(
+                role or recipient["role"].lower(), view.name, record
+            )
+            decision.audit.append(
+                _audit(
+                    view.opened, "delivered", view.name, record, view.key, reason,
+                    view.restrictions, withheld, recipient,
+                )
+            )  # fmt: skip
+            addressee = {**recipient, "route_reason": reason, "audit_sequence": 0}
+            shared = by_view.get(tuple(withheld))
+            if shared is not None:
+                shared.record["recipients"].append(addressee)
+                shared.audit_indexes.append(len(decision.audit) - 1)
+                continue
+            encoded = (
+                view.plaintext
+                if not withheld
+                else self._contract.encode(view.name, minimised, check=False)
+            )
+            delivery = Delivery(
+                view.local_authority,
+                view.key,
                 {
                     "notification_id": record["notification_id"],
-                    "recipient": recipient,
-                    "route_reason": reason,
+                    "recipients": [addressee],
                     "sender_agency": record["author"]["agency_id"],
-                    "sender_kind": sender_kind or opened.sender.kind,
-                    "notification_type": name,
+                    "sender_kind": sender_kind or view.opened.sender.kind,
+                    "notification_type": view.name,
                     "urgency": record["urgency"],
                     "authored_at": record["authored_at"],
                     "routed_at": _now(),
-                    "restrictions": restrictions,
+                    "restrictions": view.restrictions,
                     "onward_consent": list(record["sharing"]["onward_consent"]),
                     "withheld": withheld,
-                    "audit_sequence": 0,
-                    "notification": self._encoded(name, record, minimised, withheld),
+                    "notification": encoded,
                 },
-                len(decision.audit) - 1,
+                [len(decision.audit) - 1],
             )
-        )
-
-    def _encoded(
-        self, name: str, record: dict[str, Any], minimised: dict[str, Any], withheld: list[str]
-    ) -> bytes:
-        """Encode a minimised view once: recipients whose roles see the same fields share it.
-
-        The cache lives for one judged record (cleared in ``judge``), keyed by that record.
-        """
-        key = (id(record), tuple(withheld))
-        cached = self._views.get(key)
-        if cached is None:
-            cached = self._contract.encode(name, minimised, check=False)
-            self._views[key] = cached
-        return cached
+            by_view[tuple(withheld)] = delivery
+            decision.deliveries.append(delivery)
 
     def _refusal(
         self, opened: Opened, name: str, record: dict[str, Any], reason: str, detail: str
@@ -297,16 +310,13 @@ class Judge:
         restrictions = describe(ledger.restrictions, ledger.sender_kind)
         to = request["to"]
         recipient = {"id": to["id"], "role": "ONWARD", "team": None, "name": to["name"]}
+        view = _View(
+            opened, name, record, request["notification"], opened.sender.id, key, restrictions
+        )
         self._deliver(
             decision,
-            opened,
-            name,
-            record,
-            opened.sender.id,
-            key,
-            restrictions,
-            recipient,
-            "ONWARD_SHARE",
+            view,
+            [(recipient, "ONWARD_SHARE")],
             role="onward",
             sender_kind=ledger.sender_kind,  # the author's kind, not the requesting LA's
         )
@@ -359,6 +369,19 @@ class Judge:
         return decision
 
 
+@dataclass(frozen=True, slots=True)
+class _View:
+    """A notification on its way to recipients: its record, its author's bytes, its route."""
+
+    opened: Opened
+    name: str
+    record: dict[str, Any]
+    plaintext: bytes  # the single-object encoding the author sealed (the full view)
+    local_authority: str
+    key: bytes
+    restrictions: list[dict[str, str]]
+
+
 class _Quarantine(Exception):
     def __init__(self, reason: str, detail: str) -> None:
         super().__init__(detail)
@@ -389,13 +412,14 @@ def quarantine(source: Source, reason: str, detail: str) -> Decision:
             topic=source.topic,
             partition=source.partition,
             offset=source.offset,
+            item=source.item,
             reason=reason,
             detail=detail,
             raw=source.value,
             quarantined_at=now,
         )
     )
-    ref = str(message_id) if message_id else f"{source.topic}/{source.partition}/{source.offset}"
+    ref = str(message_id) if message_id else source.where
     decision.audit.append(
         AuditEntry(
             decision="quarantined",

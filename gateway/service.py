@@ -25,8 +25,16 @@ from gateway.decide import Decision, Judge, Source
 from gateway.store import GatewayStore
 from sgx import contract as c
 from sgx.contract import Contract
-from sgx.envelope import Purpose, Sealer
-from sgx.kafka import delivery_topic, inbound_topic, kafka_errors, receipts_topic, run_batches
+from sgx.envelope import Purpose, Sealer, unpack
+from sgx.errors import MalformedEnvelope
+from sgx.kafka import (
+    delivery_topic,
+    inbound_topic,
+    kafka_errors,
+    receipts_topic,
+    run_batches,
+    send_batched,
+)
 from sgx.metrics import GatewayMetrics
 from sgx.trust import Identity, TrustDirectory
 
@@ -39,7 +47,7 @@ INBOUND_PREFIX = "sgx.inbound."
 class _Outbox:
     """What one batch publishes, gathered before anything is sealed."""
 
-    deliveries: list[tuple[str, bytes, dict[str, Any]]]
+    deliveries: dict[str, list[tuple[bytes, dict[str, Any]]]]  # by local authority
     receipts: dict[str, list[dict[str, Any]]]
     share_decisions: list[tuple[str, dict[str, Any]]]
 
@@ -84,7 +92,7 @@ class Gateway:
 
     async def process(self, records: Iterable[Any]) -> None:
         started = time.perf_counter()
-        decisions = [await self._judge.judge(_source(r)) for r in records]
+        decisions = [await self._judge.judge(s) for r in records for s in _sources(r)]
         audit = [entry for d in decisions for entry in d.audit]
         sequences = await self._store.record(
             audit,
@@ -97,12 +105,14 @@ class Gateway:
         self._observe(decisions, time.perf_counter() - started)
 
     def _outbox(self, decisions: list[Decision], sequences: list[int]) -> _Outbox:
-        outbox = _Outbox([], defaultdict(list), [])
+        outbox = _Outbox(defaultdict(list), defaultdict(list), [])
         base = 0
         for decision in decisions:
             for delivery in decision.deliveries:
-                delivery.record["audit_sequence"] = sequences[base + delivery.audit_index]
-                outbox.deliveries.append((delivery.local_authority, delivery.key, delivery.record))
+                addressees = delivery.record["recipients"]
+                for addressee, index in zip(addressees, delivery.audit_indexes, strict=True):
+                    addressee["audit_sequence"] = sequences[base + index]
+                outbox.deliveries[delivery.local_authority].append((delivery.key, delivery.record))
             base += len(decision.audit)
             if decision.receipt is not None:
                 outbox.receipts[decision.receipt[0]].append(decision.receipt[1])
@@ -113,9 +123,12 @@ class Gateway:
     async def _publish(self, outbox: _Outbox) -> None:
         futures = []
         async with kafka_errors("publish deliveries and receipts"):
-            for la, key, record in outbox.deliveries:
-                value = self._seal(la, Purpose.DELIVERY, uuid.uuid4(), c.DELIVERY, record)
-                futures.append(await self._producer.send(delivery_topic(la), value, key=key))
+            for la, deliveries in outbox.deliveries.items():
+                sealed = [
+                    (key, self._seal(la, Purpose.DELIVERY, uuid.uuid4(), c.DELIVERY, record))
+                    for key, record in deliveries
+                ]
+                futures += await send_batched(self._producer, delivery_topic(la), sealed)
             for agency, receipts in outbox.receipts.items():
                 value = self._seal(
                     agency, Purpose.RECEIPTS, uuid.uuid4(), c.RECEIPT_BATCH, {"receipts": receipts}
@@ -155,15 +168,17 @@ class Gateway:
         self.processed += len(decisions)
 
 
-def _source(record: Any) -> Source:
+def _sources(record: Any) -> list[Source]:
+    """The envelopes one inbound record carries, each with where it came from."""
     topic = str(record.topic)
-    return Source(
-        topic,
-        int(record.partition),
-        int(record.offset),
-        topic.removeprefix(INBOUND_PREFIX),
-        bytes(record.value or b""),
-    )
+    agency = topic.removeprefix(INBOUND_PREFIX)
+    partition, offset = int(record.partition), int(record.offset)
+    value = bytes(record.value or b"")
+    try:
+        envelopes = unpack(value)
+    except MalformedEnvelope as exc:
+        return [Source(topic, partition, offset, 0, agency, value, broken=str(exc))]
+    return [Source(topic, partition, offset, i, agency, e) for i, e in enumerate(envelopes)]
 
 
 def inbound_topics(trust: TrustDirectory) -> list[str]:

@@ -5,7 +5,7 @@ share ledger (SQLite or PostgreSQL).
 ledger entries in ONE transaction; the gateway commits its Kafka offsets afterwards. After
 a crash the batch is judged again and every part is idempotent: an audit decision already
 held (same ``message_id``, ``decision`` and ``recipient``) is not appended again and its
-existing sequence is returned; quarantine entries are unique on (topic, partition, offset);
+existing sequence is returned; quarantine entries are unique on (topic, partition, offset, item);
 ledger entries on ``notification_id`` (the first one wins).
 
 **The audit hash chain.** Record ``n`` (sequences run 1, 2, 3, ... without gaps) holds
@@ -126,6 +126,7 @@ class QuarantineEntry:
     topic: str
     partition: int
     offset: int
+    item: int  # the envelope's place in its Kafka record (0 for a record of one)
     reason: str
     detail: str
     raw: bytes
@@ -301,11 +302,14 @@ def _quarantine_table(metadata: MetaData) -> Table:
         Column("topic", String(300), nullable=False),
         Column("partition", Integer, nullable=False),
         Column("offset", BigInteger, nullable=False),
+        Column("item", Integer, nullable=False),
         Column("reason", String(100), nullable=False),
         Column("detail", Text, nullable=False),
         Column("raw", LargeBinary, nullable=False),
         Column("quarantined_at", UtcDateTime, nullable=False),
-        UniqueConstraint("topic", "partition", "offset", name="uq_gateway_quarantine_offset"),
+        UniqueConstraint(
+            "topic", "partition", "offset", "item", name="uq_gateway_quarantine_offset"
+        ),
     )
 
 
@@ -364,7 +368,7 @@ class GatewayStore(Database):
         self._quarantine = _quarantine_table(metadata)
         self._ledger = _ledger_table(metadata)
         self._add_quarantine = insert_ignoring_duplicates(
-            engine, self._quarantine, "topic", "partition", "offset"
+            engine, self._quarantine, "topic", "partition", "offset", "item"
         )
         self._add_ledger = insert_ignoring_duplicates(engine, self._ledger, "notification_id")
         self._lock = asyncio.Lock()

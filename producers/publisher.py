@@ -19,7 +19,7 @@ from sgx import contract as c
 from sgx.contract import Contract
 from sgx.envelope import Purpose, Sealer
 from sgx.errors import ContractError
-from sgx.kafka import inbound_topic, kafka_errors
+from sgx.kafka import inbound_topic, kafka_errors, send_batched
 from sgx.metrics import ProducerMetrics
 from sgx.pseudonym import Pseudonymiser
 from sgx.trust import Identity, TrustDirectory
@@ -88,12 +88,13 @@ class Publisher:
 
     async def send(self, items: Sequence[Prepared]) -> None:
         """Seal prepared notifications, publish them and wait until the broker acked all."""
-        futures = []
+        seal = self._sealer.seal
+        sealed = [
+            (item.key, seal(Purpose.NOTIFICATION, item.message_id, item.plaintext))
+            for item in items
+        ]
         async with kafka_errors(f"publish to {self._topic}"):
-            for item in items:
-                value = self._sealer.seal(Purpose.NOTIFICATION, item.message_id, item.plaintext)
-                futures.append(await self._producer.send(self._topic, value, key=item.key))
-            await asyncio.gather(*futures)
+            await asyncio.gather(*await send_batched(self._producer, self._topic, sealed))
         for item in items:
             label = c.SHORT_NAMES[item.name]
             self._metrics.notifications.labels(type=label, outcome="published").inc()

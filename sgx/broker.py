@@ -58,12 +58,19 @@ def log_tail(path: Path, lines: int = LOG_TAIL_LINES) -> str:
     return "\n".join(text.splitlines()[-lines:]) or "(empty broker log)"
 
 
-async def metadata_ok(bootstrap_servers: str, timeout_ms: int = 1000) -> bool:
-    """True if a Kafka metadata request to ``bootstrap_servers`` succeeds."""
+async def metadata_ok(
+    bootstrap_servers: str, timeout_ms: int = 1000, *, bootstrap_only: bool = False
+) -> bool:
+    """True if a Kafka metadata request to ``bootstrap_servers`` succeeds.
+
+    ``bootstrap_only``: ask only the bootstrap address, not the advertised broker
+    (which may be a TLS proxy this plaintext client cannot talk to).
+    """
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers, request_timeout_ms=timeout_ms)
     try:
-        await admin.start()
-        await admin.list_topics()
+        await admin.start()  # bootstrap: a metadata request to bootstrap_servers
+        if not bootstrap_only:
+            await admin.list_topics()
     except (KafkaError, OSError):
         return False
     finally:
@@ -98,9 +105,12 @@ class EmbeddedBroker:
         host: str = LOOPBACK,
         startup_timeout: float = 30.0,
         binary: Path | None = None,
+        advertised: str | None = None,
     ) -> None:
         self.host = host
         self.port = port if port is not None else free_port(host)
+        # host:port the broker tells clients to use (e.g. a TLS proxy in front of it)
+        self.advertised = advertised or f"{host}:{self.port}"
         self.log_path = log_dir / "tansu.log"
         self.startup_timeout = startup_timeout
         self._binary = binary
@@ -110,6 +120,11 @@ class EmbeddedBroker:
     @property
     def bootstrap_servers(self) -> str:
         return f"{self.host}:{self.port}"
+
+    @property
+    def pid(self) -> int | None:
+        """The broker's process id while it runs (benchmarks read its CPU time)."""
+        return self._process.pid if self._process is not None else None
 
     async def __aenter__(self) -> EmbeddedBroker:
         await self.start()
@@ -143,7 +158,7 @@ class EmbeddedBroker:
             self._process = await asyncio.create_subprocess_exec(
                 str(binary), "broker",
                 "--listener-url", url,
-                "--advertised-listener-url", url,
+                "--advertised-listener-url", f"tcp://{self.advertised}",
                 "--storage-engine", "memory://tansu/",
                 stdin=asyncio.subprocess.DEVNULL, stdout=self._log, stderr=self._log,
             )  # fmt: skip
@@ -162,7 +177,10 @@ class EmbeddedBroker:
 
     async def _answers_metadata(self) -> bool:
         self._check_alive()
-        return await tcp_open(self.host, self.port) and await metadata_ok(self.bootstrap_servers)
+        proxied = self.advertised != self.bootstrap_servers
+        return await tcp_open(self.host, self.port) and await metadata_ok(
+            self.bootstrap_servers, bootstrap_only=proxied
+        )
 
     def _check_alive(self) -> None:
         if self._process is not None and self._process.returncode is not None:

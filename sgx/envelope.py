@@ -21,7 +21,7 @@ from __future__ import annotations
 import enum
 import os
 from collections import OrderedDict
-from collections.abc import Callable, Collection, Iterable
+from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from functools import cache, partial
@@ -49,15 +49,19 @@ from sgx.trust import Identity, Party, PartyKey, TrustDirectory
 FORMAT_VERSION = 1
 ENVELOPE_SCHEMA = "org.safeguarding.exchange.wire.Envelope"
 HEADER_SCHEMA = "org.safeguarding.exchange.wire.EnvelopeHeader"
+BATCH_SCHEMA = "org.safeguarding.exchange.wire.EnvelopeBatch"
 # CRC-64-AVRO fingerprints of the schemas this codec implements (format version 1).
 PINNED_FINGERPRINTS = {
     ENVELOPE_SCHEMA: bytes.fromhex("8924b4fc4188f51b"),
     HEADER_SCHEMA: bytes.fromhex("4c8299f9d8f8a602"),
+    BATCH_SCHEMA: bytes.fromhex("aaa201a5f0a36c2d"),
 }
 ENVELOPE_PREFIX = MAGIC + PINNED_FINGERPRINTS[ENVELOPE_SCHEMA]
 HEADER_PREFIX = MAGIC + PINNED_FINGERPRINTS[HEADER_SCHEMA]
+BATCH_PREFIX = MAGIC + PINNED_FINGERPRINTS[BATCH_SCHEMA]
 _ENVELOPE_PREFIX_LEN = len(ENVELOPE_PREFIX)
 _HEADER_PREFIX_LEN = len(HEADER_PREFIX)
+_BATCH_PREFIX_LEN = len(BATCH_PREFIX)
 MESSAGE_ID_LEN = 16
 SIGNATURE_LEN = 64
 EPHEMERAL_LEN = 32
@@ -171,6 +175,58 @@ def _encode_block(block: DataKeyBlock) -> bytes:
         _long(block.not_after_ms),
         block.signature,
     ))  # fmt: skip
+
+
+# --------------------------------------------------------------------------- batches
+#
+# A Kafka record value is either one Envelope or an EnvelopeBatch: the single-object
+# encoding of ``{envelopes: array<bytes>}`` whose items are complete envelopes. Batching
+# changes nothing about what protects a notification (each envelope keeps its own header,
+# nonce and AEAD tag, and is opened, judged and quarantined on its own); it lets one
+# produce, one fetch and one broker append carry many envelopes, as Kafka's own record
+# batches do.
+
+
+def pack(envelopes: Sequence[bytes]) -> bytes:
+    """One record value carrying ``envelopes`` (an EnvelopeBatch, a single array block)."""
+    if not envelopes:
+        raise ValueError("an envelope batch holds at least one envelope")
+    parts = [BATCH_PREFIX, _long(len(envelopes))]
+    for envelope in envelopes:
+        parts.append(_long(len(envelope)))
+        parts.append(envelope)
+    parts.append(b"\x00")
+    return b"".join(parts)
+
+
+def unpack(value: bytes) -> list[bytes]:
+    """The envelopes a record value carries: itself if it is one envelope, else a batch's.
+
+    MalformedEnvelope if the value is neither, or the batch is truncated, empty or has
+    bytes after its end. The envelopes themselves are not checked here: each is opened
+    (and, if need be, quarantined) on its own.
+    """
+    if value[:_ENVELOPE_PREFIX_LEN] == ENVELOPE_PREFIX:
+        return [value]
+    if value[:_BATCH_PREFIX_LEN] != BATCH_PREFIX:
+        raise MalformedEnvelope("record is neither an envelope nor an envelope batch")
+    envelopes: list[bytes] = []
+    try:
+        count, pos = _varint(value, _BATCH_PREFIX_LEN)
+        while count != 0:
+            if count < 0:  # Avro: a negative count is followed by the block's size in bytes
+                count = -count
+                _, pos = _length(value, pos)
+            for _ in range(count):
+                size, pos = _length(value, pos)
+                envelopes.append(value[pos : pos + size])
+                pos += size
+            count, pos = _varint(value, pos)
+    except IndexError as exc:
+        raise MalformedEnvelope("truncated envelope batch") from exc
+    if pos != len(value) or not envelopes:
+        raise MalformedEnvelope("envelope batch is empty or does not fit the record")
+    return envelopes
 
 
 # --------------------------------------------------------------------------- parsing

@@ -29,7 +29,9 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPa
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaError
 from aiokafka.helpers import create_ssl_context
+from aiokafka.partitioner import murmur2
 
+from sgx.envelope import pack
 from sgx.errors import ConfigError, TransportError
 from sgx.settings import KafkaSettings
 
@@ -306,3 +308,50 @@ async def run_batches(
         records = [record for batch in batches.values() for record in batch]
         if records:
             await process(records)
+
+
+# --- several envelopes per record ---------------------------------------------------------
+
+MAX_BATCH_ENVELOPES = 500
+MAX_BATCH_BYTES = 512 * 1024  # below the broker's default 1 MB message.max.bytes
+
+
+async def send_batched(
+    producer: AIOKafkaProducer,
+    topic: str,
+    items: Iterable[tuple[bytes, bytes]],
+    *,
+    max_envelopes: int = MAX_BATCH_ENVELOPES,
+    max_bytes: int = MAX_BATCH_BYTES,
+) -> list[asyncio.Future[Any]]:
+    """Send ``(key, envelope)`` pairs to ``topic``, several envelopes per Kafka record.
+
+    Each envelope goes to the partition its key picks (the default partitioner's
+    murmur2, as a keyed send would), so a child's envelopes stay in order on one
+    partition; the envelopes of one partition are packed into EnvelopeBatch records of
+    at most ``max_envelopes`` envelopes and about ``max_bytes``. Returns the futures of
+    the broker acknowledgements; call inside :func:`kafka_errors`.
+    """
+    partitions = sorted(await producer.partitions_for(topic))
+    grouped: dict[int, list[bytes]] = {}
+    for key, envelope in items:
+        index = (murmur2(key) & 0x7FFFFFFF) % len(partitions)
+        grouped.setdefault(partitions[index], []).append(envelope)
+    futures = []
+    for partition, envelopes in grouped.items():
+        for chunk in _chunks(envelopes, max_envelopes, max_bytes):
+            futures.append(await producer.send(topic, pack(chunk), partition=partition))
+    return futures
+
+
+def _chunks(envelopes: list[bytes], most: int, max_bytes: int) -> Iterable[list[bytes]]:
+    chunk: list[bytes] = []
+    size = 0
+    for envelope in envelopes:
+        if chunk and (len(chunk) >= most or size + len(envelope) > max_bytes):
+            yield chunk
+            chunk, size = [], 0
+        chunk.append(envelope)
+        size += len(envelope)
+    if chunk:
+        yield chunk

@@ -29,13 +29,14 @@ ALLOCATE = samples.allocation_update(
 )
 
 
-async def _publish(ex: Exchange, count: int) -> list[str]:
+async def _publish(ex: Exchange, count: int, chunk: int = 50, pause: float = 0.0) -> list[str]:
     records = [samples.attendance_update(CHILDREN[i % len(CHILDREN)]) for i in range(count)]
     async with publisher(ex.rt, SCHOOL) as school:
-        for start in range(0, count, 50):
+        for start in range(0, count, chunk):
             await school.publish_many(
-                [(c.ATTENDANCE_UPDATE, r) for r in records[start : start + 50]]
+                [(c.ATTENDANCE_UPDATE, r) for r in records[start : start + chunk]]
             )
+            await asyncio.sleep(pause)
     return [str(r["notification_id"]) for r in records]
 
 
@@ -59,15 +60,21 @@ async def test_consumer_killed_mid_stream_leaves_exactly_one_row_per_delivery(
 ) -> None:
     async with running_exchange(tmp_path, consumer=False) as ex:
         await ex.allocate(ALLOCATE)
-        first = await _publish(ex, 600)
         consumer = await _spawn_consumer(ex)
+        publishing = None
         try:
-            await ex.wait_rows(50, timeout=60)
+            early = await _publish(ex, 10)
+            await ex.wait_rows(20, timeout=60)  # the consumer has joined and is delivering
+            # Small publishes while it runs: many records, so the kill lands mid-stream.
+            publishing = asyncio.create_task(_publish(ex, 590, chunk=5, pause=0.01))
+            await ex.wait_rows(80, timeout=60)
             consumer.send_signal(signal.SIGKILL)  # no chance to finish the batch or commit
             await consumer.wait()
         finally:
             if consumer.returncode is None:
                 consumer.kill()
+        assert publishing is not None
+        first = early + await publishing
         rows_at_kill = await ex.queue_rows()
         assert rows_at_kill < 1200, "the kill must land mid-stream for this test to mean anything"
         second = await _publish(ex, 100)  # traffic keeps arriving while the consumer is down

@@ -24,6 +24,8 @@ from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 import sgx.envelope
 from sgx import avro
 from sgx.envelope import (
+    BATCH_PREFIX,
+    BATCH_SCHEMA,
     ENVELOPE_PREFIX,
     ENVELOPE_SCHEMA,
     HEADER_SCHEMA,
@@ -32,7 +34,9 @@ from sgx.envelope import (
     Purpose,
     Sealer,
     check_schemas,
+    pack,
     peek,
+    unpack,
 )
 from sgx.errors import (
     BadSignature,
@@ -168,6 +172,61 @@ def test_hand_codec_is_byte_identical_to_fastavro(exchange: Exchange) -> None:
     assert len(header["data_key"]["wrapped_key"]) == 48
     assert avro.encode(SCHEMAS, HEADER_SCHEMA, header) == envelope["header"]
     assert avro.encode(SCHEMAS, ENVELOPE_SCHEMA, envelope) == value
+
+
+# --------------------------------------------------------------------------- batches
+
+
+def _batch(exchange: Exchange, n: int) -> tuple[list[bytes], bytes]:
+    sealer = exchange.sealer(SCHOOL, GATEWAY)
+    envelopes = [sealer.seal(Purpose.NOTIFICATION, uuid.uuid4(), PLAINTEXT * i) for i in range(n)]
+    return envelopes, pack(envelopes)
+
+
+def test_a_batch_is_the_avro_envelope_batch(exchange: Exchange) -> None:
+    envelopes, value = _batch(exchange, 3)
+    assert avro.encode(SCHEMAS, BATCH_SCHEMA, {"envelopes": envelopes}) == value
+    assert unpack(value) == envelopes
+    opener = exchange.opener(GATEWAY)
+    assert [opener.open(e).plaintext for e in unpack(value)] == [b"", PLAINTEXT, PLAINTEXT * 2]
+
+
+def test_a_single_envelope_is_a_batch_of_one(exchange: Exchange) -> None:
+    (envelope,), _ = _batch(exchange, 1)
+    assert unpack(envelope) == [envelope]
+
+
+def test_unpack_reads_blocks_with_byte_counts(exchange: Exchange) -> None:
+    """Avro writers may write a block as a negative count followed by its size in bytes."""
+    envelopes, _ = _batch(exchange, 2)
+    body = b"".join(sgx.envelope._bytes(e) for e in envelopes)
+    value = BATCH_PREFIX + sgx.envelope._long(-2) + sgx.envelope._long(len(body)) + body + b"\x00"
+    assert unpack(value) == envelopes
+
+
+@pytest.mark.parametrize(
+    ("mangle", "message"),
+    [
+        (lambda v: v[:-1], "truncated"),
+        (lambda v: v[:-40], "truncated"),
+        (lambda v: v + b"\x00", "does not fit"),
+        (lambda v: v[:12], "truncated"),
+        (lambda v: b"\xc3\x01" + bytes(8) + v[10:], "neither an envelope nor"),
+        (lambda v: BATCH_PREFIX + b"\x00", "empty"),
+    ],
+    ids=["last-byte", "mid-item", "trailing", "cut-count", "other-schema", "empty"],
+)
+def test_a_broken_batch_is_malformed(
+    exchange: Exchange, mangle: Callable[[bytes], bytes], message: str
+) -> None:
+    _, value = _batch(exchange, 3)
+    with pytest.raises(MalformedEnvelope, match=message):
+        unpack(mangle(value))
+
+
+def test_pack_refuses_nothing() -> None:
+    with pytest.raises(ValueError, match="at least one"):
+        pack([])
 
 
 def test_empty_plaintext(exchange: Exchange) -> None:

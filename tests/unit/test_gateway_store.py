@@ -58,6 +58,7 @@ def quarantined(offset: int, **changes: object) -> QuarantineEntry:
         topic="sgx.inbound.school-oakfield",
         partition=2,
         offset=offset,
+        item=0,
         reason="bad_signature",
         detail="the data-key signature does not verify",
         raw=b"\xc3\x01\x00forged",

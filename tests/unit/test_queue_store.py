@@ -43,6 +43,7 @@ def bad_record(offset: int, **changes: object) -> ConsumerQuarantine:
         topic="sgx.delivery.la-north",
         partition=1,
         offset=offset,
+        item=0,
         reason="tampered_ciphertext",
         detail="GCM tag did not verify",
         raw=b"\xc3\x01garbage",

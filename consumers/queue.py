@@ -47,11 +47,13 @@ from sqlalchemy.engine import RowMapping
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from sgx.db import (
+    BulkInsert,
     Database,
     UtcDateTime,
     decode_strings,
     encode_strings,
     insert_ignoring_duplicates,
+    is_sqlite,
     serial,
     store_errors,
     write_transaction,
@@ -198,6 +200,18 @@ class QueueStore(Database):
         self._add_quarantine = insert_ignoring_duplicates(
             engine, self._quarantine, "topic", "partition", "offset", "item"
         )
+        # SQLite: one driver executemany (sqlite3 counts what it inserted). PostgreSQL: one
+        # multi-row INSERT ... RETURNING, because asyncpg's executemany reports no count.
+        self._bulk_items = (
+            BulkInsert(
+                engine,
+                self._items,
+                (*_ENTRY_FIELDS, "queued_at", "status"),
+                ignoring=("notification_id", "recipient_id"),
+            )
+            if is_sqlite(engine)
+            else None
+        )
 
     async def store_batch(
         self, entries: Sequence[QueueEntry], quarantined: Sequence[ConsumerQuarantine] = ()
@@ -207,24 +221,38 @@ class QueueStore(Database):
         Entries already queued (same notification and recipient) and records already
         quarantined (same topic, partition and offset) are ignored.
         """
-        queued_at = datetime.now(UTC)
-        rows = [_entry_row(entry, queued_at) for entry in entries]
-        bad = [_quarantine_row(entry) for entry in quarantined]
-        if not rows and not bad:
+        if not entries and not quarantined:
             return 0
+        queued_at = datetime.now(UTC)
+        bad = [_quarantine_row(entry) for entry in quarantined]
         with store_errors("store a queue batch"):
             async with write_transaction(self._engine) as conn:
-                return await self._insert(conn, rows, bad)
+                inserted = await self._insert_items(conn, entries, queued_at)
+                if bad:
+                    await conn.execute(self._add_quarantine, bad)
+                return inserted
 
-    async def _insert(
-        self, conn: AsyncConnection, rows: list[dict[str, Any]], bad: list[dict[str, Any]]
+    async def _insert_items(
+        self, conn: AsyncConnection, entries: Sequence[QueueEntry], queued_at: datetime
     ) -> int:
-        inserted = 0
-        if rows:
-            inserted = len((await conn.execute(self._add_items, rows)).all())
-        if bad:
-            await conn.execute(self._add_quarantine, bad)
-        return inserted
+        if not entries:
+            return 0
+        bulk = self._bulk_items
+        if bulk is None:
+            rows = [_entry_row(entry, queued_at) for entry in entries]
+            return len((await conn.execute(self._add_items, rows)).all())
+        ts = bulk.timestamp
+        queued = ts(queued_at)
+        tuples = [
+            (
+                e.notification_id, e.recipient_id, e.recipient_role, e.team, e.route_reason,
+                e.notification_type, e.urgency, e.sender_agency, ts(e.authored_at),
+                ts(e.routed_at), encode_strings(e.restrictions), encode_strings(e.withheld),
+                e.envelope, e.source_offset, queued, "unread",
+            )
+            for e in entries
+        ]  # fmt: skip
+        return await bulk.run(conn, tuples) or 0
 
     async def list(
         self, recipient_id: str, *, include_acked: bool = False

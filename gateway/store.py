@@ -60,13 +60,13 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
     func,
-    insert,
     select,
 )
 from sqlalchemy.engine import RowMapping
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from sgx.db import (
+    BulkInsert,
     Database,
     UtcDateTime,
     decode_strings,
@@ -149,6 +149,8 @@ class LedgerEntry:
 
 
 _AUDIT_FIELDS = tuple(f.name for f in fields(AuditEntry))
+_AUDIT_COLUMNS = ("sequence", *_AUDIT_FIELDS, "decision_key", "prev_hash", "hash")
+_LEDGER_COLUMNS = tuple(f.name for f in fields(LedgerEntry))
 _AUDIT_TUPLES = ("restrictions", "withheld")
 _LEDGER_TUPLES = ("restrictions", "onward_consent")
 _CANONICAL = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False)
@@ -371,6 +373,11 @@ class GatewayStore(Database):
             engine, self._quarantine, "topic", "partition", "offset", "item"
         )
         self._add_ledger = insert_ignoring_duplicates(engine, self._ledger, "notification_id")
+        # Audit and ledger rows go to the driver as ready tuples (sgx.db.BulkInsert).
+        self._bulk_audit = BulkInsert(engine, self._audit, _AUDIT_COLUMNS)
+        self._bulk_ledger = BulkInsert(
+            engine, self._ledger, _LEDGER_COLUMNS, ignoring=("notification_id",)
+        )
         self._lock = asyncio.Lock()
         self._head: tuple[int, str] | None = None
 
@@ -417,12 +424,23 @@ class GatewayStore(Database):
         bad: list[dict[str, Any]],
         facts: list[dict[str, Any]],
     ) -> None:
-        if rows:
-            await conn.execute(insert(self._audit), rows)
+        ts = self._bulk_audit.timestamp
+        await self._bulk_audit.run(
+            conn,
+            [
+                tuple(ts(row[c]) if c == "decided_at" else row[c] for c in _AUDIT_COLUMNS)
+                for row in rows
+            ],
+        )
         if bad:
             await conn.execute(self._add_quarantine, bad)
-        if facts:
-            await conn.execute(self._add_ledger, facts)
+        await self._bulk_ledger.run(
+            conn,
+            [
+                tuple(ts(row[c]) if c == "recorded_at" else row[c] for c in _LEDGER_COLUMNS)
+                for row in facts
+            ],
+        )
 
     async def _known(self, conn: AsyncConnection, keys: Iterable[str]) -> dict[str, int]:
         """The sequences of the decisions (by key) already in the chain."""

@@ -11,6 +11,7 @@ each recipient's queue.
 from __future__ import annotations
 
 import asyncio
+from collections import defaultdict
 from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from typing import Any
@@ -136,12 +137,17 @@ class DeliveryConsumer:
         self, entries: list[QueueEntry], quarantined: list[ConsumerQuarantine], inserted: int
     ) -> None:
         now = self._clock()
+        latencies: dict[tuple[str, str], list[float]] = defaultdict(list)
         for entry in entries:
-            label = c.SHORT_NAMES.get(entry.notification_type, "unknown")
-            self._metrics.notifications.labels(type=label, outcome="queued").inc()
-            self._metrics.latency.labels(type=label, urgency=entry.urgency).observe(
+            latencies[entry.notification_type, entry.urgency].append(
                 (now - entry.authored_at).total_seconds()
             )
+        for (name, urgency), seconds in latencies.items():
+            label = c.SHORT_NAMES.get(name, "unknown")
+            self._metrics.notifications.labels(type=label, outcome="queued").inc(len(seconds))
+            histogram = self._metrics.latency.labels(type=label, urgency=urgency)
+            for value in seconds:
+                histogram.observe(value)
         for q in quarantined:
             self._metrics.quarantined.labels(reason=q.reason).inc()
         self.queued += inserted

@@ -1,5 +1,9 @@
 """The gateway service: inbound topics in, deliveries, receipts and decisions out.
 
+Deliveries go to the receiving party's ``sgx.delivery.<party>`` (a local authority, a
+school's key adult, a police force's SPOC); receipts, share decisions and open-case lists
+(purpose ALLOCATIONS, the newest per school in the batch) to ``sgx.receipts.<party>``.
+
 Per batch of records: judge each (verify, open, validate, route, minimise, restrict), write
 every audit record, quarantine entry and ledger entry in ONE database transaction, then
 seal and publish the deliveries, receipts and share decisions, wait for the broker's
@@ -14,7 +18,7 @@ import asyncio
 import logging
 import time
 import uuid
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -47,9 +51,10 @@ INBOUND_PREFIX = "sgx.inbound."
 class _Outbox:
     """What one batch publishes, gathered before anything is sealed."""
 
-    deliveries: dict[str, list[tuple[bytes, dict[str, Any]]]]  # by local authority
+    deliveries: dict[str, list[tuple[bytes, dict[str, Any]]]]  # by receiving party
     receipts: dict[str, list[dict[str, Any]]]
     share_decisions: list[tuple[str, dict[str, Any]]]
+    open_case_lists: dict[str, dict[str, Any]]  # by school: the batch's last list replaces any
 
 
 class Gateway:
@@ -105,41 +110,61 @@ class Gateway:
         self._observe(decisions, time.perf_counter() - started)
 
     def _outbox(self, decisions: list[Decision], sequences: list[int]) -> _Outbox:
-        outbox = _Outbox(defaultdict(list), defaultdict(list), [])
+        outbox = _Outbox(defaultdict(list), defaultdict(list), [], {})
         base = 0
         for decision in decisions:
             for delivery in decision.deliveries:
                 addressees = delivery.record["recipients"]
                 for addressee, index in zip(addressees, delivery.audit_indexes, strict=True):
                     addressee["audit_sequence"] = sequences[base + index]
-                outbox.deliveries[delivery.local_authority].append((delivery.key, delivery.record))
+                outbox.deliveries[delivery.party].append((delivery.key, delivery.record))
             base += len(decision.audit)
             if decision.receipt is not None:
                 outbox.receipts[decision.receipt[0]].append(decision.receipt[1])
             if decision.share_decision is not None:
                 outbox.share_decisions.append(decision.share_decision)
+            outbox.open_case_lists.update(decision.open_case_lists)
         return outbox
 
     async def _publish(self, outbox: _Outbox) -> None:
-        futures = []
         async with kafka_errors("publish deliveries and receipts"):
-            for la, deliveries in outbox.deliveries.items():
-                sealed = [
-                    (key, self._seal(la, Purpose.DELIVERY, uuid.uuid4(), c.DELIVERY, record))
-                    for key, record in deliveries
-                ]
-                futures += await send_batched(self._producer, delivery_topic(la), sealed)
-            for agency, receipts in outbox.receipts.items():
-                value = self._seal(
-                    agency, Purpose.RECEIPTS, uuid.uuid4(), c.RECEIPT_BATCH, {"receipts": receipts}
-                )
-                futures.append(await self._producer.send(receipts_topic(agency), value))
-            for la, answer in outbox.share_decisions:
-                value = self._seal(
-                    la, Purpose.SHARE_DECISION, uuid.uuid4(), c.SHARE_DECISION, answer
-                )
-                futures.append(await self._producer.send(receipts_topic(la), value))
+            futures = await self._send_deliveries(outbox.deliveries)
+            futures += await self._send_answers(outbox)
             await asyncio.gather(*futures)
+
+    async def _send_deliveries(
+        self, deliveries: dict[str, list[tuple[bytes, dict[str, Any]]]]
+    ) -> list[asyncio.Future[Any]]:
+        futures = []
+        for party, items in deliveries.items():
+            sealed = [
+                (key, self._seal(party, Purpose.DELIVERY, uuid.uuid4(), c.DELIVERY, record))
+                for key, record in items
+            ]
+            futures += await send_batched(self._producer, delivery_topic(party), sealed)
+        return futures
+
+    async def _send_answers(self, outbox: _Outbox) -> list[asyncio.Future[Any]]:
+        """Receipts, share decisions and open-case lists, each to its party's receipts topic."""
+        answers = [
+            (agency, Purpose.RECEIPTS, c.RECEIPT_BATCH, {"receipts": receipts})
+            for agency, receipts in outbox.receipts.items()
+        ]
+        answers += [
+            (la, Purpose.SHARE_DECISION, c.SHARE_DECISION, answer)
+            for la, answer in outbox.share_decisions
+        ]
+        answers += [
+            (school, Purpose.ALLOCATIONS, c.OPEN_CASE_LIST, cases)
+            for school, cases in outbox.open_case_lists.items()
+        ]
+        futures = []
+        for party, purpose, name, record in answers:
+            message_id = uuid.uuid4()
+            value = self._seal(party, purpose, message_id, name, record)
+            topic = receipts_topic(party)
+            futures.append(await self._producer.send(topic, value, key=message_id.bytes))
+        return futures
 
     def _seal(
         self,
@@ -159,12 +184,15 @@ class Gateway:
     def _observe(self, decisions: list[Decision], seconds: float) -> None:
         metrics = self._metrics
         metrics.batch_seconds.observe(seconds)
-        for d in decisions:
-            metrics.notifications.labels(type=d.type_label, outcome=d.outcome).inc()
-            for entry in d.audit:
-                metrics.decisions.labels(reason=entry.reason).inc()
-            for q in d.quarantine:
-                metrics.quarantined.labels(reason=q.reason).inc()
+        outcomes = Counter((d.type_label, d.outcome) for d in decisions)
+        reasons = Counter(entry.reason for d in decisions for entry in d.audit)
+        quarantined = Counter(q.reason for d in decisions for q in d.quarantine)
+        for (type_label, outcome), n in outcomes.items():
+            metrics.notifications.labels(type=type_label, outcome=outcome).inc(n)
+        for reason, n in reasons.items():
+            metrics.decisions.labels(reason=reason).inc(n)
+        for reason, n in quarantined.items():
+            metrics.quarantined.labels(reason=reason).inc(n)
         self.processed += len(decisions)
 
 

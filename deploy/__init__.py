@@ -1,0 +1,1 @@
+"""Deployment artefacts; :mod:`deploy.acl_plan` plans the cluster's topics and ACLs."""

@@ -1,0 +1,353 @@
+"""Topics, principals and ACLs of a production exchange, planned from its parties.
+
+One pure function, :func:`plan`, turns the partnership (``deploy/parties.toml``) into the
+topics, SCRAM principals and allow-ACL bindings of the cluster; two renderings keep the
+deployments in step with it and are committed (tests check they are up to date):
+
+* ``deploy/scripts/create-topics-and-acls.sh`` for the Compose cluster
+  (``kafka-topics.sh``, ``kafka-configs.sh``, ``kafka-acls.sh``), and
+* ``deploy/k8s/kafka/topics.yaml`` and ``users.yaml``: Strimzi ``KafkaTopic`` and
+  ``KafkaUser`` resources for Kubernetes.
+
+Principals (SCRAM user names)::
+
+    <agency>             each agency, a local authority included: WRITE its inbound topic,
+                         READ its receipts topic and its group sgx-agency-<agency>
+    sgx-gateway          READ sgx.inbound.*, WRITE sgx.delivery.* and sgx.receipts.*,
+                         READ its group sgx-gateway
+    sgx-consumer-<la>    READ sgx.delivery.<la> and its group sgx-consumer-<la>
+
+Every principal may also DESCRIBE topics named ``sgx.*``: the services check at start
+that every exchange topic exists (``safeguard.runtime.create_topics``) and a topic a
+principal cannot describe looks missing, which would make it try to create it. Topic
+names carry party ids only. DESCRIBE lets nobody read or write a record.
+
+Regenerate after editing the parties file::
+
+    python -m deploy.acl_plan write deploy/parties.toml
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import sys
+import tomllib
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+
+from sgx.errors import ConfigError
+
+DEPLOY_DIR = Path(__file__).resolve().parent
+PARTIES_FILE = DEPLOY_DIR / "parties.toml"
+SCRIPT_FILE = DEPLOY_DIR / "scripts" / "create-topics-and-acls.sh"
+TOPICS_FILE = DEPLOY_DIR / "k8s" / "kafka" / "topics.yaml"
+USERS_FILE = DEPLOY_DIR / "k8s" / "kafka" / "users.yaml"
+
+CLUSTER = "sgx"  # the Strimzi Kafka resource's name
+GATEWAY = "sgx-gateway"
+REPLICAS = 3
+MIN_INSYNC = 2
+INBOUND_PARTITIONS = 3  # as KafkaSettings.inbound_partitions
+DELIVERY_PARTITIONS = 3  # as KafkaSettings.delivery_partitions
+RECEIPTS_PARTITIONS = 1
+
+Kind = Literal["school", "health", "police", "local_authority"]
+Operation = Literal["Read", "Write", "Describe"]
+ResourceType = Literal["topic", "group"]
+Pattern = Literal["literal", "prefixed"]
+
+# A party id names topics, SCRAM users and Kubernetes objects: the narrowest of the three.
+_PARTY_ID = re.compile(r"^[a-z0-9]([a-z0-9-]{0,48}[a-z0-9])?$")
+_KINDS: tuple[Kind, ...] = ("school", "health", "police", "local_authority")
+
+
+@dataclass(frozen=True, slots=True)
+class Party:
+    """A member of the partnership (never the gateway)."""
+
+    id: str
+    kind: Kind
+
+
+@dataclass(frozen=True, slots=True)
+class Topic:
+    name: str
+    partitions: int
+    replicas: int = REPLICAS
+
+
+@dataclass(frozen=True, slots=True)
+class Binding:
+    """One allow-ACL: ``principal`` may ``operation`` on a topic or group."""
+
+    principal: str
+    operation: Operation
+    resource: ResourceType
+    name: str
+    pattern: Pattern = "literal"
+
+    def matches(self, resource: ResourceType, name: str) -> bool:
+        if resource != self.resource:
+            return False
+        return name.startswith(self.name) if self.pattern == "prefixed" else name == self.name
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    topics: tuple[Topic, ...]
+    principals: tuple[str, ...]
+    bindings: tuple[Binding, ...]
+
+    def allows(
+        self, principal: str, operation: Operation, resource: ResourceType, name: str
+    ) -> bool:
+        """Whether Kafka's authorizer lets ``principal`` do this (READ, WRITE imply DESCRIBE)."""
+        implied = {operation, "Read", "Write"} if operation == "Describe" else {operation}
+        return any(
+            b.principal == principal and b.operation in implied and b.matches(resource, name)
+            for b in self.bindings
+        )
+
+
+def consumer_principal(la_id: str) -> str:
+    return f"sgx-consumer-{la_id}"
+
+
+def agency_group(agency_id: str) -> str:
+    return f"sgx-agency-{agency_id}"
+
+
+def plan(parties: Iterable[Party]) -> Plan:
+    """The topics, principals and ACL bindings for ``parties``."""
+    members = _checked(parties)
+    topics: list[Topic] = []
+    bindings: list[Binding] = _gateway_bindings()
+    principals = [GATEWAY]
+    for party in members:
+        topics += [
+            Topic(f"sgx.inbound.{party.id}", INBOUND_PARTITIONS),
+            Topic(f"sgx.receipts.{party.id}", RECEIPTS_PARTITIONS),
+        ]
+        principals.append(party.id)
+        bindings += _agency_bindings(party.id)
+        if party.kind == "local_authority":
+            topics.append(Topic(f"sgx.delivery.{party.id}", DELIVERY_PARTITIONS))
+            principals.append(consumer_principal(party.id))
+            bindings += _consumer_bindings(party.id)
+    return Plan(tuple(topics), tuple(principals), tuple(bindings))
+
+
+def _describe_all(principal: str) -> Binding:
+    return Binding(principal, "Describe", "topic", "sgx.", "prefixed")
+
+
+def _gateway_bindings() -> list[Binding]:
+    return [
+        Binding(GATEWAY, "Read", "topic", "sgx.inbound.", "prefixed"),
+        Binding(GATEWAY, "Write", "topic", "sgx.delivery.", "prefixed"),
+        Binding(GATEWAY, "Write", "topic", "sgx.receipts.", "prefixed"),
+        Binding(GATEWAY, "Read", "group", "sgx-gateway"),
+        _describe_all(GATEWAY),
+    ]
+
+
+def _agency_bindings(agency: str) -> list[Binding]:
+    return [
+        Binding(agency, "Write", "topic", f"sgx.inbound.{agency}"),
+        Binding(agency, "Read", "topic", f"sgx.receipts.{agency}"),
+        Binding(agency, "Read", "group", agency_group(agency)),
+        _describe_all(agency),
+    ]
+
+
+def _consumer_bindings(la_id: str) -> list[Binding]:
+    principal = consumer_principal(la_id)
+    return [
+        Binding(principal, "Read", "topic", f"sgx.delivery.{la_id}"),
+        Binding(principal, "Read", "group", principal),
+        _describe_all(principal),
+    ]
+
+
+def _checked(parties: Iterable[Party]) -> list[Party]:
+    members = list(parties)
+    seen: set[str] = set()
+    for i, party in enumerate(members):
+        where = f"parties[{i}] ({party.id!r})"
+        if not _PARTY_ID.fullmatch(party.id):
+            raise ConfigError(f"{where}: id must be 1-50 of a-z 0-9 - (it names users and objects)")
+        if party.kind not in _KINDS:
+            raise ConfigError(f"{where}: kind {party.kind!r} is not one of {', '.join(_KINDS)}")
+        if party.id in seen or party.id == GATEWAY or party.id.startswith("sgx-"):
+            raise ConfigError(f"{where}: id is a duplicate or reserved (sgx-*)")
+        seen.add(party.id)
+    return members
+
+
+def load_parties(path: Path) -> list[Party]:
+    """The ``[[party]]`` tables of a TOML parties file (id, kind)."""
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        raise ConfigError(f"cannot read parties file {path}: {exc}") from exc
+    entries = data.get("party", [])
+    parties = []
+    for i, entry in enumerate(entries):
+        if not isinstance(entry, dict) or set(entry) != {"id", "kind"}:
+            raise ConfigError(f"{path}: party[{i}] must have exactly the keys id and kind")
+        parties.append(Party(str(entry["id"]), entry["kind"]))
+    return parties
+
+
+# -- shell rendering -------------------------------------------------------------------
+_SCRIPT_HEAD = """\
+#!/usr/bin/env bash
+# GENERATED from deploy/parties.toml by deploy/acl_plan.py: do not edit.
+# Creates the exchange's topics, SCRAM-SHA-512 users and allow-ACLs on an Apache Kafka
+# cluster (run by the compose `kafka-setup` job, or by hand with the admin certificate).
+# Idempotent: existing topics are kept, users' passwords and ACLs are (re)set.
+#   KAFKA_BIN     Kafka's bin directory                      (default /opt/kafka/bin)
+#   BOOTSTRAP     a broker listener the admin may use        (default kafka-1:19092)
+#   ADMIN_CONFIG  client properties of the admin principal   (default /secrets/admin.properties)
+#   SASL_DIR      <user>.password files, one per principal   (default /secrets/sasl)
+set -euo pipefail
+KAFKA_BIN=${KAFKA_BIN:-/opt/kafka/bin}
+BOOTSTRAP=${BOOTSTRAP:-kafka-1:19092}
+ADMIN_CONFIG=${ADMIN_CONFIG:-/secrets/admin.properties}
+SASL_DIR=${SASL_DIR:-/secrets/sasl}
+admin=(--bootstrap-server "$BOOTSTRAP" --command-config "$ADMIN_CONFIG")
+
+topic() {  # name partitions replicas
+  "$KAFKA_BIN/kafka-topics.sh" "${admin[@]}" --create --if-not-exists --topic "$1" \\
+    --partitions "$2" --replication-factor "$3" --config min.insync.replicas=%(min_insync)d
+}
+
+user() {  # name: SCRAM-SHA-512 credentials from $SASL_DIR/<name>.password
+  local password
+  password=$(<"$SASL_DIR/$1.password")
+  "$KAFKA_BIN/kafka-configs.sh" "${admin[@]}" --alter --entity-type users --entity-name "$1" \\
+    --add-config "SCRAM-SHA-512=[iterations=8192,password=$password]" >/dev/null
+}
+
+acl() {  # principal operation resource-type pattern-type name
+  "$KAFKA_BIN/kafka-acls.sh" "${admin[@]}" --add --allow-principal "User:$1" \\
+    --operation "$2" --resource-pattern-type "$4" "--$3" "$5" >/dev/null
+}
+"""
+
+
+def shell_script(p: Plan) -> str:
+    """The bash script that applies ``p`` with Kafka's own command-line tools."""
+    lines = [_SCRIPT_HEAD % {"min_insync": MIN_INSYNC}, "# topics"]
+    lines += [f"topic {t.name} {t.partitions} {t.replicas}" for t in p.topics]
+    lines += ["", "# principals"]
+    lines += [f"user {name}" for name in p.principals]
+    lines += ["", "# allow-ACLs (no ACL, no access: allow.everyone.if.no.acl.found=false)"]
+    lines += [
+        f"acl {b.principal} {b.operation} {b.resource} {b.pattern} {b.name}" for b in p.bindings
+    ]
+    lines += ["", 'echo "topics, users and ACLs applied"', ""]
+    return "\n".join(lines)
+
+
+# -- Strimzi rendering -----------------------------------------------------------------
+_GENERATED = "# GENERATED from deploy/parties.toml by deploy/acl_plan.py: do not edit.\n"
+
+
+def _labels() -> dict[str, str]:
+    return {"strimzi.io/cluster": CLUSTER, "app.kubernetes.io/part-of": "safeguarding-exchange"}
+
+
+def kafka_topics(p: Plan) -> list[dict[str, Any]]:
+    """One Strimzi ``KafkaTopic`` per topic of the plan."""
+    return [
+        {
+            "apiVersion": "kafka.strimzi.io/v1beta2",
+            "kind": "KafkaTopic",
+            "metadata": {"name": t.name.replace(".", "-"), "labels": _labels()},
+            "spec": {
+                "topicName": t.name,
+                "partitions": t.partitions,
+                "replicas": t.replicas,
+                "config": {"min.insync.replicas": MIN_INSYNC},
+            },
+        }
+        for t in p.topics
+    ]
+
+
+def _strimzi_acl(b: Binding) -> dict[str, Any]:
+    resource: dict[str, str] = {"type": b.resource, "name": b.name}
+    resource["patternType"] = "prefix" if b.pattern == "prefixed" else "literal"
+    return {"resource": resource, "operations": [b.operation], "host": "*"}
+
+
+def kafka_users(p: Plan) -> list[dict[str, Any]]:
+    """One Strimzi ``KafkaUser`` (SCRAM-SHA-512, simple authorization) per principal."""
+    return [
+        {
+            "apiVersion": "kafka.strimzi.io/v1beta2",
+            "kind": "KafkaUser",
+            "metadata": {"name": principal, "labels": _labels()},
+            "spec": {
+                "authentication": {"type": "scram-sha-512"},
+                "authorization": {
+                    "type": "simple",
+                    "acls": [_strimzi_acl(b) for b in p.bindings if b.principal == principal],
+                },
+            },
+        }
+        for principal in p.principals
+    ]
+
+
+def yaml_documents(documents: Sequence[dict[str, Any]]) -> str:
+    body = yaml.safe_dump_all(documents, sort_keys=False, explicit_start=True, width=100)
+    return _GENERATED + body
+
+
+def rendered(parties_file: Path = PARTIES_FILE) -> dict[Path, str]:
+    """Every generated file, by path, for the parties in ``parties_file``."""
+    p = plan(load_parties(parties_file))
+    return {
+        SCRIPT_FILE: shell_script(p),
+        TOPICS_FILE: yaml_documents(kafka_topics(p)),
+        USERS_FILE: yaml_documents(kafka_users(p)),
+    }
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m deploy.acl_plan", description=__doc__)
+    parser.add_argument("action", choices=["write", "check", "shell"])
+    parser.add_argument("parties", type=Path, nargs="?", default=PARTIES_FILE)
+    args = parser.parse_args(argv)
+    files = rendered(args.parties)
+    if args.action == "shell":
+        sys.stdout.write(files[SCRIPT_FILE])
+        return 0
+    stale = [path for path, text in files.items() if _read(path) != text]
+    if args.action == "check":
+        for path in stale:
+            print(f"{path} is out of date: run python -m deploy.acl_plan write", file=sys.stderr)
+        return 1 if stale else 0
+    for path in stale:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(files[path], encoding="utf-8")
+    SCRIPT_FILE.chmod(0o755)
+    return 0
+
+
+def _read(path: Path) -> str | None:
+    try:
+        return path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return None
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,79 @@
+#!/usr/bin/env bash
+# GENERATED from deploy/parties.toml by deploy/acl_plan.py: do not edit.
+# Creates the exchange's topics, SCRAM-SHA-512 users and allow-ACLs on an Apache Kafka
+# cluster (run by the compose `kafka-setup` job, or by hand with the admin certificate).
+# Idempotent: existing topics are kept, users' passwords and ACLs are (re)set.
+#   KAFKA_BIN     Kafka's bin directory                      (default /opt/kafka/bin)
+#   BOOTSTRAP     a broker listener the admin may use        (default kafka-1:19092)
+#   ADMIN_CONFIG  client properties of the admin principal   (default /secrets/admin.properties)
+#   SASL_DIR      <user>.password files, one per principal   (default /secrets/sasl)
+set -euo pipefail
+KAFKA_BIN=${KAFKA_BIN:-/opt/kafka/bin}
+BOOTSTRAP=${BOOTSTRAP:-kafka-1:19092}
+ADMIN_CONFIG=${ADMIN_CONFIG:-/secrets/admin.properties}
+SASL_DIR=${SASL_DIR:-/secrets/sasl}
+admin=(--bootstrap-server "$BOOTSTRAP" --command-config "$ADMIN_CONFIG")
+
+topic() {  # name partitions replicas
+  "$KAFKA_BIN/kafka-topics.sh" "${admin[@]}" --create --if-not-exists --topic "$1" \
+    --partitions "$2" --replication-factor "$3" --config min.insync.replicas=2
+}
+
+user() {  # name: SCRAM-SHA-512 credentials from $SASL_DIR/<name>.password
+  local password
+  password=$(<"$SASL_DIR/$1.password")
+  "$KAFKA_BIN/kafka-configs.sh" "${admin[@]}" --alter --entity-type users --entity-name "$1" \
+    --add-config "SCRAM-SHA-512=[iterations=8192,password=$password]" >/dev/null
+}
+
+acl() {  # principal operation resource-type pattern-type name
+  "$KAFKA_BIN/kafka-acls.sh" "${admin[@]}" --add --allow-principal "User:$1" \
+    --operation "$2" --resource-pattern-type "$4" "--$3" "$5" >/dev/null
+}
+
+# topics
+topic sgx.inbound.la-camden 3 3
+topic sgx.receipts.la-camden 1 3
+topic sgx.delivery.la-camden 3 3
+topic sgx.inbound.school-hillside 3 3
+topic sgx.receipts.school-hillside 1 3
+topic sgx.inbound.nhs-royal-free 3 3
+topic sgx.receipts.nhs-royal-free 1 3
+topic sgx.inbound.met-police 3 3
+topic sgx.receipts.met-police 1 3
+
+# principals
+user sgx-gateway
+user la-camden
+user sgx-consumer-la-camden
+user school-hillside
+user nhs-royal-free
+user met-police
+
+# allow-ACLs (no ACL, no access: allow.everyone.if.no.acl.found=false)
+acl sgx-gateway Read topic prefixed sgx.inbound.
+acl sgx-gateway Write topic prefixed sgx.delivery.
+acl sgx-gateway Write topic prefixed sgx.receipts.
+acl sgx-gateway Read group literal sgx-gateway
+acl sgx-gateway Describe topic prefixed sgx.
+acl la-camden Write topic literal sgx.inbound.la-camden
+acl la-camden Read topic literal sgx.receipts.la-camden
+acl la-camden Read group literal sgx-agency-la-camden
+acl la-camden Describe topic prefixed sgx.
+acl sgx-consumer-la-camden Read topic literal sgx.delivery.la-camden
+acl sgx-consumer-la-camden Read group literal sgx-consumer-la-camden
+acl sgx-consumer-la-camden Describe topic prefixed sgx.
+acl school-hillside Write topic literal sgx.inbound.school-hillside
+acl school-hillside Read topic literal sgx.receipts.school-hillside
+acl school-hillside Read group literal sgx-agency-school-hillside
+acl school-hillside Describe topic prefixed sgx.
+acl nhs-royal-free Write topic literal sgx.inbound.nhs-royal-free
+acl nhs-royal-free Read topic literal sgx.receipts.nhs-royal-free
+acl nhs-royal-free Read group literal sgx-agency-nhs-royal-free
+acl nhs-royal-free Describe topic prefixed sgx.
+acl met-police Write topic literal sgx.inbound.met-police
+acl met-police Read topic literal sgx.receipts.met-police
+acl met-police Read group literal sgx-agency-met-police
+acl met-police Describe topic prefixed sgx.
+
+echo "topics, users and ACLs applied"

@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# Tools the deployment tests run for real (they fail, never skip, without them):
+#   promtool  (Debian package prometheus)  checks the Prometheus config, runs rule unit tests
+#   stunnel   (Debian package stunnel4)    the TLS proxy of tests/integration/test_tls.py
+# Installs what is missing with apt-get (needs root, as on CI); otherwise says what to install.
+set -euo pipefail
+declare -A package=([promtool]=prometheus [stunnel4]=stunnel4)
+missing=()
+for tool in "${!package[@]}"; do
+  command -v "$tool" >/dev/null || missing+=("${package[$tool]}")
+done
+[ ${#missing[@]} -eq 0 ] && exit 0
+if [ "$(id -u)" -ne 0 ] || ! command -v apt-get >/dev/null; then
+  echo "missing tools; install the Debian packages: ${missing[*]}" >&2
+  exit 1
+fi
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -qq
+# --no-install-recommends: only the binaries; installing prometheus starts no server here
+apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+for tool in "${!package[@]}"; do
+  command -v "$tool" >/dev/null || { echo "$tool still missing after install" >&2; exit 1; }
+done

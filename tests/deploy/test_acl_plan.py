@@ -1,0 +1,126 @@
+"""The cluster's topics and ACLs (deploy/acl_plan.py) and the files generated from them."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from deploy import acl_plan
+from deploy.acl_plan import GATEWAY, Party, Plan, consumer_principal, plan
+from sgx.errors import ConfigError
+
+LA_A, LA_B = "la-alpha", "la-beta"
+SCHOOL, POLICE = "school-oak", "police-north"
+PARTIES = [
+    Party(LA_A, "local_authority"),
+    Party(LA_B, "local_authority"),
+    Party(SCHOOL, "school"),
+    Party(POLICE, "police"),
+]
+
+
+@pytest.fixture(scope="module")
+def the_plan() -> Plan:
+    return plan(PARTIES)
+
+
+def test_topics_for_every_party_and_delivery_only_for_local_authorities(the_plan: Plan) -> None:
+    names = {t.name: t for t in the_plan.topics}
+    for party in PARTIES:
+        assert f"sgx.inbound.{party.id}" in names
+        assert f"sgx.receipts.{party.id}" in names
+    assert {n for n in names if n.startswith("sgx.delivery.")} == {
+        f"sgx.delivery.{LA_A}",
+        f"sgx.delivery.{LA_B}",
+    }
+    assert all(t.replicas == 3 for t in the_plan.topics)
+
+
+def test_an_agency_writes_only_its_inbound_and_reads_only_its_receipts(the_plan: Plan) -> None:
+    topics = [t.name for t in the_plan.topics]
+    writable = {t for t in topics if the_plan.allows(SCHOOL, "Write", "topic", t)}
+    readable = {t for t in topics if the_plan.allows(SCHOOL, "Read", "topic", t)}
+    assert writable == {f"sgx.inbound.{SCHOOL}"}
+    assert readable == {f"sgx.receipts.{SCHOOL}"}
+    assert the_plan.allows(SCHOOL, "Read", "group", f"sgx-agency-{SCHOOL}")
+    assert not the_plan.allows(SCHOOL, "Read", "group", f"sgx-agency-{POLICE}")
+    assert not the_plan.allows(SCHOOL, "Read", "group", "sgx-gateway")
+
+
+def test_a_school_cannot_read_any_delivery_topic(the_plan: Plan) -> None:
+    for la in (LA_A, LA_B):
+        assert not the_plan.allows(SCHOOL, "Read", "topic", f"sgx.delivery.{la}")
+        assert not the_plan.allows(SCHOOL, "Write", "topic", f"sgx.delivery.{la}")
+
+
+def test_a_local_authority_consumer_reads_only_its_own_delivery_topic(the_plan: Plan) -> None:
+    consumer = consumer_principal(LA_A)
+    topics = [t.name for t in the_plan.topics]
+    assert {t for t in topics if the_plan.allows(consumer, "Read", "topic", t)} == {
+        f"sgx.delivery.{LA_A}"
+    }
+    assert not the_plan.allows(consumer, "Read", "topic", f"sgx.delivery.{LA_B}")
+    assert not any(the_plan.allows(consumer, "Write", "topic", t) for t in topics)
+    assert the_plan.allows(consumer, "Read", "group", consumer)
+    assert not the_plan.allows(consumer, "Read", "group", consumer_principal(LA_B))
+    # the local authority as an agency (allocations, share requests) cannot read deliveries
+    assert not the_plan.allows(LA_A, "Read", "topic", f"sgx.delivery.{LA_A}")
+    assert not the_plan.allows(LA_A, "Read", "topic", f"sgx.delivery.{LA_B}")
+
+
+def test_the_gateway_reads_inbound_and_writes_delivery_and_receipts_only(the_plan: Plan) -> None:
+    for t in the_plan.topics:
+        kind = t.name.split(".")[1]
+        assert the_plan.allows(GATEWAY, "Read", "topic", t.name) == (kind == "inbound")
+        assert the_plan.allows(GATEWAY, "Write", "topic", t.name) == (kind != "inbound")
+    assert the_plan.allows(GATEWAY, "Read", "group", "sgx-gateway")
+
+
+def test_describe_is_the_only_grant_beyond_own_topics(the_plan: Plan) -> None:
+    # every principal may see that the exchange's topics exist, nothing more
+    for principal in the_plan.principals:
+        assert the_plan.allows(principal, "Describe", "topic", f"sgx.delivery.{LA_B}")
+        assert not the_plan.allows(principal, "Describe", "topic", "__consumer_offsets")
+
+
+@pytest.mark.parametrize(
+    ("parties", "message"),
+    [
+        ([Party("la_a", "local_authority")], "id must be"),
+        ([Party("sgx-gateway", "school")], "reserved"),
+        ([Party("a", "school"), Party("a", "police")], "duplicate"),
+        ([Party("a", "gateway")], "kind"),  # type: ignore[arg-type]
+    ],
+)
+def test_bad_parties_are_refused_with_where(parties: list[Party], message: str) -> None:
+    with pytest.raises(ConfigError, match=message) as info:
+        plan(parties)
+    assert "parties[" in str(info.value)
+
+
+def test_a_parties_file_needs_id_and_kind(tmp_path: Path) -> None:
+    bad = tmp_path / "parties.toml"
+    bad.write_text('[[party]]\nid = "school-a"\n')
+    with pytest.raises(ConfigError, match=r"party\[0\] must have exactly the keys id and kind"):
+        acl_plan.load_parties(bad)
+
+
+def test_committed_script_and_strimzi_resources_are_generated_from_the_plan() -> None:
+    for path, text in acl_plan.rendered().items():
+        assert path.read_text(encoding="utf-8") == text, (
+            f"{path} is out of date: run python -m deploy.acl_plan write"
+        )
+    assert acl_plan.main(["check"]) == 0
+
+
+def test_script_is_valid_bash_and_grants_every_binding() -> None:
+    script = acl_plan.SCRIPT_FILE
+    subprocess.run(["bash", "-n", str(script)], check=True)
+    the_plan = plan(acl_plan.load_parties(acl_plan.PARTIES_FILE))
+    text = script.read_text(encoding="utf-8")
+    for b in the_plan.bindings:
+        assert f"acl {b.principal} {b.operation} {b.resource} {b.pattern} {b.name}\n" in text
+    for t in the_plan.topics:
+        assert f"topic {t.name} {t.partitions} {t.replicas}\n" in text

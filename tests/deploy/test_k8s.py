@@ -1,0 +1,156 @@
+"""deploy/k8s: every manifest parses; built-in kinds validate against the Kubernetes schemas
+(kubernetes-validate, strict: unknown fields are errors); Strimzi and Prometheus Operator
+kinds are known; the pieces reference each other correctly."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import kubernetes_validate  # type: ignore[import-untyped]
+import pytest
+
+from deploy import acl_plan
+from tests.deploy.catalogue import REPO
+from tests.deploy.yaml_strict import load, load_all
+
+K8S = REPO / "deploy" / "k8s"
+MANIFESTS = sorted(p for p in K8S.rglob("*.yaml") if p.name != "kustomization.yaml")
+BUILTIN = {
+    ("v1", "Namespace"),
+    ("v1", "Service"),
+    ("apps/v1", "Deployment"),
+    ("policy/v1", "PodDisruptionBudget"),
+}
+CUSTOM = {
+    ("kafka.strimzi.io/v1beta2", "Kafka"),
+    ("kafka.strimzi.io/v1beta2", "KafkaNodePool"),
+    ("kafka.strimzi.io/v1beta2", "KafkaTopic"),
+    ("kafka.strimzi.io/v1beta2", "KafkaUser"),
+    ("monitoring.coreos.com/v1", "ServiceMonitor"),
+}
+STRIMZI_OPERATIONS = {"Read", "Write", "Create", "Delete", "Alter", "Describe", "All",
+                      "IdempotentWrite", "ClusterAction", "DescribeConfigs",
+                      "AlterConfigs"}  # fmt: skip
+
+
+def _documents() -> list[tuple[Path, dict[str, Any]]]:
+    return [(path, doc) for path in MANIFESTS for doc in load_all(path)]
+
+
+def _of_kind(kind: str) -> list[dict[str, Any]]:
+    return [doc for _, doc in _documents() if doc["kind"] == kind]
+
+
+def test_every_manifest_has_a_known_kind_and_api_version() -> None:
+    documents = _documents()
+    assert len(documents) >= 15
+    for path, doc in documents:
+        assert (doc["apiVersion"], doc["kind"]) in BUILTIN | CUSTOM, path
+        assert doc["metadata"]["name"], path
+
+
+@pytest.mark.parametrize("path", MANIFESTS, ids=lambda p: str(p.relative_to(K8S)))
+def test_builtin_kinds_validate_against_the_kubernetes_schema(path: Path) -> None:
+    for doc in load_all(path):
+        if (doc["apiVersion"], doc["kind"]) in BUILTIN:
+            kubernetes_validate.validate(doc, kubernetes_validate.latest_version(), strict=True)
+
+
+def test_strict_validation_rejects_a_misspelt_field() -> None:
+    (deployment, *_) = _of_kind("Deployment")
+    broken = {**deployment, "spec": {**deployment["spec"], "replica": 2}}
+    with pytest.raises(kubernetes_validate.ValidationError):
+        kubernetes_validate.validate(broken, kubernetes_validate.latest_version(), strict=True)
+
+
+def test_kustomization_lists_every_manifest() -> None:
+    kustomization = load(K8S / "kustomization.yaml")
+    assert sorted(K8S / r for r in kustomization["resources"]) == MANIFESTS
+
+
+def test_kafka_is_kraft_with_three_nodes_and_a_scram_tls_listener() -> None:
+    (kafka,) = _of_kind("Kafka")
+    (pool,) = _of_kind("KafkaNodePool")
+    assert kafka["metadata"]["annotations"]["strimzi.io/kraft"] == "enabled"
+    assert "zookeeper" not in kafka["spec"]
+    assert pool["spec"]["replicas"] == 3
+    assert set(pool["spec"]["roles"]) == {"controller", "broker"}
+    assert pool["metadata"]["labels"]["strimzi.io/cluster"] == kafka["metadata"]["name"]
+    (listener,) = kafka["spec"]["kafka"]["listeners"]
+    assert listener["tls"] is True
+    assert listener["authentication"]["type"] == "scram-sha-512"
+    assert kafka["spec"]["kafka"]["authorization"]["type"] == "simple"
+
+
+def test_topics_and_users_match_the_acl_plan() -> None:
+    the_plan = acl_plan.plan(acl_plan.load_parties(acl_plan.PARTIES_FILE))
+    topics = {t["spec"]["topicName"]: t["spec"]["partitions"] for t in _of_kind("KafkaTopic")}
+    assert topics == {t.name: t.partitions for t in the_plan.topics}
+    users = {u["metadata"]["name"]: u for u in _of_kind("KafkaUser")}
+    assert set(users) == set(the_plan.principals)
+    for user in users.values():
+        assert user["spec"]["authentication"]["type"] == "scram-sha-512"
+        for acl in user["spec"]["authorization"]["acls"]:
+            assert set(acl["operations"]) <= STRIMZI_OPERATIONS
+            assert acl["resource"]["patternType"] in {"literal", "prefix"}
+
+
+def _container(deployment: dict[str, Any]) -> dict[str, Any]:
+    container: dict[str, Any]
+    (container,) = deployment["spec"]["template"]["spec"]["containers"]
+    return container
+
+
+def _env(container: dict[str, Any]) -> dict[str, Any]:
+    return {e["name"]: e.get("value", e.get("valueFrom")) for e in container["env"]}
+
+
+def test_deployments_share_one_image_probe_health_and_readiness_and_run_as_non_root() -> None:
+    deployments = _of_kind("Deployment")
+    assert {d["metadata"]["name"] for d in deployments} == {
+        "gateway",
+        "consumer-la-camden",
+        "push-school-hillside",
+    }
+    images = {_container(d)["image"] for d in deployments}
+    assert len(images) == 1
+    for d in deployments:
+        container, pod = _container(d), d["spec"]["template"]["spec"]
+        assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"
+        assert container["readinessProbe"]["httpGet"]["path"] == "/readyz"
+        assert pod["securityContext"]["runAsNonRoot"] is True
+        assert container["securityContext"]["allowPrivilegeEscalation"] is False
+
+
+def test_each_deployment_authenticates_as_its_kafka_user_over_sasl_ssl() -> None:
+    (kafka,) = _of_kind("Kafka")
+    (listener,) = kafka["spec"]["kafka"]["listeners"]
+    bootstrap = f"{kafka['metadata']['name']}-kafka-bootstrap:{listener['port']}"
+    users = {u["metadata"]["name"] for u in _of_kind("KafkaUser")}
+    for d in _of_kind("Deployment"):
+        env = _env(_container(d))
+        assert env["SGX_KAFKA_BOOTSTRAP_SERVERS"] == bootstrap
+        assert env["SGX_KAFKA_SECURITY_PROTOCOL"] == "SASL_SSL"
+        assert env["SGX_KAFKA_SASL_USERNAME"] in users
+        # Strimzi writes each KafkaUser's password to a secret of the same name
+        ref = env["SGX_KAFKA_SASL_PASSWORD"]["secretKeyRef"]
+        assert ref == {"name": env["SGX_KAFKA_SASL_USERNAME"], "key": "password"}
+
+
+def test_services_pdbs_and_the_service_monitor_select_the_deployments() -> None:
+    pods = [d["spec"]["template"]["metadata"]["labels"] for d in _of_kind("Deployment")]
+
+    def selects(selector: dict[str, str]) -> int:
+        return sum(all(labels.get(k) == v for k, v in selector.items()) for labels in pods)
+
+    for service in _of_kind("Service"):
+        assert selects(service["spec"]["selector"]) == 1, service["metadata"]["name"]
+        assert "metrics" in {p["name"] for p in service["spec"]["ports"]}
+    for pdb in _of_kind("PodDisruptionBudget"):
+        assert selects(pdb["spec"]["selector"]["matchLabels"]) == 1, pdb["metadata"]["name"]
+    (monitor,) = _of_kind("ServiceMonitor")
+    wanted = monitor["spec"]["selector"]["matchLabels"]
+    services = [s["metadata"]["labels"] for s in _of_kind("Service")]
+    assert all(all(labels.get(k) == v for k, v in wanted.items()) for labels in services)
+    assert monitor["spec"]["endpoints"][0]["port"] == "metrics"

@@ -5,6 +5,8 @@ global registry is never used, so tests read a private registry and several role
 run in one process (the demo) without clashing::
 
     sgx_producer_notifications_total{type,outcome}     ProducerMetrics.notifications
+    sgx_producer_outbox_depth                          ProducerMetrics.outbox_depth
+    sgx_producer_outbox_oldest_age_seconds             ProducerMetrics.outbox_oldest_age
     sgx_gateway_notifications_total{type,outcome}      GatewayMetrics.notifications
     sgx_gateway_decisions_total{reason}                GatewayMetrics.decisions
     sgx_gateway_quarantined_total{reason}              GatewayMetrics.quarantined
@@ -65,6 +67,16 @@ class ProducerMetrics:
             "sgx_producer_notifications",
             "Notifications handled by the producer, by type and outcome.",
             ["type", "outcome"],
+            registry=registry,
+        )
+        self.outbox_depth = Gauge(
+            "sgx_producer_outbox_depth",
+            "Outbox entries the broker has not acknowledged yet.",
+            registry=registry,
+        )
+        self.outbox_oldest_age = Gauge(
+            "sgx_producer_outbox_oldest_age_seconds",
+            "Age of the oldest outbox entry the broker has not acknowledged (0 when none).",
             registry=registry,
         )
 

@@ -1,0 +1,168 @@
+"""The receipt listener: the gateway's answers, matched to the agency's outbox entries.
+
+The gateway answers each envelope with a receipt — DELIVERED, REFUSED (agreement) or
+QUARANTINED, with reason and detail — gathered in one ``ReceiptBatch`` per sender per
+gateway batch, sealed for the sender on ``sgx.receipts.<agency>`` (purpose RECEIPTS).
+
+Per batch of records: split each record into its envelopes (a record may carry one or an
+EnvelopeBatch), open each (it must come from the gateway), decode the receipts, and
+record them on their outbox entries together with any record that could not be trusted
+or read (kept with its reason, never dropped) in ONE transaction; the consumer offsets
+are committed only after that commit. A crash replays the batch, and recording the same
+receipt twice writes the same answer. Records of other purposes on the same topic (a
+local authority's SHARE_DECISION answers) belong to the share client and are skipped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import uuid
+from collections.abc import Iterable
+from datetime import UTC, datetime
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer
+
+from producers.outbox import (
+    RECEIPT_OUTCOMES,
+    OutboxStore,
+    ReceiptQuarantine,
+    ReceiptUpdate,
+)
+from producers.relay import Backoff
+from sgx import contract as c
+from sgx.contract import Contract
+from sgx.envelope import Opener, Purpose, unpack
+from sgx.errors import ContractError, EnvelopeError, ExchangeError, MalformedEnvelope
+from sgx.kafka import kafka_errors, run_batches
+
+log = logging.getLogger(__name__)
+
+
+class NotFromGateway(EnvelopeError):
+    """A receipts-topic record sealed by a party other than the gateway."""
+
+    reason = "not_from_gateway"
+
+
+class ReceiptListener:
+    """Consumes one agency's receipts topic into its outbox."""
+
+    def __init__(
+        self,
+        *,
+        store: OutboxStore,
+        agency: str,
+        opener: Opener,
+        contract: Contract,
+        consumer: AIOKafkaConsumer,
+        max_records: int = 500,
+        backoff: Backoff | None = None,
+    ) -> None:
+        self._store = store
+        self._agency = agency
+        self._opener = opener
+        self._contract = contract
+        self._consumer = consumer
+        self._max_records = max_records
+        self._backoff = backoff or Backoff()
+        self.received = 0  # receipts recorded since start
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Record receipts until ``stop`` is set; a retriable failure is retried."""
+        while not stop.is_set():
+            try:
+                await run_batches(
+                    self._consumer,
+                    stop,
+                    self.process,
+                    max_records=self._max_records,
+                    action="fetch receipts",
+                )
+            except ExchangeError as exc:
+                if not exc.retriable:
+                    raise
+                await self._recover(stop, exc)
+
+    async def _recover(self, stop: asyncio.Event, exc: ExchangeError) -> None:
+        """Back off, then rewind to the committed offsets: the failed batch is read again."""
+        delay = self._backoff.next_delay()
+        log.warning("receipts of %s: %s; retrying in %.1fs", self._agency, exc, delay)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), delay)
+        try:
+            async with kafka_errors("rewind receipts to the committed offsets"):
+                await self._rewind()
+        except ExchangeError as again:
+            log.warning("receipts of %s: %s", self._agency, again)
+
+    async def _rewind(self) -> None:
+        for tp in self._consumer.assignment():
+            committed = await self._consumer.committed(tp)
+            if committed is None:
+                await self._consumer.seek_to_beginning(tp)
+            else:
+                self._consumer.seek(tp, committed)
+
+    async def process(self, records: Iterable[Any]) -> None:
+        receipts: list[ReceiptUpdate] = []
+        quarantined: list[ReceiptQuarantine] = []
+        for record in records:
+            value = bytes(record.value or b"")
+            where = (str(record.topic), int(record.partition), int(record.offset))
+            try:
+                envelopes = unpack(value)
+            except MalformedEnvelope as exc:
+                quarantined.append(_quarantine(where, 0, value, exc))
+                continue
+            for item, envelope in enumerate(envelopes):
+                try:
+                    receipts += self._receipts(envelope)
+                except (EnvelopeError, ContractError) as exc:
+                    quarantined.append(_quarantine(where, item, envelope, exc))
+        await self._store.apply_receipts(self._agency, receipts, quarantined)
+        async with kafka_errors("commit receipt offsets"):
+            await self._consumer.commit()
+        self._backoff.reset()
+        self.received += len(receipts)
+        for q in quarantined:
+            log.warning("receipts of %s: kept a record as %s", self._agency, q.reason)
+
+    def _receipts(self, envelope: bytes) -> list[ReceiptUpdate]:
+        opened = self._opener.open(envelope)
+        if opened.purpose is not Purpose.RECEIPTS:
+            return []  # a share decision: the share client reads those
+        if opened.sender.kind != "gateway":
+            raise NotFromGateway(f"receipts sealed by {opened.sender.id}, not the gateway")
+        batch = self._contract.decode_as(c.RECEIPT_BATCH, opened.plaintext)
+        return [_update(r) for r in batch["receipts"]]
+
+
+def _update(receipt: dict[str, Any]) -> ReceiptUpdate:
+    outcome = str(receipt["outcome"])
+    if outcome not in RECEIPT_OUTCOMES:
+        raise ContractError("receipts[].outcome", f"unknown receipt outcome {outcome!r}")
+    return ReceiptUpdate(
+        message_id=uuid.UUID(str(receipt["message_id"])),
+        outcome=outcome,
+        reason=receipt["reason"],
+        detail=receipt["detail"],
+        decided_at=receipt["decided_at"],
+    )
+
+
+def _quarantine(
+    where: tuple[str, int, int], item: int, value: bytes, exc: EnvelopeError | ContractError
+) -> ReceiptQuarantine:
+    return ReceiptQuarantine(
+        topic=where[0],
+        partition=where[1],
+        offset=where[2],
+        item=item,
+        reason=exc.reason if isinstance(exc, EnvelopeError) else "invalid_record",
+        detail=str(exc),
+        raw=value,
+        quarantined_at=datetime.now(UTC),
+    )

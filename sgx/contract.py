@@ -35,11 +35,13 @@ __all__ = [
     "ALLOCATION_UPDATE",
     "ATTENDANCE_UPDATE",
     "DELIVERY",
+    "DISCLOSURE_REQUEST",
     "ENVELOPE",
     "ENVELOPE_HEADER",
     "FULL_NAMES",
     "HEALTH_UPDATE",
     "NOTIFICATION_TYPES",
+    "OPEN_CASE_LIST",
     "POLICE_NOTIFICATION",
     "RECEIPT_BATCH",
     "SHARE_DECISION",
@@ -53,8 +55,10 @@ _NS = "org.safeguarding.exchange."
 DELIVERY = _NS + "Delivery"
 RECEIPT_BATCH = _NS + "ReceiptBatch"
 ALLOCATION_UPDATE = _NS + "AllocationUpdate"
+OPEN_CASE_LIST = _NS + "OpenCaseList"
 SHARE_REQUEST = _NS + "ShareRequest"
 SHARE_DECISION = _NS + "ShareDecision"
+DISCLOSURE_REQUEST = _NS + "DisclosureRequest"
 ENVELOPE = _NS + "wire.Envelope"
 ENVELOPE_HEADER = _NS + "wire.EnvelopeHeader"
 

@@ -154,6 +154,7 @@ def _incident() -> dict[str, Any]:
         "location": "Family home",
         "child_present": True,
         "voice_of_child": "Was upset and said it happens often.",
+        "school_id": None,
     }
 
 

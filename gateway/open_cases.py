@@ -1,0 +1,35 @@
+"""The open-case list: which children a local authority has open to social care.
+
+After applying an allocation update from a local authority, the gateway sends every
+school the LA serves (trust directory ``local_authority``) an ``OpenCaseList`` sealed for
+that school with purpose ALLOCATIONS on ``sgx.receipts.<school>``. The list holds child
+pseudonyms, never identifiers: a school learns only which of its own pupils are open,
+because it can compute a pseudonym only for a child it already knows.
+
+Each list is the LA's complete current list (it replaces the school's earlier one), so a
+lost or replayed list is healed by the next. The child keys are the pseudonyms of the
+NHS number and, separately, of the UPN, exactly as the allocation directory keys them
+(``Pseudonymiser.child_key(nhs, None)`` and ``child_key(None, upn)``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import datetime
+from typing import Any
+
+from sgx.contract import OPEN_CASE_LIST
+from sgx.errors import ContractError
+from sgx.pseudonym import PSEUDONYM_LEN
+
+
+def open_case_list(la_id: str, child_keys: Iterable[bytes], issued_at: datetime) -> dict[str, Any]:
+    """The ``OpenCaseList`` record: keys de-duplicated and sorted (the order tells nothing)."""
+    if issued_at.tzinfo is None:
+        raise ContractError("issued_at", "must be timezone-aware", schema=OPEN_CASE_LIST)
+    keys = sorted(set(child_keys))
+    for index, key in enumerate(keys):
+        if len(key) != PSEUDONYM_LEN:
+            problem = f"is {len(key)} bytes; a child pseudonym is {PSEUDONYM_LEN}"
+            raise ContractError(f"child_keys[{index}]", problem, schema=OPEN_CASE_LIST)
+    return {"la_id": la_id, "issued_at": issued_at, "child_keys": keys}

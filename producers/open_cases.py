@@ -1,0 +1,158 @@
+"""A school's copy of its local authority's open-case list, kept current from the exchange.
+
+The gateway sends each school an ``OpenCaseList`` (child pseudonyms of every child open
+to social care in the LA) sealed with purpose ALLOCATIONS on the school's receipts topic.
+:class:`OpenCaseListener` opens those envelopes (only from a party of kind ``gateway``),
+decodes the list and keeps the newest per LA in :class:`OpenCaseStore` (SQLite by
+default). Every other purpose on that topic (receipts) is left for the receipts reader.
+
+The school never learns an identifier from the list: it asks "is this pupil open?" by
+computing the pupil's own pseudonyms (:func:`pupil_keys`) and looking them up.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+from aiokafka import AIOKafkaConsumer, ConsumerRecord
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from sgx import contract as c
+from sgx.contract import Contract
+from sgx.db import Database, UtcDateTime, store_errors, write_transaction
+from sgx.envelope import Opener, Purpose, peek, unpack
+from sgx.errors import ContractError, EnvelopeError, MalformedEnvelope, UnknownSender
+from sgx.kafka import kafka_errors, read_topic, receipts_topic, run_batches
+from sgx.pseudonym import Pseudonymiser
+from sgx.settings import KafkaSettings
+
+log = logging.getLogger(__name__)
+
+BATCH = 100
+
+
+def pupil_keys(pseudonyms: Pseudonymiser, nhs_number: str | None, upn: str | None) -> set[bytes]:
+    """The pseudonyms a list may hold for this pupil: of the NHS number and of the UPN."""
+    keys = {pseudonyms.child_key(nhs_number, None), pseudonyms.child_key(None, upn)}
+    return {key for key in keys if key is not None}
+
+
+@dataclass(frozen=True, slots=True)
+class OpenCases:
+    """The lists held: every open child's pseudonyms, and when the newest list was issued."""
+
+    keys: frozenset[bytes]
+    issued_at: datetime | None  # None: no list has reached the school yet
+
+    def is_open(self, keys: Iterable[bytes]) -> bool:
+        return not self.keys.isdisjoint(keys)
+
+
+class OpenCaseStore(Database):
+    """The newest open-case list per local authority."""
+
+    def __init__(self, engine: AsyncEngine, metadata: sa.MetaData) -> None:
+        super().__init__(engine, metadata)
+        self._lists = sa.Table(
+            "school_open_case_lists",
+            metadata,
+            sa.Column("la_id", sa.String(64), primary_key=True),
+            sa.Column("issued_at", UtcDateTime(), nullable=False),
+        )
+        self._keys = sa.Table(
+            "school_open_cases",
+            metadata,
+            sa.Column("la_id", sa.String(64), primary_key=True),
+            sa.Column("child_key", sa.LargeBinary(16), primary_key=True),
+        )
+
+    async def replace(self, la_id: str, issued_at: datetime, keys: Sequence[bytes]) -> bool:
+        """Hold this list for ``la_id`` unless one issued at or after it is held already."""
+        lists, table = self._lists, self._keys
+        with store_errors("store the open-case list"):
+            async with write_transaction(self.engine) as conn:
+                held = await conn.scalar(sa.select(lists.c.issued_at).where(lists.c.la_id == la_id))
+                if held is not None and held >= issued_at:
+                    return False
+                await conn.execute(sa.delete(lists).where(lists.c.la_id == la_id))
+                await conn.execute(sa.delete(table).where(table.c.la_id == la_id))
+                await conn.execute(sa.insert(lists), {"la_id": la_id, "issued_at": issued_at})
+                rows = [{"la_id": la_id, "child_key": key} for key in set(keys)]
+                if rows:
+                    await conn.execute(sa.insert(table), rows)
+        return True
+
+    async def current(self) -> OpenCases:
+        """Every open child's pseudonyms across the lists held."""
+        with store_errors("read the open-case list"):
+            async with self.engine.connect() as conn:
+                keys = (await conn.scalars(sa.select(self._keys.c.child_key))).all()
+                latest = await conn.scalar(sa.select(sa.func.max(self._lists.c.issued_at)))
+        return OpenCases(frozenset(bytes(k) for k in keys), latest)
+
+
+class OpenCaseListener:
+    """Applies the gateway's open-case lists found on a school's receipts topic."""
+
+    def __init__(
+        self, *, school_id: str, opener: Opener, contract: Contract, store: OpenCaseStore
+    ) -> None:
+        self._topic = receipts_topic(school_id)
+        self._opener = opener
+        self._contract = contract
+        self._store = store
+
+    async def process(self, records: Iterable[ConsumerRecord]) -> int:
+        """Open and store every open-case list among ``records``; returns how many were newer."""
+        applied = 0
+        for record in records:
+            where = f"{record.partition}/{record.offset}"
+            for value in self._envelopes(bytes(record.value or b""), where):
+                found = self._open(value, where)
+                if found is not None:
+                    applied += await self._store.replace(
+                        found["la_id"], found["issued_at"], found["child_keys"]
+                    )
+        return applied
+
+    def _envelopes(self, value: bytes, where: str) -> list[bytes]:
+        """One envelope, or each of an envelope batch's."""
+        try:
+            return unpack(value)
+        except MalformedEnvelope as exc:
+            log.warning("ignored a record at %s %s: %s", self._topic, where, exc)
+            return []
+
+    def _open(self, value: bytes, where: str) -> dict[str, Any] | None:
+        claims = peek(value)
+        if claims is None or claims.purpose is not Purpose.ALLOCATIONS:
+            return None  # receipts and the like: not ours to read
+        try:
+            opened = self._opener.open(value, purposes=(Purpose.ALLOCATIONS,))
+            if opened.sender.kind != "gateway":
+                raise UnknownSender(f"{opened.sender.id} is not the gateway")
+            return self._contract.decode_as(c.OPEN_CASE_LIST, opened.plaintext)
+        except (EnvelopeError, ContractError) as exc:
+            # Party ids, key ids and field paths only: nothing about a child.
+            log.warning("ignored an open-case list at %s %s: %s", self._topic, where, exc)
+            return None
+
+    async def catch_up(self, settings: KafkaSettings) -> int:
+        """Read the whole receipts topic once (no consumer group) and apply what is newer."""
+        return await self.process(await read_topic(settings, self._topic))
+
+    async def run(self, consumer: AIOKafkaConsumer, stop: asyncio.Event) -> None:
+        """Apply lists from ``consumer`` until ``stop``; offsets are committed after the store."""
+
+        async def batch(records: list[ConsumerRecord]) -> None:
+            await self.process(records)
+            async with kafka_errors("commit open-case offsets"):
+                await consumer.commit()
+
+        await run_batches(consumer, stop, batch, max_records=BATCH, action="read open-case lists")

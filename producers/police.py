@@ -1,0 +1,460 @@
+"""The police feed: a force system's export mapped to PoliceNotification records, and the
+local authority's 2013 / 2024 Protocol disclosure request.
+
+**Export shape.** A police force system exports JSON: one object, or an array of them. Each
+object has a ``type``; unknown keys are refused (a typo would otherwise be dropped).
+Timestamps are ISO 8601 with a UTC offset, dates ``YYYY-MM-DD``. Common to both types::
+
+    notification_id   optional UUID; give a stable one so that a re-export is not a new item
+    police_reference  crime or incident reference
+    force             {"id": agency id in the trust directory, "name": ...}
+    officer           {"name", "role", "contact" (optional)}
+    child             {"nhs_number", "upn", "identifier_absent_reason", "given_name",
+                       "family_name", "date_of_birth"} (all optional; an identifier or the
+                       reason for none is required)
+    facts             what happened, factual only
+    risk_level        NO_CONCERN | LOW | MEDIUM | HIGH | IMMINENT
+    professional_opinion, support_offered, agency_limitations    optional
+    offences          optional: details of alleged offences
+    urgency           optional: ROUTINE | PRIORITY | IMMEDIATE
+    sharing           optional: {"consent", "lawful_basis", "legal_gateway",
+                       "no_consent_reason", "restrictions", "onward_consent"}
+
+``"type": "operation_encompass"`` (a domestic abuse incident the child was at or linked to;
+the school's key adult must know before the next school day, so urgency defaults to
+IMMEDIATE) adds::
+
+    notified_at       when the force sent the notification
+    school_id         agency id of the child's school (null if the child is not on a roll)
+    incident          {"occurred_at", "location" (optional), "child_present": bool,
+                       "voice_of_child" (optional): what the child said or showed}
+
+``"type": "protocol_disclosure"`` (the answer to a local authority's request; urgency
+defaults to PRIORITY; ``facts`` defaults to the material summary) adds::
+
+    protocol          "2013" | "2024"
+    request_reference the local authority's reference, quoted back
+    disclosed_at      when the force disclosed
+    material_summary  what is disclosed
+    redactions        [{"what": what was withheld, "why": why}]
+
+tests/fixtures/police/ holds one example of each. Police material's confidentiality
+restriction (POLICE_CONFIDENTIAL_TO_PROCEEDINGS) is attached by the gateway to everything a
+police force sends; the export does not need to ask for it.
+
+**Errors.** Everything raises :class:`~sgx.errors.ContractError` naming the field path in the
+export (``[2].incident.child_present``) or, for a contract rule, in the record; no value
+from the export is repeated in a message. The parsing is pydantic's (``extra="forbid"``).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import uuid
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    AfterValidator,
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictBool,
+    TypeAdapter,
+    ValidationError,
+)
+
+from sgx import contract as c
+from sgx.contract import Contract, default_contract
+from sgx.errors import ContractError
+from sgx.identifiers import check_nhs_number, check_upn
+
+EXPORT = "police export"
+PROTOCOL_KINDS = {"2013": "PROTOCOL_2013_DISCLOSURE", "2024": "PROTOCOL_2024_DISCLOSURE"}
+REQUEST_PROTOCOLS = {"2013": "PROTOCOL_2013", "2024": "PROTOCOL_2024"}
+LEGAL_GATEWAYS = {
+    "OPERATION_ENCOMPASS": "Children Act 2004 s.11; Operation Encompass",
+    "PROTOCOL_2013_DISCLOSURE": (
+        "2013 Protocol and Good Practice Model: disclosure into family proceedings"
+    ),
+    "PROTOCOL_2024_DISCLOSURE": (
+        "Disclosure of information between family and criminal agencies and jurisdictions: "
+        "2024 Protocol"
+    ),
+}
+
+
+def _not_blank(value: str) -> str:
+    if not value.strip():
+        raise ValueError("must not be empty")
+    return value
+
+
+Text = Annotated[str, AfterValidator(_not_blank)]
+Urgency = Literal["ROUTINE", "PRIORITY", "IMMEDIATE"]
+RiskLevel = Literal["NO_CONCERN", "LOW", "MEDIUM", "HIGH", "IMMINENT"]
+Category = Literal["LA_SOCIAL_CARE", "PARENT_OR_CARER", "OTHER_PROFESSIONAL", "CARE_PROCEEDINGS"]
+RestrictionCode = Literal["NO_ONWARD_SHARING", "NOT_TO_PARENTS", "NOT_TO_OTHER_AGENCIES"]
+
+
+class _In(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ForceIn(_In):
+    id: Text
+    name: Text
+
+
+class OfficerIn(_In):
+    name: Text
+    role: Text
+    contact: str | None = None
+
+
+class ChildIn(_In):
+    nhs_number: str | None = None
+    upn: str | None = None
+    identifier_absent_reason: Literal["NOT_KNOWN", "UNREASONABLE_DELAY", "NOT_ISSUED"] | None = None
+    given_name: str | None = None
+    family_name: str | None = None
+    date_of_birth: dt.date | None = None
+
+
+class SharingIn(_In):
+    consent: Literal["GIVEN", "NOT_SOUGHT", "REFUSED", "WITHDRAWN"] = "NOT_SOUGHT"
+    lawful_basis: Literal["PUBLIC_TASK", "LEGAL_OBLIGATION", "VITAL_INTERESTS", "CONSENT"] = (
+        "PUBLIC_TASK"
+    )
+    legal_gateway: Text | None = None
+    no_consent_reason: (
+        Literal["RISK_TO_CHILD", "PREJUDICE_CRIMINAL_INVESTIGATION", "UNDUE_DELAY", "COURT_ORDER"]
+        | None
+    ) = "RISK_TO_CHILD"
+    restrictions: list[RestrictionCode] = []
+    onward_consent: list[Category] = []
+
+
+class IncidentIn(_In):
+    occurred_at: AwareDatetime
+    location: str | None = None
+    child_present: StrictBool
+    voice_of_child: str | None = None
+
+
+class RedactionIn(_In):
+    what: Text
+    why: Text
+
+
+class _Common(_In):
+    notification_id: uuid.UUID | None = None
+    police_reference: Text
+    force: ForceIn
+    officer: OfficerIn
+    child: ChildIn
+    facts: Text | None = None
+    risk_level: RiskLevel
+    professional_opinion: str | None = None
+    support_offered: str | None = None
+    agency_limitations: str | None = None
+    offences: str | None = None
+    urgency: Urgency | None = None
+    sharing: SharingIn = SharingIn()
+
+
+class EncompassIn(_Common):
+    type: Literal["operation_encompass"]
+    facts: Text
+    notified_at: AwareDatetime
+    school_id: Text | None
+    incident: IncidentIn
+
+
+class DisclosureIn(_Common):
+    type: Literal["protocol_disclosure"]
+    protocol: Literal["2013", "2024"]
+    request_reference: Text
+    disclosed_at: AwareDatetime
+    material_summary: Text
+    redactions: list[RedactionIn] = []
+
+
+ExportItem = Annotated[EncompassIn | DisclosureIn, Field(discriminator="type")]
+_ITEM: TypeAdapter[EncompassIn | DisclosureIn] = TypeAdapter(ExportItem)
+
+
+# --- errors ------------------------------------------------------------------------------
+
+
+def _path(loc: Sequence[int | str], prefix: str = "") -> str:
+    out = prefix
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += f".{part}" if out else part
+    return out or "$"
+
+
+def _from_pydantic(exc: ValidationError, prefix: str) -> ContractError:
+    """The first problem pydantic found, as a ContractError naming the export's field."""
+    first = exc.errors(include_url=False, include_input=False)[0]
+    loc = list(first["loc"])
+    if loc and loc[0] in ("operation_encompass", "protocol_disclosure"):
+        loc = loc[1:]  # the discriminated union's tag is not a field
+    problem = str(first["msg"]).removeprefix("Value error, ")
+    return ContractError(_path(loc, prefix), problem[:200], schema=EXPORT)
+
+
+# --- mapping -----------------------------------------------------------------------------
+
+
+def _author(item: _Common) -> dict[str, Any]:
+    return {
+        "name": item.officer.name,
+        "role": item.officer.role,
+        "agency_id": item.force.id,
+        "agency_name": item.force.name,
+        "contact": item.officer.contact,
+    }
+
+
+def _child(child: ChildIn) -> dict[str, Any]:
+    return child.model_dump()
+
+
+def _sharing(sharing: SharingIn, kind: str) -> dict[str, Any]:
+    mapped = sharing.model_dump()
+    mapped["legal_gateway"] = sharing.legal_gateway or LEGAL_GATEWAYS[kind]
+    if sharing.consent == "GIVEN" and "no_consent_reason" not in sharing.model_fields_set:
+        mapped["no_consent_reason"] = None
+    return mapped
+
+
+def _assessment(item: _Common, facts: str) -> dict[str, Any]:
+    return {
+        "facts": facts,
+        "professional_opinion": item.professional_opinion,
+        "risk_level": item.risk_level,
+        "support_offered": item.support_offered,
+        "agency_limitations": item.agency_limitations,
+        "child_views": None,
+        "historical": False,
+        "historical_relevance": None,
+    }
+
+
+def _utc(value: dt.datetime) -> dt.datetime:
+    return value.astimezone(dt.UTC)
+
+
+def _record(
+    item: _Common, kind: str, authored_at: dt.datetime, urgency: str, facts: str
+) -> dict[str, Any]:
+    return {
+        "notification_id": item.notification_id or uuid.uuid4(),
+        "authored_at": _utc(authored_at),
+        "urgency": item.urgency or urgency,
+        "author": _author(item),
+        "child": _child(item.child),
+        "sharing": _sharing(item.sharing, kind),
+        "assessment": _assessment(item, facts),
+    }
+
+
+def _encompass(item: EncompassIn) -> dict[str, Any]:
+    kind = "OPERATION_ENCOMPASS"
+    record = _record(item, kind, item.notified_at, "IMMEDIATE", item.facts)
+    incident = item.incident
+    record["police"] = {
+        "kind": kind,
+        "police_reference": item.police_reference,
+        "incident": {
+            "occurred_at": _utc(incident.occurred_at),
+            "location": incident.location,
+            "child_present": incident.child_present,
+            "voice_of_child": incident.voice_of_child,
+            "school_id": item.school_id,
+        },
+        "disclosure": None,
+        "offence_details": item.offences,
+    }
+    return record
+
+
+def _disclosure(item: DisclosureIn) -> dict[str, Any]:
+    kind = PROTOCOL_KINDS[item.protocol]
+    facts = item.facts or item.material_summary
+    record = _record(item, kind, item.disclosed_at, "PRIORITY", facts)
+    record["police"] = {
+        "kind": kind,
+        "police_reference": item.police_reference,
+        "incident": None,
+        "disclosure": {
+            "request_reference": item.request_reference,
+            "material_summary": item.material_summary,
+            "redactions": [r.model_dump() for r in item.redactions],
+        },
+        "offence_details": item.offences,
+    }
+    return record
+
+
+def map_police_export(
+    data: Mapping[str, Any], *, contract: Contract | None = None, at: str = ""
+) -> dict[str, Any]:
+    """One export object as a checked PoliceNotification record (ContractError if not).
+
+    ``at`` prefixes error paths (``[3]`` for the fourth object of a file).
+    """
+    try:
+        item = _ITEM.validate_python(data)
+    except ValidationError as exc:
+        raise _from_pydantic(exc, at) from None
+    record = _encompass(item) if isinstance(item, EncompassIn) else _disclosure(item)
+    try:
+        (contract or default_contract()).check(c.POLICE_NOTIFICATION, record)
+    except ContractError as exc:
+        path = exc.path if not at else f"{at}.{exc.path}".replace(".$", "")
+        raise ContractError(path, exc.problem, schema=exc.schema) from None
+    return record
+
+
+def parse_police_export(text: str | bytes) -> list[Any]:
+    """The objects of an export (a JSON object or an array of them)."""
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        where = f"line {exc.lineno} column {exc.colno}"
+        raise ContractError("$", f"not valid JSON at {where}: {exc.msg}", schema=EXPORT) from None
+    except UnicodeDecodeError:
+        raise ContractError("$", "not UTF-8 text", schema=EXPORT) from None
+    items = data if isinstance(data, list) else [data]
+    for index, item in enumerate(items):
+        if not isinstance(item, dict):
+            raise ContractError(f"[{index}]", "expected a JSON object", schema=EXPORT)
+    return items
+
+
+def map_police_file(
+    path: Path, *, contract: Contract | None = None
+) -> tuple[list[dict[str, Any]], list[ContractError]]:
+    """Map every object in an export file: (good records, errors of the bad ones by index).
+
+    A bad object does not stop the good ones; an unreadable file raises ContractError.
+    """
+    items = parse_police_export(path.read_bytes())
+    records: list[dict[str, Any]] = []
+    errors: list[ContractError] = []
+    for index, item in enumerate(items):
+        try:
+            records.append(map_police_export(item, contract=contract, at=f"[{index}]"))
+        except ContractError as exc:
+            errors.append(exc)
+    return records, errors
+
+
+def encompass_school(record: Mapping[str, Any]) -> str | None:
+    """The school whose key adult must be told of an Operation Encompass notification."""
+    incident = record["police"].get("incident") or {}
+    school = incident.get("school_id")
+    return school if isinstance(school, str) else None
+
+
+# --- the local authority's disclosure request --------------------------------------------
+
+
+def disclosure_request(
+    *,
+    request_reference: str,
+    protocol: str,
+    requested_by: Mapping[str, Any],
+    police_force: str,
+    child: Mapping[str, Any],
+    proceedings: Mapping[str, Any],
+    material_requested: str,
+    reasons: str,
+    requested_at: dt.datetime,
+    urgency: str = "PRIORITY",
+    police_references: Sequence[str] = (),
+    period: tuple[dt.date | None, dt.date | None] = (None, None),
+    request_id: uuid.UUID | None = None,
+    contract: Contract | None = None,
+) -> dict[str, Any]:
+    """A checked DisclosureRequest (2013 Protocol Annex D / 2024 Protocol Annex 1).
+
+    ``protocol`` is ``"2013"`` or ``"2024"`` (or the schema symbol); ``requested_by`` is
+    the officer as an Author record whose ``agency_id`` is the local authority;
+    ``police_force`` the agency id of the force whose SPOC receives it; ``proceedings``
+    has ``stage`` (CONTEMPLATED | ISSUED), ``court``, ``case_number``, ``hearing_date``.
+    """
+    record = {
+        "request_id": request_id or uuid.uuid4(),
+        "request_reference": request_reference,
+        "protocol": REQUEST_PROTOCOLS.get(protocol, protocol),
+        "requested_at": requested_at,
+        "urgency": urgency,
+        "requested_by": dict(requested_by),
+        "police_force": police_force,
+        "child": dict(child),
+        "proceedings": {"case_number": None, "hearing_date": None, **proceedings},
+        "material_requested": material_requested,
+        "reasons": reasons,
+        "police_references": list(police_references),
+        "period_start": period[0],
+        "period_end": period[1],
+    }
+    check_disclosure_request(record, contract)
+    return record
+
+
+def _request_error(path: str, problem: str) -> ContractError:
+    return ContractError(path, problem, schema=c.DISCLOSURE_REQUEST)
+
+
+def _blank(value: Any) -> bool:
+    return not isinstance(value, str) or not value.strip()
+
+
+def check_disclosure_request(record: Mapping[str, Any], contract: Contract | None = None) -> None:
+    """Check a DisclosureRequest against its schema and the request rules (ContractError)."""
+    (contract or default_contract()).check(c.DISCLOSURE_REQUEST, record)
+    for path in ("request_reference", "police_force", "material_requested", "reasons"):
+        if _blank(record[path]):
+            raise _request_error(path, "must not be empty")
+    for key in ("name", "role", "agency_id"):
+        if _blank(record["requested_by"][key]):
+            raise _request_error(f"requested_by.{key}", "must not be empty")
+    _check_request_child(record["child"])
+    _check_proceedings(record["proceedings"])
+    start, end = record.get("period_start"), record.get("period_end")
+    if start is not None and end is not None and _day(start) > _day(end):
+        raise _request_error("period_end", "is before period_start")
+
+
+def _check_request_child(child: Mapping[str, Any]) -> None:
+    nhs_number, upn = child.get("nhs_number"), child.get("upn")
+    if nhs_number is None and upn is None and child.get("identifier_absent_reason") is None:
+        raise _request_error("child", "needs nhs_number, upn or identifier_absent_reason")
+    try:
+        if nhs_number is not None:
+            check_nhs_number(nhs_number, "child.nhs_number")
+        if upn is not None:
+            check_upn(upn, "child.upn")
+    except ContractError as exc:
+        raise _request_error(exc.path, exc.problem) from None
+
+
+def _check_proceedings(proceedings: Mapping[str, Any]) -> None:
+    if _blank(proceedings["court"]):
+        raise _request_error("proceedings.court", "must not be empty")
+    if proceedings["stage"] == "ISSUED" and _blank(proceedings.get("case_number")):
+        raise _request_error("proceedings.case_number", "is required once proceedings are ISSUED")
+
+
+def _day(value: dt.date | int) -> int:
+    return value.toordinal() if isinstance(value, dt.date) else value + 719_163

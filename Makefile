@@ -25,6 +25,7 @@ lint: $(STAMP)
 
 test: $(STAMP) lint
 	scripts/ensure-postgres.sh
+	scripts/ensure-tools.sh
 	$(BIN)/pytest
 
 bench: $(STAMP)

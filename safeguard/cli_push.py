@@ -1,59 +1,51 @@
 """``safeguard push``: the push endpoint's commands (mint and revoke tokens, serve, OpenAPI).
 
-``push serve`` hands each accepted notification to the agency's publisher (validate, seal,
-publish, await the broker's ack) until the producer outbox is wired in as ``accept``.
-Tokens live in ``<home>/push/tokens.json``; the service reads them when it starts.
+The push endpoint is a service of its own (like ``gateway run``) and can serve several
+agencies at once, so its group sits at the top of the CLI rather than under ``producer``.
+
+``push serve`` hands each accepted notification to the agency's outbox
+(:meth:`producers.outbox.Outbox.add`: validate, then keep durably) and answers 202 once it
+is kept; the agency's outbox relay and receipt listener run alongside the HTTP server, so
+the broker may be down for a while without losing or refusing anything. The outbox
+gauges are served on ``/metrics`` (``SGX_METRICS_PORT``; with several agencies each
+sample carries an ``agency`` label). Tokens live in ``<home>/push/tokens.json``; the
+service reads them when it starts.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import logging
-import signal
-import sys
-from collections.abc import Callable, Coroutine
+from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import Any, ParamSpec, TypeVar
+from typing import Any
 
 import click
 import uvicorn
+from prometheus_client import CollectorRegistry
+from prometheus_client.metrics_core import Metric
+from prometheus_client.registry import Collector
 
 from producers.openapi import openapi_document, render
 from producers.push import Accept, push_app
 from producers.push_tokens import PushTokens, mint_token, revoke_tokens, tokens_file
-from safeguard.runtime import Runtime, publisher
-from sgx.errors import ConfigError, ExchangeError, UnknownSender
-from sgx.settings import ExchangeSettings
+from producers.relay import RelayOptions
+from safeguard.cli_common import (
+    async_command,
+    exchange_errors,
+    home_option,
+    runtime,
+    until_signalled,
+)
+from safeguard.outbox_wiring import outbox_services
+from safeguard.runtime import Runtime, serving_metrics
+from sgx.errors import ConfigError, UnknownSender
 
 log = logging.getLogger(__name__)
 
-P = ParamSpec("P")
-T = TypeVar("T")
 START_LIMIT_S = 10.0
 PUSHING_KINDS = frozenset({"school", "health", "police", "local_authority"})
-
-
-def _runtime(home: Path | None) -> Runtime:
-    rt = Runtime()
-    if home is not None:
-        rt.exchange = ExchangeSettings(home=home)
-    return rt
-
-
-def _exchange_errors(fn: Callable[P, T]) -> Callable[P, T]:
-    """Print an exchange error as one line and exit 2, as the rest of the CLI does."""
-
-    @functools.wraps(fn)
-    def wrapper(*args: P.args, **kwargs: P.kwargs) -> T:
-        try:
-            return fn(*args, **kwargs)
-        except ExchangeError as exc:
-            click.echo(f"error: {exc}", err=True)
-            sys.exit(2)
-
-    return wrapper
 
 
 def _check_agency(rt: Runtime, agency: str) -> None:
@@ -83,8 +75,32 @@ async def run_push(
     host: str = "127.0.0.1",
     port: int = 8080,
     ready: asyncio.Event | None = None,
+    registry: CollectorRegistry | None = None,
+    options: RelayOptions | None = None,
 ) -> None:
-    """Serve the push endpoint for ``agencies`` until ``stop`` is set."""
+    """Serve the push endpoint for ``agencies``, with their outbox relays, until ``stop``.
+
+    Stops early (raising its error) if an outbox relay or receipt listener fails.
+    """
+    agencies = list(dict.fromkeys(agencies))
+    tokens = _tokens(rt, agencies)
+    registry = registry or CollectorRegistry()
+    async with contextlib.AsyncExitStack() as stack:
+        accepts: dict[str, Accept] = {}
+        services: list[asyncio.Task[None]] = []
+        for agency, metrics in _registries(agencies, registry).items():
+            outbox, tasks = await stack.enter_async_context(
+                outbox_services(rt, agency, registry=metrics, options=options)
+            )
+            accepts[agency] = outbox.add
+            services += tasks
+        await stack.enter_async_context(serving_metrics(rt, registry))
+        app = push_app(accepts, tokens, contract=rt.contract())
+        config = uvicorn.Config(app, host=host, port=port, lifespan="off", log_config=None)
+        await _serve(_QuietServer(config), stop, ready, services)
+
+
+def _tokens(rt: Runtime, agencies: list[str]) -> PushTokens:
     for agency in agencies:
         _check_agency(rt, agency)
     tokens = PushTokens.load(tokens_file(rt.exchange.home), frozenset(agencies))
@@ -94,16 +110,49 @@ async def run_push(
             f"no push token for {', '.join(missing)} in {tokens_file(rt.exchange.home)}: "
             "mint one with `safeguard push token AGENCY`"
         )
-    async with contextlib.AsyncExitStack() as stack:
-        accepts: dict[str, Accept] = {}
-        for agency in agencies:
-            accepts[agency] = (await stack.enter_async_context(publisher(rt, agency))).publish
-        app = push_app(accepts, tokens, contract=rt.contract())
-        config = uvicorn.Config(app, host=host, port=port, lifespan="off", log_config=None)
-        await _serve(_QuietServer(config), stop, ready)
+    return tokens
 
 
-async def _serve(server: uvicorn.Server, stop: asyncio.Event, ready: asyncio.Event | None) -> None:
+def _registries(agencies: list[str], registry: CollectorRegistry) -> dict[str, CollectorRegistry]:
+    """Where each agency's producer metrics go: ``registry`` itself, or one each, labelled."""
+    if len(agencies) == 1:
+        return {agencies[0]: registry}
+    own = {agency: CollectorRegistry() for agency in agencies}
+    registry.register(AgencyMetrics(own))
+    return own
+
+
+class AgencyMetrics(Collector):
+    """Several agencies' producer metrics as one set of families, labelled ``agency``.
+
+    Each agency's ``ProducerMetrics`` lives in its own registry (the metric names are the
+    same for every agency); this collector serves them together.
+    """
+
+    def __init__(self, registries: Mapping[str, CollectorRegistry]) -> None:
+        self._registries = dict(registries)
+
+    def collect(self) -> Iterator[Metric]:
+        families: dict[str, Metric] = {}
+        for agency, registry in self._registries.items():
+            for metric in registry.collect():
+                family = families.get(metric.name)
+                if family is None:
+                    family = Metric(metric.name, metric.documentation, metric.type, metric.unit)
+                    families[metric.name] = family
+                family.samples += [
+                    sample._replace(labels={**sample.labels, "agency": agency})
+                    for sample in metric.samples
+                ]
+        yield from families.values()
+
+
+async def _serve(
+    server: uvicorn.Server,
+    stop: asyncio.Event,
+    ready: asyncio.Event | None,
+    services: list[asyncio.Task[None]],
+) -> None:
     task = asyncio.create_task(server.serve())
     try:
         async with asyncio.timeout(START_LIMIT_S):
@@ -116,24 +165,11 @@ async def _serve(server: uvicorn.Server, stop: asyncio.Event, ready: asyncio.Eve
         if ready is not None:
             ready.set()
         stopping = asyncio.create_task(stop.wait())
-        await asyncio.wait({task, stopping}, return_when=asyncio.FIRST_COMPLETED)
+        await asyncio.wait({task, stopping, *services}, return_when=asyncio.FIRST_COMPLETED)
         stopping.cancel()
     finally:
         server.should_exit = True
         await task
-
-
-async def _until_signalled(run: Callable[[asyncio.Event], Coroutine[Any, Any, None]]) -> None:
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
-    await run(stop)
-
-
-home_option = click.option(
-    "--home", type=click.Path(path_type=Path), default=None, help="state directory (SGX_HOME)"
-)
 
 
 @click.group()
@@ -144,10 +180,10 @@ def push() -> None:
 @push.command("token")
 @home_option
 @click.argument("agency")
-@_exchange_errors
+@exchange_errors
 def push_token(home: Path | None, agency: str) -> None:
     """Mint a bearer token for AGENCY: printed once, only its hash is kept."""
-    rt = _runtime(home)
+    rt = runtime(home)
     _check_agency(rt, agency)
     token = mint_token(tokens_file(rt.exchange.home), agency)
     click.echo(token)
@@ -157,10 +193,10 @@ def push_token(home: Path | None, agency: str) -> None:
 @push.command("revoke")
 @home_option
 @click.argument("agency")
-@_exchange_errors
+@exchange_errors
 def push_revoke(home: Path | None, agency: str) -> None:
     """Revoke every push token of AGENCY (a running endpoint drops them on restart)."""
-    removed = revoke_tokens(tokens_file(_runtime(home).exchange.home), agency)
+    removed = revoke_tokens(tokens_file(runtime(home).exchange.home), agency)
     click.echo(f"revoked {removed} token(s) of {agency}")
 
 
@@ -169,21 +205,23 @@ def push_revoke(home: Path | None, agency: str) -> None:
 @click.option("--agency", "agencies", multiple=True, required=True, help="agency to serve")
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", type=int, default=8080, show_default=True)
-@_exchange_errors
-def push_serve(home: Path | None, agencies: tuple[str, ...], host: str, port: int) -> None:
-    """Serve the push endpoint for one or more agencies until interrupted."""
-    rt = _runtime(home)
-    asyncio.run(
-        _until_signalled(lambda stop: run_push(rt, list(agencies), stop, host=host, port=port))
-    )
+@async_command
+async def push_serve(home: Path | None, agencies: tuple[str, ...], host: str, port: int) -> None:
+    """Serve the push endpoint for one or more agencies until SIGTERM/SIGINT.
+
+    Each agency's outbox relay and receipt listener run alongside; the broker must answer
+    when the service starts.
+    """
+    rt = runtime(home)
+    await until_signalled(lambda stop: run_push(rt, list(agencies), stop, host=host, port=port))
 
 
 @push.command("openapi")
 @click.option("--out", type=click.Path(path_type=Path), default=None, help="file (else stdout)")
-@_exchange_errors
+@exchange_errors
 def push_openapi(out: Path | None) -> None:
     """Write the push endpoint's OpenAPI document (derived from the Avro schemas)."""
-    text = render(openapi_document(_runtime(None).contract()))
+    text = render(openapi_document(runtime(None).contract()))
     if out is None:
         click.echo(text, nl=False)
     else:

@@ -20,7 +20,7 @@ from typing import Any
 from sgx.contract import FULL_NAMES, SHORT_NAMES, Contract
 from sgx.errors import ConfigError
 
-ROLES = ("social_worker", "supervisor", "mash_duty", "onward")
+ROLES = ("social_worker", "supervisor", "mash_duty", "onward", "key_adult")
 ALWAYS_VISIBLE = ("notification_id", "author", "child", "sharing")
 AGENCY_KINDS = ("school", "health", "police", "local_authority")
 

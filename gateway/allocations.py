@@ -87,6 +87,20 @@ class AllocationDirectory:
                 return found
         return None
 
+    async def open_case_keys(self, local_authority: str) -> list[bytes]:
+        """Every child pseudonym ``local_authority`` has open, as persisted (sorted).
+
+        Read from the database, not memory: the list sent to schools is what a restarted
+        gateway would also hold. Both pseudonyms of a child (of the NHS number and of the
+        UPN) are listed, so a school can match a pupil by either.
+        """
+        table = self._table
+        query = sa.select(table.c.child_key).where(table.c.local_authority == local_authority)
+        with store_errors("read open cases"):
+            async with self._engine.connect() as conn:
+                keys = (await conn.scalars(query.order_by(table.c.child_key))).all()
+        return sorted(bytes.fromhex(key[1:]) for key in keys)
+
     async def apply(self, update: Mapping[str, Any]) -> int:
         """Apply one AllocationUpdate (new/changed, then ended); returns entries changed."""
         la = str(update["la_id"])

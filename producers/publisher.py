@@ -15,6 +15,7 @@ from typing import Any
 
 from aiokafka import AIOKafkaProducer
 
+from producers.police import check_disclosure_request
 from sgx import contract as c
 from sgx.contract import Contract
 from sgx.envelope import Purpose, Sealer
@@ -102,6 +103,27 @@ class Publisher:
     async def publish_allocations(self, update: Mapping[str, Any]) -> uuid.UUID:
         """(Local authorities) publish an allocation update to the gateway."""
         return await self._publish_other(Purpose.ALLOCATIONS, c.ALLOCATION_UPDATE, update)
+
+    async def publish_request(self, record: Mapping[str, Any]) -> uuid.UUID:
+        """(Local authorities) publish a 2013 / 2024 Protocol disclosure request.
+
+        Checked like a notification (ContractError names the field) and sealed with
+        purpose NOTIFICATION (the gateway routes on the record's schema name) to the
+        police force's single point of contact; the message id is the request id and the
+        Kafka key the child's pseudonym. Returns the request id once the broker has it.
+        """
+        check_disclosure_request(record, self._contract)
+        plaintext = self._contract.encode(c.DISCLOSURE_REQUEST, record)
+        message_id = uuid.UUID(str(record["request_id"]))
+        child = record["child"]
+        key = (
+            self._pseudonyms.child_key(child.get("nhs_number"), child.get("upn"))
+            or message_id.bytes
+        )
+        value = self._sealer.seal(Purpose.NOTIFICATION, message_id, plaintext)
+        async with kafka_errors(f"publish to {self._topic}"):
+            await (await self._producer.send(self._topic, value, key=key))
+        return message_id
 
     async def _publish_other(
         self, purpose: Purpose, name: str, record: Mapping[str, Any]

@@ -2,60 +2,44 @@
 
 Every command reads its settings from ``SGX_*`` environment variables (see
 ``sgx.settings``); ``--home`` overrides ``SGX_HOME``. Errors of the exchange are printed
-as one clear line and exit with status 2; nothing prints a stack trace at a user.
+as one clear line and exit with status 2; nothing prints a stack trace at a user. The
+helpers every group shares live in :mod:`safeguard.cli_common`; the agency feeds' groups
+in ``safeguard/cli_*.py`` are registered at the end of this module::
+
+    safeguard producer relay | receipts                 an agency's outbox (cli_producer)
+    safeguard producer school ingest FILE | watch DIR   attendance exports (cli_school)
+    safeguard producer health ingest FILE               FHIR R4 bundles (cli_health)
+    safeguard producer police encompass FILE | disclosure FILE    force exports (cli_police)
+    safeguard push token | revoke | serve | openapi     the HTTP push endpoint (cli_push)
+    safeguard police requests                           open Protocol requests (cli_police)
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import logging
-import signal
-import sys
-from collections.abc import AsyncIterator, Callable, Coroutine
+from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any, ParamSpec, TypeVar
 
 import click
 
 from consumers.queue import QueueStore
 from consumers.reader import QueueReader
+from safeguard.cli_common import (
+    async_command,
+    home_option,
+    la_option,
+    runtime,
+    until_signalled,
+)
+from safeguard.cli_health import health
+from safeguard.cli_police import police, police_feed
+from safeguard.cli_producer import producer
+from safeguard.cli_push import push
+from safeguard.cli_school import school
 from safeguard.runtime import Runtime, create_topics, run_consumer, run_gateway
 from sgx.errors import ExchangeError
-from sgx.settings import ExchangeSettings
-
-P = ParamSpec("P")
-T = TypeVar("T")
-
-
-def _runtime(home: Path | None) -> Runtime:
-    rt = Runtime()
-    if home is not None:
-        rt.exchange = ExchangeSettings(home=home)
-    return rt
-
-
-def async_command(fn: Callable[P, Coroutine[Any, Any, T]]) -> Callable[P, T]:
-    """Run an async click command, turning exchange errors into one line and exit 2."""
-
-    @functools.wraps(fn)
-    def wrapper(*args: P.args, **kwargs: P.kwargs) -> T:
-        try:
-            return asyncio.run(fn(*args, **kwargs))
-        except ExchangeError as exc:
-            click.echo(f"error: {exc}", err=True)
-            sys.exit(2)
-
-    return wrapper
-
-
-home_option = click.option(
-    "--home", type=click.Path(path_type=Path), default=None, help="state directory (SGX_HOME)"
-)
-la_option = click.option(
-    "--la", default="la-camden", show_default=True, envvar="SGX_LA", help="local authority id"
-)
 
 
 @click.group()
@@ -104,14 +88,6 @@ def keys_rotate(directory: Path, party: str) -> None:
 
 
 # -- services ---------------------------------------------------------------------
-async def _until_signalled(run: Callable[[asyncio.Event], Coroutine[Any, Any, None]]) -> None:
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
-    await run(stop)
-
-
 @main.group()
 def gateway() -> None:
     """The gateway."""
@@ -122,25 +98,33 @@ def gateway() -> None:
 @async_command
 async def gateway_run(home: Path | None) -> None:
     """Run the gateway until SIGTERM/SIGINT."""
-    rt = _runtime(home)
+    rt = runtime(home)
     await create_topics(rt)
-    await _until_signalled(lambda stop: run_gateway(rt, stop))
+    await until_signalled(lambda stop: run_gateway(rt, stop))
 
 
 @main.group()
 def consumer() -> None:
-    """A local authority's delivery consumer."""
+    """A receiving party's delivery consumer (local authority, school or police force)."""
 
 
 @consumer.command("run")
 @home_option
-@la_option
+@click.option(
+    "--party",
+    "--la",
+    "party",
+    default="la-camden",
+    show_default=True,
+    envvar="SGX_LA",
+    help="receiving party id: a local authority, a school (key adult) or a police force (SPOC)",
+)
 @async_command
-async def consumer_run(home: Path | None, la: str) -> None:
-    """Run the delivery consumer until SIGTERM/SIGINT."""
-    rt = _runtime(home)
+async def consumer_run(home: Path | None, party: str) -> None:
+    """Run the delivery consumer into the party's queue until SIGTERM/SIGINT."""
+    rt = runtime(home)
     await create_topics(rt)
-    await _until_signalled(lambda stop: run_consumer(rt, la, stop))
+    await until_signalled(lambda stop: run_consumer(rt, party, stop))
 
 
 @main.command()
@@ -148,7 +132,7 @@ async def consumer_run(home: Path | None, la: str) -> None:
 @async_command
 async def topics(home: Path | None) -> None:
     """Create every topic the exchange needs (idempotent)."""
-    await create_topics(_runtime(home))
+    await create_topics(runtime(home))
 
 
 @main.command()
@@ -162,7 +146,7 @@ async def broker(port: int, log_dir: Path) -> None:
     await asyncio.to_thread(log_dir.mkdir, parents=True, exist_ok=True)
     async with EmbeddedBroker(log_dir, port=port) as running:
         click.echo(f"embedded broker on {running.bootstrap_servers} (memory only)")
-        await _until_signalled(_wait)
+        await until_signalled(_wait)
 
 
 async def _wait(stop: asyncio.Event) -> None:
@@ -191,7 +175,7 @@ async def queue_list(home: Path | None, la: str, worker: str, include_acked: boo
     """List WORKER's queue, oldest first."""
     from consumers.reader import summary_line
 
-    async with _reader(_runtime(home), la) as (reader, _):
+    async with _reader(runtime(home), la) as (reader, _):
         views = await reader.list(worker, include_acked=include_acked)
     click.echo(f"{worker}: {len(views)} item(s)")
     for view in views:
@@ -207,7 +191,7 @@ async def queue_show(home: Path | None, la: str, item: int) -> None:
     """Show ITEM in full, with its restrictions."""
     from consumers.reader import detail
 
-    async with _reader(_runtime(home), la) as (reader, _):
+    async with _reader(runtime(home), la) as (reader, _):
         click.echo(detail(await reader.show(item)))
 
 
@@ -219,7 +203,7 @@ async def queue_show(home: Path | None, la: str, item: int) -> None:
 @async_command
 async def queue_ack(home: Path | None, la: str, item: int, by: str) -> None:
     """Acknowledge ITEM as read."""
-    async with _reader(_runtime(home), la) as (_, store):
+    async with _reader(runtime(home), la) as (_, store):
         acked = await store.ack(item, by)
     click.echo(
         f"#{acked.item_id} acknowledged by {acked.acked_by} at {acked.acked_at:%Y-%m-%d %H:%M:%S}"
@@ -254,12 +238,12 @@ async def queue_share(
     to_name: str,
     purpose: str,
     by: str,
-) -> None:
+) -> int:
     """Ask the gateway to share ITEM onward; it refuses one that breaks a restriction."""
     from safeguard.sharing import ask_share
 
     decision = await ask_share(
-        _runtime(home),
+        runtime(home),
         la,
         item,
         to_id=to_id,
@@ -270,9 +254,9 @@ async def queue_share(
     )
     if decision["allowed"]:
         click.echo(f"allowed: share of #{item} with {to_id} ({category}) — {decision['reason']}")
-        return
+        return 0
     click.echo(f"refused: {', '.join(decision['broken']) or 'no such item'} — {decision['reason']}")
-    sys.exit(1)
+    return 1
 
 
 # -- audit and quarantine ---------------------------------------------------------
@@ -284,17 +268,18 @@ def audit() -> None:
 @audit.command("verify")
 @home_option
 @async_command
-async def audit_verify(home: Path | None) -> None:
+async def audit_verify(home: Path | None) -> int:
     """Recompute the audit hash chain; exit 1 and name the record if it was edited."""
     from sgx.errors import AuditChainBroken
 
-    async with await _runtime(home).gateway_store() as store:
+    async with await runtime(home).gateway_store() as store:
         try:
             count, head = await store.verify_chain()
         except AuditChainBroken as exc:
             click.echo(f"audit chain BROKEN: {exc}")
-            sys.exit(1)
+            return 1
     click.echo(f"audit chain verified: {count} record(s), head {head}")
+    return 0
 
 
 @audit.command("list")
@@ -303,7 +288,7 @@ async def audit_verify(home: Path | None) -> None:
 @async_command
 async def audit_list(home: Path | None, limit: int) -> None:
     """Show the latest audit records."""
-    async with await _runtime(home).gateway_store() as store:
+    async with await runtime(home).gateway_store() as store:
         records = await store.audit_records()
     for r in records[-limit:]:
         to = f" → {r.recipient} ({r.recipient_role})" if r.recipient else ""
@@ -319,7 +304,7 @@ async def audit_list(home: Path | None, limit: int) -> None:
 @async_command
 async def quarantine_list(home: Path | None, la: str) -> None:
     """List what the gateway and the LA's consumer have quarantined, with reasons."""
-    rt = _runtime(home)
+    rt = runtime(home)
     async with await rt.gateway_store() as store:
         entries = await store.quarantine_list()
     click.echo(f"gateway quarantine: {len(entries)} record(s)")
@@ -348,6 +333,20 @@ async def demo(keep: Path | None) -> None:
     from safeguard.demo import run_demo
 
     await run_demo(keep)
+
+
+# -- agency feeds -----------------------------------------------------------------
+# `safeguard producer relay|receipts`, `producer school ingest|watch`,
+# `producer health ingest`, `producer police encompass|disclosure`: an agency's side.
+producer.add_command(school)
+producer.add_command(health)
+producer.add_command(police_feed)
+main.add_command(producer)
+# `safeguard push token|revoke|serve|openapi`: the push endpoint is a service of its own
+# (one process can serve several agencies), like `gateway run`.
+main.add_command(push)
+# `safeguard police requests`: the exchange's view of open Protocol disclosure requests.
+main.add_command(police)
 
 
 if __name__ == "__main__":

@@ -28,7 +28,7 @@ from typing import Any
 
 import click
 
-from gateway.requests import SQLITE_FILE, DisclosureRequests, OpenRequest
+from gateway.requests import DisclosureRequests, OpenRequest
 from producers.police import EXPORT, encompass_school, map_police_export, parse_police_export
 from safeguard.cli_common import (
     Submit,
@@ -43,6 +43,7 @@ from safeguard.parties import POLICE
 from safeguard.runtime import Runtime
 from sgx import contract as c
 from sgx.contract import Contract
+from sgx.errors import ContractError
 
 _COLUMNS = ("REFERENCE", "PROTOCOL", "LA", "POLICE", "REQUESTED", "DUE", "DAYS LEFT", "STATUS")
 
@@ -94,7 +95,7 @@ async def _requests(home: Path | None, la: str | None, now: datetime) -> list[Op
 
 @click.group()
 def police() -> None:
-    """Police feed: Operation Encompass and 2013 / 2024 Protocol disclosure requests."""
+    """2013 / 2024 Protocol disclosure requests to the police: open ones, 14-day deadlines."""
 
 
 @police.command("requests")
@@ -136,7 +137,7 @@ class PoliceIngestReport:
     """What one export did: indices, kinds and field paths only, never a value."""
 
     pushed: list[PolicePushed] = field(default_factory=list)
-    errors: list[c.ContractError] = field(default_factory=list)
+    errors: list[ContractError] = field(default_factory=list)
 
     def lines(self) -> Iterator[str]:
         yield f"pushed {len(self.pushed)} police notification(s), {len(self.errors)} error(s)"
@@ -153,14 +154,14 @@ async def push_police_export(
     report = PoliceIngestReport()
     try:
         items = parse_police_export(await asyncio.to_thread(path.read_bytes))
-    except c.ContractError as exc:
+    except ContractError as exc:
         report.errors.append(exc)
         return report
     for index, item in enumerate(items):
         try:
             record = _checked(item, f"[{index}]", command, agency, contract)
             notification_id = await _submit(submit, record, f"[{index}]")
-        except c.ContractError as exc:
+        except ContractError as exc:
             report.errors.append(exc)
             continue
         kind, school = record["police"]["kind"], encompass_school(record)
@@ -176,19 +177,19 @@ def _checked(
     if given in EXPORT_TYPES.values() and given != expected:
         other = next(name for name, kind in EXPORT_TYPES.items() if kind == given)
         problem = f"is {given}: push it with `safeguard producer police {other}`"
-        raise c.ContractError(f"{at}.type", problem, schema=EXPORT)
+        raise ContractError(f"{at}.type", problem, schema=EXPORT)
     record = map_police_export(item, contract=contract, at=at)
     if record["author"]["agency_id"] != agency:
         problem = f"is not {agency}, the force pushing this export"
-        raise c.ContractError(f"{at}.force.id", problem, schema=EXPORT)
+        raise ContractError(f"{at}.force.id", problem, schema=EXPORT)
     return record
 
 
 async def _submit(submit: Submit, record: dict[str, Any], at: str) -> uuid.UUID:
     try:
         return await submit(c.POLICE_NOTIFICATION, record)
-    except c.ContractError as exc:
-        raise c.ContractError(f"{at}.{exc.path}", exc.problem, schema=exc.schema) from None
+    except ContractError as exc:
+        raise ContractError(f"{at}.{exc.path}", exc.problem, schema=exc.schema) from None
 
 
 @click.group("police")

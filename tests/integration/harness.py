@@ -2,6 +2,9 @@
 
 Each test gets its own Tansu broker (it starts in well under a second) so topics,
 offsets and queues never leak between tests. If the broker cannot start, the test fails.
+The local authority's consumer starts by default; a school's (key adult) or a police
+force's (SPOC) with ``start_consumer(party=...)``. Queue helpers take ``party`` (default:
+the LA).
 """
 
 from __future__ import annotations
@@ -10,7 +13,7 @@ import asyncio
 import dataclasses
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,7 +28,7 @@ from safeguard.parties import DEMO_PARTIES, LA
 from safeguard.runtime import Runtime, create_topics, publisher, run_consumer, run_gateway
 from sgx.broker import EmbeddedBroker
 from sgx.settings import ExchangeSettings, KafkaSettings, StoreSettings
-from sgx.trust import init_trust
+from sgx.trust import PartySpec, init_trust
 
 
 async def eventually(
@@ -43,6 +46,7 @@ class Exchange:
     rt: Runtime
     gateway_metrics: CollectorRegistry = field(default_factory=CollectorRegistry)
     consumer_metrics: CollectorRegistry = field(default_factory=CollectorRegistry)
+    party_metrics: dict[str, CollectorRegistry] = field(default_factory=dict)
     _stops: dict[str, asyncio.Event] = field(default_factory=dict)
     _tasks: dict[str, asyncio.Task[None]] = field(default_factory=dict)
 
@@ -56,12 +60,15 @@ class Exchange:
             "gateway", lambda stop, ready: run_gateway(rt, stop, self.gateway_metrics, ready)
         )
 
-    async def start_consumer(self, metrics_port: int = -1) -> None:
+    async def start_consumer(self, metrics_port: int = -1, party: str = LA) -> None:
+        """Start ``party``'s consumer: named "consumer" for the LA, else "consumer:<party>"."""
         rt = self._with_port(metrics_port)
-        await self._start(
-            "consumer",
-            lambda stop, ready: run_consumer(rt, LA, stop, self.consumer_metrics, ready),
-        )
+        if party == LA:
+            name, registry = "consumer", self.consumer_metrics
+        else:
+            name = f"consumer:{party}"
+            registry = self.party_metrics.setdefault(party, CollectorRegistry())
+        await self._start(name, lambda stop, ready: run_consumer(rt, party, stop, registry, ready))
 
     async def _start(
         self, name: str, run: Callable[[asyncio.Event, asyncio.Event], Coroutine[Any, Any, None]]
@@ -89,6 +96,10 @@ class Exchange:
         async with publisher(self.rt, agency) as pub:
             return await pub.publish(name, record)
 
+    async def publish_request(self, record: dict[str, Any], la: str = LA) -> uuid.UUID:
+        async with publisher(self.rt, la) as pub:
+            return await pub.publish_request(record)
+
     async def allocate(self, update: dict[str, Any]) -> None:
         before = self.gateway_count("allocation_update", "applied")
         async with publisher(self.rt, LA) as pub:
@@ -113,19 +124,29 @@ class Exchange:
             or 0.0
         )
 
-    async def queue(self, worker: str) -> list[QueueView]:
-        async with await self.rt.queue_store(LA) as store:
-            return await (await self.rt.queue_reader(LA, store)).list(worker, include_acked=True)
+    async def queue(self, worker: str, party: str = LA) -> list[QueueView]:
+        async with await self.rt.queue_store(party) as store:
+            reader = await self.rt.queue_reader(party, store)
+            return await reader.list(worker, include_acked=True)
 
-    async def queue_rows(self) -> int:
-        async with await self.rt.queue_store(LA) as store:
+    async def queue_rows(self, party: str = LA) -> int:
+        async with await self.rt.queue_store(party) as store:
             return await store.count()
 
-    async def wait_rows(self, n: int, timeout: float = 30.0) -> None:
+    async def wait_rows(self, n: int, timeout: float = 30.0, party: str = LA) -> None:
         async def enough() -> bool:
-            return await self.queue_rows() >= n
+            return await self.queue_rows(party) >= n
 
-        await eventually(enough, f"{n} queue rows", timeout)
+        await eventually(enough, f"{n} queue rows of {party}", timeout)
+
+    async def wait_items(self, worker: str, n: int, party: str = LA) -> list[QueueView]:
+        """``worker``'s queue (of ``party``) once it holds at least ``n`` items."""
+
+        async def arrived() -> bool:
+            return len(await self.queue(worker, party)) >= n
+
+        await eventually(arrived, f"{n} items in {worker}'s queue")
+        return await self.queue(worker, party)
 
     @asynccontextmanager
     async def gateway_store(self) -> AsyncIterator[GatewayStore]:
@@ -150,10 +171,15 @@ def make_runtime(
 
 @asynccontextmanager
 async def running_exchange(
-    home: Path, *, dsn: str | None = None, schema: str | None = None, consumer: bool = True
+    home: Path,
+    *,
+    dsn: str | None = None,
+    schema: str | None = None,
+    consumer: bool = True,
+    parties: Sequence[PartySpec] = DEMO_PARTIES,
 ) -> AsyncIterator[Exchange]:
     """A broker, trust directory, topics, gateway and (optionally) consumer, stopped on exit."""
-    init_trust(home / "trust", DEMO_PARTIES)
+    init_trust(home / "trust", parties)
     async with EmbeddedBroker(home) as broker:
         exchange = Exchange(make_runtime(home, broker.bootstrap_servers, dsn, schema))
         await create_topics(exchange.rt)

@@ -1,8 +1,9 @@
 """The school attendance feed end to end through a real Kafka-protocol broker (never a fake).
 
-Until the gateway sends open-case lists itself, these tests build the list with
-``gateway.open_cases.open_case_list`` and seal and publish it as the gateway would: sealed
-by the gateway identity for the school, purpose ALLOCATIONS, on the school's receipts topic.
+The open-case list the school works from is the gateway's own: after it applies the LA's
+allocation update it sends every school the LA serves the LA's open-case list (sealed by
+the gateway for the school, purpose ALLOCATIONS, on the school's receipts topic). Only
+the negative test seals a list itself, as the LA, to show the school ignores it.
 """
 
 from __future__ import annotations
@@ -44,12 +45,13 @@ ALLOCATE = samples.allocation_update(
         (*MAYA, "sw-ben", "Assessment Team 2", "tm-lee"),
     ]
 )
+ALLOCATE_AMIRA = samples.allocation_update([(*AMIRA, "sw-amara", "Assessment Team 1", "tm-jones")])
 
 
-async def send_open_case_list(
-    rt: Runtime, pupils: Sequence[tuple[str | None, str | None]], *, sender: str = "gateway"
+async def forge_open_case_list(
+    rt: Runtime, pupils: Sequence[tuple[str | None, str | None]], *, sender: str
 ) -> None:
-    """Seal and publish the LA's open-case list to the school, as the gateway will."""
+    """Seal and publish an open-case list to the school as ``sender`` (not the gateway)."""
     pseudonyms, trust = rt.pseudonyms(), rt.trust()
     keys = [key for nhs, upn in pupils for key in pupil_keys(pseudonyms, nhs, upn)]
     record = open_case_list(LA, keys, datetime.now(UTC))
@@ -93,8 +95,7 @@ async def test_attendance_reaches_the_allocated_worker_only_for_open_pupils(
     tmp_path: Path,
 ) -> None:
     async with running_exchange(tmp_path) as ex, school_feed(ex.rt) as feed:
-        await ex.allocate(ALLOCATE)
-        await send_open_case_list(ex.rt, [AMIRA, MAYA])
+        await ex.allocate(ALLOCATE)  # the gateway sends the school the LA's open cases
         assert await listener(ex.rt, feed.open_cases).catch_up(ex.rt.kafka) == 1
 
         async with publisher(ex.rt, SCHOOL) as pub:
@@ -130,8 +131,8 @@ async def test_attendance_reaches_the_allocated_worker_only_for_open_pupils(
 
 async def test_a_list_not_sealed_by_the_gateway_is_ignored(tmp_path: Path) -> None:
     async with running_exchange(tmp_path, consumer=False) as ex, school_feed(ex.rt) as feed:
-        await send_open_case_list(ex.rt, [AMIRA])
-        await send_open_case_list(ex.rt, [AMIRA, (None, NOT_OPEN_UPN)], sender=LA)
+        await ex.allocate(ALLOCATE_AMIRA)
+        await forge_open_case_list(ex.rt, [AMIRA, (None, NOT_OPEN_UPN)], sender=LA)
         assert await listener(ex.rt, feed.open_cases).catch_up(ex.rt.kafka) == 1
         held = await feed.open_cases.current()
         pseudonyms = ex.rt.pseudonyms()
@@ -141,7 +142,6 @@ async def test_a_list_not_sealed_by_the_gateway_is_ignored(tmp_path: Path) -> No
 
 async def test_watched_folder_with_the_listener_running(tmp_path: Path) -> None:
     async with running_exchange(tmp_path) as ex, school_feed(ex.rt) as feed:
-        await ex.allocate(ALLOCATE)
         inbox = tmp_path / "inbox"
         inbox.mkdir()
         stop = asyncio.Event()
@@ -154,7 +154,7 @@ async def test_watched_folder_with_the_listener_running(tmp_path: Path) -> None:
                     asyncio.create_task(listener(ex.rt, feed.open_cases).run(consumer, stop)),
                     asyncio.create_task(watch(inbox, pub.publish, stop, feed=feed, poll_s=0.05)),
                 ]
-                await send_open_case_list(ex.rt, [AMIRA])
+                await ex.allocate(ALLOCATE_AMIRA)  # the listener, running, gets the list
 
                 async def list_held() -> bool:
                     return (await feed.open_cases.current()).issued_at is not None
@@ -174,13 +174,13 @@ async def test_watched_folder_with_the_listener_running(tmp_path: Path) -> None:
             await consumer.stop()
         assert "pushed: 1" in report.read_text()
         assert await queue_upns(ex, "sw-amara") == [AMIRA[1]]
-        assert await ex.queue("sw-ben") == []  # allocated, but not on the list the school holds
+        assert await ex.queue("sw-ben") == []  # not open to social care: not pushed
+        assert await ex.queue(f"mash:{LA}") == []
 
 
 async def test_cli_ingest_prints_the_report_and_exits_1_on_bad_lines(tmp_path: Path) -> None:
     async with running_exchange(tmp_path) as ex:
         await ex.allocate(ALLOCATE)
-        await send_open_case_list(ex.rt, [AMIRA, MAYA])
         env = {
             "SGX_KAFKA_BOOTSTRAP_SERVERS": ex.rt.kafka.bootstrap_servers,
             "SGX_SCHOOL": SCHOOL,

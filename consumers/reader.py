@@ -33,6 +33,11 @@ class QueueView:
         raise ContractError("recipients", "the delivery does not name this item's recipient")
 
     @property
+    def is_request(self) -> bool:
+        """A 2013 / 2024 Protocol disclosure request (to a police single point of contact)."""
+        return self.item.notification_type == c.DISCLOSURE_REQUEST
+
+    @property
     def type_label(self) -> str:
         return c.SHORT_NAMES.get(self.item.notification_type, self.item.notification_type)
 
@@ -69,16 +74,24 @@ def child_label(notification: dict[str, Any]) -> str:
     return f"{name}, {ident}"
 
 
+def _author(view: QueueView) -> dict[str, Any]:
+    """Who wrote the item: a notification's author, or the officer who made a request."""
+    n = view.notification
+    return dict(n["requested_by"] if view.is_request else n["author"])
+
+
 def summary_line(view: QueueView) -> str:
     item, n = view.item, view.notification
     status = "" if item.status == "unread" else f" [{item.status}]"
     return (
         f"#{item.item_id:<4} {item.urgency:<9} {view.type_label:<20} {child_label(n)} "
-        f"— from {n['author']['agency_name']} ({item.route_reason.lower()}){status}"
+        f"— from {_author(view)['agency_name']} ({item.route_reason.lower()}){status}"
     )
 
 
 def detail(view: QueueView) -> str:
+    if view.is_request:
+        return _request_detail(view)
     d, n, to = view.delivery, view.notification, view.addressee
     a, s = n["assessment"], n["sharing"]
     lines = [
@@ -116,3 +129,26 @@ def detail(view: QueueView) -> str:
 
 def _compact(value: dict[str, Any]) -> str:
     return ", ".join(f"{k}={v}" for k, v in value.items() if v not in (None, [], ""))
+
+
+def _request_detail(view: QueueView) -> str:
+    d, r, to = view.delivery, view.notification, view.addressee
+    by, proceedings = r["requested_by"], r["proceedings"]
+    lines = [
+        summary_line(view),
+        f"  {r['protocol']} request {r['request_reference']} by {by['name']}, {by['role']}, "
+        f"{by['agency_name']}",
+        f"  requested {r['requested_at']:%Y-%m-%d %H:%M} UTC; routed to {to['id']} "
+        f"({to['role'].lower()}); an answer is due within 14 days",
+        f"  proceedings: {_compact(proceedings)}",
+        f"  material requested: {r['material_requested']}",
+        f"  reasons: {r['reasons']}",
+    ]
+    if r["police_references"]:
+        lines.append(f"  police references: {', '.join(r['police_references'])}")
+    for restriction in d["restrictions"]:
+        lines.append(
+            f"  RESTRICTION {restriction['code']} ({restriction['source'].lower()}): "
+            f"{restriction['text']}"
+        )
+    return "\n".join(lines)

@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 from click.testing import CliRunner, Result
 
-from consumers.reader import QueueView
+from consumers.reader import QueueView, detail, summary_line
 from producers.open_cases import OpenCaseListener, OpenCaseStore, pupil_keys
 from producers.police import disclosure_request, map_police_export
 from safeguard import samples
@@ -273,6 +273,10 @@ async def test_a_request_reaches_the_spoc_and_the_disclosure_answering_it_closes
         assert spoc.notification["request_reference"] == "LA-REQ-2026-0001"
         assert spoc.notification["material_requested"] == asked["material_requested"]
         assert spoc.notification["child"]["nhs_number"] == AMIRA["nhs_number"]
+        shown = detail(spoc)  # the SPOC's queue shows a request, not a notification
+        assert "LA-REQ-2026-0001" in shown
+        assert asked["material_requested"] in shown
+        assert "request" in summary_line(spoc)
 
         listed = await police_requests(tmp_path, asked["requested_at"])
         assert listed.exit_code == 0, listed.output

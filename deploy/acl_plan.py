@@ -15,7 +15,8 @@ Principals (SCRAM user names)::
                          READ its receipts topic and its group sgx-agency-<agency>
     sgx-gateway          READ sgx.inbound.*, WRITE sgx.delivery.* and sgx.receipts.*,
                          READ its group sgx-gateway
-    sgx-consumer-<la>    READ sgx.delivery.<la> and its group sgx-consumer-<la>
+    sgx-consumer-<id>    READ sgx.delivery.<id> and its group sgx-consumer-<id>, for each
+                         party the gateway delivers to (local authority, school, police)
 
 Every principal may also DESCRIBE topics named ``sgx.*``: the services check at start
 that every exchange topic exists (``safeguard.runtime.create_topics``) and a topic a
@@ -54,6 +55,10 @@ REPLICAS = 3
 MIN_INSYNC = 2
 INBOUND_PARTITIONS = 3  # as KafkaSettings.inbound_partitions
 DELIVERY_PARTITIONS = 3  # as KafkaSettings.delivery_partitions
+# The parties the gateway delivers to (as safeguard.runtime.DELIVERY_KINDS): a local
+# authority's social care, a school's key adult (Operation Encompass), a police force's
+# single point of contact (Protocol disclosure requests).
+DELIVERY_KINDS = frozenset({"local_authority", "school", "police"})
 RECEIPTS_PARTITIONS = 1
 
 Kind = Literal["school", "health", "police", "local_authority"]
@@ -135,7 +140,7 @@ def plan(parties: Iterable[Party]) -> Plan:
         ]
         principals.append(party.id)
         bindings += _agency_bindings(party.id)
-        if party.kind == "local_authority":
+        if party.kind in DELIVERY_KINDS:
             topics.append(Topic(f"sgx.delivery.{party.id}", DELIVERY_PARTITIONS))
             principals.append(consumer_principal(party.id))
             bindings += _consumer_bindings(party.id)
@@ -165,10 +170,10 @@ def _agency_bindings(agency: str) -> list[Binding]:
     ]
 
 
-def _consumer_bindings(la_id: str) -> list[Binding]:
-    principal = consumer_principal(la_id)
+def _consumer_bindings(party_id: str) -> list[Binding]:
+    principal = consumer_principal(party_id)
     return [
-        Binding(principal, "Read", "topic", f"sgx.delivery.{la_id}"),
+        Binding(principal, "Read", "topic", f"sgx.delivery.{party_id}"),
         Binding(principal, "Read", "group", principal),
         _describe_all(principal),
     ]

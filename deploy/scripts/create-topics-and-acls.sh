@@ -37,18 +37,22 @@ topic sgx.receipts.la-camden 1 3
 topic sgx.delivery.la-camden 3 3
 topic sgx.inbound.school-hillside 3 3
 topic sgx.receipts.school-hillside 1 3
+topic sgx.delivery.school-hillside 3 3
 topic sgx.inbound.nhs-royal-free 3 3
 topic sgx.receipts.nhs-royal-free 1 3
 topic sgx.inbound.met-police 3 3
 topic sgx.receipts.met-police 1 3
+topic sgx.delivery.met-police 3 3
 
 # principals
 user sgx-gateway
 user la-camden
 user sgx-consumer-la-camden
 user school-hillside
+user sgx-consumer-school-hillside
 user nhs-royal-free
 user met-police
+user sgx-consumer-met-police
 
 # allow-ACLs (no ACL, no access: allow.everyone.if.no.acl.found=false)
 acl sgx-gateway Read topic prefixed sgx.inbound.
@@ -67,6 +71,9 @@ acl school-hillside Write topic literal sgx.inbound.school-hillside
 acl school-hillside Read topic literal sgx.receipts.school-hillside
 acl school-hillside Read group literal sgx-agency-school-hillside
 acl school-hillside Describe topic prefixed sgx.
+acl sgx-consumer-school-hillside Read topic literal sgx.delivery.school-hillside
+acl sgx-consumer-school-hillside Read group literal sgx-consumer-school-hillside
+acl sgx-consumer-school-hillside Describe topic prefixed sgx.
 acl nhs-royal-free Write topic literal sgx.inbound.nhs-royal-free
 acl nhs-royal-free Read topic literal sgx.receipts.nhs-royal-free
 acl nhs-royal-free Read group literal sgx-agency-nhs-royal-free
@@ -75,5 +82,8 @@ acl met-police Write topic literal sgx.inbound.met-police
 acl met-police Read topic literal sgx.receipts.met-police
 acl met-police Read group literal sgx-agency-met-police
 acl met-police Describe topic prefixed sgx.
+acl sgx-consumer-met-police Read topic literal sgx.delivery.met-police
+acl sgx-consumer-met-police Read group literal sgx-consumer-met-police
+acl sgx-consumer-met-police Describe topic prefixed sgx.
 
 echo "topics, users and ACLs applied"

@@ -26,14 +26,19 @@ def the_plan() -> Plan:
     return plan(PARTIES)
 
 
-def test_topics_for_every_party_and_delivery_only_for_local_authorities(the_plan: Plan) -> None:
-    names = {t.name: t for t in the_plan.topics}
+def test_topics_for_every_party_and_delivery_only_where_the_gateway_delivers(
+    the_plan: Plan,
+) -> None:
+    names = {t.name: t for t in plan([*PARTIES, Party("nhs-east", "health")]).topics}
     for party in PARTIES:
         assert f"sgx.inbound.{party.id}" in names
         assert f"sgx.receipts.{party.id}" in names
+    # LAs (social care), schools (Encompass key adult), police (Protocol SPOC); not health
     assert {n for n in names if n.startswith("sgx.delivery.")} == {
         f"sgx.delivery.{LA_A}",
         f"sgx.delivery.{LA_B}",
+        f"sgx.delivery.{SCHOOL}",
+        f"sgx.delivery.{POLICE}",
     }
     assert all(t.replicas == 3 for t in the_plan.topics)
 
@@ -50,9 +55,17 @@ def test_an_agency_writes_only_its_inbound_and_reads_only_its_receipts(the_plan:
 
 
 def test_a_school_cannot_read_any_delivery_topic(the_plan: Plan) -> None:
-    for la in (LA_A, LA_B):
-        assert not the_plan.allows(SCHOOL, "Read", "topic", f"sgx.delivery.{la}")
-        assert not the_plan.allows(SCHOOL, "Write", "topic", f"sgx.delivery.{la}")
+    for party in (LA_A, LA_B, POLICE, SCHOOL):
+        assert not the_plan.allows(SCHOOL, "Read", "topic", f"sgx.delivery.{party}")
+        assert not the_plan.allows(SCHOOL, "Write", "topic", f"sgx.delivery.{party}")
+
+
+def test_a_school_key_adult_consumer_reads_only_its_school_delivery_topic(the_plan: Plan) -> None:
+    consumer = consumer_principal(SCHOOL)
+    readable = {
+        t.name for t in the_plan.topics if the_plan.allows(consumer, "Read", "topic", t.name)
+    }
+    assert readable == {f"sgx.delivery.{SCHOOL}"}
 
 
 def test_a_local_authority_consumer_reads_only_its_own_delivery_topic(the_plan: Plan) -> None:

@@ -19,6 +19,7 @@ from prometheus_client import CollectorRegistry
 
 from producers.outbox import OutboxEntry
 from safeguard.cli_common import agency_option, async_command, home_option, runtime, until_signalled
+from safeguard.monitoring import producer_monitoring
 from safeguard.outbox_wiring import open_outbox_store, serve_outbox
 from safeguard.runtime import create_topics, serving_metrics
 from sgx import contract as c
@@ -41,7 +42,10 @@ async def relay(home: Path | None, agency: str) -> None:
     rt = runtime(home)
     await create_topics(rt)
     registry = CollectorRegistry()
-    async with serving_metrics(rt, registry):
+    async with (
+        producer_monitoring(rt, {agency: registry}) as readiness,
+        serving_metrics(rt, registry, readiness),
+    ):
         await until_signalled(lambda stop: serve_outbox(rt, agency, stop, registry=registry))
 
 

@@ -38,6 +38,7 @@ from safeguard.cli_common import (
     runtime,
     until_signalled,
 )
+from safeguard.monitoring import producer_monitoring
 from safeguard.outbox_wiring import outbox_services
 from safeguard.runtime import Runtime, serving_metrics
 from sgx.errors import ConfigError, UnknownSender
@@ -88,13 +89,15 @@ async def run_push(
     async with contextlib.AsyncExitStack() as stack:
         accepts: dict[str, Accept] = {}
         services: list[asyncio.Task[None]] = []
-        for agency, metrics in _registries(agencies, registry).items():
+        registries = _registries(agencies, registry)
+        for agency, metrics in registries.items():
             outbox, tasks = await stack.enter_async_context(
                 outbox_services(rt, agency, registry=metrics, options=options)
             )
             accepts[agency] = outbox.add
             services += tasks
-        await stack.enter_async_context(serving_metrics(rt, registry))
+        readiness = await stack.enter_async_context(producer_monitoring(rt, registries))
+        await stack.enter_async_context(serving_metrics(rt, registry, readiness))
         app = push_app(accepts, tokens, contract=rt.contract())
         config = uvicorn.Config(app, host=host, port=port, lifespan="off", log_config=None)
         await _serve(_QuietServer(config), stop, ready, services)

@@ -19,17 +19,22 @@ from typing import Any, TypeVar
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from prometheus_client import CollectorRegistry
 
+from consumers.monitor import consumer_monitors
 from consumers.queue import QueueStore
 from consumers.reader import QueueReader
 from consumers.service import DeliveryConsumer
 from gateway.agreement import Agreement
 from gateway.allocations import AllocationDirectory
 from gateway.decide import Judge
+from gateway.monitor import gateway_monitors
+from gateway.requests import SQLITE_FILE as REQUESTS_FILE
+from gateway.requests import DisclosureRequests
 from gateway.service import Gateway, inbound_topics
 from gateway.store import GatewayStore
 from producers.publisher import Publisher
 from sgx.contract import Contract
 from sgx.envelope import Opener
+from sgx.errors import ConfigError
 from sgx.kafka import (
     delivery_topic,
     ensure_topics,
@@ -38,7 +43,13 @@ from sgx.kafka import (
     start_consumer,
     start_producer,
 )
-from sgx.metrics import ConsumerMetrics, GatewayMetrics, MetricsServer, ProducerMetrics
+from sgx.metrics import (
+    ConsumerMetrics,
+    GatewayMetrics,
+    MetricsServer,
+    ProducerMetrics,
+    Readiness,
+)
 from sgx.pseudonym import Pseudonymiser
 from sgx.settings import ExchangeSettings, KafkaSettings, StoreSettings
 from sgx.trust import Identity, TrustDirectory
@@ -46,6 +57,9 @@ from sgx.trust import Identity, TrustDirectory
 log = logging.getLogger(__name__)
 
 GATEWAY_ID = "gateway"
+# Party kinds the gateway delivers to: an LA's workers and MASH, a school's Operation
+# Encompass key adult, a police force's single point of contact for disclosure requests.
+DELIVERY_KINDS = frozenset({"local_authority", "school", "police"})
 _Client = TypeVar("_Client", AIOKafkaProducer, AIOKafkaConsumer)
 
 
@@ -90,13 +104,20 @@ class Runtime:
     async def gateway_store(self) -> GatewayStore:
         return await GatewayStore.open(self.dsn, self.sqlite("gateway.db"), schema=self.pg_schema)
 
-    async def queue_store(self, la_id: str) -> QueueStore:
-        return await QueueStore.open(
-            self.dsn, self.sqlite(f"queue-{la_id}.db"), schema=self.pg_schema
+    async def disclosure_requests(self) -> DisclosureRequests:
+        """The gateway's 2013 / 2024 Protocol request tracker (same home / DSN as its store)."""
+        return await DisclosureRequests.open(
+            self.dsn, self.sqlite(REQUESTS_FILE), schema=self.pg_schema
         )
 
-    async def queue_reader(self, la_id: str, store: QueueStore) -> QueueReader:
-        opener = Opener(self.identity(la_id), self.trust())
+    async def queue_store(self, party_id: str) -> QueueStore:
+        """A receiving party's queue (an LA, a school or a police force): queue-<party>.db."""
+        return await QueueStore.open(
+            self.dsn, self.sqlite(f"queue-{party_id}.db"), schema=self.pg_schema
+        )
+
+    async def queue_reader(self, party_id: str, store: QueueStore) -> QueueReader:
+        opener = Opener(self.identity(party_id), self.trust())
         return QueueReader(store=store, opener=opener, contract=self.contract())
 
 
@@ -108,7 +129,7 @@ def exchange_topics(trust: TrustDirectory, kafka: KafkaSettings) -> dict[str, in
             continue
         topics[inbound_topic(party.id)] = kafka.inbound_partitions
         topics[receipts_topic(party.id)] = 1
-        if party.kind == "local_authority":
+        if party.kind in DELIVERY_KINDS:
             topics[delivery_topic(party.id)] = kafka.delivery_partitions
     return topics
 
@@ -119,12 +140,14 @@ async def create_topics(rt: Runtime) -> None:
 
 @contextlib.asynccontextmanager
 async def serving_metrics(
-    rt: Runtime, registry: CollectorRegistry
+    rt: Runtime, registry: CollectorRegistry, readiness: Readiness | None = None
 ) -> AsyncIterator[MetricsServer | None]:
     if rt.exchange.metrics_port < 0:
         yield None
         return
-    server = MetricsServer(registry, rt.exchange.metrics_host, rt.exchange.metrics_port)
+    server = MetricsServer(
+        registry, rt.exchange.metrics_host, rt.exchange.metrics_port, readiness=readiness
+    )
     await server.start()
     log.info("metrics on http://%s:%d/metrics", server.host, server.port)
     try:
@@ -151,6 +174,7 @@ async def run_gateway(
     agreement = Agreement.load(rt.exchange.agreement_file, contract)
     async with contextlib.AsyncExitStack() as stack:
         store = await stack.enter_async_context(await rt.gateway_store())
+        requests = await stack.enter_async_context(await rt.disclosure_requests())
         allocations = AllocationDirectory(store.engine, pseudonyms, schema=rt.pg_schema)
         await allocations.load()
         judge = Judge(
@@ -160,6 +184,8 @@ async def run_gateway(
             allocations=allocations,
             store=store,
             pseudonyms=pseudonyms,
+            trust=trust,
+            requests=requests,
         )
         producer = await _started(stack, await start_producer(rt.kafka))
         consumer = await _started(
@@ -175,35 +201,66 @@ async def run_gateway(
             producer=producer,
             metrics=GatewayMetrics(registry),
         )
-        await _serve(rt, registry, ready, gateway.run(stop))
+        readiness = Readiness()
+        await stack.enter_async_context(
+            gateway_monitors(
+                store=store,
+                requests=requests,
+                trust=rt.trust,
+                consumer=consumer,
+                registry=registry,
+                readiness=readiness,
+            )
+        )
+        await _serve(rt, registry, ready, gateway.run(stop), readiness)
+
+
+def _receiving_party(trust: TrustDirectory, party_id: str) -> None:
+    kind = trust.party(party_id).kind
+    if kind not in DELIVERY_KINDS:
+        kinds = ", ".join(sorted(DELIVERY_KINDS))
+        raise ConfigError(f"party {party_id!r} is a {kind}: the gateway delivers only to {kinds}")
 
 
 async def run_consumer(
     rt: Runtime,
-    la_id: str,
+    party_id: str,
     stop: asyncio.Event,
     registry: CollectorRegistry | None = None,
     ready: asyncio.Event | None = None,
 ) -> None:
-    """Run one local authority's delivery consumer until ``stop`` is set."""
+    """Run one party's delivery consumer (an LA, a school, a police force) until ``stop``."""
     registry = registry or CollectorRegistry()
     trust = rt.trust()
+    _receiving_party(trust, party_id)
+    metrics = ConsumerMetrics(registry)
     async with contextlib.AsyncExitStack() as stack:
-        store = await stack.enter_async_context(await rt.queue_store(la_id))
+        store = await stack.enter_async_context(await rt.queue_store(party_id))
         consumer = await _started(
             stack,
             await start_consumer(
-                rt.kafka, [delivery_topic(la_id)], group_id=f"sgx-consumer-{la_id}"
+                rt.kafka, [delivery_topic(party_id)], group_id=f"sgx-consumer-{party_id}"
             ),
         )
         service = DeliveryConsumer(
-            opener=Opener(rt.identity(la_id, trust), trust),
+            opener=Opener(rt.identity(party_id, trust), trust),
             contract=rt.contract(),
             store=store,
             consumer=consumer,
-            metrics=ConsumerMetrics(registry),
+            metrics=metrics,
         )
-        await _serve(rt, registry, ready, service.run(stop))
+        readiness = Readiness()
+        await stack.enter_async_context(
+            consumer_monitors(
+                store=store,
+                consumer=consumer,
+                registry=registry,
+                readiness=readiness,
+                schema=rt.pg_schema,
+                queued=metrics.queued,
+            )
+        )
+        await _serve(rt, registry, ready, service.run(stop), readiness)
 
 
 async def _serve(
@@ -211,9 +268,10 @@ async def _serve(
     registry: CollectorRegistry,
     ready: asyncio.Event | None,
     service: Coroutine[Any, Any, None],
+    readiness: Readiness | None = None,
 ) -> None:
     """Serve metrics, say the service is ready, and run it to its end."""
-    async with serving_metrics(rt, registry):
+    async with serving_metrics(rt, registry, readiness):
         if ready is not None:
             ready.set()
         await service

@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # Tools the deployment tests run for real (they fail, never skip, without them):
 #   promtool  (Debian package prometheus)  checks the Prometheus config, runs rule unit tests
+#   prometheus (Debian package prometheus) the real server of tests/integration/test_prometheus_scrape.py
 #   stunnel   (Debian package stunnel4)    the TLS proxy of tests/integration/test_tls.py
 # Installs what is missing with apt-get (needs root, as on CI); otherwise says what to install.
 set -euo pipefail
-declare -A package=([promtool]=prometheus [stunnel4]=stunnel4)
+declare -A package=([promtool]=prometheus [prometheus]=prometheus [stunnel4]=stunnel4)
 missing=()
 for tool in "${!package[@]}"; do
   command -v "$tool" >/dev/null || missing+=("${package[$tool]}")
@@ -17,7 +18,7 @@ fi
 export DEBIAN_FRONTEND=noninteractive
 apt-get update -qq
 # --no-install-recommends: only the binaries; installing prometheus starts no server here
-apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+apt-get install -y -qq --no-install-recommends $(printf '%s\n' "${missing[@]}" | sort -u) >/dev/null
 for tool in "${!package[@]}"; do
   command -v "$tool" >/dev/null || { echo "$tool still missing after install" >&2; exit 1; }
 done

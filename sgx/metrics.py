@@ -16,6 +16,21 @@ run in one process (the demo) without clashing::
     sgx_consumer_quarantined_total{reason}             ConsumerMetrics.quarantined
     sgx_end_to_end_latency_seconds{type,urgency}       ConsumerMetrics.latency
     sgx_consumer_queued                                ConsumerMetrics.queued
+    sgx_consumer_lag{topic,partition}                  LagMetrics.lag
+    sgx_queue_depth{team}                              QueueMetrics.depth
+    sgx_queue_oldest_unread_age_seconds{team}          QueueMetrics.oldest_unread_age
+    sgx_urgent_unread{team}                            QueueMetrics.urgent_unread
+    sgx_consumer_quarantine_size                       QueueMetrics.quarantine_size
+    sgx_gateway_quarantine_size                        GatewayStateMetrics.quarantine_size
+    sgx_audit_chain_head                               GatewayStateMetrics.audit_chain_head
+    sgx_key_expiry_timestamp_seconds{party,kid}        GatewayStateMetrics.key_expiry
+    sgx_disclosure_requests_open{due}                  GatewayStateMetrics.disclosure_requests
+    sgx_encompass_undelivered_before_school_day        EncompassMetrics.undelivered
+    sgx_encompass_seconds_to_school_day                EncompassMetrics.seconds_to_school_day
+
+The gauges of state (lag, queues, quarantine sizes, deadlines) are refreshed from the
+stores every few seconds by each role's monitor (``consumers/monitor.py``,
+``gateway/monitor.py``, ``producers/monitor.py``), run with :func:`refreshing`.
 
 Labels take values only from small closed sets: a notification type name, an
 outcome, a reason code, an urgency. A label never carries a child identifier, a
@@ -23,18 +38,24 @@ pseudonym, a message id, a name or any other personal data: label values are
 exported in clear to whoever scrapes ``/metrics`` and each distinct value creates a
 new time series.
 
-:class:`MetricsServer` serves ``/metrics`` (the text exposition of one registry) and
-``/healthz`` from the running event loop (starlette on uvicorn).
+:class:`MetricsServer` serves ``/metrics`` (the text exposition of one registry),
+``/healthz`` (the process is alive: always 200) and ``/readyz`` from the running event
+loop (starlette on uvicorn). ``/readyz`` runs the checks a service registered with its
+:class:`Readiness` (:func:`broker_check`, :func:`database_check`): 200 with
+``{"ready": true, ...}`` when all pass, else 503 with ``{"ready": false, "reason": ...}``
+naming the first that failed.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import socket
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
 
 import uvicorn
+from aiokafka import AIOKafkaConsumer
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
     CollectorRegistry,
@@ -43,12 +64,21 @@ from prometheus_client import (
     Histogram,
     generate_latest,
 )
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import PlainTextResponse, Response
+from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
-from sgx.errors import ConfigError
+from sgx.db import store_errors
+from sgx.errors import ConfigError, ExchangeError
+from sgx.kafka import kafka_errors, start_consumer
+from sgx.settings import KafkaSettings
+
+log = logging.getLogger(__name__)
 
 # authored → queued: from 5 ms (same-host pipeline) up to an hour (a backlog drained late).
 LATENCY_BUCKETS = (
@@ -146,6 +176,257 @@ class ConsumerMetrics:
         )
 
 
+class LagMetrics:
+    """Consumer lag of a role's consumer group (the gateway's or a consumer's)."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.lag = Gauge(
+            "sgx_consumer_lag",
+            "Records behind on a partition: fetch high-watermark minus committed offset.",
+            ["topic", "partition"],
+            registry=registry,
+        )
+
+
+class QueueMetrics:
+    """The state of a receiving party's queues, per team (never per worker)."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.depth = Gauge(
+            "sgx_queue_depth",
+            "Unread items in the queues of a team.",
+            ["team"],
+            registry=registry,
+        )
+        self.oldest_unread_age = Gauge(
+            "sgx_queue_oldest_unread_age_seconds",
+            "Age of the oldest unread item in a team's queues (0 when none).",
+            ["team"],
+            registry=registry,
+        )
+        self.urgent_unread = Gauge(
+            "sgx_urgent_unread",
+            "Urgent items of a team unread for longer than the configured time.",
+            ["team"],
+            registry=registry,
+        )
+        self.quarantine_size = Gauge(
+            "sgx_consumer_quarantine_size",
+            "Records now held in the consumer's quarantine.",
+            registry=registry,
+        )
+
+
+class GatewayStateMetrics:
+    """The gateway's stores and trust directory, and the disclosure deadlines it tracks."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.quarantine_size = Gauge(
+            "sgx_gateway_quarantine_size",
+            "Records now held in the gateway's quarantine.",
+            registry=registry,
+        )
+        self.audit_chain_head = Gauge(
+            "sgx_audit_chain_head",
+            "Sequence number of the newest audit record (the hash chain's head).",
+            registry=registry,
+        )
+        self.key_expiry = Gauge(
+            "sgx_key_expiry_timestamp_seconds",
+            "Unix time at which a party's current key of the trust directory expires.",
+            ["party", "kid"],
+            registry=registry,
+        )
+        self.disclosure_requests = Gauge(
+            "sgx_disclosure_requests_open",
+            "Open 2013/2024 Protocol disclosure requests, by time left to their 14-day deadline.",
+            ["due"],
+            registry=registry,
+        )
+
+
+class EncompassMetrics:
+    """Operation Encompass: notifications the school must have before the next school day."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.undelivered = Gauge(
+            "sgx_encompass_undelivered_before_school_day",
+            "Operation Encompass notifications with no DELIVERED receipt whose next school "
+            "day starts within the alert window (or has started).",
+            registry=registry,
+        )
+        self.seconds_to_school_day = Gauge(
+            "sgx_encompass_seconds_to_school_day",
+            "Seconds until the next school day begins.",
+            registry=registry,
+        )
+
+
+def set_labelled(
+    gauge: Gauge, values: Mapping[tuple[str, ...], float], shown: set[tuple[str, ...]]
+) -> None:
+    """Set a labelled gauge to ``values``; series in ``shown`` but not in ``values`` go.
+
+    ``shown`` is the caller's record of the label values it exported last time.
+    """
+    for labels in shown - values.keys():
+        with contextlib.suppress(KeyError):
+            gauge.remove(*labels)
+    for labels, value in values.items():
+        gauge.labels(*labels).set(value)
+    shown.clear()
+    shown.update(values.keys())
+
+
+class LagMonitor:
+    """Refreshes ``sgx_consumer_lag`` for the partitions assigned to ``consumer``.
+
+    Lag is the fetch high-watermark (``consumer.highwater``, from the last fetch response;
+    the embedded broker's ``end_offsets`` answer is wrong) minus the group's committed
+    offset (0 when the group has committed nothing on the partition). A partition not yet
+    fetched from has no high-watermark and is not shown; a partition that is no longer
+    assigned (a rebalance) is removed.
+    """
+
+    def __init__(self, consumer: AIOKafkaConsumer, metrics: LagMetrics) -> None:
+        self._consumer = consumer
+        self._gauge = metrics.lag
+        self._shown: set[tuple[str, ...]] = set()
+
+    async def refresh(self) -> None:
+        values: dict[tuple[str, ...], float] = {}
+        async with kafka_errors("read committed offsets"):
+            for tp in sorted(self._consumer.assignment()):
+                highwater = self._consumer.highwater(tp)
+                if highwater is None:
+                    continue
+                committed = await self._consumer.committed(tp)
+                values[tp.topic, str(tp.partition)] = max(highwater - (committed or 0), 0)
+        set_labelled(self._gauge, values, self._shown)
+
+
+# --- refreshing gauges --------------------------------------------------------------------
+
+Refresh = Callable[[], Awaitable[None]]
+REFRESH_INTERVAL_S = 5.0
+
+
+class MonitorSettings(BaseSettings):
+    """How the monitors refresh and what they count as late (``SGX_MONITOR_*``)."""
+
+    model_config = SettingsConfigDict(env_prefix="SGX_MONITOR_", extra="forbid")
+
+    interval_s: float = Field(default=REFRESH_INTERVAL_S, gt=0)  # refresh every ... seconds
+    urgent_after_s: float = Field(default=3600.0, ge=0)  # urgent items unread longer: counted
+    # Operation Encompass: count undelivered notifications once their school day starts
+    # within this many seconds (and after it has started).
+    encompass_window_s: float = Field(default=12 * 3600.0, ge=0)
+
+
+async def _refresh_forever(name: str, refresh: Refresh, interval: float) -> None:
+    while True:
+        try:
+            async with asyncio.timeout(max(interval, 5.0)):
+                await refresh()
+        except Exception as exc:  # a failed refresh leaves the gauges as they were
+            if isinstance(exc, ExchangeError | TimeoutError):
+                log.warning("monitor %s: %s", name, exc)
+            else:
+                log.exception("monitor %s failed", name)
+        await asyncio.sleep(interval)
+
+
+@contextlib.asynccontextmanager
+async def refreshing(
+    name: str, refresh: Refresh, interval: float = REFRESH_INTERVAL_S
+) -> AsyncIterator[None]:
+    """Run ``refresh`` now and every ``interval`` seconds as a task while the block runs.
+
+    A refresh that fails (a store or the broker away) is logged and tried again at the
+    next interval; the task is cancelled on exit.
+    """
+    task = asyncio.create_task(_refresh_forever(name, refresh, interval), name=f"monitor:{name}")
+    try:
+        yield
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
+# --- readiness ----------------------------------------------------------------------------
+
+Check = Callable[[], Awaitable[None]]
+CHECK_LIMIT_S = 3.0
+
+
+class Readiness:
+    """The checks ``/readyz`` runs: each raises when its dependency cannot be used.
+
+    A service registers one check per dependency (the broker, its database); with no
+    check registered the service is ready as soon as it serves.
+    """
+
+    def __init__(self, limit: float = CHECK_LIMIT_S) -> None:
+        self._checks: dict[str, Check] = {}
+        self._limit = limit
+
+    def add(self, name: str, check: Check) -> None:
+        """Register ``check`` under ``name`` (replacing one of the same name)."""
+        self._checks[name] = check
+
+    async def probe(self) -> dict[str, str]:
+        """Every check's result: ``"ok"`` or why it failed (checks run concurrently)."""
+        names = list(self._checks)
+        results = await asyncio.gather(*(self._run(self._checks[n]) for n in names))
+        return dict(zip(names, results, strict=True))
+
+    async def _run(self, check: Check) -> str:
+        try:
+            async with asyncio.timeout(self._limit):
+                await check()
+        except TimeoutError:
+            return f"no answer within {self._limit:g}s"
+        except Exception as exc:  # any failure means not ready; say what it was
+            return f"{type(exc).__name__}: {exc}"[:300]
+        return "ok"
+
+
+def broker_check(consumer: AIOKafkaConsumer) -> Check:
+    """Ready when the broker answers a metadata request on ``consumer``'s connections."""
+
+    async def check() -> None:
+        async with kafka_errors("ask the broker for metadata"):
+            await consumer.topics()
+
+    return check
+
+
+@contextlib.asynccontextmanager
+async def broker_probe(settings: KafkaSettings) -> AsyncIterator[Check]:
+    """A broker check for a service whose own Kafka clients are out of reach.
+
+    Starts a consumer with no group and no subscription (it only asks for metadata),
+    stopped on exit. Raises TransportError if the broker cannot be reached at start.
+    """
+    consumer = await start_consumer(settings, [], group_id=None)
+    try:
+        yield broker_check(consumer)
+    finally:
+        await consumer.stop()
+
+
+def database_check(engine: AsyncEngine) -> Check:
+    """Ready when the database answers ``SELECT 1``."""
+
+    async def check() -> None:
+        with store_errors("reach the database"):
+            async with engine.connect() as conn:
+                await conn.execute(text("SELECT 1"))
+
+    return check
+
+
 class _QuietServer(uvicorn.Server):
     """A uvicorn server that leaves the process's signal handlers to the application."""
 
@@ -154,8 +435,9 @@ class _QuietServer(uvicorn.Server):
         yield
 
 
-def metrics_app(registry: CollectorRegistry) -> Starlette:
-    """The ASGI app serving ``/metrics`` from ``registry`` and ``/healthz``."""
+def metrics_app(registry: CollectorRegistry, readiness: Readiness | None = None) -> Starlette:
+    """The ASGI app serving ``/metrics`` from ``registry``, ``/healthz`` and ``/readyz``."""
+    checks = readiness or Readiness()
 
     async def metrics(_: Request) -> Response:
         return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
@@ -163,7 +445,16 @@ def metrics_app(registry: CollectorRegistry) -> Starlette:
     async def healthz(_: Request) -> Response:
         return PlainTextResponse("ok\n")
 
-    return Starlette(routes=[Route("/metrics", metrics), Route("/healthz", healthz)])
+    async def readyz(_: Request) -> Response:
+        results = await checks.probe()
+        failed = [f"{name}: {result}" for name, result in results.items() if result != "ok"]
+        if failed:
+            body = {"ready": False, "reason": failed[0], "checks": results}
+            return JSONResponse(body, status_code=503)
+        return JSONResponse({"ready": True, "checks": results})
+
+    routes = [Route("/metrics", metrics), Route("/healthz", healthz), Route("/readyz", readyz)]
+    return Starlette(routes=routes)
 
 
 def _bind(host: str, port: int) -> socket.socket:
@@ -189,10 +480,17 @@ class MetricsServer:
     Port 0 binds a free port; :attr:`port` then tells which.
     """
 
-    def __init__(self, registry: CollectorRegistry, host: str = "127.0.0.1", port: int = 0) -> None:
+    def __init__(
+        self,
+        registry: CollectorRegistry,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        readiness: Readiness | None = None,
+    ) -> None:
         self.host = host
         self._requested_port = port
-        self._app = metrics_app(registry)
+        self.readiness = readiness or Readiness()
+        self._app = metrics_app(registry, self.readiness)
         self._socket: socket.socket | None = None
         self._port: int | None = None
         self._server: _QuietServer | None = None

@@ -1,0 +1,129 @@
+"""The gateway's monitor: quarantine, audit chain head, key expiry, disclosure deadlines.
+
+:class:`GatewayMonitor` reads the gateway's stores every few seconds and sets:
+
+* ``sgx_gateway_quarantine_size`` — records held in the gateway's quarantine;
+* ``sgx_audit_chain_head`` — the sequence of the newest audit record;
+* ``sgx_key_expiry_timestamp_seconds{party,kid}`` — for each party of the trust
+  directory (re-read at every refresh, so a published rotation shows without a
+  restart), when its current key expires: the non-revoked key that expires last. A key
+  superseded by a rotation is not shown, so "key near expiry" asks for a rotation only
+  when the party has no later key;
+* ``sgx_disclosure_requests_open{due}`` — open 2013 / 2024 Protocol disclosure requests
+  (:mod:`gateway.requests`) by whole days left to their 14-day deadline: ``overdue``
+  (past it), ``lt_3d`` (0 to 2 days left), ``lt_7d`` (3 to 6), ``lt_14d`` (7 to 14). Every
+  bucket is always exported (0 when empty), so alert rules see the series.
+
+Labels are party ids, key ids and buckets: no request reference, no child. The clock is
+injected, so a test moves time past the 14-day mark. :func:`gateway_monitors` runs it
+with the gateway consumer's :class:`~sgx.metrics.LagMonitor` and registers the readiness
+checks (broker, gateway database, disclosure-request database).
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import AsyncIterator, Callable
+from contextlib import AsyncExitStack, asynccontextmanager
+from datetime import UTC, datetime
+
+from aiokafka import AIOKafkaConsumer
+from prometheus_client import CollectorRegistry
+
+from gateway.requests import DisclosureRequests, OpenRequest
+from gateway.store import GatewayStore
+from sgx.metrics import (
+    GatewayStateMetrics,
+    LagMetrics,
+    LagMonitor,
+    MonitorSettings,
+    Readiness,
+    broker_check,
+    database_check,
+    refreshing,
+    set_labelled,
+)
+from sgx.trust import TrustDirectory
+
+DUE_BUCKETS = ("overdue", "lt_3d", "lt_7d", "lt_14d")
+Clock = Callable[[], datetime]
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def due_bucket(request: OpenRequest) -> str:
+    """The ``due`` label of an open request: how close its 14-day deadline is."""
+    if request.overdue:
+        return "overdue"
+    if request.days_remaining < 3:
+        return "lt_3d"
+    if request.days_remaining < 7:
+        return "lt_7d"
+    return "lt_14d"
+
+
+def key_expiries(trust: TrustDirectory) -> dict[tuple[str, ...], float]:
+    """(party, kid) → unix expiry of each party's non-revoked key that expires last."""
+    expiries: dict[tuple[str, ...], float] = {}
+    for party in trust.parties():
+        live = [key for key in party.keys if not key.revoked]
+        if live:
+            key = max(live, key=lambda k: k.not_after)
+            expiries[party.id, key.kid] = key.not_after.timestamp()
+    return expiries
+
+
+class GatewayMonitor:
+    """Sets the gateway's state gauges from its stores and trust directory."""
+
+    def __init__(
+        self,
+        store: GatewayStore,
+        requests: DisclosureRequests,
+        trust: Callable[[], TrustDirectory],
+        metrics: GatewayStateMetrics,
+        *,
+        clock: Clock = _now,
+    ) -> None:
+        self._store = store
+        self._requests = requests
+        self._trust = trust
+        self._metrics = metrics
+        self._clock = clock
+        self._keys_shown: set[tuple[str, ...]] = set()
+
+    async def refresh(self) -> None:
+        m = self._metrics
+        m.quarantine_size.set(await self._store.quarantine_count())
+        m.audit_chain_head.set((await self._store.chain_head())[0])
+        set_labelled(m.key_expiry, key_expiries(self._trust()), self._keys_shown)
+        due = Counter(due_bucket(r) for r in await self._requests.open_requests(self._clock()))
+        for bucket in DUE_BUCKETS:
+            m.disclosure_requests.labels(due=bucket).set(due[bucket])
+
+
+@asynccontextmanager
+async def gateway_monitors(
+    *,
+    store: GatewayStore,
+    requests: DisclosureRequests,
+    trust: Callable[[], TrustDirectory],
+    consumer: AIOKafkaConsumer,
+    registry: CollectorRegistry,
+    readiness: Readiness,
+    settings: MonitorSettings | None = None,
+    clock: Clock = _now,
+) -> AsyncIterator[GatewayMonitor]:
+    """Run the gateway's state and lag monitors while the block runs; register readiness."""
+    settings = settings or MonitorSettings()
+    readiness.add("broker", broker_check(consumer))
+    readiness.add("gateway database", database_check(store.engine))
+    readiness.add("disclosure request database", database_check(requests.engine))
+    state = GatewayMonitor(store, requests, trust, GatewayStateMetrics(registry), clock=clock)
+    lag = LagMonitor(consumer, LagMetrics(registry))
+    async with AsyncExitStack() as stack:
+        await stack.enter_async_context(refreshing("gateway", state.refresh, settings.interval_s))
+        await stack.enter_async_context(refreshing("gateway lag", lag.refresh, settings.interval_s))
+        yield state

@@ -1,0 +1,168 @@
+"""SIGTERM under load: every service finishes its batch, commits, closes and exits 0.
+
+The gateway and the consumer run as real processes (``python -m safeguard.cli``) while a
+school publishes continuously; each is sent SIGTERM mid-stream and restarted. Afterwards
+every published notification is in the queue exactly once per recipient, and the
+restarted consumer processed only what arrived after its predecessor stopped: the
+offsets were committed at shutdown, so nothing was replayed. Each process serves
+``/readyz``, which says 200 only once it is connected to the broker and its database.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import sys
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from safeguard import samples
+from safeguard.parties import LA, POLICE, SCHOOL
+from safeguard.runtime import publisher
+from sgx import contract as c
+from sgx.broker import free_port
+from sgx.identifiers import make_nhs_number
+from tests.integration.harness import Exchange, eventually, running_exchange
+
+pytestmark = pytest.mark.broker
+
+CHILDREN = [samples.child(make_nhs_number(8100 + i)) for i in range(20)]
+ALLOCATE = samples.allocation_update(
+    [(ch["nhs_number"], None, f"sw-{i % 4}", "Team", "tm-1") for i, ch in enumerate(CHILDREN)]
+)
+EXIT_LIMIT_S = 30.0
+
+
+@dataclass
+class Service:
+    process: asyncio.subprocess.Process
+    metrics_port: int
+
+    async def get(self, path: str) -> httpx.Response:
+        async with httpx.AsyncClient(timeout=5) as client:
+            return await client.get(f"http://127.0.0.1:{self.metrics_port}{path}")
+
+    async def ready(self) -> bool:
+        try:
+            return (await self.get("/readyz")).status_code == 200
+        except httpx.TransportError:
+            return False
+
+    async def terminate(self) -> int:
+        """SIGTERM, and the exit status once the process has shut down."""
+        self.process.send_signal(signal.SIGTERM)
+        return await asyncio.wait_for(self.process.wait(), EXIT_LIMIT_S)
+
+
+@asynccontextmanager
+async def service(ex: Exchange, *command: str) -> AsyncIterator[Service]:
+    port = free_port()
+    env = {
+        **os.environ,
+        "SGX_KAFKA_BOOTSTRAP_SERVERS": ex.rt.kafka.bootstrap_servers,
+        "SGX_KAFKA_SESSION_TIMEOUT_MS": "2000",
+        "SGX_KAFKA_HEARTBEAT_INTERVAL_MS": "300",
+        "SGX_KAFKA_FETCH_MAX_WAIT_MS": "10",
+        "SGX_METRICS_PORT": str(port),
+        "SGX_MONITOR_INTERVAL_S": "0.5",
+    }
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "safeguard.cli", *command, "--home", str(ex.rt.exchange.home),
+        env=env,
+    )  # fmt: skip
+    running = Service(process, port)
+    try:
+        await eventually(running.ready, f"{' '.join(command)} to be ready", timeout=60)
+        yield running
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
+
+
+async def publish_until(ex: Exchange, stop: asyncio.Event) -> list[str]:
+    """Publish attendance updates in small batches until ``stop`` is set; their ids."""
+    sent: list[str] = []
+    async with publisher(ex.rt, SCHOOL) as school:
+        while not stop.is_set():
+            batch = [samples.attendance_update(CHILDREN[(len(sent) + i) % 20]) for i in range(5)]
+            await school.publish_many([(c.ATTENDANCE_UPDATE, r) for r in batch])
+            sent += [str(r["notification_id"]) for r in batch]
+            await asyncio.sleep(0.02)
+    return sent
+
+
+def queued_total(text: str) -> float:
+    """The consumer's sgx_consumer_notifications_total{outcome="queued"}, summed over types."""
+    return sum(
+        sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+        if sample.name == "sgx_consumer_notifications_total"
+        and sample.labels.get("outcome") == "queued"
+    )
+
+
+async def test_sigterm_under_load_loses_and_doubles_no_queue_row(tmp_path: Path) -> None:
+    async with running_exchange(tmp_path, consumer=False) as ex:
+        await ex.allocate(ALLOCATE)
+        await ex.stop("gateway")  # from here the gateway runs as a process of its own
+        stop_publishing = asyncio.Event()
+        sending = asyncio.create_task(publish_until(ex, stop_publishing))
+        async with service(ex, "gateway", "run") as gateway:
+            async with service(ex, "consumer", "run", "--la", LA) as consumer:
+                await ex.wait_rows(100, timeout=60)
+                assert await consumer.terminate() == 0  # mid-stream: traffic goes on
+            rows_at_stop = await ex.queue_rows()
+
+            async with service(ex, "consumer", "run", "--la", LA) as consumer:
+                await ex.wait_rows(rows_at_stop + 100, timeout=60)
+                assert await gateway.terminate() == 0  # mid-stream too
+                async with service(ex, "gateway", "run") as gateway:
+                    await ex.wait_rows(rows_at_stop + 300, timeout=60)
+                    stop_publishing.set()
+                    sent = await sending
+                    await ex.wait_rows(2 * len(sent), timeout=90)
+                    await asyncio.sleep(1.0)  # any duplicate would arrive now
+                    processed = queued_total((await consumer.get("/metrics")).text)
+                    assert await gateway.terminate() == 0
+                assert await consumer.terminate() == 0
+
+        async with await ex.rt.queue_store(LA) as store:
+            per_delivery = await store.rows_per_notification()
+        assert set(per_delivery.values()) == {1}
+        assert {n for n, _ in per_delivery} == set(sent)
+        assert len(per_delivery) == 2 * len(sent)  # each child's worker and supervisor
+        # The restarted consumer started where its predecessor committed at SIGTERM.
+        assert processed == 2 * len(sent) - rows_at_stop
+
+
+async def test_the_relay_and_the_push_endpoint_are_ready_then_exit_0_on_sigterm(
+    tmp_path: Path,
+) -> None:
+    async with running_exchange(tmp_path) as ex:
+        mint = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "safeguard.cli", "push", "token", SCHOOL,
+            "--home", str(ex.rt.exchange.home), stdout=asyncio.subprocess.DEVNULL,
+        )  # fmt: skip
+        assert await mint.wait() == 0
+        async with service(ex, "producer", "relay", "--agency", POLICE) as relay:
+            metrics = (await relay.get("/metrics")).text
+            # a police force's relay measures Operation Encompass on its outbox
+            assert "sgx_encompass_seconds_to_school_day " in metrics
+            assert "sgx_encompass_undelivered_before_school_day 0.0" in metrics
+            checks = (await relay.get("/readyz")).json()["checks"]
+            assert checks == {"broker": "ok", f"outbox database {POLICE}": "ok"}
+            assert await relay.terminate() == 0
+        push_port = free_port()
+        command = ("push", "serve", "--agency", SCHOOL, "--port", str(push_port))
+        async with service(ex, *command) as push:
+            assert (await push.get("/healthz")).status_code == 200
+            assert await push.terminate() == 0

@@ -29,10 +29,8 @@ from datetime import UTC, datetime
 from typing import Any, Literal
 
 from sqlalchemy import (
-    BigInteger,
     Column,
     Index,
-    Integer,
     LargeBinary,
     MetaData,
     String,
@@ -54,6 +52,7 @@ from sgx.db import (
     encode_strings,
     insert_ignoring_duplicates,
     is_sqlite,
+    quarantine_columns,
     serial,
     store_errors,
     write_transaction,
@@ -146,18 +145,8 @@ def _quarantine_table(metadata: MetaData) -> Table:
         "consumer_quarantine",
         metadata,
         Column("quarantine_id", serial(), primary_key=True),
-        Column("topic", String(300), nullable=False),
-        Column("partition", Integer, nullable=False),
-        Column("offset", BigInteger, nullable=False),
-        Column("item", Integer, nullable=False),
-        Column("reason", String(100), nullable=False),
-        Column("detail", Text, nullable=False),
-        Column("raw", LargeBinary, nullable=False),
         Column("message_id", String(300)),
-        Column("quarantined_at", UtcDateTime, nullable=False),
-        UniqueConstraint(
-            "topic", "partition", "offset", "item", name="uq_consumer_quarantine_offset"
-        ),
+        *quarantine_columns("uq_consumer_quarantine_offset"),
     )
 
 

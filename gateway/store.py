@@ -52,13 +52,10 @@ from typing import Any
 from sqlalchemy import (
     BigInteger,
     Column,
-    Integer,
-    LargeBinary,
     MetaData,
     String,
     Table,
     Text,
-    UniqueConstraint,
     func,
     select,
 )
@@ -73,6 +70,7 @@ from sgx.db import (
     encode_strings,
     insert_ignoring_duplicates,
     one_of,
+    quarantine_columns,
     serial,
     store_errors,
     utc,
@@ -301,17 +299,7 @@ def _quarantine_table(metadata: MetaData) -> Table:
         Column("quarantine_id", serial(), primary_key=True),
         Column("message_id", String(300)),
         Column("sender_claimed", String(200)),
-        Column("topic", String(300), nullable=False),
-        Column("partition", Integer, nullable=False),
-        Column("offset", BigInteger, nullable=False),
-        Column("item", Integer, nullable=False),
-        Column("reason", String(100), nullable=False),
-        Column("detail", Text, nullable=False),
-        Column("raw", LargeBinary, nullable=False),
-        Column("quarantined_at", UtcDateTime, nullable=False),
-        UniqueConstraint(
-            "topic", "partition", "offset", "item", name="uq_gateway_quarantine_offset"
-        ),
+        *quarantine_columns("uq_gateway_quarantine_offset"),
     )
 
 

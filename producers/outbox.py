@@ -49,7 +49,6 @@ from datetime import UTC, datetime
 from typing import Any, Literal, Protocol
 
 from sqlalchemy import (
-    BigInteger,
     Column,
     Index,
     Integer,
@@ -73,6 +72,7 @@ from sgx.db import (
     Database,
     UtcDateTime,
     insert_ignoring_duplicates,
+    quarantine_columns,
     serial,
     store_errors,
     write_transaction,
@@ -181,15 +181,7 @@ def _quarantine_table(metadata: MetaData) -> Table:
         metadata,
         Column("quarantine_id", serial(), primary_key=True),
         Column("agency", String(200), nullable=False),
-        Column("topic", String(300), nullable=False),
-        Column("partition", Integer, nullable=False),
-        Column("offset", BigInteger, nullable=False),
-        Column("item", Integer, nullable=False),
-        Column("reason", String(100), nullable=False),
-        Column("detail", Text, nullable=False),
-        Column("raw", LargeBinary, nullable=False),
-        Column("quarantined_at", UtcDateTime, nullable=False),
-        UniqueConstraint("topic", "partition", "offset", "item", name="uq_outbox_receipt_offset"),
+        *quarantine_columns("uq_outbox_receipt_offset"),
     )
 
 

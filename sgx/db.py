@@ -38,12 +38,15 @@ from typing import Any, Self
 
 from sqlalchemy import (
     BigInteger,
+    Column,
     ColumnElement,
     DateTime,
     Integer,
+    LargeBinary,
     MetaData,
     String,
     Text,
+    UniqueConstraint,
     any_,
     bindparam,
     event,
@@ -198,6 +201,26 @@ class BulkInsert:
             return 0
         result = await conn.exec_driver_sql(self.sql, list(rows))
         return result.rowcount if self._sqlite else None
+
+
+def quarantine_columns(constraint: str) -> list[Column[Any] | UniqueConstraint]:
+    """The columns every quarantine table shares, unique on where the envelope was read.
+
+    A record is kept with where it was read (topic, partition, offset, and the envelope's
+    ``item`` in a batch), why (``reason``, ``detail``), its raw bytes and when; a
+    redelivered record is kept once. Each store adds its own id and columns around them.
+    """
+    return [
+        Column("topic", String(300), nullable=False),
+        Column("partition", Integer, nullable=False),
+        Column("offset", BigInteger, nullable=False),
+        Column("item", Integer, nullable=False),
+        Column("reason", String(100), nullable=False),
+        Column("detail", Text, nullable=False),
+        Column("raw", LargeBinary, nullable=False),
+        Column("quarantined_at", UtcDateTime, nullable=False),
+        UniqueConstraint("topic", "partition", "offset", "item", name=constraint),
+    ]
 
 
 def one_of(

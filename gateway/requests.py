@@ -32,11 +32,10 @@ reference wins and repeats are ignored (at-least-once delivery from Kafka); the 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from datetime import datetime, timedelta
 
 from sqlalchemy import Column, MetaData, String, Table, select, update
-from sqlalchemy.engine import RowMapping
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from sgx.db import Database, UtcDateTime, insert_ignoring_duplicates, store_errors, utc
@@ -62,8 +61,8 @@ def days_remaining(due_at: datetime, now: datetime) -> int:
 
 
 @dataclass(frozen=True)
-class OpenRequest:
-    """A disclosure request the police have not answered yet, as of ``now``."""
+class _Request:
+    """What is kept about every request (identifiers of the child excluded by design)."""
 
     request_reference: str
     la_id: str
@@ -71,24 +70,30 @@ class OpenRequest:
     protocol: str
     requested_at: datetime
     due_at: datetime
-    days_remaining: int
-    overdue: bool
     child_pseudonym: str | None
 
 
 @dataclass(frozen=True)
-class RequestStatus:
-    """Everything kept about one request (identifiers of the child excluded by design)."""
+class OpenRequest(_Request):
+    """A disclosure request the police have not answered yet, as of some moment."""
 
-    request_reference: str
-    la_id: str
-    police_id: str
-    protocol: str
-    requested_at: datetime
-    due_at: datetime
-    child_pseudonym: str | None
+    days_remaining: int
+
+    @property
+    def overdue(self) -> bool:
+        """Past the deadline: exactly when fewer than 0 whole days remain."""
+        return self.days_remaining < 0
+
+
+@dataclass(frozen=True)
+class RequestStatus(_Request):
+    """Everything kept about one request, answered or not."""
+
     answered_at: datetime | None
     disclosure_id: str | None
+
+
+_REQUEST_COLUMNS = tuple(f.name for f in fields(_Request))
 
 
 def _table(metadata: MetaData) -> Table:
@@ -104,21 +109,6 @@ def _table(metadata: MetaData) -> Table:
         Column("child_pseudonym", String(64)),
         Column("answered_at", UtcDateTime, index=True),
         Column("disclosure_id", String(64)),
-    )
-
-
-def _open(row: RowMapping, now: datetime) -> OpenRequest:
-    remaining = days_remaining(row["due_at"], now)
-    return OpenRequest(
-        request_reference=row["request_reference"],
-        la_id=row["la_id"],
-        police_id=row["police_id"],
-        protocol=row["protocol"],
-        requested_at=row["requested_at"],
-        due_at=row["due_at"],
-        days_remaining=remaining,
-        overdue=utc(now) > row["due_at"],
-        child_pseudonym=row["child_pseudonym"],
     )
 
 
@@ -183,15 +173,18 @@ class DisclosureRequests(Database):
     async def open_requests(self, now: datetime, *, la_id: str | None = None) -> list[OpenRequest]:
         """Unanswered requests as of ``now``: overdue first, then by days remaining."""
         table = self._requests
-        query = select(table).where(table.c.answered_at.is_(None))
+        query = select(*(table.c[name] for name in _REQUEST_COLUMNS))
+        query = query.where(table.c.answered_at.is_(None))
         if la_id is not None:
             query = query.where(table.c.la_id == la_id)
+        # Days remaining only grow with due_at, and overdue is days remaining < 0.
         query = query.order_by(table.c.due_at, table.c.request_reference)
         with store_errors("list open disclosure requests"):
             async with self._engine.connect() as conn:
                 rows = (await conn.execute(query)).mappings().all()
-        found = [_open(row, now) for row in rows]
-        return sorted(found, key=lambda r: (not r.overdue, r.days_remaining, r.due_at))
+        return [
+            OpenRequest(**row, days_remaining=days_remaining(row["due_at"], now)) for row in rows
+        ]
 
     async def status(self, request_reference: str) -> RequestStatus | None:
         """What is kept about one request, or None if it was never opened."""

@@ -410,7 +410,8 @@ def _text(record: Mapping[str, Any], key: str) -> bool:
     return isinstance(value, str) and value != "" and not value.isspace()
 
 
-def _check_child(child: Mapping[str, Any], schema: str) -> None:
+def check_child(child: Mapping[str, Any], schema: str) -> None:
+    """An NHS number, a UPN or the reason for neither; each identifier valid (at ``child``)."""
     nhs_number, upn = child.get("nhs_number"), child.get("upn")
     if nhs_number is None and upn is None and child.get("identifier_absent_reason") is None:
         raise ContractError(
@@ -449,10 +450,11 @@ def _check_sharing(sharing: Mapping[str, Any], schema: str) -> None:
         )
 
 
-def _check_author(author: Mapping[str, Any], schema: str) -> None:
+def check_person(person: Mapping[str, Any], path: str, schema: str) -> None:
+    """A person acting for an agency (an Author at ``path``): name, role and agency named."""
     for key in ("name", "role", "agency_id"):
-        if not _text(author, key):
-            raise ContractError(f"author.{key}", "must not be empty", schema=schema)
+        if not _text(person, key):
+            raise ContractError(f"{path}.{key}", "must not be empty", schema=schema)
 
 
 def _check_assessment(assessment: Mapping[str, Any], schema: str) -> None:
@@ -543,8 +545,8 @@ def check_notification(name: str, record: Mapping[str, Any]) -> None:
     type_rule = _TYPE_RULES.get(name)
     if type_rule is None:
         raise ContractError("$", f"{name} is not a notification type", schema=name)
-    _check_child(record["child"], name)
+    check_child(record["child"], name)
     _check_sharing(record["sharing"], name)
-    _check_author(record["author"], name)
+    check_person(record["author"], "author", name)
     _check_assessment(record["assessment"], name)
     type_rule(record, name)

@@ -12,7 +12,9 @@ deployments in step with it and are committed (tests check they are up to date):
 Principals (SCRAM user names)::
 
     <agency>             each agency, a local authority included: WRITE its inbound topic,
-                         READ its receipts topic and its group sgx-agency-<agency>
+                         READ its receipts topic and the groups its services read it in:
+                         sgx-producer-<agency> (the outbox's receipt listener) and, for a
+                         school, sgx-open-cases-<school> (the open-case list listener)
     sgx-gateway          READ sgx.inbound.*, WRITE sgx.delivery.* and sgx.receipts.*,
                          READ its group sgx-gateway
     sgx-consumer-<id>    READ sgx.delivery.<id> and its group sgx-consumer-<id>, for each
@@ -123,8 +125,12 @@ def consumer_principal(la_id: str) -> str:
     return f"sgx-consumer-{la_id}"
 
 
-def agency_group(agency_id: str) -> str:
-    return f"sgx-agency-{agency_id}"
+def agency_groups(party: Party) -> tuple[str, ...]:
+    """The consumer groups an agency's services read its receipts topic in: the outbox's
+    receipt listener (as ``safeguard.outbox_wiring.receipts_group``) and a school's
+    open-case list listener (``safeguard producer school watch``)."""
+    receipts = f"sgx-producer-{party.id}"
+    return (receipts, f"sgx-open-cases-{party.id}") if party.kind == "school" else (receipts,)
 
 
 def plan(parties: Iterable[Party]) -> Plan:
@@ -139,7 +145,7 @@ def plan(parties: Iterable[Party]) -> Plan:
             Topic(f"sgx.receipts.{party.id}", RECEIPTS_PARTITIONS),
         ]
         principals.append(party.id)
-        bindings += _agency_bindings(party.id)
+        bindings += _agency_bindings(party)
         if party.kind in DELIVERY_KINDS:
             topics.append(Topic(f"sgx.delivery.{party.id}", DELIVERY_PARTITIONS))
             principals.append(consumer_principal(party.id))
@@ -161,11 +167,12 @@ def _gateway_bindings() -> list[Binding]:
     ]
 
 
-def _agency_bindings(agency: str) -> list[Binding]:
+def _agency_bindings(party: Party) -> list[Binding]:
+    agency = party.id
     return [
         Binding(agency, "Write", "topic", f"sgx.inbound.{agency}"),
         Binding(agency, "Read", "topic", f"sgx.receipts.{agency}"),
-        Binding(agency, "Read", "group", agency_group(agency)),
+        *(Binding(agency, "Read", "group", group) for group in agency_groups(party)),
         _describe_all(agency),
     ]
 

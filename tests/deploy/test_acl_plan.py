@@ -9,6 +9,7 @@ import pytest
 
 from deploy import acl_plan
 from deploy.acl_plan import GATEWAY, Party, Plan, consumer_principal, plan
+from safeguard.outbox_wiring import receipts_group
 from sgx.errors import ConfigError
 
 LA_A, LA_B = "la-alpha", "la-beta"
@@ -49,9 +50,17 @@ def test_an_agency_writes_only_its_inbound_and_reads_only_its_receipts(the_plan:
     readable = {t for t in topics if the_plan.allows(SCHOOL, "Read", "topic", t)}
     assert writable == {f"sgx.inbound.{SCHOOL}"}
     assert readable == {f"sgx.receipts.{SCHOOL}"}
-    assert the_plan.allows(SCHOOL, "Read", "group", f"sgx-agency-{SCHOOL}")
-    assert not the_plan.allows(SCHOOL, "Read", "group", f"sgx-agency-{POLICE}")
+    assert not the_plan.allows(SCHOOL, "Read", "group", receipts_group(POLICE))
     assert not the_plan.allows(SCHOOL, "Read", "group", "sgx-gateway")
+
+
+def test_an_agency_may_join_the_groups_its_services_read_receipts_in(the_plan: Plan) -> None:
+    # deny by default: a group the plan does not grant fails the service at start
+    for party in PARTIES:
+        assert the_plan.allows(party.id, "Read", "group", receipts_group(party.id)), party
+    # `safeguard producer school watch` keeps the open-case list in a group of its own
+    assert the_plan.allows(SCHOOL, "Read", "group", f"sgx-open-cases-{SCHOOL}")
+    assert not the_plan.allows(POLICE, "Read", "group", f"sgx-open-cases-{SCHOOL}")
 
 
 def test_a_school_cannot_read_any_delivery_topic(the_plan: Plan) -> None:

@@ -14,8 +14,6 @@ the boundary where they occur and chained with ``raise ... from exc``::
     │   ├── BadSignature            the data-key signature does not verify
     │   ├── WrongRecipient          the envelope was sealed for somebody else
     │   └── TamperedEnvelope        authenticated decryption failed (header or ciphertext changed)
-    ├── PolicyDenied                the information-sharing agreement refuses a notification
-    ├── RestrictionBreach           an onward share would break a restriction on onward use
     ├── TransportError              the broker is unreachable or refused a request (retriable)
     ├── StoreError                  a queue, audit or outbox database failed (retriable)
     ├── NotFound                    a stored item (e.g. a queue item) does not exist
@@ -83,24 +81,6 @@ class WrongRecipient(EnvelopeError):
 
 class TamperedEnvelope(EnvelopeError):
     reason = "tampered_ciphertext"
-
-
-class PolicyDenied(ExchangeError):
-    """The information-sharing agreement refuses this notification."""
-
-    def __init__(self, reason: str, detail: str) -> None:
-        self.reason = reason
-        self.detail = detail
-        super().__init__(f"{reason}: {detail}")
-
-
-class RestrictionBreach(ExchangeError):
-    """An onward share would break one or more restrictions on onward use."""
-
-    def __init__(self, codes: list[str], detail: str) -> None:
-        self.codes = codes
-        self.detail = detail
-        super().__init__(f"refused by restriction(s) {', '.join(codes)}: {detail}")
 
 
 class TransportError(ExchangeError):

@@ -10,7 +10,11 @@ import pytest
 from deploy import acl_plan
 from deploy.acl_plan import GATEWAY, Party, Plan, consumer_principal, plan
 from safeguard.outbox_wiring import receipts_group
+from safeguard.parties import DEMO_PARTIES
+from safeguard.runtime import exchange_topics
 from sgx.errors import ConfigError
+from sgx.settings import KafkaSettings
+from sgx.trust import init_trust
 
 LA_A, LA_B = "la-alpha", "la-beta"
 SCHOOL, POLICE = "school-oak", "police-north"
@@ -42,6 +46,17 @@ def test_topics_for_every_party_and_delivery_only_where_the_gateway_delivers(
         f"sgx.delivery.{POLICE}",
     }
     assert all(t.replicas == 3 for t in the_plan.topics)
+
+
+def test_the_plan_has_exactly_the_topics_and_partitions_the_services_create(
+    tmp_path: Path,
+) -> None:
+    # acl_plan restates the runtime's topic names, delivery kinds and partition counts
+    parties = acl_plan.load_parties(acl_plan.PARTIES_FILE)
+    demo = [Party(p.id, p.kind) for p in DEMO_PARTIES if p.kind != "gateway"]
+    assert parties == demo
+    services = exchange_topics(init_trust(tmp_path / "trust", DEMO_PARTIES), KafkaSettings())
+    assert {t.name: t.partitions for t in plan(parties).topics} == services
 
 
 def test_an_agency_writes_only_its_inbound_and_reads_only_its_receipts(the_plan: Plan) -> None:

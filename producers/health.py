@@ -82,10 +82,10 @@ import hashlib
 import json
 import re
 import uuid
-from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 from fhir.resources.R4B.appointment import Appointment
 from fhir.resources.R4B.bundle import Bundle, BundleEntry
@@ -100,6 +100,17 @@ from fhir.resources.R4B.practitionerrole import PractitionerRole
 from fhir.resources.R4B.resource import Resource
 from pydantic import BaseModel, ConfigDict, ValidationError
 
+from producers.feeds import (
+    ConsentStatus,
+    IdentifierAbsentReason,
+    LawfulBasis,
+    NoConsentReason,
+    RiskLevel,
+    Submit,
+    Urgency,
+    pydantic_path,
+    pydantic_problem,
+)
 from sgx import contract as c
 from sgx.contract import Contract, default_contract
 from sgx.errors import ContractError
@@ -147,17 +158,6 @@ _EARLIEST = dt.datetime.min.replace(tzinfo=dt.UTC)
 _ID_NAMESPACE = uuid.uuid5(uuid.NAMESPACE_URL, EXTENSION_BASE + "health-feed")
 _REFERENCE = re.compile(r"(?:.*/)?([A-Za-z]+)/([A-Za-z0-9\-.]{1,64})(?:/_history/.*)?")
 
-Urgency = Literal["ROUTINE", "PRIORITY", "IMMEDIATE"]
-Consented = Literal["GIVEN", "NOT_SOUGHT", "REFUSED", "WITHDRAWN"]
-LawfulBasis = Literal["PUBLIC_TASK", "LEGAL_OBLIGATION", "VITAL_INTERESTS", "CONSENT"]
-NoConsentReason = Literal[
-    "RISK_TO_CHILD", "PREJUDICE_CRIMINAL_INVESTIGATION", "UNDUE_DELAY", "COURT_ORDER"
-]
-AbsentReason = Literal["NOT_KNOWN", "UNREASONABLE_DELAY", "NOT_ISSUED"]
-RiskLevel = Literal["NO_CONCERN", "LOW", "MEDIUM", "HIGH", "IMMINENT"]
-
-Submit = Callable[[str, Mapping[str, Any]], Awaitable[uuid.UUID]]
-
 
 class HealthFeedDefaults(BaseModel):
     """The agency's configured defaults: whatever the bundle does not say.
@@ -173,12 +173,12 @@ class HealthFeedDefaults(BaseModel):
     author_name: str = "Safeguarding team"
     author_role: str = "Named Nurse for Safeguarding Children"
     contact: str | None = None
-    consent: Consented = "NOT_SOUGHT"
+    consent: ConsentStatus = "NOT_SOUGHT"
     lawful_basis: LawfulBasis = "PUBLIC_TASK"
     legal_gateway: str = "Children Act 2004 s.11; Children Act 1989 s.47"
     no_consent_reason: NoConsentReason = "RISK_TO_CHILD"
     restrictions: tuple[str, ...] = ()
-    identifier_absent_reason: AbsentReason = "NOT_KNOWN"
+    identifier_absent_reason: IdentifierAbsentReason = "NOT_KNOWN"
     risk_level: RiskLevel = "MEDIUM"
     urgency: dict[str, Urgency] = {
         UNSCHEDULED: "PRIORITY",
@@ -387,26 +387,13 @@ def _validated(
     try:
         validated = model.model_validate(data)
     except ValidationError as exc:
-        return None, [(_fhir_path(err["loc"]), _problem(err["msg"])) for err in exc.errors()]
+        return None, [(_fhir_path(e["loc"]), pydantic_problem(e["msg"])) for e in exc.errors()]
     return validated, list(_enum_problems(validated, ""))
 
 
 def _fhir_path(loc: Sequence[int | str]) -> str:
-    path = ""
-    for part in loc:
-        if isinstance(part, int):
-            path += f"[{part}]"
-        elif part == "resource_type":
-            path += ".resourceType" if path else "resourceType"
-        else:
-            path += f".{part}" if path else str(part)
-    return path or "$"
-
-
-def _problem(message: str) -> str:
-    """A pydantic message on one line, without its 'Value error, ' prefix."""
-    text = " ".join(message.split())
-    return text.removeprefix("Value error, ")
+    """The FHIR path of a pydantic location (the model's ``resource_type`` is resourceType)."""
+    return pydantic_path(["resourceType" if part == "resource_type" else part for part in loc])
 
 
 def _enum_problems(model: BaseModel, path: str) -> Iterator[tuple[str, str]]:

@@ -67,6 +67,18 @@ from pydantic import (
     ValidationError,
 )
 
+from producers.feeds import (
+    AuthorRestriction,
+    ConsentStatus,
+    IdentifierAbsentReason,
+    LawfulBasis,
+    NoConsentReason,
+    RecipientCategory,
+    RiskLevel,
+    Urgency,
+    pydantic_path,
+    pydantic_problem,
+)
 from sgx import contract as c
 from sgx.contract import Contract, default_contract
 from sgx.errors import ContractError
@@ -94,10 +106,6 @@ def _not_blank(value: str) -> str:
 
 
 Text = Annotated[str, AfterValidator(_not_blank)]
-Urgency = Literal["ROUTINE", "PRIORITY", "IMMEDIATE"]
-RiskLevel = Literal["NO_CONCERN", "LOW", "MEDIUM", "HIGH", "IMMINENT"]
-Category = Literal["LA_SOCIAL_CARE", "PARENT_OR_CARER", "OTHER_PROFESSIONAL", "CARE_PROCEEDINGS"]
-RestrictionCode = Literal["NO_ONWARD_SHARING", "NOT_TO_PARENTS", "NOT_TO_OTHER_AGENCIES"]
 
 
 class _In(BaseModel):
@@ -118,24 +126,19 @@ class OfficerIn(_In):
 class ChildIn(_In):
     nhs_number: str | None = None
     upn: str | None = None
-    identifier_absent_reason: Literal["NOT_KNOWN", "UNREASONABLE_DELAY", "NOT_ISSUED"] | None = None
+    identifier_absent_reason: IdentifierAbsentReason | None = None
     given_name: str | None = None
     family_name: str | None = None
     date_of_birth: dt.date | None = None
 
 
 class SharingIn(_In):
-    consent: Literal["GIVEN", "NOT_SOUGHT", "REFUSED", "WITHDRAWN"] = "NOT_SOUGHT"
-    lawful_basis: Literal["PUBLIC_TASK", "LEGAL_OBLIGATION", "VITAL_INTERESTS", "CONSENT"] = (
-        "PUBLIC_TASK"
-    )
+    consent: ConsentStatus = "NOT_SOUGHT"
+    lawful_basis: LawfulBasis = "PUBLIC_TASK"
     legal_gateway: Text | None = None
-    no_consent_reason: (
-        Literal["RISK_TO_CHILD", "PREJUDICE_CRIMINAL_INVESTIGATION", "UNDUE_DELAY", "COURT_ORDER"]
-        | None
-    ) = "RISK_TO_CHILD"
-    restrictions: list[RestrictionCode] = []
-    onward_consent: list[Category] = []
+    no_consent_reason: NoConsentReason | None = "RISK_TO_CHILD"
+    restrictions: list[AuthorRestriction] = []
+    onward_consent: list[RecipientCategory] = []
 
 
 class IncidentIn(_In):
@@ -190,24 +193,14 @@ _ITEM: TypeAdapter[EncompassIn | DisclosureIn] = TypeAdapter(ExportItem)
 # --- errors ------------------------------------------------------------------------------
 
 
-def _path(loc: Sequence[int | str], prefix: str = "") -> str:
-    out = prefix
-    for part in loc:
-        if isinstance(part, int):
-            out += f"[{part}]"
-        else:
-            out += f".{part}" if out else part
-    return out or "$"
-
-
 def _from_pydantic(exc: ValidationError, prefix: str) -> ContractError:
     """The first problem pydantic found, as a ContractError naming the export's field."""
     first = exc.errors(include_url=False, include_input=False)[0]
     loc = list(first["loc"])
     if loc and loc[0] in ("operation_encompass", "protocol_disclosure"):
         loc = loc[1:]  # the discriminated union's tag is not a field
-    problem = str(first["msg"]).removeprefix("Value error, ")
-    return ContractError(_path(loc, prefix), problem[:200], schema=EXPORT)
+    problem = pydantic_problem(str(first["msg"]))
+    return ContractError(pydantic_path(loc, prefix), problem[:200], schema=EXPORT)
 
 
 # --- mapping -----------------------------------------------------------------------------

@@ -44,7 +44,7 @@ import re
 import shutil
 import uuid
 from collections import Counter
-from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -53,6 +53,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from producers.feeds import Submit
 from producers.open_cases import OpenCases, OpenCaseStore, pupil_keys
 from sgx import contract as c
 from sgx.db import Database, UtcDateTime, store_errors, write_transaction
@@ -61,8 +62,6 @@ from sgx.identifiers import check_nhs_number, check_upn
 from sgx.pseudonym import Pseudonymiser
 
 log = logging.getLogger(__name__)
-
-Submit = Callable[[str, Mapping[str, Any]], Awaitable[uuid.UUID]]
 
 # --------------------------------------------------------------------------- DfE codes
 #

@@ -14,7 +14,7 @@ from typing import Any, get_args
 import pytest
 
 from gateway.restrictions import attach
-from producers import police
+from producers import feeds
 from producers.police import (
     check_disclosure_request,
     disclosure_request,
@@ -387,17 +387,21 @@ def test_check_refuses_an_edited_request() -> None:
     check_disclosure_request(record)
 
 
-# --- the export's enums follow the contract --------------------------------------------
+# --- the feeds' enums (police export, health defaults) follow the contract ---------------
 
 
 @pytest.mark.parametrize(
     ("literal", "enum", "left_out"),
     [
-        (police.Urgency, "Urgency", set()),
-        (police.RiskLevel, "RiskLevel", set()),
-        (police.Category, "RecipientCategory", set()),
+        (feeds.Urgency, "Urgency", set()),
+        (feeds.RiskLevel, "RiskLevel", set()),
+        (feeds.RecipientCategory, "RecipientCategory", set()),
+        (feeds.ConsentStatus, "ConsentStatus", set()),
+        (feeds.LawfulBasis, "LawfulBasis", set()),
+        (feeds.NoConsentReason, "NoConsentReason", set()),
+        (feeds.IdentifierAbsentReason, "IdentifierAbsentReason", set()),
         (
-            police.RestrictionCode,
+            feeds.AuthorRestriction,
             "RestrictionCode",
             {"THIRD_PARTY_AUTHOR_CONSENT", "POLICE_CONFIDENTIAL_TO_PROCEEDINGS"},  # defaults
         ),

@@ -1,0 +1,61 @@
+"""What the agency feeds (school, health, police) share.
+
+* :data:`Submit`: the callable a feed hands each record to (the agency's outbox ``add``;
+  :meth:`producers.publisher.Publisher.publish` in tests).
+* The contract's enum symbols as ``Literal`` types, for the pydantic models that read an
+  agency's own configuration or export (a test holds them equal to the schemas' enums).
+* :func:`pydantic_path` and :func:`pydantic_problem`: a pydantic error as the field path
+  and problem a :class:`sgx.errors.ContractError` carries (never the value).
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from typing import Any, Literal
+
+__all__ = [
+    "AuthorRestriction",
+    "ConsentStatus",
+    "IdentifierAbsentReason",
+    "LawfulBasis",
+    "NoConsentReason",
+    "RecipientCategory",
+    "RiskLevel",
+    "Submit",
+    "Urgency",
+    "pydantic_path",
+    "pydantic_problem",
+]
+
+Submit = Callable[[str, Mapping[str, Any]], Awaitable[uuid.UUID]]
+
+Urgency = Literal["ROUTINE", "PRIORITY", "IMMEDIATE"]
+RiskLevel = Literal["NO_CONCERN", "LOW", "MEDIUM", "HIGH", "IMMINENT"]
+ConsentStatus = Literal["GIVEN", "NOT_SOUGHT", "REFUSED", "WITHDRAWN"]
+LawfulBasis = Literal["PUBLIC_TASK", "LEGAL_OBLIGATION", "VITAL_INTERESTS", "CONSENT"]
+NoConsentReason = Literal[
+    "RISK_TO_CHILD", "PREJUDICE_CRIMINAL_INVESTIGATION", "UNDUE_DELAY", "COURT_ORDER"
+]
+IdentifierAbsentReason = Literal["NOT_KNOWN", "UNREASONABLE_DELAY", "NOT_ISSUED"]
+RecipientCategory = Literal[
+    "LA_SOCIAL_CARE", "PARENT_OR_CARER", "OTHER_PROFESSIONAL", "CARE_PROCEEDINGS"
+]
+# The RestrictionCode symbols an author may set; the gateway attaches the other two.
+AuthorRestriction = Literal["NO_ONWARD_SHARING", "NOT_TO_PARENTS", "NOT_TO_OTHER_AGENCIES"]
+
+
+def pydantic_path(loc: Sequence[int | str], prefix: str = "") -> str:
+    """A pydantic error location as a field path (``a.b[2].c``), after ``prefix``."""
+    out = prefix
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += f".{part}" if out else part
+    return out or "$"
+
+
+def pydantic_problem(message: str) -> str:
+    """A pydantic message on one line, without its 'Value error, ' prefix."""
+    return " ".join(message.split()).removeprefix("Value error, ")

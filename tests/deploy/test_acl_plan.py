@@ -10,11 +10,10 @@ import pytest
 from deploy import acl_plan
 from deploy.acl_plan import GATEWAY, Party, Plan, consumer_principal, plan
 from safeguard.outbox_wiring import receipts_group
-from safeguard.parties import DEMO_PARTIES
 from safeguard.runtime import exchange_topics
 from sgx.errors import ConfigError
 from sgx.settings import KafkaSettings
-from sgx.trust import init_trust
+from sgx.trust import PartySpec, init_trust
 
 LA_A, LA_B = "la-alpha", "la-beta"
 SCHOOL, POLICE = "school-oak", "police-north"
@@ -52,10 +51,10 @@ def test_the_plan_has_exactly_the_topics_and_partitions_the_services_create(
     tmp_path: Path,
 ) -> None:
     # acl_plan restates the runtime's topic names, delivery kinds and partition counts
-    parties = acl_plan.load_parties(acl_plan.PARTIES_FILE)
-    demo = [Party(p.id, p.kind) for p in DEMO_PARTIES if p.kind != "gateway"]
-    assert parties == demo
-    services = exchange_topics(init_trust(tmp_path / "trust", DEMO_PARTIES), KafkaSettings())
+    parties = [*PARTIES, Party("nhs-east", "health")]
+    specs = [PartySpec("gateway", "gateway", "gateway", None)]
+    specs += [PartySpec(p.id, p.kind, p.id, LA_B if p.id == LA_B else LA_A) for p in parties]
+    services = exchange_topics(init_trust(tmp_path / "trust", specs), KafkaSettings())
     assert {t.name: t.partitions for t in plan(parties).topics} == services
 
 

@@ -43,16 +43,9 @@ class Allocation:
 
 
 def _keys(pseudonyms: Pseudonymiser, nhs_number: str | None, upn: str | None) -> list[str]:
-    keys = []
-    if nhs_number:
-        key = pseudonyms.child_key(nhs_number, None)
-        if key is not None:
-            keys.append("n" + key.hex())
-    if upn:
-        key = pseudonyms.child_key(None, upn)
-        if key is not None:
-            keys.append("u" + key.hex())
-    return keys
+    """The child's directory keys: "n" or "u" and the hex pseudonym of each identifier."""
+    nhs_key, upn_key = pseudonyms.identifier_keys(nhs_number, upn)
+    return [tag + key.hex() for tag, key in (("n", nhs_key), ("u", upn_key)) if key is not None]
 
 
 class AllocationDirectory:

@@ -9,7 +9,7 @@ because it can compute a pseudonym only for a child it already knows.
 Each list is the LA's complete current list (it replaces the school's earlier one), so a
 lost or replayed list is healed by the next. The child keys are the pseudonyms of the
 NHS number and, separately, of the UPN, exactly as the allocation directory keys them
-(``Pseudonymiser.child_key(nhs, None)`` and ``child_key(None, upn)``).
+(``Pseudonymiser.identifier_keys``).
 """
 
 from __future__ import annotations

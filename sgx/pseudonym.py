@@ -57,6 +57,16 @@ class Pseudonymiser:
             return self._digest(_UPN + code.encode())
         return None
 
+    def identifier_keys(
+        self, nhs_number: str | None, upn: str | None
+    ) -> tuple[bytes | None, bytes | None]:
+        """The pseudonyms of the NHS number and of the UPN, each on its own (None if absent).
+
+        The allocation directory and the open-case lists key a child by both, so a school
+        that knows a pupil by either identifier finds the child.
+        """
+        return self.child_key(nhs_number, None), self.child_key(None, upn)
+
     def _digest(self, message: bytes) -> bytes:
         mac = self._mac.copy()
         mac.update(message)

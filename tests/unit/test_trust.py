@@ -294,6 +294,15 @@ def test_pseudonyms(trust_dir: Path) -> None:
     assert "key hidden" in repr(pseudonyms)
 
 
+def test_identifier_keys_pseudonymise_each_identifier_on_its_own() -> None:
+    pseudonyms = Pseudonymiser(bytes(range(32)))
+    nhs_key, upn_key = pseudonyms.identifier_keys("943 476 5919", "a123456789012")
+    assert nhs_key == pseudonyms.child_key("9434765919", None)
+    assert upn_key == pseudonyms.child_key(None, "A123456789012")
+    assert pseudonyms.identifier_keys(None, "A123456789012") == (None, upn_key)
+    assert pseudonyms.identifier_keys("9434765919", " ") == (nhs_key, None)
+
+
 def test_pseudonym_domains_are_separate() -> None:
     pseudonyms = Pseudonymiser(bytes(range(32)))
     assert pseudonyms.child_key("1234567890", None) != pseudonyms.child_key(None, "1234567890")

@@ -82,7 +82,7 @@ from producers.feeds import (
 from sgx import contract as c
 from sgx.contract import Contract, default_contract
 from sgx.errors import ContractError
-from sgx.identifiers import check_nhs_number, check_upn
+from sgx.validation import check_child, check_person
 
 EXPORT = "police export"
 PROTOCOL_KINDS = {"2013": "PROTOCOL_2013_DISCLOSURE", "2024": "PROTOCOL_2024_DISCLOSURE"}
@@ -419,27 +419,12 @@ def check_disclosure_request(record: Mapping[str, Any], contract: Contract | Non
     for path in ("request_reference", "police_force", "material_requested", "reasons"):
         if _blank(record[path]):
             raise _request_error(path, "must not be empty")
-    for key in ("name", "role", "agency_id"):
-        if _blank(record["requested_by"][key]):
-            raise _request_error(f"requested_by.{key}", "must not be empty")
-    _check_request_child(record["child"])
+    check_person(record["requested_by"], "requested_by", c.DISCLOSURE_REQUEST)
+    check_child(record["child"], c.DISCLOSURE_REQUEST)
     _check_proceedings(record["proceedings"])
     start, end = record.get("period_start"), record.get("period_end")
     if start is not None and end is not None and _day(start) > _day(end):
         raise _request_error("period_end", "is before period_start")
-
-
-def _check_request_child(child: Mapping[str, Any]) -> None:
-    nhs_number, upn = child.get("nhs_number"), child.get("upn")
-    if nhs_number is None and upn is None and child.get("identifier_absent_reason") is None:
-        raise _request_error("child", "needs nhs_number, upn or identifier_absent_reason")
-    try:
-        if nhs_number is not None:
-            check_nhs_number(nhs_number, "child.nhs_number")
-        if upn is not None:
-            check_upn(upn, "child.upn")
-    except ContractError as exc:
-        raise _request_error(exc.path, exc.problem) from None
 
 
 def _check_proceedings(proceedings: Mapping[str, Any]) -> None:

@@ -140,10 +140,6 @@ def test_three_kraft_brokers_with_sasl_ssl_and_deny_by_default(secrets: Path) ->
 def _resolve(args: list[str]) -> click.Command:
     """The leaf command of the ``safeguard`` CLI for ``args``, its options parsed."""
     command: click.Command = safeguard_cli
-    if args[0] == "push" and "push" not in safeguard_cli.commands:
-        from safeguard.cli_push import push  # registered in the CLI by the lead
-
-        command, args = push, args[1:]
     while isinstance(command, click.Group):
         sub = command.get_command(click.Context(command), args[0])
         assert sub is not None, f"no command {args[0]!r}"
@@ -152,7 +148,7 @@ def _resolve(args: list[str]) -> click.Command:
     return command
 
 
-def test_exchange_services_run_real_safeguard_commands_as_real_principals(secrets: Path) -> None:
+def test_exchange_services_run_real_safeguard_commands_as_real_principals() -> None:
     principals = set(acl_plan.plan(acl_plan.load_parties(acl_plan.PARTIES_FILE)).principals)
     image_services = {
         n: s for n, s in _services().items() if "safeguarding-exchange" in s.get("image", "")
@@ -169,7 +165,7 @@ def test_exchange_services_run_real_safeguard_commands_as_real_principals(secret
     assert ran == {"gateway", "consumer", "push"}
 
 
-def test_prometheus_scrapes_the_compose_services(secrets: Path) -> None:
+def test_prometheus_scrapes_the_compose_services() -> None:
     prometheus = load(REPO / "deploy" / "prometheus" / "prometheus.yml")
     targets = {
         target.split(":")[0]

@@ -17,6 +17,7 @@ from producers.school import (
     CODES,
     REFORM,
     IngestReport,
+    LineError,
     Meaning,
     PushedStore,
     SchoolFeed,
@@ -395,5 +396,17 @@ async def filed(paths: list[Path], timeout: float) -> None:
 
 
 def test_report_lines_hold_counts_and_lines_only() -> None:
-    report = IngestReport(file="x.csv", rows=3, pupils=1, unchanged=1)
-    assert next(iter(report.lines())) == "x.csv: 3 row(s), 1 pupil(s)"
+    pushed = uuid.UUID(int=1)
+    report = IngestReport(file="x.csv", rows=3, pupils=1, pushed=[pushed], unchanged=1)
+    report.errors.append(LineError(3, "mark", "is empty"))
+    report.open_list_issued_at = datetime(2026, 11, 2, 8, 0, tzinfo=UTC)
+    assert list(report.lines()) == [
+        "x.csv: 3 row(s), 1 pupil(s)",
+        "open-case list issued 2026-11-02T08:00:00+00:00",
+        "pushed: 1",
+        f"  {pushed}",
+        "unchanged since the last push: 1",
+        "not open to social care: 0",
+        "bad lines: 1",
+        "  line 3: mark: is empty",
+    ]

@@ -80,6 +80,8 @@ def test_every_rule_has_a_firing_and_a_not_firing_case() -> None:
 def test_rules_use_only_catalogued_metrics_and_every_alert_has_severity() -> None:
     known = series_names(catalogue())
     for rule in _alerts():
-        assert metric_names(rule["expr"]) <= known, rule["alert"]
+        names = metric_names(rule["expr"])
+        assert names, f"{rule['alert']}: no metric in {rule['expr']!r}"
+        assert names <= known, f"{rule['alert']}: {names - known} not in docs/metrics.md"
         assert rule["labels"]["severity"] in {"warning", "critical"}, rule["alert"]
         assert {"summary", "description"} <= set(rule["annotations"]), rule["alert"]

@@ -43,10 +43,13 @@ async def relay(home: Path | None, agency: str) -> None:
     await create_topics(rt)
     registry = CollectorRegistry()
     async with (
-        producer_monitoring(rt, {agency: registry}) as readiness,
+        await open_outbox_store(rt, agency) as store,
+        producer_monitoring(rt, {agency: registry}, {agency: store}) as readiness,
         serving_metrics(rt, registry, readiness),
     ):
-        await until_signalled(lambda stop: serve_outbox(rt, agency, stop, registry=registry))
+        await until_signalled(
+            lambda stop: serve_outbox(rt, agency, stop, registry=registry, store=store)
+        )
 
 
 @producer.command("receipts")

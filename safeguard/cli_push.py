@@ -28,6 +28,7 @@ from prometheus_client.metrics_core import Metric
 from prometheus_client.registry import Collector
 
 from producers.openapi import openapi_document, render
+from producers.outbox import OutboxStore
 from producers.push import Accept, push_app
 from producers.push_tokens import PushTokens, mint_token, revoke_tokens, tokens_file
 from producers.relay import RelayOptions
@@ -88,15 +89,16 @@ async def run_push(
     registry = registry or CollectorRegistry()
     async with contextlib.AsyncExitStack() as stack:
         accepts: dict[str, Accept] = {}
+        stores: dict[str, OutboxStore] = {}
         services: list[asyncio.Task[None]] = []
         registries = _registries(agencies, registry)
         for agency, metrics in registries.items():
             outbox, tasks = await stack.enter_async_context(
                 outbox_services(rt, agency, registry=metrics, options=options)
             )
-            accepts[agency] = outbox.add
+            accepts[agency], stores[agency] = outbox.add, outbox.store
             services += tasks
-        readiness = await stack.enter_async_context(producer_monitoring(rt, registries))
+        readiness = await stack.enter_async_context(producer_monitoring(rt, registries, stores))
         await stack.enter_async_context(serving_metrics(rt, registry, readiness))
         app = push_app(accepts, tokens, contract=rt.contract())
         config = uvicorn.Config(app, host=host, port=port, lifespan="off", log_config=None)

@@ -19,7 +19,7 @@ from collections.abc import AsyncIterator, Mapping
 from prometheus_client import CollectorRegistry
 
 from producers.monitor import producer_monitors
-from safeguard.outbox_wiring import open_outbox_store
+from producers.outbox import OutboxStore
 from safeguard.runtime import Runtime
 from sgx.calendar import CalendarSettings
 from sgx.metrics import Readiness, broker_probe
@@ -27,9 +27,15 @@ from sgx.metrics import Readiness, broker_probe
 
 @contextlib.asynccontextmanager
 async def producer_monitoring(
-    rt: Runtime, registries: Mapping[str, CollectorRegistry]
+    rt: Runtime,
+    registries: Mapping[str, CollectorRegistry],
+    stores: Mapping[str, OutboxStore],
 ) -> AsyncIterator[Readiness]:
-    """The readiness of a process serving ``registries``' agencies; their monitors run."""
+    """The readiness of a process serving ``registries``' agencies; their monitors run.
+
+    ``stores`` are the agencies' outbox stores, which the process already holds open for
+    its relays (the monitors read them; they are not opened a second time here).
+    """
     readiness = Readiness()
     trust = rt.trust()
     police = [agency for agency in registries if trust.party(agency).kind == "police"]
@@ -37,9 +43,8 @@ async def producer_monitoring(
     async with contextlib.AsyncExitStack() as stack:
         readiness.add("broker", await stack.enter_async_context(broker_probe(rt.kafka)))
         for agency, registry in registries.items():
-            store = await stack.enter_async_context(await open_outbox_store(rt, agency))
             monitors = producer_monitors(
-                store=store,
+                store=stores[agency],
                 agency=agency,
                 registry=registry,
                 readiness=readiness,

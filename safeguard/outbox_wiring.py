@@ -123,7 +123,7 @@ async def _relay_until_empty(
     send_timeout = max(min(timeout, RelayOptions().send_timeout), 1.0)
     options = RelayOptions(send_timeout=send_timeout, backoff_cap=max(timeout / 4, 0.2))
     try:
-        async with running_outbox(rt, agency, registry=registry, options=options):
+        async with outbox_services(rt, agency, registry=registry, options=options, store=store):
             while (await store.depth(agency)).pending:
                 if time.monotonic() >= deadline:
                     return f"the broker did not take them within {timeout:g}s"
@@ -156,44 +156,20 @@ async def outbox_services(
     *,
     registry: CollectorRegistry | None = None,
     options: RelayOptions | None = None,
+    store: OutboxStore | None = None,
 ) -> AsyncIterator[tuple[Outbox, list[asyncio.Task[None]]]]:
     """Like :func:`running_outbox`, also yielding the relay and listener tasks to watch.
 
     A task that ends before the block does has failed (its error is raised on exit).
+    ``store`` is the agency's outbox store if the caller holds it open already (it stays
+    open); otherwise it is opened here and closed on exit.
     """
-    async with _outbox_tasks(rt, agency, registry, options) as running:
-        yield running
-
-
-async def serve_outbox(
-    rt: Runtime,
-    agency: str,
-    stop: asyncio.Event,
-    *,
-    registry: CollectorRegistry | None = None,
-    options: RelayOptions | None = None,
-) -> None:
-    """Run the relay and the receipt listener until ``stop`` is set or one of them fails."""
-    async with _outbox_tasks(rt, agency, registry, options) as (_, tasks):
-        stopping = asyncio.create_task(stop.wait())
-        try:
-            await asyncio.wait([stopping, *tasks], return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            stopping.cancel()
-
-
-@contextlib.asynccontextmanager
-async def _outbox_tasks(
-    rt: Runtime,
-    agency: str,
-    registry: CollectorRegistry | None,
-    options: RelayOptions | None,
-) -> AsyncIterator[tuple[Outbox, list[asyncio.Task[None]]]]:
     trust, contract = rt.trust(), rt.contract()
     identity = rt.identity(agency, trust)
     metrics = ProducerMetrics(registry or CollectorRegistry())
     async with contextlib.AsyncExitStack() as stack:
-        store = await stack.enter_async_context(await open_outbox_store(rt, agency))
+        if store is None:
+            store = await stack.enter_async_context(await open_outbox_store(rt, agency))
         producer = await start_producer(rt.kafka)
         stack.push_async_callback(producer.stop)
         consumer = await start_consumer(
@@ -219,6 +195,23 @@ async def _outbox_tasks(
         )
         async with _running(relay.run, listener.run) as tasks:
             yield outbox, tasks
+
+
+async def serve_outbox(
+    rt: Runtime,
+    agency: str,
+    stop: asyncio.Event,
+    *,
+    registry: CollectorRegistry | None = None,
+    store: OutboxStore | None = None,
+) -> None:
+    """Run the relay and the receipt listener until ``stop`` is set or one of them fails."""
+    async with outbox_services(rt, agency, registry=registry, store=store) as (_, tasks):
+        stopping = asyncio.create_task(stop.wait())
+        try:
+            await asyncio.wait([stopping, *tasks], return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stopping.cancel()
 
 
 _Service = Callable[[asyncio.Event], Coroutine[Any, Any, None]]

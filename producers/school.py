@@ -54,7 +54,7 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from producers.feeds import Submit
-from producers.open_cases import OpenCases, OpenCaseStore, pupil_keys
+from producers.open_cases import OpenCases, OpenCaseStore
 from sgx import contract as c
 from sgx.db import Database, UtcDateTime, store_errors, write_transaction
 from sgx.errors import ContractError, ExchangeError
@@ -653,10 +653,11 @@ async def ingest(path: Path, *, feed: SchoolFeed, submit: Submit) -> IngestRepor
 async def _one(
     pupil: Pupil, feed: SchoolFeed, cases: OpenCases, submit: Submit, report: IngestReport
 ) -> None:
-    if not cases.is_open(pupil_keys(feed.pseudonyms, pupil.nhs_number, pupil.upn)):
+    by_nhs, by_upn = feed.pseudonyms.identifier_keys(pupil.nhs_number, pupil.upn)
+    if not cases.is_open(key for key in (by_nhs, by_upn) if key is not None):
         report.skipped_not_open += 1
         return
-    child_key = feed.pseudonyms.child_key(pupil.nhs_number, pupil.upn)
+    child_key = by_nhs or by_upn  # what Pseudonymiser.child_key gives: the NHS number's first
     assert child_key is not None  # every pupil has a UPN
     f = figures(pupil.marks, pupil.unreadable)
     digest, school = f.digest(), feed.profile.agency_id

@@ -138,17 +138,30 @@ def test_each_deployment_authenticates_as_its_kafka_user_over_sasl_ssl() -> None
         assert ref == {"name": env["SGX_KAFKA_SASL_USERNAME"], "key": "password"}
 
 
+def _pod_labels(deployment: dict[str, Any]) -> dict[str, str]:
+    labels: dict[str, str] = deployment["spec"]["template"]["metadata"]["labels"]
+    return labels
+
+
 def test_services_pdbs_and_the_service_monitor_select_the_deployments() -> None:
-    pods = [d["spec"]["template"]["metadata"]["labels"] for d in _of_kind("Deployment")]
+    pods = {d["metadata"]["name"]: _pod_labels(d) for d in _of_kind("Deployment")}
 
-    def selects(selector: dict[str, str]) -> int:
-        return sum(all(labels.get(k) == v for k, v in selector.items()) for labels in pods)
+    def selected(selector: dict[str, str]) -> list[str]:
+        return [name for name, labels in pods.items() if selector.items() <= labels.items()]
 
+    by_service = {
+        s["metadata"]["name"]: selected(s["spec"]["selector"]) for s in _of_kind("Service")
+    }
+    by_pdb = {
+        p["metadata"]["name"]: selected(p["spec"]["selector"]["matchLabels"])
+        for p in _of_kind("PodDisruptionBudget")
+    }
+    # each selects exactly one deployment, and each deployment has its own Service and PDB
+    for chosen in (by_service, by_pdb):
+        assert all(len(names) == 1 for names in chosen.values()), chosen
+        assert sorted(name for (name,) in chosen.values()) == sorted(pods), chosen
     for service in _of_kind("Service"):
-        assert selects(service["spec"]["selector"]) == 1, service["metadata"]["name"]
         assert "metrics" in {p["name"] for p in service["spec"]["ports"]}
-    for pdb in _of_kind("PodDisruptionBudget"):
-        assert selects(pdb["spec"]["selector"]["matchLabels"]) == 1, pdb["metadata"]["name"]
     (monitor,) = _of_kind("ServiceMonitor")
     wanted = monitor["spec"]["selector"]["matchLabels"]
     services = [s["metadata"]["labels"] for s in _of_kind("Service")]

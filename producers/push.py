@@ -48,7 +48,7 @@ import json
 import logging
 import re
 import uuid
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from starlette.applications import Starlette
@@ -57,6 +57,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
+from producers.feeds import Submit
 from producers.openapi import NOTIFICATIONS_PATH, openapi_document
 from producers.push_tokens import PushTokens
 from sgx import contract as c
@@ -73,7 +74,7 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-Accept = Callable[[str, dict[str, Any]], Awaitable[uuid.UUID]]
+Accept = Submit  # the agency's outbox add: validates, keeps durably, returns the id
 MAX_BODY_BYTES = 256 * 1024
 RETRY_AFTER_S = 5
 

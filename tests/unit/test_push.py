@@ -7,7 +7,7 @@ import datetime as dt
 import json
 import stat
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -47,10 +47,10 @@ class Recorder:
     """An accept callable that validates like the outbox and records what it accepted."""
 
     def __init__(self) -> None:
-        self.accepted: list[tuple[str, dict[str, Any]]] = []
+        self.accepted: list[tuple[str, Mapping[str, Any]]] = []
         self.fail_with: Exception | None = None
 
-    async def __call__(self, name: str, record: dict[str, Any]) -> uuid.UUID:
+    async def __call__(self, name: str, record: Mapping[str, Any]) -> uuid.UUID:
         if self.fail_with is not None:
             raise self.fail_with
         CONTRACT.check(name, record)

@@ -27,8 +27,9 @@ from gateway.store import GatewayStore
 from safeguard.parties import DEMO_PARTIES, LA
 from safeguard.runtime import Runtime, create_topics, publisher, run_consumer, run_gateway
 from sgx.broker import EmbeddedBroker
-from sgx.settings import ExchangeSettings, KafkaSettings, StoreSettings
+from sgx.settings import ExchangeSettings, StoreSettings
 from sgx.trust import PartySpec, init_trust
+from tests.conftest import kafka_test_settings
 
 
 async def eventually(
@@ -44,6 +45,7 @@ async def eventually(
 @dataclass
 class Exchange:
     rt: Runtime
+    broker: EmbeddedBroker | None = None  # the broker running_exchange started for it
     gateway_metrics: CollectorRegistry = field(default_factory=CollectorRegistry)
     consumer_metrics: CollectorRegistry = field(default_factory=CollectorRegistry)
     party_metrics: dict[str, CollectorRegistry] = field(default_factory=dict)
@@ -159,14 +161,24 @@ def make_runtime(
 ) -> Runtime:
     return Runtime(
         exchange=ExchangeSettings(home=home, metrics_port=-1),
-        kafka=KafkaSettings(
-            bootstrap_servers=bootstrap,
-            fetch_max_wait_ms=10,
-            session_timeout_ms=2000,
-            heartbeat_interval_ms=300,
-        ),
+        kafka=kafka_test_settings(bootstrap),
         store=StoreSettings(dsn=SecretStr(dsn) if dsn else None, pg_schema=schema),
     )
+
+
+def kafka_env(bootstrap: str) -> dict[str, str]:
+    """``SGX_*`` variables giving a child process or CliRunner the test broker and timings.
+
+    The timings are those of :func:`tests.conftest.kafka_test_settings`; metrics are off.
+    """
+    kafka = kafka_test_settings(bootstrap)
+    return {
+        "SGX_KAFKA_BOOTSTRAP_SERVERS": kafka.bootstrap_servers,
+        "SGX_KAFKA_FETCH_MAX_WAIT_MS": str(kafka.fetch_max_wait_ms),
+        "SGX_KAFKA_SESSION_TIMEOUT_MS": str(kafka.session_timeout_ms),
+        "SGX_KAFKA_HEARTBEAT_INTERVAL_MS": str(kafka.heartbeat_interval_ms),
+        "SGX_METRICS_PORT": "-1",
+    }
 
 
 @asynccontextmanager
@@ -181,7 +193,9 @@ async def running_exchange(
     """A broker, trust directory, topics, gateway and (optionally) consumer, stopped on exit."""
     init_trust(home / "trust", parties)
     async with EmbeddedBroker(home) as broker:
-        exchange = Exchange(make_runtime(home, broker.bootstrap_servers, dsn, schema))
+        exchange = Exchange(
+            make_runtime(home, broker.bootstrap_servers, dsn, schema), broker=broker
+        )
         await create_topics(exchange.rt)
         try:
             await exchange.start_gateway()

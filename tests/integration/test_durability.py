@@ -10,16 +10,14 @@ import uuid
 from pathlib import Path
 
 import pytest
-import sqlalchemy as sa
-from sqlalchemy.ext.asyncio import create_async_engine
 
 from safeguard import samples
 from safeguard.parties import LA, SCHOOL
 from safeguard.runtime import publisher
 from sgx import contract as c
 from sgx.identifiers import make_nhs_number
-from tests.conftest_db import PG_DSN
-from tests.integration.harness import Exchange, running_exchange
+from tests.conftest_db import PG_DSN, drop_schema
+from tests.integration.harness import Exchange, kafka_env, running_exchange
 
 pytestmark = pytest.mark.broker
 
@@ -41,14 +39,7 @@ async def _publish(ex: Exchange, count: int, chunk: int = 50, pause: float = 0.0
 
 
 async def _spawn_consumer(ex: Exchange) -> asyncio.subprocess.Process:
-    env = {
-        **os.environ,
-        "SGX_KAFKA_BOOTSTRAP_SERVERS": ex.rt.kafka.bootstrap_servers,
-        "SGX_KAFKA_SESSION_TIMEOUT_MS": "2000",
-        "SGX_KAFKA_HEARTBEAT_INTERVAL_MS": "300",
-        "SGX_KAFKA_FETCH_MAX_WAIT_MS": "10",
-        "SGX_METRICS_PORT": "-1",
-    }
+    env = {**os.environ, **kafka_env(ex.rt.kafka.bootstrap_servers)}
     return await asyncio.create_subprocess_exec(
         sys.executable, "-m", "safeguard.cli", "consumer", "run",
         "--home", str(ex.rt.exchange.home), "--la", LA, env=env,
@@ -115,7 +106,4 @@ async def test_postgresql_path_end_to_end(tmp_path: Path) -> None:
         )
         assert not (tmp_path / "gateway.db").exists()
     finally:
-        engine = create_async_engine(PG_DSN)
-        async with engine.begin() as conn:
-            await conn.execute(sa.text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
-        await engine.dispose()
+        await drop_schema(PG_DSN, schema)

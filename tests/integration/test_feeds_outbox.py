@@ -26,7 +26,7 @@ from safeguard.cli import main as safeguard
 from safeguard.parties import HEALTH, LA, POLICE, SCHOOL
 from sgx.broker import free_port
 from sgx.identifiers import make_nhs_number, make_upn
-from tests.integration.harness import Exchange, eventually, running_exchange
+from tests.integration.harness import Exchange, eventually, kafka_env, running_exchange
 
 pytestmark = pytest.mark.broker
 
@@ -44,19 +44,9 @@ ALLOCATE = samples.allocation_update(
 SCHOOL_ARGS = ["--school", SCHOOL, "--urn", "100001", "--author", "Ruth Okafor"]
 
 
-def cli_env(bootstrap: str) -> dict[str, str]:
-    return {
-        "SGX_KAFKA_BOOTSTRAP_SERVERS": bootstrap,
-        "SGX_KAFKA_FETCH_MAX_WAIT_MS": "10",
-        "SGX_KAFKA_SESSION_TIMEOUT_MS": "2000",
-        "SGX_KAFKA_HEARTBEAT_INTERVAL_MS": "300",
-        "SGX_METRICS_PORT": "-1",
-    }
-
-
 async def run_cli(args: list[str], bootstrap: str) -> Result:
     """``safeguard ARGS`` as a person runs it (its own event loop, in a thread)."""
-    return await asyncio.to_thread(CliRunner().invoke, safeguard, args, env=cli_env(bootstrap))
+    return await asyncio.to_thread(CliRunner().invoke, safeguard, args, env=kafka_env(bootstrap))
 
 
 async def receipts(home: Path, agency: str, bootstrap: str) -> list[str]:
@@ -94,7 +84,7 @@ async def relay_process(home: Path, agency: str, bootstrap: str) -> AsyncIterato
     process = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "safeguard.cli", "producer", "relay",
         "--home", str(home), "--agency", agency,
-        env={**os.environ, **cli_env(bootstrap), "SGX_METRICS_PORT": str(port)},
+        env={**os.environ, **kafka_env(bootstrap), "SGX_METRICS_PORT": str(port)},
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.STDOUT,
     )  # fmt: skip

@@ -13,7 +13,7 @@ from safeguard import samples
 from safeguard.cli_health import health
 from safeguard.parties import HEALTH, LA
 from safeguard.runtime import publisher
-from tests.integration.harness import running_exchange
+from tests.integration.harness import kafka_env, running_exchange
 
 pytestmark = pytest.mark.broker
 
@@ -125,8 +125,4 @@ async def test_a_child_without_an_nhs_number_reaches_the_front_door_with_the_rea
 
 def _invoke(args: list[str], bootstrap: str) -> Result:
     """Run ``safeguard health`` as a person would (its own event loop, in a thread)."""
-    env = {
-        "SGX_KAFKA_BOOTSTRAP_SERVERS": bootstrap,
-        "SGX_KAFKA_FETCH_MAX_WAIT_MS": "10",
-    }
-    return CliRunner().invoke(health, args, env=env)
+    return CliRunner().invoke(health, args, env=kafka_env(bootstrap))

@@ -8,8 +8,6 @@ import signal
 import sys
 import time
 import uuid
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from pathlib import Path
 
 import pytest
@@ -20,15 +18,13 @@ from producers.relay import RelayOptions
 from safeguard import samples
 from safeguard.cli_producer import producer
 from safeguard.outbox_wiring import open_outbox_store, running_outbox
-from safeguard.parties import DEMO_PARTIES, HEALTH, SCHOOL
-from safeguard.runtime import create_topics, publisher
+from safeguard.parties import HEALTH, SCHOOL
+from safeguard.runtime import publisher
 from sgx import contract as c
-from sgx.broker import EmbeddedBroker
 from sgx.errors import StoreError
 from sgx.identifiers import make_nhs_number, make_upn
-from sgx.trust import init_trust
 from tests.integration import outbox_producer
-from tests.integration.harness import Exchange, eventually, make_runtime, running_exchange
+from tests.integration.harness import Exchange, eventually, kafka_env, running_exchange
 
 pytestmark = pytest.mark.broker
 
@@ -108,22 +104,6 @@ OUTAGE_OPTIONS = RelayOptions(
 )
 
 
-@asynccontextmanager
-async def _own_exchange(home: Path) -> AsyncIterator[tuple[Exchange, int]]:
-    """An exchange on a broker of this test's own, with the broker's process id."""
-    init_trust(home / "trust", DEMO_PARTIES)
-    async with EmbeddedBroker(home) as broker:
-        assert broker._process is not None  # the broker offers no public pid
-        ex = Exchange(make_runtime(home, broker.bootstrap_servers))
-        await create_topics(ex.rt)
-        try:
-            await ex.start_gateway()
-            await ex.start_consumer()
-            yield ex, broker._process.pid
-        finally:
-            await ex.stop_all()
-
-
 def _notifications(start: int, count: int) -> list[tuple[str, dict[str, object]]]:
     return [
         (c.ATTENDANCE_UPDATE, samples.attendance_update(CHILDREN[i % len(CHILDREN)]))
@@ -146,7 +126,10 @@ async def _acked(outbox: Outbox) -> int:
 
 async def test_broker_outage_loses_nothing_and_doubles_nothing(tmp_path: Path) -> None:
     started = time.monotonic()
-    async with _own_exchange(tmp_path) as (ex, broker_pid):
+    async with running_exchange(tmp_path) as ex:
+        assert ex.broker is not None  # this test's own broker
+        broker_pid = ex.broker.pid
+        assert broker_pid is not None
         await ex.allocate(ALLOCATE)
         async with running_outbox(ex.rt, SCHOOL, options=OUTAGE_OPTIONS) as outbox:
             feeding = asyncio.create_task(_feed(outbox, 0, 100))
@@ -260,13 +243,7 @@ async def test_relay_command_sends_what_another_process_added(tmp_path: Path) ->
         async with publisher(ex.rt, SCHOOL) as pub, await open_outbox_store(ex.rt, SCHOOL) as s:
             outbox = Outbox(s, pub, SCHOOL)  # no relay in this process
             ids = await outbox.add_many(_notifications(0, 10))
-        env = {
-            **os.environ,
-            "SGX_KAFKA_BOOTSTRAP_SERVERS": ex.rt.kafka.bootstrap_servers,
-            "SGX_KAFKA_SESSION_TIMEOUT_MS": "2000",
-            "SGX_KAFKA_HEARTBEAT_INTERVAL_MS": "300",
-            "SGX_METRICS_PORT": "-1",
-        }
+        env = {**os.environ, **kafka_env(ex.rt.kafka.bootstrap_servers)}
         relay = await asyncio.create_subprocess_exec(
             sys.executable, "-c", "from safeguard.cli_producer import producer; producer()",
             "relay", "--home", str(tmp_path), "--agency", SCHOOL, env=env,

@@ -14,7 +14,7 @@ from producers.police import map_police_export
 from safeguard import samples
 from safeguard.parties import LA, POLICE
 from sgx import contract as c
-from tests.integration.harness import Exchange, eventually, running_exchange
+from tests.integration.harness import running_exchange
 
 pytestmark = pytest.mark.broker
 
@@ -34,13 +34,6 @@ def allocate_fixture_child() -> dict[str, Any]:
     )
 
 
-async def wait_for_items(ex: Exchange, queue: str, n: int) -> None:
-    async def arrived() -> bool:
-        return len(await ex.queue(queue)) >= n
-
-    await eventually(arrived, f"{n} items in {queue}'s queue")
-
-
 def codes(delivery: dict[str, Any]) -> dict[str, str]:
     return {r["code"]: r["source"] for r in delivery["restrictions"]}
 
@@ -55,7 +48,7 @@ async def test_encompass_and_disclosure_reach_the_allocated_worker_restricted(
         sent = await ex.publish(POLICE, c.POLICE_NOTIFICATION, encompass)
         answer = await ex.publish(POLICE, c.POLICE_NOTIFICATION, disclosure)
         assert sent == encompass["notification_id"]
-        await wait_for_items(ex, WORKER, 2)
+        await ex.wait_items(WORKER, 2)
 
         items = {v.item.notification_id: v for v in await ex.queue(WORKER)}
         assert set(items) == {str(sent), str(answer)}
@@ -77,7 +70,7 @@ async def test_encompass_and_disclosure_reach_the_allocated_worker_restricted(
             "Would prejudice an ongoing investigation",
         ]
 
-        await wait_for_items(ex, SUPERVISOR, 2)
+        await ex.wait_items(SUPERVISOR, 2)
         for view in await ex.queue(SUPERVISOR):
             assert "POLICE_CONFIDENTIAL_TO_PROCEEDINGS" in codes(view.delivery)
         assert await ex.queue(f"mash:{LA}") == []

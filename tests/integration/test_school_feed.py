@@ -30,7 +30,7 @@ from sgx import contract as c
 from sgx.envelope import Opener, Purpose, Sealer
 from sgx.identifiers import make_nhs_number, make_upn
 from sgx.kafka import receipts_topic, start_consumer, start_producer
-from tests.integration.harness import Exchange, eventually, running_exchange
+from tests.integration.harness import Exchange, eventually, kafka_env, running_exchange
 
 pytestmark = pytest.mark.broker
 
@@ -182,7 +182,7 @@ async def test_cli_ingest_prints_the_report_and_exits_1_on_bad_lines(tmp_path: P
     async with running_exchange(tmp_path) as ex:
         await ex.allocate(ALLOCATE)
         env = {
-            "SGX_KAFKA_BOOTSTRAP_SERVERS": ex.rt.kafka.bootstrap_servers,
+            **kafka_env(ex.rt.kafka.bootstrap_servers),
             "SGX_SCHOOL": SCHOOL,
             "SGX_SCHOOL_URN": "100001",
             "SGX_SCHOOL_AUTHOR": "Ruth Okafor",

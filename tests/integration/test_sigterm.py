@@ -29,7 +29,7 @@ from safeguard.runtime import publisher
 from sgx import contract as c
 from sgx.broker import free_port
 from sgx.identifiers import make_nhs_number
-from tests.integration.harness import Exchange, eventually, running_exchange
+from tests.integration.harness import Exchange, eventually, kafka_env, running_exchange
 
 pytestmark = pytest.mark.broker
 
@@ -66,10 +66,7 @@ async def service(ex: Exchange, *command: str) -> AsyncIterator[Service]:
     port = free_port()
     env = {
         **os.environ,
-        "SGX_KAFKA_BOOTSTRAP_SERVERS": ex.rt.kafka.bootstrap_servers,
-        "SGX_KAFKA_SESSION_TIMEOUT_MS": "2000",
-        "SGX_KAFKA_HEARTBEAT_INTERVAL_MS": "300",
-        "SGX_KAFKA_FETCH_MAX_WAIT_MS": "10",
+        **kafka_env(ex.rt.kafka.bootstrap_servers),
         "SGX_METRICS_PORT": str(port),
         "SGX_MONITOR_INTERVAL_S": "0.5",
     }

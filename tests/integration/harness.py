@@ -189,8 +189,13 @@ async def running_exchange(
     schema: str | None = None,
     consumer: bool = True,
     parties: Sequence[PartySpec] = DEMO_PARTIES,
+    metrics_ports: tuple[int, int] = (-1, -1),
 ) -> AsyncIterator[Exchange]:
-    """A broker, trust directory, topics, gateway and (optionally) consumer, stopped on exit."""
+    """A broker, trust directory, topics, gateway and (optionally) consumer, stopped on exit.
+
+    ``metrics_ports``: where the gateway and the consumer serve /metrics (-1: nowhere).
+    """
+    gateway_port, consumer_port = metrics_ports
     init_trust(home / "trust", parties)
     async with EmbeddedBroker(home) as broker:
         exchange = Exchange(
@@ -198,9 +203,9 @@ async def running_exchange(
         )
         await create_topics(exchange.rt)
         try:
-            await exchange.start_gateway()
+            await exchange.start_gateway(gateway_port)
             if consumer:
-                await exchange.start_consumer()
+                await exchange.start_consumer(consumer_port)
             yield exchange
         finally:
             await exchange.stop_all()

@@ -9,7 +9,6 @@ import httpx
 import pytest
 import sqlalchemy as sa
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from prometheus_client import CollectorRegistry
 
 from safeguard import samples
 from safeguard.demo import forged_identity, publish_raw, seal_unchecked
@@ -379,12 +378,8 @@ async def test_a_delivery_opens_only_for_its_local_authority(tmp_path: Path) -> 
 
 
 async def test_each_service_serves_its_prometheus_metrics(tmp_path: Path) -> None:
-    async with running_exchange(tmp_path, consumer=False) as ex:
-        await ex.stop("gateway")
-        ex.gateway_metrics = CollectorRegistry()  # a restarted service gets a fresh registry
-        gateway_port, consumer_port = free_port(), free_port()
-        await ex.start_gateway(gateway_port)
-        await ex.start_consumer(consumer_port)
+    gateway_port, consumer_port = free_port(), free_port()
+    async with running_exchange(tmp_path, metrics_ports=(gateway_port, consumer_port)) as ex:
         await ex.allocate(ALLOCATE)
         await ex.publish(SCHOOL, c.ATTENDANCE_UPDATE, samples.attendance_update(AMIRA))
         await ex.wait_rows(2)

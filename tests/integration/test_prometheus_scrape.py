@@ -19,7 +19,6 @@ from typing import Any
 import httpx
 import pytest
 import yaml
-from prometheus_client import CollectorRegistry
 
 from safeguard import samples
 from safeguard.parties import SCHOOL
@@ -104,12 +103,9 @@ async def scraped(client: httpx.AsyncClient, promql: str) -> list[dict[str, Any]
 
 async def test_a_real_prometheus_scrapes_the_gateway_and_the_consumer(tmp_path: Path) -> None:
     binary = prometheus_binary()
-    async with running_exchange(tmp_path / "exchange", consumer=False) as ex:
-        await ex.stop("gateway")
-        ex.gateway_metrics = CollectorRegistry()
-        gateway_port, consumer_port = free_port(), free_port()
-        await ex.start_gateway(gateway_port)
-        await ex.start_consumer(consumer_port)
+    gateway_port, consumer_port = free_port(), free_port()
+    ports = (gateway_port, consumer_port)
+    async with running_exchange(tmp_path / "exchange", metrics_ports=ports) as ex:
         await ex.allocate(ALLOCATE)
         await ex.publish(SCHOOL, c.ATTENDANCE_UPDATE, samples.attendance_update(CHILD))
         await ex.wait_rows(2)

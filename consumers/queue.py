@@ -16,8 +16,9 @@ Tables (``schema`` places them in a PostgreSQL schema):
 
 * ``queue_item`` — item_id (serial), the :class:`QueueEntry` fields, queued_at, status
   (``unread`` | ``acked``), acked_at, acked_by; unique (notification_id, recipient_id).
-* ``consumer_quarantine`` — the :class:`ConsumerQuarantine` fields; unique
-  (topic, partition, offset, item), so a redelivered bad envelope is kept once.
+* ``consumer_quarantine`` — the :class:`~sgx.quarantine.Quarantined` fields but
+  ``sender_claimed``; unique (topic, partition, offset, item), so a redelivered bad
+  envelope is kept once.
 """
 
 from __future__ import annotations
@@ -58,6 +59,7 @@ from sgx.db import (
     write_transaction,
 )
 from sgx.errors import NotFound
+from sgx.quarantine import Quarantined, quarantine_row, quarantined_from_row
 
 QueueStatus = Literal["unread", "acked"]
 
@@ -91,21 +93,6 @@ class QueueItem(QueueEntry):
     status: QueueStatus
     acked_at: datetime | None
     acked_by: str | None
-
-
-@dataclass(frozen=True)
-class ConsumerQuarantine:
-    """A delivery record the consumer could not trust or read, kept with its reason."""
-
-    topic: str
-    partition: int
-    offset: int
-    item: int  # the envelope's place in its Kafka record (0 for a record of one)
-    reason: str
-    detail: str
-    raw: bytes
-    message_id: str | None
-    quarantined_at: datetime
 
 
 _ENTRY_FIELDS = tuple(f.name for f in fields(QueueEntry))
@@ -166,16 +153,6 @@ def _item(row: RowMapping) -> QueueItem:
     return QueueItem(**values)
 
 
-def _quarantine_row(entry: ConsumerQuarantine) -> dict[str, Any]:
-    return {f.name: getattr(entry, f.name) for f in fields(ConsumerQuarantine)}
-
-
-def _quarantined(row: RowMapping) -> ConsumerQuarantine:
-    values = dict(row)
-    del values["quarantine_id"]
-    return ConsumerQuarantine(**values)
-
-
 class QueueStore(Database):
     """The durable queue of one local authority's recipients (SQLite or PostgreSQL)."""
 
@@ -203,7 +180,7 @@ class QueueStore(Database):
         )
 
     async def store_batch(
-        self, entries: Sequence[QueueEntry], quarantined: Sequence[ConsumerQuarantine] = ()
+        self, entries: Sequence[QueueEntry], quarantined: Sequence[Quarantined] = ()
     ) -> int:
         """Store a batch in ONE transaction; return how many queue rows were new.
 
@@ -213,7 +190,7 @@ class QueueStore(Database):
         if not entries and not quarantined:
             return 0
         queued_at = datetime.now(UTC)
-        bad = [_quarantine_row(entry) for entry in quarantined]
+        bad = [quarantine_row(entry, self._quarantine) for entry in quarantined]
         with store_errors("store a queue batch"):
             async with write_transaction(self._engine) as conn:
                 inserted = await self._insert_items(conn, entries, queued_at)
@@ -298,13 +275,13 @@ class QueueStore(Database):
                 result = await conn.execute(query)
                 return {(row[0], row[1]): row[2] for row in result}
 
-    async def quarantine_list(self) -> builtins.list[ConsumerQuarantine]:
+    async def quarantine_list(self) -> builtins.list[Quarantined]:
         """Every quarantined delivery record, in the order they were kept."""
         query = select(self._quarantine).order_by(self._quarantine.c.quarantine_id)
         with store_errors("list the consumer quarantine"):
             async with self._engine.connect() as conn:
                 result = await conn.execute(query)
-                return [_quarantined(row) for row in result.mappings()]
+                return [quarantined_from_row(row) for row in result.mappings()]
 
     async def _scalar(self, query: Any, action: str) -> int:
         with store_errors(action):

@@ -18,13 +18,14 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer
 
-from consumers.queue import ConsumerQuarantine, QueueEntry, QueueStore
+from consumers.queue import QueueEntry, QueueStore
 from sgx import contract as c
 from sgx.contract import Contract
-from sgx.envelope import Opener, Purpose, peek, unpack
-from sgx.errors import ContractError, EnvelopeError, MalformedEnvelope
+from sgx.envelope import Opener, Purpose
+from sgx.errors import ContractError
 from sgx.kafka import kafka_errors, run_batches
 from sgx.metrics import ConsumerMetrics
+from sgx.quarantine import Quarantined, Source, from_gateway, read_all
 
 
 class DeliveryConsumer:
@@ -61,37 +62,23 @@ class DeliveryConsumer:
         )
 
     async def process(self, records: Iterable[Any]) -> None:
-        entries: list[QueueEntry] = []
-        quarantined: list[ConsumerQuarantine] = []
-        for record in records:
-            value = bytes(record.value or b"")
-            where = (str(record.topic), int(record.partition), int(record.offset))
-            try:
-                envelopes = unpack(value)
-            except MalformedEnvelope as exc:
-                quarantined.append(self._quarantine(where, 0, value, exc))
-                continue
-            for item, envelope in enumerate(envelopes):
-                try:
-                    entries += self._entries(envelope, where, item)
-                except (EnvelopeError, ContractError) as exc:
-                    quarantined.append(self._quarantine(where, item, envelope, exc))
+        entries, quarantined = read_all(records, self._entries, self._clock)
         inserted = await self._store.store_batch(entries, quarantined)
         async with kafka_errors("commit delivery offsets"):
             await self._consumer.commit()
         self._observe(entries, quarantined, inserted)
 
-    def _entries(self, envelope: bytes, where: tuple[str, int, int], item: int) -> list[QueueEntry]:
+    def _entries(self, source: Source) -> list[QueueEntry]:
         """One queue entry per addressee of the delivery, all holding the same envelope."""
+        envelope = source.envelope()
         opened = self._opener.open(envelope, purposes=(Purpose.DELIVERY,))
-        if opened.sender.kind != "gateway":
-            raise _NotFromGateway(f"delivery sealed by {opened.sender.id}, not the gateway")
+        from_gateway(opened, "delivery")
         delivery = self._contract.decode_as(c.DELIVERY, opened.plaintext)
         if not delivery["recipients"]:
             raise ContractError("recipients", "a delivery names no recipient", schema=c.DELIVERY)
-        source = f"{where[0]}/{where[1]}/{where[2]}/{item}"
         restrictions = tuple(r["code"] for r in delivery["restrictions"])
         withheld = tuple(delivery["withheld"])
+        where = source.where
         return [
             QueueEntry(
                 notification_id=str(delivery["notification_id"]),
@@ -107,34 +94,13 @@ class DeliveryConsumer:
                 restrictions=restrictions,
                 withheld=withheld,
                 envelope=envelope,
-                source_offset=source,
+                source_offset=where,
             )
             for addressee in delivery["recipients"]
         ]
 
-    def _quarantine(
-        self,
-        where: tuple[str, int, int],
-        item: int,
-        value: bytes,
-        exc: EnvelopeError | ContractError,
-    ) -> ConsumerQuarantine:
-        claims = peek(value)
-        reason = exc.reason if isinstance(exc, EnvelopeError) else "invalid_record"
-        return ConsumerQuarantine(
-            topic=where[0],
-            partition=where[1],
-            offset=where[2],
-            item=item,
-            reason=reason,
-            detail=str(exc),
-            raw=value,
-            message_id=str(claims.message_id) if claims else None,
-            quarantined_at=self._clock(),
-        )
-
     def _observe(
-        self, entries: list[QueueEntry], quarantined: list[ConsumerQuarantine], inserted: int
+        self, entries: list[QueueEntry], quarantined: list[Quarantined], inserted: int
     ) -> None:
         now = self._clock()
         latencies: dict[tuple[str, str], list[float]] = defaultdict(list)
@@ -151,7 +117,3 @@ class DeliveryConsumer:
         for q in quarantined:
             self._metrics.quarantined.labels(reason=q.reason).inc()
         self.queued += inserted
-
-
-class _NotFromGateway(EnvelopeError):
-    reason = "not_from_gateway"

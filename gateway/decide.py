@@ -34,39 +34,20 @@ from gateway.allocations import AllocationDirectory
 from gateway.open_cases import open_case_list
 from gateway.requests import DisclosureRequests, deadline
 from gateway.restrictions import attach, broken_by, describe
-from gateway.store import AuditEntry, GatewayStore, LedgerEntry, QuarantineEntry
+from gateway.store import AuditEntry, GatewayStore, LedgerEntry
 from sgx import contract as c
 from sgx.contract import Contract
-from sgx.envelope import Opened, Opener, Purpose, peek
-from sgx.errors import ContractError, EnvelopeError, MalformedEnvelope, UnknownSender
+from sgx.envelope import Opened, Opener, Purpose
+from sgx.errors import ContractError, EnvelopeError, UnknownSender
+from sgx.kafka import inbound_agency
 from sgx.pseudonym import Pseudonymiser
+from sgx.quarantine import Quarantined, Source, reason_of
 from sgx.restrictions import TEXT
 from sgx.trust import Party, TrustDirectory
 
 INBOUND_PURPOSES = frozenset({Purpose.NOTIFICATION, Purpose.ALLOCATIONS, Purpose.SHARE_REQUEST})
 DISCLOSURE_KINDS = frozenset({"PROTOCOL_2013_DISCLOSURE", "PROTOCOL_2024_DISCLOSURE"})
 _PARTY_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")  # what may be echoed from a record's party id
-
-
-@dataclass(frozen=True, slots=True)
-class Source:
-    """Where an envelope came from; the topic names the agency that may write to it.
-
-    ``item`` is the envelope's place in its Kafka record (records may carry several
-    envelopes); ``broken`` says why the record could not be split into envelopes at all.
-    """
-
-    topic: str
-    partition: int
-    offset: int
-    item: int
-    agency: str
-    value: bytes
-    broken: str | None = None
-
-    @property
-    def where(self) -> str:
-        return f"{self.topic}/{self.partition}/{self.offset}/{self.item}"
 
 
 @dataclass(slots=True)
@@ -87,7 +68,7 @@ class Delivery:
 @dataclass(slots=True)
 class Decision:
     audit: list[AuditEntry] = field(default_factory=list)
-    quarantine: list[QuarantineEntry] = field(default_factory=list)
+    quarantine: list[Quarantined] = field(default_factory=list)
     ledger: list[LedgerEntry] = field(default_factory=list)
     deliveries: list[Delivery] = field(default_factory=list)
     receipt: tuple[str, dict[str, Any]] | None = None
@@ -126,23 +107,20 @@ class Judge:
         self._requests = requests
 
     async def judge(self, source: Source) -> Decision:
+        """The decision on one envelope read from an agency's inbound topic."""
         try:
-            if source.broken is not None:
-                raise MalformedEnvelope(source.broken)
-            opened = self._opener.open(source.value, purposes=INBOUND_PURPOSES)
-            if opened.sender.id != source.agency:
+            opened = self._opener.open(source.envelope(), purposes=INBOUND_PURPOSES)
+            if opened.sender.id != inbound_agency(source.topic):
                 raise _Quarantine(
                     "sender_topic_mismatch", f"{opened.sender.id} wrote to {source.topic}"
                 )
             if opened.purpose is Purpose.NOTIFICATION:
                 return await self._routed(opened)
             if opened.purpose is Purpose.ALLOCATIONS:
-                return await self._allocation_update(source, opened)
-            return await self._share_request(source, opened)
-        except EnvelopeError as exc:
-            return quarantine(source, exc.reason, str(exc))
-        except ContractError as exc:
-            return quarantine(source, "invalid_record", str(exc))
+                return await self._allocation_update(opened)
+            return await self._share_request(opened)
+        except (EnvelopeError, ContractError) as exc:
+            return quarantine(source, reason_of(exc), str(exc))
         except _Quarantine as exc:
             return quarantine(source, exc.reason, exc.detail)
 
@@ -381,7 +359,7 @@ class Judge:
         return police, "", ""
 
     # -- allocations ---------------------------------------------------------------
-    async def _allocation_update(self, source: Source, opened: Opened) -> Decision:
+    async def _allocation_update(self, opened: Opened) -> Decision:
         if opened.sender.kind != "local_authority":
             raise _Quarantine(
                 "not_permitted_by_agreement", f"{opened.sender.kind} sent allocations"
@@ -402,7 +380,7 @@ class Judge:
         return decision
 
     # -- onward shares -------------------------------------------------------------
-    async def _share_request(self, source: Source, opened: Opened) -> Decision:
+    async def _share_request(self, opened: Opened) -> Decision:
         if opened.sender.kind != "local_authority":
             raise _Quarantine(
                 "not_permitted_by_agreement", f"{opened.sender.kind} sent a share request"
@@ -619,31 +597,16 @@ def receipt(message_id: UUID, outcome: str, reason: str, detail: str) -> dict[st
 
 def quarantine(source: Source, reason: str, detail: str) -> Decision:
     """Keep the raw record with its reason, audit it, and tell the topic's agency."""
-    claims = peek(source.value)
-    message_id = claims.message_id if claims else None
     now = _now()
-    decision = Decision(outcome="quarantined")
-    decision.quarantine.append(
-        QuarantineEntry(
-            message_id=str(message_id) if message_id else None,
-            sender_claimed=claims.sender if claims else None,
-            topic=source.topic,
-            partition=source.partition,
-            offset=source.offset,
-            item=source.item,
-            reason=reason,
-            detail=detail,
-            raw=source.value,
-            quarantined_at=now,
-        )
-    )
-    ref = str(message_id) if message_id else source.where
+    kept = Quarantined.of(source, reason, detail, now)
+    agency = inbound_agency(source.topic)
+    decision = Decision(outcome="quarantined", quarantine=[kept])
     decision.audit.append(
         AuditEntry(
             decision="quarantined",
-            message_id=ref,
+            message_id=kept.message_id or source.where,
             notification_id=None,
-            sender=source.agency,
+            sender=agency,
             recipient=None,
             recipient_role=None,
             notification_type=None,
@@ -658,8 +621,9 @@ def quarantine(source: Source, reason: str, detail: str) -> Decision:
             decided_at=now,
         )
     )
-    if message_id is not None:
-        decision.receipt = (source.agency, receipt(message_id, "QUARANTINED", reason, detail))
+    if kept.message_id is not None:
+        answer = receipt(UUID(kept.message_id), "QUARANTINED", reason, detail)
+        decision.receipt = (agency, answer)
     return decision
 
 

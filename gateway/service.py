@@ -25,12 +25,11 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
-from gateway.decide import Decision, Judge, Source
+from gateway.decide import Decision, Judge
 from gateway.store import GatewayStore
 from sgx import contract as c
 from sgx.contract import Contract
-from sgx.envelope import Purpose, Sealer, unpack
-from sgx.errors import MalformedEnvelope
+from sgx.envelope import Purpose, Sealer
 from sgx.kafka import (
     delivery_topic,
     inbound_topic,
@@ -40,11 +39,10 @@ from sgx.kafka import (
     send_batched,
 )
 from sgx.metrics import GatewayMetrics
+from sgx.quarantine import sources
 from sgx.trust import Identity, TrustDirectory
 
 log = logging.getLogger(__name__)
-
-INBOUND_PREFIX = "sgx.inbound."
 
 
 @dataclass(slots=True)
@@ -97,7 +95,7 @@ class Gateway:
 
     async def process(self, records: Iterable[Any]) -> None:
         started = time.perf_counter()
-        decisions = [await self._judge.judge(s) for r in records for s in _sources(r)]
+        decisions = [await self._judge.judge(s) for r in records for s in sources(r)]
         audit = [entry for d in decisions for entry in d.audit]
         sequences = await self._store.record(
             audit,
@@ -194,19 +192,6 @@ class Gateway:
         for reason, n in quarantined.items():
             metrics.quarantined.labels(reason=reason).inc(n)
         self.processed += len(decisions)
-
-
-def _sources(record: Any) -> list[Source]:
-    """The envelopes one inbound record carries, each with where it came from."""
-    topic = str(record.topic)
-    agency = topic.removeprefix(INBOUND_PREFIX)
-    partition, offset = int(record.partition), int(record.offset)
-    value = bytes(record.value or b"")
-    try:
-        envelopes = unpack(value)
-    except MalformedEnvelope as exc:
-        return [Source(topic, partition, offset, 0, agency, value, broken=str(exc))]
-    return [Source(topic, partition, offset, i, agency, e) for i, e in enumerate(envelopes)]
 
 
 def inbound_topics(trust: TrustDirectory) -> list[str]:

@@ -77,6 +77,7 @@ from sgx.db import (
     write_transaction,
 )
 from sgx.errors import AuditChainBroken
+from sgx.quarantine import Quarantined, quarantine_row, quarantined_from_row
 
 GENESIS_HASH = "0" * 64
 DECISIONS = frozenset({"delivered", "refused", "quarantined", "share_allowed", "share_refused"})
@@ -113,22 +114,6 @@ class AuditRecord(AuditEntry):
     sequence: int
     prev_hash: str
     hash: str
-
-
-@dataclass(frozen=True)
-class QuarantineEntry:
-    """An inbound record the gateway could not trust or deliver, kept with its reason."""
-
-    message_id: str | None
-    sender_claimed: str | None
-    topic: str
-    partition: int
-    offset: int
-    item: int  # the envelope's place in its Kafka record (0 for a record of one)
-    reason: str
-    detail: str
-    raw: bytes
-    quarantined_at: datetime
 
 
 @dataclass(frozen=True)
@@ -319,14 +304,6 @@ def _ledger_table(metadata: MetaData) -> Table:
     )
 
 
-def _quarantine_row(entry: QuarantineEntry) -> dict[str, Any]:
-    return {f.name: getattr(entry, f.name) for f in fields(QuarantineEntry)}
-
-
-def _quarantined(row: RowMapping) -> QuarantineEntry:
-    return QuarantineEntry(**{f.name: row[f.name] for f in fields(QuarantineEntry)})
-
-
 def _ledger_row(entry: LedgerEntry) -> dict[str, Any]:
     row = {f.name: getattr(entry, f.name) for f in fields(LedgerEntry)}
     for name in _LEDGER_TUPLES:
@@ -377,12 +354,12 @@ class GatewayStore(Database):
     async def record(
         self,
         audit: Sequence[AuditEntry],
-        quarantine: Sequence[QuarantineEntry] = (),
+        quarantine: Sequence[Quarantined] = (),
         ledger: Sequence[LedgerEntry] = (),
     ) -> list[int]:
         """Write a batch in ONE transaction; return each audit entry's sequence, in order."""
         _check_decisions(audit)
-        bad = [_quarantine_row(entry) for entry in quarantine]
+        bad = [quarantine_row(entry, self._quarantine) for entry in quarantine]
         facts = [_ledger_row(entry) for entry in ledger]
         async with self._lock:
             try:
@@ -509,13 +486,13 @@ class GatewayStore(Database):
                 row = (await conn.execute(query)).mappings().first()
         return None if row is None else _ledger_entry(row)
 
-    async def quarantine_list(self) -> list[QuarantineEntry]:
+    async def quarantine_list(self) -> list[Quarantined]:
         """Every quarantined inbound record, in the order they were kept."""
         query = select(self._quarantine).order_by(self._quarantine.c.quarantine_id)
         with store_errors("list the gateway quarantine"):
             async with self._engine.connect() as conn:
                 result = await conn.execute(query)
-                return [_quarantined(row) for row in result.mappings()]
+                return [quarantined_from_row(row) for row in result.mappings()]
 
     async def quarantine_count(self) -> int:
         query = select(func.count()).select_from(self._quarantine)

@@ -26,10 +26,10 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from sgx import contract as c
 from sgx.contract import Contract
 from sgx.db import Database, UtcDateTime, store_errors, write_transaction
-from sgx.envelope import Opener, Purpose, peek, unpack
-from sgx.errors import ContractError, EnvelopeError, MalformedEnvelope, UnknownSender
+from sgx.envelope import Opener, Purpose, peek
 from sgx.kafka import kafka_errors, read_topic, receipts_topic, run_batches
 from sgx.pseudonym import Pseudonymiser
+from sgx.quarantine import Source, from_gateway, read_all
 from sgx.settings import KafkaSettings
 
 log = logging.getLogger(__name__)
@@ -110,38 +110,27 @@ class OpenCaseListener:
 
     async def process(self, records: Iterable[ConsumerRecord]) -> int:
         """Open and store every open-case list among ``records``; returns how many were newer."""
+        lists, ignored = read_all(records, self._lists)
+        for bad in ignored:
+            # Party ids, key ids and field paths only: nothing about a child.
+            where = (bad.topic, bad.partition, bad.offset, bad.item)
+            log.warning("ignored a record at %s/%d/%d/%d: %s", *where, bad.detail)
         applied = 0
-        for record in records:
-            where = f"{record.partition}/{record.offset}"
-            for value in self._envelopes(bytes(record.value or b""), where):
-                found = self._open(value, where)
-                if found is not None:
-                    applied += await self._store.replace(
-                        found["la_id"], found["issued_at"], found["child_keys"]
-                    )
+        for found in lists:
+            applied += await self._store.replace(
+                found["la_id"], found["issued_at"], found["child_keys"]
+            )
         return applied
 
-    def _envelopes(self, value: bytes, where: str) -> list[bytes]:
-        """One envelope, or each of an envelope batch's."""
-        try:
-            return unpack(value)
-        except MalformedEnvelope as exc:
-            log.warning("ignored a record at %s %s: %s", self._topic, where, exc)
-            return []
-
-    def _open(self, value: bytes, where: str) -> dict[str, Any] | None:
+    def _lists(self, source: Source) -> list[dict[str, Any]]:
+        """The open-case list an envelope holds; none for receipts and the like."""
+        value = source.envelope()
         claims = peek(value)
         if claims is None or claims.purpose is not Purpose.ALLOCATIONS:
-            return None  # receipts and the like: not ours to read
-        try:
-            opened = self._opener.open(value, purposes=(Purpose.ALLOCATIONS,))
-            if opened.sender.kind != "gateway":
-                raise UnknownSender(f"{opened.sender.id} is not the gateway")
-            return self._contract.decode_as(c.OPEN_CASE_LIST, opened.plaintext)
-        except (EnvelopeError, ContractError) as exc:
-            # Party ids, key ids and field paths only: nothing about a child.
-            log.warning("ignored an open-case list at %s %s: %s", self._topic, where, exc)
-            return None
+            return []  # receipts and the like: not ours to read
+        opened = self._opener.open(value, purposes=(Purpose.ALLOCATIONS,))
+        from_gateway(opened, "open-case list")
+        return [self._contract.decode_as(c.OPEN_CASE_LIST, opened.plaintext)]
 
     async def catch_up(self, settings: KafkaSettings) -> int:
         """Read the whole receipts topic once (no consumer group) and apply what is newer."""

@@ -78,6 +78,7 @@ from sgx.db import (
     write_transaction,
 )
 from sgx.errors import NotFound
+from sgx.quarantine import Quarantined, quarantine_row, quarantined_from_row
 
 EntryStatus = Literal["PENDING", "SENT", "DELIVERED", "REFUSED", "QUARANTINED"]
 RECEIPT_OUTCOMES: tuple[EntryStatus, ...] = ("DELIVERED", "REFUSED", "QUARANTINED")
@@ -119,20 +120,6 @@ class ReceiptUpdate:
     reason: str
     detail: str
     decided_at: datetime
-
-
-@dataclass(frozen=True, slots=True)
-class ReceiptQuarantine:
-    """A receipts-topic record that could not be trusted or read, kept with its reason."""
-
-    topic: str
-    partition: int
-    offset: int
-    item: int  # which envelope of the record (0 for a record of one envelope)
-    reason: str
-    detail: str
-    raw: bytes
-    quarantined_at: datetime
 
 
 @dataclass(frozen=True, slots=True)
@@ -293,7 +280,7 @@ class OutboxStore(Database):
         self,
         agency: str,
         receipts: Sequence[ReceiptUpdate],
-        quarantined: Sequence[ReceiptQuarantine] = (),
+        quarantined: Sequence[Quarantined] = (),
     ) -> None:
         """Record receipts on their entries and keep unreadable records, in ONE transaction.
 
@@ -301,7 +288,7 @@ class OutboxStore(Database):
         changes nothing; a repeated receipt writes the same answer again.
         """
         updates = [_receipt_params(agency, r) for r in receipts]
-        bad = [_quarantine_row(agency, q) for q in quarantined]
+        bad = [{"agency": agency, **quarantine_row(q, self._quarantine)} for q in quarantined]
         if not updates and not bad:
             return
         with store_errors("record receipts in the outbox"):
@@ -346,14 +333,14 @@ class OutboxStore(Database):
                 count, oldest = (await conn.execute(query)).one()
         return Depth(int(count), oldest)
 
-    async def quarantine_list(self, agency: str) -> builtins.list[ReceiptQuarantine]:
+    async def quarantine_list(self, agency: str) -> builtins.list[Quarantined]:
         """Receipt records that could not be read, in the order they were kept."""
         q = self._quarantine
         query = select(q).where(q.c.agency == agency).order_by(q.c.quarantine_id)
         with store_errors("list the receipt quarantine"):
             async with self._engine.connect() as conn:
                 result = await conn.execute(query)
-                return [_quarantined(row) for row in result.mappings()]
+                return [quarantined_from_row(row) for row in result.mappings()]
 
 
 def _receipt_params(agency: str, receipt: ReceiptUpdate) -> dict[str, Any]:
@@ -365,26 +352,6 @@ def _receipt_params(agency: str, receipt: ReceiptUpdate) -> dict[str, Any]:
         "b_detail": receipt.detail,
         "b_decided": receipt.decided_at,
     }
-
-
-def _quarantine_row(agency: str, entry: ReceiptQuarantine) -> dict[str, Any]:
-    return {
-        "agency": agency,
-        "topic": entry.topic,
-        "partition": entry.partition,
-        "offset": entry.offset,
-        "item": entry.item,
-        "reason": entry.reason,
-        "detail": entry.detail,
-        "raw": entry.raw,
-        "quarantined_at": entry.quarantined_at,
-    }
-
-
-def _quarantined(row: RowMapping) -> ReceiptQuarantine:
-    values = dict(row)
-    del values["quarantine_id"], values["agency"]
-    return ReceiptQuarantine(**values)
 
 
 class Prepares(Protocol):

@@ -20,31 +20,20 @@ import contextlib
 import logging
 import uuid
 from collections.abc import Iterable
-from datetime import UTC, datetime
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer
 
-from producers.outbox import (
-    RECEIPT_OUTCOMES,
-    OutboxStore,
-    ReceiptQuarantine,
-    ReceiptUpdate,
-)
+from producers.outbox import RECEIPT_OUTCOMES, OutboxStore, ReceiptUpdate
 from producers.relay import Backoff
 from sgx import contract as c
 from sgx.contract import Contract
-from sgx.envelope import Opener, Purpose, unpack
-from sgx.errors import ContractError, EnvelopeError, ExchangeError, MalformedEnvelope
+from sgx.envelope import Opener, Purpose
+from sgx.errors import ContractError, ExchangeError
 from sgx.kafka import kafka_errors, run_batches
+from sgx.quarantine import Source, from_gateway, read_all
 
 log = logging.getLogger(__name__)
-
-
-class NotFromGateway(EnvelopeError):
-    """A receipts-topic record sealed by a party other than the gateway."""
-
-    reason = "not_from_gateway"
 
 
 class ReceiptListener:
@@ -107,21 +96,7 @@ class ReceiptListener:
                 self._consumer.seek(tp, committed)
 
     async def process(self, records: Iterable[Any]) -> None:
-        receipts: list[ReceiptUpdate] = []
-        quarantined: list[ReceiptQuarantine] = []
-        for record in records:
-            value = bytes(record.value or b"")
-            where = (str(record.topic), int(record.partition), int(record.offset))
-            try:
-                envelopes = unpack(value)
-            except MalformedEnvelope as exc:
-                quarantined.append(_quarantine(where, 0, value, exc))
-                continue
-            for item, envelope in enumerate(envelopes):
-                try:
-                    receipts += self._receipts(envelope)
-                except (EnvelopeError, ContractError) as exc:
-                    quarantined.append(_quarantine(where, item, envelope, exc))
+        receipts, quarantined = read_all(records, self._receipts)
         await self._store.apply_receipts(self._agency, receipts, quarantined)
         async with kafka_errors("commit receipt offsets"):
             await self._consumer.commit()
@@ -130,12 +105,11 @@ class ReceiptListener:
         for q in quarantined:
             log.warning("receipts of %s: kept a record as %s", self._agency, q.reason)
 
-    def _receipts(self, envelope: bytes) -> list[ReceiptUpdate]:
-        opened = self._opener.open(envelope)
+    def _receipts(self, source: Source) -> list[ReceiptUpdate]:
+        opened = self._opener.open(source.envelope())
         if opened.purpose is not Purpose.RECEIPTS:
             return []  # a share decision: the share client reads those
-        if opened.sender.kind != "gateway":
-            raise NotFromGateway(f"receipts sealed by {opened.sender.id}, not the gateway")
+        from_gateway(opened, "receipts")
         batch = self._contract.decode_as(c.RECEIPT_BATCH, opened.plaintext)
         return [_update(r) for r in batch["receipts"]]
 
@@ -150,19 +124,4 @@ def _update(receipt: dict[str, Any]) -> ReceiptUpdate:
         reason=receipt["reason"],
         detail=receipt["detail"],
         decided_at=receipt["decided_at"],
-    )
-
-
-def _quarantine(
-    where: tuple[str, int, int], item: int, value: bytes, exc: EnvelopeError | ContractError
-) -> ReceiptQuarantine:
-    return ReceiptQuarantine(
-        topic=where[0],
-        partition=where[1],
-        offset=where[2],
-        item=item,
-        reason=exc.reason if isinstance(exc, EnvelopeError) else "invalid_record",
-        detail=str(exc),
-        raw=value,
-        quarantined_at=datetime.now(UTC),
     )

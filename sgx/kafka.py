@@ -40,6 +40,7 @@ _TOPIC_EXISTS = 36  # Kafka error code TOPIC_ALREADY_EXISTS
 _POLL_MS = 200
 TOPIC_WAIT_S = 10.0  # how long ensure_topics waits for new topics to show in metadata
 READ_LIMIT_S = 60.0  # how long read_topic may take to reach the end of a topic
+INBOUND_PREFIX = "sgx.inbound."
 
 
 def _topic(kind: str, party_id: str) -> str:
@@ -51,6 +52,11 @@ def _topic(kind: str, party_id: str) -> str:
 def inbound_topic(agency_id: str) -> str:
     """The topic an agency writes its envelopes to: ``sgx.inbound.<agency>``."""
     return _topic("inbound", agency_id)
+
+
+def inbound_agency(topic: str) -> str:
+    """The agency whose inbound topic ``topic`` is (the inverse of :func:`inbound_topic`)."""
+    return topic.removeprefix(INBOUND_PREFIX)
 
 
 def receipts_topic(agency_id: str) -> str:

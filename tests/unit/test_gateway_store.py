@@ -19,11 +19,11 @@ from gateway.store import (
     AuditEntry,
     GatewayStore,
     LedgerEntry,
-    QuarantineEntry,
     canonical_entry,
     chain_hash,
 )
 from sgx.errors import AuditChainBroken, StoreError
+from sgx.quarantine import Quarantined
 from tests.conftest_db import BACKENDS, Backend, backend
 
 DECIDED = datetime(2024, 3, 1, 9, 0, 0, 123456, tzinfo=UTC)
@@ -51,8 +51,8 @@ def audit(n: int, **changes: object) -> AuditEntry:
     return dataclasses.replace(made, **changes)  # type: ignore[arg-type]
 
 
-def quarantined(offset: int, **changes: object) -> QuarantineEntry:
-    made = QuarantineEntry(
+def quarantined(offset: int, **changes: object) -> Quarantined:
+    made = Quarantined(
         message_id=None,
         sender_claimed="school-oakfield",
         topic="sgx.inbound.school-oakfield",

@@ -19,7 +19,7 @@ from aiokafka import AIOKafkaProducer
 from click.testing import CliRunner
 from prometheus_client import CollectorRegistry
 
-from producers.outbox import Outbox, OutboxStore, ReceiptQuarantine, ReceiptUpdate
+from producers.outbox import Outbox, OutboxStore, ReceiptUpdate
 from producers.publisher import Prepared, Publisher
 from producers.receipts import ReceiptListener
 from producers.relay import Backoff, OutboxRelay, RelayOptions
@@ -32,6 +32,7 @@ from sgx.envelope import Opener, Purpose, Sealer, pack
 from sgx.errors import ConfigError, ContractError, NotFound, TransportError
 from sgx.identifiers import make_nhs_number
 from sgx.metrics import ProducerMetrics
+from sgx.quarantine import Quarantined
 from sgx.settings import ExchangeSettings
 from sgx.trust import init_trust
 from tests.conftest_db import BACKENDS, Backend, backend
@@ -126,7 +127,7 @@ async def test_receipts_are_matched_to_entries_of_the_agency(store: OutboxStore)
 
 
 async def test_unreadable_receipts_are_kept_once(store: OutboxStore) -> None:
-    bad = ReceiptQuarantine("sgx.receipts.x", 0, 7, 1, "bad_signature", "no", b"\xc3\x01", _AT)
+    bad = Quarantined("sgx.receipts.x", 0, 7, 1, "bad_signature", "no", b"\xc3\x01", _AT)
     await store.apply_receipts(SCHOOL, [], [bad])
     await store.apply_receipts(SCHOOL, [], [bad])
     assert await store.quarantine_list(SCHOOL) == [bad]

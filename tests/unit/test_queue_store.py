@@ -4,15 +4,27 @@ from __future__ import annotations
 
 import dataclasses
 import socket
+import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from typing import cast
 
 import pytest
+from aiokafka import AIOKafkaConsumer
+from prometheus_client import CollectorRegistry
 
-from consumers.queue import ConsumerQuarantine, QueueEntry, QueueItem, QueueStore
+from consumers.queue import QueueEntry, QueueItem, QueueStore
+from consumers.service import DeliveryConsumer
+from safeguard.parties import DEMO_PARTIES, LA, SCHOOL
+from safeguard.runtime import Runtime
+from sgx import contract as c
+from sgx.envelope import Opener, Purpose, Sealer, pack
 from sgx.errors import ConfigError, NotFound, StoreError
+from sgx.metrics import ConsumerMetrics
+from sgx.quarantine import Quarantined
+from sgx.settings import ExchangeSettings
+from sgx.trust import init_trust
 from tests.conftest_db import BACKENDS, Backend, backend
 
 AUTHORED = datetime(2024, 3, 1, 9, 15, 30, 123456, tzinfo=timezone(timedelta(hours=1)))
@@ -38,8 +50,8 @@ def entry(n: int, recipient: str = "sw-anna", **changes: object) -> QueueEntry:
     return dataclasses.replace(made, **changes)  # type: ignore[arg-type]
 
 
-def bad_record(offset: int, **changes: object) -> ConsumerQuarantine:
-    made = ConsumerQuarantine(
+def bad_record(offset: int, **changes: object) -> Quarantined:
+    made = Quarantined(
         topic="sgx.delivery.la-north",
         partition=1,
         offset=offset,
@@ -185,3 +197,101 @@ async def test_unreachable_postgres_is_a_store_error(tmp_path: Path) -> None:
     with pytest.raises(StoreError) as caught:
         await QueueStore.open(dsn, tmp_path / "unused.db")
     assert caught.value.retriable
+
+
+# -- the delivery consumer: each envelope queued or kept, never dropped ------------------
+
+
+class _Commits:
+    """Stands in for the Kafka consumer: counts offset commits."""
+
+    def __init__(self) -> None:
+        self.commits = 0
+
+    async def commit(self) -> None:
+        self.commits += 1
+
+
+@dataclasses.dataclass(frozen=True)
+class _Record:
+    topic: str
+    partition: int
+    offset: int
+    value: bytes
+
+
+def _delivery(n: int, *addressees: str) -> dict[str, object]:
+    return {
+        "notification_id": uuid.UUID(int=n),
+        "recipients": [
+            {"id": who, "role": "SOCIAL_WORKER", "team": "east", "name": None,
+             "route_reason": "ALLOCATED_WORKER", "audit_sequence": n}
+            for who in addressees
+        ],
+        "sender_agency": SCHOOL,
+        "sender_kind": "school",
+        "notification_type": c.ATTENDANCE_UPDATE,
+        "urgency": "ROUTINE",
+        "authored_at": AUTHORED,
+        "routed_at": AUTHORED,
+        "restrictions": [],
+        "onward_consent": [],
+        "withheld": [],
+        "notification": b"\xc3\x01sealed for the reader",
+    }  # fmt: skip
+
+
+async def test_consumer_queues_each_addressee_and_keeps_what_it_cannot_trust(
+    store: QueueStore, tmp_path: Path
+) -> None:
+    init_trust(tmp_path / "trust", DEMO_PARTIES)
+    rt = Runtime(exchange=ExchangeSettings(home=tmp_path, metrics_port=-1))
+    trust, contract = rt.trust(), rt.contract()
+    gateway = Sealer(rt.identity("gateway", trust), trust, LA)
+    impostor = Sealer(rt.identity(SCHOOL, trust), trust, LA)
+    good = [
+        gateway.seal(Purpose.DELIVERY, uuid.uuid4(), contract.encode(c.DELIVERY, d))
+        for d in (_delivery(1, "sw-anna", "tm-jones"), _delivery(2, "sw-ben"))
+    ]
+    forged = impostor.seal(
+        Purpose.DELIVERY, uuid.uuid4(), contract.encode(c.DELIVERY, _delivery(3, "sw-anna"))
+    )
+    tampered = good[1][:-1] + bytes([good[1][-1] ^ 1])
+    topic = f"sgx.delivery.{LA}"
+    commits = _Commits()
+    consumer = DeliveryConsumer(
+        opener=Opener(rt.identity(LA, trust), trust),
+        contract=contract,
+        store=store,
+        consumer=cast("AIOKafkaConsumer", commits),
+        metrics=ConsumerMetrics(CollectorRegistry()),
+    )
+    await consumer.process(
+        [
+            _Record(topic, 0, 0, pack([good[0], forged])),
+            _Record(topic, 0, 1, tampered),
+            _Record(topic, 1, 0, b"junk"),
+            _Record(topic, 1, 1, good[1]),
+        ]
+    )
+    assert commits.commits == 1
+    assert consumer.queued == 3
+    queued = {(i.recipient_id, i.notification_id, i.source_offset) for i in await _all(store)}
+    assert queued == {
+        ("sw-anna", str(uuid.UUID(int=1)), f"{topic}/0/0/0"),
+        ("tm-jones", str(uuid.UUID(int=1)), f"{topic}/0/0/0"),
+        ("sw-ben", str(uuid.UUID(int=2)), f"{topic}/1/1/0"),
+    }
+    kept = [(q.partition, q.offset, q.item, q.reason) for q in await store.quarantine_list()]
+    assert kept == [
+        (0, 0, 1, "not_from_gateway"),
+        (0, 1, 0, "tampered_ciphertext"),
+        (1, 0, 0, "malformed_envelope"),
+    ]
+    held = await store.quarantine_list()
+    assert [q.raw for q in held] == [forged, tampered, b"junk"]  # kept whole, not dropped
+    assert [q.message_id is not None for q in held] == [True, True, False]
+
+
+async def _all(store: QueueStore) -> list[QueueItem]:
+    return [i for who in ("sw-anna", "tm-jones", "sw-ben") for i in await store.list(who)]

@@ -11,13 +11,9 @@ from collections.abc import Sequence
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
-from safeguard.parties import HEALTH, LA, POLICE, SCHOOL
+from safeguard.parties import DEMO_PARTIES, HEALTH, LA, POLICE, SCHOOL
 
-AGENCY_NAMES = {
-    SCHOOL: "Hillside Primary School",
-    HEALTH: "Royal Free London NHS Foundation Trust",
-    POLICE: "Metropolitan Police Service",
-}
+AGENCY_NAMES = {party.id: party.name for party in DEMO_PARTIES}
 
 
 def child(

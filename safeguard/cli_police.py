@@ -28,7 +28,7 @@ from typing import Any
 
 import click
 
-from gateway.requests import DisclosureRequests, OpenRequest
+from gateway.requests import OpenRequest
 from producers.police import EXPORT, encompass_school, map_police_export, parse_police_export
 from safeguard.cli_common import (
     Submit,
@@ -40,17 +40,11 @@ from safeguard.cli_common import (
     send_timeout_option,
 )
 from safeguard.parties import POLICE
-from safeguard.runtime import Runtime
 from sgx import contract as c
 from sgx.contract import Contract
 from sgx.errors import ContractError
 
 _COLUMNS = ("REFERENCE", "PROTOCOL", "LA", "POLICE", "REQUESTED", "DUE", "DAYS LEFT", "STATUS")
-
-
-async def open_store(rt: Runtime) -> DisclosureRequests:
-    """The gateway's disclosure request store (PostgreSQL with a DSN, else SQLite)."""
-    return await rt.disclosure_requests()
 
 
 def _parse_now(value: str | None) -> datetime:
@@ -89,7 +83,7 @@ def render(requests: list[OpenRequest]) -> str:
 
 
 async def _requests(home: Path | None, la: str | None, now: datetime) -> list[OpenRequest]:
-    async with await open_store(runtime(home)) as store:
+    async with await runtime(home).disclosure_requests() as store:
         return await store.open_requests(now, la_id=la)
 
 

@@ -117,7 +117,8 @@ class Runtime:
         )
 
     async def queue_reader(self, party_id: str, store: QueueStore) -> QueueReader:
-        opener = Opener(self.identity(party_id), self.trust())
+        trust = self.trust()
+        opener = Opener(self.identity(party_id, trust), trust)
         return QueueReader(store=store, opener=opener, contract=self.contract())
 
 

@@ -22,11 +22,12 @@ async def ask_share(
 ) -> dict[str, Any]:
     async with await rt.queue_store(la) as store:
         view = await (await rt.queue_reader(la, store)).show(item_id)
+    trust = rt.trust()
     producer = await start_producer(rt.kafka)
     try:
         client = ShareClient(
-            identity=rt.identity(la),
-            trust=rt.trust(),
+            identity=rt.identity(la, trust),
+            trust=trust,
             contract=rt.contract(),
             producer=producer,
             settings=rt.kafka,

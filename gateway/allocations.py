@@ -44,7 +44,10 @@ class Allocation:
 
 def _keys(pseudonyms: Pseudonymiser, nhs_number: str | None, upn: str | None) -> list[str]:
     """The child's directory keys: "n" or "u" and the hex pseudonym of each identifier."""
-    nhs_key, upn_key = pseudonyms.identifier_keys(nhs_number, upn)
+    return _tagged(*pseudonyms.identifier_keys(nhs_number, upn))
+
+
+def _tagged(nhs_key: bytes | None, upn_key: bytes | None) -> list[str]:
     return [tag + key.hex() for tag, key in (("n", nhs_key), ("u", upn_key)) if key is not None]
 
 
@@ -72,9 +75,11 @@ class AllocationDirectory:
         self._by_key = {(r["local_authority"], r["child_key"]): _allocation(r) for r in rows}
 
     def lookup(
-        self, local_authority: str, nhs_number: str | None, upn: str | None
+        self, local_authority: str, nhs_key: bytes | None, upn_key: bytes | None
     ) -> Allocation | None:
-        for key in _keys(self._pseudonyms, nhs_number, upn):
+        """The child's allocation, by the pseudonyms of its identifiers
+        (:meth:`Pseudonymiser.identifier_keys`, which the caller has already computed)."""
+        for key in _tagged(nhs_key, upn_key):
             found = self._by_key.get((local_authority, key))
             if found is not None:
                 return found

@@ -153,13 +153,14 @@ class Judge:
 
     async def _route(self, opened: Opened, name: str, record: dict[str, Any], la: str) -> Decision:
         child = record["child"]
-        key = (
-            self._pseudonyms.child_key(child["nhs_number"], child["upn"]) or opened.message_id.bytes
-        )
+        # One HMAC per identifier: the directory looks the child up by both, and the
+        # child's key is the NHS number's pseudonym, else the UPN's (Pseudonymiser.child_key).
+        nhs_key, upn_key = self._pseudonyms.identifier_keys(child["nhs_number"], child["upn"])
+        key = nhs_key or upn_key or opened.message_id.bytes
         restrictions = attach(opened.sender.kind, record["sharing"])
         decision = Decision(outcome="delivered", type_label=c.SHORT_NAMES[name])
         view = _View(opened, name, record, opened.plaintext, la, key, restrictions)
-        self._deliver(decision, view, self._recipients(la, child))
+        self._deliver(decision, view, self._recipients(la, nhs_key, upn_key))
         note = await self._police(decision, view) if name == c.POLICE_NOTIFICATION else ""
         decision.ledger.append(_ledger(opened, name, record, la, key, restrictions))
         decision.receipt = (
@@ -229,8 +230,10 @@ class Judge:
         await self._requests.answered(reference, disclosure_id, _now())
         return "answers the disclosure request"
 
-    def _recipients(self, la: str, child: dict[str, Any]) -> list[tuple[dict[str, Any], str]]:
-        found = self._allocations.lookup(la, child["nhs_number"], child["upn"])
+    def _recipients(
+        self, la: str, nhs_key: bytes | None, upn_key: bytes | None
+    ) -> list[tuple[dict[str, Any], str]]:
+        found = self._allocations.lookup(la, nhs_key, upn_key)
         if found is None:
             mash = {"id": f"mash:{la}", "role": "MASH_DUTY", "team": "MASH", "name": "MASH duty"}
             return [(mash, "UNALLOCATED_TO_MASH")]

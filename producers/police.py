@@ -82,7 +82,6 @@ from producers.feeds import (
 from sgx import contract as c
 from sgx.contract import Contract, default_contract
 from sgx.errors import ContractError
-from sgx.validation import check_child, check_person
 
 EXPORT = "police export"
 PROTOCOL_KINDS = {"2013": "PROTOCOL_2013_DISCLOSURE", "2024": "PROTOCOL_2024_DISCLOSURE"}
@@ -405,34 +404,10 @@ def disclosure_request(
     return record
 
 
-def _request_error(path: str, problem: str) -> ContractError:
-    return ContractError(path, problem, schema=c.DISCLOSURE_REQUEST)
-
-
-def _blank(value: Any) -> bool:
-    return not isinstance(value, str) or not value.strip()
-
-
 def check_disclosure_request(record: Mapping[str, Any], contract: Contract | None = None) -> None:
-    """Check a DisclosureRequest against its schema and the request rules (ContractError)."""
+    """Check a DisclosureRequest against its schema and the request rules (ContractError).
+
+    The rules live in the contract (:func:`sgx.validation.check_disclosure_request`), so
+    the gateway applies the same ones when it decodes a request.
+    """
     (contract or default_contract()).check(c.DISCLOSURE_REQUEST, record)
-    for path in ("request_reference", "police_force", "material_requested", "reasons"):
-        if _blank(record[path]):
-            raise _request_error(path, "must not be empty")
-    check_person(record["requested_by"], "requested_by", c.DISCLOSURE_REQUEST)
-    check_child(record["child"], c.DISCLOSURE_REQUEST)
-    _check_proceedings(record["proceedings"])
-    start, end = record.get("period_start"), record.get("period_end")
-    if start is not None and end is not None and _day(start) > _day(end):
-        raise _request_error("period_end", "is before period_start")
-
-
-def _check_proceedings(proceedings: Mapping[str, Any]) -> None:
-    if _blank(proceedings["court"]):
-        raise _request_error("proceedings.court", "must not be empty")
-    if proceedings["stage"] == "ISSUED" and _blank(proceedings.get("case_number")):
-        raise _request_error("proceedings.case_number", "is required once proceedings are ISSUED")
-
-
-def _day(value: dt.date | int) -> int:
-    return value.toordinal() if isinstance(value, dt.date) else value + 719_163

@@ -27,7 +27,7 @@ from sgx.validation import (
     ATTENDANCE_UPDATE,
     HEALTH_UPDATE,
     POLICE_NOTIFICATION,
-    check_notification,
+    RULES,
     compile_structure,
 )
 
@@ -150,10 +150,12 @@ class Contract:
         return self._schemas.name_of(fingerprint)
 
     def check(self, name: str, record: Mapping[str, Any]) -> None:
-        """Check ``record`` against schema ``name`` and, for notifications, the contract rules."""
+        """Check ``record`` against schema ``name`` and the contract rules for it, if any
+        (notifications and disclosure requests: :data:`sgx.validation.RULES`)."""
         self._checker(name)(record)
-        if name in NOTIFICATION_TYPES:
-            check_notification(name, record)
+        rules = RULES.get(name)
+        if rules is not None:
+            rules(record)
 
     def encode(self, name: str, record: Mapping[str, Any], *, check: bool = True) -> bytes:
         """Single-object encode ``record`` as ``name``, checking it first unless told not to."""
@@ -180,8 +182,9 @@ class Contract:
     def _decoded(self, name: str, record: Any, check: bool) -> dict[str, Any]:
         if not isinstance(record, dict):
             raise ContractError("$", f"{name} is not a record schema", schema=name)
-        if check and name in NOTIFICATION_TYPES:
-            check_notification(name, record)
+        rules = RULES.get(name) if check else None
+        if rules is not None:
+            rules(record)
         return record
 
     def field_paths(self, name: str) -> list[str]:

@@ -21,6 +21,7 @@ strings are described by length, so an error never repeats a name or an identifi
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import re
 import uuid
 from collections.abc import Callable, Mapping
@@ -37,6 +38,7 @@ _NS = "org.safeguarding.exchange."
 ATTENDANCE_UPDATE = _NS + "AttendanceUpdate"
 HEALTH_UPDATE = _NS + "HealthUpdate"
 POLICE_NOTIFICATION = _NS + "PoliceNotification"
+DISCLOSURE_REQUEST = _NS + "DisclosureRequest"
 
 _INT_MIN, _INT_MAX = -(2**31), 2**31 - 1
 _LONG_MIN, _LONG_MAX = -(2**63), 2**63 - 1
@@ -550,3 +552,35 @@ def check_notification(name: str, record: Mapping[str, Any]) -> None:
     check_person(record["author"], "author", name)
     _check_assessment(record["assessment"], name)
     type_rule(record, name)
+
+
+def check_disclosure_request(record: Mapping[str, Any]) -> None:
+    """The rules beyond Avro structure for a 2013 / 2024 Protocol disclosure request.
+
+    The request names its child and its officer as a notification does, and what a
+    police single point of contact needs to answer it: the reference, the force, the
+    material and why, the court (and case number once proceedings are issued).
+    """
+    schema = DISCLOSURE_REQUEST
+    for path in ("request_reference", "police_force", "material_requested", "reasons"):
+        if not _text(record, path):
+            raise ContractError(path, "must not be empty", schema=schema)
+    check_person(record["requested_by"], "requested_by", schema)
+    check_child(record["child"], schema)
+    proceedings = record["proceedings"]
+    if not _text(proceedings, "court"):
+        raise ContractError("proceedings.court", "must not be empty", schema=schema)
+    if proceedings["stage"] == "ISSUED" and not _text(proceedings, "case_number"):
+        raise ContractError(
+            "proceedings.case_number", "is required once proceedings are ISSUED", schema=schema
+        )
+    start, end = record.get("period_start"), record.get("period_end")
+    if start is not None and end is not None and _days(start) > _days(end):
+        raise ContractError("period_end", "is before period_start", schema=schema)
+
+
+RULES: dict[str, Callable[[Mapping[str, Any]], None]] = {
+    **{name: functools.partial(check_notification, name) for name in _TYPE_RULES},
+    DISCLOSURE_REQUEST: check_disclosure_request,
+}
+"""The contract rules beyond Avro structure, by schema name (Contract.check applies them)."""

@@ -387,6 +387,16 @@ def test_check_refuses_an_edited_request() -> None:
     check_disclosure_request(record)
 
 
+def test_the_gateway_decoding_a_request_applies_the_same_rules() -> None:
+    """The request rules are the contract's: a reader decoding a request enforces them."""
+    contract = default_contract()
+    edited = copy.deepcopy(request())
+    edited["proceedings"]["court"] = "  "
+    data = contract.encode(c.DISCLOSURE_REQUEST, edited, check=False)
+    assert error_of(lambda: contract.decode(data)).path == "proceedings.court"
+    assert contract.decode(data, check=False)[1]["proceedings"]["court"] == "  "
+
+
 # --- the feeds' enums (police export, health defaults) follow the contract ---------------
 
 

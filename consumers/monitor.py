@@ -21,10 +21,10 @@ and registers the readiness checks (broker, queue database).
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer
@@ -44,13 +44,9 @@ from sgx.metrics import (
     refreshing,
     set_labelled,
 )
+from sgx.trust import Clock, utc_now
 
 URGENT = frozenset({"IMMEDIATE"})
-Clock = Callable[[], datetime]
-
-
-def _now() -> datetime:
-    return datetime.now(UTC)
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,7 +87,7 @@ class QueueMonitor:
         schema: str | None = None,
         urgent_after: timedelta = timedelta(hours=1),
         urgent: frozenset[str] = URGENT,
-        clock: Clock = _now,
+        clock: Clock = utc_now,
         queued: Gauge | None = None,
     ) -> None:
         self._engine = store.engine
@@ -160,7 +156,7 @@ async def consumer_monitors(
     schema: str | None = None,
     queued: Gauge | None = None,
     settings: MonitorSettings | None = None,
-    clock: Clock = _now,
+    clock: Clock = utc_now,
 ) -> AsyncIterator[QueueMonitor]:
     """Run the queue and lag monitors while the block runs; register the readiness checks."""
     settings = settings or MonitorSettings()

@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID
 
@@ -43,7 +42,7 @@ from sgx.kafka import inbound_agency
 from sgx.pseudonym import Pseudonymiser
 from sgx.quarantine import Quarantined, Source, reason_of
 from sgx.restrictions import TEXT
-from sgx.trust import Party, TrustDirectory
+from sgx.trust import Party, TrustDirectory, utc_now
 
 INBOUND_PURPOSES = frozenset({Purpose.NOTIFICATION, Purpose.ALLOCATIONS, Purpose.SHARE_REQUEST})
 DISCLOSURE_KINDS = frozenset({"PROTOCOL_2013_DISCLOSURE", "PROTOCOL_2024_DISCLOSURE"})
@@ -76,10 +75,6 @@ class Decision:
     open_case_lists: list[tuple[str, dict[str, Any]]] = field(default_factory=list)  # by school
     outcome: str = ""
     type_label: str = "unknown"
-
-
-def _now() -> datetime:
-    return datetime.now(UTC)
 
 
 class Judge:
@@ -227,7 +222,7 @@ class Judge:
             return "the request with this reference was made by another LA or to another force"
         if status.answered_at is not None and status.disclosure_id != disclosure_id:
             return f"the request was already answered by {status.disclosure_id}"
-        await self._requests.answered(reference, disclosure_id, _now())
+        await self._requests.answered(reference, disclosure_id, utc_now())
         return "answers the disclosure request"
 
     def _recipients(
@@ -299,7 +294,7 @@ class Judge:
                     "notification_type": view.name,
                     "urgency": record["urgency"],
                     "authored_at": record["authored_at"],
-                    "routed_at": _now(),
+                    "routed_at": utc_now(),
                     "restrictions": view.restrictions,
                     "onward_consent": list(record["sharing"]["onward_consent"]),
                     "withheld": withheld,
@@ -378,7 +373,7 @@ class Judge:
         la = opened.sender.id
         schools = [p.id for p in self._trust.parties("school") if p.local_authority == la]
         if schools:
-            cases = open_case_list(la, await self._allocations.open_case_keys(la), _now())
+            cases = open_case_list(la, await self._allocations.open_case_keys(la), utc_now())
             decision.open_case_lists = [(school, cases) for school in schools]
         return decision
 
@@ -476,7 +471,7 @@ class Judge:
                 restrictions=tuple(ledger.restrictions) if ledger else (),
                 withheld=(),
                 detail=f"by {request['requested_by']} for {request['purpose']!r}: {detail}",
-                decided_at=_now(),
+                decided_at=utc_now(),
             )
         )
         decision.share_decision = (
@@ -487,7 +482,7 @@ class Judge:
                 "allowed": allowed,
                 "broken": broken,
                 "reason": detail,
-                "decided_at": _now(),
+                "decided_at": utc_now(),
             },
         )
         return decision
@@ -537,7 +532,7 @@ def _request_audit(
         restrictions=(),
         withheld=(),
         detail=detail or f"{protocol} Protocol request; by {by['name']} ({by['role']})",
-        decided_at=_now(),
+        decided_at=utc_now(),
     )
 
 
@@ -568,7 +563,7 @@ def _request_delivery(route: _Request, police: Party) -> Decision:
         "notification_type": c.DISCLOSURE_REQUEST,
         "urgency": request["urgency"],
         "authored_at": request["requested_at"],
-        "routed_at": _now(),
+        "routed_at": utc_now(),
         "restrictions": [],
         "onward_consent": [],
         "withheld": [],
@@ -594,13 +589,13 @@ def receipt(message_id: UUID, outcome: str, reason: str, detail: str) -> dict[st
         "outcome": outcome,
         "reason": reason,
         "detail": detail,
-        "decided_at": _now(),
+        "decided_at": utc_now(),
     }
 
 
 def quarantine(source: Source, reason: str, detail: str) -> Decision:
     """Keep the raw record with its reason, audit it, and tell the topic's agency."""
-    now = _now()
+    now = utc_now()
     kept = Quarantined.of(source, reason, detail, now)
     agency = inbound_agency(source.topic)
     decision = Decision(outcome="quarantined", quarantine=[kept])
@@ -660,7 +655,7 @@ def _audit(
         restrictions=tuple(r["code"] for r in restrictions),
         withheld=tuple(withheld),
         detail=detail or _basis(sharing, record["author"]),
-        decided_at=_now(),
+        decided_at=utc_now(),
     )
 
 
@@ -681,7 +676,7 @@ def _ledger(
         child_pseudonym=key.hex(),
         restrictions=tuple(r["code"] for r in restrictions),
         onward_consent=tuple(record["sharing"]["onward_consent"]),
-        recorded_at=_now(),
+        recorded_at=utc_now(),
     )
 
 

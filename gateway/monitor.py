@@ -25,7 +25,6 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import AsyncIterator, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
-from datetime import UTC, datetime
 
 from aiokafka import AIOKafkaConsumer
 from prometheus_client import CollectorRegistry
@@ -43,14 +42,9 @@ from sgx.metrics import (
     refreshing,
     set_labelled,
 )
-from sgx.trust import TrustDirectory
+from sgx.trust import Clock, TrustDirectory, utc_now
 
 DUE_BUCKETS = ("overdue", "lt_3d", "lt_7d", "lt_14d")
-Clock = Callable[[], datetime]
-
-
-def _now() -> datetime:
-    return datetime.now(UTC)
 
 
 def due_bucket(request: OpenRequest) -> str:
@@ -85,7 +79,7 @@ class GatewayMonitor:
         trust: Callable[[], TrustDirectory],
         metrics: GatewayStateMetrics,
         *,
-        clock: Clock = _now,
+        clock: Clock = utc_now,
     ) -> None:
         self._store = store
         self._requests = requests
@@ -114,7 +108,7 @@ async def gateway_monitors(
     registry: CollectorRegistry,
     readiness: Readiness,
     settings: MonitorSettings | None = None,
-    clock: Clock = _now,
+    clock: Clock = utc_now,
 ) -> AsyncIterator[GatewayMonitor]:
     """Run the gateway's state and lag monitors while the block runs; register readiness."""
     settings = settings or MonitorSettings()

@@ -25,9 +25,9 @@ No label: nothing about an incident, a child or a school leaves in a metric.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from prometheus_client import CollectorRegistry
@@ -47,13 +47,9 @@ from sgx.metrics import (
     database_check,
     refreshing,
 )
+from sgx.trust import Clock, utc_now
 
 ENCOMPASS = "OPERATION_ENCOMPASS"
-Clock = Callable[[], datetime]
-
-
-def _now() -> datetime:
-    return datetime.now(UTC)
 
 
 def _entries(schema: str | None) -> Any:
@@ -91,7 +87,7 @@ class EncompassMonitor:
         *,
         window: timedelta = timedelta(hours=12),
         schema: str | None = None,
-        clock: Clock = _now,
+        clock: Clock = utc_now,
     ) -> None:
         self._engine = store.engine
         self._agency = agency
@@ -152,7 +148,7 @@ async def producer_monitors(
     broker: Check | None = None,
     schema: str | None = None,
     settings: MonitorSettings | None = None,
-    clock: Clock = _now,
+    clock: Clock = utc_now,
 ) -> AsyncIterator[EncompassMonitor | None]:
     """Register the producer's readiness checks; with a ``calendar`` (a police force),
     run its Operation Encompass monitor while the block runs.

@@ -44,7 +44,7 @@ from sgx.keys import (
     verify_data_key,
 )
 from sgx.settings import REPO_ROOT
-from sgx.trust import Identity, Party, PartyKey, TrustDirectory
+from sgx.trust import Identity, Party, PartyKey, TrustDirectory, utc_now
 
 FORMAT_VERSION = 1
 ENVELOPE_SCHEMA = "org.safeguarding.exchange.wire.Envelope"
@@ -106,10 +106,6 @@ class EnvelopeClaims:
     recipient: str
     purpose: Purpose
     sealed_at: datetime
-
-
-def utc_now() -> datetime:
-    return datetime.now(UTC)
 
 
 def millis(at: datetime) -> int:

@@ -20,8 +20,9 @@ from typing import Any, TypeVar
 from sqlalchemy import Table
 from sqlalchemy.engine import RowMapping
 
-from sgx.envelope import Opened, peek, unpack, utc_now
+from sgx.envelope import Opened, peek, unpack
 from sgx.errors import ContractError, EnvelopeError, MalformedEnvelope
+from sgx.trust import Clock, utc_now
 
 T = TypeVar("T")
 
@@ -67,7 +68,7 @@ def sources(record: Any) -> list[Source]:
 def read_all(
     records: Iterable[Any],
     read: Callable[[Source], Iterable[T]],
-    clock: Callable[[], datetime] = utc_now,
+    clock: Clock = utc_now,
 ) -> tuple[list[T], list[Quarantined]]:
     """What ``read`` makes of every envelope of ``records``, and what it could not read.
 

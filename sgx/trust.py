@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import os
 import secrets
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -108,7 +108,12 @@ class PartySpec:
     local_authority: str | None
 
 
+Clock = Callable[[], datetime]
+"""Where a component reads the current time; tests inject a fake one."""
+
+
 def utc_now() -> datetime:
+    """The current time, aware, in UTC: every component's default :data:`Clock`."""
     return datetime.now(UTC)
 
 

@@ -49,10 +49,12 @@ from the export is repeated in a message. The parsing is pydantic's (``extra="fo
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import json
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -75,6 +77,7 @@ from producers.feeds import (
     NoConsentReason,
     RecipientCategory,
     RiskLevel,
+    Submit,
     Urgency,
     pydantic_path,
     pydantic_problem,
@@ -355,6 +358,85 @@ def encompass_school(record: Mapping[str, Any]) -> str | None:
     incident = record["police"].get("incident") or {}
     school = incident.get("school_id")
     return school if isinstance(school, str) else None
+
+
+# --- a force's export into its outbox ----------------------------------------------------
+
+EXPORT_TYPES = {"encompass": "operation_encompass", "disclosure": "protocol_disclosure"}
+
+
+@dataclass(frozen=True, slots=True)
+class PolicePushed:
+    """One export object kept in the outbox (index in the file, kind, id, school told)."""
+
+    index: int
+    kind: str
+    notification_id: uuid.UUID
+    school: str | None
+
+
+@dataclass(slots=True)
+class PoliceIngestReport:
+    """What one export did: indices, kinds and field paths only, never a value."""
+
+    pushed: list[PolicePushed] = field(default_factory=list)
+    errors: list[ContractError] = field(default_factory=list)
+
+    def lines(self) -> Iterator[str]:
+        yield f"pushed {len(self.pushed)} police notification(s), {len(self.errors)} error(s)"
+        for p in self.pushed:
+            school = f"  (and the key adult at {p.school})" if p.school else ""
+            yield f"pushed  [{p.index}] {p.kind}  {p.notification_id}{school}"
+        yield from (f"error   {error}" for error in self.errors)
+
+
+async def ingest_export(
+    path: Path, command: str, agency: str, submit: Submit, contract: Contract
+) -> PoliceIngestReport:
+    """Map every object of the export and submit the good ones; report each bad one.
+
+    ``command`` is the kind of export pushed (a key of :data:`EXPORT_TYPES`); an object
+    of the other kind, or one by another force than ``agency``, is reported, not pushed.
+    """
+    report = PoliceIngestReport()
+    try:
+        items = parse_police_export(await asyncio.to_thread(path.read_bytes))
+    except ContractError as exc:
+        report.errors.append(exc)
+        return report
+    for index, item in enumerate(items):
+        try:
+            record = _checked(item, f"[{index}]", command, agency, contract)
+            notification_id = await _submit(submit, record, f"[{index}]")
+        except ContractError as exc:
+            report.errors.append(exc)
+            continue
+        kind, school = record["police"]["kind"], encompass_school(record)
+        report.pushed.append(PolicePushed(index, kind, notification_id, school))
+    return report
+
+
+def _checked(
+    item: Mapping[str, Any], at: str, command: str, agency: str, contract: Contract
+) -> dict[str, Any]:
+    """The object as a checked record, if it is of the command's type and from ``agency``."""
+    expected, given = EXPORT_TYPES[command], item.get("type")
+    if given in EXPORT_TYPES.values() and given != expected:
+        other = next(name for name, kind in EXPORT_TYPES.items() if kind == given)
+        problem = f"is {given}: push it with `safeguard producer police {other}`"
+        raise ContractError(f"{at}.type", problem, schema=EXPORT)
+    record = map_police_export(item, contract=contract, at=at)
+    if record["author"]["agency_id"] != agency:
+        problem = f"is not {agency}, the force pushing this export"
+        raise ContractError(f"{at}.force.id", problem, schema=EXPORT)
+    return record
+
+
+async def _submit(submit: Submit, record: dict[str, Any], at: str) -> uuid.UUID:
+    try:
+        return await submit(c.POLICE_NOTIFICATION, record)
+    except ContractError as exc:
+        raise ContractError(f"{at}.{exc.path}", exc.problem, schema=exc.schema) from None
 
 
 # --- the local authority's disclosure request --------------------------------------------

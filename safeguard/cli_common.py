@@ -26,12 +26,13 @@ import functools
 import signal
 import sys
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Mapping
+from collections.abc import AsyncIterator, Callable, Coroutine, Mapping
 from pathlib import Path
 from typing import Any, ParamSpec, TypeVar
 
 import click
 
+from producers.feeds import Submit
 from producers.outbox import Outbox
 from safeguard.outbox_wiring import Relayed, offline_outbox, relay_pending
 from safeguard.runtime import Runtime
@@ -42,7 +43,6 @@ P = ParamSpec("P")
 T = TypeVar("T")
 FC = TypeVar("FC", bound=Callable[..., Any])
 
-Submit = Callable[[str, Mapping[str, Any]], Awaitable[uuid.UUID]]
 Service = Callable[[asyncio.Event], Coroutine[Any, Any, None]]
 
 SEND_TIMEOUT_S = 30.0

@@ -18,20 +18,14 @@ on Friday").
 
 from __future__ import annotations
 
-import asyncio
-import uuid
-from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
 import click
 
 from gateway.requests import OpenRequest
-from producers.police import EXPORT, encompass_school, map_police_export, parse_police_export
+from producers.police import ingest_export
 from safeguard.cli_common import (
-    Submit,
     agency_option,
     async_command,
     home_option,
@@ -40,9 +34,6 @@ from safeguard.cli_common import (
     send_timeout_option,
 )
 from safeguard.parties import POLICE
-from sgx import contract as c
-from sgx.contract import Contract
-from sgx.errors import ContractError
 
 _COLUMNS = ("REFERENCE", "PROTOCOL", "LA", "POLICE", "REQUESTED", "DUE", "DAYS LEFT", "STATUS")
 
@@ -113,78 +104,6 @@ async def requests(home: Path | None, la: str | None, now: str | None) -> None:
 
 # -- the feed: a force's exports into its outbox --------------------------------------------
 
-EXPORT_TYPES = {"encompass": "operation_encompass", "disclosure": "protocol_disclosure"}
-
-
-@dataclass(frozen=True, slots=True)
-class PolicePushed:
-    """One export object kept in the outbox (index in the file, kind, id, school told)."""
-
-    index: int
-    kind: str
-    notification_id: uuid.UUID
-    school: str | None
-
-
-@dataclass(slots=True)
-class PoliceIngestReport:
-    """What one export did: indices, kinds and field paths only, never a value."""
-
-    pushed: list[PolicePushed] = field(default_factory=list)
-    errors: list[ContractError] = field(default_factory=list)
-
-    def lines(self) -> Iterator[str]:
-        yield f"pushed {len(self.pushed)} police notification(s), {len(self.errors)} error(s)"
-        for p in self.pushed:
-            school = f"  (and the key adult at {p.school})" if p.school else ""
-            yield f"pushed  [{p.index}] {p.kind}  {p.notification_id}{school}"
-        yield from (f"error   {error}" for error in self.errors)
-
-
-async def push_police_export(
-    path: Path, command: str, agency: str, submit: Submit, contract: Contract
-) -> PoliceIngestReport:
-    """Map every object of the export and submit the good ones; report each bad one."""
-    report = PoliceIngestReport()
-    try:
-        items = parse_police_export(await asyncio.to_thread(path.read_bytes))
-    except ContractError as exc:
-        report.errors.append(exc)
-        return report
-    for index, item in enumerate(items):
-        try:
-            record = _checked(item, f"[{index}]", command, agency, contract)
-            notification_id = await _submit(submit, record, f"[{index}]")
-        except ContractError as exc:
-            report.errors.append(exc)
-            continue
-        kind, school = record["police"]["kind"], encompass_school(record)
-        report.pushed.append(PolicePushed(index, kind, notification_id, school))
-    return report
-
-
-def _checked(
-    item: Mapping[str, Any], at: str, command: str, agency: str, contract: Contract
-) -> dict[str, Any]:
-    """The object as a checked record, if it is of the command's type and from ``agency``."""
-    expected, given = EXPORT_TYPES[command], item.get("type")
-    if given in EXPORT_TYPES.values() and given != expected:
-        other = next(name for name, kind in EXPORT_TYPES.items() if kind == given)
-        problem = f"is {given}: push it with `safeguard producer police {other}`"
-        raise ContractError(f"{at}.type", problem, schema=EXPORT)
-    record = map_police_export(item, contract=contract, at=at)
-    if record["author"]["agency_id"] != agency:
-        problem = f"is not {agency}, the force pushing this export"
-        raise ContractError(f"{at}.force.id", problem, schema=EXPORT)
-    return record
-
-
-async def _submit(submit: Submit, record: dict[str, Any], at: str) -> uuid.UUID:
-    try:
-        return await submit(c.POLICE_NOTIFICATION, record)
-    except ContractError as exc:
-        raise ContractError(f"{at}.{exc.path}", exc.problem, schema=exc.schema) from None
-
 
 @click.group("police")
 def police_feed() -> None:
@@ -201,7 +120,7 @@ def _feed_command(command: str, summary: str) -> None:
     async def push_export(file: Path, home: Path | None, agency: str, send_timeout: float) -> int:
         rt = runtime(home)
         async with outbox_submit(rt, agency, timeout=send_timeout) as submit:
-            report = await push_police_export(file, command, agency, submit, rt.contract())
+            report = await ingest_export(file, command, agency, submit, rt.contract())
             for line in report.lines():
                 click.echo(line)
         return 1 if report.errors else 0

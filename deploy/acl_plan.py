@@ -44,6 +44,7 @@ from typing import Any, Literal
 import yaml
 
 from sgx.errors import ConfigError
+from sgx.kafka import GATEWAY_GROUP, delivery_group, open_cases_group, receipts_group
 
 DEPLOY_DIR = Path(__file__).resolve().parent
 PARTIES_FILE = DEPLOY_DIR / "parties.toml"
@@ -52,7 +53,7 @@ TOPICS_FILE = DEPLOY_DIR / "k8s" / "kafka" / "topics.yaml"
 USERS_FILE = DEPLOY_DIR / "k8s" / "kafka" / "users.yaml"
 
 CLUSTER = "sgx"  # the Strimzi Kafka resource's name
-GATEWAY = "sgx-gateway"
+GATEWAY = GATEWAY_GROUP  # the gateway principal is named as its group
 REPLICAS = 3
 MIN_INSYNC = 2
 INBOUND_PARTITIONS = 3  # as KafkaSettings.inbound_partitions
@@ -121,16 +122,17 @@ class Plan:
         )
 
 
-def consumer_principal(la_id: str) -> str:
-    return f"sgx-consumer-{la_id}"
+def consumer_principal(party_id: str) -> str:
+    """A delivery consumer's principal: named as its consumer group."""
+    return delivery_group(party_id)
 
 
 def agency_groups(party: Party) -> tuple[str, ...]:
     """The consumer groups an agency's services read its receipts topic in: the outbox's
-    receipt listener (as ``safeguard.outbox_wiring.receipts_group``) and a school's
+    receipt listener (``sgx.kafka.receipts_group``) and a school's
     open-case list listener (``safeguard producer school watch``)."""
-    receipts = f"sgx-producer-{party.id}"
-    return (receipts, f"sgx-open-cases-{party.id}") if party.kind == "school" else (receipts,)
+    receipts = receipts_group(party.id)
+    return (receipts, open_cases_group(party.id)) if party.kind == "school" else (receipts,)
 
 
 def plan(parties: Iterable[Party]) -> Plan:
@@ -162,7 +164,7 @@ def _gateway_bindings() -> list[Binding]:
         Binding(GATEWAY, "Read", "topic", "sgx.inbound.", "prefixed"),
         Binding(GATEWAY, "Write", "topic", "sgx.delivery.", "prefixed"),
         Binding(GATEWAY, "Write", "topic", "sgx.receipts.", "prefixed"),
-        Binding(GATEWAY, "Read", "group", "sgx-gateway"),
+        Binding(GATEWAY, "Read", "group", GATEWAY_GROUP),
         _describe_all(GATEWAY),
     ]
 

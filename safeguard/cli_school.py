@@ -40,7 +40,7 @@ from safeguard.outbox_wiring import running_outbox
 from safeguard.runtime import Runtime
 from sgx.envelope import Opener
 from sgx.errors import TransportError
-from sgx.kafka import receipts_topic, start_consumer
+from sgx.kafka import open_cases_group, receipts_topic, start_consumer
 
 _school_options = [
     home_option,
@@ -166,7 +166,7 @@ async def watch_command(
         ):
             listener = open_case_listener(rt, school_id, feed.open_cases)
             consumer = await start_consumer(
-                rt.kafka, [receipts_topic(school_id)], group_id=f"sgx-open-cases-{school_id}"
+                rt.kafka, [receipts_topic(school_id)], group_id=open_cases_group(school_id)
             )
             try:
                 async with asyncio.TaskGroup() as tasks:

@@ -38,7 +38,7 @@ from producers.relay import OutboxRelay, RelayOptions
 from safeguard.runtime import Runtime
 from sgx.envelope import Opener
 from sgx.errors import TransportError
-from sgx.kafka import receipts_topic, start_consumer, start_producer
+from sgx.kafka import receipts_group, receipts_topic, start_consumer, start_producer
 from sgx.metrics import ProducerMetrics
 
 log = logging.getLogger(__name__)
@@ -47,11 +47,6 @@ log = logging.getLogger(__name__)
 async def open_outbox_store(rt: Runtime, agency: str) -> OutboxStore:
     """The agency's outbox store (PostgreSQL if a DSN is set, else its own SQLite file)."""
     return await OutboxStore.open(rt.dsn, rt.sqlite(f"outbox-{agency}.db"), schema=rt.pg_schema)
-
-
-def receipts_group(agency: str) -> str:
-    """The consumer group an agency's receipt listener commits its offsets under."""
-    return f"sgx-producer-{agency}"
 
 
 @contextlib.asynccontextmanager

@@ -36,6 +36,8 @@ from sgx.contract import Contract
 from sgx.envelope import Opener
 from sgx.errors import ConfigError
 from sgx.kafka import (
+    GATEWAY_GROUP,
+    delivery_group,
     delivery_topic,
     ensure_topics,
     inbound_topic,
@@ -190,7 +192,7 @@ async def run_gateway(
         )
         producer = await _started(stack, await start_producer(rt.kafka))
         consumer = await _started(
-            stack, await start_consumer(rt.kafka, inbound_topics(trust), group_id="sgx-gateway")
+            stack, await start_consumer(rt.kafka, inbound_topics(trust), group_id=GATEWAY_GROUP)
         )
         gateway = Gateway(
             judge=judge,
@@ -240,7 +242,7 @@ async def run_consumer(
         consumer = await _started(
             stack,
             await start_consumer(
-                rt.kafka, [delivery_topic(party_id)], group_id=f"sgx-consumer-{party_id}"
+                rt.kafka, [delivery_topic(party_id)], group_id=delivery_group(party_id)
             ),
         )
         service = DeliveryConsumer(

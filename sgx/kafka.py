@@ -49,6 +49,11 @@ def _topic(kind: str, party_id: str) -> str:
     return f"sgx.{kind}.{party_id}"
 
 
+def _group(kind: str, party_id: str) -> str:
+    _topic(kind, party_id)  # the same party id check
+    return f"sgx-{kind}-{party_id}"
+
+
 def inbound_topic(agency_id: str) -> str:
     """The topic an agency writes its envelopes to: ``sgx.inbound.<agency>``."""
     return _topic("inbound", agency_id)
@@ -62,6 +67,26 @@ def inbound_agency(topic: str) -> str:
 def receipts_topic(agency_id: str) -> str:
     """The topic the gateway answers an agency on: ``sgx.receipts.<agency>``."""
     return _topic("receipts", agency_id)
+
+
+# Consumer groups: named here beside the topics so the services and the deployment's ACL
+# plan (deploy/acl_plan.py) cannot disagree on them.
+GATEWAY_GROUP = "sgx-gateway"
+
+
+def delivery_group(party_id: str) -> str:
+    """The group a party's delivery consumer commits in (also its service principal)."""
+    return _group("consumer", party_id)
+
+
+def receipts_group(agency_id: str) -> str:
+    """The group an agency's outbox receipt listener commits in."""
+    return _group("producer", agency_id)
+
+
+def open_cases_group(school_id: str) -> str:
+    """The group a school's open-case list listener commits in."""
+    return _group("open-cases", school_id)
 
 
 def delivery_topic(la_id: str) -> str:

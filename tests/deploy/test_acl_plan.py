@@ -9,9 +9,9 @@ import pytest
 
 from deploy import acl_plan
 from deploy.acl_plan import GATEWAY, Party, Plan, consumer_principal, plan
-from safeguard.outbox_wiring import receipts_group
 from safeguard.runtime import exchange_topics
 from sgx.errors import ConfigError
+from sgx.kafka import GATEWAY_GROUP, open_cases_group, receipts_group
 from sgx.settings import KafkaSettings
 from sgx.trust import PartySpec, init_trust
 
@@ -65,7 +65,7 @@ def test_an_agency_writes_only_its_inbound_and_reads_only_its_receipts(the_plan:
     assert writable == {f"sgx.inbound.{SCHOOL}"}
     assert readable == {f"sgx.receipts.{SCHOOL}"}
     assert not the_plan.allows(SCHOOL, "Read", "group", receipts_group(POLICE))
-    assert not the_plan.allows(SCHOOL, "Read", "group", "sgx-gateway")
+    assert not the_plan.allows(SCHOOL, "Read", "group", GATEWAY_GROUP)
 
 
 def test_an_agency_may_join_the_groups_its_services_read_receipts_in(the_plan: Plan) -> None:
@@ -73,8 +73,8 @@ def test_an_agency_may_join_the_groups_its_services_read_receipts_in(the_plan: P
     for party in PARTIES:
         assert the_plan.allows(party.id, "Read", "group", receipts_group(party.id)), party
     # `safeguard producer school watch` keeps the open-case list in a group of its own
-    assert the_plan.allows(SCHOOL, "Read", "group", f"sgx-open-cases-{SCHOOL}")
-    assert not the_plan.allows(POLICE, "Read", "group", f"sgx-open-cases-{SCHOOL}")
+    assert the_plan.allows(SCHOOL, "Read", "group", open_cases_group(SCHOOL))
+    assert not the_plan.allows(POLICE, "Read", "group", open_cases_group(SCHOOL))
 
 
 def test_a_school_cannot_read_any_delivery_topic(the_plan: Plan) -> None:
@@ -111,7 +111,7 @@ def test_the_gateway_reads_inbound_and_writes_delivery_and_receipts_only(the_pla
         kind = t.name.split(".")[1]
         assert the_plan.allows(GATEWAY, "Read", "topic", t.name) == (kind == "inbound")
         assert the_plan.allows(GATEWAY, "Write", "topic", t.name) == (kind != "inbound")
-    assert the_plan.allows(GATEWAY, "Read", "group", "sgx-gateway")
+    assert the_plan.allows(GATEWAY, "Read", "group", GATEWAY_GROUP)
 
 
 def test_describe_is_the_only_grant_beyond_own_topics(the_plan: Plan) -> None:

@@ -124,9 +124,9 @@ def test_police_export_keeps_the_good_objects_and_names_the_bad_field(tmp_path: 
     assert lines[1].startswith("pushed  [0] OPERATION_ENCOMPASS ")
     assert lines[1].endswith("(and the key adult at school-hillside)")
     assert lines[2].startswith("error   police export: field '[1].incident.child_present': ")
-    assert lines[3] == (
+    assert lines[3].startswith(
         "warning: outbox: 1 notification(s) kept but not sent yet: the broker cannot be "
-        f"reached (start Kafka producer: {lines[3].split('start Kafka producer: ')[1]}"
+        "reached (start Kafka producer: "
     )
     assert "`safeguard producer relay --agency met-police` or the next ingest" in lines[3]
 

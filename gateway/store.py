@@ -5,7 +5,9 @@ share ledger (SQLite or PostgreSQL).
 ledger entries in ONE transaction; the gateway commits its Kafka offsets afterwards. After
 a crash the batch is judged again and every part is idempotent: an audit decision already
 held (same ``message_id``, ``decision`` and ``recipient``) is not appended again and its
-existing sequence is returned; quarantine entries are unique on (topic, partition, offset, item);
+existing sequence is returned (a batch is first written as if all its decisions were new;
+only when that meets a decision already held, which happens after a crash, is it written
+again looking each decision up); quarantine entries are unique on (topic, partition, offset, item);
 ledger entries on ``notification_id`` (the first one wins).
 
 **The audit hash chain.** Record ``n`` (sequences run 1, 2, 3, ... without gaps) holds
@@ -13,11 +15,15 @@ ledger entries on ``notification_id`` (the first one wins).
     hash_n = SHA-256(bytes.fromhex(hash_{n-1}) || canonical_n)    (lower-case hex)
 
 with ``hash_0`` = 64 zeros (the genesis ``prev_hash``) — the 32 raw digest bytes of the
-previous hash, not its hex text. ``canonical_n`` is the UTF-8 encoding of a JSON object
-holding every :class:`AuditEntry` field plus ``"sequence": n``, written with sorted keys,
-no whitespace (``","`` and ``":"`` separators), non-ASCII characters as themselves (not
-``\\u`` escapes), ``null`` for None, tuples as arrays of strings, and ``decided_at`` as
-ISO-8601 UTC with milliseconds and a ``Z`` (``"2024-03-01T09:00:00.123Z"``). The stored
+previous hash, not its hex text. ``canonical_n`` is the UTF-8 encoding of a JSON array
+holding ``n`` and then every :class:`AuditEntry` field in declaration order (decision,
+message_id, notification_id, sender, recipient, recipient_role, notification_type,
+child_pseudonym, reason, lawful_basis, consent, no_consent_reason, restrictions, withheld,
+detail, decided_at), written with no whitespace (``","`` separators), non-ASCII characters
+as themselves (not ``\\u`` escapes), ``null`` for None, tuples as arrays of strings, and
+``decided_at`` as ISO-8601 UTC with milliseconds and a ``Z``
+(``"2024-03-01T09:00:00.123Z"``). An array in a fixed order is as unambiguous as an
+object with sorted keys and about half the cost to write, once per record. The stored
 ``decided_at`` is truncated to the millisecond, so what is stored is exactly what is
 hashed. :func:`canonical_entry` and :func:`chain_hash` are that definition in code.
 
@@ -44,7 +50,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, fields
 from datetime import datetime
 from typing import Any
@@ -60,6 +66,7 @@ from sqlalchemy import (
     select,
 )
 from sqlalchemy.engine import RowMapping
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from sgx.db import (
@@ -136,7 +143,6 @@ _AUDIT_COLUMNS = ("sequence", *_AUDIT_FIELDS, "decision_key", "prev_hash", "hash
 _LEDGER_COLUMNS = tuple(f.name for f in fields(LedgerEntry))
 _AUDIT_TUPLES = ("restrictions", "withheld")
 _LEDGER_TUPLES = ("restrictions", "onward_consent")
-_CANONICAL = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 _COMPACT = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)
 
 # --- the chain --------------------------------------------------------------------------
@@ -149,12 +155,13 @@ def iso_ms(value: datetime) -> str:
 
 def canonical_entry(entry: AuditEntry, sequence: int) -> bytes:
     """The bytes hashed for ``entry`` at ``sequence`` (see the module docstring)."""
-    doc: dict[str, Any] = {name: getattr(entry, name) for name in _AUDIT_FIELDS}
-    for name in _AUDIT_TUPLES:
-        doc[name] = list(doc[name])
-    doc["decided_at"] = iso_ms(entry.decided_at)
-    doc["sequence"] = sequence
-    return _CANONICAL.encode(doc).encode("utf-8")
+    e = entry
+    return _COMPACT.encode([
+        sequence, e.decision, e.message_id, e.notification_id, e.sender, e.recipient,
+        e.recipient_role, e.notification_type, e.child_pseudonym, e.reason, e.lawful_basis,
+        e.consent, e.no_consent_reason, list(e.restrictions), list(e.withheld), e.detail,
+        iso_ms(e.decided_at),
+    ]).encode("utf-8")  # fmt: skip
 
 
 def chain_hash(prev_hash: str, entry: AuditEntry, sequence: int) -> str:
@@ -192,17 +199,29 @@ def _audit_record(row: RowMapping) -> AuditRecord:
 
 
 def _chain(
-    audit: Sequence[AuditEntry], keys: list[str], known: dict[str, int], head: tuple[int, str]
-) -> tuple[list[dict[str, Any]], list[int], tuple[int, str]]:
-    """New rows for the decisions not ``known``, every decision's sequence, the new head."""
-    rows: list[dict[str, Any]] = []
+    audit: Sequence[AuditEntry],
+    keys: list[str],
+    known: dict[str, int],
+    head: tuple[int, str],
+    timestamp: Callable[[datetime], Any],
+) -> tuple[list[tuple[Any, ...]], list[int], tuple[int, str]]:
+    """New rows (in ``_AUDIT_COLUMNS`` order, driver values) for the decisions not
+    ``known``, every decision's sequence, and the new head."""
+    rows: list[tuple[Any, ...]] = []
     sequences: list[int] = []
     sequence, prev = head
-    for entry, key in zip(audit, keys, strict=True):
+    for e, key in zip(audit, keys, strict=True):
         if key not in known:
             sequence += 1
-            rows.append(_audit_row(entry, sequence, prev, key))
-            prev = rows[-1]["hash"]
+            digest = chain_hash(prev, e, sequence)
+            rows.append((
+                sequence, e.decision, e.message_id, e.notification_id, e.sender, e.recipient,
+                e.recipient_role, e.notification_type, e.child_pseudonym, e.reason,
+                e.lawful_basis, e.consent, e.no_consent_reason, encode_strings(e.restrictions),
+                encode_strings(e.withheld), e.detail, timestamp(_to_ms(e.decided_at)), key,
+                prev, digest,
+            ))  # fmt: skip
+            prev = digest
             known[key] = sequence
         sequences.append(known[key])
     return rows, sequences, (sequence, prev)
@@ -373,32 +392,42 @@ class GatewayStore(Database):
     async def _write(
         self, audit: Sequence[AuditEntry], bad: list[dict[str, Any]], facts: list[dict[str, Any]]
     ) -> tuple[list[int], tuple[int, str]]:
+        keys = [decision_key(entry) for entry in audit]
         with store_errors("record gateway decisions"):
-            async with write_transaction(self._engine) as conn:
-                head = self._head or await self._read_head(conn)
-                keys = [decision_key(entry) for entry in audit]
-                known = await self._known(conn, keys)
-                rows, sequences, head = _chain(audit, keys, known, head)
-                await self._insert(conn, rows, bad, facts)
+            try:  # the usual case: every decision is new, so nothing needs looking up
+                return await self._write_chain(audit, keys, bad, facts, look_up=False)
+            except IntegrityError:
+                pass  # a decision already held (a replayed batch), or a bad row: look up
+            self._head = None
+            return await self._write_chain(audit, keys, bad, facts, look_up=True)
+
+    async def _write_chain(
+        self,
+        audit: Sequence[AuditEntry],
+        keys: list[str],
+        bad: list[dict[str, Any]],
+        facts: list[dict[str, Any]],
+        *,
+        look_up: bool,
+    ) -> tuple[list[int], tuple[int, str]]:
+        async with write_transaction(self._engine) as conn:
+            head = self._head or await self._read_head(conn)
+            known = await self._known(conn, keys) if look_up else {}
+            rows, sequences, head = _chain(audit, keys, known, head, self._bulk_audit.timestamp)
+            await self._insert(conn, rows, bad, facts)
         return sequences, head
 
     async def _insert(
         self,
         conn: AsyncConnection,
-        rows: list[dict[str, Any]],
+        rows: list[tuple[Any, ...]],
         bad: list[dict[str, Any]],
         facts: list[dict[str, Any]],
     ) -> None:
-        ts = self._bulk_audit.timestamp
-        await self._bulk_audit.run(
-            conn,
-            [
-                tuple(ts(row[c]) if c == "decided_at" else row[c] for c in _AUDIT_COLUMNS)
-                for row in rows
-            ],
-        )
+        await self._bulk_audit.run(conn, rows)
         if bad:
             await conn.execute(self._add_quarantine, bad)
+        ts = self._bulk_ledger.timestamp
         await self._bulk_ledger.run(
             conn,
             [

@@ -9,7 +9,7 @@ import itertools
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import cast
+from typing import Any, cast
 
 import pytest
 from sqlalchemy import MetaData
@@ -110,11 +110,8 @@ async def chain(store: GatewayStore) -> GatewayStore:
 
 def test_canonical_form_is_the_documented_one() -> None:
     expected = (
-        '{"child_pseudonym":null,"consent":null,"decided_at":"2024-03-01T09:00:00.123Z",'
-        '"decision":"refused","detail":"né","lawful_basis":null,"message_id":"m-1",'
-        '"no_consent_reason":null,"notification_id":"n-1","notification_type":"x",'
-        '"reason":"no_route","recipient":null,"recipient_role":null,'
-        '"restrictions":["A","B"],"sender":"school-a","sequence":7,"withheld":[]}'
+        '[7,"refused","m-1","n-1","school-a",null,null,"x",null,"no_route",null,null,null,'
+        '["A","B"],[],"né","2024-03-01T09:00:00.123Z"]'
     )
     entry = AuditEntry(
         decision="refused",
@@ -140,6 +137,20 @@ def test_canonical_form_is_the_documented_one() -> None:
         chain_hash(prev, entry, 7)
         == hashlib.sha256(bytes.fromhex(prev) + expected.encode("utf-8")).hexdigest()
     )
+
+
+def test_canonical_form_covers_every_field() -> None:
+    """Every AuditEntry field is hashed: changing any one changes the canonical bytes."""
+    entry = audit(1)
+    others: dict[str, Any] = {
+        "restrictions": ("OTHER",),
+        "withheld": ("child.name",),
+        "decided_at": DECIDED + timedelta(seconds=5),
+    }
+    for field in dataclasses.fields(AuditEntry):
+        changed = dataclasses.replace(entry, **{field.name: others.get(field.name, "changed")})
+        assert canonical_entry(changed, 1) != canonical_entry(entry, 1), field.name
+    assert canonical_entry(entry, 2) != canonical_entry(entry, 1)
 
 
 async def test_chain_verifies_and_links(chain: GatewayStore) -> None:

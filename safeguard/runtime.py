@@ -32,6 +32,7 @@ from gateway.requests import DisclosureRequests
 from gateway.service import Gateway, inbound_topics
 from gateway.store import GatewayStore
 from producers.publisher import Publisher
+from sgx import heap
 from sgx.contract import Contract
 from sgx.envelope import Opener
 from sgx.errors import ConfigError
@@ -275,6 +276,7 @@ async def _serve(
 ) -> None:
     """Serve metrics, say the service is ready, and run it to its end."""
     async with serving_metrics(rt, registry, readiness):
+        heap.settle()
         if ready is not None:
             ready.set()
         await service
@@ -287,6 +289,7 @@ async def publisher(
     """A started publisher for ``agency_id``."""
     trust = rt.trust()
     producer = await start_producer(rt.kafka)
+    heap.settle()
     try:
         yield Publisher(
             identity=rt.identity(agency_id, trust),

@@ -34,7 +34,7 @@ from typing import Any, Protocol
 from sgx.broker import EmbeddedBroker
 from sgx.settings import KafkaSettings
 
-PROFILE_ENV = "SGX_BENCH_PROFILE"  # a directory: each stage writes <stage>.prof there
+PROFILE_ENV = "SGX_BENCH_PROFILE"  # a directory: each stage writes <stage>-<pid>.prof there
 
 STAMP = struct.Struct(">QQ")  # sequence number, sender time.time_ns()
 PROCESS_EXIT_S = 10.0
@@ -247,7 +247,8 @@ def _run_stage(name: str, stage: Stage, args: tuple[Any, ...], reports: Queue[An
     finally:
         if profiler is not None and profile_dir:
             profiler.disable()
-            profiler.dump_stats(Path(profile_dir) / f"{name}.prof")
+            Path(profile_dir).mkdir(parents=True, exist_ok=True)
+            profiler.dump_stats(Path(profile_dir) / f"{name}-{os.getpid()}.prof")
 
 
 class StageFailed(RuntimeError):

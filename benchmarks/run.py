@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 
+from benchmarks import floor
 from benchmarks.common import Result, bench_broker, publish
 from benchmarks.pipeline import run_pipeline_phase
 from benchmarks.raw_chain import arguments, run_raw_chain, run_settings
@@ -36,14 +37,33 @@ async def amain(args: argparse.Namespace) -> None:
                 settings, f"pipeline, latency @ {args.rate:g}/s", paced, args.rate, args.limit
             ),
         ]
+    steps = floor.measure(args.floor_count)  # after the phases: the machine is quiet again
     results = [*raw, *pipeline]
-    publish(results, run_settings(args, settings), args.json)
+    library_floor = {f"{stage}: {what}": round(us, 1) for stage, what, us in steps}
+    publish(results, {**run_settings(args, settings), "library_floor_us": library_floor}, args.json)
     print(ratio_line(raw[0], pipeline[0]))
+    print()
+    print(floor.report(steps))
+    print(budget_line(raw[0], pipeline[0], floor.total(steps)))
+
+
+def budget_line(raw: Result, pipeline: Result, library_floor_us: float) -> str:
+    """What CPU per notification the target leaves, beside what is spent and the floor."""
+    raw_us = raw.extra["cpu_us_per_message"]["total"]
+    spent_us = pipeline.extra["cpu_us_per_message"]["total"]
+    return (
+        f"the {TARGET_RATIO:.0%} target leaves {raw_us / TARGET_RATIO:,.0f} µs of CPU per"
+        f" notification (raw chain: {raw_us:,.0f} µs per message); the pipeline spent"
+        f" {spent_us:,.0f} µs, of which the library floor above is {library_floor_us:,.0f} µs"
+    )
 
 
 def main() -> None:
     parser = arguments()
     parser.set_defaults(count=20_000)
+    parser.add_argument(
+        "--floor-count", type=int, default=5_000, help="notifications per library-floor step"
+    )
     asyncio.run(amain(parser.parse_args()))
 
 

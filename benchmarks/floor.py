@@ -61,14 +61,10 @@ def _per_call(count: int, call: Callable[[int], object]) -> float:
     return (time.process_time() - start) / count * 1e6
 
 
-def _database(path: Path, store: type[GatewayStore | QueueStore]) -> sqlite3.Connection:
+async def _database(path: Path, store: type[GatewayStore | QueueStore]) -> sqlite3.Connection:
     """The store's own SQLite file (its real tables and indexes), opened with sqlite3."""
-
-    async def create() -> None:
-        async with await store.open(None, path):
-            pass
-
-    asyncio.run(create())
+    async with await store.open(None, path):
+        pass
     db = sqlite3.connect(path, isolation_level=None)
     for pragma in SQLITE_PRAGMAS:
         db.execute(pragma)
@@ -82,7 +78,7 @@ def _insert_rows(db: sqlite3.Connection, table: str, rows: list[tuple[Any, ...]]
     db.execute("COMMIT")
 
 
-def measure(count: int) -> list[Step]:
+async def measure(count: int) -> list[Step]:
     """Each unavoidable step's CPU per notification, in µs."""
     contract = default_contract()
     notification = contract.parsed(c.ATTENDANCE_UPDATE)
@@ -139,7 +135,7 @@ def measure(count: int) -> list[Step]:
             _per_call(count, lambda i: encoded.append(encode(delivery_schema, deliveries[i]))),
         )
     )
-    steps += _audit_steps(count, records, now)
+    steps += await _audit_steps(count, records, now)
     steps.append(
         (
             "gateway",
@@ -163,7 +159,7 @@ def measure(count: int) -> list[Step]:
             ),
         )
     )
-    steps.append(("consumer", "SQLite: 2 queue rows", _queue_rows(count, encoded, now)))
+    steps.append(("consumer", "SQLite: 2 queue rows", await _queue_rows(count, encoded, now)))
     return steps
 
 
@@ -191,7 +187,7 @@ def _delivery(record: dict[str, Any], body: bytes, now: datetime) -> dict[str, A
     }
 
 
-def _audit_steps(count: int, records: list[dict[str, Any]], now: datetime) -> list[Step]:
+async def _audit_steps(count: int, records: list[dict[str, Any]], now: datetime) -> list[Step]:
     """Hash two canonical audit records per notification, then insert them (real DDL)."""
     encoder = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)
     stamp = now.isoformat(timespec="milliseconds")
@@ -216,7 +212,7 @@ def _audit_steps(count: int, records: list[dict[str, Any]], now: datetime) -> li
 
     hashed = _per_call(count, hash_two)
     with tempfile.TemporaryDirectory() as tmp:
-        db = _database(Path(tmp) / "audit.db", GatewayStore)
+        db = await _database(Path(tmp) / "audit.db", GatewayStore)
         start = time.process_time()
         for i in range(0, len(rows), 1000):
             _insert_rows(db, "audit_record", rows[i : i + 1000])
@@ -228,7 +224,7 @@ def _audit_steps(count: int, records: list[dict[str, Any]], now: datetime) -> li
     ]
 
 
-def _queue_rows(count: int, envelopes: list[bytes], now: datetime) -> float:
+async def _queue_rows(count: int, envelopes: list[bytes], now: datetime) -> float:
     stamp = now.isoformat(timespec="microseconds")
     rows = [
         (None, str(uuid.uuid4()), worker, "SOCIAL_WORKER", "tm-1", "ALLOCATED_WORKER",
@@ -238,7 +234,7 @@ def _queue_rows(count: int, envelopes: list[bytes], now: datetime) -> float:
         for worker in ("sw-1", "sup-1")
     ]  # fmt: skip
     with tempfile.TemporaryDirectory() as tmp:
-        db = _database(Path(tmp) / "queue.db", QueueStore)
+        db = await _database(Path(tmp) / "queue.db", QueueStore)
         start = time.process_time()
         for i in range(0, len(rows), 1000):
             _insert_rows(db, "queue_item", rows[i : i + 1000])
@@ -265,7 +261,7 @@ def total(steps: list[Step]) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--count", type=int, default=5_000, help="notifications per step")
-    print(report(measure(parser.parse_args().count)))
+    print(report(asyncio.run(measure(parser.parse_args().count))))
 
 
 if __name__ == "__main__":

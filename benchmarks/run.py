@@ -37,7 +37,7 @@ async def amain(args: argparse.Namespace) -> None:
                 settings, f"pipeline, latency @ {args.rate:g}/s", paced, args.rate, args.limit
             ),
         ]
-    steps = floor.measure(args.floor_count)  # after the phases: the machine is quiet again
+    steps = await floor.measure(args.floor_count)  # after the phases: the machine is quiet again
     results = [*raw, *pipeline]
     library_floor = {f"{stage}: {what}": round(us, 1) for stage, what, us in steps}
     publish(results, {**run_settings(args, settings), "library_floor_us": library_floor}, args.json)

@@ -7,8 +7,8 @@ from benchmarks.common import Result
 from benchmarks.run import budget_line
 
 
-def test_floor_measures_every_stage_of_one_notification() -> None:
-    steps = floor.measure(20)
+async def test_floor_measures_every_stage_of_one_notification() -> None:
+    steps = await floor.measure(20)
     assert {stage for stage, _, _ in steps} == {"producer", "gateway", "consumer"}
     assert all(us > 0 for _, _, us in steps)
     assert floor.total(steps) == sum(us for _, _, us in steps)

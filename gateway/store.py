@@ -139,7 +139,7 @@ class LedgerEntry:
 
 
 _AUDIT_FIELDS = tuple(f.name for f in fields(AuditEntry))
-_AUDIT_COLUMNS = ("sequence", *_AUDIT_FIELDS, "decision_key", "prev_hash", "hash")
+AUDIT_COLUMNS = ("sequence", *_AUDIT_FIELDS, "decision_key", "prev_hash", "hash")
 _LEDGER_COLUMNS = tuple(f.name for f in fields(LedgerEntry))
 _AUDIT_TUPLES = ("restrictions", "withheld")
 _LEDGER_TUPLES = ("restrictions", "onward_consent")
@@ -179,16 +179,26 @@ def _to_ms(value: datetime) -> datetime:
     return value.replace(microsecond=value.microsecond // 1000 * 1000)
 
 
-def _audit_row(entry: AuditEntry, sequence: int, prev_hash: str, key: str) -> dict[str, Any]:
-    row: dict[str, Any] = {name: getattr(entry, name) for name in _AUDIT_FIELDS}
-    for name in _AUDIT_TUPLES:
-        row[name] = encode_strings(row[name])
-    row["decided_at"] = _to_ms(entry.decided_at)
-    row["sequence"] = sequence
-    row["decision_key"] = key
-    row["prev_hash"] = prev_hash
-    row["hash"] = chain_hash(prev_hash, entry, sequence)
-    return row
+def audit_row(
+    entry: AuditEntry,
+    sequence: int,
+    prev_hash: str,
+    key: str,
+    timestamp: Callable[[datetime], Any] = lambda value: value,
+) -> tuple[Any, ...]:
+    """The stored columns of ``entry`` at ``sequence``, in :data:`AUDIT_COLUMNS` order.
+
+    ``decided_at`` is truncated to the millisecond and passed through ``timestamp`` (a
+    driver's value for an insert; as is to compare with a row read back).
+    """
+    e = entry
+    digest = chain_hash(prev_hash, e, sequence)
+    return (
+        sequence, e.decision, e.message_id, e.notification_id, e.sender, e.recipient,
+        e.recipient_role, e.notification_type, e.child_pseudonym, e.reason, e.lawful_basis,
+        e.consent, e.no_consent_reason, encode_strings(e.restrictions), encode_strings(e.withheld),
+        e.detail, timestamp(_to_ms(e.decided_at)), key, prev_hash, digest,
+    )  # fmt: skip
 
 
 def _audit_record(row: RowMapping) -> AuditRecord:
@@ -205,23 +215,16 @@ def _chain(
     head: tuple[int, str],
     timestamp: Callable[[datetime], Any],
 ) -> tuple[list[tuple[Any, ...]], list[int], tuple[int, str]]:
-    """New rows (in ``_AUDIT_COLUMNS`` order, driver values) for the decisions not
+    """New rows (in ``AUDIT_COLUMNS`` order, driver values) for the decisions not
     ``known``, every decision's sequence, and the new head."""
     rows: list[tuple[Any, ...]] = []
     sequences: list[int] = []
     sequence, prev = head
-    for e, key in zip(audit, keys, strict=True):
+    for entry, key in zip(audit, keys, strict=True):
         if key not in known:
             sequence += 1
-            digest = chain_hash(prev, e, sequence)
-            rows.append((
-                sequence, e.decision, e.message_id, e.notification_id, e.sender, e.recipient,
-                e.recipient_role, e.notification_type, e.child_pseudonym, e.reason,
-                e.lawful_basis, e.consent, e.no_consent_reason, encode_strings(e.restrictions),
-                encode_strings(e.withheld), e.detail, timestamp(_to_ms(e.decided_at)), key,
-                prev, digest,
-            ))  # fmt: skip
-            prev = digest
+            rows.append(audit_row(entry, sequence, prev, key, timestamp))
+            prev = rows[-1][-1]  # the hash column
             known[key] = sequence
         sequences.append(known[key])
     return rows, sequences, (sequence, prev)
@@ -236,7 +239,8 @@ def _verify(row: RowMapping, head: tuple[int, str]) -> tuple[int, str]:
         raise AuditChainBroken(sequence, f"prev_hash does not link to record {head[0]}")
     try:
         entry = _audit_record(row)
-        rebuilt = _audit_row(entry, sequence, head[1], decision_key(entry))
+        values = audit_row(entry, sequence, head[1], decision_key(entry))
+        rebuilt = dict(zip(AUDIT_COLUMNS, values, strict=True))
     except (ValueError, TypeError, KeyError) as exc:
         raise AuditChainBroken(sequence, f"record unreadable: {exc}") from exc
     if rebuilt["hash"] != row["hash"]:
@@ -358,7 +362,7 @@ class GatewayStore(Database):
         )
         self._add_ledger = insert_ignoring_duplicates(engine, self._ledger, "notification_id")
         # Audit and ledger rows go to the driver as ready tuples (sgx.db.BulkInsert).
-        self._bulk_audit = BulkInsert(engine, self._audit, _AUDIT_COLUMNS)
+        self._bulk_audit = BulkInsert(engine, self._audit, AUDIT_COLUMNS)
         self._bulk_ledger = BulkInsert(
             engine, self._ledger, _LEDGER_COLUMNS, ignoring=("notification_id",)
         )

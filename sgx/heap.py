@@ -16,21 +16,19 @@ everything acyclic at once; cycles are still collected, only less often.
 
 from __future__ import annotations
 
+import functools
 import gc
 
 YOUNG_THRESHOLD = 20_000  # net allocations between young collections (CPython: 700)
-_settled: list[bool] = []
 
 
+@functools.cache
 def settle() -> None:
     """Freeze what start-up built and collect young objects less often (see the module).
 
     Only the first call in a process does anything: a process that runs several services
     (the demo, the tests) freezes once, at the first service's start.
     """
-    if _settled:
-        return
-    _settled.append(True)
     gc.collect()
     gc.freeze()
     _, older, oldest = gc.get_threshold()

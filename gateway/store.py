@@ -327,11 +327,14 @@ def _ledger_table(metadata: MetaData) -> Table:
     )
 
 
-def _ledger_row(entry: LedgerEntry) -> dict[str, Any]:
-    row = {f.name: getattr(entry, f.name) for f in fields(LedgerEntry)}
-    for name in _LEDGER_TUPLES:
-        row[name] = encode_strings(row[name])
-    return row
+def _ledger_row(entry: LedgerEntry, timestamp: Callable[[datetime], Any]) -> tuple[Any, ...]:
+    """The stored columns of ``entry`` (driver values), in ``_LEDGER_COLUMNS`` order."""
+    e = entry
+    return (
+        e.notification_id, e.sender, e.sender_kind, e.notification_type, e.local_authority,
+        e.child_pseudonym, encode_strings(e.restrictions), encode_strings(e.onward_consent),
+        timestamp(e.recorded_at),
+    )  # fmt: skip
 
 
 def _ledger_entry(row: RowMapping) -> LedgerEntry:
@@ -383,7 +386,7 @@ class GatewayStore(Database):
         """Write a batch in ONE transaction; return each audit entry's sequence, in order."""
         _check_decisions(audit)
         bad = [quarantine_row(entry, self._quarantine) for entry in quarantine]
-        facts = [_ledger_row(entry) for entry in ledger]
+        facts = [_ledger_row(entry, self._bulk_ledger.timestamp) for entry in ledger]
         async with self._lock:
             try:
                 sequences, head = await self._write(audit, bad, facts)
@@ -394,7 +397,7 @@ class GatewayStore(Database):
         return sequences
 
     async def _write(
-        self, audit: Sequence[AuditEntry], bad: list[dict[str, Any]], facts: list[dict[str, Any]]
+        self, audit: Sequence[AuditEntry], bad: list[dict[str, Any]], facts: list[tuple[Any, ...]]
     ) -> tuple[list[int], tuple[int, str]]:
         keys = [decision_key(entry) for entry in audit]
         with store_errors("record gateway decisions"):
@@ -410,7 +413,7 @@ class GatewayStore(Database):
         audit: Sequence[AuditEntry],
         keys: list[str],
         bad: list[dict[str, Any]],
-        facts: list[dict[str, Any]],
+        facts: list[tuple[Any, ...]],
         *,
         look_up: bool,
     ) -> tuple[list[int], tuple[int, str]]:
@@ -426,19 +429,12 @@ class GatewayStore(Database):
         conn: AsyncConnection,
         rows: list[tuple[Any, ...]],
         bad: list[dict[str, Any]],
-        facts: list[dict[str, Any]],
+        facts: list[tuple[Any, ...]],
     ) -> None:
         await self._bulk_audit.run(conn, rows)
         if bad:
             await conn.execute(self._add_quarantine, bad)
-        ts = self._bulk_ledger.timestamp
-        await self._bulk_ledger.run(
-            conn,
-            [
-                tuple(ts(row[c]) if c == "recorded_at" else row[c] for c in _LEDGER_COLUMNS)
-                for row in facts
-            ],
-        )
+        await self._bulk_ledger.run(conn, facts)
 
     async def _known(self, conn: AsyncConnection, keys: Iterable[str]) -> dict[str, int]:
         """The sequences of the decisions (by key) already in the chain."""

@@ -25,6 +25,16 @@ that every exchange topic exists (``safeguard.runtime.create_topics``) and a top
 principal cannot describe looks missing, which would make it try to create it. Topic
 names carry party ids only. DESCRIBE lets nobody read or write a record.
 
+The partnership may span several local authorities. As in the trust directory
+(``sgx.trust.Party``), a local authority has its ONS GSS code (``gss_code``, e.g.
+``E09000007`` Camden) and serves itself; any other agency lists the LAs it serves
+(``serves``) or is marked ``serves_any`` (a national body). The file is refused, naming
+the party and the field, where these do not fit (see :func:`partnership_problem`). No
+topic, principal or ACL depends on them: topics and groups are per party, and which LA a
+notification reaches is the gateway's routing (it follows the child), not the cluster's
+ACLs. Adding an LA adds its inbound, receipts and delivery topics, its agency principal
+and its delivery consumer ``sgx-consumer-<la>``, like any other party.
+
 Regenerate after editing the parties file::
 
     python -m deploy.acl_plan write deploy/parties.toml
@@ -36,8 +46,8 @@ import argparse
 import re
 import sys
 import tomllib
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
@@ -45,6 +55,7 @@ import yaml
 
 from sgx.errors import ConfigError
 from sgx.kafka import GATEWAY_GROUP, delivery_group, open_cases_group, receipts_group
+from sgx.trust import GSS_CODE
 
 DEPLOY_DIR = Path(__file__).resolve().parent
 PARTIES_FILE = DEPLOY_DIR / "parties.toml"
@@ -74,12 +85,24 @@ _PARTY_ID = re.compile(r"^[a-z0-9]([a-z0-9-]{0,48}[a-z0-9])?$")
 _KINDS: tuple[Kind, ...] = ("school", "health", "police", "local_authority")
 
 
+_GSS_CODE = re.compile(GSS_CODE)
+_REQUIRED_KEYS = frozenset({"id", "kind"})
+_OPTIONAL_KEYS = frozenset({"gss_code", "serves", "serves_any"})
+
+
 @dataclass(frozen=True, slots=True)
 class Party:
-    """A member of the partnership (never the gateway)."""
+    """A member of the partnership (never the gateway).
+
+    A local authority has its ONS GSS code and serves itself; any other agency gives the
+    ids of the LAs it serves, or ``serves_any`` (as ``sgx.trust.Party``).
+    """
 
     id: str
     kind: Kind
+    gss_code: str | None = field(default=None, kw_only=True)
+    serves: tuple[str, ...] = field(default=(), kw_only=True)
+    serves_any: bool = field(default=False, kw_only=True)
 
 
 @dataclass(frozen=True, slots=True)
@@ -188,11 +211,41 @@ def _consumer_bindings(party_id: str) -> list[Binding]:
     ]
 
 
-def _checked(parties: Iterable[Party]) -> list[Party]:
+def partnership_problem(party: Party, kinds: Mapping[str, str]) -> tuple[str, str] | None:
+    """(field, problem) if ``party``'s GSS code or served LAs do not fit its kind; the rules
+    of the trust directory (``sgx.trust``), ``kinds`` being every party's kind by id."""
+    if party.kind == "local_authority":
+        if party.gss_code is None:
+            return "gss_code", (
+                'a local authority needs its ONS GSS code (e.g. "E09000007" for Camden,'
+                ' "E09000019" for Islington): add gss_code to this party'
+            )
+        if not _GSS_CODE.fullmatch(party.gss_code):
+            return "gss_code", (
+                f"{party.gss_code!r} is not an ONS GSS code (a letter E, N, S or W and eight"
+                ' digits, e.g. "E09000007")'
+            )
+        if party.serves_any or any(la != party.id for la in party.serves):
+            return "serves", f"a local authority serves only itself ({party.id!r})"
+        return None
+    if party.gss_code is not None:
+        return "gss_code", f"only a local authority has a GSS code, not a {party.kind}"
+    if party.serves_any and party.serves:
+        return "serves", "give either serves or serves_any, not both"
+    for j, la in enumerate(party.serves):
+        if kinds.get(la) != "local_authority":
+            return f"serves[{j}]", f"{la!r} is not a local authority in this partnership"
+    return None
+
+
+def _checked(parties: Iterable[Party], source: Path | None = None) -> list[Party]:
+    """``parties``, or ConfigError naming the party (and ``source``, the file) if wrong."""
     members = list(parties)
+    kinds = {p.id: p.kind for p in members}
     seen: set[str] = set()
+    codes: dict[str, str] = {}
     for i, party in enumerate(members):
-        where = f"parties[{i}] ({party.id!r})"
+        where = f"{source}: party[{i}] ({party.id!r})" if source else f"parties[{i}] ({party.id!r})"
         if not _PARTY_ID.fullmatch(party.id):
             raise ConfigError(f"{where}: id must be 1-50 of a-z 0-9 - (it names users and objects)")
         if party.kind not in _KINDS:
@@ -200,22 +253,56 @@ def _checked(parties: Iterable[Party]) -> list[Party]:
         if party.id in seen or party.id == GATEWAY or party.id.startswith("sgx-"):
             raise ConfigError(f"{where}: id is a duplicate or reserved (sgx-*)")
         seen.add(party.id)
+        problem = partnership_problem(party, kinds)
+        if problem:
+            raise ConfigError(f"{where}: field '{problem[0]}': {problem[1]}")
+        if party.gss_code is not None:
+            other = codes.setdefault(party.gss_code, party.id)
+            if other != party.id:
+                taken = f"{party.gss_code} is already the GSS code of {other!r}"
+                raise ConfigError(f"{where}: field 'gss_code': {taken}")
     return members
 
 
 def load_parties(path: Path) -> list[Party]:
-    """The ``[[party]]`` tables of a TOML parties file (id, kind)."""
+    """The ``[[party]]`` tables of a TOML parties file: ``id``, ``kind`` and, as the kind
+    needs, ``gss_code``, ``serves`` or ``serves_any``; ConfigError naming the file, the
+    party and the field if one is missing, malformed or does not fit the partnership."""
     try:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
     except (OSError, tomllib.TOMLDecodeError) as exc:
         raise ConfigError(f"cannot read parties file {path}: {exc}") from exc
     entries = data.get("party", [])
-    parties = []
-    for i, entry in enumerate(entries):
-        if not isinstance(entry, dict) or set(entry) != {"id", "kind"}:
-            raise ConfigError(f"{path}: party[{i}] must have exactly the keys id and kind")
-        parties.append(Party(str(entry["id"]), entry["kind"]))
-    return parties
+    if not isinstance(entries, list):
+        raise ConfigError(f"{path}: party must be an array of tables ([[party]])")
+    parties = [_party_entry(path, i, entry) for i, entry in enumerate(entries)]
+    return _checked(parties, path)
+
+
+def _party_entry(path: Path, i: int, entry: object) -> Party:
+    if not isinstance(entry, dict) or not set(entry) >= _REQUIRED_KEYS:
+        raise ConfigError(f"{path}: party[{i}] must have the keys id and kind")
+    where = f"{path}: party[{i}] ({entry['id']!r})"
+    unknown = sorted(set(entry) - _REQUIRED_KEYS - _OPTIONAL_KEYS)
+    if unknown:
+        allowed = ", ".join(sorted(_REQUIRED_KEYS | _OPTIONAL_KEYS))
+        raise ConfigError(f"{where}: field '{unknown[0]}' is not one of {allowed}")
+    for key in ("id", "kind", "gss_code"):
+        if key in entry and not isinstance(entry[key], str):
+            raise ConfigError(f"{where}: field '{key}' must be a string")
+    serves = entry.get("serves", [])
+    if not isinstance(serves, list) or not all(isinstance(la, str) for la in serves):
+        raise ConfigError(f"{where}: field 'serves' must be a list of LA ids")
+    serves_any = entry.get("serves_any", False)
+    if not isinstance(serves_any, bool):
+        raise ConfigError(f"{where}: field 'serves_any' must be true or false")
+    return Party(
+        entry["id"],
+        entry["kind"],
+        gss_code=entry.get("gss_code"),
+        serves=tuple(serves),
+        serves_any=serves_any,
+    )
 
 
 # -- shell rendering -------------------------------------------------------------------

@@ -1,18 +1,33 @@
-"""The demo partnership: one local authority and the agencies that serve it."""
+"""The demo partnership: two London boroughs and the agencies that serve them.
+
+Camden and Islington each run their own front door (MASH) and each have a primary school;
+the Royal Free's A&E and the Metropolitan Police serve both boroughs, as they do in life.
+A notification follows the child: to the LA (or LAs) holding the child's case, else to the
+MASH of the LA the child lives in, else to the sender's default LA under the agreement.
+"""
 
 from __future__ import annotations
 
 from sgx.trust import PartySpec
 
 LA = "la-camden"
+OTHER_LA = "la-islington"
+LA_GSS = "E09000007"  # ONS GSS code of the London Borough of Camden
+OTHER_LA_GSS = "E09000019"  # ... and of Islington
 SCHOOL = "school-hillside"
+OTHER_SCHOOL = "school-canonbury"
 HEALTH = "nhs-royal-free"
 POLICE = "met-police"
+BOTH = (LA, OTHER_LA)
 
 DEMO_PARTIES = (
-    PartySpec("gateway", "gateway", "Safeguarding Exchange gateway", None),
-    PartySpec(LA, "local_authority", "London Borough of Camden Children's Social Care", LA),
-    PartySpec(SCHOOL, "school", "Hillside Primary School", LA),
-    PartySpec(HEALTH, "health", "Royal Free London NHS Foundation Trust", LA),
-    PartySpec(POLICE, "police", "Metropolitan Police Service", LA),
+    PartySpec("gateway", "gateway", "Safeguarding Exchange gateway"),
+    PartySpec(
+        LA, "local_authority", "London Borough of Camden Children's Social Care", gss_code=LA_GSS
+    ),
+    PartySpec(OTHER_LA, "local_authority", "Islington Children's Services", gss_code=OTHER_LA_GSS),
+    PartySpec(SCHOOL, "school", "Hillside Primary School", (LA,)),
+    PartySpec(OTHER_SCHOOL, "school", "Canonbury Primary School", (OTHER_LA,)),
+    PartySpec(HEALTH, "health", "Royal Free London NHS Foundation Trust", BOTH),
+    PartySpec(POLICE, "police", "Metropolitan Police Service", BOTH),
 )

@@ -22,7 +22,7 @@ from __future__ import annotations
 import os
 import secrets
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Annotated, Literal
@@ -38,7 +38,15 @@ from cryptography.hazmat.primitives.serialization import (
     PrivateFormat,
     load_pem_private_key,
 )
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from sgx.errors import ConfigError, UnknownKey, UnknownSender
 
@@ -51,6 +59,7 @@ KEY_VALIDITY = timedelta(days=365)
 KEY_BACKDATE = timedelta(days=1)
 
 _PARTY_ID = r"^[a-z0-9][a-z0-9-]{0,63}$"
+GSS_CODE = r"^[ENSW][0-9]{8}$"  # ONS Government Statistical Service code, e.g. E09000007
 _KID = r"^[a-z0-9][a-z0-9-]{0,63}/[A-Za-z0-9:.-]{1,64}$"
 _MODEL = ConfigDict(extra="forbid", frozen=True, ser_json_bytes="base64", val_json_bytes="base64")
 
@@ -80,15 +89,41 @@ class PartyKey(BaseModel):
 
 
 class Party(BaseModel):
-    """An agency or the gateway, with its keys (oldest first)."""
+    """An agency or the gateway, with its keys (oldest first).
+
+    A local authority has its ONS GSS code (``gss_code``, e.g. ``E09000007`` Camden) as
+    well as its party id, and serves itself. Any other agency lists the LAs it serves
+    (``serves``: a police force or an NHS trust usually serves several), or is marked as
+    serving any LA (``serves_any``, like a national body). Whom a notification reaches
+    follows the child, not this list; the list says which LAs an agency works with: which
+    open cases a school is told of, and which LAs may be its default front doors.
+
+    A directory written before partnerships (one ``local_authority`` per party) is read as
+    ``serves = [that LA]``; its local authorities then need a ``gss_code``.
+    """
 
     model_config = _MODEL
 
     id: Annotated[str, Field(pattern=_PARTY_ID)]
     kind: PartyKind
     name: Annotated[str, Field(min_length=1, max_length=200)]
-    local_authority: str | None
+    gss_code: Annotated[str, Field(pattern=GSS_CODE)] | None = None
+    serves: list[str] = Field(default_factory=list)
+    serves_any: bool = False
     keys: list[PartyKey]
+
+    @model_validator(mode="before")
+    @classmethod
+    def _one_local_authority(cls, data: object) -> object:
+        """Read the pre-partnership ``local_authority`` field as ``serves``."""
+        if not isinstance(data, dict) or "local_authority" not in data:
+            return data
+        if "serves" in data:
+            raise ValueError("give 'serves' (a list of LA ids), not also 'local_authority'")
+        data = dict(data)
+        la = data.pop("local_authority")
+        data["serves"] = [la] if la is not None else []
+        return data
 
 
 class _DirectoryFile(BaseModel):
@@ -105,7 +140,9 @@ class PartySpec:
     id: str
     kind: PartyKind
     name: str
-    local_authority: str | None
+    serves: tuple[str, ...] = ()
+    gss_code: str | None = field(default=None, kw_only=True)
+    serves_any: bool = field(default=False, kw_only=True)
 
 
 Clock = Callable[[], datetime]
@@ -139,6 +176,8 @@ class TrustDirectory:
 
     def __init__(self, parties: Sequence[Party]) -> None:
         self._parties = {party.id: party for party in parties}
+        self._by_gss = {p.gss_code: p for p in parties if p.gss_code is not None}
+        self._all_las = tuple(sorted(p.id for p in parties if p.kind == "local_authority"))
         self._verify: dict[tuple[str, str], tuple[PartyKey, Ed25519PublicKey]] = {}
         self._box: dict[tuple[str, str], X25519PublicKey] = {}
         for party in parties:
@@ -160,6 +199,24 @@ class TrustDirectory:
 
     def parties(self, kind: PartyKind | None = None) -> list[Party]:
         return [p for p in self._parties.values() if kind is None or p.kind == kind]
+
+    def authority(self, gss_code: str) -> Party | None:
+        """The local authority with this ONS GSS code, if it is in the directory."""
+        return self._by_gss.get(gss_code)
+
+    def served(self, party_id: str) -> tuple[str, ...]:
+        """The ids of the LAs ``party_id`` serves (sorted): an LA itself; every LA in the
+        directory for a party marked ``serves_any``; else the party's ``serves``."""
+        party = self.party(party_id)
+        if party.kind == "local_authority":
+            return (party.id,)
+        if party.serves_any:
+            return self._all_las
+        return tuple(sorted(party.serves))
+
+    def serving(self, la_id: str, kind: PartyKind) -> list[Party]:
+        """The parties of ``kind`` that serve the LA ``la_id``."""
+        return [p for p in self.parties(kind) if la_id in self.served(p.id)]
 
     def verify_key(self, party_id: str, kid: str, at: datetime) -> Ed25519PublicKey:
         """The public key that verifies ``kid`` of ``party_id`` at moment ``at``."""
@@ -218,25 +275,45 @@ def _dotted(loc: Sequence[int | str]) -> str:
 def _check_consistent(path: Path, parties: Sequence[Party]) -> None:
     kinds = {p.id: p.kind for p in parties}
     seen: set[str] = set()
+    codes: dict[str, str] = {}
     for i, party in enumerate(parties):
         where = f"parties[{i}]"
         if party.id in seen:
             raise ConfigError(f"{path}: field '{where}.id': duplicate party id {party.id!r}")
         seen.add(party.id)
-        problem = _local_authority_problem(party, kinds)
+        problem = _partnership_problem(party, kinds)
         if problem:
-            raise ConfigError(f"{path}: field '{where}.local_authority': {problem}")
+            raise ConfigError(f"{path}: field '{where}.{problem[0]}': {problem[1]}")
+        if party.gss_code is not None:
+            other = codes.setdefault(party.gss_code, party.id)
+            if other != party.id:
+                taken = f"GSS code {party.gss_code} is already {other}'s"
+                raise ConfigError(f"{path}: field '{where}.gss_code': {taken}")
         _check_keys(path, where, party)
 
 
-def _local_authority_problem(party: Party, kinds: Mapping[str, str]) -> str | None:
-    la = party.local_authority
+def _partnership_problem(party: Party, kinds: Mapping[str, str]) -> tuple[str, str] | None:
+    """(field, problem) if ``party``'s GSS code or served LAs do not fit its kind."""
     if party.kind == "gateway":
-        return None if la is None else "must be null for the gateway"
+        if party.serves or party.serves_any:
+            return "serves", "must be empty for the gateway (it serves the whole exchange)"
+        return None if party.gss_code is None else ("gss_code", "must be null for the gateway")
     if party.kind == "local_authority":
-        return None if la == party.id else f"must be the authority's own id {party.id!r}"
-    if la is not None and kinds.get(la) != "local_authority":
-        return f"{la!r} is not a local authority in this directory"
+        if party.gss_code is None:
+            return "gss_code", (
+                'a local authority needs its ONS GSS code (e.g. "E09000007" for Camden,'
+                ' "E09000019" for Islington): add "gss_code" to this party'
+            )
+        if party.serves_any or any(la != party.id for la in party.serves):
+            return "serves", f"a local authority serves only itself ({party.id!r})"
+        return None
+    if party.gss_code is not None:
+        return "gss_code", f"only a local authority has a GSS code, not a {party.kind}"
+    if party.serves_any and party.serves:
+        return "serves", "give either 'serves' or 'serves_any', not both"
+    for j, la in enumerate(party.serves):
+        if kinds.get(la) != "local_authority":
+            return f"serves[{j}]", f"{la!r} is not a local authority in this directory"
     return None
 
 
@@ -416,8 +493,8 @@ def init_trust(trust_dir: Path, parties: Sequence[PartySpec]) -> TrustDirectory:
 def _new_party(trust_dir: Path, spec: PartySpec, now: datetime) -> Party:
     try:
         party = Party(
-            id=spec.id, kind=spec.kind, name=spec.name,
-            local_authority=spec.local_authority, keys=[],
+            id=spec.id, kind=spec.kind, name=spec.name, gss_code=spec.gss_code,
+            serves=list(spec.serves), serves_any=spec.serves_any, keys=[],
         )  # fmt: skip
     except ValidationError as exc:
         raise _validation_error(Path(f"party spec {spec.id!r}"), exc) from exc

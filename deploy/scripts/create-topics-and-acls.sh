@@ -35,9 +35,15 @@ acl() {  # principal operation resource-type pattern-type name
 topic sgx.inbound.la-camden 3 3
 topic sgx.receipts.la-camden 1 3
 topic sgx.delivery.la-camden 3 3
+topic sgx.inbound.la-islington 3 3
+topic sgx.receipts.la-islington 1 3
+topic sgx.delivery.la-islington 3 3
 topic sgx.inbound.school-hillside 3 3
 topic sgx.receipts.school-hillside 1 3
 topic sgx.delivery.school-hillside 3 3
+topic sgx.inbound.school-canonbury 3 3
+topic sgx.receipts.school-canonbury 1 3
+topic sgx.delivery.school-canonbury 3 3
 topic sgx.inbound.nhs-royal-free 3 3
 topic sgx.receipts.nhs-royal-free 1 3
 topic sgx.inbound.met-police 3 3
@@ -48,8 +54,12 @@ topic sgx.delivery.met-police 3 3
 user sgx-gateway
 user la-camden
 user sgx-consumer-la-camden
+user la-islington
+user sgx-consumer-la-islington
 user school-hillside
 user sgx-consumer-school-hillside
+user school-canonbury
+user sgx-consumer-school-canonbury
 user nhs-royal-free
 user met-police
 user sgx-consumer-met-police
@@ -67,6 +77,13 @@ acl la-camden Describe topic prefixed sgx.
 acl sgx-consumer-la-camden Read topic literal sgx.delivery.la-camden
 acl sgx-consumer-la-camden Read group literal sgx-consumer-la-camden
 acl sgx-consumer-la-camden Describe topic prefixed sgx.
+acl la-islington Write topic literal sgx.inbound.la-islington
+acl la-islington Read topic literal sgx.receipts.la-islington
+acl la-islington Read group literal sgx-producer-la-islington
+acl la-islington Describe topic prefixed sgx.
+acl sgx-consumer-la-islington Read topic literal sgx.delivery.la-islington
+acl sgx-consumer-la-islington Read group literal sgx-consumer-la-islington
+acl sgx-consumer-la-islington Describe topic prefixed sgx.
 acl school-hillside Write topic literal sgx.inbound.school-hillside
 acl school-hillside Read topic literal sgx.receipts.school-hillside
 acl school-hillside Read group literal sgx-producer-school-hillside
@@ -75,6 +92,14 @@ acl school-hillside Describe topic prefixed sgx.
 acl sgx-consumer-school-hillside Read topic literal sgx.delivery.school-hillside
 acl sgx-consumer-school-hillside Read group literal sgx-consumer-school-hillside
 acl sgx-consumer-school-hillside Describe topic prefixed sgx.
+acl school-canonbury Write topic literal sgx.inbound.school-canonbury
+acl school-canonbury Read topic literal sgx.receipts.school-canonbury
+acl school-canonbury Read group literal sgx-producer-school-canonbury
+acl school-canonbury Read group literal sgx-open-cases-school-canonbury
+acl school-canonbury Describe topic prefixed sgx.
+acl sgx-consumer-school-canonbury Read topic literal sgx.delivery.school-canonbury
+acl sgx-consumer-school-canonbury Read group literal sgx-consumer-school-canonbury
+acl sgx-consumer-school-canonbury Describe topic prefixed sgx.
 acl nhs-royal-free Write topic literal sgx.inbound.nhs-royal-free
 acl nhs-royal-free Read topic literal sgx.receipts.nhs-royal-free
 acl nhs-royal-free Read group literal sgx-producer-nhs-royal-free

@@ -18,11 +18,12 @@ from sgx.trust import PartySpec, init_trust
 LA_A, LA_B = "la-alpha", "la-beta"
 SCHOOL, POLICE = "school-oak", "police-north"
 PARTIES = [
-    Party(LA_A, "local_authority"),
-    Party(LA_B, "local_authority"),
-    Party(SCHOOL, "school"),
-    Party(POLICE, "police"),
+    Party(LA_A, "local_authority", gss_code="E09000007"),
+    Party(LA_B, "local_authority", gss_code="E09000019"),
+    Party(SCHOOL, "school", serves=(LA_A,)),
+    Party(POLICE, "police", serves=(LA_A, LA_B)),
 ]
+HEALTH = Party("nhs-east", "health", serves_any=True)
 
 
 @pytest.fixture(scope="module")
@@ -33,7 +34,7 @@ def the_plan() -> Plan:
 def test_topics_for_every_party_and_delivery_only_where_the_gateway_delivers(
     the_plan: Plan,
 ) -> None:
-    names = {t.name: t for t in plan([*PARTIES, Party("nhs-east", "health")]).topics}
+    names = {t.name: t for t in plan([*PARTIES, HEALTH]).topics}
     for party in PARTIES:
         assert f"sgx.inbound.{party.id}" in names
         assert f"sgx.receipts.{party.id}" in names
@@ -51,9 +52,12 @@ def test_the_plan_has_exactly_the_topics_and_partitions_the_services_create(
     tmp_path: Path,
 ) -> None:
     # acl_plan restates the runtime's topic names, delivery kinds and partition counts
-    parties = [*PARTIES, Party("nhs-east", "health")]
-    specs = [PartySpec("gateway", "gateway", "gateway", None)]
-    specs += [PartySpec(p.id, p.kind, p.id, LA_B if p.id == LA_B else LA_A) for p in parties]
+    parties = [*PARTIES, HEALTH]
+    specs = [PartySpec("gateway", "gateway", "gateway")]
+    specs += [
+        PartySpec(p.id, p.kind, p.id, p.serves, gss_code=p.gss_code, serves_any=p.serves_any)
+        for p in parties
+    ]
     services = exchange_topics(init_trust(tmp_path / "trust", specs), KafkaSettings())
     assert {t.name: t.partitions for t in plan(parties).topics} == services
 
@@ -139,8 +143,161 @@ def test_bad_parties_are_refused_with_where(parties: list[Party], message: str) 
 def test_a_parties_file_needs_id_and_kind(tmp_path: Path) -> None:
     bad = tmp_path / "parties.toml"
     bad.write_text('[[party]]\nid = "school-a"\n')
-    with pytest.raises(ConfigError, match=r"party\[0\] must have exactly the keys id and kind"):
+    with pytest.raises(ConfigError, match=r"party\[0\] must have the keys id and kind"):
         acl_plan.load_parties(bad)
+
+
+_CAMDEN = '[[party]]\nid = "la-camden"\nkind = "local_authority"\ngss_code = "E09000007"\n'
+
+
+@pytest.mark.parametrize(
+    ("extra", "party", "field", "message"),
+    [
+        # a local authority: its GSS code, present, well-formed and its own
+        (
+            '[[party]]\nid = "la-islington"\nkind = "local_authority"\n',
+            "party[1] ('la-islington')",
+            "gss_code",
+            "needs its ONS GSS code",
+        ),
+        (
+            '[[party]]\nid = "la-islington"\nkind = "local_authority"\ngss_code = "E9000019"\n',
+            "party[1] ('la-islington')",
+            "gss_code",
+            "'E9000019' is not an ONS GSS code",
+        ),
+        (
+            '[[party]]\nid = "la-islington"\nkind = "local_authority"\ngss_code = "e09000019"\n',
+            "party[1] ('la-islington')",
+            "gss_code",
+            "is not an ONS GSS code",
+        ),
+        (
+            '[[party]]\nid = "la-islington"\nkind = "local_authority"\ngss_code = "E09000007"\n',
+            "party[1] ('la-islington')",
+            "gss_code",
+            "E09000007 is already the GSS code of 'la-camden'",
+        ),
+        (
+            '[[party]]\nid = "la-islington"\nkind = "local_authority"\ngss_code = "E09000019"\n'
+            'serves = ["la-camden"]\n',
+            "party[1] ('la-islington')",
+            "serves",
+            "a local authority serves only itself",
+        ),
+        # any other agency: the LAs it serves, which must be LAs of this file
+        (
+            '[[party]]\nid = "school-oak"\nkind = "school"\ngss_code = "E09000019"\n',
+            "party[1] ('school-oak')",
+            "gss_code",
+            "only a local authority has a GSS code, not a school",
+        ),
+        (
+            '[[party]]\nid = "school-oak"\nkind = "school"\nserves = ["la-islington"]\n',
+            "party[1] ('school-oak')",
+            "serves[0]",
+            "'la-islington' is not a local authority in this partnership",
+        ),
+        (
+            '[[party]]\nid = "met-police"\nkind = "police"\nserves = ["la-camden"]\n'
+            '[[party]]\nid = "nhs-x"\nkind = "health"\nserves = ["la-camden", "met-police"]\n',
+            "party[2] ('nhs-x')",
+            "serves[1]",
+            "'met-police' is not a local authority",
+        ),
+        (
+            '[[party]]\nid = "met-police"\nkind = "police"\nserves = ["la-camden"]\n'
+            "serves_any = true\n",
+            "party[1] ('met-police')",
+            "serves",
+            "either serves or serves_any, not both",
+        ),
+        # the fields' types, and no others
+        (
+            '[[party]]\nid = "met-police"\nkind = "police"\nserves = "la-camden"\n',
+            "party[1] ('met-police')",
+            "serves",
+            "must be a list of LA ids",
+        ),
+        (
+            '[[party]]\nid = "met-police"\nkind = "police"\nserves_any = "yes"\n',
+            "party[1] ('met-police')",
+            "serves_any",
+            "must be true or false",
+        ),
+        (
+            '[[party]]\nid = "la-islington"\nkind = "local_authority"\ngss_code = 9000019\n',
+            "party[1] ('la-islington')",
+            "gss_code",
+            "must be a string",
+        ),
+        (
+            '[[party]]\nid = "school-oak"\nkind = "school"\nlocal_authority = "la-camden"\n',
+            "party[1] ('school-oak')",
+            "local_authority",
+            "is not one of gss_code, id, kind, serves, serves_any",
+        ),
+    ],
+)
+def test_a_parties_file_is_refused_naming_the_file_the_party_and_the_field(
+    tmp_path: Path, extra: str, party: str, field: str, message: str
+) -> None:
+    bad = tmp_path / "parties.toml"
+    bad.write_text(_CAMDEN + extra)
+    with pytest.raises(ConfigError) as info:
+        acl_plan.load_parties(bad)
+    text = str(info.value)
+    assert text.startswith(f"{bad}: {party}: field '{field}'"), text
+    assert message in text
+
+
+def test_an_agency_may_serve_several_local_authorities_or_any(tmp_path: Path) -> None:
+    good = tmp_path / "parties.toml"
+    good.write_text(
+        _CAMDEN
+        + '[[party]]\nid = "met-police"\nkind = "police"\n'
+        + 'serves = ["la-camden", "la-islington"]\n'  # an LA given later in the file
+        + '[[party]]\nid = "la-islington"\nkind = "local_authority"\ngss_code = "E09000019"\n'
+        + '[[party]]\nid = "nspcc"\nkind = "health"\nserves_any = true\n'
+    )
+    parties = acl_plan.load_parties(good)
+    assert [(p.id, p.gss_code, p.serves, p.serves_any) for p in parties] == [
+        ("la-camden", "E09000007", (), False),
+        ("met-police", None, ("la-camden", "la-islington"), False),
+        ("la-islington", "E09000019", (), False),
+        ("nspcc", None, (), True),
+    ]
+
+
+def test_the_plan_refuses_a_partnership_that_does_not_fit_too() -> None:
+    with pytest.raises(ConfigError, match=r"parties\[0\] \('la-a'\): field 'gss_code'"):
+        plan([Party("la-a", "local_authority")])
+    with pytest.raises(ConfigError, match=r"parties\[1\] \('school-a'\): field 'serves\[0\]'"):
+        plan([*PARTIES[:1], Party("school-a", "school", serves=("la-nowhere",))])
+
+
+def test_serving_changes_no_topic_principal_or_acl() -> None:
+    # topics, users and ACLs are per party; whom a record reaches is the gateway's routing
+    rewired = [
+        *PARTIES[:2],
+        Party(SCHOOL, "school", serves=(LA_B,)),
+        Party(POLICE, "police", serves_any=True),
+    ]
+    assert plan(rewired) == plan(PARTIES)
+
+
+def test_the_committed_partnership_spans_two_local_authorities() -> None:
+    parties = {p.id: p for p in acl_plan.load_parties(acl_plan.PARTIES_FILE)}
+    las = {p.id: p.gss_code for p in parties.values() if p.kind == "local_authority"}
+    assert las == {"la-camden": "E09000007", "la-islington": "E09000019"}
+    assert {p.id: p.serves for p in parties.values() if p.kind != "local_authority"} == {
+        "school-hillside": ("la-camden",),
+        "school-canonbury": ("la-islington",),
+        "nhs-royal-free": ("la-camden", "la-islington"),
+        "met-police": ("la-camden", "la-islington"),
+    }
+    principals = plan(parties.values()).principals
+    assert {consumer_principal(la) for la in las} <= set(principals)
 
 
 def test_committed_script_and_strimzi_resources_are_generated_from_the_plan() -> None:

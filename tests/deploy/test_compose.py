@@ -176,3 +176,30 @@ def test_prometheus_scrapes_the_compose_services() -> None:
     }
     assert targets <= set(_services())
     assert {"gateway", "consumer-la-camden", "push-school-hillside"} <= targets
+    assert {f"consumer-{la}" for la in _local_authorities()} <= targets
+
+
+def _local_authorities() -> list[str]:
+    parties = acl_plan.load_parties(acl_plan.PARTIES_FILE)
+    return [p.id for p in parties if p.kind == "local_authority"]
+
+
+def test_each_local_authority_of_the_partnership_has_its_delivery_consumer() -> None:
+    services = _services()
+    for la in _local_authorities():
+        service = services[f"consumer-{la}"]
+        assert service["command"] == ["consumer", "run", "--la", la]
+        user = Path(service["env_file"]).name.removesuffix(".env")
+        assert user == acl_plan.consumer_principal(la)
+
+
+def test_the_acl_plan_and_the_trust_directory_describe_one_partnership() -> None:
+    # keys init writes DEMO_PARTIES; the cluster's users come from parties.toml
+    parties = acl_plan.load_parties(acl_plan.PARTIES_FILE)
+    planned = {(p.id, p.kind, p.gss_code, p.serves, p.serves_any) for p in parties}
+    demo = {
+        (s.id, s.kind, s.gss_code, tuple(s.serves), s.serves_any)
+        for s in DEMO_PARTIES
+        if s.kind != "gateway"
+    }
+    assert planned == demo

@@ -111,6 +111,7 @@ def test_deployments_share_one_image_probe_health_and_readiness_and_run_as_non_r
     assert {d["metadata"]["name"] for d in deployments} == {
         "gateway",
         "consumer-la-camden",
+        "consumer-la-islington",
         "push-school-hillside",
     }
     images = {_container(d)["image"] for d in deployments}
@@ -136,6 +137,15 @@ def test_each_deployment_authenticates_as_its_kafka_user_over_sasl_ssl() -> None
         # Strimzi writes each KafkaUser's password to a secret of the same name
         ref = env["SGX_KAFKA_SASL_PASSWORD"]["secretKeyRef"]
         assert ref == {"name": env["SGX_KAFKA_SASL_USERNAME"], "key": "password"}
+
+
+def test_each_local_authority_of_the_partnership_has_its_delivery_consumer() -> None:
+    deployments = {d["metadata"]["name"]: d for d in _of_kind("Deployment")}
+    parties = acl_plan.load_parties(acl_plan.PARTIES_FILE)
+    for la in [p.id for p in parties if p.kind == "local_authority"]:
+        container = _container(deployments[f"consumer-{la}"])
+        assert container["args"] == ["consumer", "run", "--la", la]
+        assert _env(container)["SGX_KAFKA_SASL_USERNAME"] == acl_plan.consumer_principal(la)
 
 
 def _pod_labels(deployment: dict[str, Any]) -> dict[str, str]:

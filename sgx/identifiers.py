@@ -1,4 +1,5 @@
-"""Child identifiers: the NHS number and the DfE Unique Pupil Number (UPN).
+"""Child identifiers, the NHS number and the DfE Unique Pupil Number (UPN), and the ONS
+GSS code of the local authority a child lives in.
 
 **NHS number** (the consistent child identifier, Children Act 2004 s.16LC): 10 digits.
 The tenth is a modulus-11 check digit: multiply the first nine digits by the weights
@@ -15,9 +16,19 @@ and map 0..22 to ``ABCDEFGHJKLMNPQRTUVWXYZ`` (I, O and S are never used). A lett
 position 13 takes its value in that same alphabet (A=0, B=1, ..., H=7, J=8, ..., Z=22).
 (School census rule 1510.) The LA number is not checked against the list of LA codes.
 
+**GSS code** (ONS Government Statistical Service code, as in the ONS Register of
+Geographic Codes): 9 characters, a country letter (``E`` England, ``W`` Wales, ``S``
+Scotland, ``N`` Northern Ireland) then 8 digits: a 2-digit entity code and a 6-digit
+instance, e.g. ``E09000007`` (Camden; E09 is a London borough). England's children's
+social care authorities are E06 (unitary), E08 (metropolitan district), E09 (London
+borough) and E10 (county). Only the form is checked, not the entity code nor that the code
+is in the register: the gateway routes a well-formed code of an LA outside the partnership
+to the sender's default LA(s).
+
 The ``check_*`` functions raise :class:`sgx.errors.ContractError` naming ``path`` and the
-problem. The ``make_*`` functions build synthetic, valid identifiers for tests and the
-demo: NHS numbers in the 999 test range and UPNs with LA number 999 (not a real LA).
+problem; the ``valid_*`` functions give the same answer as a bool. The ``make_*``
+functions build synthetic, valid identifiers for tests and the demo: NHS numbers in the
+999 test range and UPNs with LA number 999 (not a real LA).
 """
 
 from __future__ import annotations
@@ -28,6 +39,8 @@ from sgx.errors import ContractError
 
 NHS_NUMBER_LENGTH = 10
 UPN_LENGTH = 13
+GSS_CODE_LENGTH = 9
+GSS_COUNTRY_LETTERS = "EWSN"
 UPN_LETTERS = "ABCDEFGHJKLMNPQRTUVWXYZ"
 
 # The weighted sum is taken over ASCII codes; subtract what the codes of "0" add (48 x 54).
@@ -39,6 +52,8 @@ _UPN_FORM = re.compile(r"[A-HJ-NP-RT-Z][0-9]{11}[0-9A-HJ-NP-RT-Z]")
 _NHS_TEST_PREFIX = 999_000_000
 _NHS_TEST_BODIES = 500_000
 _UPN_TEST_PREFIX = "999"
+_GSS_FORM = re.compile(r"[EWSN][0-9]{8}")
+_GSS_EXPECTED = "must be an ONS GSS code: a letter E, W, S or N and 8 digits, e.g. E09000007"
 
 
 def _is_digits(value: str) -> bool:
@@ -137,6 +152,31 @@ def valid_upn(value: str) -> bool:
     """True if ``value`` is a valid UPN."""
     try:
         check_upn(value)
+    except ContractError:
+        return False
+    return True
+
+
+def _gss_shape_problem(value: str) -> str:
+    if len(value) != GSS_CODE_LENGTH:
+        return f"{_GSS_EXPECTED} (got {len(value)} characters)"
+    if value[0] not in GSS_COUNTRY_LETTERS:
+        return f"{_GSS_EXPECTED} (character 1 is not E, W, S or N)"
+    return f"{_GSS_EXPECTED} (characters 2-9 are not all digits)"
+
+
+def check_gss_code(value: str, path: str = "gss_code") -> None:
+    """Raise ContractError at ``path`` unless ``value`` is in the form of an ONS GSS code."""
+    if not isinstance(value, str):
+        raise ContractError(path, f"{_GSS_EXPECTED}, got {type(value).__name__}")
+    if _GSS_FORM.fullmatch(value) is None:
+        raise ContractError(path, _gss_shape_problem(value))
+
+
+def valid_gss_code(value: str) -> bool:
+    """True if ``value`` is in the form of an ONS GSS code."""
+    try:
+        check_gss_code(value)
     except ContractError:
         return False
     return True

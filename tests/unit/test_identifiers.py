@@ -1,4 +1,4 @@
-"""NHS number and UPN checks, against worked examples and a plain reference implementation."""
+"""NHS number, UPN and GSS code checks, against worked examples and plain reference rules."""
 
 from __future__ import annotations
 
@@ -10,12 +10,14 @@ import pytest
 from sgx.errors import ContractError
 from sgx.identifiers import (
     UPN_LETTERS,
+    check_gss_code,
     check_nhs_number,
     check_upn,
     make_nhs_number,
     make_upn,
     nhs_check_digit,
     upn_check_letter,
+    valid_gss_code,
     valid_nhs_number,
     valid_upn,
 )
@@ -172,3 +174,99 @@ def test_made_upns_are_valid_and_distinct() -> None:
     assert all(valid_upn(value) for value in permanent + temporary)
     assert all(value[-1].isdigit() for value in permanent)
     assert all(value[-1] in UPN_LETTERS for value in temporary)
+
+
+# --- GSS code ------------------------------------------------------------------------
+
+_GSS_FORM = "must be an ONS GSS code: a letter E, W, S or N and 8 digits, e.g. E09000007"
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "E09000007",  # Camden (London borough)
+        "E09000019",  # Islington
+        "E06000001",  # Hartlepool (unitary)
+        "E08000025",  # Birmingham (metropolitan district)
+        "E10000014",  # Hampshire (county)
+        "W06000015",  # Cardiff
+        "S12000036",  # City of Edinburgh
+        "N09000003",  # Belfast
+    ],
+)
+def test_valid_gss_codes_pass(value: str) -> None:
+    check_gss_code(value, "child.residence_la")
+    assert valid_gss_code(value)
+
+
+@pytest.mark.parametrize(
+    ("value", "detail"),
+    [
+        ("E0900007", "(got 8 characters)"),
+        ("E090000070", "(got 10 characters)"),
+        ("", "(got 0 characters)"),
+        ("camden", "(got 6 characters)"),
+        ("E09 00007", "(characters 2-9 are not all digits)"),
+        ("X09000007", "(character 1 is not E, W, S or N)"),
+        ("e09000007", "(character 1 is not E, W, S or N)"),
+        ("EE9000007", "(characters 2-9 are not all digits)"),
+        ("E0900000A", "(characters 2-9 are not all digits)"),
+        ("E" + "".join(chr(0xFF10 + d) for d in (0, 9, 0, 0, 0, 0, 0, 7)), "not all digits"),
+    ],
+)
+def test_malformed_gss_codes_say_the_expected_form(value: str, detail: str) -> None:
+    error = _problem(check_gss_code, value, "child.residence_la")
+    assert error.path == "child.residence_la"
+    assert error.problem.startswith(_GSS_FORM)
+    assert detail in error.problem
+    assert not valid_gss_code(value)
+
+
+def test_gss_code_problem_never_echoes_the_value() -> None:
+    error = _problem(check_gss_code, "Camden Town")
+    assert "Camden" not in error.problem
+    assert error.path == "gss_code"
+
+
+def test_gss_code_must_be_a_string() -> None:
+    error = _problem(check_gss_code, 9000007, "child.residence_la")
+    assert error.problem == f"{_GSS_FORM}, got int"
+
+
+def test_gss_code_trailing_newline_is_refused() -> None:
+    assert not valid_gss_code("E09000007\n")
+
+
+def _reference_gss(value: str) -> bool:
+    """The form, written as plainly as possible: E, W, S or N then 8 ASCII digits."""
+    return (
+        len(value) == 9
+        and value[0] in ("E", "W", "S", "N")
+        and all(char in "0123456789" for char in value[1:])
+    )
+
+
+def test_every_generated_gss_code_passes() -> None:
+    rng = random.Random(9)
+    for _ in range(5000):
+        code = rng.choice("EWSN") + f"{rng.randrange(10**8):08d}"
+        assert valid_gss_code(code), code
+
+
+def test_a_wrong_letter_or_length_fails() -> None:
+    rng = random.Random(10)
+    wrong_letters = [chr(c) for c in range(32, 127) if chr(c) not in "EWSN"]
+    for _ in range(2000):
+        digits = f"{rng.randrange(10**8):08d}"
+        assert not valid_gss_code(rng.choice(wrong_letters) + digits)
+        letter = rng.choice("EWSN")
+        length = rng.choice([n for n in range(0, 16) if n != 8])
+        assert not valid_gss_code(letter + (digits * 2)[:length])
+
+
+def test_gss_check_agrees_with_the_reference_on_near_misses() -> None:
+    rng = random.Random(12)
+    alphabet = "EWSNXewsn0123456789 -"
+    for _ in range(20_000):
+        value = "".join(rng.choice(alphabet) for _ in range(rng.choice((8, 9, 9, 9, 10))))
+        assert valid_gss_code(value) == _reference_gss(value), value

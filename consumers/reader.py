@@ -6,6 +6,8 @@ open it with the local authority's key and decode the minimised notification.
 
 from __future__ import annotations
 
+import datetime as dt
+
 from dataclasses import dataclass
 from typing import Any
 
@@ -111,8 +113,7 @@ def detail(view: QueueView) -> str:
     if a.get("historical"):
         lines.append(f"  historical information; relevant because: {a['historical_relevance']}")
     if a.get("child_views"):
-        views = {k: v for k, v in a["child_views"].items() if v}
-        lines.append(f"  child's views: {views}")
+        lines.append(f"  child's views: {_compact(a['child_views'])}")
     for key in ("attendance", "health", "police"):
         if key in n:
             lines.append(f"  {key}: {_compact(n[key])}")
@@ -128,7 +129,27 @@ def detail(view: QueueView) -> str:
 
 
 def _compact(value: dict[str, Any]) -> str:
-    return ", ".join(f"{k}={v}" for k, v in value.items() if v not in (None, [], ""))
+    """A record's fields as a person reads them: ``occurred at 2026-11-20 22:15 UTC; ...``."""
+    return "; ".join(
+        f"{k.replace('_', ' ')} {_readable(v)}" for k, v in value.items() if v not in (None, [], "")
+    )
+
+
+def _readable(value: Any) -> str:
+    """One value for a person: dates and times spelled out, yes/no, nested fields in ()."""
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, dt.datetime):
+        return f"{value:%Y-%m-%d %H:%M} UTC"
+    if isinstance(value, dt.date):
+        return f"{value:%Y-%m-%d}"
+    if isinstance(value, dict):
+        return f"({_compact(value)})"
+    if isinstance(value, list):
+        return ", ".join(_readable(v) for v in value)
+    if isinstance(value, str) and value.isupper():
+        return value.lower().replace("_", " ")  # an enum symbol
+    return str(value)
 
 
 def _request_detail(view: QueueView) -> str:

@@ -1,14 +1,20 @@
-"""The allocation directory: which social worker, team and supervisor hold each child.
+"""The allocation directory: which LAs hold each child, and with which worker there.
 
 Local authorities publish allocation updates through Kafka; the gateway applies them in
-order and keeps them in its database so a restart does not forget them. Children are keyed
-by pseudonym (HMAC of the NHS number, and separately of the UPN), so neither memory nor the
-database holds a child identifier in the clear.
+order and keeps them in its database so a restart does not forget them. A child may be
+open to several LAs at once (a transfer between authorities, a looked-after child placed
+out of area), so a lookup returns every LA holding the child. An LA changes only its own
+rows (the caller checks that an update is the sender's own).
+
+Children are keyed by pseudonym (HMAC of the NHS number, and separately of the UPN), so
+neither memory nor the database holds a child identifier in the clear. In memory each
+child key maps to the allocations held for it, by LA: one dictionary look-up per
+identifier, however many LAs the exchange serves.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -61,10 +67,11 @@ class AllocationDirectory:
         self._metadata = metadata_for(engine, schema)
         self._table = _table(self._metadata)
         self._pseudonyms = pseudonyms
-        self._by_key: dict[tuple[str, str], Allocation] = {}
+        self._by_key: dict[str, dict[str, Allocation]] = {}  # child key -> LA -> allocation
 
     def __len__(self) -> int:
-        return len(self._by_key)
+        """Allocations held (a child open to two LAs by both identifiers counts four)."""
+        return sum(len(held) for held in self._by_key.values())
 
     async def load(self) -> None:
         """Create the table if needed and read every allocation into memory."""
@@ -72,32 +79,52 @@ class AllocationDirectory:
         with store_errors("load allocations"):
             async with self._engine.connect() as conn:
                 rows = (await conn.execute(sa.select(self._table))).mappings().all()
-        self._by_key = {(r["local_authority"], r["child_key"]): _allocation(r) for r in rows}
+        self._by_key = {}
+        for r in rows:
+            self._by_key.setdefault(r["child_key"], {})[r["local_authority"]] = _allocation(r)
+
+    def holders(self, nhs_key: bytes | None, upn_key: bytes | None) -> dict[str, Allocation]:
+        """Every LA holding the child, with its allocation there, by the pseudonyms of its
+        identifiers (:meth:`Pseudonymiser.identifier_keys`, already computed by the caller).
+
+        An LA that has allocated the child by its NHS number is found by it; one that knew
+        only the UPN by that. Where an LA holds both, the NHS number's entry wins.
+        """
+        found: dict[str, Allocation] = {}
+        if upn_key is not None:
+            found.update(self._by_key.get("u" + upn_key.hex(), {}))
+        if nhs_key is not None:
+            found.update(self._by_key.get("n" + nhs_key.hex(), {}))
+        return found
 
     def lookup(
         self, local_authority: str, nhs_key: bytes | None, upn_key: bytes | None
     ) -> Allocation | None:
-        """The child's allocation, by the pseudonyms of its identifiers
-        (:meth:`Pseudonymiser.identifier_keys`, which the caller has already computed)."""
-        for key in _tagged(nhs_key, upn_key):
-            found = self._by_key.get((local_authority, key))
-            if found is not None:
-                return found
-        return None
+        """The child's allocation in ``local_authority``, if that LA holds the child."""
+        return self.holders(nhs_key, upn_key).get(local_authority)
 
-    async def open_case_keys(self, local_authority: str) -> list[bytes]:
-        """Every child pseudonym ``local_authority`` has open, as persisted (sorted).
+    def holds(self, local_authority: str, nhs_number: str | None, upn: str | None) -> bool:
+        """Whether ``local_authority`` has this child open (by either identifier)."""
+        return any(
+            local_authority in self._by_key.get(key, {})
+            for key in _keys(self._pseudonyms, nhs_number, upn)
+        )
+
+    async def open_case_keys(self, local_authorities: Iterable[str]) -> list[bytes]:
+        """Every child pseudonym any of ``local_authorities`` has open, as persisted: the
+        union, de-duplicated and sorted (it does not say which LA holds which child).
 
         Read from the database, not memory: the list sent to schools is what a restarted
         gateway would also hold. Both pseudonyms of a child (of the NHS number and of the
         UPN) are listed, so a school can match a pupil by either.
         """
         table = self._table
-        query = sa.select(table.c.child_key).where(table.c.local_authority == local_authority)
+        las = sorted(set(local_authorities))
+        query = sa.select(table.c.child_key).where(table.c.local_authority.in_(las)).distinct()
         with store_errors("read open cases"):
             async with self._engine.connect() as conn:
-                keys = (await conn.scalars(query.order_by(table.c.child_key))).all()
-        return sorted(bytes.fromhex(key[1:]) for key in keys)
+                keys = (await conn.scalars(query)).all()
+        return sorted({bytes.fromhex(key[1:]) for key in keys})
 
     async def apply(self, update: Mapping[str, Any]) -> int:
         """Apply one AllocationUpdate (new/changed, then ended); returns entries changed."""
@@ -114,9 +141,11 @@ class AllocationDirectory:
         ]
         await self._persist(la, upserts, ended)
         for row in upserts:
-            self._by_key[(la, row["child_key"])] = _allocation(row)
+            self._by_key.setdefault(row["child_key"], {})[la] = _allocation(row)
         for key in ended:
-            self._by_key.pop((la, key), None)
+            held = self._by_key.get(key)
+            if held is not None and held.pop(la, None) is not None and not held:
+                del self._by_key[key]
         return len(upserts) + len(ended)
 
     async def _persist(self, la: str, upserts: list[dict[str, str]], ended: list[str]) -> None:

@@ -1,12 +1,13 @@
-"""The open-case list: which children a local authority has open to social care.
+"""The open-case list: which children the LAs a school serves have open to social care.
 
 After applying an allocation update from a local authority, the gateway sends every
-school the LA serves (trust directory ``local_authority``) an ``OpenCaseList`` sealed for
-that school with purpose ALLOCATIONS on ``sgx.receipts.<school>``. The list holds child
+school that serves the LA (trust directory ``serves``) an ``OpenCaseList`` sealed for that
+school with purpose ALLOCATIONS on ``sgx.receipts.<school>``. The list holds child
 pseudonyms, never identifiers: a school learns only which of its own pupils are open,
-because it can compute a pseudonym only for a child it already knows.
+because it can compute a pseudonym only for a child it already knows. It is the union of
+the open cases of every LA the school serves, and does not say which LA holds which child.
 
-Each list is the LA's complete current list (it replaces the school's earlier one), so a
+Each list is the school's complete current list (it replaces its earlier one), so a
 lost or replayed list is healed by the next. The child keys are the pseudonyms of the
 NHS number and, separately, of the UPN, exactly as the allocation directory keys them
 (``Pseudonymiser.identifier_keys``).
@@ -23,7 +24,9 @@ from sgx.errors import ContractError
 from sgx.pseudonym import PSEUDONYM_LEN
 
 
-def open_case_list(la_id: str, child_keys: Iterable[bytes], issued_at: datetime) -> dict[str, Any]:
+def open_case_list(
+    school_id: str, child_keys: Iterable[bytes], issued_at: datetime
+) -> dict[str, Any]:
     """The ``OpenCaseList`` record: keys de-duplicated and sorted (the order tells nothing)."""
     if issued_at.tzinfo is None:
         raise ContractError("issued_at", "must be timezone-aware", schema=OPEN_CASE_LIST)
@@ -32,4 +35,4 @@ def open_case_list(la_id: str, child_keys: Iterable[bytes], issued_at: datetime)
         if len(key) != PSEUDONYM_LEN:
             problem = f"is {len(key)} bytes; a child pseudonym is {PSEUDONYM_LEN}"
             raise ContractError(f"child_keys[{index}]", problem, schema=OPEN_CASE_LIST)
-    return {"la_id": la_id, "issued_at": issued_at, "child_keys": keys}
+    return {"school_id": school_id, "issued_at": issued_at, "child_keys": keys}

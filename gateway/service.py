@@ -25,7 +25,8 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
-from gateway.decide import Decision, Judge
+from gateway.decide import Judge
+from gateway.decision import Decision
 from gateway.store import GatewayStore
 from sgx import contract as c
 from sgx.contract import Contract
@@ -43,6 +44,7 @@ from sgx.quarantine import sources
 from sgx.trust import Identity, TrustDirectory
 
 log = logging.getLogger(__name__)
+NO_LA = "none"  # the la label of a decision that concerns no LA (a key adult, a quarantine)
 
 
 @dataclass(slots=True)
@@ -183,12 +185,14 @@ class Gateway:
         metrics = self._metrics
         metrics.batch_seconds.observe(seconds)
         outcomes = Counter((d.type_label, d.outcome) for d in decisions)
-        reasons = Counter(entry.reason for d in decisions for entry in d.audit)
+        reasons = Counter(
+            (entry.reason, entry.local_authority or NO_LA) for d in decisions for entry in d.audit
+        )
         quarantined = Counter(q.reason for d in decisions for q in d.quarantine)
         for (type_label, outcome), n in outcomes.items():
             metrics.notifications.labels(type=type_label, outcome=outcome).inc(n)
-        for reason, n in reasons.items():
-            metrics.decisions.labels(reason=reason).inc(n)
+        for (reason, la), n in reasons.items():
+            metrics.decisions.labels(reason=reason, la=la).inc(n)
         for reason, n in quarantined.items():
             metrics.quarantined.labels(reason=reason).inc(n)
         self.processed += len(decisions)

@@ -4,11 +4,12 @@ share ledger (SQLite or PostgreSQL).
 :meth:`GatewayStore.record` writes one polled batch's audit records, quarantine entries and
 ledger entries in ONE transaction; the gateway commits its Kafka offsets afterwards. After
 a crash the batch is judged again and every part is idempotent: an audit decision already
-held (same ``message_id``, ``decision`` and ``recipient``) is not appended again and its
+held (same ``message_id``, ``decision``, ``recipient``, ``local_authority`` and
+``child_pseudonym``) is not appended again and its
 existing sequence is returned (a batch is first written as if all its decisions were new;
 only when that meets a decision already held, which happens after a crash, is it written
 again looking each decision up); quarantine entries are unique on (topic, partition, offset, item);
-ledger entries on ``notification_id`` (the first one wins).
+ledger entries on (``notification_id``, ``local_authority``) (the first one wins).
 
 **The audit hash chain.** Record ``n`` (sequences run 1, 2, 3, ... without gaps) holds
 
@@ -17,7 +18,8 @@ ledger entries on ``notification_id`` (the first one wins).
 with ``hash_0`` = 64 zeros (the genesis ``prev_hash``) — the 32 raw digest bytes of the
 previous hash, not its hex text. ``canonical_n`` is the UTF-8 encoding of a JSON array
 holding ``n`` and then every :class:`AuditEntry` field in declaration order (decision,
-message_id, notification_id, sender, recipient, recipient_role, notification_type,
+message_id, notification_id, sender, recipient, recipient_role, local_authority,
+notification_type,
 child_pseudonym, reason, lawful_basis, consent, no_consent_reason, restrictions, withheld,
 detail, decided_at), written with no whitespace (``","`` separators), non-ASCII characters
 as themselves (not ``\\u`` escapes), ``null`` for None, tuples as arrays of strings, and
@@ -87,7 +89,9 @@ from sgx.errors import AuditChainBroken
 from sgx.quarantine import Quarantined, quarantine_row, quarantined_from_row
 
 GENESIS_HASH = "0" * 64
-DECISIONS = frozenset({"delivered", "refused", "quarantined", "share_allowed", "share_refused"})
+DECISIONS = frozenset(
+    {"delivered", "refused", "quarantined", "share_allowed", "share_refused", "applied"}
+)
 _PAGE = 1000  # records per query when walking the chain
 _KEY_CHUNK = 500  # decision keys per IN (...) lookup
 
@@ -102,6 +106,7 @@ class AuditEntry:
     sender: str
     recipient: str | None
     recipient_role: str | None
+    local_authority: str | None  # the LA the decision concerns: whose operators answer for it
     notification_type: str | None
     child_pseudonym: str | None
     reason: str
@@ -125,7 +130,8 @@ class AuditRecord(AuditEntry):
 
 @dataclass(frozen=True)
 class LedgerEntry:
-    """Non-content facts about a delivered notification, to judge a later onward share."""
+    """Non-content facts about a notification delivered to one LA, to judge a later onward
+    share by that LA (a notification delivered to two LAs has an entry for each)."""
 
     notification_id: str
     sender: str
@@ -158,9 +164,9 @@ def canonical_entry(entry: AuditEntry, sequence: int) -> bytes:
     e = entry
     return _COMPACT.encode([
         sequence, e.decision, e.message_id, e.notification_id, e.sender, e.recipient,
-        e.recipient_role, e.notification_type, e.child_pseudonym, e.reason, e.lawful_basis,
-        e.consent, e.no_consent_reason, list(e.restrictions), list(e.withheld), e.detail,
-        iso_ms(e.decided_at),
+        e.recipient_role, e.local_authority, e.notification_type, e.child_pseudonym, e.reason,
+        e.lawful_basis, e.consent, e.no_consent_reason, list(e.restrictions), list(e.withheld),
+        e.detail, iso_ms(e.decided_at),
     ]).encode("utf-8")  # fmt: skip
 
 
@@ -170,8 +176,10 @@ def chain_hash(prev_hash: str, entry: AuditEntry, sequence: int) -> str:
 
 
 def decision_key(entry: AuditEntry) -> str:
-    """What makes a decision the same decision: message, decision and recipient."""
-    return _COMPACT.encode([entry.message_id, entry.decision, entry.recipient])
+    """What makes a decision the same decision: message, decision, recipient, LA, child."""
+    e = entry
+    return _COMPACT.encode([e.message_id, e.decision, e.recipient, e.local_authority,
+                            e.child_pseudonym])  # fmt: skip
 
 
 def _to_ms(value: datetime) -> datetime:
@@ -195,9 +203,10 @@ def audit_row(
     digest = chain_hash(prev_hash, e, sequence)
     return (
         sequence, e.decision, e.message_id, e.notification_id, e.sender, e.recipient,
-        e.recipient_role, e.notification_type, e.child_pseudonym, e.reason, e.lawful_basis,
-        e.consent, e.no_consent_reason, encode_strings(e.restrictions), encode_strings(e.withheld),
-        e.detail, timestamp(_to_ms(e.decided_at)), key, prev_hash, digest,
+        e.recipient_role, e.local_authority, e.notification_type, e.child_pseudonym, e.reason,
+        e.lawful_basis, e.consent, e.no_consent_reason, encode_strings(e.restrictions),
+        encode_strings(e.withheld), e.detail, timestamp(_to_ms(e.decided_at)), key, prev_hash,
+        digest,
     )  # fmt: skip
 
 
@@ -284,6 +293,7 @@ def _audit_table(metadata: MetaData) -> Table:
         Column("sender", String(200), nullable=False),
         Column("recipient", String(200)),
         Column("recipient_role", String(100)),
+        Column("local_authority", String(200), index=True),
         Column("notification_type", String(200)),
         Column("child_pseudonym", String(64)),
         Column("reason", String(200), nullable=False),
@@ -319,7 +329,7 @@ def _ledger_table(metadata: MetaData) -> Table:
         Column("sender", String(200), nullable=False),
         Column("sender_kind", String(50), nullable=False),
         Column("notification_type", String(200), nullable=False),
-        Column("local_authority", String(200), nullable=False),
+        Column("local_authority", String(200), primary_key=True),
         Column("child_pseudonym", String(64)),
         Column("restrictions", Text, nullable=False),
         Column("onward_consent", Text, nullable=False),
@@ -363,11 +373,10 @@ class GatewayStore(Database):
         self._add_quarantine = insert_ignoring_duplicates(
             engine, self._quarantine, "topic", "partition", "offset", "item"
         )
-        self._add_ledger = insert_ignoring_duplicates(engine, self._ledger, "notification_id")
         # Audit and ledger rows go to the driver as ready tuples (sgx.db.BulkInsert).
         self._bulk_audit = BulkInsert(engine, self._audit, AUDIT_COLUMNS)
         self._bulk_ledger = BulkInsert(
-            engine, self._ledger, _LEDGER_COLUMNS, ignoring=("notification_id",)
+            engine, self._ledger, _LEDGER_COLUMNS, ignoring=("notification_id", "local_authority")
         )
         self._lock = asyncio.Lock()
         self._head: tuple[int, str] | None = None
@@ -461,12 +470,20 @@ class GatewayStore(Database):
                 return await self._read_head(conn)
 
     async def audit_records(
-        self, *, notification_id: str | None = None, after: int = 0, limit: int | None = None
+        self,
+        *,
+        notification_id: str | None = None,
+        local_authority: str | None = None,
+        after: int = 0,
+        limit: int | None = None,
     ) -> list[AuditRecord]:
-        """Audit records after sequence ``after`` in chain order (for one notification)."""
+        """Audit records after sequence ``after`` in chain order (for one notification, or
+        the decisions concerning one LA)."""
         query = select(self._audit).where(self._audit.c.sequence > after)
         if notification_id is not None:
             query = query.where(self._audit.c.notification_id == notification_id)
+        if local_authority is not None:
+            query = query.where(self._audit.c.local_authority == local_authority)
         query = query.order_by(self._audit.c.sequence).limit(limit)
         with store_errors("read audit records"):
             async with self._engine.connect() as conn:
@@ -507,9 +524,13 @@ class GatewayStore(Database):
                     return rows, exc
         return rows, None
 
-    async def ledger_entry(self, notification_id: str) -> LedgerEntry | None:
-        """The ledger entry for a notification, or None if the gateway never delivered it."""
-        query = select(self._ledger).where(self._ledger.c.notification_id == notification_id)
+    async def ledger_entry(self, notification_id: str, local_authority: str) -> LedgerEntry | None:
+        """The ledger entry for a notification delivered to ``local_authority``, or None if
+        the gateway never delivered it there."""
+        ledger = self._ledger.c
+        query = select(self._ledger).where(
+            ledger.notification_id == notification_id, ledger.local_authority == local_authority
+        )
         with store_errors("read the share ledger"):
             async with self._engine.connect() as conn:
                 row = (await conn.execute(query)).mappings().first()

@@ -1,10 +1,11 @@
-"""A school's copy of its local authority's open-case list, kept current from the exchange.
+"""A school's copy of its open-case list, kept current from the exchange.
 
 The gateway sends each school an ``OpenCaseList`` (child pseudonyms of every child open
-to social care in the LA) sealed with purpose ALLOCATIONS on the school's receipts topic.
+to social care in any LA the school serves: one union list, which does not say which LA
+holds which child) sealed with purpose ALLOCATIONS on the school's receipts topic.
 :class:`OpenCaseListener` opens those envelopes (only from a party of kind ``gateway``),
-decodes the list and keeps the newest per LA in :class:`OpenCaseStore` (SQLite by
-default). Every other purpose on that topic (receipts) is left for the receipts reader.
+decodes the list and keeps the newest in :class:`OpenCaseStore` (SQLite by default).
+Every other purpose on that topic (receipts) is left for the receipts reader.
 
 The school never learns an identifier from the list: it asks "is this pupil open?" by
 computing the pupil's own pseudonyms (:func:`pupil_keys`) and looking them up.
@@ -55,7 +56,7 @@ class OpenCases:
 
 
 class OpenCaseStore(Database):
-    """The newest open-case list per local authority."""
+    """The newest open-case list (one per list id: the school's own id)."""
 
     def __init__(self, engine: AsyncEngine, metadata: sa.MetaData) -> None:
         super().__init__(engine, metadata)
@@ -73,7 +74,8 @@ class OpenCaseStore(Database):
         )
 
     async def replace(self, la_id: str, issued_at: datetime, keys: Sequence[bytes]) -> bool:
-        """Hold this list for ``la_id`` unless one issued at or after it is held already."""
+        """Hold this list under ``la_id`` (the list's id: the school the gateway sent it to)
+        unless one issued at or after it is held already."""
         lists, table = self._lists, self._keys
         with store_errors("store the open-case list"):
             async with write_transaction(self.engine) as conn:
@@ -118,7 +120,7 @@ class OpenCaseListener:
         applied = 0
         for found in lists:
             applied += await self._store.replace(
-                found["la_id"], found["issued_at"], found["child_keys"]
+                found["school_id"], found["issued_at"], found["child_keys"]
             )
         return applied
 

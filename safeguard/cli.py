@@ -285,16 +285,20 @@ async def audit_verify(home: Path | None) -> int:
 @audit.command("list")
 @home_option
 @click.option("--limit", type=int, default=50, show_default=True)
+@click.option(
+    "--la", "la", default=None, help="only the decisions concerning this local authority"
+)
 @async_command
-async def audit_list(home: Path | None, limit: int) -> None:
-    """Show the latest audit records."""
+async def audit_list(home: Path | None, limit: int, la: str | None) -> None:
+    """Show the latest audit records (of one LA with --la): who, to whom, why."""
     async with await runtime(home).gateway_store() as store:
-        records = await store.audit_records()
+        records = await store.audit_records(local_authority=la)
     for r in records[-limit:]:
         to = f" → {r.recipient} ({r.recipient_role})" if r.recipient else ""
+        where = f" [{r.local_authority}]" if r.local_authority else ""
         click.echo(
-            f"{r.sequence:>5} {r.decision:<13} {r.notification_type or '-':<20} "
-            f"{r.sender}{to}: {r.reason}"
+            f"{r.sequence:>5} {r.decided_at:%Y-%m-%d %H:%M:%S} {r.decision:<13} "
+            f"{r.notification_type or '-':<20} {r.sender}{to}{where}: {r.reason}"
         )
 
 

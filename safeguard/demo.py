@@ -1,10 +1,13 @@
-"""``make demo``: the whole exchange on the embedded broker, in under a minute.
+"""``make demo``: a two-borough partnership on the embedded broker, in under a minute.
 
-Starts the memory-only broker, the gateway and Camden's consumer; Camden publishes its
-allocations; a school, a hospital and the police send notifications (one about a child
-with no allocated worker, one invalid, one forged); then it prints two social workers'
-queues, the MASH queue, an onward share refused and one allowed, the quarantine and the
-audit chain's verification.
+Camden and Islington each run a consumer; a school in each, the Royal Free (serving both)
+and the Metropolitan Police (serving both) send notifications. The demo shows that a
+notification follows the child: to the LA holding the child's case whichever LA the
+sender is registered under, to the MASH of the LA the child lives in when no LA holds
+it, and through a transfer from Camden to Islington. An allocation update from Camden
+that names Islington's cases is refused; an invalid and a forged record are quarantined.
+Then it prints every queue of both LAs, an onward share refused and one allowed, the
+quarantine, each LA's audit and the chain's verification.
 """
 
 from __future__ import annotations
@@ -23,7 +26,16 @@ from prometheus_client import CollectorRegistry
 
 from consumers.reader import detail, summary_line
 from safeguard import samples
-from safeguard.parties import DEMO_PARTIES, HEALTH, LA, POLICE, SCHOOL
+from safeguard.parties import (
+    DEMO_PARTIES,
+    HEALTH,
+    LA,
+    LA_GSS,
+    OTHER_LA,
+    OTHER_LA_GSS,
+    POLICE,
+    SCHOOL,
+)
 from safeguard.runtime import Runtime, create_topics, publisher, run_consumer, run_gateway
 from safeguard.sharing import ask_share
 from sgx import contract as c
@@ -35,18 +47,30 @@ from sgx.kafka import inbound_topic, start_producer
 from sgx.settings import ExchangeSettings, KafkaSettings
 from sgx.trust import Identity, init_trust
 
-CHILD_A = samples.child(make_nhs_number(101), make_upn(101), given="Amira", family="Example")
-CHILD_B = samples.child(make_nhs_number(202), None, given="Leo", family="Sample")
-CHILD_C = samples.child(make_nhs_number(303), None, given="Maya", family="Unallocated")
-ALLOCATIONS = samples.allocation_update(
+AMIRA = samples.child(make_nhs_number(101), make_upn(101), given="Amira", family="Example")
+LEO = samples.child(make_nhs_number(202), None, given="Leo", family="Sample")
+NOAH = samples.child(make_nhs_number(404), None, given="Noah", family="Islington")
+MAYA = samples.child(
+    make_nhs_number(303), None, given="Maya", family="Unallocated", residence=OTHER_LA_GSS
+)
+ELLA = samples.child(make_nhs_number(505), None, given="Ella", family="Nowhere")
+ZARA = samples.child(make_nhs_number(606), None, given="Zara", family="Moving")
+TEAM1, TEAM_N = "Assessment Team 1", "North Islington Team"
+CAMDEN = samples.allocation_update(
     [
-        (CHILD_A["nhs_number"], CHILD_A["upn"], "sw-amara", "Assessment Team 1", "tm-jones"),
-        (CHILD_B["nhs_number"], None, "sw-ben", "Assessment Team 1", "tm-jones"),
+        (AMIRA["nhs_number"], AMIRA["upn"], "sw-amara", TEAM1, "tm-jones"),
+        (LEO["nhs_number"], None, "sw-ben", TEAM1, "tm-jones"),
+        (ZARA["nhs_number"], None, "sw-amara", TEAM1, "tm-jones"),
     ]
 )
-
-
-QUEUE_ROWS = 7
+ISLINGTON = samples.allocation_update(
+    [(NOAH["nhs_number"], None, "sw-ines", TEAM_N, "tm-okoro")], la=OTHER_LA
+)
+QUEUES = {
+    LA: ("sw-amara", "sw-ben", "tm-jones", f"mash:{LA}"),
+    OTHER_LA: ("sw-ines", "tm-okoro", f"mash:{OTHER_LA}"),
+}
+NAMES = {LA: "Camden", OTHER_LA: "Islington"}
 
 
 def say(text: str = "") -> None:
@@ -93,10 +117,13 @@ async def run_demo(keep: Path | None) -> None:
     home = keep or Path(tempfile.mkdtemp(prefix="sgx-demo-"))
     started = time.monotonic()
     try:
-        heading("Trust directory (safeguard keys init)")
+        heading("The partnership's trust directory (safeguard keys init)")
         trust = init_trust(home / "trust", DEMO_PARTIES)
         for party in trust.parties():
-            say(f"  {party.id:<16} {party.kind:<16} {party.name}")
+            serves = f"GSS {party.gss_code}" if party.gss_code else ""
+            if party.kind not in ("local_authority", "gateway"):
+                serves = "serves " + " and ".join(trust.served(party.id))
+            say(f"  {party.id:<17} {party.kind:<16} {party.name}; {serves}".rstrip("; "))
         async with EmbeddedBroker(home) as broker:
             say(f"  embedded broker (memory only) on {broker.bootstrap_servers}")
             rt = Runtime(
@@ -114,18 +141,69 @@ async def run_demo(keep: Path | None) -> None:
     say(f"\nDemo finished in {time.monotonic() - started:.1f} s.")
 
 
+class _Demo:
+    """The running demo: publishes as any party and waits on the gateway's counters."""
+
+    def __init__(self, rt: Runtime, registry: CollectorRegistry) -> None:
+        self.rt = rt
+        self.registry = registry
+
+    def count(self, type_: str, outcome: str) -> float:
+        labels = {"type": type_, "outcome": outcome}
+        return self.registry.get_sample_value("sgx_gateway_notifications_total", labels) or 0.0
+
+    async def allocations(self, sender: str, update: dict[str, Any], what: str) -> None:
+        """Publish an allocation update and wait until the gateway has judged it."""
+        before = sum(self.count("allocation_update", o) for o in ("applied", "refused"))
+        async with publisher(self.rt, sender) as la:
+            await la.publish_allocations(update)
+
+        async def judged() -> bool:
+            return sum(self.count("allocation_update", o) for o in ("applied", "refused")) > before
+
+        await wait_for(judged, f"the gateway to judge {what}")
+
+    async def send(self, agency: str, name: str, record: dict[str, Any], line: str) -> None:
+        """Publish a notification and wait until every queue it reaches has it."""
+        before = await self.rows()
+        async with publisher(self.rt, agency) as pub:
+            await pub.publish(name, record)
+        say(f"  {line}")
+
+        async def routed() -> bool:
+            return sum(self.count(c.SHORT_NAMES[name], o) for o in ("delivered", "refused")) > 0
+
+        await wait_for(routed, "the gateway to route it")
+        await wait_for(lambda: self._grown(before), "the consumers to queue it")
+
+    async def rows(self) -> int:
+        total = 0
+        for la in QUEUES:
+            async with await self.rt.queue_store(la) as store:
+                total += await store.count()
+        return total
+
+    async def _grown(self, before: int) -> bool:
+        return await self.rows() > before
+
+
 async def _exchange(rt: Runtime) -> None:
     await create_topics(rt)
     stop = asyncio.Event()
     registry = CollectorRegistry()
-    ready = [asyncio.Event(), asyncio.Event()]
+    ready = [asyncio.Event() for _ in range(3)]
     services = [
         asyncio.create_task(run_gateway(rt, stop, registry, ready[0])),
         asyncio.create_task(run_consumer(rt, LA, stop, CollectorRegistry(), ready[1])),
+        asyncio.create_task(run_consumer(rt, OTHER_LA, stop, CollectorRegistry(), ready[2])),
     ]
     try:
         await asyncio.wait_for(asyncio.gather(*(e.wait() for e in ready)), 30)
-        await _traffic(rt, registry)
+        demo = _Demo(rt, registry)
+        await _allocate(demo)
+        await _traffic(demo)
+        await _transfer(demo)
+        await _bad_records(demo)
         item = await _show(rt)
         await _shares(rt, item)
     finally:
@@ -134,47 +212,65 @@ async def _exchange(rt: Runtime) -> None:
     await _quarantine_and_audit(rt)
 
 
-async def _traffic(rt: Runtime, registry: CollectorRegistry) -> None:
-    heading("Camden publishes its allocations")
-    async with publisher(rt, LA) as camden:
-        await camden.publish_allocations(ALLOCATIONS)
-    for a in ALLOCATIONS["allocations"]:
-        worker, supervisor = a["worker"], a["supervisor"]
-        say(f"  a child → {worker['name']} ({worker['id']}), supervisor {supervisor['id']}")
+async def _allocate(demo: _Demo) -> None:
+    heading("Each LA publishes its own allocations")
+    await demo.allocations(LA, CAMDEN, "Camden's allocations")
+    await demo.allocations(OTHER_LA, ISLINGTON, "Islington's allocations")
+    for la, update in ((LA, CAMDEN), (OTHER_LA, ISLINGTON)):
+        for a in update["allocations"]:
+            worker, supervisor = a["worker"], a["supervisor"]
+            say(f"  {NAMES[la]}: a child → {worker['name']} ({worker['id']}), "
+                f"supervisor {supervisor['name']} ({supervisor['id']})")  # fmt: skip
+    heading("Camden's system sends an update that names Islington's case of Noah")
+    intrusion = samples.allocation_update([], [(NOAH["nhs_number"], None)], la=OTHER_LA)
+    await demo.allocations(LA, intrusion, "Camden's update for Islington")
+    say("  refused by the gateway: an LA may change only its own cases (audited for both LAs)")
 
-    def applied() -> float:
-        value = registry.get_sample_value(
-            "sgx_gateway_notifications_total", {"type": "allocation_update", "outcome": "applied"}
-        )
-        return value or 0.0
 
-    async def allocations_applied() -> bool:
-        return applied() >= 1
+async def _traffic(demo: _Demo) -> None:
+    heading("Agencies send notifications; each follows its child")
+    await demo.send(SCHOOL, c.ATTENDANCE_UPDATE, samples.attendance_update(AMIRA),
+                    "Hillside (Camden)  → attendance about Amira, open to Camden")  # fmt: skip
+    await demo.send(HEALTH, c.HEALTH_UPDATE, samples.health_update(NOAH),
+                    "Royal Free         → A&E attendance about Noah, open to Islington")  # fmt: skip
+    await demo.send(POLICE, c.POLICE_NOTIFICATION, samples.police_notification(LEO),
+                    "Met Police         → Operation Encompass incident about Leo, open to Camden")  # fmt: skip
+    await demo.send(HEALTH, c.HEALTH_UPDATE, samples.health_update(MAYA),
+                    f"Royal Free         → A&E about Maya: open to no LA, lives in Islington ({OTHER_LA_GSS})")  # fmt: skip
+    await demo.send(HEALTH, c.HEALTH_UPDATE, samples.health_update(ELLA),
+                    "Royal Free         → A&E about Ella: open to no LA, residence unknown")  # fmt: skip
+    say("    (Ella goes to the Royal Free's default LA under the agreement: Camden)")
 
-    await wait_for(allocations_applied, "the gateway to apply the allocations")
 
-    heading("Agencies send notifications")
-    async with (
-        publisher(rt, SCHOOL) as school,
-        publisher(rt, HEALTH) as health,
-        publisher(rt, POLICE) as police,
-    ):
-        await school.publish(c.ATTENDANCE_UPDATE, samples.attendance_update(CHILD_A))
-        say("  school  → attendance update about Amira (allocated to sw-amara)")
-        await health.publish(c.HEALTH_UPDATE, samples.health_update(CHILD_A))
-        say("  health  → A&E attendance about Amira (with clinical detail)")
-        await police.publish(c.POLICE_NOTIFICATION, samples.police_notification(CHILD_B))
-        say("  police  → Operation Encompass incident about Leo (allocated to sw-ben)")
-        await health.publish(c.HEALTH_UPDATE, samples.health_update(CHILD_C))
-        say("  health  → A&E attendance about Maya (no allocated worker)")
-        bad = samples.attendance_update(dict(CHILD_A, nhs_number="9990000011"))
+async def _transfer(demo: _Demo) -> None:
+    heading("Zara moves from Camden to Islington")
+    transfer_in = samples.allocation_update(
+        [(ZARA["nhs_number"], None, "sw-ines", TEAM_N, "tm-okoro")], la=OTHER_LA,
+        transfer_from=LA_GSS,
+    )  # fmt: skip
+    await demo.allocations(OTHER_LA, transfer_in, "Islington's transfer-in")
+    say("  Islington allocates Zara to Ines Duarte (transfer-in from Camden, E09000007)")
+    await demo.send(SCHOOL, c.ATTENDANCE_UPDATE, samples.attendance_update(ZARA),
+                    "Hillside (Camden)  → attendance about Zara: both LAs hold her now")  # fmt: skip
+    closure = samples.allocation_update([], [(ZARA["nhs_number"], None)])
+    await demo.allocations(LA, closure, "Camden's closure")
+    say("  Camden closes its case for Zara (deallocation)")
+    await demo.send(HEALTH, c.HEALTH_UPDATE, samples.health_update(ZARA),
+                    "Royal Free         → A&E about Zara: only Islington holds her now")  # fmt: skip
+
+
+async def _bad_records(demo: _Demo) -> None:
+    rt = demo.rt
+    heading("Bad input")
+    bad = samples.attendance_update(dict(AMIRA, nhs_number="9990000011"))
+    async with publisher(rt, SCHOOL) as school:
         try:
             await school.publish(c.ATTENDANCE_UPDATE, bad)
         except ContractError as exc:
             say(f"  school  ✗ refused at the producer: {exc}")
     invalid = seal_unchecked(rt.identity(SCHOOL), rt, c.ATTENDANCE_UPDATE, bad)
     forged = seal_unchecked(
-        forged_identity(rt, HEALTH), rt, c.HEALTH_UPDATE, samples.health_update(CHILD_B)
+        forged_identity(rt, HEALTH), rt, c.HEALTH_UPDATE, samples.health_update(LEO)
     )
     await publish_raw(rt, SCHOOL, [invalid])
     say("  a buggy school system sends the same invalid record, skipping validation")
@@ -182,35 +278,32 @@ async def _traffic(rt: Runtime, registry: CollectorRegistry) -> None:
     say("  an impostor sends a health update 'from' the Royal Free, signed with its own key")
 
     async def settled() -> bool:
-        return (
-            registry.get_sample_value("sgx_gateway_quarantined_total", {"reason": "bad_signature"})
-            or 0
-        ) >= 1
+        sample = demo.registry.get_sample_value(
+            "sgx_gateway_quarantined_total", {"reason": "bad_signature"}
+        )
+        return (sample or 0) >= 1
 
     await wait_for(settled, "the gateway to judge every record")
 
-    async def queued() -> bool:  # 2 for sw-amara, 3 for tm-jones, 1 for sw-ben, 1 for MASH
-        async with await rt.queue_store(LA) as store:
-            return await store.count() >= QUEUE_ROWS
-
-    await wait_for(queued, "the consumer to queue every delivery")
-
 
 async def _show(rt: Runtime) -> int:
-    """Print the queues; returns sw-ben's first item (the police notification)."""
-    async with await rt.queue_store(LA) as store:
-        reader = await rt.queue_reader(LA, store)
-        for worker in ("sw-amara", "tm-jones", "sw-ben", f"mash:{LA}"):
-            views = await reader.list(worker)
-            heading(f"Queue of {worker}: {len(views)} item(s)")
-            for view in views:
-                say(detail(view) if worker == "tm-jones" else summary_line(view))
-        ben = await reader.list("sw-ben")
-    return ben[0].item.item_id if ben else 0
+    """Print every queue of both LAs; returns sw-ben's first item (the police notification)."""
+    item = 0
+    for la, workers in QUEUES.items():
+        async with await rt.queue_store(la) as store:
+            reader = await rt.queue_reader(la, store)
+            for worker in workers:
+                views = await reader.list(worker)
+                heading(f"{NAMES[la]}: queue of {worker}: {len(views)} item(s)")
+                for view in views:
+                    say(detail(view) if worker == "tm-okoro" else summary_line(view))
+                if worker == "sw-ben" and views:
+                    item = views[0].item.item_id
+    return item
 
 
 async def _shares(rt: Runtime, item: int) -> None:
-    heading(f"sw-ben asks to share police item #{item} onward")
+    heading(f"sw-ben (Camden) asks to share police item #{item} onward")
     for to, category in (("parents", "PARENT_OR_CARER"), ("sw-amara", "LA_SOCIAL_CARE")):
         answer = await ask_share(
             rt,
@@ -223,7 +316,7 @@ async def _shares(rt: Runtime, item: int) -> None:
             by="sw-ben",
         )
         verdict = "allowed" if answer["allowed"] else f"REFUSED ({', '.join(answer['broken'])})"
-        say(f"  to {to} ({category}): {verdict}\n    {answer['reason']}")
+        say(f"  to {to} ({category.lower().replace('_', ' ')}): {verdict}\n    {answer['reason']}")
 
 
 async def _quarantine_and_audit(rt: Runtime) -> None:
@@ -232,13 +325,13 @@ async def _quarantine_and_audit(rt: Runtime) -> None:
         heading(f"Gateway quarantine: {len(quarantined)} record(s)")
         for q in quarantined:
             say(f"  {q.topic} offset {q.offset}: {q.reason} — {q.detail}")
-        records = await store.audit_records()
-        heading(f"Audit trail: {len(records)} decision(s)")
-        for r in records:
-            to = f" → {r.recipient}" if r.recipient else ""
-            say(
-                f"  {r.sequence:>3} {r.decision:<13} {r.sender}{to}: {r.reason}"
-                + (f" (withheld {', '.join(r.withheld)})" if r.withheld else "")
-            )
+        for la in QUEUES:
+            records = await store.audit_records(local_authority=la)
+            heading(f"{NAMES[la]}'s audit (safeguard audit list --la {la}): {len(records)}")
+            for r in records:
+                to = f" → {r.recipient}" if r.recipient else ""
+                withheld = f" (withheld {', '.join(r.withheld)})" if r.withheld else ""
+                say(f"  {r.sequence:>3} {r.decided_at:%H:%M:%S} {r.decision:<9} "
+                    f"{r.notification_type:<18} {r.sender}{to}: {r.reason}{withheld}")  # fmt: skip
         count, head = await store.verify_chain()
         say(f"\n  safeguard audit verify: chain of {count} records verified, head {head[:16]}…")

@@ -23,10 +23,10 @@ from consumers.monitor import consumer_monitors
 from consumers.queue import QueueStore
 from consumers.reader import QueueReader
 from consumers.service import DeliveryConsumer
-from gateway.agreement import Agreement
 from gateway.allocations import AllocationDirectory
 from gateway.decide import Judge
 from gateway.monitor import gateway_monitors
+from gateway.partnership import Partnership
 from gateway.requests import SQLITE_FILE as REQUESTS_FILE
 from gateway.requests import DisclosureRequests
 from gateway.service import Gateway, inbound_topics
@@ -175,7 +175,7 @@ async def run_gateway(
     registry = registry or CollectorRegistry()
     trust, contract, pseudonyms = rt.trust(), rt.contract(), rt.pseudonyms()
     identity = rt.identity(GATEWAY_ID, trust)
-    agreement = Agreement.load(rt.exchange.agreement_file, contract)
+    partnership = Partnership.load(rt.exchange.agreement_file, contract, trust)
     async with contextlib.AsyncExitStack() as stack:
         store = await stack.enter_async_context(await rt.gateway_store())
         requests = await stack.enter_async_context(await rt.disclosure_requests())
@@ -184,7 +184,7 @@ async def run_gateway(
         judge = Judge(
             opener=Opener(identity, trust),
             contract=contract,
-            agreement=agreement,
+            partnership=partnership,
             allocations=allocations,
             store=store,
             pseudonyms=pseudonyms,

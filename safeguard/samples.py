@@ -23,7 +23,9 @@ def child(
     given: str = "Amira",
     family: str = "Example",
     born: date | None = date(2016, 3, 14),
+    residence: str | None = None,
 ) -> dict[str, Any]:
+    """The subject child; ``residence`` is the GSS code of the LA the child lives in."""
     return {
         "nhs_number": nhs_number,
         "upn": upn,
@@ -31,6 +33,7 @@ def child(
         "given_name": given,
         "family_name": family,
         "date_of_birth": born,
+        "residence_la": residence,
     }
 
 
@@ -173,28 +176,38 @@ def police_notification(the_child: dict[str, Any], **overrides: Any) -> dict[str
     return record
 
 
+WORKER_NAMES = {
+    "sw-amara": "Amara Mensah",
+    "sw-ben": "Ben Carter",
+    "tm-jones": "Priya Jones",
+    "tm-lee": "Daniel Lee",
+    "sw-ines": "Ines Duarte",
+    "tm-okoro": "Grace Okoro",
+}
+
+
 def allocation_update(
-    entries: list[tuple[str | None, str | None, str, str, str]],
+    entries: Sequence[tuple[str | None, str | None, str, str, str]],
     ended: Sequence[tuple[str | None, str | None]] = (),
+    *,
+    la: str = LA,
+    transfer_from: str | None = None,
 ) -> dict[str, Any]:
-    """Entries of (nhs_number, upn, worker_id, team, supervisor_id)."""
-    names = {
-        "sw-amara": "Amara Mensah",
-        "sw-ben": "Ben Carter",
-        "tm-jones": "Priya Jones",
-        "tm-lee": "Daniel Lee",
-    }
+    """Entries of (nhs_number, upn, worker_id, team, supervisor_id), allocated by ``la``
+    (each a transfer-in from the LA with GSS code ``transfer_from``, if given); ``ended``
+    are the cases ``la`` closes."""
     return {
-        "la_id": LA,
+        "la_id": la,
         "issued_at": datetime.now(UTC),
         "allocations": [
             {
                 "nhs_number": nhs,
                 "upn": upn,
-                "worker": {"id": worker, "name": names.get(worker, worker)},
+                "worker": {"id": worker, "name": WORKER_NAMES.get(worker, worker)},
                 "team": team,
-                "supervisor": {"id": sup, "name": names.get(sup, sup)},
+                "supervisor": {"id": sup, "name": WORKER_NAMES.get(sup, sup)},
                 "allocated_on": date.today() - timedelta(days=30),
+                "transfer_from": transfer_from,
             }
             for nhs, upn, worker, team, sup in entries
         ],

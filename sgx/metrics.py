@@ -123,8 +123,8 @@ class GatewayMetrics:
         )
         self.decisions = Counter(
             "sgx_gateway_decisions",
-            "Audited gateway decisions, by reason.",
-            ["reason"],
+            "Audited gateway decisions, by reason and the local authority they concern.",
+            ["reason", "la"],
             registry=registry,
         )
         self.quarantined = Counter(

@@ -1,0 +1,236 @@
+"""A judged record as data: what to audit, quarantine, deliver and answer.
+
+The judges (:mod:`gateway.notifications`, :mod:`gateway.protocol`, :mod:`gateway.shares`,
+:mod:`gateway.allocation_updates`) each build a :class:`Decision`; the service writes its
+audit records, quarantine and ledger entries in one transaction, then seals and publishes
+its deliveries and answers. This module also builds the audit entries and deliveries they
+share, so every judge records a decision the same way.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+from uuid import UUID
+
+from gateway.agreement import Agreement
+from gateway.store import AuditEntry, LedgerEntry
+from sgx import contract as c
+from sgx.contract import Contract
+from sgx.envelope import Opened
+from sgx.kafka import inbound_agency
+from sgx.quarantine import Quarantined, Source
+from sgx.trust import utc_now
+
+
+@dataclass(slots=True)
+class Delivery:
+    """One minimised view for everyone entitled to exactly it, waiting for audit sequences.
+
+    ``party`` receives it (sealed for it, on its delivery topic): a local authority, a
+    school (key adult) or a police force (SPOC). ``audit_indexes[i]`` is the audit entry
+    (within the decision) of ``record["recipients"][i]``.
+    """
+
+    party: str
+    key: bytes
+    record: dict[str, Any]
+    audit_indexes: list[int]
+
+
+@dataclass(slots=True)
+class Decision:
+    audit: list[AuditEntry] = field(default_factory=list)
+    quarantine: list[Quarantined] = field(default_factory=list)
+    ledger: list[LedgerEntry] = field(default_factory=list)
+    deliveries: list[Delivery] = field(default_factory=list)
+    receipt: tuple[str, dict[str, Any]] | None = None
+    share_decision: tuple[str, dict[str, Any]] | None = None
+    open_case_lists: list[tuple[str, dict[str, Any]]] = field(default_factory=list)  # by school
+    outcome: str = ""
+    type_label: str = "unknown"
+
+
+class Quarantine(Exception):
+    """Raised inside a judge: keep the record in quarantine with this reason."""
+
+    def __init__(self, reason: str, detail: str) -> None:
+        super().__init__(detail)
+        self.reason = reason
+        self.detail = detail
+
+
+@dataclass(frozen=True, slots=True)
+class View:
+    """A notification on its way to recipients: its record, its author's bytes, its route."""
+
+    opened: Opened
+    name: str
+    record: dict[str, Any]
+    plaintext: bytes  # the single-object encoding the author sealed (the full view)
+    party: str  # who receives this view: an LA, or a school for its key adult
+    local_authority: str | None  # the LA whose decision this is (None: a key adult's school)
+    key: bytes
+    restrictions: list[dict[str, str]]
+
+
+Recipient = tuple[dict[str, Any], str]  # (Addressee without its audit sequence, route reason)
+
+
+def deliver(
+    decision: Decision,
+    view: View,
+    recipients: list[Recipient],
+    agreement: Agreement,
+    contract: Contract,
+    *,
+    role: str | None = None,
+    sender_kind: str | None = None,
+    detail: str = "",
+) -> None:
+    """Audit each recipient's decision; one Delivery per distinct minimised view.
+
+    ``agreement`` is the receiving LA's: it says what each role may see. Recipients whose
+    roles see the same fields share one sealed delivery (and one queue envelope each); a
+    view with nothing withheld is the author's own bytes.
+    """
+    record = view.record
+    by_view: dict[tuple[str, ...], Delivery] = {}
+    for recipient, reason in recipients:
+        minimised, withheld = agreement.minimise(
+            role or recipient["role"].lower(), view.name, record
+        )
+        decision.audit.append(
+            audit_entry(view, "delivered", reason, withheld, recipient, detail=detail)
+        )
+        addressee = {**recipient, "route_reason": reason, "audit_sequence": 0}
+        shared = by_view.get(tuple(withheld))
+        if shared is not None:
+            shared.record["recipients"].append(addressee)
+            shared.audit_indexes.append(len(decision.audit) - 1)
+            continue
+        encoded = (
+            view.plaintext if not withheld else contract.encode(view.name, minimised, check=False)
+        )
+        delivery = Delivery(
+            view.party,
+            view.key,
+            {
+                "notification_id": record["notification_id"],
+                "recipients": [addressee],
+                "sender_agency": record["author"]["agency_id"],
+                "sender_kind": sender_kind or view.opened.sender.kind,
+                "notification_type": view.name,
+                "urgency": record["urgency"],
+                "authored_at": record["authored_at"],
+                "routed_at": utc_now(),
+                "restrictions": view.restrictions,
+                "onward_consent": list(record["sharing"]["onward_consent"]),
+                "withheld": withheld,
+                "notification": encoded,
+            },
+            [len(decision.audit) - 1],
+        )
+        by_view[tuple(withheld)] = delivery
+        decision.deliveries.append(delivery)
+
+
+def audit_entry(
+    view: View,
+    what: str,
+    reason: str,
+    withheld: list[str],
+    recipient: dict[str, Any] | None,
+    *,
+    detail: str = "",
+    restricted: bool = True,
+) -> AuditEntry:
+    """The audit record of one decision about a notification (a delivery or a refusal)."""
+    record = view.record
+    sharing = record["sharing"]
+    return AuditEntry(
+        decision=what,
+        message_id=str(view.opened.message_id),
+        notification_id=str(record["notification_id"]),
+        sender=record["author"]["agency_id"],
+        recipient=recipient["id"] if recipient else None,
+        recipient_role=recipient["role"] if recipient else None,
+        local_authority=view.local_authority,
+        notification_type=c.SHORT_NAMES[view.name],
+        child_pseudonym=view.key.hex(),
+        reason=reason,
+        lawful_basis=sharing["lawful_basis"],
+        consent=sharing["consent"],
+        no_consent_reason=sharing["no_consent_reason"],
+        restrictions=tuple(r["code"] for r in view.restrictions) if restricted else (),
+        withheld=tuple(withheld),
+        detail="; ".join(part for part in (detail, basis(sharing, record["author"])) if part),
+        decided_at=utc_now(),
+    )
+
+
+def basis(sharing: dict[str, Any], author: dict[str, Any]) -> str:
+    return f"{sharing['legal_gateway']}; by {author['name']} ({author['role']})"
+
+
+def ledger_entry(view: View) -> LedgerEntry:
+    """What a later onward share by the receiving LA is judged against."""
+    record, opened = view.record, view.opened
+    assert view.local_authority is not None  # only deliveries to an LA are shared onward
+    return LedgerEntry(
+        notification_id=str(record["notification_id"]),
+        sender=opened.sender.id,
+        sender_kind=opened.sender.kind,
+        notification_type=c.SHORT_NAMES[view.name],
+        local_authority=view.local_authority,
+        child_pseudonym=view.key.hex(),
+        restrictions=tuple(r["code"] for r in view.restrictions),
+        onward_consent=tuple(record["sharing"]["onward_consent"]),
+        recorded_at=utc_now(),
+    )
+
+
+def receipt(message_id: UUID, outcome: str, reason: str, detail: str) -> dict[str, Any]:
+    return {
+        "message_id": message_id,
+        "outcome": outcome,
+        "reason": reason,
+        "detail": detail,
+        "decided_at": utc_now(),
+    }
+
+
+def quarantine(source: Source, reason: str, detail: str, la: str | None = None) -> Decision:
+    """Keep the raw record with its reason, audit it, and tell the topic's agency.
+
+    ``la`` is the local authority the record came from, when the topic is an LA's.
+    """
+    now = utc_now()
+    kept = Quarantined.of(source, reason, detail, now)
+    agency = inbound_agency(source.topic)
+    decision = Decision(outcome="quarantined", quarantine=[kept])
+    decision.audit.append(
+        AuditEntry(
+            decision="quarantined",
+            message_id=kept.message_id or source.where,
+            notification_id=None,
+            sender=agency,
+            recipient=None,
+            recipient_role=None,
+            local_authority=la,
+            notification_type=None,
+            child_pseudonym=None,
+            reason=reason,
+            lawful_basis=None,
+            consent=None,
+            no_consent_reason=None,
+            restrictions=(),
+            withheld=(),
+            detail=detail,
+            decided_at=now,
+        )
+    )
+    if kept.message_id is not None:
+        answer = receipt(UUID(kept.message_id), "QUARANTINED", reason, detail)
+        decision.receipt = (agency, answer)
+    return decision

@@ -102,15 +102,21 @@ class Exchange:
         async with publisher(self.rt, la) as pub:
             return await pub.publish_request(record)
 
-    async def allocate(self, update: dict[str, Any]) -> None:
-        before = self.gateway_count("allocation_update", "applied")
-        async with publisher(self.rt, LA) as pub:
+    async def allocate(self, update: dict[str, Any], sender: str | None = None) -> None:
+        """Publish an allocation update (as its own LA unless ``sender``) and wait until the
+        gateway has judged it (applied, or refused)."""
+
+        def judged_count() -> float:
+            return sum(self.gateway_count("allocation_update", o) for o in ("applied", "refused"))
+
+        before = judged_count()
+        async with publisher(self.rt, sender or str(update["la_id"])) as pub:
             await pub.publish_allocations(update)
 
-        async def applied() -> bool:
-            return self.gateway_count("allocation_update", "applied") > before
+        async def judged() -> bool:
+            return judged_count() > before
 
-        await eventually(applied, "the gateway to apply allocations")
+        await eventually(judged, "the gateway to judge allocations")
 
     def gateway_count(self, type_: str, outcome: str) -> float:
         value = self.gateway_metrics.get_sample_value(
@@ -157,10 +163,17 @@ class Exchange:
 
 
 def make_runtime(
-    home: Path, bootstrap: str, dsn: str | None = None, schema: str | None = None
+    home: Path,
+    bootstrap: str,
+    dsn: str | None = None,
+    schema: str | None = None,
+    agreement: Path | None = None,
 ) -> Runtime:
+    exchange = ExchangeSettings(home=home, metrics_port=-1)
+    if agreement is not None:
+        exchange = exchange.model_copy(update={"agreement_file": agreement})
     return Runtime(
-        exchange=ExchangeSettings(home=home, metrics_port=-1),
+        exchange=exchange,
         kafka=kafka_test_settings(bootstrap),
         store=StoreSettings(dsn=SecretStr(dsn) if dsn else None, pg_schema=schema),
     )
@@ -190,16 +203,19 @@ async def running_exchange(
     consumer: bool = True,
     parties: Sequence[PartySpec] = DEMO_PARTIES,
     metrics_ports: tuple[int, int] = (-1, -1),
+    agreement: Path | None = None,
 ) -> AsyncIterator[Exchange]:
     """A broker, trust directory, topics, gateway and (optionally) consumer, stopped on exit.
 
     ``metrics_ports``: where the gateway and the consumer serve /metrics (-1: nowhere).
+    ``agreement``: the agreement file, if not the repository's (which names the demo
+    parties' default LAs).
     """
     gateway_port, consumer_port = metrics_ports
     init_trust(home / "trust", parties)
     async with EmbeddedBroker(home) as broker:
         exchange = Exchange(
-            make_runtime(home, broker.bootstrap_servers, dsn, schema), broker=broker
+            make_runtime(home, broker.bootstrap_servers, dsn, schema, agreement), broker=broker
         )
         await create_topics(exchange.rt)
         try:

@@ -1,0 +1,271 @@
+"""Routing by the child over hundreds of random partnerships, against the gateway's judge.
+
+No Kafka here: each step of a random script (:mod:`tests.partnerships`) is sealed by its
+sender as the producer would, judged by the real :class:`gateway.decide.Judge` (real
+envelope crypto, allocation directory and audit store on SQLite), and its decision is
+written to the audit trail. Every notification must reach at least one queue; no worker
+or supervisor may receive a child their LA does not hold; a MASH receives only children
+open nowhere, resident in (or defaulted to) its LA; every addressee has its own audit
+record, written to the chain. The end-to-end variant is in
+tests/integration/test_partnership_e2e.py.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import tempfile
+import uuid
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
+from hypothesis import HealthCheck, given, settings
+
+from gateway.allocations import AllocationDirectory
+from gateway.decide import Judge
+from gateway.decision import Decision
+from gateway.partnership import Partnership
+from gateway.requests import DisclosureRequests
+from gateway.store import GatewayStore
+from sgx import contract as c
+from sgx.contract import Contract, default_contract
+from sgx.envelope import Opener, Purpose, Sealer
+from sgx.kafka import inbound_topic
+from sgx.pseudonym import Pseudonymiser
+from sgx.quarantine import Source
+from sgx.settings import ExchangeSettings
+from sgx.trust import Identity, Party, PartyKey, TrustDirectory
+from tests.partnerships import (
+    Allocate,
+    Close,
+    Intrude,
+    Model,
+    Notify,
+    Spec,
+    check_routed,
+    la_id,
+    specs,
+)
+
+EXAMPLES = 300
+PSEUDONYM_KEY = bytes(range(32))
+
+
+@functools.cache
+def _keys(party_id: str) -> tuple[Ed25519PrivateKey, X25519PrivateKey, PartyKey]:
+    """One key pair per party id, made once for every example that uses the id."""
+    signing, box = Ed25519PrivateKey.generate(), X25519PrivateKey.generate()
+    now = datetime.now(UTC)
+    key = PartyKey(
+        kid=f"{party_id}/test-0001",
+        signing_public=signing.public_key().public_bytes_raw(),
+        box_public=box.public_key().public_bytes_raw(),
+        not_before=now - timedelta(days=1),
+        not_after=now + timedelta(days=30),
+    )
+    return signing, box, key
+
+
+def _world(spec: Spec) -> tuple[TrustDirectory, dict[str, Identity]]:
+    parties = []
+    for p in spec.parties():
+        key = _keys(p.id)[2]
+        parties.append(
+            Party(id=p.id, kind=p.kind, name=p.name, gss_code=p.gss_code,
+                  serves=list(p.serves), serves_any=p.serves_any, keys=[key])
+        )  # fmt: skip
+    identities = {
+        party.id: Identity(
+            party, {party.keys[0].kid: _keys(party.id)[0]}, {party.keys[0].kid: _keys(party.id)[1]}
+        )
+        for party in parties
+    }
+    return TrustDirectory(parties), identities
+
+
+@functools.cache
+def _agreement() -> dict[str, Any]:
+    import tomllib
+
+    data = tomllib.loads(ExchangeSettings().agreement_file.read_text(encoding="utf-8"))
+    return {k: v for k, v in data.items() if k not in ("default_las", "authorities")}
+
+
+class _Run:
+    """One example: a trust directory, a judge over real stores, and a sealer per sender."""
+
+    def __init__(self, spec: Spec, home: Path, contract: Contract) -> None:
+        self.spec, self.home, self.contract = spec, home, contract
+        self.trust, self.identities = _world(spec)
+        self.offset = 0
+
+    async def __aenter__(self) -> _Run:
+        self.store = await GatewayStore.open(None, self.home / "gateway.db")
+        self.requests = await DisclosureRequests.open(None, self.home / "requests.db")
+        pseudonyms = Pseudonymiser(PSEUDONYM_KEY)
+        self.allocations = AllocationDirectory(self.store.engine, pseudonyms)
+        await self.allocations.load()
+        data = {**_agreement(), "default_las": self.spec.default_las()}
+        partnership = Partnership.from_mapping(data, self.contract, self.trust, source="test")
+        self.judge = Judge(
+            opener=Opener(self.identities["gateway"], self.trust),
+            contract=self.contract,
+            partnership=partnership,
+            allocations=self.allocations,
+            store=self.store,
+            pseudonyms=pseudonyms,
+            trust=self.trust,
+            requests=self.requests,
+        )
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.requests.close()
+        await self.store.close()
+
+    async def send(
+        self, sender: str, purpose: Purpose, name: str, record: dict[str, Any]
+    ) -> Decision:
+        """Seal ``record`` as ``sender`` would, judge it, and write the decision's audit."""
+        message_id = (
+            uuid.UUID(str(record["notification_id"]))
+            if "notification_id" in record
+            else uuid.uuid4()
+        )
+        plaintext = self.contract.encode(name, record)
+        sealed = Sealer(self.identities[sender], self.trust, "gateway").seal(
+            purpose, message_id, plaintext
+        )
+        self.offset += 1
+        source = Source(inbound_topic(sender), 0, self.offset, 0, sealed)
+        decision = await self.judge.judge(source)
+        sequences = await self.store.record(decision.audit, decision.quarantine, decision.ledger)
+        assert len(set(sequences)) == len(decision.audit), "two decisions share an audit record"
+        return decision
+
+
+def _received(decision: Decision) -> list[tuple[str, str, str]]:
+    """(LA, queue, reason) of every addressee, checking each has its own audit record."""
+    got = []
+    for delivery in decision.deliveries:
+        for addressee, index in zip(
+            delivery.record["recipients"], delivery.audit_indexes, strict=True
+        ):
+            entry = decision.audit[index]
+            assert entry.decision == "delivered"
+            assert entry.recipient == addressee["id"]
+            assert entry.local_authority == delivery.party
+            assert entry.reason == addressee["route_reason"]
+            got.append((delivery.party, addressee["id"], addressee["route_reason"]))
+    return got
+
+
+async def _play(spec: Spec, contract: Contract) -> None:
+    model = Model(spec)
+    with tempfile.TemporaryDirectory() as tmp:
+        async with _Run(spec, Path(tmp), contract) as run:
+            for step in spec.steps:
+                if isinstance(step, Notify):
+                    sender, name, record = spec.notification(step)
+                    decision = await run.send(sender, Purpose.NOTIFICATION, name, record)
+                    assert decision.outcome == "delivered", decision.receipt
+                    check_routed(model, step, _received(decision))
+                    continue
+                sender, update = spec.update(step)
+                decision = await run.send(sender, Purpose.ALLOCATIONS, c.ALLOCATION_UPDATE, update)
+                if isinstance(step, Intrude):
+                    assert decision.outcome == "refused"
+                    assert {e.local_authority for e in decision.audit} == {
+                        la_id(step.la),
+                        la_id(step.other),
+                    }
+                else:
+                    assert decision.outcome == "applied"
+                model.apply(step)
+                _check_open_case_lists(spec, model, decision)
+
+
+def _check_open_case_lists(spec: Spec, model: Model, decision: Decision) -> None:
+    """Each school serving the LA gets the union of the open cases of the LAs it serves."""
+    pseudonyms = Pseudonymiser(PSEUDONYM_KEY)
+    lists = dict(decision.open_case_lists)
+    for agency in spec.agencies:
+        if agency.kind != "school" or agency.id not in lists:
+            continue
+        keys = set(lists[agency.id]["child_keys"])
+        for index, child in enumerate(spec.children):
+            nhs, upn = pseudonyms.identifier_keys(child.nhs_number, child.upn)
+            listed = bool({k for k in (nhs, upn) if k is not None} & keys)
+            assert listed == (index in model.open_cases(agency)), (agency, index)
+
+
+@settings(
+    max_examples=EXAMPLES,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
+@given(specs())
+def test_every_notification_reaches_exactly_who_the_rule_names(spec: Spec) -> None:
+    asyncio.run(_play(spec, default_contract()))
+
+
+def test_a_transfer_reaches_both_las_then_only_the_new_one() -> None:
+    """The fixed case the random ones generalise: allocated in 0, transfer to 1, closed in 0."""
+    from tests.partnerships import Agency, Child
+
+    notify = Notify(0, 0, None)
+    spec = Spec(
+        2,
+        (Agency("ag-0-health", "health", (0, 1), (0,)),),
+        (Child("9990000018", None),),
+        (
+            notify,
+            Allocate(0, 0, 1),
+            notify,
+            Allocate(1, 0, 2, transfer_from=0),
+            notify,
+            Close(0, 0),
+            notify,
+        ),
+    )
+    seen: list[set[str]] = []
+
+    async def play() -> None:
+        model = Model(spec)
+        with tempfile.TemporaryDirectory() as tmp:
+            async with _Run(spec, Path(tmp), default_contract()) as run:
+                for step in spec.steps:
+                    if isinstance(step, Notify):
+                        sender, name, record = spec.notification(step)
+                        decision = await run.send(sender, Purpose.NOTIFICATION, name, record)
+                        seen.append({queue for _, queue, _ in _received(decision)})
+                        check_routed(model, step, _received(decision))
+                    else:
+                        sender, update = spec.update(step)
+                        await run.send(sender, Purpose.ALLOCATIONS, c.ALLOCATION_UPDATE, update)
+                        model.apply(step)
+
+    asyncio.run(play())
+    assert seen == [
+        {"mash:la-0"},
+        {"sw-0-1", "tm-0"},
+        {"sw-0-1", "tm-0", "sw-1-2", "tm-1"},
+        {"sw-1-2", "tm-1"},
+    ]
+
+
+def test_steps_cover_every_kind() -> None:
+    """The strategy can produce every kind of step (so the property is not vacuous)."""
+    kinds = {Allocate, Close, Intrude, Notify}
+    found: set[type] = set()
+
+    @settings(max_examples=200, deadline=None)
+    @given(specs())
+    def collect(spec: Spec) -> None:
+        found.update(type(step) for step in spec.steps)
+
+    collect()
+    assert found == kinds

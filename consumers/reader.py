@@ -7,7 +7,6 @@ open it with the local authority's key and decode the minimised notification.
 from __future__ import annotations
 
 import datetime as dt
-
 from dataclasses import dataclass
 from typing import Any
 
@@ -87,7 +86,7 @@ def summary_line(view: QueueView) -> str:
     status = "" if item.status == "unread" else f" [{item.status}]"
     return (
         f"#{item.item_id:<4} {item.urgency:<9} {view.type_label:<20} {child_label(n)} "
-        f"— from {_author(view)['agency_name']} ({item.route_reason.lower()}){status}"
+        f"— from {_author(view)['agency_name']} ({_readable(item.route_reason)}){status}"
     )
 
 

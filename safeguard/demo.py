@@ -229,16 +229,20 @@ async def _allocate(demo: _Demo) -> None:
 
 async def _traffic(demo: _Demo) -> None:
     heading("Agencies send notifications; each follows its child")
-    await demo.send(SCHOOL, c.ATTENDANCE_UPDATE, samples.attendance_update(AMIRA),
-                    "Hillside (Camden)  → attendance about Amira, open to Camden")  # fmt: skip
-    await demo.send(HEALTH, c.HEALTH_UPDATE, samples.health_update(NOAH),
-                    "Royal Free         → A&E attendance about Noah, open to Islington")  # fmt: skip
-    await demo.send(POLICE, c.POLICE_NOTIFICATION, samples.police_notification(LEO),
-                    "Met Police         → Operation Encompass incident about Leo, open to Camden")  # fmt: skip
-    await demo.send(HEALTH, c.HEALTH_UPDATE, samples.health_update(MAYA),
-                    f"Royal Free         → A&E about Maya: open to no LA, lives in Islington ({OTHER_LA_GSS})")  # fmt: skip
-    await demo.send(HEALTH, c.HEALTH_UPDATE, samples.health_update(ELLA),
-                    "Royal Free         → A&E about Ella: open to no LA, residence unknown")  # fmt: skip
+    sends = [
+        (SCHOOL, c.ATTENDANCE_UPDATE, samples.attendance_update(AMIRA),
+         "Hillside (Camden) → attendance about Amira, open to Camden"),
+        (HEALTH, c.HEALTH_UPDATE, samples.health_update(NOAH),
+         "Royal Free → A&E attendance about Noah, open to Islington"),
+        (POLICE, c.POLICE_NOTIFICATION, samples.police_notification(LEO),
+         "Met Police → Operation Encompass incident about Leo, open to Camden"),
+        (HEALTH, c.HEALTH_UPDATE, samples.health_update(MAYA),
+         f"Royal Free → A&E about Maya: open to no LA, lives in Islington ({OTHER_LA_GSS})"),
+        (HEALTH, c.HEALTH_UPDATE, samples.health_update(ELLA),
+         "Royal Free → A&E about Ella: open to no LA, residence unknown"),
+    ]  # fmt: skip
+    for agency, name, record, line in sends:
+        await demo.send(agency, name, record, line)
     say("    (Ella goes to the Royal Free's default LA under the agreement: Camden)")
 
 
@@ -249,14 +253,14 @@ async def _transfer(demo: _Demo) -> None:
         transfer_from=LA_GSS,
     )  # fmt: skip
     await demo.allocations(OTHER_LA, transfer_in, "Islington's transfer-in")
-    say("  Islington allocates Zara to Ines Duarte (transfer-in from Camden, E09000007)")
-    await demo.send(SCHOOL, c.ATTENDANCE_UPDATE, samples.attendance_update(ZARA),
-                    "Hillside (Camden)  → attendance about Zara: both LAs hold her now")  # fmt: skip
+    say(f"  Islington allocates Zara to Ines Duarte (transfer-in from Camden, {LA_GSS})")
+    line = "Hillside (Camden) → attendance about Zara: both LAs hold her now"
+    await demo.send(SCHOOL, c.ATTENDANCE_UPDATE, samples.attendance_update(ZARA), line)
     closure = samples.allocation_update([], [(ZARA["nhs_number"], None)])
     await demo.allocations(LA, closure, "Camden's closure")
     say("  Camden closes its case for Zara (deallocation)")
-    await demo.send(HEALTH, c.HEALTH_UPDATE, samples.health_update(ZARA),
-                    "Royal Free         → A&E about Zara: only Islington holds her now")  # fmt: skip
+    line = "Royal Free → A&E about Zara: only Islington holds her now"
+    await demo.send(HEALTH, c.HEALTH_UPDATE, samples.health_update(ZARA), line)
 
 
 async def _bad_records(demo: _Demo) -> None:
@@ -331,7 +335,9 @@ async def _quarantine_and_audit(rt: Runtime) -> None:
             for r in records:
                 to = f" → {r.recipient}" if r.recipient else ""
                 withheld = f" (withheld {', '.join(r.withheld)})" if r.withheld else ""
-                say(f"  {r.sequence:>3} {r.decided_at:%H:%M:%S} {r.decision:<9} "
-                    f"{r.notification_type:<18} {r.sender}{to}: {r.reason}{withheld}")  # fmt: skip
+                why = f" — {r.detail}" if r.notification_type == "allocation_update" else ""
+                what = f"{r.decision:<9} {r.notification_type:<18}"
+                say(f"  {r.sequence:>3} {r.decided_at:%H:%M:%S} {what} "
+                    f"{r.sender}{to}: {r.reason}{withheld}{why}")  # fmt: skip
         count, head = await store.verify_chain()
         say(f"\n  safeguard audit verify: chain of {count} records verified, head {head[:16]}…")

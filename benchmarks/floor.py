@@ -46,6 +46,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from consumers.queue import QueueStore
 from gateway.store import AUDIT_COLUMNS, AuditEntry, GatewayStore, audit_row, decision_key
 from safeguard import samples
+from safeguard.parties import LA
 from sgx import contract as c
 from sgx.contract import default_contract
 from sgx.db import SQLITE_PRAGMAS
@@ -190,6 +191,7 @@ async def _audit_steps(count: int, records: list[dict[str, Any]], now: datetime)
             sender=records[i]["author"]["agency_id"],
             recipient=worker,
             recipient_role=role,
+            local_authority=LA,
             notification_type="attendance_update",
             child_pseudonym="ab" * 32,
             reason=reason,

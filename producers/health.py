@@ -584,6 +584,7 @@ class _Context:
             "given_name": given,
             "family_name": family,
             "date_of_birth": born,
+            "residence_la": None,  # a FHIR address carries no GSS code
         }
 
     def child_for(self, event: _Event) -> dict[str, Any]:

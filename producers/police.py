@@ -10,8 +10,9 @@ Timestamps are ISO 8601 with a UTC offset, dates ``YYYY-MM-DD``. Common to both 
     force             {"id": agency id in the trust directory, "name": ...}
     officer           {"name", "role", "contact" (optional)}
     child             {"nhs_number", "upn", "identifier_absent_reason", "given_name",
-                       "family_name", "date_of_birth"} (all optional; an identifier or the
-                       reason for none is required)
+                       "family_name", "date_of_birth", "residence_la"} (all optional; an
+                       identifier or the reason for none is required; ``residence_la``
+                       is the ONS GSS code of the LA the child lives in, if known)
     facts             what happened, factual only
     risk_level        NO_CONCERN | LOW | MEDIUM | HIGH | IMMINENT
     professional_opinion, support_offered, agency_limitations    optional
@@ -132,6 +133,7 @@ class ChildIn(_In):
     given_name: str | None = None
     family_name: str | None = None
     date_of_birth: dt.date | None = None
+    residence_la: str | None = None  # ONS GSS code, checked by the contract
 
 
 class SharingIn(_In):

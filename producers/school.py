@@ -487,6 +487,7 @@ def attendance_update(
             "given_name": None,
             "family_name": None,
             "date_of_birth": None,
+            "residence_la": None,  # an attendance export does not say where a pupil lives
         },
         "sharing": {
             "consent": "NOT_SOUGHT",

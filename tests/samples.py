@@ -51,7 +51,10 @@ def author(agency_id: str, agency_name: str, name: str, role: str) -> dict[str, 
     }
 
 
-def child(nhs_number: str | None, upn: str | None) -> dict[str, Any]:
+def child(
+    nhs_number: str | None, upn: str | None, residence_la: str | None = None
+) -> dict[str, Any]:
+    """The subject child; ``residence_la`` is the GSS code of the LA the child lives in."""
     return {
         "nhs_number": nhs_number,
         "upn": upn,
@@ -59,6 +62,7 @@ def child(nhs_number: str | None, upn: str | None) -> dict[str, Any]:
         "given_name": "Sam",
         "family_name": "Example",
         "date_of_birth": dt.date(2016, 5, 14),
+        "residence_la": residence_la,
     }
 
 

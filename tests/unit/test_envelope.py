@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import itertools
+import json
 import shutil
 import uuid
 from collections.abc import Callable, Iterator
@@ -50,6 +51,7 @@ from sgx.errors import (
 from sgx.keys import Binding, DataKeyBlock, verify_data_key
 from sgx.settings import REPO_ROOT
 from sgx.trust import (
+    DIRECTORY_FILE,
     PRIVATE_DIR,
     Identity,
     Party,
@@ -65,11 +67,12 @@ from sgx.trust import (
 )
 
 SCHOOL, HEALTH, LA, GATEWAY = "school-hillside", "health-north", "la-northshire", "gateway"
+LA_GSS = "E06000901"  # a well-formed ONS GSS code for the fictional Northshire
 SPECS = [
-    PartySpec(LA, "local_authority", "Northshire Council", LA),
-    PartySpec(SCHOOL, "school", "Hillside Primary", LA),
-    PartySpec(HEALTH, "health", "North NHS Trust", LA),
-    PartySpec(GATEWAY, "gateway", "Exchange gateway", None),
+    PartySpec(LA, "local_authority", "Northshire Council", gss_code=LA_GSS),
+    PartySpec(SCHOOL, "school", "Hillside Primary", (LA,)),
+    PartySpec(HEALTH, "health", "North NHS Trust", (LA,)),
+    PartySpec(GATEWAY, "gateway", "Exchange gateway"),
 ]
 SCHEMAS = avro.SchemaSet(REPO_ROOT / "schemas")
 SCHEMAS.load_all()
@@ -589,9 +592,20 @@ def golden_sealer(keys: Path) -> Sealer:
 
 @pytest.fixture
 def golden_keys(tmp_path: Path) -> Path:
-    """The fixture keys, copied with private files at 0600 (git does not keep modes)."""
+    """The fixture keys, copied with private files at 0600 (git does not keep modes).
+
+    The checked-in directory.json predates partnerships (one ``local_authority`` a party,
+    no GSS codes): the copy gets the GSS code its local authority now needs, as an
+    operator would add it, and is otherwise read as it is (``local_authority`` as
+    ``serves``). The directory does not enter the envelope's bytes."""
     keys = tmp_path / "keys"
     shutil.copytree(GOLDEN_KEYS, keys)
+    directory = keys / DIRECTORY_FILE
+    data = json.loads(directory.read_text(encoding="utf-8"))
+    for party in data["parties"]:
+        if party["kind"] == "local_authority":
+            party.setdefault("gss_code", LA_GSS)
+    directory.write_text(json.dumps(data, indent=2), encoding="utf-8")
     for path in (keys / PRIVATE_DIR).rglob("*"):
         path.chmod(0o700 if path.is_dir() else 0o600)
     (keys / PRIVATE_DIR).chmod(0o700)
@@ -611,6 +625,7 @@ def test_golden_fixture_opens(golden_keys: Path) -> None:
     assert opened.message_id == GOLDEN_ID
     assert opened.sealed_at == GOLDEN_AT
     assert opened.sender.id == SCHOOL
+    assert opened.sender.serves == [LA]  # its old local_authority, read as serves
 
 
 def test_golden_fixture_is_the_avro_schema(golden_keys: Path) -> None:
@@ -641,8 +656,8 @@ def _golden_parties() -> Iterator[tuple[Party, Ed25519PrivateKey, X25519PrivateK
     for index, spec in enumerate(SPECS, start=1):
         key, signing, box = _golden_key(index, spec.id)
         party = Party(
-            id=spec.id, kind=spec.kind, name=spec.name,
-            local_authority=spec.local_authority, keys=[key],
+            id=spec.id, kind=spec.kind, name=spec.name, gss_code=spec.gss_code,
+            serves=list(spec.serves), serves_any=spec.serves_any, keys=[key],
         )  # fmt: skip
         yield party, signing, box
 

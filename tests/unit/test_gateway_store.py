@@ -37,6 +37,7 @@ def audit(n: int, **changes: object) -> AuditEntry:
         sender="school-oakfield",
         recipient="sw-anna",
         recipient_role="social_worker",
+        local_authority="la-north",
         notification_type="attendance_update",
         child_pseudonym="ab" * 16,
         reason="allocated",
@@ -110,8 +111,8 @@ async def chain(store: GatewayStore) -> GatewayStore:
 
 def test_canonical_form_is_the_documented_one() -> None:
     expected = (
-        '[7,"refused","m-1","n-1","school-a",null,null,"x",null,"no_route",null,null,null,'
-        '["A","B"],[],"né","2024-03-01T09:00:00.123Z"]'
+        '[7,"refused","m-1","n-1","school-a",null,null,"la-a","x",null,"no_route",null,null,'
+        'null,["A","B"],[],"né","2024-03-01T09:00:00.123Z"]'
     )
     entry = AuditEntry(
         decision="refused",
@@ -120,6 +121,7 @@ def test_canonical_form_is_the_documented_one() -> None:
         sender="school-a",
         recipient=None,
         recipient_role=None,
+        local_authority="la-a",
         notification_type="x",
         child_pseudonym=None,
         reason="no_route",
@@ -179,6 +181,23 @@ async def test_audit_records_filters(chain: GatewayStore) -> None:
     assert await chain.audit_records(notification_id="nothing") == []
 
 
+async def test_audit_records_for_one_local_authority(chain: GatewayStore) -> None:
+    south = [audit(6, local_authority="la-south"), audit(7, local_authority=None)]
+    assert await chain.record([*south, audit(8)]) == [6, 7, 8]
+    north = await chain.audit_records(local_authority="la-north")
+    assert [r.sequence for r in north] == [1, 2, 3, 4, 5, 8]
+    (record,) = await chain.audit_records(local_authority="la-south")
+    assert (record.sequence, record.local_authority) == (6, "la-south")
+    later = await chain.audit_records(local_authority="la-north", after=4)
+    assert [r.sequence for r in later] == [5, 8]
+    assert await chain.audit_records(local_authority="la-nowhere") == []
+    (both,) = await chain.audit_records(
+        notification_id="notification-6", local_authority="la-south"
+    )
+    assert both.sequence == 6
+    assert (await chain.audit_records(notification_id="notification-7"))[0].local_authority is None
+
+
 async def test_empty_chain(store: GatewayStore) -> None:
     assert await store.chain_head() == (0, GENESIS_HASH)
     assert await store.verify_chain() == (0, GENESIS_HASH)
@@ -193,6 +212,21 @@ async def test_duplicate_decision_is_not_appended(chain: GatewayStore) -> None:
     assert (await chain.verify_chain())[0] == 7
 
 
+async def test_the_same_decision_for_another_la_or_child_is_another_decision(
+    chain: GatewayStore,
+) -> None:
+    """One notification can reach two LAs' MASH duty (no recipient), and an allocation
+    update decides for each child: the LA and the child are part of what a decision is."""
+    mash = audit(2, recipient=None, recipient_role=None)
+    other_la = dataclasses.replace(mash, local_authority="la-south")
+    other_child = dataclasses.replace(mash, child_pseudonym="ef" * 16)
+    assert await chain.record([mash, other_la, other_child]) == [6, 7, 8]
+    assert await chain.record([other_la, mash, other_child]) == [7, 6, 8]
+    no_la = audit(2, local_authority=None)
+    assert await chain.record([no_la, no_la, audit(2)]) == [9, 9, 2]
+    assert (await chain.verify_chain())[0] == 9
+
+
 async def test_same_message_refused_and_quarantined_are_two_decisions(store: GatewayStore) -> None:
     refused = audit(1, decision="refused", recipient=None)
     assert await store.record([refused, audit(1, decision="quarantined", recipient=None)]) == [1, 2]
@@ -203,6 +237,13 @@ async def test_unknown_decision_is_a_programming_error(store: GatewayStore) -> N
     with pytest.raises(ValueError, match="unknown audit decision"):
         await store.record([audit(1), audit(2, decision="shared")])
     assert await store.chain_head() == (0, GENESIS_HASH)
+
+
+async def test_every_known_decision_is_recorded(store: GatewayStore) -> None:
+    decisions = ["delivered", "refused", "quarantined", "share_allowed", "share_refused", "applied"]
+    entries = [audit(1, decision=decision) for decision in decisions]
+    assert await store.record(entries) == [1, 2, 3, 4, 5, 6]
+    assert [r.decision for r in await store.audit_records()] == decisions
 
 
 async def test_reopened_store_continues_the_chain(db: Backend) -> None:
@@ -220,7 +261,7 @@ async def test_failing_batch_leaves_nothing(chain: GatewayStore) -> None:
         await chain.record([audit(6), audit(7)], [quarantined(1)], [ledger(8), broken])
     assert await chain.chain_head() == head
     assert await chain.quarantine_count() == 0
-    assert await chain.ledger_entry("notification-8") is None
+    assert await chain.ledger_entry("notification-8", "la-north") is None
     assert await chain.record([audit(7)]) == [6]
     assert (await chain.verify_chain())[0] == 6
 
@@ -247,6 +288,7 @@ TAMPERING: dict[str, str | dict[str, str]] = {
     "sender": "'police-north'",
     "recipient": "'sw-ben'",
     "recipient_role": "'supervisor'",
+    "local_authority": "'la-south'",
     "notification_type": "'health_update'",
     "child_pseudonym": f"'{'ef' * 16}'",
     "reason": "'mash_duty'",
@@ -257,7 +299,7 @@ TAMPERING: dict[str, str | dict[str, str]] = {
     "withheld": '\'["child.address","child.name"]\'',
     "detail": "'nothing to see'",
     "decided_at": LATER,
-    "decision_key": '\'["message-3","refused",null]\'',
+    "decision_key": '\'["message-3","delivered","sw-anna","la-south",null]\'',
     "prev_hash": f"'{'a' * 64}'",
     "hash": f"'{'b' * 64}'",
 }
@@ -341,9 +383,27 @@ async def test_ledger_is_idempotent_first_entry_wins(store: GatewayStore) -> Non
     await store.record(
         [audit(1)], ledger=[ledger(1, restrictions=()), ledger(2, child_pseudonym=None)]
     )
-    assert await store.ledger_entry("notification-1") == ledger(1)
-    assert await store.ledger_entry("notification-2") == ledger(2, child_pseudonym=None)
-    assert await store.ledger_entry("notification-3") is None
+    assert await store.ledger_entry("notification-1", "la-north") == ledger(1)
+    assert await store.ledger_entry("notification-2", "la-north") == ledger(2, child_pseudonym=None)
+    assert await store.ledger_entry("notification-3", "la-north") is None
+
+
+async def test_the_ledger_keeps_an_entry_per_local_authority(store: GatewayStore) -> None:
+    """A notification delivered to two LAs has an entry for each, looked up separately;
+    each is still first-entry-wins, and neither LA finds the other's."""
+    south = ledger(1, local_authority="la-south", onward_consent=("parent_or_carer",))
+    await store.record([], ledger=[ledger(1), south])
+    await store.record(
+        [], ledger=[ledger(1, restrictions=()), dataclasses.replace(south, sender="x")]
+    )
+    assert await store.ledger_entry("notification-1", "la-north") == ledger(1)
+    assert await store.ledger_entry("notification-1", "la-south") == south
+    assert await store.ledger_entry("notification-1", "la-east") is None
+    await store.record([], ledger=[ledger(2, local_authority="la-south")])
+    assert await store.ledger_entry("notification-2", "la-north") is None
+    assert await store.ledger_entry("notification-2", "la-south") == ledger(
+        2, local_authority="la-south"
+    )
 
 
 async def test_an_unreadable_record_is_reported_at_its_sequence(tmp_path: Path) -> None:

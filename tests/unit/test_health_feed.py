@@ -67,7 +67,8 @@ class Recorder:
 
     async def __call__(self, name: str, record: Mapping[str, Any]) -> uuid.UUID:
         assert name == c.HEALTH_UPDATE
-        self.contract.encode(name, record)
+        decoded = self.contract.decode_as(name, self.contract.encode(name, record))
+        assert decoded["child"] == record["child"]  # every field present, residence_la too
         self.records.append(record)
         return uuid.UUID(str(record["notification_id"]))
 
@@ -92,6 +93,7 @@ def test_emergency_encounter_maps_to_an_unscheduled_care_attendance() -> None:
         "given_name": "Amira Rose",  # the official name, not the usual one
         "family_name": "Zephyrine",
         "date_of_birth": dt.date(2023, 2, 10),
+        "residence_la": None,  # FHIR gives an address, not the LA's GSS code
     }
     assert record["author"] == {
         "name": "Dr Sam Patel",

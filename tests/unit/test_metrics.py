@@ -17,7 +17,8 @@ def test_every_metric_registers_on_a_private_registry() -> None:
         ConsumerMetrics(registry),
     )
     producer.notifications.labels(type="AttendanceUpdate", outcome="sent").inc()
-    gateway.decisions.labels(reason="delivered").inc(2)
+    gateway.decisions.labels(reason="delivered", la="la-camden").inc(2)
+    gateway.decisions.labels(reason="delivered", la="la-islington").inc()
     gateway.allocations.set(5)
     gateway.batch_seconds.observe(0.01)
     consumer.latency.labels(type="HealthUpdate", urgency="urgent").observe(0.2)
@@ -27,7 +28,10 @@ def test_every_metric_registers_on_a_private_registry() -> None:
         sample("sgx_producer_notifications_total", {"type": "AttendanceUpdate", "outcome": "sent"})
         == 1
     )
-    assert sample("sgx_gateway_decisions_total", {"reason": "delivered"}) == 2
+    assert sample("sgx_gateway_decisions_total", {"reason": "delivered", "la": "la-camden"}) == 2
+    assert sample("sgx_gateway_decisions_total", {"reason": "delivered", "la": "la-islington"}) == 1
+    with pytest.raises(ValueError, match="label"):
+        gateway.decisions.labels(reason="delivered")  # every decision is counted per LA
     assert sample("sgx_gateway_allocations") == 5
     assert sample("sgx_gateway_batch_seconds_count") == 1
     assert (

@@ -242,6 +242,18 @@ def test_a_child_without_identifier_needs_the_reason() -> None:
     assert map_police_export(data)["child"]["identifier_absent_reason"] == "NOT_KNOWN"
 
 
+def test_the_childs_residence_la_is_carried_when_the_export_gives_it() -> None:
+    data = export("encompass")
+    assert "residence_la" not in data["child"]
+    assert map_police_export(data)["child"]["residence_la"] is None
+    data["child"]["residence_la"] = "E09000019"
+    assert map_police_export(data)["child"]["residence_la"] == "E09000019"
+    data["child"]["residence_la"] = "Islington"
+    error = error_of(lambda: map_police_export(data, at="[2]"))
+    assert error.path == "[2].child.residence_la"
+    assert "GSS" in error.problem
+
+
 def test_an_unknown_export_type_is_refused() -> None:
     data = export("encompass")
     data["type"] = "stop_and_search"
@@ -313,6 +325,7 @@ def request(**changes: Any) -> dict[str, Any]:
             "given_name": "Sam",
             "family_name": "Example",
             "date_of_birth": dt.date(2016, 5, 14),
+            "residence_la": None,
         },
         "proceedings": {
             "stage": "ISSUED",

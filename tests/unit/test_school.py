@@ -247,7 +247,10 @@ class Recorder:
         assert name == c.ATTENDANCE_UPDATE
         if self.fail_with is not None:
             raise self.fail_with
-        default_contract().check(name, record)
+        contract = default_contract()
+        contract.check(name, record)
+        decoded = contract.decode_as(name, contract.encode(name, record))
+        assert decoded["child"] == record["child"]  # every field present, residence_la too
         self.records.append(record)
         return uuid.UUID(str(record["notification_id"]))
 
@@ -263,8 +266,8 @@ async def feed(tmp_path: Path) -> Any:
 
 async def publish_open_list(feed: SchoolFeed, pupils: Sequence[tuple[str | None, str]]) -> None:
     keys = [k for nhs, upn in pupils for k in pupil_keys(PSEUDONYMS, nhs, upn)]
-    record = open_case_list("la-camden", keys, datetime.now(UTC))
-    await feed.open_cases.replace(record["la_id"], record["issued_at"], record["child_keys"])
+    record = open_case_list(PROFILE.agency_id, keys, datetime.now(UTC))
+    await feed.open_cases.replace(record["school_id"], record["issued_at"], record["child_keys"])
 
 
 async def test_only_open_pupils_are_pushed_and_only_when_changed(feed: SchoolFeed) -> None:
@@ -333,8 +336,9 @@ async def test_a_refused_record_is_reported_against_the_pupils_first_line(
 
 async def test_open_case_store_keeps_the_newest_list(feed: SchoolFeed) -> None:
     now = datetime.now(UTC)
-    assert await feed.open_cases.replace("la-camden", now, [b"a" * 16])
-    assert not await feed.open_cases.replace("la-camden", now - timedelta(seconds=1), [b"b" * 16])
+    school = PROFILE.agency_id
+    assert await feed.open_cases.replace(school, now, [b"a" * 16])
+    assert not await feed.open_cases.replace(school, now - timedelta(seconds=1), [b"b" * 16])
     held = await feed.open_cases.current()
     assert held.keys == {b"a" * 16}
     assert held.issued_at == now
@@ -342,13 +346,20 @@ async def test_open_case_store_keeps_the_newest_list(feed: SchoolFeed) -> None:
 
 def test_open_case_list_record_is_sorted_unique_and_checked() -> None:
     now = datetime.now(UTC)
-    record = open_case_list("la-camden", [b"b" * 16, b"a" * 16, b"b" * 16], now)
-    assert record["child_keys"] == [b"a" * 16, b"b" * 16]
-    default_contract().encode(c.OPEN_CASE_LIST, record)
+    record = open_case_list("school-hillside", [b"b" * 16, b"a" * 16, b"b" * 16], now)
+    assert record == {
+        "school_id": "school-hillside",  # the list is the school's, over every LA it serves
+        "issued_at": now,
+        "child_keys": [b"a" * 16, b"b" * 16],
+    }
+    contract = default_contract()
+    decoded = contract.decode_as(c.OPEN_CASE_LIST, contract.encode(c.OPEN_CASE_LIST, record))
+    assert decoded["school_id"] == "school-hillside"
+    assert decoded["child_keys"] == record["child_keys"]
     with pytest.raises(ContractError, match=r"child_keys\[0\]"):
-        open_case_list("la-camden", [b"short"], now)
+        open_case_list("school-hillside", [b"short"], now)
     with pytest.raises(ContractError, match="issued_at"):
-        open_case_list("la-camden", [], datetime(2026, 1, 1))
+        open_case_list("school-hillside", [], datetime(2026, 1, 1))
 
 
 # --- the watched folder ----------------------------------------------------------------

@@ -28,11 +28,22 @@ from sgx.trust import (
 )
 
 SCHOOL, POLICE, LA, GATEWAY = "school-hillside", "police-north", "la-northshire", "gateway"
+LA_GSS = "E06000901"  # a well-formed ONS GSS code for the fictional Northshire
 SPECS = [
-    PartySpec(LA, "local_authority", "Northshire Council", LA),
-    PartySpec(SCHOOL, "school", "Hillside Primary", LA),
-    PartySpec(POLICE, "police", "North Police", LA),
-    PartySpec(GATEWAY, "gateway", "Exchange gateway", None),
+    PartySpec(LA, "local_authority", "Northshire Council", gss_code=LA_GSS),
+    PartySpec(SCHOOL, "school", "Hillside Primary", (LA,)),
+    PartySpec(POLICE, "police", "North Police", (LA,)),
+    PartySpec(GATEWAY, "gateway", "Exchange gateway"),
+]
+# A partnership of two LAs: a school in one, a force serving both, a national body.
+OTHER_LA, OTHER_GSS, OTHER_SCHOOL, NATIONAL = (
+    "la-southvale", "E06000902", "school-brookside", "nhs-national",
+)  # fmt: skip
+PARTNERSHIP = [
+    *SPECS,
+    PartySpec(OTHER_LA, "local_authority", "Southvale Council", gss_code=OTHER_GSS),
+    PartySpec(OTHER_SCHOOL, "school", "Brookside Primary", (OTHER_LA,)),
+    PartySpec(NATIONAL, "health", "A national NHS service", serves_any=True),
 ]
 KID = re.compile(r"^[a-z0-9-]+/\d{4}-\d{2}-\d{2}T\d{4}-[0-9a-f]{4}$")
 
@@ -75,8 +86,12 @@ def test_init_trust_directory_loads(trust_dir: Path) -> None:
     assert [p.id for p in trust.parties()] == [s.id for s in SPECS]
     assert [p.id for p in trust.parties("school")] == [SCHOOL]
     school = trust.party(SCHOOL)
-    assert (school.kind, school.name, school.local_authority) == ("school", "Hillside Primary", LA)
-    assert trust.party(GATEWAY).local_authority is None
+    assert (school.kind, school.name, school.serves) == ("school", "Hillside Primary", [LA])
+    assert (school.gss_code, school.serves_any) == (None, False)
+    la = trust.party(LA)
+    assert (la.gss_code, la.serves) == (LA_GSS, [])
+    gateway = trust.party(GATEWAY)
+    assert (gateway.gss_code, gateway.serves, gateway.serves_any) == (None, [], False)
     (key,) = school.keys
     assert KID.match(key.kid)
     assert key.kid.startswith(SCHOOL + "/")
@@ -91,10 +106,22 @@ def test_init_trust_refuses_to_overwrite(trust_dir: Path) -> None:
 
 
 def test_init_trust_refuses_a_bad_party_spec(tmp_path: Path) -> None:
-    with pytest.raises(ConfigError, match="local_authority"):
-        init_trust(tmp_path, [PartySpec(SCHOOL, "school", "Hillside", "la-nowhere")])
+    with pytest.raises(ConfigError, match=r"parties\[0\]\.serves\[0\].*'la-nowhere'.*not a local"):
+        init_trust(tmp_path, [PartySpec(SCHOOL, "school", "Hillside", ("la-nowhere",))])
     with pytest.raises(ConfigError, match="id"):
-        init_trust(tmp_path / "b", [PartySpec("Bad Id!", "school", "Hillside", None)])
+        init_trust(tmp_path / "b", [PartySpec("Bad Id!", "school", "Hillside")])
+    with pytest.raises(ConfigError, match=r"parties\[0\]\.gss_code.*add \"gss_code\""):
+        init_trust(tmp_path / "c", [PartySpec(LA, "local_authority", "Northshire Council")])
+    with pytest.raises(ConfigError, match="gss_code"):
+        init_trust(tmp_path / "d", [PartySpec(LA, "local_authority", "N", gss_code="Camden")])
+    assert not (tmp_path / "c" / DIRECTORY_FILE).exists()
+
+
+def test_init_trust_refuses_a_gss_code_given_twice(tmp_path: Path) -> None:
+    twice = [*SPECS, PartySpec(OTHER_LA, "local_authority", "Southvale Council", gss_code=LA_GSS)]
+    with pytest.raises(ConfigError, match=rf"parties\[4\]\.gss_code.*{LA_GSS}.*{LA}"):
+        init_trust(tmp_path, twice)
+    assert not (tmp_path / DIRECTORY_FILE).exists()
 
 
 def test_directory_json_keeps_keys_base64(trust_dir: Path) -> None:
@@ -256,7 +283,12 @@ def test_bad_key_fields_are_named(trust_dir: Path, field: str, value: Any, messa
     [
         ("kind", "church", r"parties\[2\]\.kind"),
         ("id", SCHOOL, r"parties\[2\]\.id.*duplicate"),
-        ("local_authority", POLICE, r"parties\[2\]\.local_authority.*not a local authority"),
+        ("serves", [LA, POLICE], r"parties\[2\]\.serves\[1\].*not a local authority"),
+        ("serves", ["la-nowhere"], r"parties\[2\]\.serves\[0\].*not a local authority"),
+        ("serves_any", True, r"parties\[2\]\.serves.*either 'serves' or 'serves_any'"),
+        ("gss_code", "E06000777", r"parties\[2\]\.gss_code.*only a local authority"),
+        ("gss_code", "Northshire", r"parties\[2\]\.gss_code"),
+        ("local_authority", LA, r"parties\[2\].*not also 'local_authority'"),
     ],
 )
 def test_bad_party_fields_are_named(trust_dir: Path, field: str, value: Any, message: str) -> None:
@@ -268,13 +300,153 @@ def test_bad_party_fields_are_named(trust_dir: Path, field: str, value: Any, mes
         TrustDirectory.load(trust_dir)
 
 
-def test_gateway_must_not_belong_to_an_authority(trust_dir: Path) -> None:
+@pytest.mark.parametrize(
+    ("field", "value", "message"),
+    [
+        ("serves", [LA], r"parties\[3\]\.serves.*must be empty for the gateway"),
+        ("serves_any", True, r"parties\[3\]\.serves.*must be empty for the gateway"),
+        ("gss_code", "E06000777", r"parties\[3\]\.gss_code.*null for the gateway"),
+    ],
+)
+def test_gateway_must_not_belong_to_an_authority(
+    trust_dir: Path, field: str, value: Any, message: str
+) -> None:
     def change(data: Any) -> None:
-        data["parties"][3]["local_authority"] = LA
+        data["parties"][3][field] = value
 
     edit_directory(trust_dir, change)
-    with pytest.raises(ConfigError, match=r"parties\[3\]\.local_authority"):
+    with pytest.raises(ConfigError, match=f"{DIRECTORY_FILE}.*{message}"):
         TrustDirectory.load(trust_dir)
+
+
+@pytest.mark.parametrize(
+    ("field", "value"), [("serves", [LA, OTHER_LA]), ("serves", [OTHER_LA]), ("serves_any", True)]
+)
+def test_a_local_authority_serves_only_itself(tmp_path: Path, field: str, value: Any) -> None:
+    trust_dir = tmp_path / "trust"
+    init_trust(trust_dir, PARTNERSHIP)
+
+    def change(data: Any) -> None:
+        data["parties"][0][field] = value
+
+    edit_directory(trust_dir, change)
+    with pytest.raises(ConfigError, match=rf"parties\[0\]\.serves.*only itself.*{LA}"):
+        TrustDirectory.load(trust_dir)
+
+
+def test_a_local_authority_without_a_gss_code_is_told_to_add_it(trust_dir: Path) -> None:
+    def change(data: Any) -> None:
+        del data["parties"][0]["gss_code"]
+
+    edit_directory(trust_dir, change)
+    with pytest.raises(ConfigError) as caught:
+        TrustDirectory.load(trust_dir)
+    message = str(caught.value)
+    assert DIRECTORY_FILE in message
+    assert "field 'parties[0].gss_code'" in message
+    assert 'add "gss_code" to this party' in message
+
+
+def test_a_gss_code_belongs_to_one_local_authority(tmp_path: Path) -> None:
+    trust_dir = tmp_path / "trust"
+    init_trust(trust_dir, PARTNERSHIP)
+
+    def change(data: Any) -> None:
+        data["parties"][4]["gss_code"] = LA_GSS
+
+    edit_directory(trust_dir, change)
+    with pytest.raises(ConfigError, match=rf"parties\[4\]\.gss_code.*{LA_GSS} is already {LA}"):
+        TrustDirectory.load(trust_dir)
+
+
+def _to_old_format(data: Any, *, keep_gss: bool) -> None:
+    """Rewrite a directory as it was before partnerships: one local_authority a party."""
+    for party in data["parties"]:
+        serves = party.pop("serves")
+        assert party.pop("serves_any") is False
+        gss = party.pop("gss_code")
+        if party["kind"] == "local_authority":
+            party["local_authority"] = party["id"]
+            if keep_gss:
+                party["gss_code"] = gss
+        else:
+            party["local_authority"] = serves[0] if serves else None
+
+
+def test_an_old_directory_with_local_authority_still_loads(trust_dir: Path) -> None:
+    edit_directory(trust_dir, lambda data: _to_old_format(data, keep_gss=True))
+    assert "local_authority" in (trust_dir / DIRECTORY_FILE).read_text()
+    trust = TrustDirectory.load(trust_dir)
+    assert trust.party(SCHOOL).serves == [LA]
+    assert trust.party(POLICE).serves == [LA]
+    assert trust.party(GATEWAY).serves == []
+    assert trust.party(LA).serves == [LA]
+    assert trust.served(SCHOOL) == trust.served(LA) == (LA,)
+    assert trust.authority(LA_GSS) == trust.party(LA)
+    # Rewriting it (as a key rotation does) writes the new form, which loads the same.
+    rotate_key(trust_dir, SCHOOL)
+    data = json.loads((trust_dir / DIRECTORY_FILE).read_text())
+    assert all("local_authority" not in party for party in data["parties"])
+    assert TrustDirectory.load(trust_dir).party(SCHOOL).serves == [LA]
+
+
+def test_an_old_directory_without_gss_codes_names_what_to_add(trust_dir: Path) -> None:
+    edit_directory(trust_dir, lambda data: _to_old_format(data, keep_gss=False))
+    with pytest.raises(ConfigError, match=r"parties\[0\]\.gss_code.*ONS GSS code.*add"):
+        TrustDirectory.load(trust_dir)
+
+
+# --------------------------------------------------------------------------- partnership
+
+
+@pytest.fixture
+def partnership(tmp_path: Path) -> TrustDirectory:
+    init_trust(tmp_path / "trust", PARTNERSHIP)
+    return TrustDirectory.load(tmp_path / "trust")
+
+
+def test_authority_finds_a_local_authority_by_its_gss_code(partnership: TrustDirectory) -> None:
+    assert partnership.authority(LA_GSS) == partnership.party(LA)
+    assert partnership.authority(OTHER_GSS) == partnership.party(OTHER_LA)
+    assert partnership.authority("E09000007") is None  # well-formed, not in this directory
+
+
+def test_served_is_the_las_a_party_works_with(partnership: TrustDirectory) -> None:
+    assert partnership.served(LA) == (LA,)
+    assert partnership.served(OTHER_LA) == (OTHER_LA,)
+    assert partnership.served(SCHOOL) == (LA,)
+    assert partnership.served(OTHER_SCHOOL) == (OTHER_LA,)
+    assert partnership.served(GATEWAY) == ()
+    with pytest.raises(UnknownSender):
+        partnership.served("school-nowhere")
+
+
+def test_serves_any_means_every_local_authority_in_the_directory(
+    partnership: TrustDirectory,
+) -> None:
+    assert partnership.party(NATIONAL).serves == []
+    assert partnership.served(NATIONAL) == (LA, OTHER_LA)  # sorted
+    assert {p.id for p in partnership.serving(LA, "health")} == {NATIONAL}
+    assert {p.id for p in partnership.serving(OTHER_LA, "health")} == {NATIONAL}
+
+
+def test_a_party_serving_several_las_is_served_sorted(tmp_path: Path) -> None:
+    specs = [*PARTNERSHIP[:2], PartySpec(POLICE, "police", "North Police", (OTHER_LA, LA)),
+             *PARTNERSHIP[3:]]  # fmt: skip
+    init_trust(tmp_path / "trust", specs)
+    trust = TrustDirectory.load(tmp_path / "trust")
+    assert trust.party(POLICE).serves == [OTHER_LA, LA]
+    assert trust.served(POLICE) == (LA, OTHER_LA)
+
+
+def test_serving_is_the_parties_of_a_kind_serving_an_la(partnership: TrustDirectory) -> None:
+    assert [p.id for p in partnership.serving(LA, "school")] == [SCHOOL]
+    assert [p.id for p in partnership.serving(OTHER_LA, "school")] == [OTHER_SCHOOL]
+    assert [p.id for p in partnership.serving(LA, "police")] == [POLICE]
+    assert partnership.serving(OTHER_LA, "police") == []
+    assert [p.id for p in partnership.serving(LA, "local_authority")] == [LA]
+    assert partnership.serving(LA, "gateway") == []
+    assert partnership.serving("la-nowhere", "school") == []
 
 
 # --------------------------------------------------------------------------- pseudonyms

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import json
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Sequence
@@ -160,6 +161,17 @@ class Exchange:
     async def gateway_store(self) -> AsyncIterator[GatewayStore]:
         async with await self.rt.gateway_store() as store:
             yield store
+
+
+def agreement_with_defaults(folder: Path, default_las: dict[str, list[str]]) -> Path:
+    """The repository's partnership-wide agreement with these senders' default LAs (for
+    parties other than the demo's, whose defaults the repository's file names)."""
+    text = ExchangeSettings().agreement_file.read_text(encoding="utf-8")
+    text = text[: text.index("[default_las]")]
+    lines = [f"{sender} = {json.dumps(las)}" for sender, las in default_las.items()]
+    path = folder / "agreement.toml"
+    path.write_text(text + "[default_las]\n" + "\n".join(lines) + "\n", encoding="utf-8")
+    return path
 
 
 def make_runtime(

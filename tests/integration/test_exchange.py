@@ -69,7 +69,7 @@ async def test_unallocated_child_goes_to_the_mash_queue(tmp_path: Path) -> None:
         await ex.wait_rows(1)
         mash = await ex.queue(f"mash:{LA}")
         assert [v.item.notification_id for v in mash] == [str(sent)]
-        assert mash[0].item.route_reason == "UNALLOCATED_TO_MASH"
+        assert mash[0].item.route_reason == "DEFAULT_LA_MASH"  # the Royal Free's default LA
         assert mash[0].item.recipient_role == "MASH_DUTY"
         for worker in ("sw-amara", "tm-jones", "sw-ben", "tm-lee"):
             assert await ex.queue(worker) == []
@@ -353,15 +353,15 @@ async def test_audit_chain_verifies_and_an_edited_row_is_detected(tmp_path: Path
         await ex.wait_rows(3)
     async with ex.gateway_store() as store:
         count, _ = await store.verify_chain()
-        assert count == 3
+        assert count == 4  # the allocation update, two deliveries, one MASH delivery
     engine = sa.create_engine(f"sqlite:///{tmp_path / 'gateway.db'}")
     with engine.begin() as conn:
-        conn.execute(sa.text("UPDATE audit_record SET recipient = 'sw-ben' WHERE sequence = 2"))
+        conn.execute(sa.text("UPDATE audit_record SET recipient = 'sw-ben' WHERE sequence = 3"))
     engine.dispose()
     async with ex.gateway_store() as store:
         with pytest.raises(AuditChainBroken) as broken:
             await store.verify_chain()
-    assert broken.value.sequence == 2
+    assert broken.value.sequence == 3
 
 
 async def test_a_delivery_opens_only_for_its_local_authority(tmp_path: Path) -> None:
@@ -390,7 +390,8 @@ async def test_each_service_serves_its_prometheus_metrics(tmp_path: Path) -> Non
             'sgx_gateway_notifications_total{outcome="delivered",type="attendance_update"} 1.0'
             in gateway
         )
-        assert 'sgx_gateway_decisions_total{reason="ALLOCATED_WORKER"} 1.0' in gateway
+        decisions = 'sgx_gateway_decisions_total{la="la-camden",reason="ALLOCATED_WORKER"} 1.0'
+        assert decisions in gateway
         assert (
             'sgx_consumer_notifications_total{outcome="queued",type="attendance_update"} 2.0'
             in consumer

@@ -82,7 +82,9 @@ async def test_outbox_delivers_and_records_each_receipt_outcome(tmp_path: Path) 
     assert delivered.sent_at is not None
     no = entries[refused["notification_id"]]
     assert (no.status, no.receipt_reason) == ("REFUSED", "not_permitted_by_agreement")
-    assert no.receipt_detail == "a school may not send health_update under the agreement"
+    assert no.receipt_detail == (
+        "a school may not send health_update under the receiving LA's agreement"
+    )
     kept = entries[forged["notification_id"]]
     assert (kept.status, kept.receipt_reason) == ("QUARANTINED", "author_mismatch")
 

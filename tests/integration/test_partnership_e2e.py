@@ -17,24 +17,17 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 
 from sgx import contract as c
-from sgx.settings import ExchangeSettings
-from tests.integration.harness import Exchange, eventually, running_exchange
+from tests.integration.harness import (
+    Exchange,
+    agreement_with_defaults,
+    eventually,
+    running_exchange,
+)
 from tests.partnerships import Model, Notify, Spec, check_routed, la_id, specs, supervisor, worker
 
 pytestmark = pytest.mark.broker
 
 EXAMPLES = 4
-
-
-def agreement_file(spec: Spec, folder: Path) -> Path:
-    """The repository's agreement with this partnership's default LAs."""
-    text = ExchangeSettings().agreement_file.read_text(encoding="utf-8")
-    text = text[: text.index("[default_las]")]  # the partnership-wide part
-    lines = [f'{sender} = [{", ".join(repr(la) for la in las)}]'
-             for sender, las in spec.default_las().items()]  # fmt: skip
-    path = folder / "agreement.toml"
-    path.write_text(text + "[default_las]\n" + "\n".join(lines) + "\n", encoding="utf-8")
-    return path
 
 
 def queue_ids(la: int) -> list[str]:
@@ -59,7 +52,7 @@ async def play(spec: Spec) -> None:
     model = Model(spec)
     with tempfile.TemporaryDirectory() as tmp:
         home = Path(tmp)
-        agreement = agreement_file(spec, home)
+        agreement = agreement_with_defaults(home, spec.default_las())
         async with running_exchange(
             home / "x", parties=spec.parties(), consumer=False, agreement=agreement
         ) as ex:

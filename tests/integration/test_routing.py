@@ -24,7 +24,15 @@ from producers.police import disclosure_request, map_police_export
 from safeguard import samples
 from safeguard.cli import main
 from safeguard.cli_police import police
-from safeguard.parties import DEMO_PARTIES, LA, POLICE, SCHOOL
+from safeguard.parties import (
+    DEMO_PARTIES,
+    HEALTH,
+    LA,
+    OTHER_LA,
+    OTHER_SCHOOL,
+    POLICE,
+    SCHOOL,
+)
 from safeguard.runtime import Runtime, run_consumer
 from sgx import contract as c
 from sgx.envelope import Opener, Purpose, unpack
@@ -33,16 +41,20 @@ from sgx.identifiers import make_nhs_number, make_upn
 from sgx.kafka import delivery_topic, read_topic, receipts_topic
 from sgx.settings import ExchangeSettings
 from sgx.trust import PartySpec, init_trust
-from tests.integration.harness import Exchange, eventually, running_exchange
+from tests.integration.harness import (
+    Exchange,
+    agreement_with_defaults,
+    eventually,
+    running_exchange,
+)
 
 pytestmark = pytest.mark.broker
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "police"
-OTHER_LA, OTHER_SCHOOL = "la-islington", "school-canonbury"
+BOUNDARY_SCHOOL = "school-boundary"  # near the Camden / Islington boundary: serves both
 PARTIES = (
     *DEMO_PARTIES,
-    PartySpec(OTHER_LA, "local_authority", "Islington Children's Services", OTHER_LA),
-    PartySpec(OTHER_SCHOOL, "school", "Canonbury Primary School", OTHER_LA),
+    PartySpec(BOUNDARY_SCHOOL, "school", "Boundary Primary School", (LA, OTHER_LA)),
 )
 AMIRA = samples.child(make_nhs_number(11), make_upn(11), given="Amira", family="Zephyrine")
 LEO = samples.child(make_nhs_number(22), None, given="Leopold", family="Quixotic")
@@ -51,6 +63,10 @@ ALLOCATE = samples.allocation_update(
         (AMIRA["nhs_number"], AMIRA["upn"], "sw-amara", "Assessment Team 1", "tm-jones"),
         (LEO["nhs_number"], None, "sw-ben", "Assessment Team 2", "tm-lee"),
     ]
+)
+NOAH = samples.child(make_nhs_number(23), None, given="Noah", family="Islington")
+ISLINGTON_ALLOCATES_NOAH = samples.allocation_update(
+    [(NOAH["nhs_number"], None, "sw-ines", "North", "tm-okoro")], la=OTHER_LA
 )
 KEY_ADULT, SPOC = f"key-adult:{SCHOOL}", f"spoc:{POLICE}"
 DEFAULT_POLICE_RESTRICTIONS = {
@@ -127,39 +143,63 @@ async def receipt_for(ex: Exchange, agency: str, message_id: uuid.UUID) -> dict[
 # --- open-case lists ---------------------------------------------------------------------
 
 
-async def test_open_case_list_reaches_the_la_s_schools_after_each_allocation_update(
+def boundary_agreement(folder: Path) -> Path:
+    """The demo's default LAs, and Camden as the boundary school's."""
+    defaults = {HEALTH: [LA], POLICE: [LA], BOUNDARY_SCHOOL: [LA]}
+    return agreement_with_defaults(folder, defaults)
+
+
+def listener_for(ex: Exchange, school: str, store: OpenCaseStore) -> OpenCaseListener:
+    trust = ex.rt.trust()
+    return OpenCaseListener(
+        school_id=school,
+        opener=Opener(ex.rt.identity(school, trust), trust),
+        contract=ex.rt.contract(),
+        store=store,
+    )
+
+
+async def test_open_case_lists_are_the_union_of_the_las_each_school_serves(
     tmp_path: Path,
 ) -> None:
     async with (
-        running_exchange(tmp_path, consumer=False, parties=PARTIES) as ex,
+        running_exchange(
+            tmp_path / "x", consumer=False, parties=PARTIES, agreement=boundary_agreement(tmp_path)
+        ) as ex,
         await OpenCaseStore.open(None, tmp_path / "open-cases.db") as cases,
+        await OpenCaseStore.open(None, tmp_path / "boundary.db") as boundary_cases,
     ):
-        trust = ex.rt.trust()
-        listener = OpenCaseListener(
-            school_id=SCHOOL,
-            opener=Opener(ex.rt.identity(SCHOOL, trust), trust),
-            contract=ex.rt.contract(),
-            store=cases,
-        )
+        camden_school = listener_for(ex, SCHOOL, cases)
+        boundary = listener_for(ex, BOUNDARY_SCHOOL, boundary_cases)
         pseudonyms = ex.rt.pseudonyms()
         amira = pupil_keys(pseudonyms, AMIRA["nhs_number"], AMIRA["upn"])
         leo = pupil_keys(pseudonyms, LEO["nhs_number"], None)
+        noah = pupil_keys(pseudonyms, NOAH["nhs_number"], None)
 
         await ex.allocate(ALLOCATE)
-        assert await listener.catch_up(ex.rt.kafka) == 1
+        assert await camden_school.catch_up(ex.rt.kafka) == 1
         held = await cases.current()
         assert held.keys == amira | leo  # both pseudonyms of Amira, Leo's NHS number
         assert held.issued_at is not None
 
+        await ex.allocate(ISLINGTON_ALLOCATES_NOAH)
+        assert await boundary.catch_up(ex.rt.kafka) == 2  # after each LA's update
+        assert (await boundary_cases.current()).keys == amira | leo | noah  # the union
+
         ended = samples.allocation_update([], ended=[(LEO["nhs_number"], None)])
         await ex.allocate(ended)
-        assert await listener.catch_up(ex.rt.kafka) == 1  # the newer, complete list
+        assert await camden_school.catch_up(ex.rt.kafka) == 1  # the newer, complete list
         held = await cases.current()
         assert held.keys == amira
         assert not held.is_open(leo)
+        assert not held.is_open(noah)  # Islington's child: Hillside serves only Camden
+        assert await boundary.catch_up(ex.rt.kafka) == 1
+        assert (await boundary_cases.current()).keys == amira | noah
 
-        # a school served by another LA hears nothing of Camden's children
-        assert await read_topic(ex.rt.kafka, receipts_topic(OTHER_SCHOOL)) == []
+        # a school served only by Islington hears nothing of Camden's children
+        async with await OpenCaseStore.open(None, tmp_path / "canonbury.db") as islington:
+            assert await listener_for(ex, OTHER_SCHOOL, islington).catch_up(ex.rt.kafka) == 1
+            assert (await islington.current()).keys == noah
 
 
 # --- Operation Encompass -----------------------------------------------------------------
@@ -221,16 +261,21 @@ async def test_encompass_reaches_the_worker_and_the_school_key_adult_minimised(
         assert SCHOOL in answer["detail"]
 
 
-async def test_encompass_naming_a_school_not_served_by_the_la_goes_to_the_la_only(
+async def test_encompass_reaches_the_key_adult_of_the_school_wherever_it_is(
     tmp_path: Path,
 ) -> None:
-    async with running_exchange(tmp_path, parties=PARTIES) as ex:
+    """Amira is Camden's; her school is in Islington: its key adult is told all the same."""
+    async with running_exchange(tmp_path) as ex:
+        await ex.start_consumer(party=OTHER_SCHOOL)
         await ex.allocate(ALLOCATE)
         other = await ex.publish(POLICE, c.POLICE_NOTIFICATION, encompass(OTHER_SCHOOL))
         unknown = await ex.publish(POLICE, c.POLICE_NOTIFICATION, encompass("school-nowhere"))
         by_la = await ex.publish(POLICE, c.POLICE_NOTIFICATION, encompass(LA))
         views = await ex.wait_items("sw-amara", 3)
         assert {v.item.notification_id for v in views} == {str(other), str(unknown), str(by_la)}
+        (adult,) = await ex.wait_items(f"key-adult:{OTHER_SCHOOL}", 1, party=OTHER_SCHOOL)
+        assert adult.item.notification_id == str(other)
+        assert adult.item.route_reason == "ENCOMPASS_KEY_ADULT"
 
         async with ex.gateway_store() as store:
             refused = {
@@ -239,14 +284,12 @@ async def test_encompass_naming_a_school_not_served_by_the_la_goes_to_the_la_onl
                 if a.decision == "refused"
             }  # fmt: skip
         assert {key: a.reason for key, a in refused.items()} == {
-            f"key-adult:{OTHER_SCHOOL}": "encompass_school_other_la",
             "key-adult:school-nowhere": "encompass_school_unknown",
             f"key-adult:{LA}": "encompass_not_a_school",
         }
-        assert f"served by {OTHER_LA}" in refused[f"key-adult:{OTHER_SCHOOL}"].detail
-        for topic in (delivery_topic(OTHER_SCHOOL), delivery_topic(SCHOOL)):
-            assert await read_topic(ex.rt.kafka, topic) == []
-        answer = await receipt_for(ex, POLICE, other)
+        assert await read_topic(ex.rt.kafka, delivery_topic(SCHOOL)) == []
+        assert await ex.queue_rows(OTHER_LA) == 0  # Islington's social care: not its child
+        answer = await receipt_for(ex, POLICE, unknown)
         assert answer["outcome"] == "DELIVERED"
         assert "key adult was not told" in answer["detail"]
 
@@ -339,6 +382,41 @@ async def test_a_request_to_a_party_that_is_not_a_police_force_is_refused(
         async with await ex.rt.disclosure_requests() as requests:
             assert await requests.status("LA-REQ-2026-0003") is None
         assert await read_topic(ex.rt.kafka, delivery_topic(SCHOOL)) == []
+
+
+async def test_a_disclosure_goes_back_to_the_requesting_la_only(tmp_path: Path) -> None:
+    """Amira is open to Camden and Islington; Islington asked: only Islington is answered."""
+    async with running_exchange(tmp_path) as ex:
+        await ex.start_consumer(party=OTHER_LA)
+        await ex.start_consumer(party=POLICE)
+        await ex.allocate(ALLOCATE)
+        await ex.allocate(
+            samples.allocation_update(
+                [(AMIRA["nhs_number"], None, "sw-ines", "North", "tm-okoro")], la=OTHER_LA
+            )
+        )
+        camden = await ex.publish_request(request("CAM-1"))
+        islington_request = request("ISL-1") | {
+            "requested_by": {"name": "Ines Duarte", "role": "Social worker",
+                             "agency_id": OTHER_LA, "agency_name": "Islington", "contact": None},
+        }  # fmt: skip
+        islington = await ex.publish_request(islington_request, la=OTHER_LA)
+        spoc = await ex.wait_items(SPOC, 2, party=POLICE)
+        assert {v.item.notification_id for v in spoc} == {str(camden), str(islington)}
+
+        disclosed = await ex.publish(POLICE, c.POLICE_NOTIFICATION, disclosure_answering("ISL-1"))
+        await ex.wait_items("sw-ines", 1, party=OTHER_LA)
+        await ex.wait_items("tm-okoro", 1, party=OTHER_LA)
+        marker = await ex.publish(HEALTH, c.HEALTH_UPDATE, samples.health_update(AMIRA))
+        await ex.wait_items("sw-amara", 1)  # the marker: Camden's queue is up to date
+        assert [v.item.notification_id for v in await ex.queue("sw-amara")] == [str(marker)]
+        assert [v.item.notification_id for v in await ex.queue("tm-jones")] == [str(marker)]
+        async with await ex.rt.disclosure_requests() as requests:
+            answered, waiting = await requests.status("ISL-1"), await requests.status("CAM-1")
+        assert answered is not None
+        assert answered.disclosure_id == str(disclosed)
+        assert waiting is not None
+        assert waiting.answered_at is None  # Camden's request has its own clock
 
 
 # --- consumers for any receiving party ------------------------------------------------------

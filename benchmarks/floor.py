@@ -11,7 +11,7 @@ its Kafka clients. ``benchmarks.run`` prints it beside the budget the 40% target
 (the raw chain's CPU per message / 0.40), so the two can be compared on one machine.
 
 The codec calls go through ``sgx.contract`` as the exchange's do (its own structural
-checker off), the audit rows through ``gateway.store.audit_row``: what is measured is
+checker off), the audit rows through ``gateway.audit_chain.audit_row``: what is measured is
 what the exchange runs, less its logic around it.
 
 The steps, for a notification about an allocated child (two recipients, one view):
@@ -44,7 +44,8 @@ from typing import Any
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from consumers.queue import QueueStore
-from gateway.store import AUDIT_COLUMNS, AuditEntry, GatewayStore, audit_row, decision_key
+from gateway.audit_chain import AUDIT_COLUMNS, AuditEntry, audit_row, decision_key
+from gateway.store import GatewayStore
 from safeguard import samples
 from safeguard.parties import LA
 from sgx import contract as c
@@ -182,7 +183,7 @@ def _delivery(record: dict[str, Any], body: bytes, now: datetime) -> dict[str, A
 
 
 async def _audit_steps(count: int, records: list[dict[str, Any]], now: datetime) -> list[Step]:
-    """Chain two audit records per notification (gateway.store.audit_row), insert them."""
+    """Chain two audit records per notification (gateway.audit_chain.audit_row), insert them."""
     entries = [
         AuditEntry(
             decision="delivered",

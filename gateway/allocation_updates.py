@@ -18,9 +18,9 @@ from __future__ import annotations
 from typing import Any
 
 from gateway.allocations import AllocationDirectory
+from gateway.audit_chain import AuditEntry
 from gateway.decision import Decision, Quarantine, receipt
 from gateway.open_cases import open_case_list
-from gateway.store import AuditEntry
 from sgx import contract as c
 from sgx.contract import Contract
 from sgx.envelope import Opened
@@ -54,9 +54,14 @@ class AllocationJudge:
         decision.audit.append(_audit(opened, "applied", "ALLOCATION_UPDATE", la, detail))
         decision.receipt = (sender.id, receipt(opened.message_id, "DELIVERED", "applied", detail))
         now = utc_now()
+        unions: dict[tuple[str, ...], list[bytes]] = {}  # schools serving the same LAs share one
         for school in self._trust.serving(la, "school"):
-            keys = await self._allocations.open_case_keys(self._trust.served(school.id))
-            decision.open_case_lists.append((school.id, open_case_list(school.id, keys, now)))
+            served = self._trust.served(school.id)
+            if served not in unions:
+                unions[served] = await self._allocations.open_case_keys(served)
+            decision.open_case_lists.append(
+                (school.id, open_case_list(school.id, unions[served], now))
+            )
         return decision
 
     def _summary(self, update: dict[str, Any], held: list[bool]) -> str:

@@ -14,7 +14,8 @@ from typing import Any
 from uuid import UUID
 
 from gateway.agreement import Agreement
-from gateway.store import AuditEntry, LedgerEntry
+from gateway.audit_chain import AuditEntry
+from gateway.store import LedgerEntry
 from sgx import contract as c
 from sgx.contract import Contract
 from sgx.envelope import Opened

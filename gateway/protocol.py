@@ -12,10 +12,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from gateway.audit_chain import AuditEntry
 from gateway.decision import Decision, Delivery, Quarantine, receipt
 from gateway.notifications import PARTY_ID
 from gateway.requests import DisclosureRequests, deadline
-from gateway.store import AuditEntry
 from sgx import contract as c
 from sgx.envelope import Opened
 from sgx.pseudonym import Pseudonymiser

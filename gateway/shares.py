@@ -13,10 +13,11 @@ from __future__ import annotations
 
 from typing import Any
 
+from gateway.audit_chain import AuditEntry
 from gateway.decision import Decision, Quarantine, View, deliver
 from gateway.partnership import Partnership
 from gateway.restrictions import broken_by, describe
-from gateway.store import AuditEntry, GatewayStore, LedgerEntry
+from gateway.store import GatewayStore, LedgerEntry
 from sgx import contract as c
 from sgx.contract import Contract
 from sgx.envelope import Opened

@@ -14,14 +14,8 @@ from typing import Any, cast
 import pytest
 from sqlalchemy import MetaData
 
-from gateway.store import (
-    GENESIS_HASH,
-    AuditEntry,
-    GatewayStore,
-    LedgerEntry,
-    canonical_entry,
-    chain_hash,
-)
+from gateway.audit_chain import GENESIS_HASH, AuditEntry, canonical_entry, chain_hash
+from gateway.store import GatewayStore, LedgerEntry
 from sgx.errors import AuditChainBroken, StoreError
 from sgx.quarantine import Quarantined
 from tests.conftest_db import BACKENDS, Backend, backend

@@ -10,10 +10,10 @@ previous hash, not its hex text. ``canonical_n`` is the UTF-8 encoding of a JSON
 holding ``n`` and then every :class:`AuditEntry` field in declaration order (decision,
 message_id, notification_id, sender, recipient, recipient_role, local_authority,
 notification_type, child_pseudonym, reason, lawful_basis, consent, no_consent_reason,
-restrictions, withheld, detail, decided_at), written with no whitespace (``","`` separators), non-ASCII characters
-as themselves (not ``\\u`` escapes), ``null`` for None, tuples as arrays of strings, and
-``decided_at`` as ISO-8601 UTC with milliseconds and a ``Z``
-(``"2024-03-01T09:00:00.123Z"``). An array in a fixed order is as unambiguous as an
+restrictions, withheld, detail, decided_at), written with no whitespace (``","``
+separators), non-ASCII characters as themselves (not ``\\u`` escapes), ``null`` for None,
+tuples as arrays of strings, and ``decided_at`` as ISO-8601 UTC with milliseconds and a
+``Z`` (``"2024-03-01T09:00:00.123Z"``). An array in a fixed order is as unambiguous as an
 object with sorted keys and about half the cost to write, once per record. The stored
 ``decided_at`` is truncated to the millisecond, so what is stored is exactly what is
 hashed. :func:`canonical_entry` and :func:`chain_hash` are that definition in code.

@@ -285,9 +285,7 @@ async def audit_verify(home: Path | None) -> int:
 @audit.command("list")
 @home_option
 @click.option("--limit", type=int, default=50, show_default=True)
-@click.option(
-    "--la", "la", default=None, help="only the decisions concerning this local authority"
-)
+@click.option("--la", "la", default=None, help="only the decisions concerning this local authority")
 @async_command
 async def audit_list(home: Path | None, limit: int, la: str | None) -> None:
     """Show the latest audit records (of one LA with --la): who, to whom, why."""

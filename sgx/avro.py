@@ -4,40 +4,70 @@ A single-object encoded message is ``C3 01`` + the 8-byte little-endian CRC-64-A
 fingerprint of the writer schema's Parsing Canonical Form + the Avro binary body, so any
 reader holding the schema can resolve it. fastavro provides the fingerprint and the
 binary codec; only the 10-byte framing is ours.
+
+``history/<full name>.v<N>.avsc`` beside the schemas holds each earlier published writer
+schema of a type, fully expanded. A message written with one is resolved to the current
+schema (Avro schema resolution), so a producer that has not upgraded is still understood.
+Encoding always uses the current schema.
 """
 
 from __future__ import annotations
 
 import io
+import json
+import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+import avro.errors
+import avro.schema
+from avro.compatibility import ReaderWriterCompatibilityChecker, SchemaCompatibilityType
 from fastavro import schemaless_reader, schemaless_writer
-from fastavro.schema import fingerprint, load_schema, to_parsing_canonical_form
+from fastavro.read import SchemaResolutionError
+from fastavro.repository.base import SchemaRepositoryError
+from fastavro.schema import expand_schema, fingerprint, load_schema, to_parsing_canonical_form
 
 from sgx.errors import ConfigError, ContractError
 
 MAGIC = b"\xc3\x01"
 HEADER_LEN = 10
+HISTORY_DIR = "history"
+_HISTORY_FILE = re.compile(r"(?P<name>.+)\.v[0-9]+\.avsc")
+
+
+def _parse(path: Path, what: str) -> Any:
+    try:
+        return load_schema(str(path))
+    except (OSError, ValueError, KeyError, SchemaRepositoryError) as exc:
+        raise ConfigError(f"cannot load Avro schema {what} from {path}: {exc}") from exc
+
+
+def _fingerprint(parsed: Any) -> bytes:
+    return bytes.fromhex(fingerprint(to_parsing_canonical_form(parsed), "CRC-64-AVRO"))
 
 
 class SchemaSet:
-    """Avro schemas loaded from ``<full name>.avsc`` files, indexed by name and fingerprint."""
+    """Avro schemas loaded from ``<full name>.avsc`` files, indexed by name and fingerprint,
+    and the earlier writer schemas in ``history/``, indexed by fingerprint."""
 
     def __init__(self, schema_dir: Path) -> None:
         self._dir = schema_dir
         self._parsed: dict[str, Any] = {}
         self._fingerprints: dict[str, bytes] = {}
-        self._by_fingerprint: dict[bytes, str] = {}
+        self._by_fingerprint: dict[bytes, str] = {}  # current and historical
+        self._history: dict[bytes, Any] = {}  # historical fingerprint -> writer schema
 
     def load_all(self) -> list[str]:
-        """Load every schema in the directory so that any fingerprint resolves."""
+        """Load every schema in the directory, and its history, so that any fingerprint
+        resolves. Returns the names of the current schemas."""
         names = sorted(path.name.removesuffix(".avsc") for path in self._dir.glob("*.avsc"))
         if not names:
             raise ConfigError(f"no Avro schemas (*.avsc) in {self._dir}")
         for name in names:
             self.parsed(name)
+        for path in sorted((self._dir / HISTORY_DIR).glob("*.avsc")):
+            self._load_history(path)
         return names
 
     def parsed(self, name: str) -> Any:
@@ -48,24 +78,82 @@ class SchemaSet:
         return parsed
 
     def _load(self, name: str) -> Any:
-        path = self._dir / f"{name}.avsc"
-        try:
-            parsed = load_schema(str(path))
-        except (OSError, ValueError, KeyError) as exc:
-            raise ConfigError(f"cannot load Avro schema {name} from {path}: {exc}") from exc
-        canonical = to_parsing_canonical_form(parsed)
-        digest = bytes.fromhex(fingerprint(canonical, "CRC-64-AVRO"))
+        parsed = _parse(self._dir / f"{name}.avsc", name)
+        digest = _fingerprint(parsed)
         self._parsed[name] = parsed
         self._fingerprints[name] = digest
         self._by_fingerprint[digest] = name
         return parsed
+
+    def _load_history(self, path: Path) -> None:
+        match = _HISTORY_FILE.fullmatch(path.name)
+        if match is None:
+            raise ConfigError(f"history schema {path}: name it <full name>.v<N>.avsc")
+        name = match["name"]
+        if not (self._dir / f"{name}.avsc").is_file():
+            raise ConfigError(f"history schema {path}: {name} is no longer a schema")
+        writer = _parse(path, f"{name} (history)")
+        if not isinstance(writer, dict) or writer.get("name") != name:
+            raise ConfigError(f"history schema {path} is not a version of {name}")
+        digest = _fingerprint(writer)
+        if digest in self._by_fingerprint:
+            other = self._by_fingerprint[digest]
+            raise ConfigError(f"history schema {path} has the fingerprint of {other}")
+        problem = resolution_problem(writer, self.parsed(name))
+        if problem is not None:
+            raise ConfigError(f"history schema {path} does not resolve to {name}: {problem}")
+        self._by_fingerprint[digest] = name
+        self._history[digest] = writer
 
     def fingerprint(self, name: str) -> bytes:
         self.parsed(name)
         return self._fingerprints[name]
 
     def name_of(self, digest: bytes) -> str | None:
+        """The current schema that writer fingerprint ``digest`` is (a version of)."""
         return self._by_fingerprint.get(digest)
+
+    def historical(self, digest: bytes) -> Any | None:
+        """The earlier writer schema with fingerprint ``digest``, if it is one."""
+        return self._history.get(digest)
+
+
+# --- schema resolution check -----------------------------------------------------------
+
+
+def resolution_problem(writer: Any, reader: Any) -> str | None:
+    """Why data written with parsed schema ``writer`` may fail to read as ``reader`` under
+    Avro schema resolution, or None: the Apache ``avro`` package's reader/writer
+    compatibility checker (fastavro resolves, but has no checker)."""
+    checker = ReaderWriterCompatibilityChecker()  # type: ignore[no-untyped-call]
+    try:
+        result = checker.get_compatibility(_apache(reader), _apache(writer))
+    except avro.errors.AvroException as exc:
+        return f"not a valid Avro schema: {exc}"
+    if result.compatibility is SchemaCompatibilityType.compatible:
+        return None
+    kinds = ", ".join(sorted(k.name.replace("_", " ") for k in result.incompatibilities))
+    where = ", ".join(sorted(loc for loc in result.locations if loc != "/")) or "/"
+    # The checker's messages are the names involved, printed as Python sets: ``{'GREEN'}``.
+    names = ", ".join(sorted(str(m).strip("{}").replace("'", "") for m in result.messages))
+    return f"{kinds} ({names}) at {where}"
+
+
+def _apache(parsed: Any) -> avro.schema.Schema:
+    """A fastavro-parsed schema as the Apache package's, fully expanded."""
+    return avro.schema.parse(json.dumps(_plain(expand_schema(parsed))))
+
+
+def _plain(value: Any) -> Any:
+    """``value`` without fastavro's bookkeeping keys (``__fastavro_parsed`` and the like)."""
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items() if not str(k).startswith("__")}
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
+    return value
+
+
+# --- framing and codec -----------------------------------------------------------------
 
 
 def encode(schemas: SchemaSet, name: str, record: Mapping[str, Any]) -> bytes:
@@ -87,12 +175,23 @@ def split(data: bytes) -> tuple[bytes, memoryview]:
     return bytes(data[2:HEADER_LEN]), memoryview(data)[HEADER_LEN:]
 
 
-def decode_body(schemas: SchemaSet, name: str, body: bytes | memoryview) -> Any:
-    """Decode an Avro binary body written with schema ``name``; ContractError if it is not."""
+def decode_body(
+    schemas: SchemaSet, name: str, body: bytes | memoryview, digest: bytes | None = None
+) -> Any:
+    """Decode an Avro binary body written with schema ``name``, or with the earlier version
+    of it whose fingerprint is ``digest`` (resolved to ``name``); ContractError if it is not."""
     stream = io.BytesIO(body)
+    reader = schemas.parsed(name)
+    writer = (
+        None if digest is None or schemas.name_of(digest) != name else schemas.historical(digest)
+    )
     try:
-        record = schemaless_reader(stream, schemas.parsed(name), None)
+        if writer is None:
+            record = schemaless_reader(stream, reader, None)
+        else:
+            record = schemaless_reader(stream, writer, reader)
     except (
+        SchemaResolutionError,
         EOFError,
         ValueError,
         TypeError,
@@ -110,9 +209,10 @@ def decode_body(schemas: SchemaSet, name: str, body: bytes | memoryview) -> Any:
 
 
 def decode(schemas: SchemaSet, data: bytes) -> tuple[str, Any]:
-    """Decode a single-object message, resolving its writer schema by fingerprint."""
+    """Decode a single-object message, resolving its writer schema by fingerprint (current
+    or historical) to the current schema of its type."""
     digest, body = split(data)
     name = schemas.name_of(digest)
     if name is None:
         raise ContractError("$", f"unknown writer schema fingerprint {digest.hex()}")
-    return name, decode_body(schemas, name, body)
+    return name, decode_body(schemas, name, body, digest)

@@ -1,7 +1,8 @@
 """The exchange's data contract: schema names, and records in and out of their wire form.
 
-:class:`Contract` loads every Avro schema in ``schemas/`` (so that any writer fingerprint
-resolves), checks records against their schema and the notification rules
+:class:`Contract` loads every Avro schema in ``schemas/`` and the earlier versions in
+``schemas/history/`` (so that any writer fingerprint resolves, an earlier one to the current
+schema), checks records against their schema and the notification rules
 (:mod:`sgx.validation`), and single-object encodes and decodes them (:mod:`sgx.avro`).
 Every failure is a :class:`sgx.errors.ContractError` naming the field.
 
@@ -146,7 +147,7 @@ class Contract:
         return self._schemas.fingerprint(name)
 
     def name_of(self, fingerprint: bytes) -> str | None:
-        """The schema with this fingerprint, if loaded."""
+        """The schema with this writer fingerprint (its current or an earlier version)."""
         return self._schemas.name_of(fingerprint)
 
     def check(self, name: str, record: Mapping[str, Any]) -> None:
@@ -171,13 +172,15 @@ class Contract:
         return name, self._decoded(name, record, check)
 
     def decode_as(self, name: str, data: bytes, *, check: bool = True) -> dict[str, Any]:
-        """Decode a single-object message that must have been written with schema ``name``."""
-        expected = self.fingerprint(name)
+        """Decode a single-object message that must have been written with schema ``name``
+        (or an earlier version of it, resolved to the current one)."""
+        self._require(name)
         digest, body = avro.split(data)
-        if digest != expected:
-            other = self._schemas.name_of(digest) or f"unknown schema (fingerprint {digest.hex()})"
+        written_as = self._schemas.name_of(digest)
+        if written_as != name:
+            other = written_as or f"unknown schema (fingerprint {digest.hex()})"
             raise ContractError("$", f"expected {name}, got {other}", schema=name)
-        return self._decoded(name, avro.decode_body(self._schemas, name, body), check)
+        return self._decoded(name, avro.decode_body(self._schemas, name, body, digest), check)
 
     def _decoded(self, name: str, record: Any, check: bool) -> dict[str, Any]:
         if not isinstance(record, dict):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import io
 import random
 import uuid
 from collections.abc import Callable
@@ -11,17 +12,31 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from fastavro import schemaless_writer
+from fastavro.schema import load_schema
 from fastavro.validation import validate as fastavro_validate
 
+from producers.police import disclosure_request
 from sgx import contract as c
-from sgx.avro import MAGIC
+from sgx.avro import MAGIC, SchemaSet
 from sgx.contract import Contract, default_contract
-from sgx.errors import ContractError
+from sgx.errors import ConfigError, ContractError
 from sgx.identifiers import make_nhs_number, make_upn
 from sgx.validation import NOTIFICATION_RULE_TYPES
 from tests import samples
 
-GOLDEN = Path(__file__).resolve().parent.parent / "fixtures" / "attendance_update_v1.bin"
+FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
+GOLDEN = FIXTURES / "attendance_update_v1.bin"
+GOLDEN_V2 = FIXTURES / "attendance_update_v2.bin"
+SCHEMA_DIR = Path(__file__).resolve().parents[2] / "schemas"
+HISTORY = SCHEMA_DIR / "history"
+# Notification types whose v1 writer schemas (before child.residence_la) are in history.
+V1_FINGERPRINTS = {
+    c.ATTENDANCE_UPDATE: "7db0bc1ef2e6b129",
+    c.HEALTH_UPDATE: "c8e03f931ef8801c",
+    c.POLICE_NOTIFICATION: "f8408eaec8e53edd",
+    c.DISCLOSURE_REQUEST: "b3702d97eef6def5",
+}
 UTC = dt.UTC
 
 Builder = Callable[..., dict[str, Any]]
@@ -93,6 +108,27 @@ def golden_attendance_update() -> dict[str, Any]:
             "severe_absence": False,
         },
     }
+
+
+def golden_attendance_update_v2() -> dict[str, Any]:
+    """The record pinned by tests/fixtures/attendance_update_v2.bin. Never change it."""
+    record = golden_attendance_update()
+    record["child"]["residence_la"] = "E09000007"
+    return record
+
+
+def _disclosure_request() -> dict[str, Any]:
+    return disclosure_request(
+        request_reference="LA-REQ-2025-0042",
+        protocol="2024",
+        requested_by=samples.author("la-camden", "London Borough of Camden", "Al Social", "SW"),
+        police_force="met-police",
+        child=samples.child(make_nhs_number(41), make_upn(41)),
+        proceedings={"stage": "CONTEMPLATED", "court": "Family Court at Central London"},
+        material_requested="Call-out logs for the family home.",
+        reasons="Threshold rests on the incidents of January 2025.",
+        requested_at=dt.datetime(2025, 3, 6, 9, 0, tzinfo=UTC),
+    )
 
 
 def _error(call: Callable[[], object]) -> ContractError:
@@ -181,14 +217,134 @@ def test_missing_fields_with_defaults_are_written_with_the_default(contract: Con
     assert decoded["author"]["contact"] is None
 
 
-def test_golden_attendance_update_bytes_are_pinned(contract: Contract) -> None:
-    """Wire format version 1. If it must change, add attendance_update_v2.bin; never rewrite v1."""
+def test_golden_attendance_update_v1_bytes_still_decode(contract: Contract) -> None:
+    """Wire format version 1 (before child.residence_la): never rewrite it. A producer still
+    on it is understood, its records resolved to the current schema through history."""
     golden = GOLDEN.read_bytes()
+    assert golden[:10] == b"\xc3\x01" + bytes.fromhex("7db0bc1ef2e6b129")
+    assert golden[2:10] != contract.fingerprint(c.ATTENDANCE_UPDATE)
+    assert contract.name_of(golden[2:10]) == c.ATTENDANCE_UPDATE
+    expected = golden_attendance_update()
+    expected["child"]["residence_la"] = None
+    assert contract.decode(golden) == (c.ATTENDANCE_UPDATE, expected)
+    assert contract.decode_as(c.ATTENDANCE_UPDATE, golden) == expected
+
+
+def test_golden_attendance_update_v2_bytes_are_pinned(contract: Contract) -> None:
+    """Wire format version 2. If it must change, add attendance_update_v3.bin and the v2
+    writer schema to schemas/history/; never rewrite v2."""
+    golden = GOLDEN_V2.read_bytes()
     fingerprint = contract.fingerprint(c.ATTENDANCE_UPDATE)
     assert golden[:10] == b"\xc3\x01" + fingerprint
-    assert fingerprint.hex() == "7db0bc1ef2e6b129"  # changes only if the schema does
-    assert contract.encode(c.ATTENDANCE_UPDATE, golden_attendance_update()) == golden
-    assert contract.decode(golden) == (c.ATTENDANCE_UPDATE, golden_attendance_update())
+    assert fingerprint.hex() == "d655a6c2246ab9e8"  # changes only if the schema does
+    assert contract.encode(c.ATTENDANCE_UPDATE, golden_attendance_update_v2()) == golden
+    assert contract.decode(golden) == (c.ATTENDANCE_UPDATE, golden_attendance_update_v2())
+
+
+@pytest.mark.parametrize("name", sorted(V1_FINGERPRINTS))
+def test_each_v1_writer_schema_is_in_history(contract: Contract, name: str) -> None:
+    writer = load_schema(str(HISTORY / f"{name}.v1.avsc"))
+    record = (BUILDERS.get(name) or _disclosure_request)()
+    del record["child"]["residence_la"]
+    buf = io.BytesIO()
+    schemaless_writer(buf, writer, record)
+    data = MAGIC + bytes.fromhex(V1_FINGERPRINTS[name]) + buf.getvalue()
+    assert contract.name_of(data[2:10]) == name
+    decoded = contract.decode_as(name, data)
+    assert decoded["child"]["residence_la"] is None
+    assert contract.decode(data) == (name, decoded)
+    record["child"]["residence_la"] = None
+    assert decoded == record
+
+
+def _node_schema(*extra_fields: str) -> str:
+    fields = ", ".join(['{"name": "value", "type": "int"}', *extra_fields])
+    return f'{{"type": "record", "name": "Node", "namespace": "test", "fields": [{fields}]}}'
+
+
+LABEL = '{"name": "label", "type": ["null", "string"], "default": null}'
+
+
+def _schema_dir(tmp_path: Path, current: str, **history: str) -> Path:
+    (tmp_path / "test.Node.avsc").write_text(current)
+    (tmp_path / "history").mkdir()
+    for file_name, text in history.items():
+        (tmp_path / "history" / file_name).write_text(text)
+    return tmp_path
+
+
+def test_a_history_schema_resolves_to_the_current_one(tmp_path: Path) -> None:
+    old = _node_schema()
+    contract = Contract.load(
+        _schema_dir(tmp_path, _node_schema(LABEL), **{"test.Node.v1.avsc": old})
+    )
+    assert contract.names == ("test.Node",)
+    buf = io.BytesIO()
+    schemaless_writer(
+        buf, load_schema(str(tmp_path / "history" / "test.Node.v1.avsc")), {"value": 7}
+    )
+    digest = SchemaSet(tmp_path / "history").fingerprint("test.Node.v1")
+    assert digest != contract.fingerprint("test.Node")
+    data = MAGIC + digest + buf.getvalue()
+    assert contract.decode(data) == ("test.Node", {"value": 7, "label": None})
+    assert contract.decode_as("test.Node", data) == {"value": 7, "label": None}
+    # Encoding always uses the current schema.
+    assert contract.encode("test.Node", {"value": 7})[2:10] == contract.fingerprint("test.Node")
+
+
+@pytest.mark.parametrize(
+    ("file_name", "text", "problem"),
+    [
+        ("test.Gone.v1.avsc", _node_schema(), "test.Gone is no longer a schema"),
+        ("test.Node.avsc", _node_schema(), "name it <full name>.v<N>.avsc"),
+        ("test.Node.v1.avsc", "{not json", "cannot load Avro schema test.Node (history)"),
+        ("test.Node.v1.avsc", _node_schema(LABEL), "has the fingerprint of test.Node"),
+        (
+            "test.Node.v1.avsc",
+            _node_schema().replace('"Node"', '"Other"'),
+            "is not a version of test.Node",
+        ),
+        (
+            "test.Node.v1.avsc",
+            '{"type": "record", "name": "Node", "namespace": "test", "fields": []}',
+            "does not resolve to test.Node: reader field missing default value (value) at"
+            " /fields/0",
+        ),
+        (
+            "test.Node.v1.avsc",
+            _node_schema('{"name": "label", "type": ["null", "long"], "default": null}'),
+            "does not resolve to test.Node: missing union branch (reader union lacking writer"
+            " type: LONG) at /fields/1",
+        ),
+    ],
+    ids=[
+        "type-gone",
+        "unversioned",
+        "unparsable",
+        "is-current",
+        "other-type",
+        "no-default",
+        "type",
+    ],
+)
+def test_a_bad_history_schema_is_a_config_error_naming_the_file(
+    tmp_path: Path, file_name: str, text: str, problem: str
+) -> None:
+    schema_dir = _schema_dir(tmp_path, _node_schema(LABEL), **{file_name: text})
+    with pytest.raises(ConfigError) as raised:
+        Contract.load(schema_dir)
+    assert str(schema_dir / "history" / file_name) in str(raised.value)
+    assert problem in str(raised.value)
+
+
+def test_history_check_mirrors_enum_and_nested_resolution(tmp_path: Path) -> None:
+    enum = '{"type": "enum", "name": "Colour", "symbols": ["RED", "BLUE"]}'
+    current = _node_schema(f'{{"name": "colours", "type": {{"type": "array", "items": {enum}}}}}')
+    old = current.replace('["RED", "BLUE"]', '["RED", "GREEN"]')
+    with pytest.raises(
+        ConfigError, match=r"missing enum symbols \(GREEN\) at /fields/1/type/items"
+    ):
+        Contract.load(_schema_dir(tmp_path, current, **{"test.Node.v1.avsc": old}))
 
 
 # --- structure -----------------------------------------------------------------------
@@ -589,6 +745,18 @@ def test_decode_refuses_an_unknown_fingerprint(contract: Contract, wire: bytes) 
         "$",
         "unknown writer schema fingerprint 0000000000000000",
     )
+
+
+def test_history_does_not_widen_what_is_accepted(contract: Contract) -> None:
+    """v1 bodies under a fingerprint that is neither current nor in history: refused."""
+    unknown = MAGIC + b"\x7d" * 8 + GOLDEN.read_bytes()[10:]
+    error = _error(lambda: contract.decode(unknown))
+    assert error.problem == "unknown writer schema fingerprint 7d7d7d7d7d7d7d7d"
+    error = _error(lambda: contract.decode_as(c.ATTENDANCE_UPDATE, unknown))
+    assert error.problem.endswith("got unknown schema (fingerprint 7d7d7d7d7d7d7d7d)")
+    # A historical fingerprint is still of its own type only.
+    error = _error(lambda: contract.decode_as(c.HEALTH_UPDATE, GOLDEN.read_bytes()))
+    assert error.problem == f"expected {c.HEALTH_UPDATE}, got {c.ATTENDANCE_UPDATE}"
 
 
 @pytest.mark.parametrize("data", [b"", b"\xc3", b"\xc3\x01\x00", b"\xc3\x02" + b"\x00" * 20, b"{}"])

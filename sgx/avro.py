@@ -140,17 +140,23 @@ def resolution_problem(writer: Any, reader: Any) -> str | None:
 
 
 def _apache(parsed: Any) -> avro.schema.Schema:
-    """A fastavro-parsed schema as the Apache package's, fully expanded."""
-    return avro.schema.parse(json.dumps(_plain(expand_schema(parsed))))
+    """A fastavro-parsed schema as the Apache package's, every named type defined once."""
+    return avro.schema.parse(json.dumps(_plain(expand_schema(parsed), set())))
 
 
-def _plain(value: Any) -> Any:
-    """``value`` without fastavro's bookkeeping keys (``__fastavro_parsed`` and the like)."""
-    if isinstance(value, dict):
-        return {k: _plain(v) for k, v in value.items() if not str(k).startswith("__")}
+def _plain(value: Any, defined: set[str]) -> Any:
+    """``value`` without fastavro's bookkeeping keys (``__fastavro_parsed`` and the like),
+    and with a named type that ``expand_schema`` inlined again (a record used by two
+    fields) written as its name, as Avro requires."""
     if isinstance(value, list):
-        return [_plain(v) for v in value]
-    return value
+        return [_plain(v, defined) for v in value]
+    if not isinstance(value, dict):
+        return value
+    if value.get("type") in ("record", "error", "enum", "fixed") and "name" in value:
+        if value["name"] in defined:
+            return value["name"]
+        defined.add(value["name"])
+    return {k: _plain(v, defined) for k, v in value.items() if not str(k).startswith("__")}
 
 
 # --- framing and codec -----------------------------------------------------------------

@@ -17,6 +17,7 @@ from fastavro.schema import load_schema
 from fastavro.validation import validate as fastavro_validate
 
 from producers.police import disclosure_request
+from safeguard import samples as la_samples
 from sgx import contract as c
 from sgx.avro import MAGIC, SchemaSet
 from sgx.contract import Contract, default_contract
@@ -255,6 +256,21 @@ def test_each_v1_writer_schema_is_in_history(contract: Contract, name: str) -> N
     assert contract.decode(data) == (name, decoded)
     record["child"]["residence_la"] = None
     assert decoded == record
+
+
+def test_a_v1_allocation_update_from_an_la_not_yet_upgraded_still_reads(
+    contract: Contract,
+) -> None:
+    """Allocation gained transfer_from; an LA still writing v1 is read, as no transfer."""
+    writer = load_schema(str(HISTORY / f"{c.ALLOCATION_UPDATE}.v1.avsc"))
+    update = la_samples.allocation_update([("9990000018", None, "sw-1", "Team", "tm-1")])
+    del update["allocations"][0]["transfer_from"]
+    buf = io.BytesIO()
+    schemaless_writer(buf, writer, update)
+    data = MAGIC + bytes.fromhex("eaa642c172b0bd52") + buf.getvalue()
+    decoded = contract.decode_as(c.ALLOCATION_UPDATE, data)
+    assert decoded["allocations"][0]["transfer_from"] is None
+    assert decoded["allocations"][0]["worker"] == {"id": "sw-1", "name": "sw-1"}
 
 
 def _node_schema(*extra_fields: str) -> str:

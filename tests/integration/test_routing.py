@@ -419,6 +419,27 @@ async def test_a_disclosure_goes_back_to_the_requesting_la_only(tmp_path: Path) 
         assert waiting.answered_at is None  # Camden's request has its own clock
 
 
+async def test_a_disclosure_to_an_la_not_holding_the_child_reaches_its_mash(
+    tmp_path: Path,
+) -> None:
+    """Islington asked about Amira, whom only Camden holds: the answer is Islington's own."""
+    async with running_exchange(tmp_path) as ex:
+        await ex.start_consumer(party=OTHER_LA)
+        await ex.allocate(ALLOCATE)
+        asked = request("ISL-2") | {
+            "requested_by": {"name": "Ines Duarte", "role": "Social worker",
+                             "agency_id": OTHER_LA, "agency_name": "Islington", "contact": None},
+        }  # fmt: skip
+        await ex.publish_request(asked, la=OTHER_LA)
+        disclosed = await ex.publish(POLICE, c.POLICE_NOTIFICATION, disclosure_answering("ISL-2"))
+        (mash,) = await ex.wait_items(f"mash:{OTHER_LA}", 1, party=OTHER_LA)
+        assert mash.item.notification_id == str(disclosed)
+        assert mash.item.route_reason == "REQUESTING_LA_MASH"
+        marker = await ex.publish(SCHOOL, c.ATTENDANCE_UPDATE, samples.attendance_update(AMIRA))
+        await ex.wait_items("sw-amara", 1)
+        assert [v.item.notification_id for v in await ex.queue("sw-amara")] == [str(marker)]
+
+
 # --- consumers for any receiving party ------------------------------------------------------
 
 

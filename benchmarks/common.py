@@ -28,6 +28,7 @@ from contextlib import asynccontextmanager
 from dataclasses import asdict, dataclass, field
 from multiprocessing.context import SpawnProcess
 from multiprocessing.queues import Queue
+from multiprocessing.synchronize import Event as EventType
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -35,6 +36,7 @@ from sgx.broker import EmbeddedBroker
 from sgx.settings import KafkaSettings
 
 PROFILE_ENV = "SGX_BENCH_PROFILE"  # a directory: each stage writes <stage>-<pid>.prof there
+PROFILE_CPU_ENV = "SGX_BENCH_PROFILE_CPU"  # "1": profile CPU time (time.thread_time)
 
 STAMP = struct.Struct(">QQ")  # sequence number, sender time.time_ns()
 PROCESS_EXIT_S = 10.0
@@ -91,10 +93,20 @@ def broker_cpu_used(since: float | None) -> float | None:
 
 def broker_cpu_s() -> float | None:
     """CPU seconds the embedded broker has used so far (None for an external cluster)."""
-    if _broker_pid is None:
-        return None
-    fields = Path(f"/proc/{_broker_pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return None if _broker_pid is None else process_cpu_s(_broker_pid)
+
+
+def process_cpu_s(pid: int) -> float:
+    """CPU seconds process ``pid`` (all its threads) has used so far, from ``/proc``."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime + stime
+
+
+def host_cpu_s() -> float:
+    """CPU seconds every process of the machine has used so far (``/proc/stat``)."""
+    fields = Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]
+    user, nice, system, _idle, _iowait, irq, softirq, steal = (int(f) for f in fields[:8])
+    return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
 
 
 def cpu_per_message(
@@ -231,12 +243,20 @@ def publish(results: Sequence[Result], settings: dict[str, Any], json_path: str 
 def _run_stage(name: str, stage: Stage, args: tuple[Any, ...], reports: Queue[Any]) -> None:
     """Child process entry: run one stage on a fresh event loop, reporting any failure."""
 
+    profile_dir = os.environ.get(PROFILE_ENV)
+    profiler = None
+    if profile_dir:  # SGX_BENCH_PROFILE_CPU=1: the main thread's CPU time, not wall time
+        cpu = os.environ.get(PROFILE_CPU_ENV) == "1"
+        profiler = cProfile.Profile(time.thread_time) if cpu else cProfile.Profile()
+
     def report(event: str, **data: Any) -> None:
         data.setdefault("cpu_s", time.process_time())  # CPU used so far, whatever the load
+        if event == "ready" and profiler is not None:  # profile what the CPU figures count
+            profiler.disable()
+            profiler.clear()
+            profiler.enable()
         reports.put({"stage": name, "event": event, **data})
 
-    profile_dir = os.environ.get(PROFILE_ENV)
-    profiler = cProfile.Profile() if profile_dir else None
     try:
         if profiler is not None:
             profiler.enable()
@@ -265,6 +285,16 @@ class Stages:
         self._ctx = multiprocessing.get_context("spawn")
         self._reports: Queue[Any] = self._ctx.Queue()
         self._processes: dict[str, SpawnProcess] = {}
+
+    def event(self) -> EventType:
+        """An event a stage can wait on (pass it in the stage's arguments)."""
+        return self._ctx.Event()
+
+    def cpu_s(self, name: str) -> float:
+        """CPU seconds stage ``name`` has used so far (read from ``/proc``)."""
+        pid = self._processes[name].pid
+        assert pid is not None
+        return process_cpu_s(pid)
 
     def spawn(self, name: str, stage: Stage, *args: Any) -> None:
         """Start ``stage(report, *args)`` in a new process called ``name``."""

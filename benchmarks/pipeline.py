@@ -1,4 +1,4 @@
-"""The full exchange: producer → gateway → consumer → queue, in three OS processes.
+"""The full exchange: producer → gateway → consumer(s) → queue, in separate OS processes.
 
 * **throughput**: a school's producer validates, encodes, seals and publishes ``--count``
   attendance updates as fast as it can; the gateway verifies, opens, validates, routes
@@ -7,17 +7,31 @@
   Rate = notifications / (first publish → the consumer's commit of the last queue row).
 * **latency**: the same, paced at ``--rate`` notifications/s; latency per queue row is
   queued_at - authored_at as the queue records them (same machine clock).
+
+What flows is a :class:`Flow`: the parties, the allocations the LAs publish before the
+timed phase, the notifications and the queue rows each receiving LA expects.
+:class:`SingleLA` is the demo partnership's Camden with one school serving it only;
+:mod:`benchmarks.partnership` has a partnership of many LAs on the same machinery.
+
+Each stage's CPU per notification counts from the moment every stage is ready to its
+"done" report: the gateway has applied every allocation update (and its CPU with no
+traffic has been measured for :data:`IDLE_S`), each consumer has joined its group, and
+the producer has built its records and connected; then the producer is told to start.
 """
 
 from __future__ import annotations
 
 import asyncio
+import gc
 import tempfile
 import time
+from collections import Counter
 from collections.abc import Awaitable, Callable, Coroutine
+from dataclasses import dataclass
 from datetime import UTC, datetime
+from multiprocessing.synchronize import Event as EventType
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import sqlalchemy as sa
 from prometheus_client import CollectorRegistry
@@ -29,6 +43,7 @@ from benchmarks.common import (
     broker_cpu_s,
     broker_cpu_used,
     cpu_per_message,
+    host_cpu_s,
     paced,
     percentile,
 )
@@ -38,18 +53,116 @@ from safeguard.runtime import Runtime, create_topics, publisher, run_consumer, r
 from sgx import contract as c
 from sgx.identifiers import make_nhs_number
 from sgx.settings import ExchangeSettings, KafkaSettings
-from sgx.trust import init_trust
+from sgx.trust import PartySpec, init_trust
 
 CHILDREN = 1_000
 CHUNK = 2_000  # the producer awaits acks every this many notifications
+AGREEMENT_FILE = "agreement.toml"  # each phase's agreement, in its home directory
+GATEWAY_NOTIFICATIONS = "sgx_gateway_notifications_total"
+CONSUMER_NOTIFICATIONS = "sgx_consumer_notifications_total"
+# How often a stage reads its metric to see whether it is done: the consumers' last
+# report times the phase; the gateway's only stops it (and its polls are gateway CPU).
+CONSUMER_POLL_S = 0.002
+GATEWAY_POLL_S = 0.01
+IDLE_S = 2.0  # the gateway's CPU with no traffic is measured this long before "ready"
+APPLIED = {"type": "allocation_update", "outcome": "applied"}
+DELIVERED = {"type": "attendance_update", "outcome": "delivered"}
+QUEUED = {"type": "attendance_update", "outcome": "queued"}
+
+
+class Flow(Protocol):
+    """What one pipeline phase carries; picklable (each stage process gets a copy)."""
+
+    @property
+    def parties(self) -> tuple[PartySpec, ...]: ...
+
+    @property
+    def sender(self) -> str:
+        """The school whose producer publishes the timed notifications."""
+        ...
+
+    @property
+    def receivers(self) -> tuple[str, ...]:
+        """The LAs that receive them, each with its consumer running."""
+        ...
+
+    def agreement(self) -> str:
+        """The agreement file's text (its [default_las] must fit the parties)."""
+        ...
+
+    def allocation_updates(self) -> list[tuple[str, dict[str, Any]]]:
+        """(sending LA, AllocationUpdate), published and applied before the timed phase."""
+        ...
+
+    def notifications(self, count: int) -> list[dict[str, Any]]:
+        """The ``count`` attendance updates the sender publishes, in order."""
+        ...
+
+    def rows(self, count: int) -> dict[str, int]:
+        """Queue rows each receiving LA holds once ``count`` notifications are routed."""
+        ...
+
+
+@dataclass(frozen=True)
+class SingleLA:
+    """Camden's 1,000 allocated children; Hillside Primary (serving Camden only) sends."""
+
+    parties: tuple[PartySpec, ...] = DEMO_PARTIES
+    sender: str = SCHOOL
+    receivers: tuple[str, ...] = (LA,)
+
+    def agreement(self) -> str:
+        return ExchangeSettings().agreement_file.read_text(encoding="utf-8")
+
+    def allocation_updates(self) -> list[tuple[str, dict[str, Any]]]:
+        entries = [
+            (child["nhs_number"], None, f"sw-{i % 10}", "Assessment", f"tm-{i % 3}")
+            for i, child in enumerate(_children())
+        ]
+        return [(LA, samples.allocation_update(entries))]
+
+    def notifications(self, count: int) -> list[dict[str, Any]]:
+        children = _children()
+        return [samples.attendance_update(children[i % CHILDREN]) for i in range(count)]
+
+    def rows(self, count: int) -> dict[str, int]:
+        return {LA: count * 2}  # the allocated worker and the supervisor
 
 
 def _runtime(home: Path, settings: KafkaSettings) -> Runtime:
-    return Runtime(exchange=ExchangeSettings(home=home, metrics_port=-1), kafka=settings)
+    exchange = ExchangeSettings(home=home, metrics_port=-1, agreement_file=home / AGREEMENT_FILE)
+    return Runtime(exchange=exchange, kafka=settings)
 
 
 def _children() -> list[dict[str, Any]]:
     return [samples.child(make_nhs_number(50_000 + i)) for i in range(CHILDREN)]
+
+
+def consumer_name(flow: Flow, la: str) -> str:
+    """The stage name of ``la``'s consumer ("consumer" when it is the only one)."""
+    return "consumer" if len(flow.receivers) == 1 else f"consumer-{la}"
+
+
+def sample_value(registry: CollectorRegistry, name: str, labels: dict[str, str]) -> float:
+    """One sample's value (0 if absent), collecting only the metric that holds it: a
+    service's whole registry (lag per partition, key expiry per party) grows with the
+    partnership, and collecting it all every poll would be counted as the service's CPU."""
+    for metric in registry.restricted_registry([name]).collect():
+        for sample in metric.samples:
+            if sample.name == name and sample.labels == labels:
+                return sample.value
+    return 0.0
+
+
+async def _reached(
+    registry: CollectorRegistry,
+    name: str,
+    labels: dict[str, str],
+    target: float,
+    poll_s: float = CONSUMER_POLL_S,
+) -> None:
+    while sample_value(registry, name, labels) < target:  # noqa: ASYNC110 - polls a metric
+        await asyncio.sleep(poll_s)
 
 
 async def _watch(
@@ -59,58 +172,145 @@ async def _watch(
     target: float,
     stop: asyncio.Event,
     report: Report,
-    **extra: Any,
+    extra: Callable[[], dict[str, Any]] = dict,
+    poll_s: float = CONSUMER_POLL_S,
 ) -> None:
-    while (registry.get_sample_value(name, labels) or 0) < target:  # noqa: ASYNC110 - polls a metric
-        await asyncio.sleep(0.002)
-    report("done", last_ns=time.time_ns(), **extra)
+    await _reached(registry, name, labels, target, poll_s)
+    report("done", last_ns=time.time_ns(), **extra())
     stop.set()
+
+
+class GcTime:
+    """CPU seconds the cyclic garbage collector has taken since :meth:`reset`."""
+
+    def __init__(self) -> None:
+        self.seconds = 0.0
+        self._started = 0.0
+        gc.callbacks.append(self._callback)
+
+    def _callback(self, phase: str, _info: dict[str, int]) -> None:
+        if phase == "start":
+            self._started = time.thread_time()
+        else:
+            self.seconds += time.thread_time() - self._started
+
+    def reset(self) -> None:
+        self.seconds = 0.0
 
 
 async def _serve(
     report: Report,
     run: Callable[[asyncio.Event, asyncio.Event], Coroutine[Any, Any, None]],
     watcher: Callable[[asyncio.Event], Awaitable[None]],
+    settled: Callable[[], Awaitable[None]] | None = None,
 ) -> None:
+    """Run a service; report "ready" once it has joined its group (and ``settled``)."""
     stop, ready = asyncio.Event(), asyncio.Event()
     service = asyncio.create_task(run(stop, ready))
     await ready.wait()
     await asyncio.sleep(1.5)  # the first group join (half the session timeout) happens here
-    report("ready")
+    if settled is not None:
+        waiting = asyncio.ensure_future(settled())
+        await asyncio.wait([service, waiting], return_when=asyncio.FIRST_COMPLETED)
+        if not waiting.done():
+            waiting.cancel()
+            await service  # the service ended first: raise why
+            raise RuntimeError("the service stopped before it settled")
+    report("ready", at_ns=time.time_ns())
     await asyncio.gather(service, watcher(stop))
 
 
-async def gateway_stage(report: Report, home: str, settings: KafkaSettings, count: int) -> None:
-    rt, registry = _runtime(Path(home), settings), CollectorRegistry()
-    labels = {"type": "attendance_update", "outcome": "delivered"}
+async def gateway_stage(
+    report: Report,
+    home: str,
+    settings: KafkaSettings,
+    count: int,
+    updates: int = 0,
+    idle_s: float = 0.0,
+) -> None:
+    """The gateway: "ready" once ``updates`` allocation updates are applied (so applying
+    them is not counted) and, if ``idle_s``, its CPU measured for that long with no
+    traffic; "done" once ``count`` notifications are delivered."""
+    rt, registry, collector = _runtime(Path(home), settings), CollectorRegistry(), GcTime()
+    idle: dict[str, Any] = {}
+
+    async def settled() -> None:
+        await _reached(registry, GATEWAY_NOTIFICATIONS, APPLIED, updates, GATEWAY_POLL_S)
+        if idle_s:
+            cpu_s = time.process_time()
+            await asyncio.sleep(idle_s)
+            idle["idle_cpu_ms_per_s"] = round((time.process_time() - cpu_s) / idle_s * 1e3, 1)
+        collector.reset()
+
+    def extra() -> dict[str, Any]:
+        return {"gc_s": collector.seconds, **idle}
+
+    def watcher(stop: asyncio.Event) -> Awaitable[None]:
+        return _watch(
+            registry, GATEWAY_NOTIFICATIONS, DELIVERED, count, stop, report, extra, GATEWAY_POLL_S
+        )
+
     await _serve(
-        report,
-        lambda stop, ready: run_gateway(rt, stop, registry, ready),
-        lambda stop: _watch(
-            registry, "sgx_gateway_notifications_total", labels, count, stop, report
-        ),
+        report, lambda stop, ready: run_gateway(rt, stop, registry, ready), watcher, settled
     )
 
 
-async def consumer_stage(report: Report, home: str, settings: KafkaSettings, rows: int) -> None:
+async def consumer_stage(
+    report: Report, home: str, settings: KafkaSettings, rows: int, party: str = LA
+) -> None:
     rt, registry = _runtime(Path(home), settings), CollectorRegistry()
-    labels = {"type": "attendance_update", "outcome": "queued"}
     await _serve(
         report,
-        lambda stop, ready: run_consumer(rt, LA, stop, registry, ready),
-        lambda stop: _watch(
-            registry, "sgx_consumer_notifications_total", labels, rows, stop, report
-        ),
+        lambda stop, ready: run_consumer(rt, party, stop, registry, ready),
+        lambda stop: _watch(registry, CONSUMER_NOTIFICATIONS, QUEUED, rows, stop, report),
     )
+
+
+async def consumers_stage(
+    report: Report, home: str, settings: KafkaSettings, rows: dict[str, int]
+) -> None:
+    """The consumers of several LAs in one process, each its own service as in
+    :func:`consumer_stage`; "done" once every LA's queue holds its rows."""
+    rt = _runtime(Path(home), settings)
+    registries = {la: CollectorRegistry() for la in rows}
+
+    async def run(stop: asyncio.Event, ready: asyncio.Event) -> None:
+        readies = {la: asyncio.Event() for la in rows}
+
+        async def all_ready() -> None:
+            await asyncio.gather(*(event.wait() for event in readies.values()))
+            ready.set()
+
+        services = [run_consumer(rt, la, stop, registries[la], readies[la]) for la in rows]
+        await asyncio.gather(all_ready(), *services)
+
+    async def watcher(stop: asyncio.Event) -> None:
+        for la, expected in rows.items():
+            await _reached(registries[la], CONSUMER_NOTIFICATIONS, QUEUED, expected)
+        report("done", last_ns=time.time_ns())
+        stop.set()
+
+    await _serve(report, run, watcher)
 
 
 async def producer_stage(
-    report: Report, home: str, settings: KafkaSettings, count: int, rate: float | None
+    report: Report,
+    home: str,
+    settings: KafkaSettings,
+    count: int,
+    rate: float | None,
+    flow: Flow | None = None,
+    go: EventType | None = None,
 ) -> None:
+    """The sender: builds its records and connects, reports "ready", and publishes once
+    ``go`` is set (so the other stages do not idle, counted, while it starts)."""
     rt = _runtime(Path(home), settings)
-    children = _children()
-    records = [samples.attendance_update(children[i % CHILDREN]) for i in range(count)]
-    async with publisher(rt, SCHOOL) as school:
+    flow = flow or SingleLA()
+    records = flow.notifications(count)
+    async with publisher(rt, flow.sender) as school:
+        report("ready")
+        if go is not None:
+            await asyncio.to_thread(go.wait)
         cpu_start_s = time.process_time()
         first_ns = time.time_ns()
         if rate is None:
@@ -130,37 +330,68 @@ async def producer_stage(
         report("done", first_ns=first_ns, acked_ns=time.time_ns(), cpu_start_s=cpu_start_s)
 
 
-async def _prepare(home: Path, settings: KafkaSettings) -> Runtime:
-    init_trust(home / "trust", DEMO_PARTIES)
+async def _prepare(home: Path, settings: KafkaSettings, flow: Flow) -> tuple[Runtime, int]:
+    """Trust directory, agreement, topics; the LAs' allocations published (not yet
+    applied: the gateway has not started). Returns the runtime and the updates sent."""
+    init_trust(home / "trust", flow.parties)
+    (home / AGREEMENT_FILE).write_text(flow.agreement(), encoding="utf-8")
     rt = _runtime(home, settings)
     await create_topics(rt)
-    allocations = samples.allocation_update(
-        [
-            (child["nhs_number"], None, f"sw-{i % 10}", "Assessment", f"tm-{i % 3}")
-            for i, child in enumerate(_children())
-        ]
-    )
-    async with publisher(rt, LA) as camden:
-        await camden.publish_allocations(allocations)
-    return rt
+    by_la: dict[str, list[dict[str, Any]]] = {}
+    for la, update in flow.allocation_updates():
+        by_la.setdefault(la, []).append(update)
+    for la, updates in by_la.items():
+        async with publisher(rt, la) as authority:
+            for update in updates:
+                await authority.publish_allocations(update)
+    return rt, sum(len(updates) for updates in by_la.values())
 
 
 async def run_pipeline_phase(
-    settings: KafkaSettings, name: str, count: int, rate: float | None, limit_s: float
+    settings: KafkaSettings,
+    name: str,
+    count: int,
+    rate: float | None,
+    limit_s: float,
+    flow: Flow | None = None,
+    *,
+    one_process: bool = False,
+    idle_s: float = IDLE_S,
 ) -> Result:
+    """One phase of ``count`` notifications of ``flow`` (paced at ``rate``, or flat out);
+    ``one_process``: the receiving LAs' consumers run in one process, not one each."""
+    flow = flow or SingleLA()
+    rows = flow.rows(count)
+    by_stage = {consumer_name(flow, la): la for la in flow.receivers}
+    consumers = ["consumers"] if one_process else list(by_stage)
     with tempfile.TemporaryDirectory(prefix="sgx-bench-pipeline-") as tmp:
         home = Path(tmp)
-        rt = await _prepare(home, settings)
+        started_ns = time.time_ns()
+        rt, updates = await _prepare(home, settings, flow)
+        prepared_ns = time.time_ns()
         async with Stages() as stages:
-            stages.spawn("gateway", gateway_stage, str(home), settings, count)
-            stages.spawn("consumer", consumer_stage, str(home), settings, count * 2)
-            ready = await stages.expect("ready", ["gateway", "consumer"], limit_s)
-            broker_start = broker_cpu_s()
-            stages.spawn("producer", producer_stage, str(home), settings, count, rate)
-            done = await stages.expect("done", ["producer", "gateway", "consumer"], limit_s)
-            broker_used = broker_cpu_used(broker_start)
-        latencies = await _latencies(rt) if rate else []
-    seconds = (done["consumer"]["last_ns"] - done["producer"]["first_ns"]) / 1e9
+            go = stages.event()
+            stages.spawn("gateway", gateway_stage, str(home), settings, count, updates, idle_s)
+            if one_process:
+                stages.spawn("consumers", consumers_stage, str(home), settings, rows)
+            else:
+                for stage, la in by_stage.items():
+                    stages.spawn(stage, consumer_stage, str(home), settings, rows[la], la)
+            stages.spawn("producer", producer_stage, str(home), settings, count, rate, flow, go)
+            ready = await stages.expect("ready", ["gateway", *consumers, "producer"], limit_s)
+            # CPU counts from here, when every stage is ready, not from each one's report:
+            # a consumer ready before the gateway has applied the allocations waits idle.
+            # (The producer counts its own, from the moment it starts publishing.)
+            start = {name: {"cpu_s": stages.cpu_s(name)} for name in ["gateway", *consumers]}
+            broker_start, host_start = broker_cpu_s(), host_cpu_s()
+            go.set()
+            done = await stages.expect("done", ["producer", "gateway", *consumers], limit_s)
+            broker_used, host_used = broker_cpu_used(broker_start), host_cpu_s() - host_start
+        latencies = await _latencies(rt, flow.receivers) if rate else []
+        routes = await _route_reasons(rt, flow.receivers)
+    cpu = cpu_per_message(done, count, start, broker_used)
+    last_ns = max(done[stage]["last_ns"] for stage in consumers)
+    seconds = (last_ns - done["producer"]["first_ns"]) / 1e9
     produce_s = (done["producer"]["acked_ns"] - done["producer"]["first_ns"]) / 1e9
     return Result(
         name=name,
@@ -170,20 +401,42 @@ async def run_pipeline_phase(
         p50_ms=percentile(latencies, 50) if rate else None,
         p99_ms=percentile(latencies, 99) if rate else None,
         extra={
-            "queue_rows": count * 2,
+            "queue_rows": sum(rows.values()),
+            "queue_rows_by_la": rows,
+            "route_reasons": routes,
+            "allocation_updates": updates,
+            "prepare_s": round((prepared_ns - started_ns) / 1e9, 1),
+            "gateway_ready_s": round((ready["gateway"]["at_ns"] - prepared_ns) / 1e9, 1),
             "producer_msgs_per_s": round(count / produce_s),
             "max_ms": round(max(latencies), 1) if latencies else None,
-            "cpu_us_per_message": cpu_per_message(done, count, ready, broker_used),
+            "cpu_us_per_message": cpu,
+            # the machine's CPU in the phase that no stage nor the broker used: this
+            # process, the kernel, and anything else running (other work on the host)
+            "other_cpu_us_per_message": round(host_used / count * 1e6 - cpu["total"], 1),
+            "gateway_gc_us_per_message": round(done["gateway"]["gc_s"] / count * 1e6, 1),
+            "gateway_idle_cpu_ms_per_s": done["gateway"].get("idle_cpu_ms_per_s"),
         },
     )
 
 
-async def _latencies(rt: Runtime) -> list[float]:
-    """queued_at - authored_at of every queue row, in ms (read straight from the queue)."""
-    async with await rt.queue_store(LA) as store, store.engine.connect() as conn:
-        rows = await conn.execute(sa.text("SELECT authored_at, queued_at FROM queue_item"))
-        pairs = [(_utc(a), _utc(q)) for a, q in rows]
+async def _latencies(rt: Runtime, receivers: tuple[str, ...]) -> list[float]:
+    """queued_at - authored_at of every queue row, in ms (read straight from the queues)."""
+    pairs = []
+    for la in receivers:
+        async with await rt.queue_store(la) as store, store.engine.connect() as conn:
+            rows = await conn.execute(sa.text("SELECT authored_at, queued_at FROM queue_item"))
+            pairs += [(_utc(a), _utc(q)) for a, q in rows]
     return [(q - a).total_seconds() * 1000 for a, q in pairs]
+
+
+async def _route_reasons(rt: Runtime, receivers: tuple[str, ...]) -> dict[str, int]:
+    """Queue rows by route reason over the receiving LAs (what the routing decided)."""
+    reasons: Counter[str] = Counter()
+    for la in receivers:
+        async with await rt.queue_store(la) as store, store.engine.connect() as conn:
+            query = sa.text("SELECT route_reason, COUNT(*) FROM queue_item GROUP BY route_reason")
+            reasons.update({str(reason): int(n) for reason, n in await conn.execute(query)})
+    return dict(sorted(reasons.items()))
 
 
 def _utc(value: Any) -> datetime:

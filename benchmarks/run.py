@@ -1,8 +1,12 @@
 """Raw Kafka and the full exchange, measured in one run on one broker, with their ratio.
 
     python -m benchmarks.run [--count 20000] [--rate 1000] [--seconds 10] [--json FILE]
+                             [--las 20] [--allocations 100000] [--no-partnership]
 
 The target for the spine (issue 2): the pipeline's throughput at >= 40% of the raw chain's.
+The target for routing by the child: the gateway's CPU per notification in a partnership
+of ``--las`` LAs (:mod:`benchmarks.partnership`) at most 10% above the single-LA
+pipeline's, both measured in this run.
 """
 
 from __future__ import annotations
@@ -10,7 +14,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 
-from benchmarks import floor
+from benchmarks import floor, partnership
 from benchmarks.common import Result, bench_broker, publish
 from benchmarks.pipeline import run_pipeline_phase
 from benchmarks.raw_chain import arguments, run_raw_chain, run_settings
@@ -32,11 +36,15 @@ async def amain(args: argparse.Namespace) -> None:
         raw = await run_raw_chain(settings, args)
         count, paced = args.count, round(args.rate * args.seconds)
         pipeline = [
-            await run_pipeline_phase(settings, "pipeline, throughput", count, None, args.limit),
+            await run_pipeline_phase(settings, "pipeline, throughput", count, None, args.limit)
+        ]
+        if not args.no_partnership:
+            pipeline.append(await partnership.run_partnership_phase(settings, args))
+        pipeline.append(
             await run_pipeline_phase(
                 settings, f"pipeline, latency @ {args.rate:g}/s", paced, args.rate, args.limit
-            ),
-        ]
+            )
+        )
     steps = await floor.measure(args.floor_count)  # after the phases: the machine is quiet again
     results = [*raw, *pipeline]
     library_floor = {f"{stage}: {what}": round(us, 1) for stage, what, us in steps}
@@ -45,6 +53,9 @@ async def amain(args: argparse.Namespace) -> None:
     print()
     print(floor.report(steps))
     print(budget_line(raw[0], pipeline[0], floor.total(steps)))
+    if not args.no_partnership:
+        print()
+        print(partnership.partnership_report(pipeline[0], pipeline[1]))
 
 
 def budget_line(raw: Result, pipeline: Result, library_floor_us: float) -> str:
@@ -59,11 +70,12 @@ def budget_line(raw: Result, pipeline: Result, library_floor_us: float) -> str:
 
 
 def main() -> None:
-    parser = arguments()
+    parser = partnership.arguments(arguments())
     parser.set_defaults(count=20_000)
     parser.add_argument(
         "--floor-count", type=int, default=5_000, help="notifications per library-floor step"
     )
+    parser.add_argument("--no-partnership", action="store_true", help="skip the partnership run")
     asyncio.run(amain(parser.parse_args()))
 
 

@@ -62,6 +62,18 @@ class Quarantine(Exception):
 
 
 @dataclass(frozen=True, slots=True)
+class _Said:
+    """What every audit record of one notification repeats, worked out once."""
+
+    message_id: str
+    notification_id: str
+    type_label: str
+    child_pseudonym: str
+    restriction_codes: tuple[str, ...]
+    basis: str
+
+
+@dataclass(frozen=True, slots=True)
 class View:
     """A notification on its way to recipients: its record, its author's bytes, its route."""
 
@@ -69,10 +81,39 @@ class View:
     name: str
     record: dict[str, Any]
     plaintext: bytes  # the single-object encoding the author sealed (the full view)
-    party: str  # who receives this view: an LA, or a school for its key adult
+    party: str  # who receives this view: an LA, or a school for its key adult ("" unrouted)
     local_authority: str | None  # the LA whose decision this is (None: a key adult's school)
     key: bytes
     restrictions: list[dict[str, str]]
+    said: _Said
+
+    @classmethod
+    def of(
+        cls,
+        opened: Opened,
+        name: str,
+        record: dict[str, Any],
+        plaintext: bytes,
+        key: bytes,
+        restrictions: list[dict[str, str]],
+    ) -> View:
+        """A notification not yet routed to any party."""
+        said = _Said(
+            str(opened.message_id),
+            str(record["notification_id"]),
+            c.SHORT_NAMES[name],
+            key.hex(),
+            tuple(r["code"] for r in restrictions),
+            basis(record["sharing"], record["author"]),
+        )
+        return cls(opened, name, record, plaintext, "", None, key, restrictions, said)
+
+    def to(self, party: str, local_authority: str | None) -> View:
+        """This view routed to ``party``, as ``local_authority``'s decision."""
+        return View(
+            self.opened, self.name, self.record, self.plaintext, party, local_authority,
+            self.key, self.restrictions, self.said,
+        )  # fmt: skip
 
 
 Recipient = tuple[dict[str, Any], str]  # (Addressee without its audit sequence, route reason)
@@ -147,25 +188,24 @@ def audit_entry(
     restricted: bool = True,
 ) -> AuditEntry:
     """The audit record of one decision about a notification (a delivery or a refusal)."""
-    record = view.record
-    sharing = record["sharing"]
+    sharing, said = view.record["sharing"], view.said
     return AuditEntry(
         decision=what,
-        message_id=str(view.opened.message_id),
-        notification_id=str(record["notification_id"]),
-        sender=record["author"]["agency_id"],
+        message_id=said.message_id,
+        notification_id=said.notification_id,
+        sender=view.record["author"]["agency_id"],
         recipient=recipient["id"] if recipient else None,
         recipient_role=recipient["role"] if recipient else None,
         local_authority=view.local_authority,
-        notification_type=c.SHORT_NAMES[view.name],
-        child_pseudonym=view.key.hex(),
+        notification_type=said.type_label,
+        child_pseudonym=said.child_pseudonym,
         reason=reason,
         lawful_basis=sharing["lawful_basis"],
         consent=sharing["consent"],
         no_consent_reason=sharing["no_consent_reason"],
-        restrictions=tuple(r["code"] for r in view.restrictions) if restricted else (),
+        restrictions=said.restriction_codes if restricted else (),
         withheld=tuple(withheld),
-        detail="; ".join(part for part in (detail, basis(sharing, record["author"])) if part),
+        detail=f"{detail}; {said.basis}" if detail else said.basis,
         decided_at=utc_now(),
     )
 
@@ -176,17 +216,17 @@ def basis(sharing: dict[str, Any], author: dict[str, Any]) -> str:
 
 def ledger_entry(view: View) -> LedgerEntry:
     """What a later onward share by the receiving LA is judged against."""
-    record, opened = view.record, view.opened
+    said = view.said
     assert view.local_authority is not None  # only deliveries to an LA are shared onward
     return LedgerEntry(
-        notification_id=str(record["notification_id"]),
-        sender=opened.sender.id,
-        sender_kind=opened.sender.kind,
-        notification_type=c.SHORT_NAMES[view.name],
+        notification_id=said.notification_id,
+        sender=view.opened.sender.id,
+        sender_kind=view.opened.sender.kind,
+        notification_type=said.type_label,
         local_authority=view.local_authority,
-        child_pseudonym=view.key.hex(),
-        restrictions=tuple(r["code"] for r in view.restrictions),
-        onward_consent=tuple(record["sharing"]["onward_consent"]),
+        child_pseudonym=said.child_pseudonym,
+        restrictions=said.restriction_codes,
+        onward_consent=tuple(view.record["sharing"]["onward_consent"]),
         recorded_at=utc_now(),
     )
 

@@ -15,7 +15,6 @@ the request (:class:`~gateway.requests.DisclosureRequests`).
 from __future__ import annotations
 
 import re
-from dataclasses import replace
 from typing import Any
 
 from gateway.decision import Decision, Quarantine, View, audit_entry, deliver, ledger_entry, receipt
@@ -67,8 +66,7 @@ class NotificationJudge:
         nhs_key, upn_key = self._pseudonyms.identifier_keys(child["nhs_number"], child["upn"])
         key = nhs_key or upn_key or opened.message_id.bytes
         restrictions = attach(opened.sender.kind, record["sharing"])
-        # Routed to no party yet: each route gives its LA (and a key adult's view its school).
-        view = View(opened, name, record, opened.plaintext, "", None, key, restrictions)
+        view = View.of(opened, name, record, opened.plaintext, key, restrictions)
         decision = Decision(outcome="delivered", type_label=c.SHORT_NAMES[name])
         answered, note = await self._answered_request(view)
         routes = (
@@ -83,7 +81,7 @@ class NotificationJudge:
 
     def _to_la(self, decision: Decision, view: View, route: Route) -> str:
         """Deliver to one LA under its own agreement, or audit its refusal and say why."""
-        la_view = replace(view, party=route.la, local_authority=route.la)
+        la_view = view.to(route.la, route.la)
         agreement = self._partnership.agreement(route.la)
         kind, short = view.opened.sender.kind, c.SHORT_NAMES[view.name]
         if not agreement.may_send(kind, view.name):
@@ -149,7 +147,7 @@ class NotificationJudge:
             )
             return f"the school's key adult was not told: {detail}"
         recipient.update(id=f"key-adult:{school.id}", name=f"Encompass key adult, {school.name}")
-        school_view = replace(view, party=school.id, local_authority=None)
+        school_view = view.to(school.id, None)
         # A school serves LAs but holds no agreement of its own: the partnership's applies.
         agreement = self._partnership.default
         deliver(decision, school_view, [(recipient, reason)], agreement, self._contract)

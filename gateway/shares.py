@@ -69,7 +69,7 @@ class ShareJudge:
         restrictions = describe(ledger.restrictions, ledger.sender_kind)
         to = request["to"]
         recipient = {"id": to["id"], "role": "ONWARD", "team": None, "name": to["name"]}
-        view = View(opened, name, record, request["notification"], la, la, key, restrictions)
+        view = View.of(opened, name, record, request["notification"], key, restrictions).to(la, la)
         deliver(
             decision,
             view,

@@ -50,6 +50,7 @@ from sqlalchemy import (
     any_,
     bindparam,
     event,
+    inspect,
 )
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import URL, Connection, Dialect, make_url
@@ -132,12 +133,45 @@ def metadata_for(engine: AsyncEngine, schema: str | None) -> MetaData:
 
 
 async def create_tables(engine: AsyncEngine, metadata: MetaData) -> None:
-    """Create the schema (if any) and the tables that do not exist yet, in one transaction."""
+    """Create the schema (if any) and the tables that do not exist yet, in one transaction.
+
+    A table that exists but lacks a column this release writes was made by an older
+    release: that is refused with a ConfigError naming the table and columns, before
+    anything is written, rather than failing later on the first insert.
+    """
     with store_errors("create the store's tables"):
         async with engine.begin() as conn:
             if metadata.schema is not None:
                 await conn.execute(CreateSchema(metadata.schema, if_not_exists=True))
+            missing = await conn.run_sync(_missing_columns, metadata)
+            if missing:
+                raise ConfigError(_older_release(engine, missing))
             await conn.run_sync(metadata.create_all)
+
+
+def _missing_columns(conn: Connection, metadata: MetaData) -> dict[str, list[str]]:
+    """For each existing table of ``metadata``, the columns it lacks."""
+    inspector = inspect(conn)
+    existing = set(inspector.get_table_names(schema=metadata.schema))
+    missing: dict[str, list[str]] = {}
+    for table in metadata.sorted_tables:
+        if table.name not in existing:
+            continue
+        held = {c["name"] for c in inspector.get_columns(table.name, schema=metadata.schema)}
+        lacking = [c.name for c in table.columns if c.name not in held]
+        if lacking:
+            missing[table.name] = lacking
+    return missing
+
+
+def _older_release(engine: AsyncEngine, missing: dict[str, list[str]]) -> str:
+    where = engine.url.database if is_sqlite(engine) else engine.url.render_as_string()
+    tables = "; ".join(f"table {t} lacks {', '.join(cols)}" for t, cols in missing.items())
+    return (
+        f"the database {where} was written by an older release ({tables}): "
+        "start this release on a new home or database, or keep running the release "
+        "that wrote it (there are no schema migrations yet)"
+    )
 
 
 @asynccontextmanager

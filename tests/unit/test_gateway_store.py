@@ -16,7 +16,7 @@ from sqlalchemy import MetaData
 
 from gateway.audit_chain import GENESIS_HASH, AuditEntry, canonical_entry, chain_hash
 from gateway.store import GatewayStore, LedgerEntry
-from sgx.errors import AuditChainBroken, StoreError
+from sgx.errors import AuditChainBroken, ConfigError, StoreError
 from sgx.quarantine import Quarantined
 from tests.conftest_db import BACKENDS, Backend, backend
 
@@ -418,3 +418,20 @@ async def test_verification_walks_page_by_page(
     with pytest.raises(AuditChainBroken) as caught:
         await chain.verify_chain()
     assert caught.value.sequence == 5
+
+
+async def test_a_database_from_an_older_release_is_refused_by_name(db: Backend) -> None:
+    """A gateway database made before the partnership (audit records without the LA they
+    concern) is refused at open with what to do, and nothing is written to it."""
+    async with await open_store(db) as store:
+        await store.record([audit(1)])
+        async with store.engine.begin() as conn:
+            prefix = f"{db.schema}." if db.schema else ""
+            if db.schema is None:  # SQLite will not drop an indexed column
+                await conn.exec_driver_sql("DROP INDEX ix_audit_record_local_authority")
+            drop = f"ALTER TABLE {prefix}audit_record DROP COLUMN local_authority"
+            await conn.exec_driver_sql(drop)
+    with pytest.raises(ConfigError, match="older release") as caught:
+        await open_store(db)
+    assert "table audit_record lacks local_authority" in str(caught.value)
+    assert "new home" in str(caught.value)

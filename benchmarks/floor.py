@@ -213,7 +213,7 @@ async def _audit_steps(count: int, records: list[dict[str, Any]], now: datetime)
     def chain_two(i: int) -> None:
         for n in (2 * i, 2 * i + 1):
             prev = rows[-1][-1] if rows else "0" * 64
-            rows.append(audit_row(entries[n], n + 1, prev, keys[n], _sqlite_time))
+            rows.append(audit_row(entries[n], "bench:0", n + 1, prev, keys[n], _sqlite_time))
 
     hashed = _per_call(count, chain_two)
     inserted = await _inserted(GatewayStore, "audit_record", AUDIT_COLUMNS, rows, count)

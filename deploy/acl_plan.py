@@ -14,9 +14,14 @@ Principals (SCRAM user names)::
     <agency>             each agency, a local authority included: WRITE its inbound topic,
                          READ its receipts topic and the groups its services read it in:
                          sgx-producer-<agency> (the outbox's receipt listener) and, for a
-                         school, sgx-open-cases-<school> (the open-case list listener)
-    sgx-gateway          READ sgx.inbound.*, WRITE sgx.delivery.* and sgx.receipts.*,
-                         READ its group sgx-gateway
+                         school, sgx-open-cases-<school> (the open-case list listener);
+                         a local authority also WRITE its allocation topic
+    sgx-gateway          READ sgx.inbound.* and sgx.allocations.*, WRITE sgx.delivery.* and
+                         sgx.receipts.*, READ its group sgx-gateway. Every gateway instance
+                         uses this one principal and joins this one group, which shares the
+                         inbound and allocation partitions between them; each instance
+                         also reads every allocation topic outside the group (assigned,
+                         committing nothing), which topic READ alone allows
     sgx-consumer-<id>    READ sgx.delivery.<id> and its group sgx-consumer-<id>, for each
                          party the gateway delivers to (local authority, school, police)
 
@@ -32,7 +37,7 @@ The partnership may span several local authorities. As in the trust directory
 the party and the field, where these do not fit (see :func:`partnership_problem`). No
 topic, principal or ACL depends on them: topics and groups are per party, and which LA a
 notification reaches is the gateway's routing (it follows the child), not the cluster's
-ACLs. Adding an LA adds its inbound, receipts and delivery topics, its agency principal
+ACLs. Adding an LA adds its inbound, receipts, allocation and delivery topics, its agency principal
 and its delivery consumer ``sgx-consumer-<la>``, like any other party.
 
 Regenerate after editing the parties file::
@@ -68,6 +73,7 @@ GATEWAY = GATEWAY_GROUP  # the gateway principal is named as its group
 REPLICAS = 3
 MIN_INSYNC = 2
 INBOUND_PARTITIONS = 3  # as KafkaSettings.inbound_partitions
+ALLOCATIONS_PARTITIONS = 1  # as safeguard.runtime.exchange_topics: one LA's updates in order
 DELIVERY_PARTITIONS = 3  # as KafkaSettings.delivery_partitions
 # The parties the gateway delivers to (as safeguard.runtime.DELIVERY_KINDS): a local
 # authority's social care, a school's key adult (Operation Encompass), a police force's
@@ -110,6 +116,7 @@ class Topic:
     name: str
     partitions: int
     replicas: int = REPLICAS
+    retention_ms: int | None = None  # None: the broker's default; -1: kept for ever
 
 
 @dataclass(frozen=True, slots=True)
@@ -171,6 +178,13 @@ def plan(parties: Iterable[Party]) -> Plan:
         ]
         principals.append(party.id)
         bindings += _agency_bindings(party)
+        if party.kind == "local_authority":
+            # Kept for ever: a gateway started on an empty database rebuilds its
+            # directory from the LA's whole allocation history.
+            topics.append(
+                Topic(f"sgx.allocations.{party.id}", ALLOCATIONS_PARTITIONS, retention_ms=-1)
+            )
+            bindings.append(Binding(party.id, "Write", "topic", f"sgx.allocations.{party.id}"))
         if party.kind in DELIVERY_KINDS:
             topics.append(Topic(f"sgx.delivery.{party.id}", DELIVERY_PARTITIONS))
             principals.append(consumer_principal(party.id))
@@ -185,6 +199,7 @@ def _describe_all(principal: str) -> Binding:
 def _gateway_bindings() -> list[Binding]:
     return [
         Binding(GATEWAY, "Read", "topic", "sgx.inbound.", "prefixed"),
+        Binding(GATEWAY, "Read", "topic", "sgx.allocations.", "prefixed"),
         Binding(GATEWAY, "Write", "topic", "sgx.delivery.", "prefixed"),
         Binding(GATEWAY, "Write", "topic", "sgx.receipts.", "prefixed"),
         Binding(GATEWAY, "Read", "group", GATEWAY_GROUP),
@@ -323,9 +338,10 @@ ADMIN_CONFIG=${ADMIN_CONFIG:-/secrets/admin.properties}
 SASL_DIR=${SASL_DIR:-/secrets/sasl}
 admin=(--bootstrap-server "$BOOTSTRAP" --command-config "$ADMIN_CONFIG")
 
-topic() {  # name partitions replicas
+topic() {  # name partitions replicas [more kafka-topics.sh options]
   "$KAFKA_BIN/kafka-topics.sh" "${admin[@]}" --create --if-not-exists --topic "$1" \\
-    --partitions "$2" --replication-factor "$3" --config min.insync.replicas=%(min_insync)d
+    --partitions "$2" --replication-factor "$3" --config min.insync.replicas=%(min_insync)d \\
+    "${@:4}"
 }
 
 user() {  # name: SCRAM-SHA-512 credentials from $SASL_DIR/<name>.password
@@ -342,10 +358,21 @@ acl() {  # principal operation resource-type pattern-type name
 """
 
 
+def _retention(t: Topic) -> str:
+    return "" if t.retention_ms is None else f" --config retention.ms={t.retention_ms}"
+
+
+def _topic_config(t: Topic) -> dict[str, int]:
+    config = {"min.insync.replicas": MIN_INSYNC}
+    if t.retention_ms is not None:
+        config["retention.ms"] = t.retention_ms
+    return config
+
+
 def shell_script(p: Plan) -> str:
     """The bash script that applies ``p`` with Kafka's own command-line tools."""
     lines = [_SCRIPT_HEAD % {"min_insync": MIN_INSYNC}, "# topics"]
-    lines += [f"topic {t.name} {t.partitions} {t.replicas}" for t in p.topics]
+    lines += [f"topic {t.name} {t.partitions} {t.replicas}{_retention(t)}" for t in p.topics]
     lines += ["", "# principals"]
     lines += [f"user {name}" for name in p.principals]
     lines += ["", "# allow-ACLs (no ACL, no access: allow.everyone.if.no.acl.found=false)"]
@@ -375,7 +402,7 @@ def kafka_topics(p: Plan) -> list[dict[str, Any]]:
                 "topicName": t.name,
                 "partitions": t.partitions,
                 "replicas": t.replicas,
-                "config": {"min.insync.replicas": MIN_INSYNC},
+                "config": _topic_config(t),
             },
         }
         for t in p.topics

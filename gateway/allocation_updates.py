@@ -8,73 +8,52 @@ applied. A closure of a child the LA does not hold changes nothing and is counte
 audit record. A transfer-in leaves the other LA's case open until that LA closes it: in
 between, both receive the child's notifications.
 
-After an update is applied, every school serving the LA is sent its open-case list
-(:func:`gateway.open_cases.open_case_list`): the union of the open cases of every LA the
-school serves, so a school never learns which LA holds which pupil.
+Updates arrive on the LA's allocation topic. Every gateway instance applies them to its
+own directory (:mod:`gateway.allocation_feed`); the instance that owns the topic's
+partition in the gateway group judges each here for what happens once: the audit record,
+the LA's receipt, the snapshot change written with the audit
+(:attr:`~gateway.decision.Decision.allocation_changes`), and the LAs whose schools get a
+fresh open-case list once that is committed (:func:`gateway.open_cases.lists_for`): the
+union of the open cases of every LA a school serves, so a school never learns which LA
+holds which pupil.
 """
 
 from __future__ import annotations
 
-from typing import Any
-
-from gateway.allocations import AllocationDirectory
+from gateway.allocation_feed import AllocationFeed
 from gateway.audit_chain import AuditEntry
 from gateway.decision import Decision, Quarantine, receipt
-from gateway.open_cases import open_case_list
 from sgx import contract as c
 from sgx.contract import Contract
 from sgx.envelope import Opened
+from sgx.kafka import allocations_topic
+from sgx.quarantine import Source
 from sgx.trust import TrustDirectory, utc_now
 
 
 class AllocationJudge:
-    def __init__(
-        self, *, contract: Contract, allocations: AllocationDirectory, trust: TrustDirectory
-    ) -> None:
+    def __init__(self, *, contract: Contract, feed: AllocationFeed, trust: TrustDirectory) -> None:
         self._contract = contract
-        self._allocations = allocations
+        self._feed = feed
         self._trust = trust
 
-    async def judge(self, opened: Opened) -> Decision:
+    async def judge(self, source: Source, opened: Opened) -> Decision:
         sender = opened.sender
         if sender.kind != "local_authority":
             raise Quarantine("not_permitted_by_agreement", f"{sender.kind} sent allocations")
+        if source.topic != allocations_topic(sender.id):
+            raise Quarantine("sender_topic_mismatch", f"{sender.id} wrote to {source.topic}")
         update = self._contract.decode_as(c.ALLOCATION_UPDATE, opened.plaintext)
         if update["la_id"] != sender.id:
             return self._other_la(opened, str(update["la_id"]))
         la = sender.id
-        held = [
-            self._allocations.holds(la, child["nhs_number"], child["upn"])
-            for child in update["ended"]
-        ]
-        detail = self._summary(update, held)
-        update = {**update, "ended": [e for e, h in zip(update["ended"], held, strict=True) if h]}
-        await self._allocations.apply(update)
+        change, detail = self._feed.settle(source, update)
         decision = Decision(outcome="applied", type_label="allocation_update")
         decision.audit.append(_audit(opened, "applied", "ALLOCATION_UPDATE", la, detail))
         decision.receipt = (sender.id, receipt(opened.message_id, "DELIVERED", "applied", detail))
-        now = utc_now()
-        unions: dict[tuple[str, ...], list[bytes]] = {}  # schools serving the same LAs share one
-        for school in self._trust.serving(la, "school"):
-            served = self._trust.served(school.id)
-            if served not in unions:
-                unions[served] = await self._allocations.open_case_keys(served)
-            decision.open_case_lists.append(
-                (school.id, open_case_list(school.id, unions[served], now))
-            )
+        decision.allocation_changes.append(change)
+        decision.open_cases_of.add(la)
         return decision
-
-    def _summary(self, update: dict[str, Any], held: list[bool]) -> str:
-        transfers = [a["transfer_from"] for a in update["allocations"] if a["transfer_from"]]
-        parts = [f"{len(update['allocations']) - len(transfers)} allocated or changed"]
-        for code in sorted(set(transfers)):
-            origin = self._trust.authority(code)
-            named = f"{origin.id} ({code})" if origin else f"{code}, not an LA of this exchange"
-            parts.append(f"{transfers.count(code)} transferred in from {named}")
-        parts.append(f"{sum(held)} closed")
-        if not all(held):
-            parts.append(f"{held.count(False)} closure(s) of a case not open here changed nothing")
-        return ", ".join(parts)
 
     def _other_la(self, opened: Opened, named: str) -> Decision:
         """An update naming another LA's cases: refused whole, audited for both LAs."""

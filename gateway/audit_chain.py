@@ -1,26 +1,34 @@
-"""The audit trail's hash chain: what one decision is, what is hashed, how a stored
+"""The audit trail's hash chains: what one decision is, what is hashed, how a stored
 record is checked.
 
-**The audit hash chain.** Record ``n`` (sequences run 1, 2, 3, ... without gaps) holds
+**Chains.** Every decision belongs to the chain of the Kafka partition it was read from
+(``sgx.inbound.<agency>:<partition>``, ``sgx.allocations.<la>:0``), so several gateway
+instances, each owning some partitions, never contend for one head, and a partition
+that moves between instances carries its chain with it (:mod:`gateway.store` fences the
+old owner).
+
+**The hash.** Record ``n`` of chain ``c`` (sequences run 1, 2, 3, ... without gaps) holds
 
     hash_n = SHA-256(bytes.fromhex(hash_{n-1}) || canonical_n)    (lower-case hex)
 
 with ``hash_0`` = 64 zeros (the genesis ``prev_hash``) — the 32 raw digest bytes of the
 previous hash, not its hex text. ``canonical_n`` is the UTF-8 encoding of a JSON array
-holding ``n`` and then every :class:`AuditEntry` field in declaration order (decision,
-message_id, notification_id, sender, recipient, recipient_role, local_authority,
-notification_type, child_pseudonym, reason, lawful_basis, consent, no_consent_reason,
-restrictions, withheld, detail, decided_at), written with no whitespace (``","``
-separators), non-ASCII characters as themselves (not ``\\u`` escapes), ``null`` for None,
-tuples as arrays of strings, and ``decided_at`` as ISO-8601 UTC with milliseconds and a
-``Z`` (``"2024-03-01T09:00:00.123Z"``). An array in a fixed order is as unambiguous as an
-object with sorted keys and about half the cost to write, once per record. The stored
-``decided_at`` is truncated to the millisecond, so what is stored is exactly what is
-hashed. :func:`canonical_entry` and :func:`chain_hash` are that definition in code.
+holding ``c``, ``n`` and then every :class:`AuditEntry` field in declaration order
+(decision, message_id, notification_id, sender, recipient, recipient_role,
+local_authority, notification_type, child_pseudonym, reason, lawful_basis, consent,
+no_consent_reason, restrictions, withheld, detail, decided_at), written with no
+whitespace (``","`` separators), non-ASCII characters as themselves (not ``\\u``
+escapes), ``null`` for None, tuples as arrays of strings, and ``decided_at`` as ISO-8601
+UTC with milliseconds and a ``Z`` (``"2024-03-01T09:00:00.123Z"``). The chain's name is
+hashed so a record cannot be moved into another chain. An array in a fixed order is as
+unambiguous as an object with sorted keys and about half the cost to write, once per
+record. The stored ``decided_at`` is truncated to the millisecond, so what is stored is
+exactly what is hashed. :func:`canonical_entry` and :func:`chain_hash` are that
+definition in code.
 
 :func:`verify_row` checks one stored record against its predecessor: missing (a sequence
 gap), not linked, or a stored column that differs from what :func:`audit_row` would
-write for its content. :mod:`gateway.store` writes and walks the chain.
+write for its content. :mod:`gateway.store` writes and walks the chains.
 """
 
 from __future__ import annotations
@@ -68,15 +76,17 @@ class AuditEntry:
 
 @dataclass(frozen=True)
 class AuditRecord(AuditEntry):
-    """An audit entry as stored: its place in the chain and its hashes."""
+    """An audit entry as stored: its chain, its place in it and its hashes."""
 
+    chain: str
     sequence: int
     prev_hash: str
     hash: str
 
 
 _AUDIT_FIELDS = tuple(f.name for f in fields(AuditEntry))
-AUDIT_COLUMNS = ("sequence", *_AUDIT_FIELDS, "decision_key", "prev_hash", "hash")
+AUDIT_COLUMNS = ("chain", "sequence", *_AUDIT_FIELDS, "decision_key", "prev_hash", "hash")
+Head = tuple[int, str]  # (sequence, hash) of a chain's last record
 _AUDIT_TUPLES = ("restrictions", "withheld")
 _COMPACT = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)
 
@@ -86,20 +96,21 @@ def iso_ms(value: datetime) -> str:
     return utc(value).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
-def canonical_entry(entry: AuditEntry, sequence: int) -> bytes:
-    """The bytes hashed for ``entry`` at ``sequence`` (see the module docstring)."""
+def canonical_entry(entry: AuditEntry, sequence: int, chain: str) -> bytes:
+    """The bytes hashed for ``entry`` at ``sequence`` of ``chain`` (see the module docstring)."""
     e = entry
     return _COMPACT.encode([
-        sequence, e.decision, e.message_id, e.notification_id, e.sender, e.recipient,
+        chain, sequence, e.decision, e.message_id, e.notification_id, e.sender, e.recipient,
         e.recipient_role, e.local_authority, e.notification_type, e.child_pseudonym, e.reason,
         e.lawful_basis, e.consent, e.no_consent_reason, list(e.restrictions), list(e.withheld),
         e.detail, iso_ms(e.decided_at),
     ]).encode("utf-8")  # fmt: skip
 
 
-def chain_hash(prev_hash: str, entry: AuditEntry, sequence: int) -> str:
+def chain_hash(prev_hash: str, entry: AuditEntry, sequence: int, chain: str) -> str:
     """hash_n = SHA-256(prev hash bytes || canonical entry), as lower-case hex."""
-    return hashlib.sha256(bytes.fromhex(prev_hash) + canonical_entry(entry, sequence)).hexdigest()
+    canonical = canonical_entry(entry, sequence, chain)
+    return hashlib.sha256(bytes.fromhex(prev_hash) + canonical).hexdigest()
 
 
 def decision_key(entry: AuditEntry) -> str:
@@ -116,20 +127,22 @@ def _to_ms(value: datetime) -> datetime:
 
 def audit_row(
     entry: AuditEntry,
+    chain: str,
     sequence: int,
     prev_hash: str,
     key: str,
     timestamp: Callable[[datetime], Any] = lambda value: value,
 ) -> tuple[Any, ...]:
-    """The stored columns of ``entry`` at ``sequence``, in :data:`AUDIT_COLUMNS` order.
+    """The stored columns of ``entry`` at ``sequence`` of ``chain``, in :data:`AUDIT_COLUMNS`
+    order.
 
     ``decided_at`` is truncated to the millisecond and passed through ``timestamp`` (a
     driver's value for an insert; as is to compare with a row read back).
     """
     e = entry
-    digest = chain_hash(prev_hash, e, sequence)
+    digest = chain_hash(prev_hash, e, sequence, chain)
     return (
-        sequence, e.decision, e.message_id, e.notification_id, e.sender, e.recipient,
+        chain, sequence, e.decision, e.message_id, e.notification_id, e.sender, e.recipient,
         e.recipient_role, e.local_authority, e.notification_type, e.child_pseudonym, e.reason,
         e.lawful_basis, e.consent, e.no_consent_reason, encode_strings(e.restrictions),
         encode_strings(e.withheld), e.detail, timestamp(_to_ms(e.decided_at)), key, prev_hash,
@@ -138,7 +151,9 @@ def audit_row(
 
 
 def audit_record(row: RowMapping) -> AuditRecord:
-    values = {name: row[name] for name in (*_AUDIT_FIELDS, "sequence", "prev_hash", "hash")}
+    values = {
+        name: row[name] for name in (*_AUDIT_FIELDS, "chain", "sequence", "prev_hash", "hash")
+    }
     for name in _AUDIT_TUPLES:
         values[name] = decode_strings(values[name])
     return AuditRecord(**values)
@@ -146,28 +161,30 @@ def audit_record(row: RowMapping) -> AuditRecord:
 
 def chain_rows(
     audit: Sequence[AuditEntry],
+    chains: Sequence[str],
     keys: list[str],
-    known: dict[str, int],
-    head: tuple[int, str],
+    known: dict[str, tuple[str, int]],
+    heads: dict[str, Head],
     timestamp: Callable[[datetime], Any],
-) -> tuple[list[tuple[Any, ...]], list[int], tuple[int, str]]:
+) -> tuple[list[tuple[Any, ...]], list[tuple[str, int]]]:
     """New rows (in ``AUDIT_COLUMNS`` order, driver values) for the decisions not
-    ``known``, every decision's sequence, and the new head."""
+    ``known``, and every decision's (chain, sequence); ``heads`` (by chain) is advanced."""
     rows: list[tuple[Any, ...]] = []
-    sequences: list[int] = []
-    sequence, prev = head
-    for entry, key in zip(audit, keys, strict=True):
+    places: list[tuple[str, int]] = []
+    for entry, chain, key in zip(audit, chains, keys, strict=True):
         if key not in known:
-            sequence += 1
-            rows.append(audit_row(entry, sequence, prev, key, timestamp))
-            prev = rows[-1][-1]  # the hash column
-            known[key] = sequence
-        sequences.append(known[key])
-    return rows, sequences, (sequence, prev)
+            sequence, prev = heads[chain]
+            row = audit_row(entry, chain, sequence + 1, prev, key, timestamp)
+            rows.append(row)
+            heads[chain] = (sequence + 1, row[-1])  # the hash column
+            known[key] = (chain, sequence + 1)
+        places.append(known[key])
+    return rows, places
 
 
-def verify_row(row: RowMapping, head: tuple[int, str]) -> tuple[int, str]:
-    """Check one stored record against its predecessor ``head``; return the new head."""
+def verify_row(row: RowMapping, head: Head) -> Head:
+    """Check one stored record against its predecessor ``head`` in its chain; return the
+    new head."""
     sequence = head[0] + 1
     if row["sequence"] != sequence:
         raise AuditChainBroken(sequence, f"record missing (the next one is {row['sequence']})")
@@ -175,7 +192,7 @@ def verify_row(row: RowMapping, head: tuple[int, str]) -> tuple[int, str]:
         raise AuditChainBroken(sequence, f"prev_hash does not link to record {head[0]}")
     try:
         entry = audit_record(row)
-        values = audit_row(entry, sequence, head[1], decision_key(entry))
+        values = audit_row(entry, entry.chain, sequence, head[1], decision_key(entry))
         rebuilt = dict(zip(AUDIT_COLUMNS, values, strict=True))
     except (ValueError, TypeError, KeyError) as exc:
         raise AuditChainBroken(sequence, f"record unreadable: {exc}") from exc

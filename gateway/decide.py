@@ -11,7 +11,9 @@ hands the record to the judge of its kind:
 * a NOTIFICATION envelope holding a notification type: :mod:`gateway.notifications`
   (routed by the child, :mod:`gateway.routing`, under each receiving LA's agreement);
 * a NOTIFICATION envelope holding a ``DisclosureRequest``: :mod:`gateway.protocol`;
-* an ALLOCATIONS envelope: :mod:`gateway.allocation_updates`;
+* an ALLOCATIONS envelope, read from the LA's allocation topic:
+  :mod:`gateway.allocation_updates` (on an inbound topic it is quarantined: allocation
+  updates must reach every gateway instance, :mod:`gateway.allocation_feed`);
 * a SHARE_REQUEST envelope: :mod:`gateway.shares`.
 
 Anything that fails verification, decoding or a check is quarantined with its reason.
@@ -19,8 +21,8 @@ Anything that fails verification, decoding or a check is quarantined with its re
 
 from __future__ import annotations
 
+from gateway.allocation_feed import AllocationFeed
 from gateway.allocation_updates import AllocationJudge
-from gateway.allocations import AllocationDirectory
 from gateway.decision import Decision, Quarantine, quarantine
 from gateway.notifications import NotificationJudge
 from gateway.partnership import Partnership
@@ -33,7 +35,7 @@ from sgx import contract as c
 from sgx.contract import Contract
 from sgx.envelope import Opened, Opener, Purpose
 from sgx.errors import ContractError, EnvelopeError, UnknownSender
-from sgx.kafka import inbound_agency
+from sgx.kafka import ALLOCATIONS_PREFIX, agency_of, allocations_topic, inbound_agency
 from sgx.pseudonym import Pseudonymiser
 from sgx.quarantine import Source, reason_of
 from sgx.trust import TrustDirectory
@@ -50,7 +52,7 @@ class Judge:
         opener: Opener,
         contract: Contract,
         partnership: Partnership,
-        allocations: AllocationDirectory,
+        feed: AllocationFeed,
         store: GatewayStore,
         pseudonyms: Pseudonymiser,
         trust: TrustDirectory,
@@ -62,7 +64,7 @@ class Judge:
         self._notifications = NotificationJudge(
             contract=contract,
             partnership=partnership,
-            router=Router(allocations, trust, partnership),
+            router=Router(feed.directory, trust, partnership),
             pseudonyms=pseudonyms,
             trust=trust,
             requests=requests,
@@ -70,13 +72,19 @@ class Judge:
         self._requests = DisclosureRequestJudge(
             pseudonyms=pseudonyms, trust=trust, requests=requests
         )
-        self._allocations = AllocationJudge(contract=contract, allocations=allocations, trust=trust)
+        self._allocations = AllocationJudge(contract=contract, feed=feed, trust=trust)
         self._shares = ShareJudge(contract=contract, partnership=partnership, store=store)
 
     async def judge(self, source: Source) -> Decision:
-        """The decision on one envelope read from an agency's inbound topic."""
+        """The decision on one envelope read from an agency's inbound topic or an LA's
+        allocation topic."""
         try:
             opened = self._opener.open(source.envelope(), purposes=INBOUND_PURPOSES)
+            if source.topic.startswith(ALLOCATIONS_PREFIX):
+                if opened.purpose is not Purpose.ALLOCATIONS:
+                    what = f"a {opened.purpose.value} envelope on an allocation topic"
+                    raise Quarantine("wrong_topic", what)
+                return await self._allocations.judge(source, opened)
             if opened.sender.id != inbound_agency(source.topic):
                 raise Quarantine(
                     "sender_topic_mismatch", f"{opened.sender.id} wrote to {source.topic}"
@@ -84,7 +92,12 @@ class Judge:
             if opened.purpose is Purpose.NOTIFICATION:
                 return await self._routed(opened)
             if opened.purpose is Purpose.ALLOCATIONS:
-                return await self._allocations.judge(opened)
+                where = allocations_topic(opened.sender.id)
+                raise Quarantine(
+                    "wrong_topic",
+                    f"an allocation update on {source.topic}: an LA publishes them to {where}, "
+                    "which every gateway instance reads",
+                )
             return await self._shares.judge(opened)
         except (EnvelopeError, ContractError) as exc:
             return quarantine(source, reason_of(exc), str(exc), self._la_of(source))
@@ -103,7 +116,7 @@ class Judge:
     def _la_of(self, source: Source) -> str | None:
         """The LA whose topic a quarantined record came from, if it is an LA's."""
         try:
-            party = self._trust.party(inbound_agency(source.topic))
+            party = self._trust.party(agency_of(source.topic))
         except (UnknownSender, ValueError):
             return None
         return party.id if party.kind == "local_authority" else None

@@ -14,12 +14,13 @@ from typing import Any
 from uuid import UUID
 
 from gateway.agreement import Agreement
+from gateway.allocations import AllocationChange
 from gateway.audit_chain import AuditEntry
 from gateway.store import LedgerEntry
 from sgx import contract as c
 from sgx.contract import Contract
 from sgx.envelope import Opened
-from sgx.kafka import inbound_agency
+from sgx.kafka import agency_of
 from sgx.quarantine import Quarantined, Source
 from sgx.trust import utc_now
 
@@ -47,7 +48,8 @@ class Decision:
     deliveries: list[Delivery] = field(default_factory=list)
     receipt: tuple[str, dict[str, Any]] | None = None
     share_decision: tuple[str, dict[str, Any]] | None = None
-    open_case_lists: list[tuple[str, dict[str, Any]]] = field(default_factory=list)  # by school
+    allocation_changes: list[AllocationChange] = field(default_factory=list)  # for the snapshot
+    open_cases_of: set[str] = field(default_factory=set)  # LAs whose schools get a fresh list
     outcome: str = ""
     type_label: str = "unknown"
 
@@ -145,7 +147,7 @@ def deliver(
         decision.audit.append(
             audit_entry(view, "delivered", reason, withheld, recipient, detail=detail)
         )
-        addressee = {**recipient, "route_reason": reason, "audit_sequence": 0}
+        addressee = {**recipient, "route_reason": reason, "audit_sequence": 0, "audit_chain": ""}
         shared = by_view.get(tuple(withheld))
         if shared is not None:
             shared.record["recipients"].append(addressee)
@@ -248,7 +250,7 @@ def quarantine(source: Source, reason: str, detail: str, la: str | None = None) 
     """
     now = utc_now()
     kept = Quarantined.of(source, reason, detail, now)
-    agency = inbound_agency(source.topic)
+    agency = agency_of(source.topic)
     decision = Decision(outcome="quarantined", quarantine=[kept])
     decision.audit.append(
         AuditEntry(

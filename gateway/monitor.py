@@ -3,7 +3,7 @@
 :class:`GatewayMonitor` reads the gateway's stores every few seconds and sets:
 
 * ``sgx_gateway_quarantine_size`` — records held in the gateway's quarantine;
-* ``sgx_audit_chain_head`` — the sequence of the newest audit record;
+* ``sgx_audit_chain_head{chain}`` — the sequence of the newest audit record of each chain;
 * ``sgx_key_expiry_timestamp_seconds{party,kid}`` — for each party of the trust
   directory (re-read at every refresh, so a published rotation shows without a
   restart), when its current key expires: the non-revoked key that expires last. A key
@@ -91,7 +91,8 @@ class GatewayMonitor:
     async def refresh(self) -> None:
         m = self._metrics
         m.quarantine_size.set(await self._store.quarantine_count())
-        m.audit_chain_head.set((await self._store.chain_head())[0])
+        for chain, state in (await self._store.chain_heads()).items():
+            m.audit_chain_head.labels(chain=chain).set(state.sequence)
         set_labelled(m.key_expiry, key_expiries(self._trust()), self._keys_shown)
         due = Counter(due_bucket(r) for r in await self._requests.open_requests(self._clock()))
         for bucket in DUE_BUCKETS:

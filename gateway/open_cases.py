@@ -1,6 +1,6 @@
 """The open-case list: which children the LAs a school serves have open to social care.
 
-After applying an allocation update from a local authority, the gateway sends every
+Once an allocation update from a local authority is committed, the gateway sends every
 school that serves the LA (trust directory ``serves``) an ``OpenCaseList`` sealed for that
 school with purpose ALLOCATIONS on ``sgx.receipts.<school>``. The list holds child
 pseudonyms, never identifiers: a school learns only which of its own pupils are open,
@@ -19,9 +19,11 @@ from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
+from gateway.allocations import AllocationDirectory
 from sgx.contract import OPEN_CASE_LIST
 from sgx.errors import ContractError
 from sgx.pseudonym import PSEUDONYM_LEN
+from sgx.trust import TrustDirectory
 
 
 def open_case_list(
@@ -36,3 +38,24 @@ def open_case_list(
             problem = f"is {len(key)} bytes; a child pseudonym is {PSEUDONYM_LEN}"
             raise ContractError(f"child_keys[{index}]", problem, schema=OPEN_CASE_LIST)
     return {"school_id": school_id, "issued_at": issued_at, "child_keys": keys}
+
+
+async def lists_for(
+    local_authorities: Iterable[str],
+    trust: TrustDirectory,
+    directory: AllocationDirectory,
+    issued_at: datetime,
+) -> dict[str, dict[str, Any]]:
+    """The open-case list of every school serving one of ``local_authorities``, by school,
+    read from the committed snapshot (schools serving the same LAs share one read)."""
+    lists: dict[str, dict[str, Any]] = {}
+    unions: dict[tuple[str, ...], list[bytes]] = {}
+    for la in sorted(set(local_authorities)):
+        for school in trust.serving(la, "school"):
+            if school.id in lists:
+                continue
+            served = trust.served(school.id)
+            if served not in unions:
+                unions[served] = await directory.open_case_keys(served)
+            lists[school.id] = open_case_list(school.id, unions[served], issued_at)
+    return lists

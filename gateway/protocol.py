@@ -130,7 +130,14 @@ def _delivery(route: _Request, police: Party) -> Decision:
     decision.audit.append(_audit(route, "delivered", "DISCLOSURE_REQUEST", recipient, ""))
     record = {
         "notification_id": request["request_id"],
-        "recipients": [{**recipient, "route_reason": "DISCLOSURE_REQUEST", "audit_sequence": 0}],
+        "recipients": [
+            {
+                **recipient,
+                "route_reason": "DISCLOSURE_REQUEST",
+                "audit_sequence": 0,
+                "audit_chain": "",
+            }
+        ],
         "sender_agency": sender.id,
         "sender_kind": sender.kind,
         "notification_type": c.DISCLOSURE_REQUEST,

@@ -4,17 +4,28 @@ Deliveries go to the receiving party's ``sgx.delivery.<party>`` (a local authori
 school's key adult, a police force's SPOC); receipts, share decisions and open-case lists
 (purpose ALLOCATIONS, the newest per school in the batch) to ``sgx.receipts.<party>``.
 
-Per batch of records: judge each (verify, open, validate, route, minimise, restrict), write
-every audit record, quarantine entry and ledger entry in ONE database transaction, then
-seal and publish the deliveries, receipts and share decisions, wait for the broker's
+Per batch of records: bring the allocation directory up to the end of every allocation
+topic (:meth:`AllocationFeed.catch_up`), judge each record (verify, open, validate, route,
+minimise, restrict), write every audit record, quarantine entry, ledger entry and
+allocation snapshot change in ONE database transaction, then seal and publish the
+deliveries, receipts, share decisions and open-case lists, wait for the broker's
 acknowledgements, and only then commit the consumer offsets. A crash anywhere replays the
 batch: the audit trail ignores decisions it already holds and the queues are idempotent
 on (notification, recipient), so nothing is lost and nothing is doubled.
+
+**Several instances.** Every instance joins one consumer group (``sgx-gateway``) over the
+inbound and allocation topics and shares their partitions. Each decision is audited in
+the chain of the partition it was read from; when the group assigns this instance a
+partition, it claims that chain (:meth:`GatewayStore.claim`) before reading, and writes
+with the claimed epoch. A batch whose chain another instance has claimed since (this
+instance was a zombie) raises :class:`~sgx.errors.Fenced`: the batch is abandoned with
+nothing written or published, and the new owner judges it.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
 import uuid
@@ -23,14 +34,17 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
 
+from gateway.allocation_feed import AllocationFeed, allocation_topics
 from gateway.decide import Judge
 from gateway.decision import Decision
+from gateway.open_cases import lists_for
 from gateway.store import GatewayStore
 from sgx import contract as c
 from sgx.contract import Contract
 from sgx.envelope import Purpose, Sealer
+from sgx.errors import Fenced
 from sgx.kafka import (
     delivery_topic,
     inbound_topic,
@@ -41,7 +55,7 @@ from sgx.kafka import (
 )
 from sgx.metrics import GatewayMetrics
 from sgx.quarantine import sources
-from sgx.trust import Identity, TrustDirectory
+from sgx.trust import Identity, TrustDirectory, utc_now
 
 log = logging.getLogger(__name__)
 NO_LA = "none"  # the la label of a decision that concerns no LA (a key adult, a quarantine)
@@ -54,7 +68,34 @@ class _Outbox:
     deliveries: dict[str, list[tuple[bytes, dict[str, Any]]]]  # by receiving party
     receipts: dict[str, list[dict[str, Any]]]
     share_decisions: list[tuple[str, dict[str, Any]]]
-    open_case_lists: dict[str, dict[str, Any]]  # by school: the batch's last list replaces any
+    open_case_lists: dict[str, dict[str, Any]]  # by school: read once the batch is committed
+
+
+def chain_of(topic: str, partition: int) -> str:
+    """The audit chain of the decisions on records read from one partition."""
+    return f"{topic}:{partition}"
+
+
+class ChainClaims(ConsumerRebalanceListener):  # type: ignore[misc]
+    """Claims the audit chain of every partition the group assigns this instance."""
+
+    def __init__(self, store: GatewayStore, owner: str, metrics: GatewayMetrics) -> None:
+        self._store = store
+        self.owner = owner
+        self._metrics = metrics
+        self.epochs: dict[str, int] = {}
+
+    async def on_partitions_revoked(self, revoked: Iterable[TopicPartition]) -> None:
+        for tp in revoked:
+            self.epochs.pop(chain_of(tp.topic, tp.partition), None)
+        self._metrics.rebalances.labels(event="revoked").inc()
+
+    async def on_partitions_assigned(self, assigned: Iterable[TopicPartition]) -> None:
+        chains = [chain_of(tp.topic, tp.partition) for tp in assigned]
+        self.epochs.update(await self._store.claim(chains, self.owner))
+        self._metrics.rebalances.labels(event="assigned").inc()
+        self._metrics.assigned.set(len(self.epochs))
+        log.info("gateway %s claimed %d audit chain(s)", self.owner, len(chains))
 
 
 class Gateway:
@@ -64,6 +105,7 @@ class Gateway:
         self,
         *,
         judge: Judge,
+        feed: AllocationFeed,
         store: GatewayStore,
         identity: Identity,
         trust: TrustDirectory,
@@ -71,9 +113,13 @@ class Gateway:
         consumer: AIOKafkaConsumer,
         producer: AIOKafkaProducer,
         metrics: GatewayMetrics,
+        claims: ChainClaims | None = None,
         max_records: int = 500,
     ) -> None:
+        """``claims`` holds the epochs of the chains the group gave this instance; without
+        it (no group: a test, a tool) each chain is claimed when first written."""
         self._judge = judge
+        self._feed = feed
         self._store = store
         self._identity = identity
         self._trust = trust
@@ -82,8 +128,11 @@ class Gateway:
         self._producer = producer
         self._metrics = metrics
         self._max_records = max_records
+        self._claims = claims
+        self._epochs: dict[str, int] = {} if claims is None else claims.epochs
         self._sealers: dict[str, Sealer] = {}
         self.processed = 0
+        self.fenced = 0
 
     async def run(self, stop: asyncio.Event) -> None:
         """Process batches until ``stop`` is set; the last batch is finished first."""
@@ -97,33 +146,71 @@ class Gateway:
 
     async def process(self, records: Iterable[Any]) -> None:
         started = time.perf_counter()
-        decisions = [await self._judge.judge(s) for r in records for s in sources(r)]
+        await self._feed.catch_up()  # every allocation change taken before these records
+        read = [s for r in records for s in sources(r)]
+        decisions = [await self._judge.judge(s) for s in read]
         audit = [entry for d in decisions for entry in d.audit]
-        sequences = await self._store.record(
-            audit,
-            [q for d in decisions for q in d.quarantine],
-            [entry for d in decisions for entry in d.ledger],
-        )
-        await self._publish(self._outbox(decisions, sequences))
+        chains = [
+            chain_of(s.topic, s.partition) for s, d in zip(read, decisions, strict=True)
+            for _ in d.audit
+        ]  # fmt: skip
+        changes = [change for d in decisions for change in d.allocation_changes]
+        try:
+            places = await self._store.record_places(
+                audit,
+                [q for d in decisions for q in d.quarantine],
+                [entry for d in decisions for entry in d.ledger],
+                chains=chains,
+                fence=await self._fence(chains),
+                also=[functools.partial(self._feed.directory.persist, changes=changes)]
+                if changes
+                else (),
+            )
+        except Fenced as exc:
+            self.fenced += 1
+            self._metrics.fenced.inc()
+            log.warning("gateway %s: %s", self._owner, exc)
+            return  # the new owner judges these records; nothing is committed here
+        outbox = self._outbox(decisions, places)
+        las = {la for d in decisions for la in d.open_cases_of}
+        if las:
+            outbox.open_case_lists = await lists_for(
+                las, self._trust, self._feed.directory, utc_now()
+            )
+        await self._publish(outbox)
         async with kafka_errors("commit inbound offsets"):
             await self._consumer.commit()
         self._observe(decisions, time.perf_counter() - started)
 
-    def _outbox(self, decisions: list[Decision], sequences: list[int]) -> _Outbox:
+    @property
+    def _owner(self) -> str:
+        return self._claims.owner if self._claims is not None else "(no group)"
+
+    async def _fence(self, chains: Iterable[str]) -> dict[str, int]:
+        """The epoch this instance holds for each chain; without a group, a chain not yet
+        claimed is claimed now. In a group, a chain not assigned here is fenced."""
+        needed = set(chains)
+        missing = needed - self._epochs.keys()
+        if missing and self._claims is None:
+            self._epochs.update(await self._store.claim(missing, "gateway"))
+        return {chain: self._epochs.get(chain, 0) for chain in needed}
+
+    def _outbox(self, decisions: list[Decision], places: list[tuple[str, int]]) -> _Outbox:
         outbox = _Outbox(defaultdict(list), defaultdict(list), [], {})
         base = 0
         for decision in decisions:
             for delivery in decision.deliveries:
                 addressees = delivery.record["recipients"]
                 for addressee, index in zip(addressees, delivery.audit_indexes, strict=True):
-                    addressee["audit_sequence"] = sequences[base + index]
+                    chain, sequence = places[base + index]
+                    addressee["audit_chain"] = chain
+                    addressee["audit_sequence"] = sequence
                 outbox.deliveries[delivery.party].append((delivery.key, delivery.record))
             base += len(decision.audit)
             if decision.receipt is not None:
                 outbox.receipts[decision.receipt[0]].append(decision.receipt[1])
             if decision.share_decision is not None:
                 outbox.share_decisions.append(decision.share_decision)
-            outbox.open_case_lists.update(decision.open_case_lists)
         return outbox
 
     async def _publish(self, outbox: _Outbox) -> None:
@@ -201,3 +288,9 @@ class Gateway:
 def inbound_topics(trust: TrustDirectory) -> list[str]:
     """Every agency's inbound topic (the gateway itself sends nothing inbound)."""
     return sorted(inbound_topic(p.id) for p in trust.parties() if p.kind != "gateway")
+
+
+def group_topics(trust: TrustDirectory) -> list[str]:
+    """What the gateway group shares out: every inbound topic and every allocation topic
+    (whose owner judges each update once for its audit, receipt and snapshot)."""
+    return sorted(inbound_topics(trust) + allocation_topics(trust))

@@ -19,7 +19,7 @@ from sgx import contract as c
 from sgx.contract import Contract
 from sgx.envelope import Purpose, Sealer
 from sgx.errors import ContractError
-from sgx.kafka import inbound_topic, kafka_errors, send_batched
+from sgx.kafka import allocations_topic, inbound_topic, kafka_errors, send_batched
 from sgx.metrics import ProducerMetrics
 from sgx.pseudonym import Pseudonymiser
 from sgx.trust import Identity, TrustDirectory
@@ -56,6 +56,7 @@ class Publisher:
         self._metrics = metrics
         self._sealer = Sealer(identity, trust, GATEWAY)
         self._topic = inbound_topic(identity.party_id)
+        self._identity_id = identity.party_id
         self.agency = identity.party_id
 
     async def publish(self, name: str, record: Mapping[str, Any]) -> uuid.UUID:
@@ -100,8 +101,15 @@ class Publisher:
             self._metrics.notifications.labels(type=label, outcome="published").inc()
 
     async def publish_allocations(self, update: Mapping[str, Any]) -> uuid.UUID:
-        """(Local authorities) publish an allocation update to the gateway."""
-        return await self._publish_other(Purpose.ALLOCATIONS, c.ALLOCATION_UPDATE, update)
+        """(Local authorities) publish an allocation update to the LA's allocation topic,
+        ``sgx.allocations.<la>``, which every gateway instance reads (one envelope per
+        Kafka record, so each update is acknowledged on its own)."""
+        return await self._publish_other(
+            Purpose.ALLOCATIONS,
+            c.ALLOCATION_UPDATE,
+            update,
+            topic=allocations_topic(self._identity_id),
+        )
 
     async def publish_request(self, record: Mapping[str, Any]) -> uuid.UUID:
         """(Local authorities) publish a 2013 / 2024 Protocol disclosure request.
@@ -124,10 +132,11 @@ class Publisher:
         return message_id
 
     async def _publish_other(
-        self, purpose: Purpose, name: str, record: Mapping[str, Any]
+        self, purpose: Purpose, name: str, record: Mapping[str, Any], *, topic: str | None = None
     ) -> uuid.UUID:
         message_id = uuid.uuid4()
         value = self._sealer.seal(purpose, message_id, self._contract.encode(name, record))
-        async with kafka_errors(f"publish to {self._topic}"):
-            await (await self._producer.send(self._topic, value, key=message_id.bytes))
+        topic = topic or self._topic
+        async with kafka_errors(f"publish to {topic}"):
+            await (await self._producer.send(topic, value, key=message_id.bytes))
         return message_id

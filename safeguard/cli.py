@@ -269,16 +269,20 @@ def audit() -> None:
 @home_option
 @async_command
 async def audit_verify(home: Path | None) -> int:
-    """Recompute the audit hash chain; exit 1 and name the record if it was edited."""
+    """Recompute every audit hash chain; exit 1 and name the chain and record if one was
+    edited or cut short."""
     from sgx.errors import AuditChainBroken
 
     async with await runtime(home).gateway_store() as store:
         try:
-            count, head = await store.verify_chain()
+            verified = await store.verify_chains()
         except AuditChainBroken as exc:
             click.echo(f"audit chain BROKEN: {exc}")
             return 1
-    click.echo(f"audit chain verified: {count} record(s), head {head}")
+    for chain, (count, head) in verified.items():
+        click.echo(f"  {chain}: {count} record(s), head {head[:16]}…")
+    total = sum(count for count, _ in verified.values())
+    click.echo(f"audit verified: {len(verified)} chain(s), {total} record(s)")
     return 0
 
 
@@ -295,8 +299,9 @@ async def audit_list(home: Path | None, limit: int, la: str | None) -> None:
         to = f" → {r.recipient} ({r.recipient_role})" if r.recipient else ""
         where = f" [{r.local_authority}]" if r.local_authority else ""
         click.echo(
-            f"{r.sequence:>5} {r.decided_at:%Y-%m-%d %H:%M:%S} {r.decision:<13} "
+            f"{r.decided_at:%Y-%m-%d %H:%M:%S} {r.decision:<13} "
             f"{r.notification_type or '-':<20} {r.sender}{to}{where}: {r.reason}"
+            f"  [{r.chain} #{r.sequence}]"
         )
 
 

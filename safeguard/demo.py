@@ -337,7 +337,11 @@ async def _quarantine_and_audit(rt: Runtime) -> None:
                 withheld = f" (withheld {', '.join(r.withheld)})" if r.withheld else ""
                 why = f" — {r.detail}" if r.notification_type == "allocation_update" else ""
                 what = f"{r.decision:<9} {r.notification_type:<18}"
-                say(f"  {r.sequence:>3} {r.decided_at:%H:%M:%S} {what} "
+                say(f"  {r.decided_at:%H:%M:%S} {what} "
                     f"{r.sender}{to}: {r.reason}{withheld}{why}")  # fmt: skip
-        count, head = await store.verify_chain()
-        say(f"\n  safeguard audit verify: chain of {count} records verified, head {head[:16]}…")
+        verified = await store.verify_chains()
+        total = sum(count for count, _ in verified.values())
+        say(
+            f"\n  safeguard audit verify: {len(verified)} chains (one per partition read), "
+            f"{total} records, all verified"
+        )

@@ -11,6 +11,9 @@ import asyncio
 import contextlib
 import functools
 import logging
+import os
+import socket
+import uuid
 from collections.abc import AsyncIterator, Coroutine
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,13 +26,14 @@ from consumers.monitor import consumer_monitors
 from consumers.queue import QueueStore
 from consumers.reader import QueueReader
 from consumers.service import DeliveryConsumer
+from gateway.allocation_feed import AllocationFeed, allocation_topics
 from gateway.allocations import AllocationDirectory
 from gateway.decide import Judge
 from gateway.monitor import gateway_monitors
 from gateway.partnership import Partnership
 from gateway.requests import SQLITE_FILE as REQUESTS_FILE
 from gateway.requests import DisclosureRequests
-from gateway.service import Gateway, inbound_topics
+from gateway.service import ChainClaims, Gateway, group_topics
 from gateway.store import GatewayStore
 from producers.publisher import Publisher
 from sgx import heap
@@ -38,10 +42,12 @@ from sgx.envelope import Opener
 from sgx.errors import ConfigError
 from sgx.kafka import (
     GATEWAY_GROUP,
+    allocations_topic,
     delivery_group,
     delivery_topic,
     ensure_topics,
     inbound_topic,
+    partitions_of,
     receipts_topic,
     start_consumer,
     start_producer,
@@ -135,6 +141,8 @@ def exchange_topics(trust: TrustDirectory, kafka: KafkaSettings) -> dict[str, in
         topics[receipts_topic(party.id)] = 1
         if party.kind in DELIVERY_KINDS:
             topics[delivery_topic(party.id)] = kafka.delivery_partitions
+        if party.kind == "local_authority":
+            topics[allocations_topic(party.id)] = 1  # one LA's updates in one total order
     return topics
 
 
@@ -180,30 +188,47 @@ async def run_gateway(
         store = await stack.enter_async_context(await rt.gateway_store())
         requests = await stack.enter_async_context(await rt.disclosure_requests())
         allocations = AllocationDirectory(store.engine, pseudonyms, schema=rt.pg_schema)
-        await allocations.load()
+        feed = AllocationFeed(
+            directory=allocations,
+            opener=Opener(identity, trust),
+            contract=contract,
+            trust=trust,
+            consumer=await _started(stack, await start_consumer(rt.kafka, [], group_id=None)),
+        )
+        # Ready only once the directory holds every allocation published so far: the
+        # group is joined after that, so nothing is judged before.
+        await feed.start(await partitions_of(rt.kafka, allocation_topics(trust)))
+        log.info("allocation directory caught up: %d allocation(s)", len(allocations))
         judge = Judge(
             opener=Opener(identity, trust),
             contract=contract,
             partnership=partnership,
-            allocations=allocations,
+            feed=feed,
             store=store,
             pseudonyms=pseudonyms,
             trust=trust,
             requests=requests,
         )
+        metrics = GatewayMetrics(registry)
+        claims = ChainClaims(store, instance_id(), metrics)
         producer = await _started(stack, await start_producer(rt.kafka))
         consumer = await _started(
-            stack, await start_consumer(rt.kafka, inbound_topics(trust), group_id=GATEWAY_GROUP)
+            stack,
+            await start_consumer(
+                rt.kafka, group_topics(trust), group_id=GATEWAY_GROUP, listener=claims
+            ),
         )
         gateway = Gateway(
             judge=judge,
+            feed=feed,
             store=store,
             identity=identity,
             trust=trust,
             contract=contract,
             consumer=consumer,
             producer=producer,
-            metrics=GatewayMetrics(registry),
+            metrics=metrics,
+            claims=claims,
         )
         readiness = Readiness()
         await stack.enter_async_context(
@@ -217,6 +242,12 @@ async def run_gateway(
             )
         )
         await _serve(rt, registry, ready, gateway.run(stop), readiness)
+
+
+def instance_id() -> str:
+    """This process's name as an audit chain's writer: host, process id and a nonce (a
+    restarted process with a reused pid is still another writer)."""
+    return f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
 
 
 def _receiving_party(trust: TrustDirectory, party_id: str) -> None:

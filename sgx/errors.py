@@ -17,7 +17,8 @@ the boundary where they occur and chained with ``raise ... from exc``::
     ├── TransportError              the broker is unreachable or refused a request (retriable)
     ├── StoreError                  a queue, audit or outbox database failed (retriable)
     ├── NotFound                    a stored item (e.g. a queue item) does not exist
-    └── AuditChainBroken            the audit hash chain does not verify
+    ├── Fenced                      a gateway instance no longer owns an audit chain it wrote
+    └── AuditChainBroken            an audit hash chain does not verify
 
 Retry decisions ask the error (``retriable``) rather than keeping lists of types.
 """
@@ -99,10 +100,25 @@ class NotFound(ExchangeError):
     """A stored item that was asked for by id (a queue item, say) does not exist."""
 
 
-class AuditChainBroken(ExchangeError):
-    """The audit hash chain does not verify at ``sequence``."""
+class Fenced(ExchangeError):
+    """A writer's claim on an audit chain (its epoch) is older than the chain's: another
+    gateway instance took the partition over, so this one must write and publish nothing
+    for it (a zombie: paused past its session timeout, then resumed)."""
 
-    def __init__(self, sequence: int, detail: str) -> None:
+    def __init__(self, chain: str, held: int, current: int) -> None:
+        self.chain = chain
+        super().__init__(
+            f"audit chain {chain} was taken over (epoch {current}; this instance holds "
+            f"{held}): the batch is abandoned, nothing written or published"
+        )
+
+
+class AuditChainBroken(ExchangeError):
+    """An audit hash chain does not verify at ``sequence``."""
+
+    def __init__(self, sequence: int, detail: str, chain: str | None = None) -> None:
         self.sequence = sequence
         self.detail = detail
-        super().__init__(f"audit chain broken at record {sequence}: {detail}")
+        self.chain = chain
+        where = f"audit chain {chain}" if chain else "audit chain"
+        super().__init__(f"{where} broken at record {sequence}: {detail}")

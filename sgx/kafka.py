@@ -5,6 +5,7 @@ Topics (see the design's Topics table)::
     sgx.inbound.<agency>    an agency's envelopes to the gateway
     sgx.receipts.<agency>   the gateway's receipts (and share decisions) to an agency
     sgx.delivery.<la>       the gateway's deliveries to a local authority's consumer
+    sgx.allocations.<la>    an LA's allocation updates, read by every gateway instance
 
 Clients are configured from :class:`~sgx.settings.KafkaSettings` only; a SASL password
 is unwrapped from its ``SecretStr`` in :func:`client_options` and nowhere else.
@@ -25,7 +26,13 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mappin
 from contextlib import asynccontextmanager
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
+from aiokafka import (
+    AIOKafkaConsumer,
+    AIOKafkaProducer,
+    ConsumerRebalanceListener,
+    ConsumerRecord,
+    TopicPartition,
+)
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaError
 from aiokafka.helpers import create_ssl_context
@@ -41,6 +48,7 @@ _POLL_MS = 200
 TOPIC_WAIT_S = 10.0  # how long ensure_topics waits for new topics to show in metadata
 READ_LIMIT_S = 60.0  # how long read_topic may take to reach the end of a topic
 INBOUND_PREFIX = "sgx.inbound."
+ALLOCATIONS_PREFIX = "sgx.allocations."
 
 
 def _topic(kind: str, party_id: str) -> str:
@@ -62,6 +70,24 @@ def inbound_topic(agency_id: str) -> str:
 def inbound_agency(topic: str) -> str:
     """The agency whose inbound topic ``topic`` is (the inverse of :func:`inbound_topic`)."""
     return topic.removeprefix(INBOUND_PREFIX)
+
+
+def allocations_topic(la_id: str) -> str:
+    """The topic a local authority publishes its allocation updates to:
+    ``sgx.allocations.<la>``; every gateway instance reads all of them."""
+    return _topic("allocations", la_id)
+
+
+def allocations_agency(topic: str) -> str:
+    """The LA whose allocation topic ``topic`` is (the inverse of :func:`allocations_topic`)."""
+    return topic.removeprefix(ALLOCATIONS_PREFIX)
+
+
+def agency_of(topic: str) -> str:
+    """The agency whose inbound or allocation topic ``topic`` is (the writer's party id)."""
+    if topic.startswith(ALLOCATIONS_PREFIX):
+        return allocations_agency(topic)
+    return inbound_agency(topic)
 
 
 def receipts_topic(agency_id: str) -> str:
@@ -162,9 +188,13 @@ async def start_consumer(
     topics: Sequence[str],
     *,
     group_id: str | None,
+    listener: ConsumerRebalanceListener | None = None,
     **overrides: Any,
 ) -> AIOKafkaConsumer:
-    """A started consumer subscribed to ``topics``: manual commits, from earliest."""
+    """A started consumer subscribed to ``topics``: manual commits, from earliest.
+
+    ``listener`` hears the group's partition assignments and revocations.
+    """
     options: dict[str, Any] = {
         **client_options(settings),
         "group_id": group_id,
@@ -175,7 +205,11 @@ async def start_consumer(
         "heartbeat_interval_ms": settings.heartbeat_interval_ms,
         **overrides,
     }
-    consumer = AIOKafkaConsumer(*topics, **options)
+    if listener is None:
+        consumer = AIOKafkaConsumer(*topics, **options)
+    else:
+        consumer = AIOKafkaConsumer(**options)
+        consumer.subscribe(list(topics), listener=listener)
     await _start(consumer, f"start Kafka consumer on {', '.join(topics) or 'no topic'}")
     return consumer
 
@@ -254,6 +288,13 @@ async def _wait_for_topics(admin: AIOKafkaAdminClient, names: Iterable[str]) -> 
         raise TransportError(
             f"topics not in metadata after {TOPIC_WAIT_S:g}s: {sorted(absent)}"
         ) from exc
+
+
+async def partitions_of(settings: KafkaSettings, topics: Iterable[str]) -> list[TopicPartition]:
+    """Every partition of ``topics`` (one metadata request; missing topics have none)."""
+    async with admin_client(settings) as admin:
+        known = await _metadata(admin)
+    return [TopicPartition(t, p) for t in sorted(set(topics)) for p in known.get(t, [])]
 
 
 async def topic_partitions(settings: KafkaSettings, topic: str) -> list[TopicPartition]:

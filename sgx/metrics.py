@@ -22,7 +22,7 @@ run in one process (the demo) without clashing::
     sgx_urgent_unread{team}                            QueueMetrics.urgent_unread
     sgx_consumer_quarantine_size                       QueueMetrics.quarantine_size
     sgx_gateway_quarantine_size                        GatewayStateMetrics.quarantine_size
-    sgx_audit_chain_head                               GatewayStateMetrics.audit_chain_head
+    sgx_audit_chain_head{chain}                        GatewayStateMetrics.audit_chain_head
     sgx_key_expiry_timestamp_seconds{party,kid}        GatewayStateMetrics.key_expiry
     sgx_disclosure_requests_open{due}                  GatewayStateMetrics.disclosure_requests
     sgx_encompass_undelivered_before_school_day        EncompassMetrics.undelivered
@@ -144,6 +144,32 @@ class GatewayMetrics:
             "Children with a known allocation held by the gateway.",
             registry=registry,
         )
+        self.rebalances = Counter(
+            "sgx_gateway_rebalances",
+            "Consumer-group rebalances this instance took part in, by event.",
+            ["event"],
+            registry=registry,
+        )
+        self.group_partitions = Gauge(
+            "sgx_gateway_group_partitions",
+            "Partitions the gateway group shares out (inbound and allocation topics).",
+            registry=registry,
+        )
+        self.assigned = Gauge(
+            "sgx_gateway_assigned_partitions",
+            "Inbound and allocation partitions the group assigns this instance now.",
+            registry=registry,
+        )
+        self.fenced = Counter(
+            "sgx_gateway_fenced_batches",
+            "Batches abandoned because another instance had taken their audit chain over.",
+            registry=registry,
+        )
+        self.allocation_records = Counter(
+            "sgx_gateway_allocation_records",
+            "Allocation records this instance applied to its directory.",
+            registry=registry,
+        )
 
 
 class ConsumerMetrics:
@@ -228,7 +254,8 @@ class GatewayStateMetrics:
         )
         self.audit_chain_head = Gauge(
             "sgx_audit_chain_head",
-            "Sequence number of the newest audit record (the hash chain's head).",
+            "Sequence number of the newest audit record of each chain (one per partition read).",
+            ["chain"],
             registry=registry,
         )
         self.key_expiry = Gauge(

@@ -14,9 +14,10 @@ ADMIN_CONFIG=${ADMIN_CONFIG:-/secrets/admin.properties}
 SASL_DIR=${SASL_DIR:-/secrets/sasl}
 admin=(--bootstrap-server "$BOOTSTRAP" --command-config "$ADMIN_CONFIG")
 
-topic() {  # name partitions replicas
+topic() {  # name partitions replicas [more kafka-topics.sh options]
   "$KAFKA_BIN/kafka-topics.sh" "${admin[@]}" --create --if-not-exists --topic "$1" \
-    --partitions "$2" --replication-factor "$3" --config min.insync.replicas=2
+    --partitions "$2" --replication-factor "$3" --config min.insync.replicas=2 \
+    "${@:4}"
 }
 
 user() {  # name: SCRAM-SHA-512 credentials from $SASL_DIR/<name>.password
@@ -34,9 +35,11 @@ acl() {  # principal operation resource-type pattern-type name
 # topics
 topic sgx.inbound.la-camden 3 3
 topic sgx.receipts.la-camden 1 3
+topic sgx.allocations.la-camden 1 3 --config retention.ms=-1
 topic sgx.delivery.la-camden 3 3
 topic sgx.inbound.la-islington 3 3
 topic sgx.receipts.la-islington 1 3
+topic sgx.allocations.la-islington 1 3 --config retention.ms=-1
 topic sgx.delivery.la-islington 3 3
 topic sgx.inbound.school-hillside 3 3
 topic sgx.receipts.school-hillside 1 3
@@ -66,6 +69,7 @@ user sgx-consumer-met-police
 
 # allow-ACLs (no ACL, no access: allow.everyone.if.no.acl.found=false)
 acl sgx-gateway Read topic prefixed sgx.inbound.
+acl sgx-gateway Read topic prefixed sgx.allocations.
 acl sgx-gateway Write topic prefixed sgx.delivery.
 acl sgx-gateway Write topic prefixed sgx.receipts.
 acl sgx-gateway Read group literal sgx-gateway
@@ -74,6 +78,7 @@ acl la-camden Write topic literal sgx.inbound.la-camden
 acl la-camden Read topic literal sgx.receipts.la-camden
 acl la-camden Read group literal sgx-producer-la-camden
 acl la-camden Describe topic prefixed sgx.
+acl la-camden Write topic literal sgx.allocations.la-camden
 acl sgx-consumer-la-camden Read topic literal sgx.delivery.la-camden
 acl sgx-consumer-la-camden Read group literal sgx-consumer-la-camden
 acl sgx-consumer-la-camden Describe topic prefixed sgx.
@@ -81,6 +86,7 @@ acl la-islington Write topic literal sgx.inbound.la-islington
 acl la-islington Read topic literal sgx.receipts.la-islington
 acl la-islington Read group literal sgx-producer-la-islington
 acl la-islington Describe topic prefixed sgx.
+acl la-islington Write topic literal sgx.allocations.la-islington
 acl sgx-consumer-la-islington Read topic literal sgx.delivery.la-islington
 acl sgx-consumer-la-islington Read group literal sgx-consumer-la-islington
 acl sgx-consumer-la-islington Describe topic prefixed sgx.

@@ -113,8 +113,9 @@ def test_a_local_authority_consumer_reads_only_its_own_delivery_topic(the_plan: 
 def test_the_gateway_reads_inbound_and_writes_delivery_and_receipts_only(the_plan: Plan) -> None:
     for t in the_plan.topics:
         kind = t.name.split(".")[1]
-        assert the_plan.allows(GATEWAY, "Read", "topic", t.name) == (kind == "inbound")
-        assert the_plan.allows(GATEWAY, "Write", "topic", t.name) == (kind != "inbound")
+        read = kind in ("inbound", "allocations")
+        assert the_plan.allows(GATEWAY, "Read", "topic", t.name) == read
+        assert the_plan.allows(GATEWAY, "Write", "topic", t.name) == (not read)
     assert the_plan.allows(GATEWAY, "Read", "group", GATEWAY_GROUP)
 
 
@@ -316,4 +317,5 @@ def test_script_is_valid_bash_and_grants_every_binding() -> None:
     for b in the_plan.bindings:
         assert f"acl {b.principal} {b.operation} {b.resource} {b.pattern} {b.name}\n" in text
     for t in the_plan.topics:
-        assert f"topic {t.name} {t.partitions} {t.replicas}\n" in text
+        retention = "" if t.retention_ms is None else f" --config retention.ms={t.retention_ms}"
+        assert f"topic {t.name} {t.partitions} {t.replicas}{retention}\n" in text

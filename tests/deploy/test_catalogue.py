@@ -13,7 +13,7 @@ from tests.deploy.catalogue import catalogue
 
 # closed-set labels only (docs/metrics.md, "The label rule")
 ALLOWED_LABELS = {"type", "outcome", "reason", "urgency", "due", "topic", "partition", "party",
-                  "kid", "team", "la", "job", "instance"}  # fmt: skip
+                  "kid", "team", "la", "job", "instance", "chain", "event"}  # fmt: skip
 
 
 def _defined() -> list[MetricWrapperBase]:

@@ -352,16 +352,25 @@ async def test_audit_chain_verifies_and_an_edited_row_is_detected(tmp_path: Path
         await ex.publish(HEALTH, c.HEALTH_UPDATE, samples.health_update(MAYA))
         await ex.wait_rows(3)
     async with ex.gateway_store() as store:
-        count, _ = await store.verify_chain()
-        assert count == 4  # the allocation update, two deliveries, one MASH delivery
+        verified = await store.verify_chains()
+        school_chain = max((c for c in verified if SCHOOL in c), key=lambda c: verified[c][0])
+        # one chain per partition read: the allocation update, two deliveries (worker and
+        # supervisor) on the school's, one MASH delivery on the trust's
+        assert sum(count for count, _ in verified.values()) == 4
+        assert verified[school_chain][0] == 2
     engine = sa.create_engine(f"sqlite:///{tmp_path / 'gateway.db'}")
     with engine.begin() as conn:
-        conn.execute(sa.text("UPDATE audit_record SET recipient = 'sw-ben' WHERE sequence = 3"))
+        conn.execute(
+            sa.text(
+                "UPDATE audit_record SET recipient = 'sw-ben' WHERE chain = :c AND sequence = 2"
+            ),
+            {"c": school_chain},
+        )
     engine.dispose()
     async with ex.gateway_store() as store:
         with pytest.raises(AuditChainBroken) as broken:
-            await store.verify_chain()
-    assert broken.value.sequence == 3
+            await store.verify_chains()
+    assert (broken.value.chain, broken.value.sequence) == (school_chain, 2)
 
 
 async def test_a_delivery_opens_only_for_its_local_authority(tmp_path: Path) -> None:

@@ -105,8 +105,8 @@ async def chain(store: GatewayStore) -> GatewayStore:
 
 def test_canonical_form_is_the_documented_one() -> None:
     expected = (
-        '[7,"refused","m-1","n-1","school-a",null,null,"la-a","x",null,"no_route",null,null,'
-        'null,["A","B"],[],"né","2024-03-01T09:00:00.123Z"]'
+        '["sgx.inbound.school-a:2",7,"refused","m-1","n-1","school-a",null,null,"la-a","x",'
+        'null,"no_route",null,null,null,["A","B"],[],"né","2024-03-01T09:00:00.123Z"]'
     )
     entry = AuditEntry(
         decision="refused",
@@ -127,10 +127,10 @@ def test_canonical_form_is_the_documented_one() -> None:
         detail="né",
         decided_at=DECIDED,
     )
-    assert canonical_entry(entry, 7) == expected.encode("utf-8")
+    assert canonical_entry(entry, 7, "sgx.inbound.school-a:2") == expected.encode("utf-8")
     prev = "11" * 32
     assert (
-        chain_hash(prev, entry, 7)
+        chain_hash(prev, entry, 7, "sgx.inbound.school-a:2")
         == hashlib.sha256(bytes.fromhex(prev) + expected.encode("utf-8")).hexdigest()
     )
 
@@ -145,8 +145,9 @@ def test_canonical_form_covers_every_field() -> None:
     }
     for field in dataclasses.fields(AuditEntry):
         changed = dataclasses.replace(entry, **{field.name: others.get(field.name, "changed")})
-        assert canonical_entry(changed, 1) != canonical_entry(entry, 1), field.name
-    assert canonical_entry(entry, 2) != canonical_entry(entry, 1)
+        assert canonical_entry(changed, 1, "c") != canonical_entry(entry, 1, "c"), field.name
+    assert canonical_entry(entry, 2, "c") != canonical_entry(entry, 1, "c")
+    assert canonical_entry(entry, 1, "d") != canonical_entry(entry, 1, "c")
 
 
 async def test_chain_verifies_and_links(chain: GatewayStore) -> None:
@@ -156,7 +157,7 @@ async def test_chain_verifies_and_links(chain: GatewayStore) -> None:
     for before, after in itertools.pairwise(records):
         assert after.prev_hash == before.hash
     for record in records:
-        assert record.hash == chain_hash(record.prev_hash, record, record.sequence)
+        assert record.hash == chain_hash(record.prev_hash, record, record.sequence, record.chain)
     assert await chain.verify_chain() == (5, records[-1].hash) == await chain.chain_head()
 
 
@@ -275,6 +276,7 @@ MICROS = {
     "postgres": "decided_at + interval '1 microsecond'",
 }
 TAMPERING: dict[str, str | dict[str, str]] = {
+    "chain": "'sgx.inbound.other:0'",
     "sequence": "1000",
     "decision": "'refused'",
     "message_id": "'message-99'",
@@ -347,12 +349,18 @@ async def test_cutting_the_tail_is_detected_against_a_head(
 ) -> None:
     head = await chain.chain_head()
     await db.execute(f"DELETE FROM {db.table('audit_record')} WHERE sequence >= 4")
-    with pytest.raises(AuditChainBroken) as caught:
-        await chain.verify_chain()  # against the head the writer holds
+    with pytest.raises(AuditChainBroken, match="cut short") as caught:
+        await chain.verify_chain()  # against the chain's head row
     assert caught.value.sequence == 4
+    assert caught.value.chain == "gateway"
+    # Rewinding the head row too hides the cut from the chain alone...
+    await db.execute(
+        f"UPDATE {db.table('audit_chain')} SET head_sequence = 3, head_hash = "
+        f"(SELECT hash FROM {db.table('audit_record')} WHERE sequence = 3)"
+    )
     async with await open_store(db) as reader:
         assert (await reader.verify_chain())[0] == 3  # a chain proves itself only so far
-        with pytest.raises(AuditChainBroken):
+        with pytest.raises(AuditChainBroken):  # ...but not from a head kept elsewhere
             await reader.verify_chain(anchor=head)
 
 

@@ -192,11 +192,17 @@ async def test_gateway_quarantine_size_and_audit_chain_head(db: Backend, tmp_pat
         monitor = GatewayMonitor(store, req, lambda: trust, GatewayStateMetrics(registry))
         await monitor.refresh()
         assert value(registry, "sgx_gateway_quarantine_size") == 0
-        assert value(registry, "sgx_audit_chain_head") == 0
-        await store.record([audit(1), audit(2), audit(3)], [quarantined(7), quarantined(8)], [])
+        assert value(registry, "sgx_audit_chain_head", chain="sgx.inbound.a:0") is None
+        await store.record(
+            [audit(1), audit(2), audit(3)],
+            [quarantined(7), quarantined(8)],
+            [],
+            chains=["sgx.inbound.a:0", "sgx.inbound.a:0", "sgx.inbound.b:1"],
+        )
         await monitor.refresh()
         assert value(registry, "sgx_gateway_quarantine_size") == 2
-        assert value(registry, "sgx_audit_chain_head") == 3
+        assert value(registry, "sgx_audit_chain_head", chain="sgx.inbound.a:0") == 2
+        assert value(registry, "sgx_audit_chain_head", chain="sgx.inbound.b:1") == 1
 
 
 # -- key expiry ---------------------------------------------------------------------------

@@ -24,16 +24,18 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 from hypothesis import HealthCheck, given, settings
 
+from gateway.allocation_feed import AllocationFeed
 from gateway.allocations import AllocationDirectory
 from gateway.decide import Judge
 from gateway.decision import Decision
+from gateway.open_cases import lists_for
 from gateway.partnership import Partnership
 from gateway.requests import DisclosureRequests
 from gateway.store import GatewayStore
 from sgx import contract as c
 from sgx.contract import Contract, default_contract
 from sgx.envelope import Opener, Purpose, Sealer
-from sgx.kafka import inbound_topic
+from sgx.kafka import allocations_topic, inbound_topic
 from sgx.pseudonym import Pseudonymiser
 from sgx.quarantine import Source
 from sgx.settings import ExchangeSettings
@@ -101,20 +103,25 @@ class _Run:
         self.spec, self.home, self.contract = spec, home, contract
         self.trust, self.identities = _world(spec)
         self.offset = 0
+        self.open_case_lists: dict[str, dict[str, Any]] = {}
 
     async def __aenter__(self) -> _Run:
         self.store = await GatewayStore.open(None, self.home / "gateway.db")
         self.requests = await DisclosureRequests.open(None, self.home / "requests.db")
         pseudonyms = Pseudonymiser(PSEUDONYM_KEY)
         self.allocations = AllocationDirectory(self.store.engine, pseudonyms)
-        await self.allocations.load()
+        opener = Opener(self.identities["gateway"], self.trust)
+        self.feed = AllocationFeed(
+            directory=self.allocations, opener=opener, contract=self.contract, trust=self.trust
+        )
+        await self.feed.start()
         data = {**_agreement(), "default_las": self.spec.default_las()}
         partnership = Partnership.from_mapping(data, self.contract, self.trust, source="test")
         self.judge = Judge(
-            opener=Opener(self.identities["gateway"], self.trust),
+            opener=opener,
             contract=self.contract,
             partnership=partnership,
-            allocations=self.allocations,
+            feed=self.feed,
             store=self.store,
             pseudonyms=pseudonyms,
             trust=self.trust,
@@ -140,10 +147,23 @@ class _Run:
             purpose, message_id, plaintext
         )
         self.offset += 1
-        source = Source(inbound_topic(sender), 0, self.offset, 0, sealed)
+        topic = (
+            allocations_topic(sender) if purpose is Purpose.ALLOCATIONS else inbound_topic(sender)
+        )
+        source = Source(topic, 0, self.offset, 0, sealed)
         decision = await self.judge.judge(source)
-        sequences = await self.store.record(decision.audit, decision.quarantine, decision.ledger)
+        changes = decision.allocation_changes
+        sequences = await self.store.record(
+            decision.audit,
+            decision.quarantine,
+            decision.ledger,
+            chains=[f"{topic}:0"] * len(decision.audit),
+            also=[functools.partial(self.allocations.persist, changes=changes)] if changes else (),
+        )
         assert len(set(sequences)) == len(decision.audit), "two decisions share an audit record"
+        self.open_case_lists = await lists_for(
+            decision.open_cases_of, self.trust, self.allocations, datetime.now(UTC)
+        )
         return decision
 
 
@@ -185,13 +205,12 @@ async def _play(spec: Spec, contract: Contract) -> None:
                 else:
                     assert decision.outcome == "applied"
                 model.apply(step)
-                _check_open_case_lists(spec, model, decision)
+                _check_open_case_lists(spec, model, run.open_case_lists)
 
 
-def _check_open_case_lists(spec: Spec, model: Model, decision: Decision) -> None:
+def _check_open_case_lists(spec: Spec, model: Model, lists: dict[str, dict[str, Any]]) -> None:
     """Each school serving the LA gets the union of the open cases of the LAs it serves."""
     pseudonyms = Pseudonymiser(PSEUDONYM_KEY)
-    lists = dict(decision.open_case_lists)
     for agency in spec.agencies:
         if agency.kind != "school" or agency.id not in lists:
             continue

@@ -1,0 +1,200 @@
+"""Every gateway instance's copy of the allocation stream: a global table of allocations.
+
+Each LA publishes its allocation updates to its own topic, ``sgx.allocations.<la>``
+(one partition: an LA's updates are totally ordered). Every gateway instance reads every
+allocation topic, outside the gateway group (assigned, never committed), into its own
+:class:`~gateway.allocations.AllocationDirectory`, as a Kafka Streams global table is
+read. Notifications are encrypted to the gateway and keyed by whatever their sender
+chose, so they cannot be co-partitioned with allocations by child; a global table lets
+any instance judge any notification (docs/design.md, "Several gateways").
+
+**Order.** :meth:`AllocationFeed.catch_up` runs before each batch of notifications is
+judged: it asks the broker for the end of every allocation partition and reads up to it.
+The end is asked for after the batch was fetched, so every allocation change the broker
+took before any notification of the batch is applied before that notification is judged,
+whichever topic, partition or fetch it came in. (A change taken moments after may be
+applied too: the directory is never older than a notification, at most slightly newer.)
+
+The embedded broker answers "latest offset" with the base offset of the partition's last
+record batch plus one, not its end; reading up to that offset fetches the whole last
+batch, and what a fetch returned is applied whole, so the end is reached there too. A
+real Kafka broker's answer is exact.
+
+**Deterministic.** What an update does depends only on the LA's own earlier updates (an
+LA changes only its own rows), so every instance derives the same directory from the
+same stream. The instance owning the allocation topic's partition in the gateway group
+also judges each update for its side effects (audit, receipt, snapshot, open-case
+lists: :mod:`gateway.allocation_updates`); it takes the summary this feed worked out
+against the directory as it stood before the update (:meth:`settle`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import OrderedDict
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
+
+from gateway.allocations import AllocationChange, AllocationDirectory, Position
+from sgx import contract as c
+from sgx.contract import Contract
+from sgx.envelope import Opener, Purpose
+from sgx.errors import ContractError, EnvelopeError, TransportError
+from sgx.kafka import allocations_agency, allocations_topic, kafka_errors
+from sgx.quarantine import Source, sources
+from sgx.trust import TrustDirectory
+
+log = logging.getLogger(__name__)
+_POLL_MS = 100
+CATCH_UP_LIMIT_S = 120.0  # how long one catch-up may take before it is a TransportError
+_KEPT_SUMMARIES = 10_000  # summaries kept for the partition's owner to take
+
+
+def summary(update: Mapping[str, Any], held: list[bool], trust: TrustDirectory) -> str:
+    """What an applied update did, in words, for the audit record and the receipt."""
+    transfers = [a["transfer_from"] for a in update["allocations"] if a["transfer_from"]]
+    parts = [f"{len(update['allocations']) - len(transfers)} allocated or changed"]
+    for code in sorted(set(transfers)):
+        origin = trust.authority(code)
+        named = f"{origin.id} ({code})" if origin else f"{code}, not an LA of this exchange"
+        parts.append(f"{transfers.count(code)} transferred in from {named}")
+    parts.append(f"{sum(held)} closed")
+    if not all(held):
+        parts.append(f"{held.count(False)} closure(s) of a case not open here changed nothing")
+    return ", ".join(parts)
+
+
+class AllocationFeed:
+    """Applies the allocation stream to the directory, in order, once per record."""
+
+    def __init__(
+        self,
+        *,
+        directory: AllocationDirectory,
+        opener: Opener,
+        contract: Contract,
+        trust: TrustDirectory,
+        consumer: AIOKafkaConsumer | None = None,
+    ) -> None:
+        self._directory = directory
+        self._opener = opener
+        self._contract = contract
+        self._trust = trust
+        self._consumer = consumer
+        self._partitions: list[TopicPartition] = []
+        self._next: dict[Position, int] = {}  # the next offset to apply, per partition
+        self._summaries: OrderedDict[tuple[str, int, int], str] = OrderedDict()
+        self.applied = 0  # records applied since start (metrics)
+        self.ready = False
+
+    @property
+    def directory(self) -> AllocationDirectory:
+        return self._directory
+
+    def positions(self) -> dict[Position, int]:
+        """The next offset this instance will apply, per allocation partition."""
+        return dict(self._next)
+
+    async def start(self, partitions: Iterable[TopicPartition] = ()) -> None:
+        """Load the snapshot, then read ``partitions`` from where it stands to their end."""
+        self._next = await self._directory.load()
+        self._partitions = sorted(partitions)
+        if self._consumer is not None and self._partitions:
+            self._consumer.assign(self._partitions)
+            for tp in self._partitions:
+                self._consumer.seek(tp, self._next.get((tp.topic, tp.partition), 0))
+            await self.catch_up()
+        self.ready = True
+
+    async def catch_up(self) -> int:
+        """Read every allocation partition to the end the broker reports now; returns the
+        number of records applied."""
+        if self._consumer is None or not self._partitions:
+            return 0
+        consumer = self._consumer
+        async with kafka_errors("read the ends of the allocation topics"):
+            ends = await consumer.end_offsets(self._partitions)
+        behind = [tp for tp in self._partitions if self._behind(tp, ends[tp])]
+        if not behind:
+            return 0
+        before = self.applied
+        try:
+            async with asyncio.timeout(CATCH_UP_LIMIT_S):
+                while behind:
+                    async with kafka_errors("read the allocation topics"):
+                        fetched = await consumer.getmany(*behind, timeout_ms=_POLL_MS)
+                    self._apply_all(fetched)
+                    behind = [tp for tp in behind if self._behind(tp, ends[tp])]
+                async with kafka_errors("read the allocation topics"):
+                    self._apply_all(await consumer.getmany(timeout_ms=0))  # a fetched tail
+        except TimeoutError as exc:
+            raise TransportError(
+                f"allocation topics not read to their end in {CATCH_UP_LIMIT_S:g}s"
+            ) from exc
+        return self.applied - before
+
+    def _behind(self, tp: TopicPartition, end: int) -> bool:
+        return self._next.get((tp.topic, tp.partition), 0) < end
+
+    def _apply_all(self, fetched: Mapping[TopicPartition, list[ConsumerRecord]]) -> None:
+        for records in fetched.values():
+            for record in records:
+                for source in sources(record):
+                    self._apply_record(source)
+
+    def _apply_record(self, source: Source) -> None:
+        """Open and apply one allocation record; one that fails is left to the owner,
+        which quarantines it (this instance only skips it)."""
+        try:
+            opened = self._opener.open(source.envelope(), purposes=(Purpose.ALLOCATIONS,))
+            sender = opened.sender
+            if sender.kind != "local_authority" or sender.id != allocations_agency(source.topic):
+                raise EnvelopeError(f"{sender.id} may not write to {source.topic}")
+            update = self._contract.decode_as(c.ALLOCATION_UPDATE, opened.plaintext)
+        except (EnvelopeError, ContractError) as exc:
+            log.debug("allocation record %s skipped: %s", source.where, exc)
+            self._advance(source)
+            return
+        if update["la_id"] == sender.id:
+            self.settle(source, update)
+        else:
+            self._advance(source)  # another LA's cases: refused by the owner, nothing applied
+
+    def _advance(self, source: Source) -> None:
+        position = (source.topic, source.partition)
+        self._next[position] = max(self._next.get(position, 0), source.offset + 1)
+
+    def settle(self, source: Source, update: Mapping[str, Any]) -> tuple[AllocationChange, str]:
+        """The change ``update`` (read at ``source``, the sender's own cases) makes and its
+        summary; applied to the directory the first time this instance meets it.
+
+        A record this instance applied already (before the owner judged it, or in the
+        snapshot it loaded) is not applied again: its summary is the one worked out when
+        it was applied, or, if that is no longer kept, worked out against the directory
+        as it stands now.
+        """
+        where = (source.topic, source.partition, source.offset)
+        directory = self._directory
+        change = directory.change(update, where)  # closing a case not held deletes nothing
+        first = source.offset >= self._next.get((source.topic, source.partition), 0)
+        ended = update.get("ended") or ()
+        held = [directory.holds(update["la_id"], e["nhs_number"], e["upn"]) for e in ended]
+        if not first:
+            said = self._summaries.get(where)
+            return change, said or summary(update, held, self._trust)
+        said = summary(update, held, self._trust)
+        directory.apply_in_memory(change)
+        self._advance(source)
+        self.applied += 1
+        self._summaries[where] = said
+        while len(self._summaries) > _KEPT_SUMMARIES:
+            self._summaries.popitem(last=False)
+        return change, said
+
+
+def allocation_topics(trust: TrustDirectory) -> list[str]:
+    """Every LA's allocation topic."""
+    return sorted(allocations_topic(p.id) for p in trust.parties("local_authority"))

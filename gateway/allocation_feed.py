@@ -86,6 +86,7 @@ class AllocationFeed:
         self._consumer = consumer
         self._partitions: list[TopicPartition] = []
         self._next: dict[Position, int] = {}  # the next offset to apply, per partition
+        self._seen: set[tuple[str, str]] = set()  # (LA, message id) of every update applied
         self._summaries: OrderedDict[tuple[str, int, int], str] = OrderedDict()
         self.applied = 0  # records applied since start (metrics)
         self.ready = False
@@ -100,7 +101,7 @@ class AllocationFeed:
 
     async def start(self, partitions: Iterable[TopicPartition] = ()) -> None:
         """Load the snapshot, then read ``partitions`` from where it stands to their end."""
-        self._next = await self._directory.load()
+        self._next, self._seen = await self._directory.load()
         self._partitions = sorted(partitions)
         if self._consumer is not None and self._partitions:
             self._consumer.assign(self._partitions)
@@ -158,16 +159,18 @@ class AllocationFeed:
             log.debug("allocation record %s skipped: %s", source.where, exc)
             self._advance(source)
             return
-        if update["la_id"] == sender.id:
-            self.settle(source, update)
-        else:
-            self._advance(source)  # another LA's cases: refused by the owner, nothing applied
+        if update["la_id"] == sender.id and (sender.id, str(opened.message_id)) not in self._seen:
+            self.settle(source, update, str(opened.message_id))
+        else:  # another LA's cases (refused by the owner), or a resend: nothing applied
+            self._advance(source)
 
     def _advance(self, source: Source) -> None:
         position = (source.topic, source.partition)
         self._next[position] = max(self._next.get(position, 0), source.offset + 1)
 
-    def settle(self, source: Source, update: Mapping[str, Any]) -> tuple[AllocationChange, str]:
+    def settle(
+        self, source: Source, update: Mapping[str, Any], message_id: str
+    ) -> tuple[AllocationChange, str]:
         """The change ``update`` (read at ``source``, the sender's own cases) makes and its
         summary; applied to the directory the first time this instance meets it.
 
@@ -178,7 +181,7 @@ class AllocationFeed:
         """
         where = (source.topic, source.partition, source.offset)
         directory = self._directory
-        change = directory.change(update, where)  # closing a case not held deletes nothing
+        change = directory.change(update, where, message_id)  # closing a case not held: no-op
         first = source.offset >= self._next.get((source.topic, source.partition), 0)
         ended = update.get("ended") or ()
         held = [directory.holds(update["la_id"], e["nhs_number"], e["upn"]) for e in ended]
@@ -187,6 +190,7 @@ class AllocationFeed:
             return change, said or summary(update, held, self._trust)
         said = summary(update, held, self._trust)
         directory.apply_in_memory(change)
+        self._seen.add((str(update["la_id"]), message_id))
         self._advance(source)
         self.applied += 1
         self._summaries[where] = said

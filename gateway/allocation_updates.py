@@ -47,7 +47,7 @@ class AllocationJudge:
         if update["la_id"] != sender.id:
             return self._other_la(opened, str(update["la_id"]))
         la = sender.id
-        change, detail = self._feed.settle(source, update)
+        change, detail = self._feed.settle(source, update, str(opened.message_id))
         decision = Decision(outcome="applied", type_label="allocation_update")
         decision.audit.append(_audit(opened, "applied", "ALLOCATION_UPDATE", la, detail))
         decision.receipt = (sender.id, receipt(opened.message_id, "DELIVERED", "applied", detail))

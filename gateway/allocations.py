@@ -64,6 +64,17 @@ def _offsets_table(metadata: sa.MetaData) -> sa.Table:
     )
 
 
+def _messages_table(metadata: sa.MetaData) -> sa.Table:
+    """Every allocation update applied, by its LA and message id: a resend of one (the same
+    message read again at a later offset) is not applied again."""
+    return sa.Table(
+        "gateway_allocation_messages",
+        metadata,
+        sa.Column("local_authority", sa.String(64), primary_key=True),
+        sa.Column("message_id", sa.String(64), primary_key=True),
+    )
+
+
 @dataclass(frozen=True, slots=True)
 class Allocation:
     worker_id: str
@@ -86,6 +97,7 @@ class AllocationChange:
     upserts: tuple[tuple[str, Allocation], ...]
     ended: tuple[str, ...]
     source: tuple[str, int, int] | None = None
+    message_id: str | None = None
 
     def __len__(self) -> int:
         return len(self.upserts) + len(self.ended)
@@ -114,6 +126,7 @@ class AllocationDirectory:
         self._metadata = metadata_for(engine, schema)
         self._table = _table(self._metadata)
         self._offsets = _offsets_table(self._metadata)
+        self._messages = _messages_table(self._metadata)
         self._pseudonyms = pseudonyms
         self._by_key: dict[int, _Held] = {}  # pseudonym -> ((LA, allocation), ...)
         self._shared: dict[tuple[str, Allocation], _Held] = {}  # one tuple per LA and worker
@@ -127,18 +140,21 @@ class AllocationDirectory:
     def pseudonyms(self) -> Pseudonymiser:
         return self._pseudonyms
 
-    async def load(self) -> dict[Position, int]:
+    async def load(self) -> tuple[dict[Position, int], set[tuple[str, str]]]:
         """Create the tables if needed, read the snapshot into memory, and return where in
-        each allocation topic partition it stands (the next offset to read)."""
+        each allocation topic partition it stands (the next offset to read) and the
+        (LA, message id) of every update it holds."""
         await create_tables(self._engine, self._metadata)
         with store_errors("load allocations"):
             async with self._engine.connect() as conn, conn.begin():  # one consistent read
                 offsets = (await conn.execute(sa.select(self._offsets))).all()
+                messages = (await conn.execute(sa.select(self._messages))).all()
                 rows = await conn.stream(sa.select(self._table))
                 self._by_key, self._entries = {}, 0
                 async for r in rows:
                     self._put(r[0], _memory_key(r[1]), _allocation(r._mapping))
-        return {(str(t), int(p)): int(n) for t, p, n in offsets}
+        positions = {(str(t), int(p)): int(n) for t, p, n in offsets}
+        return positions, {(str(la), str(m)) for la, m in messages}
 
     # --- lookups (memory) ------------------------------------------------------------
 
@@ -173,7 +189,10 @@ class AllocationDirectory:
     # --- changes -----------------------------------------------------------------------
 
     def change(
-        self, update: Mapping[str, Any], source: tuple[str, int, int] | None = None
+        self,
+        update: Mapping[str, Any],
+        source: tuple[str, int, int] | None = None,
+        message_id: str | None = None,
     ) -> AllocationChange:
         """The change one AllocationUpdate makes (new or changed, then ended)."""
         upserts = tuple(
@@ -186,7 +205,7 @@ class AllocationDirectory:
             for child in update.get("ended") or ()
             for key in _keys(self._pseudonyms, child["nhs_number"], child["upn"])
         )
-        return AllocationChange(str(update["la_id"]), upserts, closed, source)
+        return AllocationChange(str(update["la_id"]), upserts, closed, source, message_id)
 
     def apply_in_memory(self, change: AllocationChange) -> None:
         """Apply ``change`` to the in-memory directory (new or changed, then ended)."""
@@ -245,6 +264,11 @@ class AllocationDirectory:
                     continue
                 stored[topic, partition] = offset + 1
                 await self._write_offset(conn, topic, partition, offset + 1)
+            if change.message_id is not None:
+                add = dialect_insert(self._engine)(self._messages).on_conflict_do_nothing()
+                await conn.execute(
+                    add, {"local_authority": change.la, "message_id": change.message_id}
+                )
             await self._write(conn, change)
 
     async def _write_offset(

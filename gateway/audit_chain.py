@@ -47,8 +47,9 @@ from sgx.errors import AuditChainBroken
 
 GENESIS_HASH = "0" * 64
 DECISIONS = frozenset(
-    {"delivered", "refused", "quarantined", "share_allowed", "share_refused", "applied"}
-)
+    {"delivered", "refused", "quarantined", "share_allowed", "share_refused", "applied",
+     "duplicate"}
+)  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -114,10 +115,14 @@ def chain_hash(prev_hash: str, entry: AuditEntry, sequence: int, chain: str) -> 
 
 
 def decision_key(entry: AuditEntry) -> str:
-    """What makes a decision the same decision: message, decision, recipient, LA, child."""
+    """What makes a decision the same decision: sender, message, decision, recipient, LA,
+    child; for a ``duplicate`` also its detail, which says where the copy was read, so
+    each resend is audited once however often its batch is replayed."""
     e = entry
-    return _COMPACT.encode([e.message_id, e.decision, e.recipient, e.local_authority,
-                            e.child_pseudonym])  # fmt: skip
+    key = [e.sender, e.message_id, e.decision, e.recipient, e.local_authority, e.child_pseudonym]
+    if e.decision == "duplicate":
+        key.append(e.detail)
+    return _COMPACT.encode(key)
 
 
 def _to_ms(value: datetime) -> datetime:

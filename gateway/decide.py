@@ -23,14 +23,14 @@ from __future__ import annotations
 
 from gateway.allocation_feed import AllocationFeed
 from gateway.allocation_updates import AllocationJudge
-from gateway.decision import Decision, Quarantine, quarantine
+from gateway.decision import Decision, Quarantine, duplicate, quarantine
 from gateway.notifications import NotificationJudge
 from gateway.partnership import Partnership
 from gateway.protocol import DisclosureRequestJudge
 from gateway.requests import DisclosureRequests
 from gateway.routing import Router
 from gateway.shares import ShareJudge
-from gateway.store import GatewayStore
+from gateway.store import GatewayStore, Judged
 from sgx import contract as c
 from sgx.contract import Contract
 from sgx.envelope import Opened, Opener, Purpose
@@ -38,7 +38,7 @@ from sgx.errors import ContractError, EnvelopeError, UnknownSender
 from sgx.kafka import ALLOCATIONS_PREFIX, agency_of, allocations_topic, inbound_agency
 from sgx.pseudonym import Pseudonymiser
 from sgx.quarantine import Source, reason_of
-from sgx.trust import TrustDirectory
+from sgx.trust import TrustDirectory, utc_now
 
 INBOUND_PURPOSES = frozenset({Purpose.NOTIFICATION, Purpose.ALLOCATIONS, Purpose.SHARE_REQUEST})
 
@@ -75,34 +75,60 @@ class Judge:
         self._allocations = AllocationJudge(contract=contract, feed=feed, trust=trust)
         self._shares = ShareJudge(contract=contract, partnership=partnership, store=store)
 
-    async def judge(self, source: Source) -> Decision:
+    async def judge(
+        self, source: Source, judged: dict[tuple[str, str], Judged] | None = None
+    ) -> Decision:
         """The decision on one envelope read from an agency's inbound topic or an LA's
-        allocation topic."""
+        allocation topic.
+
+        ``judged`` holds the messages of the batch already judged (from the store, by
+        sender and message id); a copy of one read elsewhere is a duplicate. Each message
+        judged here is added to it, so a second copy in the same batch is one too.
+        """
         try:
             opened = self._opener.open(source.envelope(), purposes=INBOUND_PURPOSES)
-            if source.topic.startswith(ALLOCATIONS_PREFIX):
-                if opened.purpose is not Purpose.ALLOCATIONS:
-                    what = f"a {opened.purpose.value} envelope on an allocation topic"
-                    raise Quarantine("wrong_topic", what)
-                return await self._allocations.judge(source, opened)
-            if opened.sender.id != inbound_agency(source.topic):
-                raise Quarantine(
-                    "sender_topic_mismatch", f"{opened.sender.id} wrote to {source.topic}"
-                )
-            if opened.purpose is Purpose.NOTIFICATION:
-                return await self._routed(opened)
-            if opened.purpose is Purpose.ALLOCATIONS:
-                where = allocations_topic(opened.sender.id)
-                raise Quarantine(
-                    "wrong_topic",
-                    f"an allocation update on {source.topic}: an LA publishes them to {where}, "
-                    "which every gateway instance reads",
-                )
-            return await self._shares.judge(opened)
+            self._check_topic(source, opened)
+            key = (opened.sender.id, str(opened.message_id))
+            prior = judged.get(key) if judged is not None else None
+            if prior is not None and prior.where != source.where:
+                return duplicate(source, opened, prior, self._la_of(source))
+            decision = await self._judged(source, opened)
         except (EnvelopeError, ContractError) as exc:
             return quarantine(source, reason_of(exc), str(exc), self._la_of(source))
         except Quarantine as exc:
             return quarantine(source, exc.reason, exc.detail, self._la_of(source))
+        decision.judged = Judged(
+            *key, source.topic, source.partition, source.offset, source.item,
+            decision.outcome, decision.type_label, utc_now(),
+        )  # fmt: skip
+        if judged is not None:
+            judged.setdefault(key, decision.judged)
+        return decision
+
+    def _check_topic(self, source: Source, opened: Opened) -> None:
+        """Quarantine an envelope its sender may not write to the topic it was read from."""
+        if source.topic.startswith(ALLOCATIONS_PREFIX):
+            if opened.purpose is not Purpose.ALLOCATIONS:
+                what = f"a {opened.purpose.value} envelope on an allocation topic"
+                raise Quarantine("wrong_topic", what)
+            return  # the sender's own allocation topic: checked by the allocation judge
+        if opened.sender.id != inbound_agency(source.topic):
+            raise Quarantine("sender_topic_mismatch", f"{opened.sender.id} wrote to {source.topic}")
+        if opened.purpose is Purpose.ALLOCATIONS:
+            where = allocations_topic(opened.sender.id)
+            raise Quarantine(
+                "wrong_topic",
+                f"an allocation update on {source.topic}: an LA publishes them to {where}, "
+                "which every gateway instance reads",
+            )
+
+    async def _judged(self, source: Source, opened: Opened) -> Decision:
+        """One opened envelope, checked against its topic, to the judge of its kind."""
+        if opened.purpose is Purpose.ALLOCATIONS:
+            return await self._allocations.judge(source, opened)
+        if opened.purpose is Purpose.NOTIFICATION:
+            return await self._routed(opened)
+        return await self._shares.judge(opened)
 
     async def _routed(self, opened: Opened) -> Decision:
         """A NOTIFICATION envelope: dispatch on the schema of the record it carries."""

@@ -16,7 +16,7 @@ from uuid import UUID
 from gateway.agreement import Agreement
 from gateway.allocations import AllocationChange
 from gateway.audit_chain import AuditEntry
-from gateway.store import LedgerEntry
+from gateway.store import Judged, LedgerEntry
 from sgx import contract as c
 from sgx.contract import Contract
 from sgx.envelope import Opened
@@ -52,6 +52,7 @@ class Decision:
     open_cases_of: set[str] = field(default_factory=set)  # LAs whose schools get a fresh list
     outcome: str = ""
     type_label: str = "unknown"
+    judged: Judged | None = None  # written with the batch, so a copy read later is a duplicate
 
 
 class Quarantine(Exception):
@@ -276,4 +277,41 @@ def quarantine(source: Source, reason: str, detail: str, la: str | None = None) 
     if kept.message_id is not None:
         answer = receipt(UUID(kept.message_id), "QUARANTINED", reason, detail)
         decision.receipt = (agency, answer)
+    return decision
+
+
+def duplicate(source: Source, opened: Opened, prior: Judged, la: str | None) -> Decision:
+    """A copy of a message already judged (a resend, or a replay of its bytes): audited as
+    a duplicate, answered with the outcome recorded then, and delivered to nobody again.
+    Its recipients are those of the first judgement, whose deliveries that judgement
+    published (or, after a crash, its replay publishes)."""
+    detail = (
+        f"read again at {source.where}; first judged at {prior.where} "
+        f"({prior.judged_at:%Y-%m-%d %H:%M:%S} UTC, {prior.outcome}): its recipients stand, "
+        "nothing is delivered again"
+    )
+    decision = Decision(outcome="duplicate", type_label=prior.type_label)
+    decision.audit.append(
+        AuditEntry(
+            decision="duplicate",
+            message_id=str(opened.message_id),
+            notification_id=None,
+            sender=opened.sender.id,
+            recipient=None,
+            recipient_role=None,
+            local_authority=la,
+            notification_type=prior.type_label,
+            child_pseudonym=None,
+            reason="already_judged",
+            lawful_basis=None,
+            consent=None,
+            no_consent_reason=None,
+            restrictions=(),
+            withheld=(),
+            detail=detail,
+            decided_at=utc_now(),
+        )
+    )
+    answered = "REFUSED" if prior.outcome == "refused" else "DELIVERED"
+    decision.receipt = (opened.sender.id, receipt(opened.message_id, answered, "duplicate", detail))
     return decision

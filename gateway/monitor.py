@@ -23,7 +23,7 @@ checks (broker, gateway database, disclosure-request database).
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
 
 from aiokafka import AIOKafkaConsumer
@@ -110,8 +110,11 @@ async def gateway_monitors(
     readiness: Readiness,
     settings: MonitorSettings | None = None,
     clock: Clock = utc_now,
+    checkpoint: Callable[[], Awaitable[None]] | None = None,
+    checkpoint_interval_s: float = 30.0,
 ) -> AsyncIterator[GatewayMonitor]:
-    """Run the gateway's state and lag monitors while the block runs; register readiness."""
+    """Run the gateway's state and lag monitors (and ``checkpoint``, signing chain heads,
+    every ``checkpoint_interval_s``) while the block runs; register readiness."""
     settings = settings or MonitorSettings()
     readiness.add("broker", broker_check(consumer))
     readiness.add("gateway database", database_check(store.engine))
@@ -121,4 +124,8 @@ async def gateway_monitors(
     async with AsyncExitStack() as stack:
         await stack.enter_async_context(refreshing("gateway", state.refresh, settings.interval_s))
         await stack.enter_async_context(refreshing("gateway lag", lag.refresh, settings.interval_s))
+        if checkpoint is not None:
+            await stack.enter_async_context(
+                refreshing("audit checkpoints", checkpoint, checkpoint_interval_s)
+            )
         yield state

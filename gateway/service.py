@@ -43,7 +43,7 @@ from gateway.open_cases import lists_for
 from gateway.store import GatewayStore
 from sgx import contract as c
 from sgx.contract import Contract
-from sgx.envelope import Purpose, Sealer
+from sgx.envelope import Purpose, Sealer, message_id_of
 from sgx.errors import Fenced
 from sgx.kafka import (
     delivery_topic,
@@ -148,7 +148,10 @@ class Gateway:
         started = time.perf_counter()
         await self._feed.catch_up()  # every allocation change taken before these records
         read = [s for r in records for s in sources(r)]
-        decisions = [await self._judge.judge(s) for s in read]
+        judged = await self._store.judged(
+            {str(mid) for s in read if s.broken is None and (mid := message_id_of(s.value))}
+        )
+        decisions = [await self._judge.judge(s, judged) for s in read]
         audit = [entry for d in decisions for entry in d.audit]
         chains = [
             chain_of(s.topic, s.partition) for s, d in zip(read, decisions, strict=True)
@@ -165,6 +168,7 @@ class Gateway:
                 also=[functools.partial(self._feed.directory.persist, changes=changes)]
                 if changes
                 else (),
+                judged=[d.judged for d in decisions if d.judged is not None],
             )
         except Fenced as exc:
             self.fenced += 1

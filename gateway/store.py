@@ -30,8 +30,13 @@ record; cutting off the tail is found against the chain's head row and against t
 signed checkpoints (:mod:`gateway.checkpoints`), which an attacker who deletes records
 cannot forge.
 
+**Judged once.** ``judged_message`` keeps every message judged (not quarantined) by its
+verified sender and message id, with where it was first read: a resend or replay of the
+same message read anywhere else is a duplicate (:mod:`gateway.decide`), audited as one and
+never judged afresh.
+
 Tables (``schema`` places them in a PostgreSQL schema): ``audit_record``,
-``audit_chain``, ``gateway_quarantine``, ``share_ledger``.
+``audit_chain``, ``judged_message``, ``gateway_quarantine``, ``share_ledger``.
 """
 
 from __future__ import annotations
@@ -44,6 +49,7 @@ from typing import Any
 from sqlalchemy import (
     BigInteger,
     Column,
+    Integer,
     MetaData,
     String,
     Table,
@@ -155,6 +161,24 @@ def _chain_table(metadata: MetaData) -> Table:
     )
 
 
+def _judged_table(metadata: MetaData) -> Table:
+    """Every message judged (not quarantined), by its verified sender and message id, and
+    where it was first read: a copy read anywhere else is a duplicate."""
+    return Table(
+        "judged_message",
+        metadata,
+        Column("sender", String(200), primary_key=True),
+        Column("message_id", String(64), primary_key=True),
+        Column("topic", String(300), nullable=False),
+        Column("partition", Integer, nullable=False),
+        Column("offset", BigInteger, nullable=False),
+        Column("item", Integer, nullable=False),
+        Column("outcome", String(20), nullable=False),
+        Column("type_label", String(100), nullable=False),
+        Column("judged_at", UtcDateTime, nullable=False),
+    )
+
+
 def _quarantine_table(metadata: MetaData) -> Table:
     return Table(
         "gateway_quarantine",
@@ -192,6 +216,13 @@ def _ledger_row(entry: LedgerEntry, timestamp: Callable[[datetime], Any]) -> tup
     )  # fmt: skip
 
 
+def _judged_row(j: Judged, timestamp: Callable[[datetime], Any]) -> tuple[Any, ...]:
+    return (
+        j.sender, j.message_id, j.topic, j.partition, j.offset, j.item, j.outcome,
+        j.type_label, timestamp(j.judged_at),
+    )  # fmt: skip
+
+
 def _ledger_entry(row: RowMapping) -> LedgerEntry:
     values = dict(row)
     for name in _LEDGER_TUPLES:
@@ -207,6 +238,28 @@ def _chunks(keys: Iterable[str]) -> Iterable[list[str]]:
 # --- the store --------------------------------------------------------------------------
 
 DEFAULT_CHAIN = "gateway"  # the chain of a writer that names none (a tool, a test)
+
+
+@dataclass(frozen=True, slots=True)
+class Judged:
+    """A message already judged: by whom it was sent, where it was first read, the outcome."""
+
+    sender: str
+    message_id: str
+    topic: str
+    partition: int
+    offset: int
+    item: int
+    outcome: str
+    type_label: str
+    judged_at: datetime
+
+    @property
+    def where(self) -> str:
+        return f"{self.topic}/{self.partition}/{self.offset}/{self.item}"
+
+
+_JUDGED_COLUMNS = tuple(f.name for f in fields(Judged))
 
 
 @dataclass(frozen=True, slots=True)
@@ -229,6 +282,7 @@ class _Batch:
     facts: list[tuple[Any, ...]]
     fence: Mapping[str, int] | None
     also: Sequence[Callable[[AsyncConnection], Awaitable[None]]]
+    judged: list[tuple[Any, ...]]
 
 
 class GatewayStore(Database):
@@ -238,6 +292,7 @@ class GatewayStore(Database):
         super().__init__(engine, metadata)
         self._audit = _audit_table(metadata)
         self._chains = _chain_table(metadata)
+        self._judged = _judged_table(metadata)
         self._quarantine = _quarantine_table(metadata)
         self._ledger = _ledger_table(metadata)
         self._add_quarantine = insert_ignoring_duplicates(
@@ -248,6 +303,9 @@ class GatewayStore(Database):
         self._bulk_audit = BulkInsert(engine, self._audit, AUDIT_COLUMNS)
         self._bulk_ledger = BulkInsert(
             engine, self._ledger, _LEDGER_COLUMNS, ignoring=("notification_id", "local_authority")
+        )
+        self._bulk_judged = BulkInsert(
+            engine, self._judged, _JUDGED_COLUMNS, ignoring=("sender", "message_id")
         )
 
     # --- claiming chains ----------------------------------------------------------------
@@ -295,6 +353,7 @@ class GatewayStore(Database):
         chains: Sequence[str] | None = None,
         fence: Mapping[str, int] | None = None,
         also: Sequence[Callable[[AsyncConnection], Awaitable[None]]] = (),
+        judged: Sequence[Judged] = (),
     ) -> list[int]:
         """Write a batch in ONE transaction; return each audit entry's sequence, in order.
 
@@ -306,7 +365,7 @@ class GatewayStore(Database):
         the same transaction, after the audit records.
         """
         return [seq for _, seq in await self.record_places(
-            audit, quarantine, ledger, chains=chains, fence=fence, also=also
+            audit, quarantine, ledger, chains=chains, fence=fence, also=also, judged=judged
         )]  # fmt: skip
 
     async def record_places(
@@ -318,6 +377,7 @@ class GatewayStore(Database):
         chains: Sequence[str] | None = None,
         fence: Mapping[str, int] | None = None,
         also: Sequence[Callable[[AsyncConnection], Awaitable[None]]] = (),
+        judged: Sequence[Judged] = (),
     ) -> list[tuple[str, int]]:
         """:meth:`record`, returning each entry's (chain, sequence)."""
         check_decisions(audit)
@@ -332,6 +392,7 @@ class GatewayStore(Database):
             facts=[_ledger_row(entry, self._bulk_ledger.timestamp) for entry in ledger],
             fence=fence,
             also=also,
+            judged=[_judged_row(j, self._bulk_judged.timestamp) for j in judged],
         )
         with store_errors("record gateway decisions"):
             try:  # the usual case: every decision is new, so nothing needs looking up
@@ -352,6 +413,7 @@ class GatewayStore(Database):
             if batch.bad:
                 await conn.execute(self._add_quarantine, batch.bad)
             await self._bulk_ledger.run(conn, batch.facts)
+            await self._bulk_judged.run(conn, batch.judged)
             for write in batch.also:
                 await write(conn)
             await self._advance(conn, before, heads)
@@ -410,6 +472,19 @@ class GatewayStore(Database):
         return known
 
     # --- reading ------------------------------------------------------------------------
+
+    async def judged(self, message_ids: Iterable[str]) -> dict[tuple[str, str], Judged]:
+        """The messages among ``message_ids`` already judged, by (sender, message id)."""
+        found: dict[tuple[str, str], Judged] = {}
+        column = self._judged.c.message_id
+        with store_errors("look up judged messages"):
+            async with self._engine.connect() as conn:
+                for chunk in _chunks(message_ids):
+                    query = select(self._judged).where(one_of(self._engine, column, chunk))
+                    for row in (await conn.execute(query)).mappings():
+                        judged = Judged(**dict(row))
+                        found[judged.sender, judged.message_id] = judged
+        return found
 
     async def chain_heads(self) -> dict[str, ChainState]:
         """Every chain's head row: last (sequence, hash), epoch and owner, by chain."""

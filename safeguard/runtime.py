@@ -27,6 +27,7 @@ from consumers.queue import QueueStore
 from consumers.reader import QueueReader
 from consumers.service import DeliveryConsumer
 from gateway.allocation_feed import AllocationFeed, allocation_topics
+from gateway.checkpoints import Checkpoints
 from gateway.allocations import AllocationDirectory
 from gateway.decide import Judge
 from gateway.monitor import gateway_monitors
@@ -231,6 +232,12 @@ async def run_gateway(
             claims=claims,
         )
         readiness = Readiness()
+        readiness.add("allocation directory", functools.partial(_caught_up, feed))
+        checkpoints = await Checkpoints(store.engine, schema=rt.pg_schema).open()
+
+        async def checkpoint() -> None:  # the heads of the chains this instance owns
+            await checkpoints.take(store, identity, list(claims.epochs))
+
         await stack.enter_async_context(
             gateway_monitors(
                 store=store,
@@ -239,9 +246,19 @@ async def run_gateway(
                 consumer=consumer,
                 registry=registry,
                 readiness=readiness,
+                checkpoint=checkpoint,
+                checkpoint_interval_s=rt.exchange.checkpoint_interval_s,
             )
         )
-        await _serve(rt, registry, ready, gateway.run(stop), readiness)
+        try:
+            await _serve(rt, registry, ready, gateway.run(stop), readiness)
+        finally:
+            await checkpoint()  # the last heads this instance wrote, signed before it goes
+
+
+async def _caught_up(feed: AllocationFeed) -> None:
+    if not feed.ready:
+        raise RuntimeError("the allocation directory is still loading")
 
 
 def instance_id() -> str:

@@ -380,6 +380,15 @@ def _timestamp(ms: int) -> datetime:
         raise MalformedEnvelope(f"sealed_at {ms} is out of range") from exc
 
 
+def message_id_of(value: bytes) -> UUID | None:
+    """The message id an envelope's header claims (unauthenticated, and cheap: the signed
+    fields are not decoded); None if the record is no envelope."""
+    try:
+        return UUID(bytes=locate_header(split_envelope(value)[0]).message_id)
+    except (MalformedEnvelope, ValueError):
+        return None
+
+
 def peek(value: bytes) -> EnvelopeClaims | None:
     """Best-effort, UNAUTHENTICATED header claims of a record; None if it does not parse."""
     try:

@@ -59,6 +59,11 @@ class ExchangeSettings(BaseSettings):
     agreement_file: Path = REPO_ROOT / "gateway" / "agreement.toml"
     metrics_host: str = "127.0.0.1"
     metrics_port: int = 0
+    checkpoint_interval_s: float = Field(
+        default=30.0,
+        gt=0,
+        description="how often a gateway signs the heads of the audit chains it owns",
+    )
 
     @property
     def trust_dir(self) -> Path:

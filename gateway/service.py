@@ -44,7 +44,7 @@ from gateway.store import GatewayStore
 from sgx import contract as c
 from sgx.contract import Contract
 from sgx.envelope import Purpose, Sealer, message_id_of
-from sgx.errors import Fenced
+from sgx.errors import Fenced, StoreError
 from sgx.kafka import (
     delivery_topic,
     inbound_topic,
@@ -71,6 +71,10 @@ class _Outbox:
     open_case_lists: dict[str, dict[str, Any]]  # by school: read once the batch is committed
 
 
+CLAIM_RETRY_S = 0.2
+CLAIM_LIMIT_S = 60.0
+
+
 def chain_of(topic: str, partition: int) -> str:
     """The audit chain of the decisions on records read from one partition."""
     return f"{topic}:{partition}"
@@ -92,7 +96,16 @@ class ChainClaims(ConsumerRebalanceListener):  # type: ignore[misc]
 
     async def on_partitions_assigned(self, assigned: Iterable[TopicPartition]) -> None:
         chains = [chain_of(tp.topic, tp.partition) for tp in assigned]
-        self.epochs.update(await self._store.claim(chains, self.owner))
+        delay = CLAIM_RETRY_S
+        async with asyncio.timeout(CLAIM_LIMIT_S):  # then the group hears of the failure
+            while True:
+                try:
+                    self.epochs.update(await self._store.claim(chains, self.owner))
+                    break
+                except StoreError as exc:  # the database away, or a lock held: try again
+                    log.warning("gateway %s: claiming audit chains: %s", self.owner, exc)
+                    await asyncio.sleep(delay)
+                    delay = min(delay * 2, 2.0)
         self._metrics.rebalances.labels(event="assigned").inc()
         self._metrics.assigned.set(len(self.epochs))
         log.info("gateway %s claimed %d audit chain(s)", self.owner, len(chains))
@@ -133,6 +146,7 @@ class Gateway:
         self._sealers: dict[str, Sealer] = {}
         self.processed = 0
         self.fenced = 0
+        self._applied_counted = feed.applied  # counted in the metrics at start (runtime)
 
     async def run(self, stop: asyncio.Event) -> None:
         """Process batches until ``stop`` is set; the last batch is finished first."""
@@ -174,7 +188,8 @@ class Gateway:
             self.fenced += 1
             self._metrics.fenced.inc()
             log.warning("gateway %s: %s", self._owner, exc)
-            return  # the new owner judges these records; nothing is committed here
+            self._rewind(records)
+            return  # the new owner judges the records it took; nothing is committed here
         outbox = self._outbox(decisions, places)
         las = {la for d in decisions for la in d.open_cases_of}
         if las:
@@ -185,6 +200,18 @@ class Gateway:
         async with kafka_errors("commit inbound offsets"):
             await self._consumer.commit()
         self._observe(decisions, time.perf_counter() - started)
+
+    def _rewind(self, records: Iterable[Any]) -> None:
+        """Read the abandoned batch again from its first record on every partition still
+        assigned here (the others are the new owner's, from the committed offset)."""
+        first: dict[TopicPartition, int] = {}
+        for r in records:
+            tp = TopicPartition(r.topic, r.partition)
+            first[tp] = min(first.get(tp, r.offset), r.offset)
+        assigned = self._consumer.assignment()
+        for tp, offset in first.items():
+            if tp in assigned:
+                self._consumer.seek(tp, offset)
 
     @property
     def _owner(self) -> str:
@@ -286,6 +313,10 @@ class Gateway:
             metrics.decisions.labels(reason=reason, la=la).inc(n)
         for reason, n in quarantined.items():
             metrics.quarantined.labels(reason=reason).inc(n)
+        feed = self._feed
+        metrics.allocation_records.inc(feed.applied - self._applied_counted)
+        self._applied_counted = feed.applied
+        metrics.allocations.set(len(feed.directory))
         self.processed += len(decisions)
 
 

@@ -27,8 +27,8 @@ from consumers.queue import QueueStore
 from consumers.reader import QueueReader
 from consumers.service import DeliveryConsumer
 from gateway.allocation_feed import AllocationFeed, allocation_topics
-from gateway.checkpoints import Checkpoints
 from gateway.allocations import AllocationDirectory
+from gateway.checkpoints import Checkpoints
 from gateway.decide import Judge
 from gateway.monitor import gateway_monitors
 from gateway.partnership import Partnership
@@ -211,6 +211,10 @@ async def run_gateway(
             requests=requests,
         )
         metrics = GatewayMetrics(registry)
+        metrics.allocations.set(len(allocations))
+        metrics.allocation_records.inc(feed.applied)
+        metrics.group_partitions.set(len(await partitions_of(rt.kafka, group_topics(trust))))
+        checkpoints = await Checkpoints(store.engine, schema=rt.pg_schema).open()
         claims = ChainClaims(store, instance_id(), metrics)
         producer = await _started(stack, await start_producer(rt.kafka))
         consumer = await _started(
@@ -233,7 +237,6 @@ async def run_gateway(
         )
         readiness = Readiness()
         readiness.add("allocation directory", functools.partial(_caught_up, feed))
-        checkpoints = await Checkpoints(store.engine, schema=rt.pg_schema).open()
 
         async def checkpoint() -> None:  # the heads of the chains this instance owns
             await checkpoints.take(store, identity, list(claims.epochs))

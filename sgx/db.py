@@ -112,8 +112,22 @@ def _postgres_url(dsn: str) -> URL:
     return url
 
 
+# A session left idle inside a transaction for this long is ended by the server, and its
+# locks with it: a process paused mid-transaction (SIGSTOP, a VM freeze, a debugger) must
+# not hold a row lock others wait for, such as an audit chain its successor claims.
+IDLE_IN_TRANSACTION_MS = 10_000
+
+
 def _postgres_engine(url: URL) -> AsyncEngine:
-    return create_async_engine(url, hide_parameters=True, pool_size=5, max_overflow=5)
+    settings = {"idle_in_transaction_session_timeout": str(IDLE_IN_TRANSACTION_MS)}
+    return create_async_engine(
+        url,
+        hide_parameters=True,
+        pool_size=5,
+        max_overflow=5,
+        pool_pre_ping=True,  # a connection the server ended is replaced, not used
+        connect_args={"server_settings": settings},
+    )
 
 
 def serial() -> BigInteger:
@@ -140,7 +154,9 @@ async def create_tables(engine: AsyncEngine, metadata: MetaData) -> None:
     anything is written, rather than failing later on the first insert.
     """
     with store_errors("create the store's tables"):
-        async with engine.begin() as conn:
+        # A write transaction from the start: on SQLite a read (the inspection) that then
+        # writes fails at once, without waiting, if another connection is writing.
+        async with write_transaction(engine) as conn:
             if metadata.schema is not None:
                 await conn.execute(CreateSchema(metadata.schema, if_not_exists=True))
             missing = await conn.run_sync(_missing_columns, metadata)

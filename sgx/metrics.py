@@ -324,6 +324,8 @@ class LagMonitor:
         values: dict[tuple[str, ...], float] = {}
         async with kafka_errors("read committed offsets"):
             for tp in sorted(self._consumer.assignment()):
+                if tp not in self._consumer.assignment():
+                    continue  # revoked by a rebalance while an earlier offset was read
                 highwater = self._consumer.highwater(tp)
                 if highwater is None:
                     continue

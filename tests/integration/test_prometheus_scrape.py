@@ -126,6 +126,10 @@ async def test_a_real_prometheus_scrapes_the_gateway_and_the_consumer(tmp_path: 
 
             up = await scraped(client, "up == 1")
             assert {r["metric"]["job"] for r in up} == set(targets), f"{binary}: {up}"
+            held = await scraped(client, "sgx_gateway_allocations > 0")
+            assert held[0]["value"][1] == "2"  # the child by NHS number and by UPN
+            owned = await scraped(client, "sgx_gateway_group_partitions > 0")
+            assert owned[0]["metric"]["job"] == "sgx-gateway"
             lag = await scraped(client, "sgx_consumer_lag")
             assert {r["metric"]["job"] for r in lag} == set(targets)
 
@@ -134,6 +138,7 @@ async def test_a_real_prometheus_scrapes_the_gateway_and_the_consumer(tmp_path: 
                 "sgx-availability",
                 "sgx-flow",
                 "sgx-deadlines",
+                "sgx-gateway-group",
             }
             text = (await client.get("/api/v1/label/__name__/values")).text
             assert CHILD["nhs_number"] not in text

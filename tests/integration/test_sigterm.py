@@ -11,15 +11,9 @@ offsets were committed at shutdown, so nothing was replayed. Each process serves
 from __future__ import annotations
 
 import asyncio
-import os
-import signal
 import sys
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
-from dataclasses import dataclass
 from pathlib import Path
 
-import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -29,7 +23,8 @@ from safeguard.runtime import publisher
 from sgx import contract as c
 from sgx.broker import free_port
 from sgx.identifiers import make_nhs_number
-from tests.integration.harness import Exchange, eventually, kafka_env, running_exchange
+from tests.integration.harness import Exchange, running_exchange
+from tests.integration.processes import service
 
 pytestmark = pytest.mark.broker
 
@@ -37,51 +32,6 @@ CHILDREN = [samples.child(make_nhs_number(8100 + i)) for i in range(20)]
 ALLOCATE = samples.allocation_update(
     [(ch["nhs_number"], None, f"sw-{i % 4}", "Team", "tm-1") for i, ch in enumerate(CHILDREN)]
 )
-EXIT_LIMIT_S = 30.0
-
-
-@dataclass
-class Service:
-    process: asyncio.subprocess.Process
-    metrics_port: int
-
-    async def get(self, path: str) -> httpx.Response:
-        async with httpx.AsyncClient(timeout=5) as client:
-            return await client.get(f"http://127.0.0.1:{self.metrics_port}{path}")
-
-    async def ready(self) -> bool:
-        try:
-            return (await self.get("/readyz")).status_code == 200
-        except httpx.TransportError:
-            return False
-
-    async def terminate(self) -> int:
-        """SIGTERM, and the exit status once the process has shut down."""
-        self.process.send_signal(signal.SIGTERM)
-        return await asyncio.wait_for(self.process.wait(), EXIT_LIMIT_S)
-
-
-@asynccontextmanager
-async def service(ex: Exchange, *command: str) -> AsyncIterator[Service]:
-    port = free_port()
-    env = {
-        **os.environ,
-        **kafka_env(ex.rt.kafka.bootstrap_servers),
-        "SGX_METRICS_PORT": str(port),
-        "SGX_MONITOR_INTERVAL_S": "0.5",
-    }
-    process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "safeguard.cli", *command, "--home", str(ex.rt.exchange.home),
-        env=env,
-    )  # fmt: skip
-    running = Service(process, port)
-    try:
-        await eventually(running.ready, f"{' '.join(command)} to be ready", timeout=60)
-        yield running
-    finally:
-        if process.returncode is None:
-            process.kill()
-            await process.wait()
 
 
 async def publish_until(ex: Exchange, stop: asyncio.Event) -> list[str]:

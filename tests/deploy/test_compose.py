@@ -167,16 +167,22 @@ def test_exchange_services_run_real_safeguard_commands_as_real_principals() -> N
 
 def test_prometheus_scrapes_the_compose_services() -> None:
     prometheus = load(REPO / "deploy" / "prometheus" / "prometheus.yml")
+    jobs = [job for job in prometheus["scrape_configs"] if job["job_name"].startswith("sgx-")]
     targets = {
         target.split(":")[0]
-        for job in prometheus["scrape_configs"]
-        if job["job_name"].startswith("sgx-")
-        for static in job["static_configs"]
+        for job in jobs
+        for static in job.get("static_configs", [])
         for target in static["targets"]
-    }
+    } | {name for job in jobs for dns in job.get("dns_sd_configs", []) for name in dns["names"]}
     assert targets <= set(_services())
     assert {"gateway", "consumer-la-camden", "push-school-hillside"} <= targets
     assert {f"consumer-{la}" for la in _local_authorities()} <= targets
+
+
+def test_at_least_two_gateways_share_one_home() -> None:
+    gateway = _services()["gateway"]
+    assert gateway["deploy"]["replicas"] >= 2
+    assert "gateway-home:/var/lib/sgx" in gateway["volumes"]  # one SQLite gateway database
 
 
 def _local_authorities() -> list[str]:
@@ -189,6 +195,7 @@ def test_each_local_authority_of_the_partnership_has_its_delivery_consumer() -> 
     for la in _local_authorities():
         service = services[f"consumer-{la}"]
         assert service["command"] == ["consumer", "run", "--la", la]
+        assert service["deploy"]["replicas"] >= 2  # one group: they share the delivery topic
         user = Path(service["env_file"]).name.removesuffix(".env")
         assert user == acl_plan.consumer_principal(la)
 

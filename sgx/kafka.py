@@ -290,6 +290,25 @@ async def _wait_for_topics(admin: AIOKafkaAdminClient, names: Iterable[str]) -> 
         ) from exc
 
 
+async def committed_offsets(
+    consumer: AIOKafkaConsumer, partitions: Iterable[TopicPartition]
+) -> dict[TopicPartition, int]:
+    """The group's committed offset of each of ``partitions`` that has one, in ONE
+    OffsetFetch request.
+
+    aiokafka's public ``committed()`` asks for one partition per round trip; a national
+    gateway is assigned thousands (8,537 in ``benchmarks/national.py``), and one
+    refresh then took longer than its interval. This calls the coordinator method
+    ``committed()`` itself calls, with every partition at once (aiokafka has no public
+    form of it).
+    """
+    wanted = list(partitions)
+    if not wanted:
+        return {}
+    fetched = await consumer._coordinator.fetch_committed_offsets(wanted)
+    return {tp: meta.offset for tp, meta in fetched.items() if meta.offset >= 0}
+
+
 async def partitions_of(settings: KafkaSettings, topics: Iterable[str]) -> list[TopicPartition]:
     """Every partition of ``topics`` (one metadata request; missing topics have none)."""
     async with admin_client(settings) as admin:

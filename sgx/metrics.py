@@ -75,7 +75,7 @@ from starlette.routing import Route
 
 from sgx.db import store_errors
 from sgx.errors import ConfigError, ExchangeError
-from sgx.kafka import kafka_errors, start_consumer
+from sgx.kafka import committed_offsets, kafka_errors, start_consumer
 from sgx.settings import KafkaSettings
 
 log = logging.getLogger(__name__)
@@ -322,15 +322,16 @@ class LagMonitor:
 
     async def refresh(self) -> None:
         values: dict[tuple[str, ...], float] = {}
+        consumer = self._consumer
+        fetched = {tp for tp in consumer.assignment() if consumer.highwater(tp) is not None}
         async with kafka_errors("read committed offsets"):
-            for tp in sorted(self._consumer.assignment()):
-                if tp not in self._consumer.assignment():
-                    continue  # revoked by a rebalance while an earlier offset was read
-                highwater = self._consumer.highwater(tp)
-                if highwater is None:
-                    continue
-                committed = await self._consumer.committed(tp)
-                values[tp.topic, str(tp.partition)] = max(highwater - (committed or 0), 0)
+            committed = await committed_offsets(self._consumer, fetched)
+        assigned = self._consumer.assignment()  # revoked while the offsets were read: gone
+        for tp in sorted(fetched & assigned):
+            highwater = self._consumer.highwater(tp)
+            if highwater is not None:
+                lag = max(highwater - committed.get(tp, 0), 0)
+                values[tp.topic, str(tp.partition)] = lag
         set_labelled(self._gauge, values, self._shown)
 
 
@@ -354,11 +355,14 @@ class MonitorSettings(BaseSettings):
 
 async def _refresh_forever(name: str, refresh: Refresh, interval: float) -> None:
     while True:
+        limit = max(interval, 5.0)
         try:
-            async with asyncio.timeout(max(interval, 5.0)):
+            async with asyncio.timeout(limit):
                 await refresh()
         except Exception as exc:  # a failed refresh leaves the gauges as they were
-            if isinstance(exc, ExchangeError | TimeoutError):
+            if isinstance(exc, TimeoutError):
+                log.warning("monitor %s: no answer within %gs; gauges unchanged", name, limit)
+            elif isinstance(exc, ExchangeError):
                 log.warning("monitor %s: %s", name, exc)
             else:
                 log.exception("monitor %s failed", name)

@@ -9,12 +9,14 @@ from pathlib import Path
 
 import pytest
 from aiokafka import AIOKafkaConsumer, ConsumerRecord
+from prometheus_client import CollectorRegistry
 from pydantic import SecretStr
 
 from sgx.broker import EmbeddedBroker, free_port
 from sgx.errors import ConfigError, TransportError
 from sgx.kafka import (
     client_options,
+    committed_offsets,
     delivery_topic,
     ensure_topics,
     inbound_topic,
@@ -25,6 +27,7 @@ from sgx.kafka import (
     start_producer,
     topic_partitions,
 )
+from sgx.metrics import LagMetrics, LagMonitor
 from sgx.settings import KafkaSettings
 
 uses_broker = pytest.mark.broker
@@ -194,3 +197,30 @@ async def test_a_broker_that_dies_gives_transport_error_with_its_log(tmp_path: P
     script.chmod(0o755)
     with pytest.raises(TransportError, match=r"(?s)exited with status 3.*cannot bind"):
         await EmbeddedBroker(tmp_path, binary=script, startup_timeout=10).start()
+
+
+@uses_broker
+async def test_lag_is_the_highwater_minus_every_partition_s_commit_read_at_once(
+    broker: KafkaSettings,
+) -> None:
+    topic, group = unique_topic(), f"g-{uuid.uuid4().hex}"
+    await ensure_topics(broker, {topic: 3})
+    values = [f"v{i}".encode() for i in range(9)]
+    await produce(broker, topic, values)
+    consumer = await start_consumer(broker, [topic], group_id=group)
+    try:
+        assert sorted(await consume(consumer, len(values))) == sorted(values)
+        partitions = sorted(consumer.assignment())
+        ahead = partitions[0]  # committed to its end; the others one record short of it
+        ends = {tp: consumer.highwater(tp) for tp in partitions}
+        await consumer.commit({tp: ends[tp] - (0 if tp == ahead else 1) for tp in partitions})
+        committed = await committed_offsets(consumer, partitions)
+        assert committed == {tp: ends[tp] - (0 if tp == ahead else 1) for tp in partitions}
+        registry = CollectorRegistry()
+        await LagMonitor(consumer, LagMetrics(registry)).refresh()
+        for tp in partitions:
+            labels = {"topic": topic, "partition": str(tp.partition)}
+            expected = 0 if tp == ahead else 1
+            assert registry.get_sample_value("sgx_consumer_lag", labels) == expected
+    finally:
+        await consumer.stop()

@@ -40,7 +40,7 @@ from gateway.allocation_feed import AllocationFeed, allocation_topics
 from gateway.decide import Judge
 from gateway.decision import Decision
 from gateway.open_cases import lists_for
-from gateway.store import GatewayStore
+from gateway.store import GatewayStore, Judged
 from sgx import contract as c
 from sgx.contract import Contract
 from sgx.envelope import Purpose, Sealer, message_id_of
@@ -51,10 +51,11 @@ from sgx.kafka import (
     kafka_errors,
     receipts_topic,
     run_batches,
+    seek_back,
     send_batched,
 )
 from sgx.metrics import GatewayMetrics
-from sgx.quarantine import sources
+from sgx.quarantine import Source, sources
 from sgx.trust import Identity, TrustDirectory, utc_now
 
 log = logging.getLogger(__name__)
@@ -72,6 +73,7 @@ class _Outbox:
 
 
 CLAIM_RETRY_S = 0.2
+YIELD_EVERY_S = 0.05  # judging gives the event loop a turn at least this often
 CLAIM_LIMIT_S = 60.0
 
 
@@ -165,7 +167,7 @@ class Gateway:
         judged = await self._store.judged(
             {str(mid) for s in read if s.broken is None and (mid := message_id_of(s.value))}
         )
-        decisions = [await self._judge.judge(s, judged) for s in read]
+        decisions = await self._judge_all(read, judged)
         audit = [entry for d in decisions for entry in d.audit]
         chains = [
             chain_of(s.topic, s.partition) for s, d in zip(read, decisions, strict=True)
@@ -188,7 +190,7 @@ class Gateway:
             self.fenced += 1
             self._metrics.fenced.inc()
             log.warning("gateway %s: %s", self._owner, exc)
-            self._rewind(records)
+            seek_back(self._consumer, records)
             return  # the new owner judges the records it took; nothing is committed here
         outbox = self._outbox(decisions, places)
         las = {la for d in decisions for la in d.open_cases_of}
@@ -201,17 +203,21 @@ class Gateway:
             await self._consumer.commit()
         self._observe(decisions, time.perf_counter() - started)
 
-    def _rewind(self, records: Iterable[Any]) -> None:
-        """Read the abandoned batch again from its first record on every partition still
-        assigned here (the others are the new owner's, from the committed offset)."""
-        first: dict[TopicPartition, int] = {}
-        for r in records:
-            tp = TopicPartition(r.topic, r.partition)
-            first[tp] = min(first.get(tp, r.offset), r.offset)
-        assigned = self._consumer.assignment()
-        for tp, offset in first.items():
-            if tp in assigned:
-                self._consumer.seek(tp, offset)
+    async def _judge_all(
+        self, read: list[Source], judged: dict[tuple[str, str], Judged]
+    ) -> list[Decision]:
+        """Each record's decision, in order. Judging is CPU only, so a batch of large
+        allocation updates (thousands of entries each) would hold the event loop for
+        seconds, and with it the group heartbeat and /metrics: the loop gets a turn
+        every :data:`YIELD_EVERY_S`."""
+        decisions: list[Decision] = []
+        turn = time.perf_counter() + YIELD_EVERY_S
+        for source in read:
+            decisions.append(await self._judge.judge(source, judged))
+            if time.perf_counter() > turn:
+                await asyncio.sleep(0)
+                turn = time.perf_counter() + YIELD_EVERY_S
+        return decisions
 
     @property
     def _owner(self) -> str:

@@ -23,6 +23,7 @@ from sgx.kafka import (
     list_topics,
     read_topic,
     receipts_topic,
+    run_batches,
     start_consumer,
     start_producer,
     topic_partitions,
@@ -222,5 +223,38 @@ async def test_lag_is_the_highwater_minus_every_partition_s_commit_read_at_once(
             labels = {"topic": topic, "partition": str(tp.partition)}
             expected = 0 if tp == ahead else 1
             assert registry.get_sample_value("sgx_consumer_lag", labels) == expected
+    finally:
+        await consumer.stop()
+
+
+@uses_broker
+async def test_a_batch_holds_at_most_max_bytes_and_the_rest_is_read_again(
+    broker: KafkaSettings,
+) -> None:
+    topic, group = unique_topic(), f"g-{uuid.uuid4().hex}"
+    await ensure_topics(broker, {topic: 2})
+    values = [bytes([i]) * 100_000 for i in range(12)]  # 100 KB each
+    await produce(broker, topic, values)
+    consumer = await start_consumer(broker, [topic], group_id=group)
+    seen: list[bytes] = []
+    batches: list[int] = []
+    stop = asyncio.Event()
+
+    async def process(records: list[ConsumerRecord]) -> None:
+        batches.append(len(records))
+        seen.extend(r.value for r in records)
+        await consumer.commit()
+        if len(seen) >= len(values):
+            stop.set()
+
+    try:
+        async with asyncio.timeout(30):
+            await run_batches(
+                consumer, stop, process, max_records=500, action="test", max_bytes=250_000
+            )
+        assert sorted(seen) == sorted(values)  # each once: nothing skipped, nothing twice
+        assert max(batches) == 2  # 2 x 100 KB fit in 250 KB, a third does not
+        committed = await committed_offsets(consumer, consumer.assignment())
+        assert sum(committed.values()) == len(values)
     finally:
         await consumer.stop()

@@ -26,7 +26,7 @@ import gc
 import tempfile
 import time
 from collections import Counter
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from multiprocessing.synchronize import Event as EventType
@@ -59,12 +59,16 @@ CHILDREN = 1_000
 CHUNK = 2_000  # the producer awaits acks every this many notifications
 AGREEMENT_FILE = "agreement.toml"  # each phase's agreement, in its home directory
 GATEWAY_NOTIFICATIONS = "sgx_gateway_notifications_total"
+ALLOCATION_RECORDS = "sgx_gateway_allocation_records_total"
 CONSUMER_NOTIFICATIONS = "sgx_consumer_notifications_total"
 # How often a stage reads its metric to see whether it is done: the consumers' last
 # report times the phase; the gateway's only stops it (and its polls are gateway CPU).
 CONSUMER_POLL_S = 0.002
 GATEWAY_POLL_S = 0.01
 IDLE_S = 2.0  # the gateway's CPU with no traffic is measured this long before "ready"
+# Several gateways: the group's rebalances after the last one joined settle this long
+# before the producer starts (and before CPU is counted).
+REBALANCE_S = 4.0
 APPLIED = {"type": "allocation_update", "outcome": "applied"}
 DELIVERED = {"type": "attendance_update", "outcome": "delivered"}
 QUEUED = {"type": "attendance_update", "outcome": "queued"}
@@ -227,15 +231,23 @@ async def gateway_stage(
     count: int,
     updates: int = 0,
     idle_s: float = 0.0,
+    finish: EventType | None = None,
 ) -> None:
     """The gateway: "ready" once ``updates`` allocation updates are applied (so applying
     them is not counted) and, if ``idle_s``, its CPU measured for that long with no
-    traffic; "done" once ``count`` notifications are delivered."""
+    traffic; "done" once ``count`` notifications are delivered.
+
+    One of several instances in the group (``finish`` given): "ready" once its directory
+    holds the ``updates`` (the allocation topics' owner audits them, unseen here), and
+    "done" when ``finish`` is set, with the notifications it delivered itself."""
     rt, registry, collector = _runtime(Path(home), settings), CollectorRegistry(), GcTime()
     idle: dict[str, Any] = {}
 
     async def settled() -> None:
-        await _reached(registry, GATEWAY_NOTIFICATIONS, APPLIED, updates, GATEWAY_POLL_S)
+        if finish is None:
+            await _reached(registry, GATEWAY_NOTIFICATIONS, APPLIED, updates, GATEWAY_POLL_S)
+        else:
+            await _reached(registry, ALLOCATION_RECORDS, {}, updates, GATEWAY_POLL_S)
         if idle_s:
             cpu_s = time.process_time()
             await asyncio.sleep(idle_s)
@@ -245,7 +257,16 @@ async def gateway_stage(
     def extra() -> dict[str, Any]:
         return {"gc_s": collector.seconds, **idle}
 
+    async def finished(stop: asyncio.Event) -> None:
+        assert finish is not None
+        await asyncio.to_thread(finish.wait)
+        delivered = sample_value(registry, GATEWAY_NOTIFICATIONS, DELIVERED)
+        report("done", last_ns=time.time_ns(), delivered=delivered, **extra())
+        stop.set()
+
     def watcher(stop: asyncio.Event) -> Awaitable[None]:
+        if finish is not None:
+            return finished(stop)
         return _watch(
             registry, GATEWAY_NOTIFICATIONS, DELIVERED, count, stop, report, extra, GATEWAY_POLL_S
         )
@@ -357,39 +378,54 @@ async def run_pipeline_phase(
     *,
     one_process: bool = False,
     idle_s: float = IDLE_S,
+    gateways: int = 1,
 ) -> Result:
     """One phase of ``count`` notifications of ``flow`` (paced at ``rate``, or flat out);
-    ``one_process``: the receiving LAs' consumers run in one process, not one each."""
+    ``one_process``: the receiving LAs' consumers run in one process, not one each;
+    ``gateways``: instances in the gateway group, each its own process."""
     flow = flow or SingleLA()
     rows = flow.rows(count)
     by_stage = {consumer_name(flow, la): la for la in flow.receivers}
     consumers = ["consumers"] if one_process else list(by_stage)
+    names = gateway_names(gateways)
     with tempfile.TemporaryDirectory(prefix="sgx-bench-pipeline-") as tmp:
         home = Path(tmp)
         started_ns = time.time_ns()
         rt, updates = await _prepare(home, settings, flow)
         prepared_ns = time.time_ns()
         async with Stages() as stages:
-            go = stages.event()
-            stages.spawn("gateway", gateway_stage, str(home), settings, count, updates, idle_s)
+            go, finish = stages.event(), (stages.event() if gateways > 1 else None)
+            for stage in names:
+                stages.spawn(
+                    stage, gateway_stage, str(home), settings, count, updates, idle_s, finish
+                )
             if one_process:
                 stages.spawn("consumers", consumers_stage, str(home), settings, rows)
             else:
                 for stage, la in by_stage.items():
                     stages.spawn(stage, consumer_stage, str(home), settings, rows[la], la)
             stages.spawn("producer", producer_stage, str(home), settings, count, rate, flow, go)
-            ready = await stages.expect("ready", ["gateway", *consumers, "producer"], limit_s)
+            ready = await stages.expect("ready", [*names, *consumers, "producer"], limit_s)
+            if finish is not None:
+                await asyncio.sleep(REBALANCE_S)
             # CPU counts from here, when every stage is ready, not from each one's report:
             # a consumer ready before the gateway has applied the allocations waits idle.
             # (The producer counts its own, from the moment it starts publishing.)
-            start = {name: {"cpu_s": stages.cpu_s(name)} for name in ["gateway", *consumers]}
+            start = {name: {"cpu_s": stages.cpu_s(name)} for name in [*names, *consumers]}
             broker_start, host_start = broker_cpu_s(), host_cpu_s()
             go.set()
-            done = await stages.expect("done", ["producer", "gateway", *consumers], limit_s)
+            if finish is None:
+                done = await stages.expect("done", ["producer", *names, *consumers], limit_s)
+            else:
+                done = await stages.expect("done", ["producer", *consumers], limit_s)
+                finish.set()  # the gateways stop once the queues hold every row
+                done |= await stages.expect("done", names, limit_s)
             broker_used, host_used = broker_cpu_used(broker_start), host_cpu_s() - host_start
         latencies = await _latencies(rt, flow.receivers) if rate else []
         routes = await _route_reasons(rt, flow.receivers)
     cpu = cpu_per_message(done, count, start, broker_used)
+    if gateways > 1:
+        cpu["gateways"] = round(sum(cpu[name] for name in names), 1)
     last_ns = max(done[stage]["last_ns"] for stage in consumers)
     seconds = (last_ns - done["producer"]["first_ns"]) / 1e9
     produce_s = (done["producer"]["acked_ns"] - done["producer"]["first_ns"]) / 1e9
@@ -406,17 +442,41 @@ async def run_pipeline_phase(
             "route_reasons": routes,
             "allocation_updates": updates,
             "prepare_s": round((prepared_ns - started_ns) / 1e9, 1),
-            "gateway_ready_s": round((ready["gateway"]["at_ns"] - prepared_ns) / 1e9, 1),
+            "gateway_ready_s": round(
+                (max(ready[name]["at_ns"] for name in names) - prepared_ns) / 1e9, 1
+            ),
             "producer_msgs_per_s": round(count / produce_s),
             "max_ms": round(max(latencies), 1) if latencies else None,
             "cpu_us_per_message": cpu,
             # the machine's CPU in the phase that no stage nor the broker used: this
             # process, the kernel, and anything else running (other work on the host)
             "other_cpu_us_per_message": round(host_used / count * 1e6 - cpu["total"], 1),
-            "gateway_gc_us_per_message": round(done["gateway"]["gc_s"] / count * 1e6, 1),
-            "gateway_idle_cpu_ms_per_s": done["gateway"].get("idle_cpu_ms_per_s"),
+            "gateways": gateways,
+            "gateway_gc_us_per_message": round(
+                sum(done[name]["gc_s"] for name in names) / count * 1e6, 1
+            ),
+            "gateway_idle_cpu_ms_per_s": _sum_or_none(
+                done[name].get("idle_cpu_ms_per_s") for name in names
+            ),
+            "delivered_by_gateway": {name: done[name].get("delivered", count) for name in names},
         },
     )
+
+
+def gateway_names(gateways: int) -> list[str]:
+    """The gateway stages' names: "gateway" alone, or "gateway-1" ... "gateway-N"."""
+    return ["gateway"] if gateways == 1 else [f"gateway-{n}" for n in range(1, gateways + 1)]
+
+
+def gateway_cpu_us(result: Result) -> float:
+    """CPU per notification of every gateway instance of the phase, together."""
+    cpu = result.extra["cpu_us_per_message"]
+    return float(cpu["gateways"] if "gateways" in cpu else cpu["gateway"])
+
+
+def _sum_or_none(values: Iterable[float | None]) -> float | None:
+    known = [v for v in values if v is not None]
+    return round(sum(known), 1) if known else None
 
 
 async def _latencies(rt: Runtime, receivers: tuple[str, ...]) -> list[float]:

@@ -1,0 +1,91 @@
+"""benchmarks.national: the national partnership it builds, its morning, and its lag."""
+
+from __future__ import annotations
+
+import tomllib
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from benchmarks.national import (
+    FIRST_FORCE_LAS,
+    build,
+    lag_verdict,
+    morning,
+    record,
+)
+from benchmarks.national import allocation_updates as updates_of
+from benchmarks.partnership import agreement_text
+from gateway.allocations import AllocationDirectory
+from gateway.partnership import Partnership
+from gateway.routing import Router
+from gateway.store import GatewayStore
+from sgx.contract import default_contract
+from sgx.pseudonym import Pseudonymiser
+from sgx.trust import init_trust
+
+
+def test_the_full_size_partnership_has_every_la_covered_by_one_force() -> None:
+    national = build()
+    assert len(national.las) == 152
+    assert len(national.serves) == 2_400 + 200 + 43
+    assert sum(national.quota) == 1_000_000
+    forces = [national.serves[f] for f in national.by_kind["police"]]
+    assert len(forces[0]) == FIRST_FORCE_LAS
+    covered = Counter(la for area in forces for la in area)
+    assert set(covered) == set(national.las)
+    assert set(covered.values()) == {1}  # each LA in exactly one force area
+
+
+def test_every_allocated_child_is_distinct_and_transfers_repeat_the_la_before() -> None:
+    national = build(las=6, schools=20, trusts=3, forces=2, allocations=6_000)
+    seen: Counter[tuple[str | None, str | None]] = Counter()
+    by_la: Counter[str] = Counter()
+    for la, update in updates_of(national):
+        for entry in update["allocations"]:
+            seen[entry["nhs_number"], entry["upn"]] += 1
+            by_la[la] += 1
+    assert sum(by_la.values()) == 6_000
+    assert set(by_la.values()) == {1_000}
+    twice = [child for child, n in seen.items() if n == 2]
+    assert len(twice) == 6 * 20  # each LA's transfers in, open to two LAs
+    assert all(nhs is not None for nhs, _ in twice)
+    assert max(seen.values()) == 2
+
+
+def test_too_many_allocations_for_the_test_number_ranges_are_refused() -> None:
+    with pytest.raises(ValueError, match="allocations must be"):
+        build(allocations=1_000_001)
+
+
+async def test_the_gateway_routes_the_morning_as_the_plan_expects(tmp_path: Path) -> None:
+    national = build(las=8, schools=40, trusts=4, forces=3, allocations=8_000)
+    trust = init_trust(tmp_path / "trust", national.parties)
+    defaults = {agency: las[:1] for agency, las in national.serves.items()}
+    data = tomllib.loads(agreement_text(defaults))
+    partnership = Partnership.from_mapping(data, default_contract(), trust, source="bench")
+    pseudonyms = Pseudonymiser.load(tmp_path / "trust")
+    items = morning(national, 600)
+    assert {i.route for i in items} == {"allocated", "two LAs", "residence", "default LA"}
+    assert {i.kind for i in items} == {"school", "health", "police"}
+    async with await GatewayStore.open(None, tmp_path / "gateway.db") as store:
+        directory = AllocationDirectory(store.engine, pseudonyms)
+        await directory.load()
+        for _, update in updates_of(national):
+            await directory.apply(update)
+        router = Router(directory, trust, partnership)
+        names = {p.id: p.name for p in national.parties}
+        for item in items:
+            child = record(national, item, names)["child"]
+            nhs_key, upn_key = pseudonyms.identifier_keys(child["nhs_number"], child["upn"])
+            routes = router.routes(item.sender, nhs_key, upn_key, item.residence)
+            assert sorted(r.la for r in routes) == sorted(item.reaches), item
+
+
+def test_lag_that_climbs_through_the_morning_is_called_growing() -> None:
+    steady = lag_verdict([5, 80, 90, 85, 95, 88, 92, 90])
+    assert not steady["grows"]
+    growing = lag_verdict([5, 100, 200, 300, 400, 500, 600, 700])
+    assert growing["grows"]
+    assert growing["at_end"] == 700

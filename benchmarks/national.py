@@ -578,6 +578,9 @@ async def run(
             figures["gateway_start_s"] = round(gateway.ready_s, 1)
             figures["gateway_after_start_mb"] = gateway.status()
             figures["gateway_allocations"] = await gateway.metric("sgx_gateway_allocations")
+            figures["gateway_group_partitions"] = await gateway.metric(
+                "sgx_gateway_group_partitions"
+            )
             # The allocation topics' owner then judges each update once (audit, receipt):
             # a first start's one-off, timed apart from the morning.
             figures["gateway_audited_updates_s"] = await gateway.audited(

@@ -478,11 +478,14 @@ finally:
 """
 
 
-def _env(settings: KafkaSettings, home: Path, port: int) -> dict[str, str]:
+def _env(
+    settings: KafkaSettings, home: Path, port: int, fetch_wait_ms: int | None = None
+) -> dict[str, str]:
+    wait = settings.fetch_max_wait_ms if fetch_wait_ms is None else fetch_wait_ms
     return {
         **os.environ,
         "SGX_KAFKA_BOOTSTRAP_SERVERS": settings.bootstrap_servers,
-        "SGX_KAFKA_FETCH_MAX_WAIT_MS": str(settings.fetch_max_wait_ms),
+        "SGX_KAFKA_FETCH_MAX_WAIT_MS": str(wait),
         "SGX_KAFKA_SESSION_TIMEOUT_MS": str(settings.session_timeout_ms),
         "SGX_KAFKA_HEARTBEAT_INTERVAL_MS": str(settings.heartbeat_interval_ms),
         "SGX_METRICS_PORT": str(port),
@@ -491,15 +494,18 @@ def _env(settings: KafkaSettings, home: Path, port: int) -> dict[str, str]:
 
 
 @contextlib.asynccontextmanager
-async def gateway_process(settings: KafkaSettings, home: Path) -> AsyncIterator[GatewayProcess]:
-    """``safeguard gateway run``, yielded once its /readyz answers 200."""
+async def gateway_process(
+    settings: KafkaSettings, home: Path, fetch_wait_ms: int | None = None
+) -> AsyncIterator[GatewayProcess]:
+    """``safeguard gateway run``, yielded once its /readyz answers 200 (its consumers'
+    ``fetch_max_wait_ms`` the run's unless ``fetch_wait_ms`` says otherwise)."""
     port, started = free_port(), time.perf_counter()
     profile_dir = os.environ.get(PROFILE_ENV)  # as for the stages: a cProfile of the gateway
     out = f"{profile_dir}/gateway-{port}.prof"
     command = ["-c", _PROFILED.format(out=out)] if profile_dir else ["-m", "safeguard.cli"]
     process = await asyncio.create_subprocess_exec(
         sys.executable, *command, "gateway", "run", "--home", str(home),
-        env=_env(settings, home, port), stdout=asyncio.subprocess.DEVNULL,
+        env=_env(settings, home, port, fetch_wait_ms), stdout=asyncio.subprocess.DEVNULL,
     )  # fmt: skip
     running = GatewayProcess(process, port, started)
     try:
@@ -574,7 +580,7 @@ async def run(
         results.append(await run_phase(settings, phases(raw_args)[1]))  # its paced phase
         figures.update(await prepare(home, settings, national))
         _progress("prepared", figures)
-        async with gateway_process(settings, home) as gateway:
+        async with gateway_process(settings, home, args.gateway_fetch_wait_ms) as gateway:
             figures["gateway_start_s"] = round(gateway.ready_s, 1)
             figures["gateway_after_start_mb"] = gateway.status()
             figures["gateway_allocations"] = await gateway.metric("sgx_gateway_allocations")
@@ -593,7 +599,7 @@ async def run(
             results.append(morning_result)
             figures["gateway_cpu_us_per_notification"] = round(cpu / len(items) * 1e6, 1)
             figures["gateway_after_morning_mb"] = gateway.status()
-        async with gateway_process(settings, home) as again:
+        async with gateway_process(settings, home, args.gateway_fetch_wait_ms) as again:
             figures["gateway_restart_s"] = round(again.ready_s, 1)
             figures["gateway_after_restart_mb"] = again.status()
     return results, figures
@@ -699,6 +705,13 @@ def arguments() -> argparse.ArgumentParser:
     parser.add_argument("--speed", type=float, default=SPEED, help="replayed at peak x this")
     parser.add_argument("--partitions", type=int, default=3, help="raw chain partitions")
     parser.add_argument("--fetch-wait-ms", type=int, default=10, help="fetch_max_wait_ms")
+    parser.add_argument(
+        "--gateway-fetch-wait-ms",
+        type=int,
+        default=None,
+        help="the gateway's fetch_max_wait_ms (default: --fetch-wait-ms); a real broker"
+        " answers a waiting fetch once a record arrives, the embedded one holds it",
+    )
     parser.add_argument("--limit", type=float, default=600.0, help="seconds per phase at most")
     parser.add_argument("--bootstrap", default=None, help="use this cluster, not an embedded one")
     parser.add_argument("--json", default=None, help="write results as JSON here ('-': stdout)")

@@ -310,9 +310,9 @@ class LagMonitor:
 
     Lag is the fetch high-watermark (``consumer.highwater``, from the last fetch response;
     the embedded broker's ``end_offsets`` answer is wrong) minus the group's committed
-    offset (0 when the group has committed nothing on the partition). A partition not yet
-    fetched from has no high-watermark and is not shown; a partition that is no longer
-    assigned (a rebalance) is removed.
+    offset (0 when the group has committed nothing on the partition), every partition's
+    read in one request. A partition not yet fetched from has no high-watermark and is
+    not shown; a partition that is no longer assigned (a rebalance) is removed.
     """
 
     def __init__(self, consumer: AIOKafkaConsumer, metrics: LagMetrics) -> None:

@@ -42,6 +42,7 @@ from gateway.decision import Decision
 from gateway.open_cases import lists_for
 from gateway.store import GatewayStore, Judged
 from sgx import contract as c
+from sgx.backoff import Backoff
 from sgx.contract import Contract
 from sgx.envelope import Purpose, Sealer, message_id_of
 from sgx.errors import Fenced, StoreError
@@ -72,9 +73,10 @@ class _Outbox:
     open_case_lists: dict[str, dict[str, Any]]  # by school: read once the batch is committed
 
 
-CLAIM_RETRY_S = 0.2
+CLAIM_RETRY_S = 0.2  # the first wait before claiming audit chains again, doubling
+CLAIM_RETRY_CAP_S = 2.0
+CLAIM_LIMIT_S = 60.0  # then the group hears of the failure
 YIELD_EVERY_S = 0.05  # judging gives the event loop a turn at least this often
-CLAIM_LIMIT_S = 60.0
 
 
 def chain_of(topic: str, partition: int) -> str:
@@ -98,16 +100,15 @@ class ChainClaims(ConsumerRebalanceListener):  # type: ignore[misc]
 
     async def on_partitions_assigned(self, assigned: Iterable[TopicPartition]) -> None:
         chains = [chain_of(tp.topic, tp.partition) for tp in assigned]
-        delay = CLAIM_RETRY_S
-        async with asyncio.timeout(CLAIM_LIMIT_S):  # then the group hears of the failure
+        backoff = Backoff(initial=CLAIM_RETRY_S, cap=CLAIM_RETRY_CAP_S)
+        async with asyncio.timeout(CLAIM_LIMIT_S):
             while True:
                 try:
                     self.epochs.update(await self._store.claim(chains, self.owner))
                     break
                 except StoreError as exc:  # the database away, or a lock held: try again
                     log.warning("gateway %s: claiming audit chains: %s", self.owner, exc)
-                    await asyncio.sleep(delay)
-                    delay = min(delay * 2, 2.0)
+                    await asyncio.sleep(backoff.next_delay())
         self._metrics.rebalances.labels(event="assigned").inc()
         self._metrics.assigned.set(len(self.epochs))
         log.info("gateway %s claimed %d audit chain(s)", self.owner, len(chains))
@@ -148,7 +149,8 @@ class Gateway:
         self._sealers: dict[str, Sealer] = {}
         self.processed = 0
         self.fenced = 0
-        self._applied_counted = feed.applied  # counted in the metrics at start (runtime)
+        self._applied_counted = 0  # of feed.applied, what the metrics have counted
+        self._count_allocations()  # those applied at start
 
     async def run(self, stop: asyncio.Event) -> None:
         """Process batches until ``stop`` is set; the last batch is finished first."""
@@ -319,11 +321,15 @@ class Gateway:
             metrics.decisions.labels(reason=reason, la=la).inc(n)
         for reason, n in quarantined.items():
             metrics.quarantined.labels(reason=reason).inc(n)
-        feed = self._feed
-        metrics.allocation_records.inc(feed.applied - self._applied_counted)
-        self._applied_counted = feed.applied
-        metrics.allocations.set(len(feed.directory))
+        self._count_allocations()
         self.processed += len(decisions)
+
+    def _count_allocations(self) -> None:
+        """The allocation records applied since last counted, and the allocations held."""
+        feed = self._feed
+        self._metrics.allocation_records.inc(feed.applied - self._applied_counted)
+        self._applied_counted = feed.applied
+        self._metrics.allocations.set(len(feed.directory))
 
 
 def inbound_topics(trust: TrustDirectory) -> list[str]:

@@ -25,8 +25,8 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer
 
 from producers.outbox import RECEIPT_OUTCOMES, OutboxStore, ReceiptUpdate
-from producers.relay import Backoff
 from sgx import contract as c
+from sgx.backoff import Backoff
 from sgx.contract import Contract
 from sgx.envelope import Opener, Purpose
 from sgx.errors import ContractError, ExchangeError

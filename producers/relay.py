@@ -16,24 +16,22 @@ mark, or a send that timed out although the broker did take it, publishes the sa
 notification again. The gateway's audit trail and the social worker's queue are unique on
 the notification id, so the second copy adds no queue row.
 
-**Backoff** is capped exponential with "equal jitter" (half the delay fixed, half random),
-as in the AWS Architecture Blog's "Exponential Backoff and Jitter". It is a few lines
-here because the wait must also end when the relay is stopped; none of the project's
-dependencies offers it, and tenacity/stamina wrap a call rather than a loop like this.
+**Backoff** is :class:`sgx.backoff.Backoff` (capped exponential with equal jitter); the
+wait also ends when the relay is stopped.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import random
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Protocol
 
 from producers.outbox import Outbox, Pending
 from producers.publisher import Prepared
+from sgx.backoff import Backoff
 from sgx.errors import ExchangeError, TransportError
 from sgx.metrics import ProducerMetrics
 
@@ -44,24 +42,6 @@ class Sends(Protocol):
     """What the relay needs of a publisher: seal, publish and await every broker ack."""
 
     async def send(self, items: Sequence[Prepared]) -> None: ...
-
-
-@dataclass(slots=True)
-class Backoff:
-    """Capped exponential backoff with equal jitter; :meth:`reset` after a success."""
-
-    initial: float = 0.2
-    cap: float = 30.0
-    factor: float = 2.0
-    _failures: int = field(default=0, init=False)
-
-    def next_delay(self) -> float:
-        ceiling = min(self.cap, self.initial * self.factor ** min(self._failures, 64))
-        self._failures += 1
-        return ceiling / 2 + random.uniform(0, ceiling / 2)  # noqa: S311 (timing, not secrets)
-
-    def reset(self) -> None:
-        self._failures = 0
 
 
 @dataclass(frozen=True, slots=True)

@@ -198,7 +198,9 @@ async def run_gateway(
         )
         # Ready only once the directory holds every allocation published so far: the
         # group is joined after that, so nothing is judged before.
-        await feed.start(await partitions_of(rt.kafka, allocation_topics(trust)))
+        group = await partitions_of(rt.kafka, group_topics(trust))  # one metadata request
+        feed_topics = set(allocation_topics(trust))
+        await feed.start([tp for tp in group if tp.topic in feed_topics])
         log.info("allocation directory caught up: %d allocation(s)", len(allocations))
         judge = Judge(
             opener=Opener(identity, trust),
@@ -211,9 +213,7 @@ async def run_gateway(
             requests=requests,
         )
         metrics = GatewayMetrics(registry)
-        metrics.allocations.set(len(allocations))
-        metrics.allocation_records.inc(feed.applied)
-        metrics.group_partitions.set(len(await partitions_of(rt.kafka, group_topics(trust))))
+        metrics.group_partitions.set(len(group))
         checkpoints = await Checkpoints(store.engine, schema=rt.pg_schema).open()
         claims = ChainClaims(store, instance_id(), metrics)
         producer = await _started(stack, await start_producer(rt.kafka))

@@ -321,17 +321,20 @@ class LagMonitor:
         self._shown: set[tuple[str, ...]] = set()
 
     async def refresh(self) -> None:
-        values: dict[tuple[str, ...], float] = {}
         consumer = self._consumer
-        fetched = {tp for tp in consumer.assignment() if consumer.highwater(tp) is not None}
+        highwaters = {
+            tp: highwater
+            for tp in consumer.assignment()
+            if (highwater := consumer.highwater(tp)) is not None
+        }
         async with kafka_errors("read committed offsets"):
-            committed = await committed_offsets(self._consumer, fetched)
-        assigned = self._consumer.assignment()  # revoked while the offsets were read: gone
-        for tp in sorted(fetched & assigned):
-            highwater = self._consumer.highwater(tp)
-            if highwater is not None:
-                lag = max(highwater - committed.get(tp, 0), 0)
-                values[tp.topic, str(tp.partition)] = lag
+            committed = await committed_offsets(consumer, highwaters)
+        assigned = consumer.assignment()  # revoked while the offsets were read: gone
+        values: dict[tuple[str, ...], float] = {
+            (tp.topic, str(tp.partition)): max(highwater - committed.get(tp, 0), 0)
+            for tp, highwater in highwaters.items()
+            if tp in assigned
+        }
         set_labelled(self._gauge, values, self._shown)
 
 

@@ -22,12 +22,13 @@ from prometheus_client import CollectorRegistry
 from producers.outbox import Outbox, OutboxStore, ReceiptUpdate
 from producers.publisher import Prepared, Publisher
 from producers.receipts import ReceiptListener
-from producers.relay import Backoff, OutboxRelay, RelayOptions
+from producers.relay import OutboxRelay, RelayOptions
 from safeguard import samples
 from safeguard.cli_producer import producer, receipts_table
 from safeguard.parties import DEMO_PARTIES, HEALTH, SCHOOL
 from safeguard.runtime import Runtime
 from sgx import contract as c
+from sgx.backoff import Backoff
 from sgx.envelope import Opener, Purpose, Sealer, pack
 from sgx.errors import ConfigError, ContractError, NotFound, TransportError
 from sgx.identifiers import make_nhs_number

@@ -1,6 +1,7 @@
 """Services of the exchange as real processes (``python -m safeguard.cli ...``) beside an
 in-process :class:`~tests.integration.harness.Exchange`: started, probed over HTTP, and
-stopped with SIGTERM, killed with SIGKILL, or paused with SIGSTOP and resumed."""
+stopped with SIGTERM, killed with SIGKILL, or paused with SIGSTOP and resumed; and the
+steady stream of notifications they are tested under, with its exactly-once check."""
 
 from __future__ import annotations
 
@@ -11,11 +12,17 @@ import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from typing import Any
 
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
+from safeguard import samples
+from safeguard.parties import LA, SCHOOL
+from safeguard.runtime import publisher
+from sgx import contract as c
 from sgx.broker import free_port
+from sgx.identifiers import make_nhs_number
 from tests.integration.harness import Exchange, eventually, kafka_env
 
 EXIT_LIMIT_S = 30.0
@@ -95,3 +102,44 @@ async def service(
         if process.returncode is None:
             process.kill()
             await process.wait()
+
+
+# --- a steady stream ------------------------------------------------------------------
+
+
+def allocated_children(
+    first_seed: int, count: int = 20
+) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """``count`` children and the AllocationUpdate allocating them in LA (four workers)."""
+    children = [samples.child(make_nhs_number(first_seed + i)) for i in range(count)]
+    update = samples.allocation_update(
+        [(ch["nhs_number"], None, f"sw-{i % 4}", "Team", "tm-1") for i, ch in enumerate(children)]
+    )
+    return children, update
+
+
+async def publish_until(
+    ex: Exchange, children: list[dict[str, Any]], stop: asyncio.Event, pause: float = 0.02
+) -> list[str]:
+    """Attendance updates about ``children``, 5 at a time, until ``stop``; their ids."""
+    sent: list[str] = []
+    async with publisher(ex.rt, SCHOOL) as school:
+        while not stop.is_set():
+            batch = [
+                samples.attendance_update(children[(len(sent) + i) % len(children)])
+                for i in range(5)
+            ]
+            await school.publish_many([(c.ATTENDANCE_UPDATE, r) for r in batch])
+            sent += [str(r["notification_id"]) for r in batch]
+            await asyncio.sleep(pause)
+    return sent
+
+
+async def assert_once_per_recipient(ex: Exchange, sent: list[str]) -> None:
+    """Every notification ``sent`` in LA's queue exactly once for each of its two
+    recipients (the allocated worker and the supervisor), and nothing else."""
+    async with await ex.rt.queue_store(LA) as store:
+        per_delivery = await store.rows_per_notification()
+    assert set(per_delivery.values()) == {1}
+    assert {n for n, _ in per_delivery} == set(sent)
+    assert len(per_delivery) == 2 * len(sent)

@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import ssl
 import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 import pytest
@@ -63,6 +65,22 @@ async def joined(consumer: AIOKafkaConsumer) -> None:
     async with asyncio.timeout(15):
         while not consumer.assignment():
             assert await consumer.getmany(timeout_ms=100) == {}
+
+
+@asynccontextmanager
+async def filled_topic(
+    settings: KafkaSettings, partitions: int, values: list[bytes]
+) -> AsyncIterator[tuple[str, AIOKafkaConsumer]]:
+    """A new topic of ``partitions`` holding ``values``, and a started consumer of it in a
+    group of its own (stopped on exit)."""
+    topic = unique_topic()
+    await ensure_topics(settings, {topic: partitions})
+    await produce(settings, topic, values)
+    consumer = await start_consumer(settings, [topic], group_id=f"g-{uuid.uuid4().hex}")
+    try:
+        yield topic, consumer
+    finally:
+        await consumer.stop()
 
 
 def test_topic_names() -> None:
@@ -204,50 +222,39 @@ async def test_a_broker_that_dies_gives_transport_error_with_its_log(tmp_path: P
 async def test_lag_is_the_highwater_minus_every_partition_s_commit_read_at_once(
     broker: KafkaSettings,
 ) -> None:
-    topic, group = unique_topic(), f"g-{uuid.uuid4().hex}"
-    await ensure_topics(broker, {topic: 3})
     values = [f"v{i}".encode() for i in range(9)]
-    await produce(broker, topic, values)
-    consumer = await start_consumer(broker, [topic], group_id=group)
-    try:
+    async with filled_topic(broker, 3, values) as (topic, consumer):
         assert sorted(await consume(consumer, len(values))) == sorted(values)
         partitions = sorted(consumer.assignment())
         ahead = partitions[0]  # committed to its end; the others one record short of it
-        ends = {tp: consumer.highwater(tp) for tp in partitions}
-        await consumer.commit({tp: ends[tp] - (0 if tp == ahead else 1) for tp in partitions})
-        committed = await committed_offsets(consumer, partitions)
-        assert committed == {tp: ends[tp] - (0 if tp == ahead else 1) for tp in partitions}
+        commits = {tp: consumer.highwater(tp) - (0 if tp == ahead else 1) for tp in partitions}
+        await consumer.commit(commits)
+        assert await committed_offsets(consumer, partitions) == commits
         registry = CollectorRegistry()
         await LagMonitor(consumer, LagMetrics(registry)).refresh()
         for tp in partitions:
             labels = {"topic": topic, "partition": str(tp.partition)}
             expected = 0 if tp == ahead else 1
             assert registry.get_sample_value("sgx_consumer_lag", labels) == expected
-    finally:
-        await consumer.stop()
 
 
 @uses_broker
 async def test_a_batch_holds_at_most_max_bytes_and_the_rest_is_read_again(
     broker: KafkaSettings,
 ) -> None:
-    topic, group = unique_topic(), f"g-{uuid.uuid4().hex}"
-    await ensure_topics(broker, {topic: 2})
     values = [bytes([i]) * 100_000 for i in range(12)]  # 100 KB each
-    await produce(broker, topic, values)
-    consumer = await start_consumer(broker, [topic], group_id=group)
     seen: list[bytes] = []
     batches: list[int] = []
     stop = asyncio.Event()
+    async with filled_topic(broker, 2, values) as (_, consumer):
 
-    async def process(records: list[ConsumerRecord]) -> None:
-        batches.append(len(records))
-        seen.extend(r.value for r in records)
-        await consumer.commit()
-        if len(seen) >= len(values):
-            stop.set()
+        async def process(records: list[ConsumerRecord]) -> None:
+            batches.append(len(records))
+            seen.extend(r.value for r in records)
+            await consumer.commit()
+            if len(seen) >= len(values):
+                stop.set()
 
-    try:
         async with asyncio.timeout(30):
             await run_batches(
                 consumer, stop, process, max_records=500, action="test", max_bytes=250_000
@@ -256,5 +263,3 @@ async def test_a_batch_holds_at_most_max_bytes_and_the_rest_is_read_again(
         assert max(batches) == 2  # 2 x 100 KB fit in 250 KB, a third does not
         committed = await committed_offsets(consumer, consumer.assignment())
         assert sum(committed.values()) == len(values)
-    finally:
-        await consumer.stop()

@@ -25,30 +25,20 @@ from safeguard import samples
 from safeguard.parties import LA, SCHOOL
 from safeguard.runtime import publisher
 from sgx import contract as c
-from sgx.identifiers import make_nhs_number
 from sgx.kafka import inbound_topic, read_topic
 from tests.conftest_db import PG_DSN, drop_schema
 from tests.integration.harness import Exchange, eventually, running_exchange
-from tests.integration.processes import Service, service
+from tests.integration.processes import (
+    Service,
+    allocated_children,
+    assert_once_per_recipient,
+    publish_until,
+    service,
+)
 
 pytestmark = pytest.mark.broker
 
-CHILDREN = [samples.child(make_nhs_number(8300 + i)) for i in range(20)]
-ALLOCATE = samples.allocation_update(
-    [(ch["nhs_number"], None, f"sw-{i % 4}", "Team", "tm-1") for i, ch in enumerate(CHILDREN)]
-)
-
-
-async def publish_until(ex: Exchange, stop: asyncio.Event, pause: float = 0.02) -> list[str]:
-    """Attendance updates about the allocated children, 5 at a time, until ``stop``."""
-    sent: list[str] = []
-    async with publisher(ex.rt, SCHOOL) as school:
-        while not stop.is_set():
-            batch = [samples.attendance_update(CHILDREN[(len(sent) + i) % 20]) for i in range(5)]
-            await school.publish_many([(c.ATTENDANCE_UPDATE, r) for r in batch])
-            sent += [str(r["notification_id"]) for r in batch]
-            await asyncio.sleep(pause)
-    return sent
+CHILDREN, ALLOCATE = allocated_children(8300)
 
 
 async def rows_grow(ex: Exchange, by: int, timeout: float = 90.0) -> None:
@@ -67,11 +57,7 @@ async def audit_verify(ex: Exchange) -> tuple[int, str]:
 async def exactly_once(ex: Exchange, sent: list[str]) -> None:
     """Each notification in the queue once per recipient (worker and supervisor), and in
     the audit trail two deliveries, never judged twice."""
-    async with await ex.rt.queue_store(LA) as store:
-        per_delivery = await store.rows_per_notification()
-    assert set(per_delivery.values()) == {1}
-    assert {n for n, _ in per_delivery} == set(sent)
-    assert len(per_delivery) == 2 * len(sent)
+    await assert_once_per_recipient(ex, sent)
     async with ex.gateway_store() as store:
         delivered = [a for a in await store.audit_records() if a.decision == "delivered"]
     assert len(delivered) == 2 * len(sent)
@@ -92,7 +78,7 @@ async def test_three_gateways_and_two_consumers_survive_two_kills_and_a_fresh_st
                 await stack.enter_async_context(service(ex, "consumer", "run", "--la", LA))
                 for _ in range(2)
             ]
-            sending = asyncio.create_task(publish_until(ex, stop))
+            sending = asyncio.create_task(publish_until(ex, CHILDREN, stop))
             await rows_grow(ex, 100)
             await gateways[0].kill()  # SIGKILL mid-stream: its batch in hand is lost
             await rows_grow(ex, 100)
@@ -138,7 +124,7 @@ async def _zombie(tmp_path: Path, schema: str) -> None:
             service(ex, "gateway", "run") as zombie,
             service(ex, "gateway", "run") as survivor,
         ):
-            sending = asyncio.create_task(publish_until(ex, stop, pause=0.005))
+            sending = asyncio.create_task(publish_until(ex, CHILDREN, stop, pause=0.005))
             await rows_grow(ex, 200)
             zombie.pause()  # SIGSTOP, most likely with a batch in hand, past its session
             await rows_grow(ex, 400)  # the survivor has taken over all its partitions

@@ -15,46 +15,20 @@ import sys
 from pathlib import Path
 
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
 
-from safeguard import samples
 from safeguard.parties import LA, POLICE, SCHOOL
-from safeguard.runtime import publisher
-from sgx import contract as c
 from sgx.broker import free_port
-from sgx.identifiers import make_nhs_number
-from tests.integration.harness import Exchange, running_exchange
-from tests.integration.processes import service
+from tests.integration.harness import running_exchange
+from tests.integration.processes import (
+    allocated_children,
+    assert_once_per_recipient,
+    publish_until,
+    service,
+)
 
 pytestmark = pytest.mark.broker
 
-CHILDREN = [samples.child(make_nhs_number(8100 + i)) for i in range(20)]
-ALLOCATE = samples.allocation_update(
-    [(ch["nhs_number"], None, f"sw-{i % 4}", "Team", "tm-1") for i, ch in enumerate(CHILDREN)]
-)
-
-
-async def publish_until(ex: Exchange, stop: asyncio.Event) -> list[str]:
-    """Publish attendance updates in small batches until ``stop`` is set; their ids."""
-    sent: list[str] = []
-    async with publisher(ex.rt, SCHOOL) as school:
-        while not stop.is_set():
-            batch = [samples.attendance_update(CHILDREN[(len(sent) + i) % 20]) for i in range(5)]
-            await school.publish_many([(c.ATTENDANCE_UPDATE, r) for r in batch])
-            sent += [str(r["notification_id"]) for r in batch]
-            await asyncio.sleep(0.02)
-    return sent
-
-
-def queued_total(text: str) -> float:
-    """The consumer's sgx_consumer_notifications_total{outcome="queued"}, summed over types."""
-    return sum(
-        sample.value
-        for family in text_string_to_metric_families(text)
-        for sample in family.samples
-        if sample.name == "sgx_consumer_notifications_total"
-        and sample.labels.get("outcome") == "queued"
-    )
+CHILDREN, ALLOCATE = allocated_children(8100)
 
 
 async def test_sigterm_under_load_loses_and_doubles_no_queue_row(tmp_path: Path) -> None:
@@ -62,7 +36,7 @@ async def test_sigterm_under_load_loses_and_doubles_no_queue_row(tmp_path: Path)
         await ex.allocate(ALLOCATE)
         await ex.stop("gateway")  # from here the gateway runs as a process of its own
         stop_publishing = asyncio.Event()
-        sending = asyncio.create_task(publish_until(ex, stop_publishing))
+        sending = asyncio.create_task(publish_until(ex, CHILDREN, stop_publishing))
         async with service(ex, "gateway", "run") as gateway:
             async with service(ex, "consumer", "run", "--la", LA) as consumer:
                 await ex.wait_rows(100, timeout=60)
@@ -78,15 +52,13 @@ async def test_sigterm_under_load_loses_and_doubles_no_queue_row(tmp_path: Path)
                     sent = await sending
                     await ex.wait_rows(2 * len(sent), timeout=90)
                     await asyncio.sleep(1.0)  # any duplicate would arrive now
-                    processed = queued_total((await consumer.get("/metrics")).text)
+                    processed = await consumer.metric(
+                        "sgx_consumer_notifications_total", outcome="queued"
+                    )
                     assert await gateway.terminate() == 0
                 assert await consumer.terminate() == 0
 
-        async with await ex.rt.queue_store(LA) as store:
-            per_delivery = await store.rows_per_notification()
-        assert set(per_delivery.values()) == {1}
-        assert {n for n, _ in per_delivery} == set(sent)
-        assert len(per_delivery) == 2 * len(sent)  # each child's worker and supervisor
+        await assert_once_per_recipient(ex, sent)
         # The restarted consumer started where its predecessor committed at SIGTERM.
         assert processed == 2 * len(sent) - rows_at_stop
 

@@ -63,6 +63,7 @@ from typing import Any, NamedTuple
 
 import httpx
 from prometheus_client import CollectorRegistry
+from prometheus_client.parser import text_string_to_metric_families
 
 from benchmarks.common import (
     PROFILE_ENV,
@@ -75,11 +76,18 @@ from benchmarks.common import (
     process_cpu_s,
     publish,
 )
-from benchmarks.partnership import Entry, agreement_text, gss_code
+from benchmarks.partnership import Entry, agreement_text, gateway_and_las, gss_code
+from benchmarks.pipeline import (
+    AGREEMENT_FILE,
+    APPLIED,
+    GATEWAY_NOTIFICATIONS,
+    phase_runtime,
+    prepare_home,
+    publish_allocations,
+)
 from benchmarks.raw_chain import phases, run_phase
 from producers.publisher import Publisher
 from safeguard import samples
-from safeguard.runtime import Runtime, create_topics, publisher
 from sgx import contract as c
 from sgx.broker import free_port
 from sgx.envelope import Opener, Purpose
@@ -87,8 +95,8 @@ from sgx.identifiers import make_nhs_number, make_upn
 from sgx.kafka import delivery_topic, start_consumer, start_producer
 from sgx.metrics import ProducerMetrics
 from sgx.quarantine import sources
-from sgx.settings import ExchangeSettings, KafkaSettings
-from sgx.trust import PartyKind, PartySpec, init_trust
+from sgx.settings import KafkaSettings
+from sgx.trust import PartyKind, PartySpec
 
 LAS = 152
 SCHOOLS, TRUSTS, FORCES = 2_400, 200, 43
@@ -106,8 +114,6 @@ RSS_TARGET_MB = 300.0
 P99_TARGET_MS = 60.0
 READY_LIMIT_S = 900.0
 SCRAPE_EVERY_S = 3.0
-AGREEMENT_FILE = "agreement.toml"
-APPLIED = 'sgx_gateway_notifications_total{outcome="applied",type="allocation_update"}'
 SINK_GROUP = "sgx-bench-national-sink"
 MIX: tuple[tuple[str, float], ...] = (("school", 0.80), ("health", 0.12), ("police", 0.08))
 
@@ -167,12 +173,7 @@ def build(
         raise ValueError("more police forces than LAs")
     rng = random.Random(seed)
     ids = tuple(la_id(n) for n in range(1, las + 1))
-    parties = [PartySpec("gateway", "gateway", "Safeguarding Exchange gateway")]
-    parties += [
-        PartySpec(la, "local_authority", f"Borough {n:03d} Children's Services",
-                  gss_code=gss_code(n))
-        for n, la in enumerate(ids, start=1)
-    ]  # fmt: skip
+    parties = gateway_and_las(ids)
     serves: dict[str, tuple[str, ...]] = {}
 
     def add(kind: PartyKind, agency: str, name: str, served: list[str]) -> None:
@@ -279,27 +280,17 @@ def _allocated(
     return national.child(k, i)
 
 
-def record(national: National, item: Item, names: dict[str, str]) -> dict[str, Any]:
+def record(item: Item, names: dict[str, str]) -> dict[str, Any]:
     """The notification ``item`` stands for, as its sender's system would write it."""
     child = samples.child(item.nhs, item.upn, residence=item.residence)
-    builder, author = {
-        "school": (samples.attendance_update, ("Ruth Okafor", "Designated Safeguarding Lead")),
-        "health": (samples.health_update, ("Dr Sam Patel", "Named Doctor for Safeguarding")),
-        "police": (samples.police_notification, ("PC Dana Hughes", "Operation Encompass officer")),
-    }[item.kind]
-    built = builder(child)
-    built["author"] = {
-        "name": author[0],
-        "role": author[1],
-        "agency_id": item.sender,
-        "agency_name": names[item.sender],
-        "contact": f"safeguarding@{item.sender}.example",
-    }
-    if item.kind == "school":
-        built["attendance"]["school_name"] = names[item.sender]
-    return built
+    return samples.from_agency(BUILDERS[item.kind](child), item.sender, names[item.sender])
 
 
+BUILDERS = {
+    "school": samples.attendance_update,
+    "health": samples.health_update,
+    "police": samples.police_notification,
+}
 NOTIFICATION_TYPES = {
     "school": c.ATTENDANCE_UPDATE,
     "health": c.HEALTH_UPDATE,
@@ -310,11 +301,6 @@ NOTIFICATION_TYPES = {
 # --- stages ---------------------------------------------------------------------------
 
 
-def _runtime(home: Path, settings: KafkaSettings) -> Runtime:
-    exchange = ExchangeSettings(home=home, metrics_port=-1, agreement_file=home / AGREEMENT_FILE)
-    return Runtime(exchange=exchange, kafka=settings)
-
-
 async def producer_stage(
     report: Report, home: str, settings: KafkaSettings, args: dict[str, Any], go: Any
 ) -> None:
@@ -322,9 +308,9 @@ async def producer_stage(
     national = _build(args)
     items = morning(national, args["morning"])
     names = {p.id: p.name for p in national.parties}
-    records = [(item.sender, NOTIFICATION_TYPES[item.kind], record(national, item, names))
+    records = [(item.sender, NOTIFICATION_TYPES[item.kind], record(item, names))
                for item in items]  # fmt: skip
-    rt = _runtime(Path(home), settings)
+    rt = phase_runtime(Path(home), settings)
     trust, contract, pseudonyms = rt.trust(), rt.contract(), rt.pseudonyms()
     producer = await start_producer(rt.kafka)
     try:
@@ -357,7 +343,7 @@ async def sink_stage(
 ) -> None:
     """Every LA's delivery topic, opened and decoded with the LA's key; "done" once each
     (notification, LA) pair expected has arrived, with latencies and the lag timeline."""
-    rt = _runtime(Path(home), settings)
+    rt = phase_runtime(Path(home), settings)
     trust, contract = rt.trust(), rt.contract()
     openers = {delivery_topic(la): Opener(rt.identity(la, trust), trust) for la in las}
     consumer = await start_consumer(rt.kafka, sorted(openers), group_id=SINK_GROUP)
@@ -426,7 +412,6 @@ def _build(args: dict[str, Any]) -> National:
 class GatewayProcess:
     process: asyncio.subprocess.Process
     port: int
-    started: float
     ready_s: float = 0.0
 
     def status(self) -> dict[str, float]:
@@ -448,20 +433,22 @@ class GatewayProcess:
         """Seconds from ready until the group has judged ``updates`` allocation updates."""
         started = time.perf_counter()
         async with asyncio.timeout(READY_LIMIT_S):
-            while await self.metric(APPLIED) < updates:  # noqa: ASYNC110 - polls a metric
+            while await self.metric(GATEWAY_NOTIFICATIONS, **APPLIED) < updates:  # noqa: ASYNC110
                 # a scrape of a national gateway (a lag series per partition) costs it
                 # about 0.25 s of CPU: polled more often, the poll would be the load
                 await asyncio.sleep(SCRAPE_EVERY_S)
         return round(time.perf_counter() - started, 1)
 
-    async def metric(self, name: str) -> float:
-        """The sum of the samples ``name`` (a name, or a name{labels} prefix) the gateway
-        exports now."""
+    async def metric(self, name: str, **labels: str) -> float:
+        """The sum of the samples ``name`` (with ``labels``) the gateway exports now."""
         async with httpx.AsyncClient(timeout=60) as client:
             text = (await client.get(f"http://127.0.0.1:{self.port}/metrics")).text
-        prefixes = (name,) if "{" in name else (name + " ", name + "{")
-        return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
-                   if line.startswith(prefixes))  # fmt: skip
+        return sum(
+            sample.value
+            for family in text_string_to_metric_families(text)
+            for sample in family.samples
+            if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items())
+        )
 
 
 # The gateway under cProfile timing its main thread's CPU (not the time it waits).
@@ -507,7 +494,7 @@ async def gateway_process(
         sys.executable, *command, "gateway", "run", "--home", str(home),
         env=_env(settings, home, port, fetch_wait_ms), stdout=asyncio.subprocess.DEVNULL,
     )  # fmt: skip
-    running = GatewayProcess(process, port, started)
+    running = GatewayProcess(process, port)
     try:
         async with asyncio.timeout(READY_LIMIT_S), httpx.AsyncClient(timeout=5) as client:
             while True:
@@ -533,23 +520,13 @@ async def gateway_process(
 
 
 async def prepare(home: Path, settings: KafkaSettings, national: National) -> dict[str, Any]:
-    """Trust directory, agreement, topics, and every LA's allocations published."""
+    """Trust directory, agreement, topics, and every LA's allocations built and published."""
     started = time.perf_counter()
-    init_trust(home / "trust", national.parties)
     defaults = {agency: las[:1] for agency, las in national.serves.items()}
-    (home / AGREEMENT_FILE).write_text(agreement_text(defaults), encoding="utf-8")
-    rt = _runtime(home, settings)
-    await create_topics(rt)
+    rt = await prepare_home(home, settings, national.parties, agreement_text(defaults))
     topics_s = time.perf_counter() - started
-    updates, by_la = 0, dict[str, list[dict[str, Any]]]()
-    for la, update in allocation_updates(national):
-        by_la.setdefault(la, []).append(update)
     published = time.perf_counter()
-    for la, batch in by_la.items():
-        async with publisher(rt, la) as authority:
-            for update in batch:
-                await authority.publish_allocations(update)
-                updates += 1
+    updates = await publish_allocations(rt, allocation_updates(national))
     return {
         "trust_and_topics_s": round(topics_s, 1),
         "allocation_updates": updates,
@@ -669,7 +646,7 @@ def report(results: list[Result], figures: dict[str, Any]) -> str:
     peak = max(end_mb["VmHWM"], figures["gateway_after_restart_mb"]["VmHWM"])
     lines = [
         f"{figures['las']} LAs, {figures['agencies']:,} agencies, {figures['allocations']:,}"
-        f" allocations in {figures['allocation_updates']} updates (published in"
+        f" allocations in {figures['allocation_updates']} updates (built and published in"
         f" {figures['allocations_publish_s']} s)",
         f"gateway start-up (spawn to /readyz, directory read from the allocation topics):"
         f" {figures['gateway_start_s']} s; restart from its snapshot:"

@@ -107,6 +107,17 @@ def gss_code(n: int) -> str:
     return f"E09{n:06d}"
 
 
+def gateway_and_las(ids: Sequence[str]) -> list[PartySpec]:
+    """The gateway, and an LA for each of ``ids``: the n-th (from 1) with GSS code
+    :func:`gss_code` (n), called "Borough n" (n as wide as the largest, two digits at least)."""
+    width = max(2, len(str(len(ids))))
+    return [PartySpec("gateway", "gateway", "Safeguarding Exchange gateway")] + [
+        PartySpec(la, "local_authority", f"Borough {n:0{width}d} Children's Services",
+                  gss_code=gss_code(n))
+        for n, la in enumerate(ids, start=1)
+    ]  # fmt: skip
+
+
 @functools.cache
 def build_plan(
     las: int = LAS, allocations: int = ALLOCATIONS, batch: int = BATCH, seed: int = SEED
@@ -118,12 +129,7 @@ def build_plan(
         )
     rng = random.Random(seed)
     ids = [la_id(n) for n in range(1, las + 1)]
-    parties = [PartySpec("gateway", "gateway", "Safeguarding Exchange gateway")]
-    parties += [
-        PartySpec(la, "local_authority", f"Borough {n:02d} Children's Services",
-                  gss_code=gss_code(n))
-        for n, la in enumerate(ids, start=1)
-    ]  # fmt: skip
+    parties = gateway_and_las(ids)
     default_las: dict[str, tuple[str, ...]] = {}
     for kind, prefix, count, fewest, most in AGENCIES:
         for k in range(1, count + 1):
@@ -224,18 +230,8 @@ def agreement_text(default_las: Mapping[str, Sequence[str]]) -> str:
 def attendance(plan: Plan, notice: Notice) -> dict[str, Any]:
     """The sender school's attendance update about the notice's child."""
     name = next(p.name for p in plan.parties if p.id == plan.sender)
-    record = samples.attendance_update(
-        samples.child(notice.nhs_number, residence=notice.residence),
-        author={
-            "name": "Ruth Okafor",
-            "role": "Designated Safeguarding Lead",
-            "agency_id": plan.sender,
-            "agency_name": name,
-            "contact": f"safeguarding@{plan.sender}.example",
-        },
-    )
-    record["attendance"]["school_name"] = name
-    return record
+    child = samples.child(notice.nhs_number, residence=notice.residence)
+    return samples.from_agency(samples.attendance_update(child), plan.sender, name)
 
 
 @dataclass(frozen=True)

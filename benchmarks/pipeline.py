@@ -23,10 +23,12 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import itertools
+import operator
 import tempfile
 import time
 from collections import Counter
-from collections.abc import Awaitable, Callable, Coroutine, Iterable
+from collections.abc import Awaitable, Callable, Coroutine, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from multiprocessing.synchronize import Event as EventType
@@ -133,7 +135,8 @@ class SingleLA:
         return {LA: count * 2}  # the allocated worker and the supervisor
 
 
-def _runtime(home: Path, settings: KafkaSettings) -> Runtime:
+def phase_runtime(home: Path, settings: KafkaSettings) -> Runtime:
+    """A stage's runtime over a phase's home (metrics off, the phase's agreement)."""
     exchange = ExchangeSettings(home=home, metrics_port=-1, agreement_file=home / AGREEMENT_FILE)
     return Runtime(exchange=exchange, kafka=settings)
 
@@ -240,7 +243,7 @@ async def gateway_stage(
     One of several instances in the group (``finish`` given): "ready" once its directory
     holds the ``updates`` (the allocation topics' owner audits them, unseen here), and
     "done" when ``finish`` is set, with the notifications it delivered itself."""
-    rt, registry, collector = _runtime(Path(home), settings), CollectorRegistry(), GcTime()
+    rt, registry, collector = phase_runtime(Path(home), settings), CollectorRegistry(), GcTime()
     idle: dict[str, Any] = {}
 
     async def settled() -> None:
@@ -279,7 +282,7 @@ async def gateway_stage(
 async def consumer_stage(
     report: Report, home: str, settings: KafkaSettings, rows: int, party: str = LA
 ) -> None:
-    rt, registry = _runtime(Path(home), settings), CollectorRegistry()
+    rt, registry = phase_runtime(Path(home), settings), CollectorRegistry()
     await _serve(
         report,
         lambda stop, ready: run_consumer(rt, party, stop, registry, ready),
@@ -292,7 +295,7 @@ async def consumers_stage(
 ) -> None:
     """The consumers of several LAs in one process, each its own service as in
     :func:`consumer_stage`; "done" once every LA's queue holds its rows."""
-    rt = _runtime(Path(home), settings)
+    rt = phase_runtime(Path(home), settings)
     registries = {la: CollectorRegistry() for la in rows}
 
     async def run(stop: asyncio.Event, ready: asyncio.Event) -> None:
@@ -325,7 +328,7 @@ async def producer_stage(
 ) -> None:
     """The sender: builds its records and connects, reports "ready", and publishes once
     ``go`` is set (so the other stages do not idle, counted, while it starts)."""
-    rt = _runtime(Path(home), settings)
+    rt = phase_runtime(Path(home), settings)
     flow = flow or SingleLA()
     records = flow.notifications(count)
     async with publisher(rt, flow.sender) as school:
@@ -351,21 +354,34 @@ async def producer_stage(
         report("done", first_ns=first_ns, acked_ns=time.time_ns(), cpu_start_s=cpu_start_s)
 
 
+async def prepare_home(
+    home: Path, settings: KafkaSettings, parties: Sequence[PartySpec], agreement: str
+) -> Runtime:
+    """A phase's home: trust directory, agreement file and every topic the parties use."""
+    init_trust(home / "trust", parties)
+    (home / AGREEMENT_FILE).write_text(agreement, encoding="utf-8")
+    rt = phase_runtime(home, settings)
+    await create_topics(rt)
+    return rt
+
+
+async def publish_allocations(rt: Runtime, updates: Iterable[tuple[str, dict[str, Any]]]) -> int:
+    """Publish each (LA, AllocationUpdate) as that LA, one publisher per run of one LA's
+    updates (made one at a time, so a million entries are never all held); the count."""
+    sent = 0
+    for la, run in itertools.groupby(updates, key=operator.itemgetter(0)):
+        async with publisher(rt, la) as authority:
+            for _, update in run:
+                await authority.publish_allocations(update)
+                sent += 1
+    return sent
+
+
 async def _prepare(home: Path, settings: KafkaSettings, flow: Flow) -> tuple[Runtime, int]:
     """Trust directory, agreement, topics; the LAs' allocations published (not yet
     applied: the gateway has not started). Returns the runtime and the updates sent."""
-    init_trust(home / "trust", flow.parties)
-    (home / AGREEMENT_FILE).write_text(flow.agreement(), encoding="utf-8")
-    rt = _runtime(home, settings)
-    await create_topics(rt)
-    by_la: dict[str, list[dict[str, Any]]] = {}
-    for la, update in flow.allocation_updates():
-        by_la.setdefault(la, []).append(update)
-    for la, updates in by_la.items():
-        async with publisher(rt, la) as authority:
-            for update in updates:
-                await authority.publish_allocations(update)
-    return rt, sum(len(updates) for updates in by_la.values())
+    rt = await prepare_home(home, settings, flow.parties, flow.agreement())
+    return rt, await publish_allocations(rt, flow.allocation_updates())
 
 
 async def run_pipeline_phase(

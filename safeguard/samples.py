@@ -47,6 +47,20 @@ def _author(agency: str, name: str, role: str) -> dict[str, Any]:
     }
 
 
+def from_agency(record: dict[str, Any], agency_id: str, agency_name: str) -> dict[str, Any]:
+    """``record`` as ``agency_id``'s own system would write it: the same author (name and
+    role) at that agency, and a school's own name on its attendance record."""
+    record["author"] = {
+        **record["author"],
+        "agency_id": agency_id,
+        "agency_name": agency_name,
+        "contact": f"safeguarding@{agency_id}.example",
+    }
+    if "attendance" in record:
+        record["attendance"]["school_name"] = agency_name
+    return record
+
+
 def _sharing(**overrides: Any) -> dict[str, Any]:
     sharing: dict[str, Any] = {
         "consent": "NOT_SOUGHT",

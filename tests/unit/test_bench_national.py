@@ -77,7 +77,7 @@ async def test_the_gateway_routes_the_morning_as_the_plan_expects(tmp_path: Path
         router = Router(directory, trust, partnership)
         names = {p.id: p.name for p in national.parties}
         for item in items:
-            child = record(national, item, names)["child"]
+            child = record(item, names)["child"]
             nhs_key, upn_key = pseudonyms.identifier_keys(child["nhs_number"], child["upn"])
             routes = router.routes(item.sender, nhs_key, upn_key, item.residence)
             assert sorted(r.la for r in routes) == sorted(item.reaches), item

@@ -407,17 +407,15 @@ async def run_batches(
             batches = await consumer.getmany(timeout_ms=_POLL_MS, max_records=max_records)
         records = [record for batch in batches.values() for record in batch]
         taken, size = 0, 0
-        while taken < len(records) and (taken == 0 or size + _size(records[taken]) <= max_bytes):
-            size += _size(records[taken])
+        for record in records:
+            size += len(record.value) if record.value is not None else 0
+            if taken and size > max_bytes:
+                break
             taken += 1
         if taken < len(records):
             seek_back(consumer, records[taken:])
         if records:
             await process(records[:taken])
-
-
-def _size(record: ConsumerRecord) -> int:
-    return len(record.value) if record.value is not None else 0
 
 
 def seek_back(consumer: AIOKafkaConsumer, records: Iterable[ConsumerRecord]) -> None:

@@ -7,6 +7,11 @@ Kafka offsets only afterwards. After a crash Kafka redelivers the batch and the 
 ignores rows it already holds (unique on ``notification_id, recipient_id``), so every
 notification ends up exactly once in each recipient's queue.
 
+Item ids are handed out in commit order (SQLite has one writer; on PostgreSQL every
+batch takes the same transaction-scoped advisory lock before it inserts), so a reader
+that pages with "items after id N" (:meth:`QueueStore.select`, the inbox's cursor) never
+misses a row that a slower concurrent transaction commits later with a smaller id.
+
 The envelope column holds the sealed delivery exactly as it came off the topic: the queue
 keeps it encrypted at rest, and the reader opens it with the local authority's key. The
 other columns are routing facts the queue needs to list and count items (ids, type,
@@ -31,6 +36,7 @@ from typing import Any, Literal
 
 from sqlalchemy import (
     Column,
+    ColumnElement,
     Index,
     LargeBinary,
     MetaData,
@@ -38,8 +44,12 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    false,
     func,
+    or_,
     select,
+    text,
+    true,
     update,
 )
 from sqlalchemy.engine import RowMapping
@@ -62,6 +72,18 @@ from sgx.errors import NotFound
 from sgx.quarantine import Quarantined, quarantine_row, quarantined_from_row
 
 QueueStatus = Literal["unread", "acked"]
+# PostgreSQL advisory lock key the queue's writers share ("sgxqueue" as a 64-bit integer)
+_WRITE_LOCK = 0x7367_7871_7565_7565
+
+
+@dataclass(frozen=True)
+class QueueSelection:
+    """Which rows a reader may see: addressed to one of ``recipients``, or (a supervisor's
+    view) to anyone in one of ``teams``. An empty selection selects nothing."""
+
+    recipients: frozenset[str] = frozenset()
+    teams: frozenset[str] = frozenset()
+    everything: bool = False  # a case-management system scoped to the whole LA's queue
 
 
 @dataclass(frozen=True)
@@ -137,6 +159,17 @@ def _quarantine_table(metadata: MetaData) -> Table:
     )
 
 
+def _covers(items: Table, selection: QueueSelection) -> ColumnElement[bool]:
+    if selection.everything:
+        return true()
+    clauses: builtins.list[ColumnElement[bool]] = []
+    if selection.recipients:
+        clauses.append(items.c.recipient_id.in_(sorted(selection.recipients)))
+    if selection.teams:
+        clauses.append(items.c.team.in_(sorted(selection.teams)))
+    return or_(*clauses) if clauses else false()
+
+
 def _entry_row(entry: QueueEntry, queued_at: datetime) -> dict[str, Any]:
     row = {name: getattr(entry, name) for name in _ENTRY_FIELDS}
     for name in _STRING_TUPLES:
@@ -193,6 +226,8 @@ class QueueStore(Database):
         bad = [quarantine_row(entry, self._quarantine) for entry in quarantined]
         with store_errors("store a queue batch"):
             async with write_transaction(self._engine) as conn:
+                if not is_sqlite(self._engine):  # ids in commit order: see the module doc
+                    await conn.execute(text(f"SELECT pg_advisory_xact_lock({_WRITE_LOCK})"))
                 inserted = await self._insert_items(conn, entries, queued_at)
                 if bad:
                     await conn.execute(self._add_quarantine, bad)
@@ -230,6 +265,30 @@ class QueueStore(Database):
         with store_errors("list a queue"):
             async with self._engine.connect() as conn:
                 result = await conn.execute(query.order_by(self._items.c.item_id))
+                return [_item(row) for row in result.mappings()]
+
+    async def select(
+        self,
+        selection: QueueSelection,
+        *,
+        after: int = 0,
+        limit: int | None = None,
+        include_acked: bool = True,
+        notification_ids: Sequence[str] | None = None,
+    ) -> builtins.list[QueueItem]:
+        """Rows ``selection`` covers with ids above ``after``, in id (= commit) order."""
+        c = self._items.c
+        query = select(self._items).where(_covers(self._items, selection), c.item_id > after)
+        if not include_acked:
+            query = query.where(c.status == "unread")
+        if notification_ids is not None:
+            query = query.where(c.notification_id.in_(list(notification_ids)))
+        query = query.order_by(c.item_id)
+        if limit is not None:
+            query = query.limit(limit)
+        with store_errors("select queue items"):
+            async with self._engine.connect() as conn:
+                result = await conn.execute(query)
                 return [_item(row) for row in result.mappings()]
 
     async def get(self, item_id: int) -> QueueItem:

@@ -6,15 +6,20 @@ open it with the local authority's key and decode the minimised notification.
 
 from __future__ import annotations
 
+import builtins
 import datetime as dt
+import re
 from dataclasses import dataclass
 from typing import Any
 
-from consumers.queue import QueueItem, QueueStore
+from consumers.queue import QueueItem, QueueSelection, QueueStore
 from sgx import contract as c
 from sgx.contract import Contract
 from sgx.envelope import Opener, Purpose
 from sgx.errors import ContractError
+
+
+_SYMBOL = re.compile(r"[A-Z][A-Z0-9]*(_[A-Z0-9]+)*")  # an Avro enum symbol, not "CAD-2025-1"
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,6 +67,20 @@ class QueueReader:
     async def show(self, item_id: int) -> QueueView:
         return self.open(await self._store.get(item_id))
 
+    async def select(
+        self,
+        selection: QueueSelection,
+        *,
+        after: int = 0,
+        limit: int | None = None,
+        include_acked: bool = True,
+    ) -> builtins.list[QueueView]:
+        """The rows ``selection`` covers after id ``after``, opened (see QueueStore.select)."""
+        items = await self._store.select(
+            selection, after=after, limit=limit, include_acked=include_acked
+        )
+        return [self.open(item) for item in items]
+
 
 def child_label(notification: dict[str, Any]) -> str:
     child = notification["child"]
@@ -86,7 +105,7 @@ def summary_line(view: QueueView) -> str:
     status = "" if item.status == "unread" else f" [{item.status}]"
     return (
         f"#{item.item_id:<4} {item.urgency:<9} {view.type_label:<20} {child_label(n)} "
-        f"— from {_author(view)['agency_name']} ({_readable(item.route_reason)}){status}"
+        f"— from {_author(view)['agency_name']} ({readable(item.route_reason)}){status}"
     )
 
 
@@ -112,10 +131,10 @@ def detail(view: QueueView) -> str:
     if a.get("historical"):
         lines.append(f"  historical information; relevant because: {a['historical_relevance']}")
     if a.get("child_views"):
-        lines.append(f"  child's views: {_compact(a['child_views'])}")
+        lines.append(f"  child's views: {compact(a['child_views'])}")
     for key in ("attendance", "health", "police"):
         if key in n:
-            lines.append(f"  {key}: {_compact(n[key])}")
+            lines.append(f"  {key}: {compact(n[key])}")
     reason = f" — without consent: {s['no_consent_reason']}" if s.get("no_consent_reason") else ""
     lines.append(
         f"  consent {s['consent']}; lawful basis {s['lawful_basis']} ({s['legal_gateway']}){reason}"
@@ -127,14 +146,14 @@ def detail(view: QueueView) -> str:
     return "\n".join(lines)
 
 
-def _compact(value: dict[str, Any]) -> str:
+def compact(value: dict[str, Any]) -> str:
     """A record's fields as a person reads them: ``occurred at 2026-11-20 22:15 UTC; ...``."""
     return "; ".join(
-        f"{k.replace('_', ' ')} {_readable(v)}" for k, v in value.items() if v not in (None, [], "")
+        f"{k.replace('_', ' ')} {readable(v)}" for k, v in value.items() if v not in (None, [], "")
     )
 
 
-def _readable(value: Any) -> str:
+def readable(value: Any) -> str:
     """One value for a person: dates and times spelled out, yes/no, nested fields in ()."""
     if isinstance(value, bool):
         return "yes" if value else "no"
@@ -143,10 +162,10 @@ def _readable(value: Any) -> str:
     if isinstance(value, dt.date):
         return f"{value:%Y-%m-%d}"
     if isinstance(value, dict):
-        return f"({_compact(value)})"
+        return f"({compact(value)})"
     if isinstance(value, list):
-        return ", ".join(_readable(v) for v in value)
-    if isinstance(value, str) and value.isupper():
+        return ", ".join(readable(v) for v in value)
+    if isinstance(value, str) and _SYMBOL.fullmatch(value):
         return value.lower().replace("_", " ")  # an enum symbol
     return str(value)
 
@@ -160,7 +179,7 @@ def _request_detail(view: QueueView) -> str:
         f"{by['agency_name']}",
         f"  requested {r['requested_at']:%Y-%m-%d %H:%M} UTC; routed to {to['id']} "
         f"({to['role'].lower()}); an answer is due within 14 days",
-        f"  proceedings: {_compact(proceedings)}",
+        f"  proceedings: {compact(proceedings)}",
         f"  material requested: {r['material_requested']}",
         f"  reasons: {r['reasons']}",
     ]

@@ -54,9 +54,10 @@ class ShareClient:
         purpose: str,
         requested_by: str,
         timeout: float = 30.0,
+        request_id: uuid.UUID | None = None,
     ) -> dict[str, Any]:
         """Ask for an onward share of ``view``; returns the gateway's ShareDecision."""
-        request_id = uuid.uuid4()
+        request_id = request_id or uuid.uuid4()
         request = {
             "request_id": request_id,
             "notification_id": uuid.UUID(view.item.notification_id),

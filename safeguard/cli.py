@@ -11,6 +11,7 @@ in ``safeguard/cli_*.py`` are registered at the end of this module::
     safeguard producer health ingest FILE               FHIR R4 bundles (cli_health)
     safeguard producer police encompass FILE | disclosure FILE    force exports (cli_police)
     safeguard push token | revoke | serve | openapi     the HTTP push endpoint (cli_push)
+    safeguard inbox serve | user add | client add | openapi   an LA's inbox (cli_inbox)
     safeguard police requests                           open Protocol requests (cli_police)
 """
 
@@ -34,6 +35,7 @@ from safeguard.cli_common import (
     until_signalled,
 )
 from safeguard.cli_health import health
+from safeguard.cli_inbox import inbox
 from safeguard.cli_police import police, police_feed
 from safeguard.cli_producer import producer
 from safeguard.cli_push import push
@@ -375,6 +377,7 @@ main.add_command(producer)
 # `safeguard push token|revoke|serve|openapi`: the push endpoint is a service of its own
 # (one process can serve several agencies), like `gateway run`.
 main.add_command(push)
+main.add_command(inbox)
 # `safeguard police requests`: the exchange's view of open Protocol disclosure requests.
 main.add_command(police)
 

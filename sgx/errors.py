@@ -17,6 +17,8 @@ the boundary where they occur and chained with ``raise ... from exc``::
     ├── TransportError              the broker is unreachable or refused a request (retriable)
     ├── StoreError                  a queue, audit or outbox database failed (retriable)
     ├── NotFound                    a stored item (e.g. a queue item) does not exist
+    ├── NotAuthenticated            a request has no valid session, token or credentials
+    ├── Forbidden                   the caller may not do this or see this item
     ├── Fenced                      a gateway instance no longer owns an audit chain it wrote
     └── AuditChainBroken            an audit hash chain does not verify
 
@@ -98,6 +100,14 @@ class StoreError(ExchangeError):
 
 class NotFound(ExchangeError):
     """A stored item that was asked for by id (a queue item, say) does not exist."""
+
+
+class NotAuthenticated(ExchangeError):
+    """A request carries no valid session, token or credentials (HTTP 401)."""
+
+
+class Forbidden(ExchangeError):
+    """The caller is known but may not do this, or see this item (HTTP 403)."""
 
 
 class Fenced(ExchangeError):

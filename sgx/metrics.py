@@ -53,6 +53,7 @@ import contextlib
 import logging
 import socket
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
+from typing import Self
 
 import uvicorn
 from aiokafka import AIOKafkaConsumer
@@ -72,6 +73,7 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
+from starlette.types import ASGIApp
 
 from sgx.db import store_errors
 from sgx.errors import ConfigError, ExchangeError
@@ -510,23 +512,16 @@ async def _until_started(server: uvicorn.Server, task: asyncio.Task[None]) -> No
         await asyncio.sleep(0.01)
 
 
-class MetricsServer:
-    """Serves one registry over HTTP as a task of the running event loop.
+class HttpServer:
+    """Serves one ASGI app over HTTP as a task of the running event loop.
 
     Port 0 binds a free port; :attr:`port` then tells which.
     """
 
-    def __init__(
-        self,
-        registry: CollectorRegistry,
-        host: str = "127.0.0.1",
-        port: int = 0,
-        readiness: Readiness | None = None,
-    ) -> None:
+    def __init__(self, app: ASGIApp, host: str = "127.0.0.1", port: int = 0) -> None:
         self.host = host
         self._requested_port = port
-        self.readiness = readiness or Readiness()
-        self._app = metrics_app(registry, self.readiness)
+        self._app = app
         self._socket: socket.socket | None = None
         self._port: int | None = None
         self._server: _QuietServer | None = None
@@ -536,16 +531,22 @@ class MetricsServer:
     def port(self) -> int:
         """The bound TCP port (known once started)."""
         if self._port is None:
-            raise RuntimeError("MetricsServer is not started")
+            raise RuntimeError(f"{type(self).__name__} is not started")
         return self._port
+
+    @property
+    def task(self) -> asyncio.Task[None] | None:
+        """The serving task (done if the server stopped by itself)."""
+        return self._task
 
     async def start(self) -> None:
         """Bind the port and serve; return once the server accepts connections."""
         self._socket = _bind(self.host, self._requested_port)
         self._port = self._socket.getsockname()[1]
         config = uvicorn.Config(
-            self._app, host=self.host, port=self.port, log_level="warning", lifespan="off"
-        )
+            self._app, host=self.host, port=self.port, log_level="warning", lifespan="off",
+            access_log=False,
+        )  # fmt: skip
         self._server = _QuietServer(config)
         self._task = asyncio.create_task(self._server.serve(sockets=[self._socket]))
         async with asyncio.timeout(START_LIMIT_S):
@@ -561,9 +562,23 @@ class MetricsServer:
             self._socket.close()
             self._socket = None
 
-    async def __aenter__(self) -> MetricsServer:
+    async def __aenter__(self) -> Self:
         await self.start()
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:
         await self.stop()
+
+
+class MetricsServer(HttpServer):
+    """Serves ``/metrics`` from one registry, with ``/healthz`` and ``/readyz``."""
+
+    def __init__(
+        self,
+        registry: CollectorRegistry,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        readiness: Readiness | None = None,
+    ) -> None:
+        self.readiness = readiness or Readiness()
+        super().__init__(metrics_app(registry, self.readiness), host, port)

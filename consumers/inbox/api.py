@@ -1,0 +1,203 @@
+"""The case-management API: JSON over HTTP for Mosaic, Liquidlogic or Eclipse.
+
+Deliveries are listed after a cursor (the last item id seen; ids are handed out in commit
+order, see :mod:`consumers.queue`), so a poller misses and repeats nothing. Listing gives
+routing facts only; fetching one opens it (audited). Errors are ``{"errors": [{"path",
+"problem"}]}`` and never echo what was sent.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from pydantic import BaseModel, ValidationError
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from consumers.inbox import auth
+from consumers.inbox.access import Principal
+from consumers.inbox.api_models import (
+    AckOut,
+    Delivery,
+    DeliveryPage,
+    DeliverySummary,
+    ReceivedOut,
+    RestrictionOut,
+    ShareIn,
+    ShareOut,
+    SharingRecord,
+)
+from consumers.inbox.oidc import IdentityProvider
+from consumers.inbox.service import PAGE_LIMIT, Inbox
+from consumers.inbox.store import ShareRecord
+from consumers.inbox.views import jsonable, restrictions
+from consumers.inbox.web import share_status
+from consumers.queue import QueueItem
+from sgx.errors import ContractError
+
+PREFIX = "/api/v1"
+
+
+def body(model: BaseModel, status: int = 200) -> Response:
+    return Response(
+        model.model_dump_json(),
+        status_code=status,
+        media_type="application/json",
+        headers={"Cache-Control": "no-store"},
+    )
+
+
+def errors(status: int, items: list[tuple[str, str]]) -> JSONResponse:
+    return JSONResponse(
+        {"errors": [{"path": p, "problem": m} for p, m in items]},
+        status_code=status,
+        headers={"Cache-Control": "no-store"},
+    )
+
+
+def _summary(item: QueueItem) -> dict[str, Any]:
+    return {
+        "item_id": item.item_id,
+        "cursor": str(item.item_id),
+        "notification_id": item.notification_id,
+        "notification_type": item.notification_type,
+        "urgency": item.urgency,
+        "status": item.status,
+        "recipient_id": item.recipient_id,
+        "recipient_role": item.recipient_role,
+        "team": item.team,
+        "route_reason": item.route_reason,
+        "sender_agency": item.sender_agency,
+        "authored_at": item.authored_at,
+        "routed_at": item.routed_at,
+        "queued_at": item.queued_at,
+        "acked_at": item.acked_at,
+        "acked_by": item.acked_by,
+        "restrictions": list(item.restrictions),
+        "withheld": list(item.withheld),
+    }
+
+
+def _share(share: ShareRecord) -> ShareOut:
+    return ShareOut(
+        share_id=share.share_id,
+        item_id=share.item_id,
+        to_id=share.to_id,
+        to_category=share.to_category,
+        to_name=share.to_name,
+        purpose=share.purpose,
+        requested_by=share.requested_by,
+        requested_at=share.requested_at,
+        status=share_status(share),
+        broken=list(share.broken),
+        reason=share.reason,
+        decided_at=share.decided_at,
+    )
+
+
+def _int_param(request: Request, name: str, default: int, lowest: int, highest: int) -> int:
+    raw = request.query_params.get(name)
+    if raw is None:
+        return default
+    if not raw.isdigit() or not lowest <= int(raw) <= highest:
+        raise ContractError(f"query.{name}", f"must be a whole number from {lowest} to {highest}")
+    return int(raw)
+
+
+class Api:
+    def __init__(self, inbox: Inbox, idp: IdentityProvider | None) -> None:
+        self._inbox = inbox
+        self._idp = idp
+
+    async def _who(self, request: Request) -> Principal:
+        return await auth.system(request, self._inbox.store, self._idp, self._inbox.la)
+
+    async def deliveries(self, request: Request) -> Response:
+        """GET /api/v1/deliveries?after=<cursor>&limit=<n>"""
+        who = await self._who(request)
+        after = _int_param(request, "after", 0, 0, 2**63 - 1)
+        limit = _int_param(request, "limit", 100, 1, PAGE_LIMIT)
+        items = await self._inbox.items(who, after=after, limit=limit)
+        next_cursor = str(items[-1].item_id) if items else str(after)
+        page = DeliveryPage(
+            items=[DeliverySummary(**_summary(i)) for i in items], next_cursor=next_cursor
+        )
+        return body(page)
+
+    async def delivery(self, request: Request) -> Response:
+        who = await self._who(request)
+        view = await self._inbox.open(who, int(request.path_params["item_id"]), "fetched")
+        return body(
+            Delivery(
+                **_summary(view.item),
+                restriction_texts=[RestrictionOut(**r) for r in restrictions(view)],
+                notification=jsonable(view.notification),
+            )
+        )
+
+    async def ack(self, request: Request) -> Response:
+        who = await self._who(request)
+        item = await self._inbox.ack(who, int(request.path_params["item_id"]))
+        return body(
+            AckOut(
+                item_id=item.item_id,
+                status=item.status,
+                acked_at=item.acked_at,
+                acked_by=item.acked_by,
+            )
+        )
+
+    async def share(self, request: Request) -> Response:
+        who = await self._who(request)
+        try:
+            asked = ShareIn.model_validate(json.loads(await request.body()))
+        except json.JSONDecodeError:
+            return errors(400, [("body", "not valid JSON")])
+        except ValidationError as exc:
+            return errors(
+                422, [(_path(e["loc"]), e["msg"]) for e in exc.errors(include_input=False)]
+            )
+        share = await self._inbox.share(
+            who,
+            int(request.path_params["item_id"]),
+            category=asked.category,
+            to_name=asked.to_name,
+            purpose=asked.purpose,
+        )
+        return body(_share(share), 201)
+
+    async def share_decision(self, request: Request) -> Response:
+        who = await self._who(request)
+        return body(
+            _share(await self._inbox.share_record(who, int(request.path_params["share_id"])))
+        )
+
+    async def sharing_record(self, request: Request) -> Response:
+        who = await self._who(request)
+        record = await self._inbox.child(who, int(request.path_params["item_id"]))
+        received = [
+            ReceivedOut(
+                item_id=v.item.item_id,
+                notification_id=v.item.notification_id,
+                notification_type=v.item.notification_type,
+                urgency=v.item.urgency,
+                sender_agency=v.item.sender_agency,
+                author=str(
+                    (v.notification.get("author") or v.notification.get("requested_by") or {}).get(
+                        "name"
+                    )
+                ),
+                authored_at=v.delivery["authored_at"],
+                consent=str(v.notification.get("sharing", {}).get("consent", "NOT_SOUGHT")),
+                lawful_basis=str(
+                    v.notification.get("sharing", {}).get("lawful_basis", "PUBLIC_TASK")
+                ),
+            )
+            for v in record.views
+        ]
+        return body(SharingRecord(received=received, shared=[_share(s) for s in record.shares]))
+
+
+def _path(location: tuple[int | str, ...]) -> str:
+    return ".".join(["body", *(str(part) for part in location)])

@@ -1,0 +1,128 @@
+"""The case-management API's bodies, as pydantic models: they check what comes in, shape
+what goes out, and generate the OpenAPI 3.1 document (:mod:`consumers.inbox.openapi`)."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+Category = Literal["LA_SOCIAL_CARE", "PARENT_OR_CARER", "OTHER_PROFESSIONAL", "CARE_PROCEEDINGS"]
+
+
+class _Out(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ErrorItem(_Out):
+    path: str = Field(description="where: body.<field>, query.<name> or path.<name>")
+    problem: str = Field(description="what is wrong (never the value that was sent)")
+
+
+class Errors(_Out):
+    errors: list[ErrorItem]
+
+
+class RestrictionOut(_Out):
+    code: str
+    label: str
+    source: str
+    text: str
+
+
+class DeliverySummary(_Out):
+    """A queue row as listed: routing facts only, never the child or the notification."""
+
+    item_id: int
+    cursor: str = Field(description="pass as ?after= to list what came after this item")
+    notification_id: str
+    notification_type: str
+    urgency: Literal["ROUTINE", "PRIORITY", "IMMEDIATE"]
+    status: Literal["unread", "acked"]
+    recipient_id: str
+    recipient_role: str
+    team: str | None
+    route_reason: str
+    sender_agency: str
+    authored_at: dt.datetime
+    routed_at: dt.datetime
+    queued_at: dt.datetime
+    acked_at: dt.datetime | None
+    acked_by: str | None
+    restrictions: list[str] = Field(description="restriction codes on onward use")
+    withheld: list[str] = Field(description="parts withheld from this recipient")
+
+
+class DeliveryPage(_Out):
+    items: list[DeliverySummary]
+    next_cursor: str = Field(description="pass as ?after= next time; unchanged if no items")
+
+
+class Delivery(DeliverySummary):
+    """One delivery, opened (the read is audited)."""
+
+    restriction_texts: list[RestrictionOut]
+    notification: dict[str, Any] = Field(
+        description="the notification as this recipient may see it (Avro mapped to JSON)"
+    )
+
+
+class AckOut(_Out):
+    item_id: int
+    status: Literal["unread", "acked"]
+    acked_at: dt.datetime | None
+    acked_by: str | None
+
+
+class ShareIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    category: Category
+    to_name: str = Field(min_length=1, max_length=300, description="who would receive it")
+    purpose: str = Field(min_length=1, max_length=2000, description="why the share is needed")
+
+
+class ShareOut(_Out):
+    share_id: int
+    item_id: int
+    to_id: str
+    to_category: str
+    to_name: str
+    purpose: str
+    requested_by: str
+    requested_at: dt.datetime
+    status: Literal["allowed", "refused", "pending"]
+    broken: list[str] = Field(description="restriction codes the share would break")
+    reason: str | None
+    decided_at: dt.datetime | None
+
+
+class ReceivedOut(_Out):
+    item_id: int
+    notification_id: str
+    notification_type: str
+    urgency: str
+    sender_agency: str
+    author: str
+    authored_at: dt.datetime
+    consent: str
+    lawful_basis: str
+
+
+class SharingRecord(_Out):
+    """What the LA received about the child of one item, and what it shared onward."""
+
+    received: list[ReceivedOut]
+    shared: list[ShareOut]
+
+
+MODELS: tuple[type[BaseModel], ...] = (
+    Errors,
+    DeliveryPage,
+    Delivery,
+    AckOut,
+    ShareIn,
+    ShareOut,
+    SharingRecord,
+)

@@ -1,0 +1,204 @@
+"""The inbox's ASGI app: the web pages, the API, ``/healthz``, ``/readyz``, ``/metrics``.
+
+Every response carries a strict Content-Security-Policy (no script, no inline style, no
+framing), ``nosniff`` and ``no-referrer``. Each request is logged as its route template
+(``/items/{item_id}``), status, time and caller id: never a query string, a form field or
+anything opened from an item. Errors map from the exchange's exception tree: not signed in
+→ the sign-in page (web) or 401 (API); Forbidden → 403; NotFound → 404 without a word of
+the item; ContractError → 422 with the field's path.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Awaitable, Callable
+
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.middleware.sessions import SessionMiddleware
+from starlette.requests import Request
+from starlette.responses import JSONResponse, PlainTextResponse, RedirectResponse, Response
+from starlette.routing import Match, Route
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from consumers.inbox import auth
+from consumers.inbox.api import PREFIX, Api, errors
+from consumers.inbox.oidc import IdentityProvider
+from consumers.inbox.openapi import openapi_document
+from consumers.inbox.service import Inbox
+from consumers.inbox.settings import InboxSettings
+from consumers.inbox.web import Web
+from sgx.errors import ContractError, ExchangeError, Forbidden, NotAuthenticated, NotFound
+
+log = logging.getLogger("sgx.inbox")
+HEADERS = [
+    (
+        b"content-security-policy",
+        b"default-src 'none'; style-src 'self'; img-src 'self'; "
+        b"form-action 'self' *; frame-ancestors 'none'; base-uri 'none'",
+    ),
+    (b"x-content-type-options", b"nosniff"),
+    (b"referrer-policy", b"no-referrer"),
+    (b"x-frame-options", b"DENY"),
+]
+
+
+class _Guard:
+    """Security headers on every response, and one log line and metric per request."""
+
+    def __init__(self, app: ASGIApp, inbox: Inbox, routes: list[Route]) -> None:
+        self._app = app
+        self._inbox = inbox
+        self._routes = routes
+
+    def _template(self, scope: Scope) -> str:
+        for route in self._routes:
+            if route.matches(scope)[0] is not Match.NONE:
+                return route.path
+        return "(unknown)"
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self._app(scope, receive, send)
+            return
+        started = time.monotonic()
+        status = 500
+
+        async def sending(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                message["headers"] = [*message.get("headers", []), *HEADERS]
+            await send(message)
+
+        try:
+            await self._app(scope, receive, sending)
+        finally:
+            route = self._template(scope)
+            self._inbox.metrics.requests.labels(route, str(status)).inc()
+            log.info(
+                "%s %s %d %.0f ms",
+                scope["method"],
+                route,
+                status,
+                (time.monotonic() - started) * 1000,
+            )
+
+
+def inbox_app(
+    inbox: Inbox,
+    settings: InboxSettings,
+    *,
+    session_secret: str,
+    registry: CollectorRegistry,
+    la_name: str,
+    idp: IdentityProvider | None = None,
+    ready: Callable[[], Awaitable[bool]] | None = None,
+) -> Starlette:
+    web = Web(
+        inbox,
+        la_name=la_name,
+        local_accounts=settings.local_accounts,
+        idp=idp,
+        oidc_name=settings.oidc_display_name,
+    )
+    api = Api(inbox, idp)
+
+    async def healthz(_: Request) -> Response:
+        return PlainTextResponse("ok\n")
+
+    async def readyz(_: Request) -> Response:
+        ok = await ready() if ready else True
+        return PlainTextResponse("ready\n" if ok else "not ready\n", status_code=200 if ok else 503)
+
+    async def metrics(_: Request) -> Response:
+        return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
+
+    async def openapi(_: Request) -> Response:
+        return JSONResponse(openapi_document())
+
+    async def home(_: Request) -> Response:
+        return RedirectResponse("/queue", status_code=303)
+
+    routes = [
+        Route("/", home, methods=["GET"]),
+        Route("/login", web.login_form, methods=["GET"]),
+        Route("/login", web.login, methods=["POST"]),
+        Route("/login/oidc", web.oidc_start, methods=["GET"]),
+        Route("/auth/callback", web.oidc_callback, methods=["GET"], name="oidc_callback"),
+        Route("/logout", web.logout, methods=["POST"]),
+        Route("/queue", web.queue, methods=["GET"]),
+        Route("/items/{item_id:int}", web.item, methods=["GET"]),
+        Route("/items/{item_id:int}/ack", web.ack, methods=["POST"]),
+        Route("/items/{item_id:int}/share", web.share, methods=["POST"]),
+        Route("/items/{item_id:int}/child", web.child, methods=["GET"]),
+        Route("/static/inbox.css", web.stylesheet, methods=["GET"]),
+        Route(f"{PREFIX}/deliveries", api.deliveries, methods=["GET"]),
+        Route(PREFIX + "/deliveries/{item_id:int}", api.delivery, methods=["GET"]),
+        Route(PREFIX + "/deliveries/{item_id:int}/ack", api.ack, methods=["POST"]),
+        Route(PREFIX + "/deliveries/{item_id:int}/shares", api.share, methods=["POST"]),
+        Route(PREFIX + "/shares/{share_id:int}", api.share_decision, methods=["GET"]),
+        Route(
+            PREFIX + "/deliveries/{item_id:int}/sharing-record", api.sharing_record, methods=["GET"]
+        ),
+        Route(f"{PREFIX}/openapi.json", openapi, methods=["GET"]),
+        Route("/healthz", healthz, methods=["GET"]),
+        Route("/readyz", readyz, methods=["GET"]),
+        Route("/metrics", metrics, methods=["GET"]),
+    ]
+
+    def is_api(request: Request) -> bool:
+        return request.url.path.startswith(PREFIX)
+
+    async def not_signed_in(request: Request, exc: Exception) -> Response:
+        if is_api(request):
+            return errors(401, [("header.authorization", str(exc))])
+        return RedirectResponse("/login", status_code=303)
+
+    async def forbidden(request: Request, exc: Exception) -> Response:
+        if is_api(request):
+            return errors(403, [("", str(exc))])
+        return await web.error(request, 403, "Not allowed", str(exc))
+
+    async def not_found(request: Request, exc: Exception) -> Response:
+        if is_api(request):
+            return errors(404, [("path", str(exc))])
+        return await web.error(request, 404, "Not found", str(exc))
+
+    async def bad_input(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, ContractError)
+        path = exc.path if "." in exc.path else f"body.{exc.path}"
+        if is_api(request):
+            return errors(422, [(path, exc.problem)])
+        return await web.error(request, 422, "Please check the form", f"{exc.path}: {exc.problem}")
+
+    async def failed(request: Request, exc: Exception) -> Response:
+        log.error("%s failed: %s", request.url.path, type(exc).__name__)
+        if is_api(request):
+            return errors(503, [("", "the inbox could not do this now; try again")])
+        return await web.error(request, 503, "Try again", "The inbox could not do this now.")
+
+    app = Starlette(
+        routes=routes,
+        middleware=[
+            Middleware(_Guard, inbox=inbox, routes=routes),
+            Middleware(
+                SessionMiddleware,
+                secret_key=session_secret,
+                session_cookie=auth.SESSION_COOKIE,
+                max_age=settings.session_max_age_s,
+                same_site="lax",
+                https_only=settings.secure_cookies,
+            ),
+        ],
+        exception_handlers={
+            NotAuthenticated: not_signed_in,
+            Forbidden: forbidden,
+            NotFound: not_found,
+            ContractError: bad_input,
+            ExchangeError: failed,
+        },
+    )
+    return app

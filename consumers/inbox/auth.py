@@ -1,0 +1,109 @@
+"""Who is asking: people by a signed session cookie, systems by a bearer token; and the
+CSRF token every state-changing form carries.
+
+The session is Starlette's signed cookie (itsdangerous, HMAC-SHA1 over the timestamped
+payload; HttpOnly, Secure, SameSite=Lax — Lax, not Strict, because the identity provider
+sends the browser back to the callback from another site). It holds who signed in and the
+CSRF token, never anything about a child. Signing in starts a new session, so a session id
+planted before sign-in is worth nothing. The CSRF check is the synchronizer-token pattern
+(a random token in the session, echoed in every form and compared in constant time):
+small enough that a library would add more than it saves.
+"""
+
+from __future__ import annotations
+
+import hmac
+import os
+import secrets
+from pathlib import Path
+from typing import Any
+
+from starlette.requests import Request
+
+from consumers.inbox.access import Principal, role_from
+from consumers.inbox.oidc import IdentityProvider
+from consumers.inbox.store import TOKEN_PREFIX, InboxStore
+from sgx.errors import ConfigError, Forbidden, NotAuthenticated
+
+SESSION_COOKIE = "sgx_inbox"
+CSRF_FIELD = "csrf_token"
+
+
+def session_secret(path: Path) -> str:
+    """The session-signing secret kept at ``path`` (made, mode 0600, on first use)."""
+    try:
+        if path.exists():
+            if path.stat().st_mode & 0o077:
+                raise ConfigError(f"{path}: the session secret must be readable by its owner only")
+            return path.read_text().strip()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        secret = secrets.token_urlsafe(48)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as out:
+            out.write(secret)
+        return secret
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read or create the session secret: {exc}") from exc
+
+
+def sign_in(request: Request, who: Principal, via: str) -> None:
+    request.session.clear()
+    request.session["who"] = {
+        "subject": who.subject,
+        "name": who.name,
+        "role": who.role,
+        "team": who.team,
+        "via": via,
+    }
+    request.session[CSRF_FIELD] = secrets.token_urlsafe(32)
+
+
+def sign_out(request: Request) -> None:
+    request.session.clear()
+
+
+def person(request: Request, la: str) -> Principal | None:
+    """The signed-in person, or None."""
+    who: dict[str, Any] | None = request.session.get("who")
+    if not who:
+        return None
+    return Principal(
+        la=la,
+        subject=str(who["subject"]),
+        kind="person",
+        name=str(who["name"]),
+        role=role_from(who.get("role")),
+        team=who.get("team"),
+    )
+
+
+def csrf_token(request: Request) -> str:
+    """This session's CSRF token (made for a visitor not yet signed in, for the sign-in form)."""
+    token = request.session.get(CSRF_FIELD)
+    if not token:
+        token = request.session[CSRF_FIELD] = secrets.token_urlsafe(32)
+    return str(token)
+
+
+def check_csrf(request: Request, sent: object) -> None:
+    expected = request.session.get(CSRF_FIELD)
+    if not (isinstance(sent, str) and expected and hmac.compare_digest(sent, str(expected))):
+        raise Forbidden("the form's CSRF token is missing or wrong: reload the page and try again")
+
+
+async def system(
+    request: Request, store: InboxStore, idp: IdentityProvider | None, la: str
+) -> Principal:
+    """The machine client behind ``Authorization: Bearer ...``."""
+    scheme, _, token = request.headers.get("authorization", "").partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise NotAuthenticated("send Authorization: Bearer <token>")
+    token = token.strip()
+    if token.startswith(TOKEN_PREFIX):
+        found = await store.client_for(la, token)
+        if found is None:
+            raise NotAuthenticated("unknown or revoked API token")
+        return found
+    if idp is None:
+        raise NotAuthenticated("unknown API token")
+    return await idp.system(token)

@@ -1,0 +1,169 @@
+"""The case-management API's OpenAPI 3.1 document, generated from the API's pydantic models
+(:mod:`consumers.inbox.api_models`) and the route table below, so it cannot drift from the
+code: ``docs/inbox-openapi.json`` is this document written out (``safeguard inbox
+openapi``), a test fails when the checked-in copy differs, and another when the app serves
+an API route this table does not describe."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from pydantic.json_schema import models_json_schema
+
+from consumers.inbox.api_models import MODELS
+
+REF = "#/components/schemas/{model}"
+API_VERSION = "1.0.0"
+
+
+def _ref(name: str) -> dict[str, str]:
+    return {"$ref": REF.format(model=name)}
+
+
+def _json(name: str, description: str) -> dict[str, Any]:
+    return {"description": description, "content": {"application/json": {"schema": _ref(name)}}}
+
+
+_ERRORS = {
+    "401": _json("Errors", "no valid token"),
+    "403": _json("Errors", "the token's scope does not allow this"),
+}
+_ITEM = {
+    "name": "item_id",
+    "in": "path",
+    "required": True,
+    "schema": {"type": "integer", "minimum": 1},
+    "description": "a queue item id",
+}
+
+
+def _op(summary: str, scope: str, ok: dict[str, Any], **extra: Any) -> dict[str, Any]:
+    responses = {**ok, **_ERRORS}
+    if "parameters" in extra and extra["parameters"][0]["in"] == "path":
+        responses["404"] = _json("Errors", "no such item in a queue the caller may see")
+    return {
+        "summary": summary,
+        "security": [{"apiToken": []}, {"clientCredentials": [scope]}],
+        "responses": responses,
+        **extra,
+    }
+
+
+# (path, method): operation — the app's API routes are checked against these keys.
+OPERATIONS: dict[tuple[str, str], dict[str, Any]] = {
+    ("/api/v1/deliveries", "get"): _op(
+        "Deliveries the caller may see, after a cursor, in commit order",
+        "deliveries:read",
+        {"200": _json("DeliveryPage", "a page; pass next_cursor as after next time")},
+        parameters=[
+            {
+                "name": "after",
+                "in": "query",
+                "schema": {"type": "integer", "minimum": 0},
+                "description": "the cursor: list items after this one (0 or absent: from the first)",
+            },
+            {
+                "name": "limit",
+                "in": "query",
+                "schema": {"type": "integer", "minimum": 1, "maximum": 500, "default": 100},
+            },
+        ],
+    ),
+    ("/api/v1/deliveries/{item_id}", "get"): _op(
+        "One delivery, opened (the read is audited)",
+        "deliveries:read",
+        {"200": _json("Delivery", "the delivery")},
+        parameters=[_ITEM],
+    ),
+    ("/api/v1/deliveries/{item_id}/ack", "post"): _op(
+        "Acknowledge a delivery (acknowledging twice keeps the first)",
+        "deliveries:ack",
+        {"200": _json("AckOut", "acknowledged")},
+        parameters=[_ITEM],
+    ),
+    ("/api/v1/deliveries/{item_id}/shares", "post"): _op(
+        "Ask the exchange for an onward share; the answer names any restriction it breaks",
+        "shares:write",
+        {
+            "201": _json("ShareOut", "recorded, with the exchange's answer (or pending)"),
+            "422": _json("Errors", "the body breaks its schema (path names the field)"),
+        },
+        parameters=[_ITEM],
+        requestBody={
+            "required": True,
+            "content": {"application/json": {"schema": _ref("ShareIn")}},
+        },
+    ),
+    ("/api/v1/shares/{share_id}", "get"): _op(
+        "An onward share and the exchange's decision",
+        "shares:write",
+        {"200": _json("ShareOut", "the share"), "404": _json("Errors", "no such share")},
+        parameters=[
+            {
+                "name": "share_id",
+                "in": "path",
+                "required": True,
+                "schema": {"type": "integer", "minimum": 1},
+            }
+        ],
+    ),
+    ("/api/v1/deliveries/{item_id}/sharing-record", "get"): _op(
+        "What the LA received about this item's child, and what it shared onward",
+        "sharing-record:read",
+        {"200": _json("SharingRecord", "the child's sharing record")},
+        parameters=[_ITEM],
+    ),
+}
+
+
+SCOPES = {
+    "deliveries:read": "list and open deliveries",
+    "deliveries:ack": "acknowledge deliveries",
+    "shares:write": "ask for onward shares and read their decisions",
+    "sharing-record:read": "read a child's sharing record",
+    "queue:all": "every queue of the LA",
+    "queue:mash": "the LA's MASH queue",
+    "queue:worker:<id>": "one worker's queue (a scope per worker)",
+    "queue:team:<team>": "one team's queues (a scope per team)",
+}
+
+
+def openapi_document() -> dict[str, Any]:
+    _, defs = models_json_schema([(model, "serialization") for model in MODELS], ref_template=REF)
+    paths: dict[str, dict[str, Any]] = {}
+    for (path, method), operation in OPERATIONS.items():
+        paths.setdefault(path, {})[method] = operation
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "Safeguarding Exchange: a local authority's inbox",
+            "version": API_VERSION,
+            "description": "Deliveries to an LA's workers, supervisors and MASH, for its "
+            "case-management system. Every read is audited.",
+        },
+        "paths": paths,
+        "components": {
+            "schemas": defs["$defs"],
+            "securitySchemes": {
+                "apiToken": {
+                    "type": "http",
+                    "scheme": "bearer",
+                    "description": "a token from `safeguard inbox client add`",
+                },
+                "clientCredentials": {
+                    "type": "oauth2",
+                    "flows": {
+                        "clientCredentials": {
+                            "tokenUrl": "https://idp.example.invalid/token",
+                            "scopes": SCOPES,
+                        }
+                    },
+                },
+            },
+        },
+    }
+
+
+def render() -> str:
+    return json.dumps(openapi_document(), indent=2, sort_keys=True) + "\n"

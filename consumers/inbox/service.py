@@ -1,0 +1,175 @@
+"""What the inbox does, for the web page and the API alike: list, open, acknowledge, ask
+for an onward share and build a child's sharing record, each checked against the caller
+(:class:`~consumers.inbox.access.Principal`) and each read audited."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Counter
+
+from consumers.inbox.access import ACK, READ, RECORD, SHARE, Principal
+from consumers.inbox.store import InboxStore, ReadAction, ShareRecord
+from consumers.inbox.views import child_key
+from consumers.queue import QueueItem, QueueStore
+from consumers.reader import QueueReader, QueueView
+from sgx.errors import ContractError, TransportError
+
+# (view, to_id, category, to_name, purpose, requested_by, request_id) -> the ShareDecision
+AskShare = Callable[[QueueView, str, str, str, str, str, uuid.UUID], Awaitable[dict[str, Any]]]
+PAGE_LIMIT = 500
+
+
+class InboxMetrics:
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.requests = Counter(
+            "sgx_inbox_requests",
+            "HTTP requests by route template and status",
+            ["route", "status"],
+            registry=registry,
+        )
+        self.opened = Counter(
+            "sgx_inbox_items_read",
+            "Items read (each audited), by how",
+            ["action"],
+            registry=registry,
+        )
+        self.sign_ins = Counter(
+            "sgx_inbox_sign_ins",
+            "Sign-in attempts by method and outcome",
+            ["method", "outcome"],
+            registry=registry,
+        )
+        self.shares = Counter(
+            "sgx_inbox_shares",
+            "Onward shares asked for, by the gateway's answer",
+            ["outcome"],
+            registry=registry,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class ChildRecord:
+    """Everything this caller may see that the LA received about one child, and the shares."""
+
+    views: list[QueueView]
+    shares: list[ShareRecord]
+
+
+class Inbox:
+    def __init__(
+        self,
+        *,
+        la: str,
+        queue: QueueStore,
+        reader: QueueReader,
+        store: InboxStore,
+        ask_share: AskShare,
+        metrics: InboxMetrics,
+    ) -> None:
+        self.la = la
+        self.queue = queue
+        self.reader = reader
+        self.store = store
+        self._ask_share = ask_share
+        self.metrics = metrics
+
+    async def _audit(self, who: Principal, action: ReadAction, views: list[QueueView]) -> None:
+        await self.store.record_reads(
+            who, action, [(v.item.item_id, v.item.notification_id) for v in views]
+        )
+        self.metrics.opened.labels(action).inc(len(views))
+
+    async def items(
+        self,
+        who: Principal,
+        *,
+        after: int = 0,
+        limit: int | None = None,
+        include_acked: bool = True,
+    ) -> list[QueueItem]:
+        """The caller's rows (not opened: routing facts only)."""
+        who.require(READ)
+        return await self.queue.select(
+            who.selection(), after=after, limit=limit, include_acked=include_acked
+        )
+
+    async def listed(self, who: Principal, items: list[QueueItem]) -> list[QueueView]:
+        """Open rows to show them in a list (the child's name is a disclosure: audited)."""
+        views = [self.reader.open(item) for item in items]
+        await self._audit(who, "listed", views)
+        return views
+
+    async def item(self, who: Principal, item_id: int) -> QueueItem:
+        """One row the caller may see (NotFound otherwise), not opened."""
+        who.require(READ)
+        item = await self.queue.get(item_id)
+        who.require_sees(item)
+        return item
+
+    async def open(self, who: Principal, item_id: int, action: ReadAction) -> QueueView:
+        view = self.reader.open(await self.item(who, item_id))
+        await self._audit(who, action, [view])
+        return view
+
+    async def ack(self, who: Principal, item_id: int) -> QueueItem:
+        who.require(ACK)
+        await self.item(who, item_id)
+        return await self.queue.ack(item_id, who.subject)
+
+    async def share(
+        self, who: Principal, item_id: int, *, category: str, to_name: str, purpose: str
+    ) -> ShareRecord:
+        """Ask the gateway; the request is recorded first, its answer when it comes."""
+        who.require(SHARE)
+        view = await self.open(who, item_id, "opened")
+        if not purpose.strip():
+            raise ContractError("purpose", "say why the share is needed")
+        if not to_name.strip():
+            raise ContractError("to_name", "say who would receive it")
+        request_id = uuid.uuid4()
+        to_id = to_name.strip()
+        share_id = await self.store.share_asked(
+            request_id=str(request_id),
+            item_id=item_id,
+            notification_id=view.item.notification_id,
+            requested_by=who.subject,
+            to_id=to_id,
+            to_category=category,
+            to_name=to_name.strip(),
+            purpose=purpose.strip(),
+        )
+        try:
+            decision = await self._ask_share(
+                view, to_id, category, to_name.strip(), purpose.strip(), who.subject, request_id
+            )
+        except (TimeoutError, TransportError):
+            self.metrics.shares.labels("pending").inc()
+        else:
+            await self.store.share_decided(str(request_id), decision)
+            self.metrics.shares.labels("allowed" if decision["allowed"] else "refused").inc()
+        return await self.share_record(who, share_id)
+
+    async def share_record(self, who: Principal, share_id: int) -> ShareRecord:
+        """One share the caller asked for, or of an item the caller may see."""
+        found = await self.store.share(share_id)
+        await self.item(who, found.item_id)
+        return found
+
+    async def child(self, who: Principal, item_id: int) -> ChildRecord:
+        """The child of ``item_id``: every item about them in the caller's queues, and every
+        onward share asked of any of those (each item read is audited as ``record``)."""
+        who.require(RECORD)
+        anchor = self.reader.open(await self.item(who, item_id))
+        key = child_key(anchor.notification)
+        views: dict[str, QueueView] = {}  # one per notification (a supervisor sees two rows)
+        for row in await self.queue.select(who.selection()):
+            view = self.reader.open(row)
+            if child_key(view.notification) == key:
+                views.setdefault(row.notification_id, view)
+        found = list(views.values())
+        await self._audit(who, "record", found)
+        return ChildRecord(found, await self.store.shares(sorted(views)))

@@ -1,0 +1,40 @@
+"""The inbox's settings, from ``SGX_INBOX_*`` environment variables (or the CLI's options)."""
+
+from __future__ import annotations
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class InboxSettings(BaseSettings):
+    """One LA's inbox service. OpenID Connect is on when ``oidc_issuer`` is set; local
+    accounts (``safeguard inbox user add``) are on unless ``local_accounts`` is false."""
+
+    model_config = SettingsConfigDict(env_prefix="SGX_INBOX_", extra="forbid")
+
+    host: str = "127.0.0.1"
+    port: int = 8300
+    # Signs the session cookie; every instance of one LA's inbox must hold the same one.
+    # None: a random secret kept in <home>/inbox/session-<la>.key (mode 0600).
+    session_secret: SecretStr | None = None
+    session_max_age_s: int = Field(default=8 * 3600, gt=0, description="one working day")
+    # Secure cookies are sent over HTTPS only (and http://localhost, which browsers trust).
+    secure_cookies: bool = True
+    local_accounts: bool = True
+    share_timeout_s: float = Field(default=30.0, gt=0)
+
+    # The LA's identity provider (discovery at <issuer>/.well-known/openid-configuration).
+    oidc_issuer: str | None = None
+    oidc_client_id: str | None = None
+    oidc_client_secret: SecretStr | None = None
+    oidc_display_name: str = "your authority's sign-in"
+    # Which ID-token claims carry the worker id, role, team, display name and LA.
+    oidc_worker_claim: str = "sub"
+    oidc_role_claim: str = "sgx_role"
+    oidc_team_claim: str = "sgx_team"
+    oidc_name_claim: str = "name"
+    oidc_la_claim: str | None = "sgx_la"  # when present in a token, it must name this LA
+    # Machine clients' OAuth2 access tokens (client credentials) from the same provider:
+    # the audience they must carry, and the claim holding their scopes (space separated).
+    api_audience: str | None = None
+    api_scope_claim: str = "scope"

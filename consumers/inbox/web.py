@@ -1,0 +1,304 @@
+"""The inbox's web pages: sign-in, the queue, an item, a child's sharing record.
+
+Server-rendered HTML (Jinja2, autoescaped), no script. Every page with personal data is
+sent ``Cache-Control: no-store``; ids in URLs are queue item and share ids, never a child's
+identifier; every form that changes something carries the session's CSRF token.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+from typing import Any
+
+import jinja2
+from starlette.requests import Request
+from starlette.responses import FileResponse, RedirectResponse, Response
+from starlette.templating import Jinja2Templates
+
+from consumers.inbox import auth
+from consumers.inbox.access import ROLE_LABELS, Principal
+from consumers.inbox.oidc import IdentityProvider
+from consumers.inbox.service import Inbox
+from consumers.inbox.store import ShareRecord
+from consumers.inbox.views import (
+    CATEGORY_LABELS,
+    RESTRICTION_LABELS,
+    child_name,
+    duration,
+    item_page,
+    overdue,
+    queue_order,
+    type_words,
+    waited,
+    words,
+)
+from sgx.errors import NotAuthenticated
+
+TEMPLATES = Path(__file__).parent / "templates"
+SHARE_STATUS = {True: "allowed", False: "refused", None: "pending"}
+
+
+def share_status(share: ShareRecord) -> str:
+    return SHARE_STATUS[share.allowed]
+
+
+class Web:
+    def __init__(
+        self,
+        inbox: Inbox,
+        *,
+        la_name: str,
+        local_accounts: bool,
+        idp: IdentityProvider | None,
+        oidc_name: str,
+    ) -> None:
+        self._inbox = inbox
+        self._la_name = la_name
+        self._local = local_accounts
+        self._idp = idp
+        self._oidc_name = oidc_name
+        env = jinja2.Environment(loader=jinja2.FileSystemLoader(TEMPLATES), autoescape=True)
+        self._templates = Jinja2Templates(env=env)
+
+    def _render(self, request: Request, name: str, status: int = 200, **context: Any) -> Response:
+        who = auth.person(request, self._inbox.la)
+        context.update(
+            la_name=self._la_name,
+            who=who,
+            role_label=ROLE_LABELS.get(who.role or "", "no role") if who else "",
+            csrf=auth.csrf_token(request),
+            words=words,
+        )
+        response: Response = self._templates.TemplateResponse(
+            request, name, context, status_code=status
+        )
+        response.headers["Cache-Control"] = "no-store"
+        return response
+
+    def _who(self, request: Request) -> Principal:
+        who = auth.person(request, self._inbox.la)
+        if who is None:
+            raise NotAuthenticated("sign in first")
+        return who
+
+    async def error(self, request: Request, status: int, title: str, message: str) -> Response:
+        return self._render(request, "error.html", status, title=title, message=message)
+
+    # -- signing in ----------------------------------------------------------------------
+    async def login_form(
+        self, request: Request, error: str | None = None, status: int = 200
+    ) -> Response:
+        oidc = self._oidc_name if self._idp else None
+        return self._render(
+            request, "login.html", status, error=error, oidc=oidc, local=self._local
+        )
+
+    async def login(self, request: Request) -> Response:
+        form = await request.form()
+        auth.check_csrf(request, form.get(auth.CSRF_FIELD))
+        if not self._local:
+            return await self.login_form(
+                request, "Local accounts are off: use the sign-in button.", 400
+            )
+        account = await self._inbox.store.check_password(
+            str(form.get("username", "")), str(form.get("password", ""))
+        )
+        if account is None:
+            self._inbox.metrics.sign_ins.labels("local", "refused").inc()
+            return await self.login_form(request, "The username or password is wrong.", 401)
+        who = Principal(
+            la=self._inbox.la,
+            subject=account.worker_id,
+            kind="person",
+            name=account.name,
+            role=account.role,
+            team=account.team,
+        )
+        auth.sign_in(request, who, "local")
+        self._inbox.metrics.sign_ins.labels("local", "ok").inc()
+        return RedirectResponse("/queue", status_code=303)
+
+    async def oidc_start(self, request: Request) -> Response:
+        if self._idp is None:
+            return await self.error(request, 404, "Not found", "Single sign-on is not set up here.")
+        return await self._idp.start(request, str(request.url_for("oidc_callback")))
+
+    async def oidc_callback(self, request: Request) -> Response:
+        if self._idp is None:
+            return await self.error(request, 404, "Not found", "Single sign-on is not set up here.")
+        try:
+            who = await self._idp.finish(request)
+        except NotAuthenticated as exc:
+            self._inbox.metrics.sign_ins.labels("oidc", "refused").inc()
+            return await self.login_form(request, str(exc), 401)
+        auth.sign_in(request, who, "oidc")
+        self._inbox.metrics.sign_ins.labels("oidc", "ok").inc()
+        return RedirectResponse("/queue", status_code=303)
+
+    async def logout(self, request: Request) -> Response:
+        form = await request.form()
+        auth.check_csrf(request, form.get(auth.CSRF_FIELD))
+        auth.sign_out(request)
+        return RedirectResponse("/login", status_code=303)
+
+    # -- the queue and its items -----------------------------------------------------------
+    async def queue(self, request: Request) -> Response:
+        who = self._who(request)
+        include_acked = request.query_params.get("show") == "all"
+        items = queue_order(await self._inbox.items(who, include_acked=include_acked))
+        now = dt.datetime.now(dt.UTC)
+        rows = []
+        for view in await self._inbox.listed(who, items):
+            item = view.item
+            rows.append(
+                {
+                    "item_id": item.item_id,
+                    "urgency": item.urgency,
+                    "overdue": overdue(item, now),
+                    "unread": item.status == "unread",
+                    "child": child_name(view.notification),
+                    "what": type_words(view),
+                    "sender": _author(view.notification),
+                    "recipient": item.recipient_id,
+                    "waited": duration(waited(item, now)),
+                    "acked_by": item.acked_by,
+                }
+            )
+        return self._render(
+            request,
+            "queue.html",
+            rows=rows,
+            nav="queue",
+            include_acked=include_acked,
+            unread=sum(r["unread"] for r in rows),
+            overdue=sum(r["overdue"] for r in rows),
+        )
+
+    async def item(self, request: Request, message: dict[str, str] | None = None) -> Response:
+        who = self._who(request)
+        item_id = int(request.path_params["item_id"])
+        view = await self._inbox.open(who, item_id, "opened")
+        shares = await self._inbox.store.shares([view.item.notification_id])
+        now = dt.datetime.now(dt.UTC)
+        if message is None and (share_id := request.query_params.get("share", "")).isdigit():
+            message = _share_message(next((s for s in shares if s.share_id == int(share_id)), None))
+        return self._render(
+            request,
+            "item.html",
+            page=item_page(view),
+            item=view.item,
+            nav="queue",
+            waited=duration(waited(view.item, now)),
+            overdue=overdue(view.item, now),
+            shares=[_share_row(s) for s in shares],
+            message=message,
+            categories=list(CATEGORY_LABELS.items()),
+        )
+
+    async def ack(self, request: Request) -> Response:
+        who = self._who(request)
+        form = await request.form()
+        auth.check_csrf(request, form.get(auth.CSRF_FIELD))
+        item_id = int(request.path_params["item_id"])
+        await self._inbox.ack(who, item_id)
+        return RedirectResponse(f"/items/{item_id}", status_code=303)
+
+    async def share(self, request: Request) -> Response:
+        who = self._who(request)
+        form = await request.form()
+        auth.check_csrf(request, form.get(auth.CSRF_FIELD))
+        item_id = int(request.path_params["item_id"])
+        category = str(form.get("category", ""))
+        if category not in CATEGORY_LABELS:
+            return await self.error(
+                request, 400, "Not a recipient category", "Choose a category from the list."
+            )
+        share = await self._inbox.share(
+            who,
+            item_id,
+            category=category,
+            to_name=str(form.get("to_name", "")),
+            purpose=str(form.get("purpose", "")),
+        )
+        return RedirectResponse(
+            f"/items/{item_id}?share={share.share_id}#share-{share.share_id}", 303
+        )
+
+    async def child(self, request: Request) -> Response:
+        who = self._who(request)
+        item_id = int(request.path_params["item_id"])
+        record = await self._inbox.child(who, item_id)
+        by_notification = {v.item.notification_id: v for v in record.views}
+        received = [
+            {
+                "item_id": v.item.item_id,
+                "when": f"{v.delivery['authored_at']:%d %b %Y %H:%M}",
+                "what": type_words(v),
+                "author": _author(v.notification),
+                "basis": _basis(v.notification),
+                "consent": words(v.notification.get("sharing", {}).get("consent", "NOT_SOUGHT")),
+            }
+            for v in sorted(record.views, key=lambda v: v.delivery["authored_at"])
+        ]
+        shared = []
+        for s in record.shares:
+            row = _share_row(s)
+            source = by_notification.get(s.notification_id)
+            row["what"] = type_words(source) if source else "an item"
+            row["basis"] = _basis(source.notification) if source else ""
+            shared.append(row)
+        return self._render(
+            request,
+            "child.html",
+            item_id=item_id,
+            child=child_name(record.views[0].notification),
+            received=received,
+            shared=shared,
+            printable=request.query_params.get("print") == "1",
+            now=f"{dt.datetime.now(dt.UTC):%d %b %Y %H:%M}",
+            nav="queue",
+        )
+
+    async def stylesheet(self, _: Request) -> Response:
+        return FileResponse(TEMPLATES / "inbox.css", media_type="text/css")
+
+
+def _author(notification: dict[str, Any]) -> str:
+    a = notification.get("author") or notification.get("requested_by") or {}
+    return f"{a.get('name')}, {a.get('role')}, {a.get('agency_name')}"
+
+
+def _basis(notification: dict[str, Any]) -> str:
+    s = notification.get("sharing")
+    if not s:
+        return "2013/2024 Protocol request"
+    return f"{words(s['lawful_basis'])} ({s['legal_gateway']})"
+
+
+def _share_row(share: ShareRecord) -> dict[str, Any]:
+    return {
+        "share_id": share.share_id,
+        "status": share_status(share),
+        "to_name": share.to_name,
+        "category": CATEGORY_LABELS.get(share.to_category, share.to_category),
+        "purpose": share.purpose,
+        "requested_by": share.requested_by,
+        "requested_at": f"{share.requested_at:%d %b %Y %H:%M}",
+        "broken": [RESTRICTION_LABELS.get(b, b) for b in share.broken],
+        "reason": share.reason,
+    }
+
+
+def _share_message(share: ShareRecord | None) -> dict[str, str] | None:
+    if share is None:
+        return None
+    if share.allowed is None:
+        return {"kind": "", "text": "The exchange has not answered yet; the request is recorded."}
+    if share.allowed:
+        return {
+            "kind": "ok",
+            "text": f"Allowed: you may share this with {share.to_name}. {share.reason}",
+        }
+    broken = ", ".join(RESTRICTION_LABELS.get(b, b) for b in share.broken)
+    return {"kind": "", "text": f"Refused: {broken}. {share.reason}"}

@@ -1,0 +1,119 @@
+"""``safeguard inbox``: an LA's inbox service, its local accounts and its API clients."""
+
+from __future__ import annotations
+
+import getpass
+import sys
+from pathlib import Path
+
+import click
+
+from consumers.inbox.openapi import render
+from consumers.inbox.settings import InboxSettings
+from safeguard.cli_common import (
+    async_command,
+    exchange_errors,
+    home_option,
+    la_option,
+    runtime,
+    until_signalled,
+)
+from safeguard.inbox_wiring import inbox_store, run_inbox
+from sgx.errors import ConfigError
+
+
+@click.group()
+def inbox() -> None:
+    """The social worker's inbox: web pages and the case-management API."""
+
+
+@inbox.command("serve")
+@home_option
+@la_option
+@click.option("--host", default=None, help="address to listen on (SGX_INBOX_HOST)")
+@click.option("--port", type=int, default=None, help="port (SGX_INBOX_PORT; 0: any free one)")
+@async_command
+async def inbox_serve(home: Path | None, la: str, host: str | None, port: int | None) -> None:
+    """Serve LA's inbox until SIGTERM/SIGINT (OpenID Connect if SGX_INBOX_OIDC_* are set)."""
+    settings = InboxSettings()
+    settings = settings.model_copy(
+        update={k: v for k, v in (("host", host), ("port", port)) if v is not None}
+    )
+    rt = runtime(home)
+    await until_signalled(lambda stop: run_inbox(rt, la, settings, stop))
+
+
+@inbox.group("user")
+def user() -> None:
+    """Local accounts (the embedded default; production signs in through the LA's IdP)."""
+
+
+@user.command("add")
+@home_option
+@la_option
+@click.argument("username")
+@click.option("--worker-id", required=True, help="the worker id queue rows are addressed to")
+@click.option("--name", required=True, help="display name")
+@click.option(
+    "--role", type=click.Choice(["social_worker", "supervisor", "mash_duty"]), required=True
+)
+@click.option("--team", default=None, help="team (a supervisor sees their team's items)")
+@click.option("--password-stdin", is_flag=True, help="read the password from standard input")
+@async_command
+async def user_add(
+    home: Path | None,
+    la: str,
+    username: str,
+    worker_id: str,
+    name: str,
+    role: str,
+    team: str | None,
+    password_stdin: bool,
+) -> None:
+    """Add (or replace) a local account USERNAME; the password is kept as an argon2id hash."""
+    if password_stdin:
+        password = sys.stdin.readline().rstrip("\n")
+    else:
+        password = getpass.getpass("password: ")
+        if getpass.getpass("again: ") != password:
+            raise ConfigError("the two passwords differ")
+    async with await inbox_store(runtime(home), la) as store:
+        account = await store.add_account(
+            username, password, worker_id=worker_id, name=name, role=role, team=team
+        )
+    click.echo(f"account {account.username} signs in as {account.worker_id} ({role}) in {la}")
+
+
+@inbox.group("client")
+def client() -> None:
+    """Case-management systems that use the API with a bearer token."""
+
+
+@client.command("add")
+@home_option
+@la_option
+@click.argument("name")
+@click.option(
+    "--scope", "scopes", multiple=True, required=True, help="e.g. deliveries:read, queue:all"
+)
+@async_command
+async def client_add(home: Path | None, la: str, name: str, scopes: tuple[str, ...]) -> None:
+    """Register system NAME; its token is printed once (only its hash is kept)."""
+    try:
+        async with await inbox_store(runtime(home), la) as store:
+            token = await store.add_client(name, scopes)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from exc
+    click.echo(token)
+    click.echo(f"token for {name} in {la}: store it now, it is not shown again", err=True)
+
+
+@inbox.command("openapi")
+@click.option("--out", type=click.Path(path_type=Path), default=None, help="file (else stdout)")
+@exchange_errors
+def inbox_openapi(out: Path | None) -> None:
+    """Write the case-management API's OpenAPI 3.1 document."""
+    if out is None:
+        click.echo(render(), nl=False)
+    else:
+        out.write_text(render(), encoding="utf-8")

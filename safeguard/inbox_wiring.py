@@ -1,0 +1,132 @@
+"""``safeguard inbox serve``: one LA's inbox beside its consumer, wired to the queue, the
+LA's key, the broker (for onward shares) and, if configured, the LA's OpenID provider."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any
+
+from prometheus_client import CollectorRegistry
+
+from consumers.inbox.app import inbox_app
+from consumers.inbox.auth import session_secret
+from consumers.inbox.oidc import IdentityProvider
+from consumers.inbox.service import Inbox, InboxMetrics
+from consumers.inbox.settings import InboxSettings
+from consumers.inbox.store import InboxStore
+from consumers.reader import QueueView
+from consumers.share import ShareClient
+from safeguard.runtime import Runtime
+from sgx.errors import ConfigError
+from sgx.kafka import start_producer
+from sgx.metrics import HttpServer, Readiness, database_check
+
+log = logging.getLogger(__name__)
+
+
+async def inbox_store(rt: Runtime, la: str) -> InboxStore:
+    """The inbox's accounts, clients, reads and shares: in the LA's queue database."""
+    return await InboxStore.open(rt.dsn, rt.sqlite(f"queue-{la}.db"), schema=rt.pg_schema)
+
+
+@dataclass(frozen=True, slots=True)
+class RunningInbox:
+    url: str
+    server: HttpServer
+
+
+@contextlib.asynccontextmanager
+async def serving_inbox(
+    rt: Runtime,
+    la: str,
+    settings: InboxSettings,
+    registry: CollectorRegistry | None = None,
+) -> AsyncIterator[RunningInbox]:
+    """Serve LA's inbox on ``settings.host``/``port`` (0: a free port) while in the block."""
+    trust = rt.trust()
+    party = trust.party(la)
+    if party.kind != "local_authority":
+        raise ConfigError(f"{la} is a {party.kind}: the inbox serves a local authority")
+    registry = registry or CollectorRegistry()
+    async with contextlib.AsyncExitStack() as stack:
+        queue = await stack.enter_async_context(await rt.queue_store(la))
+        store = await stack.enter_async_context(await inbox_store(rt, la))
+        producer = await start_producer(rt.kafka)
+        stack.push_async_callback(producer.stop)
+        shares = ShareClient(
+            identity=rt.identity(la, trust),
+            trust=trust,
+            contract=rt.contract(),
+            producer=producer,
+            settings=rt.kafka,
+        )
+
+        async def ask(
+            view: QueueView,
+            to_id: str,
+            category: str,
+            to_name: str,
+            purpose: str,
+            by: str,
+            request_id: uuid.UUID,
+        ) -> dict[str, Any]:
+            return await shares.request(
+                view,
+                to_id=to_id,
+                category=category,
+                to_name=to_name,
+                purpose=purpose,
+                requested_by=by,
+                timeout=settings.share_timeout_s,
+                request_id=request_id,
+            )
+
+        inbox = Inbox(
+            la=la,
+            queue=queue,
+            reader=await rt.queue_reader(la, queue),
+            store=store,
+            ask_share=ask,
+            metrics=InboxMetrics(registry),
+        )
+        readiness = Readiness()
+        readiness.add("queue database", database_check(queue.engine))
+        secret = (
+            settings.session_secret.get_secret_value()
+            if settings.session_secret
+            else session_secret(rt.exchange.home / "inbox" / f"session-{la}.key")
+        )
+        idp = IdentityProvider(settings, la) if settings.oidc_issuer else None
+
+        async def ready() -> bool:
+            return all(result == "ok" for result in (await readiness.probe()).values())
+
+        app = inbox_app(
+            inbox,
+            settings,
+            session_secret=secret,
+            registry=registry,
+            la_name=party.name,
+            idp=idp,
+            ready=ready,
+        )
+        server = await stack.enter_async_context(HttpServer(app, settings.host, settings.port))
+        url = f"http://{settings.host}:{server.port}"
+        log.info("inbox of %s on %s", la, url)
+        yield RunningInbox(url, server)
+
+
+async def run_inbox(rt: Runtime, la: str, settings: InboxSettings, stop: asyncio.Event) -> None:
+    """Serve LA's inbox until ``stop`` (or the server fails)."""
+    async with serving_inbox(rt, la, settings) as running:
+        stopping = asyncio.create_task(stop.wait())
+        served = running.server.task
+        await asyncio.wait(
+            {stopping, *([served] if served else [])}, return_when=asyncio.FIRST_COMPLETED
+        )
+        stopping.cancel()

@@ -81,9 +81,9 @@ class World:
 async def publish_traffic(ex: Exchange) -> int:
     """The notifications above; returns the queue rows they make."""
     c = CHILDREN
-    await ex.publish(
-        POLICE, c_.POLICE_NOTIFICATION, about(samples.police_notification(), c["amira"])
-    )
+    restricted = samples.police_notification()  # the author adds: not to parents
+    restricted["sharing"]["restrictions"] = ["NOT_TO_PARENTS"]
+    await ex.publish(POLICE, c_.POLICE_NOTIFICATION, about(restricted, c["amira"]))
     await ex.publish(
         SCHOOL,
         c_.ATTENDANCE_UPDATE,
@@ -94,7 +94,7 @@ async def publish_traffic(ex: Exchange) -> int:
     await ex.publish(
         POLICE, c_.POLICE_NOTIFICATION, about(samples.police_notification(), c["maya"])
     )
-    return 2 + 2 + 2 + 2 + 1  # fmt: skip
+    return 2 + 2 + 2 + 2 + 1
 
 
 @contextlib.asynccontextmanager

@@ -1,0 +1,323 @@
+"""The inbox over HTTP, through the real broker, gateway and consumer: who sees what,
+cursor paging while deliveries arrive, scopes, CSRF and cookie flags, JSON errors, onward
+shares, the read audit, and a scan for data the caller may not see."""
+
+from __future__ import annotations
+
+import asyncio
+import html
+import logging
+import re
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from consumers.queue import QueueSelection
+from safeguard.inbox_wiring import inbox_store
+from safeguard.parties import LA, SCHOOL
+from sgx import contract as c
+from tests import samples
+from tests.integration.inbox_world import CHILDREN, PASSWORD, Child, World, about, inbox_world
+
+pytestmark = pytest.mark.broker
+
+
+@pytest.fixture(scope="module")
+async def world(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[World]:
+    async with inbox_world(tmp_path_factory.mktemp("inbox-api")) as w:
+        yield w
+
+
+class Person:
+    """A browser-like HTTP session: keeps the session cookie by hand, because httpx (rightly)
+    sends a Secure cookie over https only, and the test server is plain http on loopback."""
+
+    def __init__(self, base: str) -> None:
+        self.http = httpx.AsyncClient(base_url=base)
+        self.cookie = ""
+        self.last_set_cookie = ""
+
+    async def request(self, method: str, url: str, **kw: Any) -> httpx.Response:
+        headers = {"cookie": self.cookie} if self.cookie else {}
+        answer = await self.http.request(method, url, headers=headers, **kw)
+        if set_cookie := answer.headers.get("set-cookie"):
+            self.last_set_cookie = set_cookie
+            self.cookie = set_cookie.split(";", 1)[0]
+        return answer
+
+    async def csrf(self, url: str = "/login") -> str:
+        page = await self.request("GET", url)
+        found = re.search(r'name="csrf_token" value="([^"]+)"', page.text)
+        assert found, f"no CSRF token on {url}"
+        return found.group(1)
+
+    async def sign_in(self, username: str) -> None:
+        token = await self.csrf()
+        data = {"csrf_token": token, "username": username, "password": PASSWORD}
+        answer = await self.request("POST", "/login", data=data)
+        assert answer.status_code == 303, answer.text
+
+    async def close(self) -> None:
+        await self.http.aclose()
+
+
+async def person(world: World, username: str) -> Person:
+    p = Person(world.url)
+    await p.sign_in(username)
+    return p
+
+
+async def token(world: World, name: str, *scopes: str) -> dict[str, str]:
+    async with await inbox_store(world.exchange.rt, LA) as store:
+        return {"authorization": f"Bearer {await store.add_client(name, scopes)}"}
+
+
+async def items_of(world: World, recipient: str) -> list[int]:
+    async with await world.exchange.rt.queue_store(LA) as store:
+        rows = await store.select(QueueSelection(recipients=frozenset({recipient})))
+    return [r.item_id for r in rows]
+
+
+def mentions(text: str, child: Child) -> list[str]:
+    """Which of the child's identifying values or facts appear in ``text``."""
+    values = [child.nhs_number, child.upn, f"{child.given} Test", child.facts]
+    return [v for v in values if v and (v in text or html.escape(v) in text)]
+
+
+async def test_each_person_sees_their_own_queue_by_role(world: World) -> None:
+    expected = {  # username: the children whose data they may see
+        "amara": {"amira"},
+        "ben": {"leo"},
+        "jones": {"amira", "leo"},  # supervisor of Assessment Team 1
+        "mash": {"maya"},
+    }
+    for username, visible in expected.items():
+        p = await person(world, username)
+        try:
+            page = (await p.request("GET", "/queue?show=all")).text
+        finally:
+            await p.close()
+        for name, child in CHILDREN.items():
+            shown = f"{child.given} Test" in page
+            assert shown == (name in visible), f"{username}'s queue and {name}"
+
+
+async def test_another_workers_item_is_not_reachable_by_url(world: World) -> None:
+    amaras = await items_of(world, "sw-amara")
+    ben = await person(world, "ben")
+    try:
+        for item in amaras:
+            for url in (f"/items/{item}", f"/items/{item}/child"):
+                answer = await ben.request("GET", url)
+                assert answer.status_code == 404
+                assert mentions(answer.text, CHILDREN["amira"]) == []
+            ack = await ben.request(
+                "POST", f"/items/{item}/ack", data={"csrf_token": await ben.csrf("/queue")}
+            )
+            assert ack.status_code == 404
+    finally:
+        await ben.close()
+    async with await world.exchange.rt.queue_store(LA) as store:
+        assert [(await store.get(i)).status for i in amaras] == ["unread"] * len(amaras)
+
+
+async def test_session_cookie_flags_and_csrf_are_enforced(world: World) -> None:
+    p = Person(world.url)
+    try:
+        await p.request("GET", "/login")
+        flags = [f.strip().lower() for f in p.last_set_cookie.split(";")]
+        assert {"httponly", "secure", "samesite=lax"} <= set(flags), p.last_set_cookie
+        refused = await p.request(
+            "POST", "/login", data={"username": "amara", "password": PASSWORD}
+        )
+        assert refused.status_code == 403
+        assert (await p.request("GET", "/queue")).status_code == 303  # still signed out
+        await p.sign_in("amara")
+        item = (await items_of(world, "sw-amara"))[-1]
+        forged = await p.request("POST", f"/items/{item}/ack", data={"csrf_token": "guess"})
+        assert forged.status_code == 403
+        async with await world.exchange.rt.queue_store(LA) as store:
+            assert (await store.get(item)).status == "unread"
+        ok = await p.request(
+            "POST", f"/items/{item}/ack", data={"csrf_token": await p.csrf("/queue")}
+        )
+        assert ok.status_code == 303
+        async with await world.exchange.rt.queue_store(LA) as store:
+            acked = await store.get(item)
+        assert (acked.status, acked.acked_by) == ("acked", "sw-amara")
+    finally:
+        await p.close()
+
+
+async def test_a_wrong_password_signs_nobody_in(world: World) -> None:
+    p = Person(world.url)
+    try:
+        data = {"csrf_token": await p.csrf(), "username": "amara", "password": "not it at all"}
+        answer = await p.request("POST", "/login", data=data)
+        assert answer.status_code == 401
+        assert "wrong" in answer.text
+        assert (await p.request("GET", "/queue")).status_code == 303
+    finally:
+        await p.close()
+
+
+async def test_scopes_hold(world: World) -> None:
+    ben_only = await token(world, "ben-system", "deliveries:read", "queue:worker:sw-ben")
+    team = await token(world, "team-system", "deliveries:read", "queue:team:Assessment Team 1")
+    async with httpx.AsyncClient(base_url=world.url) as http:
+        listed = (await http.get("/api/v1/deliveries", headers=ben_only)).json()["items"]
+        assert {i["recipient_id"] for i in listed} == {"sw-ben"}
+        amaras = await items_of(world, "sw-amara")
+        assert (
+            await http.get(f"/api/v1/deliveries/{amaras[0]}", headers=ben_only)
+        ).status_code == 404
+        own = listed[0]["item_id"]
+        assert (await http.get(f"/api/v1/deliveries/{own}", headers=ben_only)).status_code == 200
+        for method, url, body in (
+            ("POST", f"/api/v1/deliveries/{own}/ack", None),
+            ("POST", f"/api/v1/deliveries/{own}/shares", {"category": "LA_SOCIAL_CARE", "to_name": "x", "purpose": "y"}),
+            ("GET", f"/api/v1/deliveries/{own}/sharing-record", None),
+        ):  # fmt: skip
+            answer = await http.request(method, url, headers=ben_only, json=body)
+            assert answer.status_code == 403, url
+            assert answer.json()["errors"][0]["problem"].startswith("this client's scope")
+        team_rows = (await http.get("/api/v1/deliveries", headers=team)).json()["items"]
+        assert {i["recipient_id"] for i in team_rows} == {"sw-amara", "sw-ben", "tm-jones"}
+        assert (await http.get("/api/v1/deliveries")).status_code == 401
+        bad = {"authorization": "Bearer sgxi_not-a-real-token"}
+        assert (await http.get("/api/v1/deliveries", headers=bad)).status_code == 401
+
+
+async def test_errors_are_json_with_a_field_path_and_echo_nothing(world: World) -> None:
+    headers = await token(world, "cms", "deliveries:read", "shares:write", "queue:all")
+    item = (await items_of(world, "sw-amara"))[0]
+    async with httpx.AsyncClient(base_url=world.url) as http:
+        sent = {
+            "category": "NEIGHBOURS-xyzzy",
+            "to_name": "Secret Name 42",
+            "purpose": "p",
+            "extra": "Private-99",
+        }
+        answer = await http.post(f"/api/v1/deliveries/{item}/shares", headers=headers, json=sent)
+        assert answer.status_code == 422
+        paths = {e["path"] for e in answer.json()["errors"]}
+        assert paths == {"body.category", "body.extra"}
+        for value in ("NEIGHBOURS-xyzzy", "Secret Name 42", "Private-99"):
+            assert value not in answer.text
+        limit = await http.get("/api/v1/deliveries?limit=9999", headers=headers)
+        assert limit.status_code == 422
+        assert limit.json()["errors"][0]["path"] == "query.limit"
+        missing = await http.get("/api/v1/deliveries/999999", headers=headers)
+        assert missing.status_code == 404 and "errors" in missing.json()
+
+
+async def test_fetching_one_opens_it_and_audits_the_read(world: World) -> None:
+    headers = await token(world, "mosaic", "deliveries:read", "queue:all")
+    item = (await items_of(world, "sw-amara"))[0]
+    async with httpx.AsyncClient(base_url=world.url) as http:
+        listed = (await http.get("/api/v1/deliveries?limit=500", headers=headers)).text
+        for child in CHILDREN.values():
+            assert mentions(listed, child) == [], "a listing carries no child data"
+        answer = await http.get(f"/api/v1/deliveries/{item}", headers=headers)
+    assert answer.status_code == 200
+    delivery = answer.json()
+    assert delivery["notification"]["assessment"]["facts"] == CHILDREN["amira"].facts
+    assert {r["code"] for r in delivery["restriction_texts"]} >= {"NOT_TO_PARENTS"}
+    async with await inbox_store(world.exchange.rt, LA) as store:
+        reads = await store.reads(item)
+    assert ("mosaic", "system", "fetched") in {
+        (r["reader"], r["reader_kind"], r["action"]) for r in reads
+    }
+
+
+async def test_an_onward_share_over_the_api_gets_the_gateways_answer(world: World) -> None:
+    headers = await token(
+        world, "eclipse", "deliveries:read", "shares:write", "sharing-record:read", "queue:all"
+    )
+    police = (await items_of(world, "sw-amara"))[0]
+    async with httpx.AsyncClient(base_url=world.url, timeout=30) as http:
+        asked = await http.post(
+            f"/api/v1/deliveries/{police}/shares", headers=headers,
+            json={"category": "PARENT_OR_CARER", "to_name": "the parents", "purpose": "tell the family"},
+        )  # fmt: skip
+        assert asked.status_code == 201, asked.text
+        share = asked.json()
+        assert share["status"] == "refused"
+        assert "NOT_TO_PARENTS" in share["broken"]
+        again = await http.get(f"/api/v1/shares/{share['share_id']}", headers=headers)
+        assert again.json() == share
+        record = (
+            await http.get(f"/api/v1/deliveries/{police}/sharing-record", headers=headers)
+        ).json()
+    assert share["share_id"] in {s["share_id"] for s in record["shared"]}
+    assert {r["sender_agency"] for r in record["received"]} == {"met-police", SCHOOL}
+
+
+async def test_cursor_paging_misses_and_repeats_nothing_while_deliveries_arrive(
+    world: World,
+) -> None:
+    headers = await token(world, "poller", "deliveries:read", "queue:all")
+    more = 25
+
+    async def arrive() -> None:
+        for n in range(more):
+            record = about(samples.attendance_update(), CHILDREN["leo"], f"Leo-fact: late {n}.")
+            await world.exchange.publish(SCHOOL, c.ATTENDANCE_UPDATE, record)
+            await asyncio.sleep(0.02)
+
+    async with await world.exchange.rt.queue_store(LA) as store:
+        before = await store.count()
+    arriving = asyncio.create_task(arrive())
+    seen: list[int] = []
+    cursor = "0"
+    async with httpx.AsyncClient(base_url=world.url) as http:
+        for _ in range(2000):
+            page = (
+                await http.get(f"/api/v1/deliveries?after={cursor}&limit=3", headers=headers)
+            ).json()
+            seen += [i["item_id"] for i in page["items"]]
+            cursor = page["next_cursor"]
+            if arriving.done() and len(seen) >= before + 2 * more:
+                break
+            await asyncio.sleep(0.01)
+    await arriving
+    async with await world.exchange.rt.queue_store(LA) as store:
+        every = [i.item_id for i in await store.select(QueueSelection(everything=True))]
+    assert len(seen) == len(set(seen)), "an item was repeated"
+    assert seen == every, "paging missed an item"
+    assert len(every) == before + 2 * more
+
+
+async def test_no_child_data_in_urls_logs_or_metrics(
+    world: World, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    ben = await person(world, "ben")
+    pages: list[str] = []
+    try:
+        queue = (await ben.request("GET", "/queue?show=all")).text
+        pages.append(queue)
+        for item in re.findall(r'href="(/items/\d+)"', queue):
+            pages.append((await ben.request("GET", item)).text)
+            pages.append((await ben.request("GET", item + "/child?print=1")).text)
+        for item in await items_of(world, "sw-amara") + await items_of(world, "mash:la-camden"):
+            pages.append((await ben.request("GET", f"/items/{item}")).text)
+        metrics = (await ben.request("GET", "/metrics")).text
+    finally:
+        await ben.close()
+    assert any(mentions(p, CHILDREN["leo"]) for p in pages), "ben's own item was shown"
+    urls = [u for p in pages for u in re.findall(r'(?:href|action)="([^"]+)"', p)]
+    for child in CHILDREN.values():
+        for text, where in (
+            (" ".join(urls), "a URL"),
+            (caplog.text, "a log line"),
+            (metrics, "metrics"),
+        ):
+            assert mentions(text, child) == [], f"{child.given}'s data in {where}"
+        if child.worker != "sw-ben":
+            for page in pages:
+                assert mentions(page, child) == [], f"{child.given}'s data on ben's pages"
+

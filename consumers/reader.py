@@ -18,7 +18,6 @@ from sgx.contract import Contract
 from sgx.envelope import Opener, Purpose
 from sgx.errors import ContractError
 
-
 _SYMBOL = re.compile(r"[A-Z][A-Z0-9]*(_[A-Z0-9]+)*")  # an Avro enum symbol, not "CAD-2025-1"
 
 

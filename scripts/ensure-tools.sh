@@ -3,9 +3,10 @@
 #   promtool  (Debian package prometheus)  checks the Prometheus config, runs rule unit tests
 #   prometheus (Debian package prometheus) the real server of tests/integration/test_prometheus_scrape.py
 #   stunnel   (Debian package stunnel4)    the TLS proxy of tests/integration/test_tls.py
+#   chromium  (Debian package chromium)    the browser Playwright drives in tests/integration/test_inbox_browser.py
 # Installs what is missing with apt-get (needs root, as on CI); otherwise says what to install.
 set -euo pipefail
-declare -A package=([promtool]=prometheus [prometheus]=prometheus [stunnel4]=stunnel4)
+declare -A package=([promtool]=prometheus [prometheus]=prometheus [stunnel4]=stunnel4 [chromium]=chromium)
 missing=()
 for tool in "${!package[@]}"; do
   command -v "$tool" >/dev/null || missing+=("${package[$tool]}")

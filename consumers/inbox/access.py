@@ -107,13 +107,16 @@ class Principal:
         )
 
     def may(self, action: str) -> bool:
-        if self.kind == "person":
-            return self.role is not None
+        if self.kind == "person":  # with no role, a person's (empty) queue is all there is
+            return self.role is not None or action == READ
         return action in self.scopes
 
     def require(self, action: str) -> None:
-        if not self.may(action):
-            raise Forbidden(f"this client's scope does not include {action}")
+        if self.may(action):
+            return
+        if self.kind == "person":
+            raise Forbidden("you have no role in this inbox: ask your administrator for one")
+        raise Forbidden(f"this client's scope does not include {action}")
 
     def require_sees(self, item: QueueItem) -> None:
         """NotFound unless the caller may see ``item``: as if it did not exist, so a guessed

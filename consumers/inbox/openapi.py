@@ -61,7 +61,7 @@ OPERATIONS: dict[tuple[str, str], dict[str, Any]] = {
                 "name": "after",
                 "in": "query",
                 "schema": {"type": "integer", "minimum": 0},
-                "description": "the cursor: list items after this one (0 or absent: from the first)",
+                "description": "the cursor: list the items after this one (0: from the first)",
             },
             {
                 "name": "limit",

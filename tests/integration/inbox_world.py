@@ -45,22 +45,37 @@ class Child:
 
 
 CHILDREN = {
-    "amira": Child("Amira", make_nhs_number(7101), make_upn(7101),
-                   "Amira-fact: officers attended flat 3 at 23:15.", "sw-amara"),
-    "leo": Child("Leo", make_nhs_number(7202), None,
-                 "Leo-fact: attended A&E with a wrist injury.", "sw-ben"),
-    "cara": Child("Cara", make_nhs_number(7303), make_upn(7303),
-                  "Cara-fact: missed 30 sessions this term.", "sw-carla"),
-    "maya": Child("Maya", make_nhs_number(7404), None,
-                  "Maya-fact: seen alone at the station at 02:00.", None),
-}  # fmt: skip
+    "amira": Child(
+        "Amira",
+        make_nhs_number(7101),
+        make_upn(7101),
+        "Amira-fact: officers attended flat 3 at 23:15.",
+        "sw-amara",
+    ),
+    "leo": Child(
+        "Leo", make_nhs_number(7202), None, "Leo-fact: attended A&E with a wrist injury.", "sw-ben"
+    ),
+    "cara": Child(
+        "Cara",
+        make_nhs_number(7303),
+        make_upn(7303),
+        "Cara-fact: missed 30 sessions this term.",
+        "sw-carla",
+    ),
+    "maya": Child(
+        "Maya", make_nhs_number(7404), None, "Maya-fact: seen alone at the station at 02:00.", None
+    ),
+}
 
 
 def about(record: dict[str, Any], child: Child, facts: str | None = None) -> dict[str, Any]:
     record["child"].update(
-        nhs_number=child.nhs_number, upn=child.upn, given_name=child.given, family_name="Test",
+        nhs_number=child.nhs_number,
+        upn=child.upn,
+        given_name=child.given,
+        family_name="Test",
         residence_la=LA_GSS,
-    )  # fmt: skip
+    )
     record["assessment"]["facts"] = facts or child.facts
     return record
 

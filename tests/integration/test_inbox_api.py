@@ -9,7 +9,6 @@ import html
 import logging
 import re
 from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -23,6 +22,7 @@ from tests import samples
 from tests.integration.inbox_world import CHILDREN, PASSWORD, Child, World, about, inbox_world
 
 pytestmark = pytest.mark.broker
+SHARE = {"category": "LA_SOCIAL_CARE", "to_name": "x", "purpose": "tell the family"}
 
 
 @pytest.fixture(scope="module")
@@ -178,9 +178,9 @@ async def test_scopes_hold(world: World) -> None:
         assert (await http.get(f"/api/v1/deliveries/{own}", headers=ben_only)).status_code == 200
         for method, url, body in (
             ("POST", f"/api/v1/deliveries/{own}/ack", None),
-            ("POST", f"/api/v1/deliveries/{own}/shares", {"category": "LA_SOCIAL_CARE", "to_name": "x", "purpose": "y"}),
+            ("POST", f"/api/v1/deliveries/{own}/shares", SHARE),
             ("GET", f"/api/v1/deliveries/{own}/sharing-record", None),
-        ):  # fmt: skip
+        ):
             answer = await http.request(method, url, headers=ben_only, json=body)
             assert answer.status_code == 403, url
             assert answer.json()["errors"][0]["problem"].startswith("this client's scope")
@@ -211,7 +211,8 @@ async def test_errors_are_json_with_a_field_path_and_echo_nothing(world: World) 
         assert limit.status_code == 422
         assert limit.json()["errors"][0]["path"] == "query.limit"
         missing = await http.get("/api/v1/deliveries/999999", headers=headers)
-        assert missing.status_code == 404 and "errors" in missing.json()
+        assert missing.status_code == 404
+        assert "errors" in missing.json()
 
 
 async def test_fetching_one_opens_it_and_audits_the_read(world: World) -> None:
@@ -240,9 +241,10 @@ async def test_an_onward_share_over_the_api_gets_the_gateways_answer(world: Worl
     police = (await items_of(world, "sw-amara"))[0]
     async with httpx.AsyncClient(base_url=world.url, timeout=30) as http:
         asked = await http.post(
-            f"/api/v1/deliveries/{police}/shares", headers=headers,
-            json={"category": "PARENT_OR_CARER", "to_name": "the parents", "purpose": "tell the family"},
-        )  # fmt: skip
+            f"/api/v1/deliveries/{police}/shares",
+            headers=headers,
+            json=SHARE | {"category": "PARENT_OR_CARER", "to_name": "the parents"},
+        )
         assert asked.status_code == 201, asked.text
         share = asked.json()
         assert share["status"] == "refused"
@@ -320,4 +322,3 @@ async def test_no_child_data_in_urls_logs_or_metrics(
         if child.worker != "sw-ben":
             for page in pages:
                 assert mentions(page, child) == [], f"{child.given}'s data on ben's pages"
-

@@ -1,0 +1,191 @@
+"""The inbox in a real headless Chromium (Debian's, driven by Playwright; no downloaded
+browser): sign in as the allocated worker with a local account and through an OpenID
+provider the test starts, see an item with its restrictions and what was withheld,
+acknowledge it, ask for a share to the parents and see it refused with the restriction
+named, fail to reach the item as another worker, and find the share on the child's
+sharing record. Screenshots of the queue and the item page are kept in the test's
+temporary directory (``inbox-queue.png``, ``inbox-item.png``, ...)."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+from playwright.async_api import Browser, Page, async_playwright, expect
+
+from tests.integration.inbox_world import PASSWORD, World, inbox_world
+from tests.integration.oidc_provider import OpenIDProvider
+
+pytestmark = pytest.mark.broker
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+
+
+@pytest.fixture(scope="module")
+async def browser() -> AsyncIterator[Browser]:
+    if not shutil.which(CHROMIUM):
+        pytest.fail(f"Debian's chromium is not installed at {CHROMIUM} (scripts/ensure-tools.sh)")
+    async with async_playwright() as pw:
+        launched = await pw.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+        yield launched
+        await launched.close()
+
+
+@pytest.fixture(scope="module")
+async def provider() -> AsyncIterator[OpenIDProvider]:
+    people = {
+        "sw-amara": {
+            "name": "Amara Osei",
+            "sgx_role": "social_worker",
+            "sgx_team": "Assessment Team 1",
+            "sgx_la": "la-camden",
+        },
+        "outsider": {"name": "Ola Other", "sgx_role": "social_worker", "sgx_la": "la-islington"},
+        "no-role": {"name": "Nora Norole", "sgx_la": "la-camden"},
+    }
+    async with OpenIDProvider("sgx-inbox", "inbox-secret", people) as running:
+        yield running
+
+
+@pytest.fixture(scope="module")
+async def world(
+    tmp_path_factory: pytest.TempPathFactory, provider: OpenIDProvider
+) -> AsyncIterator[World]:
+    async with inbox_world(
+        tmp_path_factory.mktemp("inbox-browser"),
+        oidc_issuer=provider.issuer,
+        oidc_client_id="sgx-inbox",
+        oidc_client_secret="inbox-secret",
+        oidc_display_name="Camden sign-in",
+    ) as w:
+        yield w
+
+
+def localhost(world: World) -> str:
+    """The inbox's URL as localhost: browsers keep Secure cookies over http only there."""
+    return world.url.replace("127.0.0.1", "localhost")
+
+
+async def sign_in(page: Page, base: str, username: str) -> None:
+    await page.goto(f"{base}/login")
+    await page.get_by_label("Username").fill(username)
+    await page.get_by_label("Password").fill(PASSWORD)
+    await page.get_by_role("button", name="Sign in").click()
+    await expect(page.get_by_role("heading", name="Your queue")).to_be_visible()
+
+
+async def test_the_allocated_worker_reads_acknowledges_and_is_refused_a_share(
+    world: World, browser: Browser, tmp_path: Path
+) -> None:
+    base = localhost(world)
+    page = await (await browser.new_context()).new_page()
+    await sign_in(page, base, "amara")
+    rows = page.locator("table.queue tbody tr")
+    await expect(rows).to_have_count(2)
+    await expect(rows.first).to_contain_text("immediate")  # urgency first
+    await expect(rows.first).to_contain_text("Police notification")
+    await page.screenshot(path=tmp_path / "inbox-queue.png", full_page=True)
+
+    await rows.first.get_by_role("link", name="Amira Test").click()
+    await expect(page.get_by_role("heading", level=1)).to_have_text(
+        "Police notification about Amira Test"
+    )
+    restrictions = page.get_by_role("region", name="Restrictions on onward use")
+    await expect(restrictions).to_contain_text("Not to parents or carers")
+    await expect(restrictions).to_contain_text("Police: confidential to proceedings")
+    await expect(restrictions).to_contain_text("Nothing was withheld.")
+    await expect(page.get_by_role("region", name="Facts")).to_contain_text(
+        "officers attended flat 3"
+    )
+    await expect(page.get_by_role("region", name="Professional opinion")).to_be_visible()
+    await expect(page.get_by_role("region", name="Who wrote it")).to_contain_text(
+        "Metropolitan Police Service"
+    )
+    await page.screenshot(path=tmp_path / "inbox-item.png", full_page=True)
+    item_url = page.url
+
+    await page.get_by_role("button", name="Acknowledge").click()
+    await expect(page.locator("p.meta")).to_contain_text("acknowledged by sw-amara")
+
+    await page.get_by_label("Recipient category").select_option("PARENT_OR_CARER")
+    await page.get_by_label("Recipient", exact=True).fill("the parents")
+    await page.get_by_label("Purpose").fill("tell the family what was shared")
+    await page.get_by_role("button", name="Ask the exchange").click()
+    status = page.get_by_role("status")
+    await expect(status).to_contain_text("Refused", timeout=25_000)
+    await expect(status).to_contain_text("Not to parents or carers")
+    await page.screenshot(path=tmp_path / "inbox-share-refused.png", full_page=True)
+
+    await page.get_by_role("link", name="Everything received and shared about this child").click()
+    shared = page.get_by_role("region", name="Shared onward (1)")
+    await expect(shared).to_contain_text("the parents (Parent or carer)")
+    await expect(shared).to_contain_text("refused")
+    await expect(page.get_by_role("region", name="Received (2)")).to_be_visible()
+    await page.get_by_role("link", name="Printable view").click()
+    await expect(page.get_by_role("banner")).to_be_hidden()
+    await page.screenshot(path=tmp_path / "inbox-sharing-record.png", full_page=True)
+
+    other = await (await browser.new_context()).new_page()
+    await sign_in(other, base, "ben")
+    answer = await other.goto(item_url)
+    assert answer is not None
+    assert answer.status == 404
+    body = await other.content()
+    assert "Amira" not in body
+    assert "flat 3" not in body
+
+
+async def test_the_supervisor_sees_what_was_withheld(world: World, browser: Browser) -> None:
+    page = await (await browser.new_context()).new_page()
+    await sign_in(page, localhost(world), "jones")
+    await (
+        page.get_by_role("row")
+        .filter(has_text="Police notification")
+        .filter(has_text="tm-jones")
+        .get_by_role("link")
+        .click()
+    )
+    withheld = page.get_by_role("region", name="Restrictions on onward use")
+    await expect(withheld).to_contain_text("assessment.child_views.what_was_said")
+    await expect(withheld).not_to_contain_text("Nothing was withheld.")
+
+
+async def test_sign_in_through_the_openid_provider(
+    world: World, browser: Browser, provider: OpenIDProvider
+) -> None:
+    page = await (await browser.new_context()).new_page()
+    await page.goto(f"{localhost(world)}/login")
+    await page.get_by_role("link", name="Sign in with Camden sign-in").click()
+    await page.get_by_role("button", name="Sign in as sw-amara").click()
+    await expect(page.get_by_role("heading", name="Your queue")).to_be_visible()
+    await expect(page.get_by_role("banner")).to_contain_text("Amara Osei (Social worker")
+    await page.get_by_role("link", name="Show acknowledged items too").click()
+    await expect(page.locator("table.queue tbody tr")).to_have_count(2)
+    assert provider.checks["pkce"] >= 1
+    assert provider.checks["authorize"] >= 1
+
+
+async def test_openid_sign_in_refuses_a_wrong_nonce_another_la_and_grants_no_role_nothing(
+    world: World, browser: Browser, provider: OpenIDProvider
+) -> None:
+    async def attempt(person: str) -> Page:
+        page = await (await browser.new_context()).new_page()
+        await page.goto(f"{localhost(world)}/login")
+        await page.get_by_role("link", name="Sign in with Camden sign-in").click()
+        await page.get_by_role("button", name=f"Sign in as {person}").click()
+        return page
+
+    provider.wrong_nonce = True
+    try:
+        page = await attempt("sw-amara")
+        await expect(page.get_by_role("alert")).to_contain_text(
+            "sign-in with the identity provider failed"
+        )
+    finally:
+        provider.wrong_nonce = False
+    page = await attempt("outsider")
+    await expect(page.get_by_role("alert")).to_contain_text("another local authority")
+    page = await attempt("no-role")
+    await expect(page.get_by_role("heading", name="Your queue")).to_be_visible()
+    await expect(page.get_by_text("Nothing in your queue.")).to_be_visible()

@@ -6,7 +6,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: demo test lint bench clean
+.PHONY: demo inbox test lint bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -16,6 +16,10 @@ $(STAMP): pyproject.toml
 
 demo: $(STAMP)
 	$(BIN)/safeguard demo
+
+# the demo, then Camden's and Islington's inboxes on :8300 and :8301 until Ctrl-C
+inbox: $(STAMP)
+	$(BIN)/safeguard demo --inbox 8300
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

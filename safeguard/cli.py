@@ -359,12 +359,19 @@ async def quarantine_list(home: Path | None, la: str) -> None:
     default=None,
     help="keep the demo's state in this directory",
 )
+@click.option(
+    "--inbox",
+    "inbox_port",
+    type=int,
+    default=None,
+    help="then serve the LAs' inboxes on this port (and the next) until Ctrl-C",
+)
 @async_command
-async def demo(keep: Path | None) -> None:
+async def demo(keep: Path | None, inbox_port: int | None) -> None:
     """Run the whole exchange on the embedded broker and show what arrives where."""
     from safeguard.demo import run_demo
 
-    await run_demo(keep)
+    await run_demo(keep, inbox_port)
 
 
 # -- agency feeds -----------------------------------------------------------------

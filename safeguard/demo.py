@@ -26,6 +26,7 @@ from prometheus_client import CollectorRegistry
 
 from consumers.reader import detail, summary_line
 from safeguard import samples
+from safeguard.demo_inbox import serve_demo_inboxes
 from safeguard.parties import (
     DEMO_PARTIES,
     HEALTH,
@@ -113,7 +114,7 @@ async def publish_raw(rt: Runtime, agency: str, values: list[bytes]) -> None:
         await producer.stop()
 
 
-async def run_demo(keep: Path | None) -> None:
+async def run_demo(keep: Path | None, inbox_port: int | None = None) -> None:
     home = keep or Path(tempfile.mkdtemp(prefix="sgx-demo-"))
     started = time.monotonic()
     try:
@@ -134,7 +135,7 @@ async def run_demo(keep: Path | None) -> None:
                     heartbeat_interval_ms=300,
                 ),
             )
-            await _exchange(rt)
+            await _exchange(rt, inbox_port)
     finally:
         if keep is None:
             shutil.rmtree(home, ignore_errors=True)
@@ -187,7 +188,7 @@ class _Demo:
         return await self.rows() > before
 
 
-async def _exchange(rt: Runtime) -> None:
+async def _exchange(rt: Runtime, inbox_port: int | None) -> None:
     await create_topics(rt)
     stop = asyncio.Event()
     registry = CollectorRegistry()
@@ -206,6 +207,9 @@ async def _exchange(rt: Runtime) -> None:
         await _bad_records(demo)
         item = await _show(rt)
         await _shares(rt, item)
+        if inbox_port is not None:
+            heading("The inboxes (safeguard inbox serve): sign in as each to see the difference")
+            await serve_demo_inboxes(rt, inbox_port, say)
     finally:
         stop.set()
         await asyncio.gather(*services)

@@ -161,6 +161,9 @@ class EmbeddedBroker:
                 "--advertised-listener-url", f"tcp://{self.advertised}",
                 "--storage-engine", "memory://tansu/",
                 stdin=asyncio.subprocess.DEVNULL, stdout=self._log, stderr=self._log,
+                # its own session: a Ctrl-C in the terminal reaches the exchange, which
+                # then stops cleanly and stops the broker last (stop() terminates it)
+                start_new_session=True,
             )  # fmt: skip
         except OSError as exc:
             raise TransportError(f"cannot start embedded broker {binary}: {exc}") from exc

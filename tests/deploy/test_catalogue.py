@@ -8,12 +8,14 @@ from collections.abc import Callable
 from prometheus_client import CollectorRegistry
 from prometheus_client.metrics import MetricWrapperBase
 
+from consumers.inbox.service import InboxMetrics
 from sgx import metrics
 from tests.deploy.catalogue import catalogue
 
 # closed-set labels only (docs/metrics.md, "The label rule")
 ALLOWED_LABELS = {"type", "outcome", "reason", "urgency", "due", "topic", "partition", "party",
-                  "kid", "team", "la", "job", "instance", "chain", "event"}  # fmt: skip
+                  "kid", "team", "la", "job", "instance", "chain", "event",
+                  "route", "status", "action", "method"}  # fmt: skip
 
 
 def _defined() -> list[MetricWrapperBase]:
@@ -24,7 +26,8 @@ def _defined() -> list[MetricWrapperBase]:
             factory: Callable[[CollectorRegistry], object] = cls
             instance = factory(CollectorRegistry())
             found += [m for m in vars(instance).values() if isinstance(m, MetricWrapperBase)]
-    return found
+    inbox = InboxMetrics(CollectorRegistry())
+    return found + [m for m in vars(inbox).values() if isinstance(m, MetricWrapperBase)]
 
 
 def test_every_defined_metric_is_catalogued_with_its_type_and_labels() -> None:

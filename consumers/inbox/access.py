@@ -14,7 +14,9 @@ mash_duty     themselves, and the LA's MASH queue (``mash:<la>``)
 
 A system (a case-management client) has scopes: actions (``deliveries:read``,
 ``deliveries:ack``, ``shares:write``, ``sharing-record:read``) and the queues it covers
-(``queue:worker:<id>``, ``queue:team:<team>``, ``queue:mash``, ``queue:all``). A person may
+(``queue:worker:<id>``, ``queue:team:<team>``, ``queue:mash``, ``queue:all``). OAuth2 scopes
+are separated by spaces, so a team or worker id in a scope is percent-encoded
+(``queue:team:Assessment%20Team%201``). A person may
 do every action on what they see. The inbox serves one LA, so nobody reaches another LA's
 rows: they are in another database.
 """
@@ -22,6 +24,7 @@ rows: they are in another database.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from urllib.parse import unquote
 from typing import Literal
 
 from consumers.queue import QueueItem, QueueSelection
@@ -90,13 +93,14 @@ class Principal:
             )
         if "queue:all" in self.scopes:
             return QueueSelection(everything=True)
-        recipients = {
-            s.removeprefix("queue:worker:") for s in self.scopes if s.startswith("queue:worker:")
-        }
+        recipients = set(self._scoped("queue:worker:"))
         if "queue:mash" in self.scopes:
             recipients.add(self.mash_queue)
-        teams = {s.removeprefix("queue:team:") for s in self.scopes if s.startswith("queue:team:")}
+        teams = set(self._scoped("queue:team:"))
         return QueueSelection(recipients=frozenset(recipients), teams=frozenset(teams))
+
+    def _scoped(self, prefix: str) -> list[str]:
+        return [unquote(s.removeprefix(prefix)) for s in self.scopes if s.startswith(prefix)]
 
     def sees(self, item: QueueItem) -> bool:
         selection = self.selection()

@@ -9,10 +9,15 @@ temporary directory (``inbox-queue.png``, ``inbox-item.png``, ...)."""
 from __future__ import annotations
 
 import shutil
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import httpx
 import pytest
+from joserfc import jwt
+from joserfc.jwk import RSAKey
+from axe_playwright_python.async_playwright import Axe
 from playwright.async_api import Browser, Page, async_playwright, expect
 
 from tests.integration.inbox_world import PASSWORD, World, inbox_world
@@ -20,6 +25,17 @@ from tests.integration.oidc_provider import OpenIDProvider
 
 pytestmark = pytest.mark.broker
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+# axe-core's rules for WCAG 2.0, 2.1 and 2.2 at levels A and AA
+WCAG_AA = ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa", "wcag22aa"]
+
+
+async def accessibility_problems(page: Page) -> list[str]:
+    """axe-core's WCAG A/AA violations on the page: rule id, impact and the first element."""
+    results = await Axe().run(page, options={"runOnly": {"type": "tag", "values": WCAG_AA}})
+    return [
+        f"{v['id']} ({v['impact']}): {v['help']} at {v['nodes'][0]['target']}"
+        for v in results.response["violations"]
+    ]
 
 
 @pytest.fixture(scope="module")
@@ -58,6 +74,7 @@ async def world(
         oidc_client_id="sgx-inbox",
         oidc_client_secret="inbox-secret",
         oidc_display_name="Camden sign-in",
+        api_audience="sgx-inbox-api",
     ) as w:
         yield w
 
@@ -189,3 +206,83 @@ async def test_openid_sign_in_refuses_a_wrong_nonce_another_la_and_grants_no_rol
     page = await attempt("no-role")
     await expect(page.get_by_role("heading", name="Your queue")).to_be_visible()
     await expect(page.get_by_text("Nothing in your queue.")).to_be_visible()
+
+
+async def test_every_page_passes_axe_cores_wcag_aa_checks_and_works_by_keyboard(
+    world: World, browser: Browser
+) -> None:
+    page = await (await browser.new_context()).new_page()
+    base = localhost(world)
+    await page.goto(f"{base}/login")
+    assert await accessibility_problems(page) == []
+    await page.keyboard.press("Tab")  # the skip link comes first, and shows when focused
+    await expect(page.get_by_role("link", name="Skip to content")).to_be_focused()
+    await page.keyboard.press("Tab")
+    await page.keyboard.press("Tab")  # past the single sign-on link, to the username
+    await expect(page.get_by_label("Username")).to_be_focused()
+    await page.keyboard.type("jones")
+    await page.keyboard.press("Tab")
+    await page.keyboard.type(PASSWORD)
+    await page.keyboard.press("Enter")
+    await expect(page.get_by_role("heading", name="Your queue")).to_be_visible()
+    assert await accessibility_problems(page) == []
+    await page.goto(f"{base}/queue?show=all")
+    await page.locator("table.queue a").first.click()
+    assert await accessibility_problems(page) == []
+    await page.get_by_role("link", name="Everything received and shared about this child").click()
+    assert await accessibility_problems(page) == []
+    await page.goto(f"{base}/items/999999")
+    assert await accessibility_problems(page) == []
+    # the checker itself finds what it should: an unlabelled field, a page with no language
+    await page.set_content("<html><body><main><input></main></body></html>")
+    found = " ".join(await accessibility_problems(page))
+    assert "label (critical)" in found
+    assert "html-has-lang" in found
+
+
+async def test_a_systems_client_credentials_token_from_the_provider_holds_its_scopes(
+    world: World, provider: OpenIDProvider
+) -> None:
+    provider.machines["mosaic"] = (
+        "mosaic-secret",
+        "deliveries:read queue:team:Assessment%20Team%201",
+    )
+    async with httpx.AsyncClient() as http:
+        granted = await http.post(
+            f"{provider.issuer}/token",
+            data={"grant_type": "client_credentials"},
+            auth=("mosaic", "mosaic-secret"),
+        )
+        assert granted.status_code == 200
+        access = granted.json()["access_token"]
+        listed = await http.get(
+            f"{world.url}/api/v1/deliveries", headers={"authorization": f"Bearer {access}"}
+        )
+        assert listed.status_code == 200
+        recipients = {i["recipient_id"] for i in listed.json()["items"]}
+        assert recipients == {"sw-amara", "sw-ben", "tm-jones"}
+        stranger = RSAKey.generate_key(2048, auto_kid=True)
+        now = int(time.time())
+        forged = jwt.encode(
+            {"alg": "RS256", "kid": stranger.kid},
+            {
+                "iss": provider.issuer,
+                "aud": provider.audience,
+                "client_id": "mosaic",
+                "scope": "deliveries:read queue:all",
+                "iat": now,
+                "exp": now + 300,
+            },
+            stranger,
+        )
+        for bad in (
+            provider.machine_token("mosaic", "deliveries:read queue:all", exp=now - 10),
+            provider.machine_token("mosaic", "deliveries:read queue:all", aud="another-api"),
+            provider.machine_token("mosaic", "deliveries:read queue:all", iss="https://evil"),
+            forged,
+        ):
+            answer = await http.get(
+                f"{world.url}/api/v1/deliveries", headers={"authorization": f"Bearer {bad}"}
+            )
+            assert answer.status_code == 401, answer.text
+    assert provider.checks["client_credentials"] == 1

@@ -24,8 +24,8 @@ rows: they are in another database.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from urllib.parse import unquote
 from typing import Literal
+from urllib.parse import unquote
 
 from consumers.queue import QueueItem, QueueSelection
 from sgx.errors import Forbidden, NotFound

@@ -15,9 +15,9 @@ from pathlib import Path
 
 import httpx
 import pytest
+from axe_playwright_python.async_playwright import Axe
 from joserfc import jwt
 from joserfc.jwk import RSAKey
-from axe_playwright_python.async_playwright import Axe
 from playwright.async_api import Browser, Page, async_playwright, expect
 
 from tests.integration.inbox_world import PASSWORD, World, inbox_world

@@ -295,3 +295,47 @@ async def test_consumer_queues_each_addressee_and_keeps_what_it_cannot_trust(
 
 async def _all(store: QueueStore) -> list[QueueItem]:
     return [i for who in ("sw-anna", "tm-jones", "sw-ben") for i in await store.list(who)]
+
+
+async def test_select_pages_a_selection_after_a_cursor(store: QueueStore) -> None:
+    from consumers.queue import QueueSelection
+
+    await store.store_batch(
+        [entry(1, "sw-anna"), entry(2, "sw-bo", team="west"), entry(3, "tm-cat"),
+         entry(4, "mash:la-north", team="MASH"), entry(5, "sw-anna")]
+    )  # fmt: skip
+    anna = QueueSelection(recipients=frozenset({"sw-anna"}))
+    assert [i.notification_id[-1] for i in await store.select(anna)] == ["1", "5"]
+    east = QueueSelection(teams=frozenset({"east"}))
+    ids = [i.item_id for i in await store.select(east)]
+    assert len(ids) == 3
+    assert [i.item_id for i in await store.select(east, after=ids[0], limit=1)] == [ids[1]]
+    assert await store.select(QueueSelection()) == []
+    assert len(await store.select(QueueSelection(everything=True))) == 5
+    await store.ack(ids[0], "sw-anna")
+    unread = await store.select(east, include_acked=False)
+    assert [i.item_id for i in unread] == ids[1:]
+
+
+@pytest.mark.postgres
+async def test_queue_writers_take_turns_on_postgres_so_ids_follow_commit_order(
+    tmp_path: Path,
+) -> None:
+    """A batch waits while another writer holds the queue's lock: an id handed out later is
+    committed later, so a reader paging by id misses nothing (see consumers.queue)."""
+    import asyncio
+
+    from sqlalchemy import text
+
+    from consumers.queue import _WRITE_LOCK
+
+    async with backend("postgres", tmp_path) as db, await QueueStore.open(
+        db.dsn, db.sqlite_path, schema=db.schema
+    ) as queue:  # fmt: skip
+        async with queue.engine.connect() as holder:
+            await holder.execute(text(f"SELECT pg_advisory_xact_lock({_WRITE_LOCK})"))
+            writing = asyncio.create_task(queue.store_batch([entry(1)]))
+            await asyncio.sleep(0.5)
+            assert not writing.done(), "a second writer went ahead while the lock was held"
+            await holder.commit()
+        assert await asyncio.wait_for(writing, 10) == 1

@@ -162,7 +162,7 @@ def test_exchange_services_run_real_safeguard_commands_as_real_principals() -> N
         user = Path(service["env_file"]).name.removesuffix(".env")
         assert user in principals, f"{name}: SASL user {user} is not in the ACL plan"
         assert service["environment"]["SGX_KAFKA_SECURITY_PROTOCOL"] == "SASL_SSL"
-    assert ran == {"gateway", "consumer", "push"}
+    assert ran == {"gateway", "consumer", "push", "inbox"}
 
 
 def test_prometheus_scrapes_the_compose_services() -> None:

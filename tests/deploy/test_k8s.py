@@ -112,6 +112,7 @@ def test_deployments_share_one_image_probe_health_and_readiness_and_run_as_non_r
         "gateway",
         "consumer-la-camden",
         "consumer-la-islington",
+        "inbox-la-camden",
         "push-school-hillside",
     }
     images = {_container(d)["image"] for d in deployments}
@@ -177,3 +178,21 @@ def test_services_pdbs_and_the_service_monitor_select_the_deployments() -> None:
     services = [s["metadata"]["labels"] for s in _of_kind("Service")]
     assert all(all(labels.get(k) == v for k, v in wanted.items()) for labels in services)
     assert monitor["spec"]["endpoints"][0]["port"] == "metrics"
+
+
+def test_the_inbox_asks_for_shares_as_its_la_and_may_not_read_deliveries() -> None:
+    """The inbox publishes share requests on its LA's inbound topic and reads the answers
+    on its receipts topic, as the LA; the sealed deliveries it shows come from the queue
+    database, so its principal needs (and has) no access to the delivery topic."""
+    container = _container(
+        {d["metadata"]["name"]: d for d in _of_kind("Deployment")}["inbox-la-camden"]
+    )
+    env = _env(container)
+    assert container["args"] == ["inbox", "serve", "--la", "la-camden"]
+    assert env["SGX_KAFKA_SASL_USERNAME"] == "la-camden"
+    assert env["SGX_INBOX_LOCAL_ACCOUNTS"] == "false"
+    assert env["SGX_INBOX_SESSION_SECRET"]["secretKeyRef"]["name"] == "sgx-inbox-la-camden"
+    plan = acl_plan.plan(acl_plan.load_parties(acl_plan.PARTIES_FILE))
+    assert plan.allows("la-camden", "Write", "topic", "sgx.inbound.la-camden")
+    assert plan.allows("la-camden", "Read", "topic", "sgx.receipts.la-camden")
+    assert not plan.allows("la-camden", "Read", "topic", "sgx.delivery.la-camden")

@@ -117,3 +117,20 @@ def inbox_openapi(out: Path | None) -> None:
         click.echo(render(), nl=False)
     else:
         out.write_text(render(), encoding="utf-8")
+
+
+@inbox.command("reads")
+@home_option
+@la_option
+@click.option("--item", type=int, default=None, help="only this queue item's reads")
+@async_command
+async def inbox_reads(home: Path | None, la: str, item: int | None) -> None:
+    """Who read which item, how and when (the inbox's read audit), oldest first."""
+    async with await inbox_store(runtime(home), la) as store:
+        reads = await store.reads(item)
+    click.echo(f"{la}: {len(reads)} read(s){f' of item #{item}' if item else ''}")
+    for r in reads:
+        click.echo(
+            f"  {r['read_at']:%Y-%m-%d %H:%M:%S} #{r['item_id']:<5} {r['action']:<7} "
+            f"by {r['reader']} ({r['reader_kind']})"
+        )

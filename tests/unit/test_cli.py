@@ -44,6 +44,11 @@ COMMANDS = [
     ["gateway", "run"],
     ["consumer", "run"],
     ["queue", "list"],
+    ["inbox", "serve"],
+    ["inbox", "user", "add"],
+    ["inbox", "client", "add"],
+    ["inbox", "reads"],
+    ["inbox", "openapi"],
 ]
 
 
@@ -174,3 +179,65 @@ def test_several_agencies_metrics_are_served_together_labelled() -> None:
     assert text.count("# TYPE sgx_producer_outbox_depth gauge") == 1
     assert f'sgx_producer_outbox_depth{{agency="{SCHOOL}"}} 2.0' in text
     assert f'sgx_producer_outbox_depth{{agency="{POLICE}"}} 0.0' in text
+
+
+def test_inbox_accounts_and_clients_from_the_command_line(tmp_path: Path) -> None:
+    from safeguard.parties import DEMO_PARTIES
+    from sgx.trust import init_trust
+
+    init_trust(tmp_path / "trust", DEMO_PARTIES)
+    home = ["--home", str(tmp_path), "--la", "la-camden"]
+    runner = CliRunner()
+    added = runner.invoke(
+        main,
+        [
+            "inbox",
+            "user",
+            "add",
+            "amara",
+            *home,
+            "--worker-id",
+            "sw-amara",
+            "--name",
+            "Amara",
+            "--role",
+            "social_worker",
+            "--team",
+            "Team 1",
+            "--password-stdin",
+        ],
+        input="a long enough password\n",
+    )
+    assert added.exit_code == 0, added.output
+    assert "account amara signs in as sw-amara (social_worker) in la-camden" in added.output
+    short = runner.invoke(
+        main,
+        [
+            "inbox",
+            "user",
+            "add",
+            "ben",
+            *home,
+            "--worker-id",
+            "sw-ben",
+            "--name",
+            "Ben",
+            "--role",
+            "social_worker",
+            "--password-stdin",
+        ],
+        input="short\n",
+    )
+    assert short.exit_code != 0
+    assert "at least 12 characters" in short.output
+    client = runner.invoke(
+        main, ["inbox", "client", "add", "mosaic", *home, "--scope", "queue:all"]
+    )
+    assert client.exit_code == 0, client.output
+    assert client.stdout.startswith("sgxi_")
+    wrong = runner.invoke(main, ["inbox", "client", "add", "x", *home, "--scope", "queue:everyone"])
+    assert wrong.exit_code != 0
+    assert "unknown scope 'queue:everyone'" in wrong.output
+    reads = runner.invoke(main, ["inbox", "reads", *home])
+    assert reads.exit_code == 0, reads.output
+    assert "la-camden: 0 read(s)" in reads.output

@@ -12,6 +12,7 @@ in ``safeguard/cli_*.py`` are registered at the end of this module::
     safeguard producer police encompass FILE | disclosure FILE    force exports (cli_police)
     safeguard push token | revoke | serve | openapi     the HTTP push endpoint (cli_push)
     safeguard inbox serve | user add | client add | openapi   an LA's inbox (cli_inbox)
+    safeguard schemas check [--lock]                  schema compatibility (cli_schemas)
     safeguard police requests                           open Protocol requests (cli_police)
 """
 
@@ -39,6 +40,7 @@ from safeguard.cli_inbox import inbox
 from safeguard.cli_police import police, police_feed
 from safeguard.cli_producer import producer
 from safeguard.cli_push import push
+from safeguard.cli_schemas import schemas
 from safeguard.cli_school import school
 from safeguard.runtime import Runtime, create_topics, run_consumer, run_gateway
 from sgx.errors import ExchangeError
@@ -385,6 +387,7 @@ main.add_command(producer)
 # (one process can serve several agencies), like `gateway run`.
 main.add_command(push)
 main.add_command(inbox)
+main.add_command(schemas)
 # `safeguard police requests`: the exchange's view of open Protocol disclosure requests.
 main.add_command(police)
 

@@ -133,6 +133,7 @@ def attendance_update(the_child: dict[str, Any], **overrides: Any) -> dict[str, 
         "persistent_absence": True,
         "severe_absence": False,
     }
+    record["sen_status"] = "SEN_SUPPORT"
     record.update(overrides)
     return record
 

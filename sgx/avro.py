@@ -43,7 +43,8 @@ def _parse(path: Path, what: str) -> Any:
         raise ConfigError(f"cannot load Avro schema {what} from {path}: {exc}") from exc
 
 
-def _fingerprint(parsed: Any) -> bytes:
+def fingerprint_of(parsed: Any) -> bytes:
+    """The CRC-64-AVRO fingerprint of a parsed schema's Parsing Canonical Form."""
     return bytes.fromhex(fingerprint(to_parsing_canonical_form(parsed), "CRC-64-AVRO"))
 
 
@@ -79,7 +80,7 @@ class SchemaSet:
 
     def _load(self, name: str) -> Any:
         parsed = _parse(self._dir / f"{name}.avsc", name)
-        digest = _fingerprint(parsed)
+        digest = fingerprint_of(parsed)
         self._parsed[name] = parsed
         self._fingerprints[name] = digest
         self._by_fingerprint[digest] = name
@@ -95,7 +96,7 @@ class SchemaSet:
         writer = _parse(path, f"{name} (history)")
         if not isinstance(writer, dict) or writer.get("name") != name:
             raise ConfigError(f"history schema {path} is not a version of {name}")
-        digest = _fingerprint(writer)
+        digest = fingerprint_of(writer)
         if digest in self._by_fingerprint:
             other = self._by_fingerprint[digest]
             raise ConfigError(f"history schema {path} has the fingerprint of {other}")

@@ -126,6 +126,7 @@ def attendance_update(
             "persistent_absence": True,
             "severe_absence": False,
         },
+        "sen_status": None,  # since v3; a v3 reader gives None for an earlier writer's
     }
     return _apply(record, overrides)
 

@@ -29,6 +29,7 @@ from tests import samples
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
 GOLDEN = FIXTURES / "attendance_update_v1.bin"
 GOLDEN_V2 = FIXTURES / "attendance_update_v2.bin"
+GOLDEN_V3 = FIXTURES / "attendance_update_v3.bin"
 SCHEMA_DIR = Path(__file__).resolve().parents[2] / "schemas"
 HISTORY = SCHEMA_DIR / "history"
 # Notification types whose v1 writer schemas (before child.residence_la) are in history.
@@ -116,6 +117,11 @@ def golden_attendance_update_v2() -> dict[str, Any]:
     record = golden_attendance_update()
     record["child"]["residence_la"] = "E09000007"
     return record
+
+
+def golden_attendance_update_v3() -> dict[str, Any]:
+    """The record pinned by tests/fixtures/attendance_update_v3.bin. Never change it."""
+    return golden_attendance_update_v2() | {"sen_status": "EHC_PLAN"}
 
 
 def _disclosure_request() -> dict[str, Any]:
@@ -227,19 +233,30 @@ def test_golden_attendance_update_v1_bytes_still_decode(contract: Contract) -> N
     assert contract.name_of(golden[2:10]) == c.ATTENDANCE_UPDATE
     expected = golden_attendance_update()
     expected["child"]["residence_la"] = None
+    expected["sen_status"] = None
     assert contract.decode(golden) == (c.ATTENDANCE_UPDATE, expected)
     assert contract.decode_as(c.ATTENDANCE_UPDATE, golden) == expected
 
 
-def test_golden_attendance_update_v2_bytes_are_pinned(contract: Contract) -> None:
-    """Wire format version 2. If it must change, add attendance_update_v3.bin and the v2
-    writer schema to schemas/history/; never rewrite v2."""
+def test_golden_attendance_update_v2_bytes_still_decode(contract: Contract) -> None:
+    """Wire format version 2 (before sen_status): never rewrite it. Its writer schema is
+    schemas/history/...AttendanceUpdate.v2.avsc; a v3 reader gives sen_status its default."""
     golden = GOLDEN_V2.read_bytes()
+    assert golden[:10] == b"\xc3\x01" + bytes.fromhex("d655a6c2246ab9e8")
+    assert golden[2:10] != contract.fingerprint(c.ATTENDANCE_UPDATE)
+    expected = golden_attendance_update_v2() | {"sen_status": None}
+    assert contract.decode(golden) == (c.ATTENDANCE_UPDATE, expected)
+
+
+def test_golden_attendance_update_v3_bytes_are_pinned(contract: Contract) -> None:
+    """Wire format version 3. If it must change, add attendance_update_v4.bin and the v3
+    writer schema to schemas/history/; never rewrite v3."""
+    golden = GOLDEN_V3.read_bytes()
     fingerprint = contract.fingerprint(c.ATTENDANCE_UPDATE)
     assert golden[:10] == b"\xc3\x01" + fingerprint
-    assert fingerprint.hex() == "d655a6c2246ab9e8"  # changes only if the schema does
-    assert contract.encode(c.ATTENDANCE_UPDATE, golden_attendance_update_v2()) == golden
-    assert contract.decode(golden) == (c.ATTENDANCE_UPDATE, golden_attendance_update_v2())
+    assert fingerprint.hex() == "bfe210d02da99e90"  # changes only if the schema does
+    assert contract.encode(c.ATTENDANCE_UPDATE, golden_attendance_update_v3()) == golden
+    assert contract.decode(golden) == (c.ATTENDANCE_UPDATE, golden_attendance_update_v3())
 
 
 @pytest.mark.parametrize("name", sorted(V1_FINGERPRINTS))

@@ -21,6 +21,9 @@ Tables (``schema`` places them in a PostgreSQL schema):
 
 * ``queue_item`` — item_id (serial), the :class:`QueueEntry` fields, queued_at, status
   (``unread`` | ``acked``), acked_at, acked_by; unique (notification_id, recipient_id).
+* ``known_schema`` — writer schemas of a newer release the consumer learned from the
+  schema registry (fingerprint, type, canonical form), so every process reading this queue
+  can open what it holds (:mod:`sgx.schema_registry`).
 * ``consumer_quarantine`` — the :class:`~sgx.quarantine.Quarantined` fields but
   ``sender_claimed``; unique (topic, partition, offset, item), so a redelivered bad
   envelope is kept once.
@@ -149,6 +152,17 @@ def _item_table(metadata: MetaData) -> Table:
     )
 
 
+def _schema_table(metadata: MetaData) -> Table:
+    return Table(
+        "known_schema",
+        metadata,
+        Column("fingerprint", String(16), primary_key=True),
+        Column("name", String(200), nullable=False),
+        Column("schema", Text, nullable=False),
+        Column("learned_at", UtcDateTime, nullable=False),
+    )
+
+
 def _quarantine_table(metadata: MetaData) -> Table:
     return Table(
         "consumer_quarantine",
@@ -193,6 +207,7 @@ class QueueStore(Database):
         super().__init__(engine, metadata)
         self._items = _item_table(metadata)
         self._quarantine = _quarantine_table(metadata)
+        self._schemas = _schema_table(metadata)
         self._add_items = insert_ignoring_duplicates(
             engine, self._items, "notification_id", "recipient_id"
         ).returning(self._items.c.item_id)
@@ -333,6 +348,26 @@ class QueueStore(Database):
             async with self._engine.connect() as conn:
                 result = await conn.execute(query)
                 return {(row[0], row[1]): row[2] for row in result}
+
+    async def remember_schemas(self, learned: Sequence[tuple[str, str, str]]) -> None:
+        """Keep learned writer schemas: (fingerprint hex, type name, canonical form)."""
+        if not learned:
+            return
+        now = datetime.now(UTC)
+        rows = [
+            {"fingerprint": f, "name": n, "schema": s, "learned_at": now} for f, n, s in learned
+        ]
+        insert = insert_ignoring_duplicates(self._engine, self._schemas, "fingerprint")
+        with store_errors("remember learned schemas"):
+            async with write_transaction(self._engine) as conn:
+                await conn.execute(insert, rows)
+
+    async def known_schemas(self) -> builtins.list[tuple[str, str]]:
+        """Every learned writer schema: (fingerprint hex, canonical form)."""
+        query = select(self._schemas.c.fingerprint, self._schemas.c.schema)
+        with store_errors("read learned schemas"):
+            async with self._engine.connect() as conn:
+                return [(row[0], row[1]) for row in await conn.execute(query)]
 
     async def quarantine_list(self) -> builtins.list[Quarantined]:
         """Every quarantined delivery record, in the order they were kept."""

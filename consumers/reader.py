@@ -16,7 +16,7 @@ from consumers.queue import QueueItem, QueueSelection, QueueStore
 from sgx import contract as c
 from sgx.contract import Contract
 from sgx.envelope import Opener, Purpose
-from sgx.errors import ContractError
+from sgx.errors import ContractError, UnknownSchema
 
 _SYMBOL = re.compile(r"[A-Z][A-Z0-9]*(_[A-Z0-9]+)*")  # an Avro enum symbol, not "CAD-2025-1"
 
@@ -53,18 +53,28 @@ class QueueReader:
         self._opener = opener
         self._contract = contract
 
-    def open(self, item: QueueItem) -> QueueView:
+    def _open(self, item: QueueItem) -> QueueView:
         opened = self._opener.open(item.envelope, purposes=(Purpose.DELIVERY,))
         delivery = self._contract.decode_as(c.DELIVERY, opened.plaintext)
         _, notification = self._contract.decode(delivery["notification"], check=False)
         return QueueView(item, delivery, notification)
 
+    async def open(self, item: QueueItem) -> QueueView:
+        """Open one queue item; a newer writer schema the consumer learned is learned here too."""
+        try:
+            return self._open(item)
+        except UnknownSchema:
+            for digest, schema in await self._store.known_schemas():
+                if not self._contract.knows(bytes.fromhex(digest)):
+                    self._contract.learn(schema)
+            return self._open(item)
+
     async def list(self, recipient_id: str, *, include_acked: bool = False) -> list[QueueView]:
         items = await self._store.list(recipient_id, include_acked=include_acked)
-        return [self.open(item) for item in items]
+        return [await self.open(item) for item in items]
 
     async def show(self, item_id: int) -> QueueView:
-        return self.open(await self._store.get(item_id))
+        return await self.open(await self._store.get(item_id))
 
     async def select(
         self,
@@ -78,7 +88,7 @@ class QueueReader:
         items = await self._store.select(
             selection, after=after, limit=limit, include_acked=include_acked
         )
-        return [self.open(item) for item in items]
+        return [await self.open(item) for item in items]
 
 
 def child_label(notification: dict[str, Any]) -> str:

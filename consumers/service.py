@@ -19,13 +19,15 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer
 
 from consumers.queue import QueueEntry, QueueStore
+from sgx import avro
 from sgx import contract as c
 from sgx.contract import Contract
 from sgx.envelope import Opener, Purpose
-from sgx.errors import ContractError
+from sgx.errors import ContractError, UnknownSchema
 from sgx.kafka import kafka_errors, run_batches
 from sgx.metrics import ConsumerMetrics
 from sgx.quarantine import Quarantined, Source, from_gateway, read_all
+from sgx.schema_registry import SchemaRegistry
 
 
 class DeliveryConsumer:
@@ -41,6 +43,7 @@ class DeliveryConsumer:
         metrics: ConsumerMetrics,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         max_records: int = 500,
+        registry: SchemaRegistry | None = None,
     ) -> None:
         self._opener = opener
         self._contract = contract
@@ -49,6 +52,8 @@ class DeliveryConsumer:
         self._metrics = metrics
         self._clock = clock
         self._max_records = max_records
+        self._registry = registry
+        self._unknown: set[bytes] = set()  # inner writer schemas this batch did not know
         self.queued = 0
 
     async def run(self, stop: asyncio.Event) -> None:
@@ -62,7 +67,19 @@ class DeliveryConsumer:
         )
 
     async def process(self, records: Iterable[Any]) -> None:
+        records = list(records)
         entries, quarantined = read_all(records, self._entries, self._clock)
+        if self._unknown and self._registry is not None:
+            # A newer gateway wrote with a schema this release has not seen: learn it from
+            # the registry (kept in the queue database for every reader), then read again.
+            learned = await self._registry.learn(self._unknown)
+            self._unknown.clear()
+            if learned:
+                await self._store.remember_schemas(
+                    [(e.digest.hex(), e.name, e.schema) for e in learned]
+                )
+                entries, quarantined = read_all(records, self._entries, self._clock)
+        self._unknown.clear()
         inserted = await self._store.store_batch(entries, quarantined)
         async with kafka_errors("commit delivery offsets"):
             await self._consumer.commit()
@@ -74,6 +91,10 @@ class DeliveryConsumer:
         opened = self._opener.open(envelope, purposes=(Purpose.DELIVERY,))
         from_gateway(opened, "delivery")
         delivery = self._contract.decode_as(c.DELIVERY, opened.plaintext)
+        digest, _ = avro.split(delivery["notification"])
+        if not self._contract.knows(digest):
+            self._unknown.add(digest)
+            raise UnknownSchema(digest, schema=delivery["notification_type"])
         if not delivery["recipients"]:
             raise ContractError("recipients", "a delivery names no recipient", schema=c.DELIVERY)
         restrictions = tuple(r["code"] for r in delivery["restrictions"])

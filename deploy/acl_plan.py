@@ -25,6 +25,10 @@ Principals (SCRAM user names)::
     sgx-consumer-<id>    READ sgx.delivery.<id> and its group sgx-consumer-<id>, for each
                          party the gateway delivers to (local authority, school, police)
 
+The schema registry topic ``sgx.schemas`` (compacted) is WRITE for the gateway only and
+READ (no group) for every principal: a reader of an older release finds there the newer
+writer schemas the gateway uses (``sgx.schema_registry``).
+
 Every principal may also DESCRIBE topics named ``sgx.*``: the services check at start
 that every exchange topic exists (``safeguard.runtime.create_topics``) and a topic a
 principal cannot describe looks missing, which would make it try to create it. Topic
@@ -60,6 +64,7 @@ import yaml
 
 from sgx.errors import ConfigError
 from sgx.kafka import GATEWAY_GROUP, delivery_group, open_cases_group, receipts_group
+from sgx.schema_registry import TOPIC as SCHEMAS_TOPIC
 from sgx.trust import GSS_CODE
 
 DEPLOY_DIR = Path(__file__).resolve().parent
@@ -117,6 +122,7 @@ class Topic:
     partitions: int
     replicas: int = REPLICAS
     retention_ms: int | None = None  # None: the broker's default; -1: kept for ever
+    compacted: bool = False  # cleanup.policy=compact: the newest record per key is kept
 
 
 @dataclass(frozen=True, slots=True)
@@ -168,7 +174,8 @@ def agency_groups(party: Party) -> tuple[str, ...]:
 def plan(parties: Iterable[Party]) -> Plan:
     """The topics, principals and ACL bindings for ``parties``."""
     members = _checked(parties)
-    topics: list[Topic] = []
+    # The schema registry (sgx.schema_registry): the gateway writes, everyone reads.
+    topics: list[Topic] = [Topic(SCHEMAS_TOPIC, 1, compacted=True)]
     bindings: list[Binding] = _gateway_bindings()
     principals = [GATEWAY]
     for party in members:
@@ -178,6 +185,7 @@ def plan(parties: Iterable[Party]) -> Plan:
         ]
         principals.append(party.id)
         bindings += _agency_bindings(party)
+        bindings.append(Binding(party.id, "Read", "topic", SCHEMAS_TOPIC))
         if party.kind == "local_authority":
             # Kept for ever: a gateway started on an empty database rebuilds its
             # directory from the LA's whole allocation history.
@@ -189,6 +197,7 @@ def plan(parties: Iterable[Party]) -> Plan:
             topics.append(Topic(f"sgx.delivery.{party.id}", DELIVERY_PARTITIONS))
             principals.append(consumer_principal(party.id))
             bindings += _consumer_bindings(party.id)
+            bindings.append(Binding(consumer_principal(party.id), "Read", "topic", SCHEMAS_TOPIC))
     return Plan(tuple(topics), tuple(principals), tuple(bindings))
 
 
@@ -203,6 +212,8 @@ def _gateway_bindings() -> list[Binding]:
         Binding(GATEWAY, "Write", "topic", "sgx.delivery.", "prefixed"),
         Binding(GATEWAY, "Write", "topic", "sgx.receipts.", "prefixed"),
         Binding(GATEWAY, "Read", "group", GATEWAY_GROUP),
+        Binding(GATEWAY, "Write", "topic", SCHEMAS_TOPIC),
+        Binding(GATEWAY, "Read", "topic", SCHEMAS_TOPIC),
         _describe_all(GATEWAY),
     ]
 
@@ -359,13 +370,16 @@ acl() {  # principal operation resource-type pattern-type name
 
 
 def _retention(t: Topic) -> str:
-    return "" if t.retention_ms is None else f" --config retention.ms={t.retention_ms}"
+    extra = "" if t.retention_ms is None else f" --config retention.ms={t.retention_ms}"
+    return extra + (" --config cleanup.policy=compact" if t.compacted else "")
 
 
-def _topic_config(t: Topic) -> dict[str, int]:
-    config = {"min.insync.replicas": MIN_INSYNC}
+def _topic_config(t: Topic) -> dict[str, int | str]:
+    config: dict[str, int | str] = {"min.insync.replicas": MIN_INSYNC}
     if t.retention_ms is not None:
         config["retention.ms"] = t.retention_ms
+    if t.compacted:
+        config["cleanup.policy"] = "compact"
     return config
 
 

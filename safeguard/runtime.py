@@ -37,7 +37,8 @@ from gateway.requests import DisclosureRequests
 from gateway.service import ChainClaims, Gateway, group_topics
 from gateway.store import GatewayStore
 from producers.publisher import Publisher
-from sgx import heap
+from sgx import contract as c
+from sgx import heap, schema_registry
 from sgx.contract import Contract
 from sgx.envelope import Opener
 from sgx.errors import ConfigError
@@ -70,6 +71,15 @@ GATEWAY_ID = "gateway"
 # Party kinds the gateway delivers to: an LA's workers and MASH, a school's Operation
 # Encompass key adult, a police force's single point of contact for disclosure requests.
 DELIVERY_KINDS = frozenset({"local_authority", "school", "police"})
+# What the gateway writes for other parties to read, itself or inside a delivery.
+GATEWAY_WRITES = (
+    c.DELIVERY,
+    c.RECEIPT_BATCH,
+    c.SHARE_DECISION,
+    c.OPEN_CASE_LIST,
+    c.DISCLOSURE_REQUEST,
+    *sorted(c.NOTIFICATION_TYPES),
+)
 _Client = TypeVar("_Client", AIOKafkaProducer, AIOKafkaConsumer)
 
 
@@ -134,7 +144,7 @@ class Runtime:
 
 def exchange_topics(trust: TrustDirectory, kafka: KafkaSettings) -> dict[str, int]:
     """Every topic the exchange uses, with its partition count."""
-    topics: dict[str, int] = {}
+    topics: dict[str, int] = {schema_registry.TOPIC: 1}
     for party in trust.parties():
         if party.kind == "gateway":
             continue
@@ -217,6 +227,8 @@ async def run_gateway(
         checkpoints = await Checkpoints(store.engine, schema=rt.pg_schema).open()
         claims = ChainClaims(store, instance_id(), metrics)
         producer = await _started(stack, await start_producer(rt.kafka))
+        # Readers of an older release find the schemas this gateway writes in the registry.
+        await schema_registry.publish(producer, identity, contract, GATEWAY_WRITES)
         consumer = await _started(
             stack,
             await start_consumer(
@@ -303,6 +315,7 @@ async def run_consumer(
             store=store,
             consumer=consumer,
             metrics=metrics,
+            registry=schema_registry.SchemaRegistry(rt.kafka, trust, rt.contract()),
         )
         readiness = Readiness()
         await stack.enter_async_context(

@@ -28,7 +28,7 @@ from fastavro.read import SchemaResolutionError
 from fastavro.repository.base import SchemaRepositoryError
 from fastavro.schema import expand_schema, fingerprint, load_schema, to_parsing_canonical_form
 
-from sgx.errors import ConfigError, ContractError
+from sgx.errors import ConfigError, ContractError, UnknownSchema
 
 MAGIC = b"\xc3\x01"
 HEADER_LEN = 10
@@ -105,6 +105,25 @@ class SchemaSet:
             raise ConfigError(f"history schema {path} does not resolve to {name}: {problem}")
         self._by_fingerprint[digest] = name
         self._history[digest] = writer
+
+    def add_writer(self, writer: Any) -> tuple[str, bytes]:
+        """Learn a writer schema from elsewhere (a newer release's, from the schema registry):
+        it must be a version of a current type that resolves to it. Returns (name, digest);
+        ConfigError says why not."""
+        name = writer.get("name") if isinstance(writer, dict) else None
+        if not isinstance(name, str) or not (self._dir / f"{name}.avsc").is_file():
+            raise ConfigError(f"a learned schema must be a version of a current type, not {name}")
+        digest = fingerprint_of(writer)
+        if digest in self._by_fingerprint:
+            return self._by_fingerprint[digest], digest
+        problem = resolution_problem(writer, self.parsed(name))
+        if problem is not None:
+            raise ConfigError(
+                f"learned schema {digest.hex()} does not resolve to {name}: {problem}"
+            )
+        self._by_fingerprint[digest] = name
+        self._history[digest] = writer
+        return name, digest
 
     def fingerprint(self, name: str) -> bytes:
         self.parsed(name)
@@ -221,5 +240,5 @@ def decode(schemas: SchemaSet, data: bytes) -> tuple[str, Any]:
     digest, body = split(data)
     name = schemas.name_of(digest)
     if name is None:
-        raise ContractError("$", f"unknown writer schema fingerprint {digest.hex()}")
+        raise UnknownSchema(digest)
     return name, decode_body(schemas, name, body, digest)

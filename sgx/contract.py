@@ -16,13 +16,17 @@ a UUID string, epoch milliseconds and days since the epoch.
 from __future__ import annotations
 
 import functools
+import json
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
+from fastavro import parse_schema
+from fastavro.schema import SchemaParseException
+
 from sgx import avro
 from sgx.avro import SchemaSet
-from sgx.errors import ContractError
+from sgx.errors import ConfigError, ContractError
 from sgx.settings import REPO_ROOT
 from sgx.validation import (
     ATTENDANCE_UPDATE,
@@ -149,6 +153,22 @@ class Contract:
     def name_of(self, fingerprint: bytes) -> str | None:
         """The schema with this writer fingerprint (its current or an earlier version)."""
         return self._schemas.name_of(fingerprint)
+
+    def knows(self, fingerprint: bytes) -> bool:
+        """Whether a message with this writer fingerprint can be decoded here."""
+        return self._schemas.name_of(fingerprint) is not None
+
+    def learn(self, schema_json: str) -> str:
+        """Learn a newer writer schema (its JSON, e.g. the Parsing Canonical Form from the
+        schema registry) of a current type; its records then resolve to the current schema
+        as Avro says (fields this release does not know are skipped). Returns the type's
+        name; ConfigError if it is not a version of a current type or does not resolve."""
+        try:
+            writer = parse_schema(json.loads(schema_json), _write_hint=False)
+        except (ValueError, KeyError, TypeError, SchemaParseException) as exc:
+            raise ConfigError(f"cannot parse a learned schema: {exc}") from exc
+        name, _ = self._schemas.add_writer(writer)
+        return name
 
     def check(self, name: str, record: Mapping[str, Any]) -> None:
         """Check ``record`` against schema ``name`` and the contract rules for it, if any

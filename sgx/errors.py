@@ -7,6 +7,7 @@ the boundary where they occur and chained with ``raise ... from exc``::
     ExchangeError
     ├── ConfigError                 settings, trust directory, agreement files
     ├── ContractError               a record does not satisfy its Avro schema or a contract rule
+    │   └── UnknownSchema           written with a schema this reader has not seen (yet)
     ├── EnvelopeError               a sealed envelope cannot be trusted (has a quarantine reason)
     │   ├── MalformedEnvelope       not our wire format, or an unsupported version
     │   ├── UnknownSender           the sender is not in the trust directory
@@ -51,6 +52,17 @@ class ContractError(ExchangeError):
         self.schema = schema
         where = f"{schema}: " if schema else ""
         super().__init__(f"{where}field '{path}': {problem}")
+
+
+class UnknownSchema(ContractError):
+    """A single-object message written with a schema this reader has never seen (a newer
+    release's): quarantined as ``unknown_schema`` until the schema is known."""
+
+    reason = "unknown_schema"
+
+    def __init__(self, digest: bytes, *, schema: str = "") -> None:
+        self.digest = digest
+        super().__init__("$", f"unknown writer schema fingerprint {digest.hex()}", schema=schema)
 
 
 class EnvelopeError(ExchangeError):

@@ -21,7 +21,7 @@ from sqlalchemy import Table
 from sqlalchemy.engine import RowMapping
 
 from sgx.envelope import Opened, peek, unpack
-from sgx.errors import ContractError, EnvelopeError, MalformedEnvelope
+from sgx.errors import ContractError, EnvelopeError, MalformedEnvelope, UnknownSchema
 from sgx.trust import Clock, utc_now
 
 T = TypeVar("T")
@@ -101,7 +101,9 @@ def from_gateway(opened: Opened, what: str) -> Opened:
 
 def reason_of(exc: EnvelopeError | ContractError) -> str:
     """The quarantine reason of an envelope or record that failed with ``exc``."""
-    return exc.reason if isinstance(exc, EnvelopeError) else "invalid_record"
+    if isinstance(exc, EnvelopeError | UnknownSchema):
+        return exc.reason
+    return "invalid_record"
 
 
 @dataclass(frozen=True, slots=True)

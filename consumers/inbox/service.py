@@ -99,7 +99,7 @@ class Inbox:
 
     async def listed(self, who: Principal, items: list[QueueItem]) -> list[QueueView]:
         """Open rows to show them in a list (the child's name is a disclosure: audited)."""
-        views = [self.reader.open(item) for item in items]
+        views = [await self.reader.open(item) for item in items]
         await self._audit(who, "listed", views)
         return views
 
@@ -111,7 +111,7 @@ class Inbox:
         return item
 
     async def open(self, who: Principal, item_id: int, action: ReadAction) -> QueueView:
-        view = self.reader.open(await self.item(who, item_id))
+        view = await self.reader.open(await self.item(who, item_id))
         await self._audit(who, action, [view])
         return view
 
@@ -163,11 +163,11 @@ class Inbox:
         """The child of ``item_id``: every item about them in the caller's queues, and every
         onward share asked of any of those (each item read is audited as ``record``)."""
         who.require(RECORD)
-        anchor = self.reader.open(await self.item(who, item_id))
+        anchor = await self.reader.open(await self.item(who, item_id))
         key = child_key(anchor.notification)
         views: dict[str, QueueView] = {}  # one per notification (a supervisor sees two rows)
         for row in await self.queue.select(who.selection()):
-            view = self.reader.open(row)
+            view = await self.reader.open(row)
             if child_key(view.notification) == key:
                 views.setdefault(row.notification_id, view)
         found = list(views.values())

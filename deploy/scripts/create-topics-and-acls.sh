@@ -33,6 +33,7 @@ acl() {  # principal operation resource-type pattern-type name
 }
 
 # topics
+topic sgx.schemas 1 3 --config cleanup.policy=compact
 topic sgx.inbound.la-camden 3 3
 topic sgx.receipts.la-camden 1 3
 topic sgx.allocations.la-camden 1 3 --config retention.ms=-1
@@ -73,49 +74,62 @@ acl sgx-gateway Read topic prefixed sgx.allocations.
 acl sgx-gateway Write topic prefixed sgx.delivery.
 acl sgx-gateway Write topic prefixed sgx.receipts.
 acl sgx-gateway Read group literal sgx-gateway
+acl sgx-gateway Write topic literal sgx.schemas
+acl sgx-gateway Read topic literal sgx.schemas
 acl sgx-gateway Describe topic prefixed sgx.
 acl la-camden Write topic literal sgx.inbound.la-camden
 acl la-camden Read topic literal sgx.receipts.la-camden
 acl la-camden Read group literal sgx-producer-la-camden
 acl la-camden Describe topic prefixed sgx.
+acl la-camden Read topic literal sgx.schemas
 acl la-camden Write topic literal sgx.allocations.la-camden
 acl sgx-consumer-la-camden Read topic literal sgx.delivery.la-camden
 acl sgx-consumer-la-camden Read group literal sgx-consumer-la-camden
 acl sgx-consumer-la-camden Describe topic prefixed sgx.
+acl sgx-consumer-la-camden Read topic literal sgx.schemas
 acl la-islington Write topic literal sgx.inbound.la-islington
 acl la-islington Read topic literal sgx.receipts.la-islington
 acl la-islington Read group literal sgx-producer-la-islington
 acl la-islington Describe topic prefixed sgx.
+acl la-islington Read topic literal sgx.schemas
 acl la-islington Write topic literal sgx.allocations.la-islington
 acl sgx-consumer-la-islington Read topic literal sgx.delivery.la-islington
 acl sgx-consumer-la-islington Read group literal sgx-consumer-la-islington
 acl sgx-consumer-la-islington Describe topic prefixed sgx.
+acl sgx-consumer-la-islington Read topic literal sgx.schemas
 acl school-hillside Write topic literal sgx.inbound.school-hillside
 acl school-hillside Read topic literal sgx.receipts.school-hillside
 acl school-hillside Read group literal sgx-producer-school-hillside
 acl school-hillside Read group literal sgx-open-cases-school-hillside
 acl school-hillside Describe topic prefixed sgx.
+acl school-hillside Read topic literal sgx.schemas
 acl sgx-consumer-school-hillside Read topic literal sgx.delivery.school-hillside
 acl sgx-consumer-school-hillside Read group literal sgx-consumer-school-hillside
 acl sgx-consumer-school-hillside Describe topic prefixed sgx.
+acl sgx-consumer-school-hillside Read topic literal sgx.schemas
 acl school-canonbury Write topic literal sgx.inbound.school-canonbury
 acl school-canonbury Read topic literal sgx.receipts.school-canonbury
 acl school-canonbury Read group literal sgx-producer-school-canonbury
 acl school-canonbury Read group literal sgx-open-cases-school-canonbury
 acl school-canonbury Describe topic prefixed sgx.
+acl school-canonbury Read topic literal sgx.schemas
 acl sgx-consumer-school-canonbury Read topic literal sgx.delivery.school-canonbury
 acl sgx-consumer-school-canonbury Read group literal sgx-consumer-school-canonbury
 acl sgx-consumer-school-canonbury Describe topic prefixed sgx.
+acl sgx-consumer-school-canonbury Read topic literal sgx.schemas
 acl nhs-royal-free Write topic literal sgx.inbound.nhs-royal-free
 acl nhs-royal-free Read topic literal sgx.receipts.nhs-royal-free
 acl nhs-royal-free Read group literal sgx-producer-nhs-royal-free
 acl nhs-royal-free Describe topic prefixed sgx.
+acl nhs-royal-free Read topic literal sgx.schemas
 acl met-police Write topic literal sgx.inbound.met-police
 acl met-police Read topic literal sgx.receipts.met-police
 acl met-police Read group literal sgx-producer-met-police
 acl met-police Describe topic prefixed sgx.
+acl met-police Read topic literal sgx.schemas
 acl sgx-consumer-met-police Read topic literal sgx.delivery.met-police
 acl sgx-consumer-met-police Read group literal sgx-consumer-met-police
 acl sgx-consumer-met-police Describe topic prefixed sgx.
+acl sgx-consumer-met-police Read topic literal sgx.schemas
 
 echo "topics, users and ACLs applied"

@@ -19,12 +19,14 @@ from consumers.service import DeliveryConsumer
 from safeguard.parties import DEMO_PARTIES, LA, SCHOOL
 from safeguard.runtime import Runtime
 from sgx import contract as c
+from sgx.contract import default_contract
 from sgx.envelope import Opener, Purpose, Sealer, pack
 from sgx.errors import ConfigError, NotFound, StoreError
 from sgx.metrics import ConsumerMetrics
 from sgx.quarantine import Quarantined
 from sgx.settings import ExchangeSettings
 from sgx.trust import init_trust
+from tests import samples
 from tests.conftest_db import BACKENDS, Backend, backend
 
 AUTHORED = datetime(2024, 3, 1, 9, 15, 30, 123456, tzinfo=timezone(timedelta(hours=1)))
@@ -237,7 +239,7 @@ def _delivery(n: int, *addressees: str) -> dict[str, object]:
         "restrictions": [],
         "onward_consent": [],
         "withheld": [],
-        "notification": b"\xc3\x01sealed for the reader",
+        "notification": default_contract().encode(c.ATTENDANCE_UPDATE, samples.attendance_update()),
     }  # fmt: skip
 
 

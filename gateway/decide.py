@@ -23,7 +23,7 @@ from __future__ import annotations
 
 from gateway.allocation_feed import AllocationFeed
 from gateway.allocation_updates import AllocationJudge
-from gateway.decision import Decision, Quarantine, duplicate, quarantine
+from gateway.decision import Decision, Quarantine, duplicate, identifier_quality, quarantine
 from gateway.notifications import NotificationJudge
 from gateway.partnership import Partnership
 from gateway.protocol import DisclosureRequestJudge
@@ -137,7 +137,9 @@ class Judge:
             return await self._requests.judge(opened, record)
         if name not in c.NOTIFICATION_TYPES:
             raise Quarantine("invalid_record", f"a NOTIFICATION envelope holds a {name}")
-        return await self._notifications.judge(opened, name, record)
+        decision = await self._notifications.judge(opened, name, record)
+        decision.identifier = (opened.sender.id, identifier_quality(record["child"]))
+        return decision
 
     def _la_of(self, source: Source) -> str | None:
         """The LA whose topic a quarantined record came from, if it is an LA's."""

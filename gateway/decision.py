@@ -24,6 +24,22 @@ from sgx.kafka import agency_of
 from sgx.quarantine import Quarantined, Source
 from sgx.trust import utc_now
 
+IDENTIFIER_QUALITY = (
+    "nhs_number", "upn_only", "not_known", "unreasonable_delay", "not_issued", "no_reason",
+)  # fmt: skip
+
+
+def identifier_quality(child: dict[str, Any]) -> str:
+    """How a notification identifies its child, for the identifier-quality metric: by NHS
+    number (the contract checks its check digit, so a present one is valid), by UPN only,
+    or by neither with the sender's reason (``identifier_absent_reason``)."""
+    if child.get("nhs_number"):
+        return "nhs_number"
+    if child.get("upn"):
+        return "upn_only"
+    reason = child.get("identifier_absent_reason")
+    return str(reason).lower() if reason else "no_reason"
+
 
 @dataclass(slots=True)
 class Delivery:
@@ -53,6 +69,7 @@ class Decision:
     outcome: str = ""
     type_label: str = "unknown"
     judged: Judged | None = None  # written with the batch, so a copy read later is a duplicate
+    identifier: tuple[str, str] | None = None  # (sender, identifier_quality) of a notification
 
 
 class Quarantine(Exception):

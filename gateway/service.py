@@ -321,6 +321,9 @@ class Gateway:
             metrics.decisions.labels(reason=reason, la=la).inc(n)
         for reason, n in quarantined.items():
             metrics.quarantined.labels(reason=reason).inc(n)
+        identified = Counter(d.identifier for d in decisions if d.identifier is not None)
+        for (party, quality), n in identified.items():
+            metrics.identifiers.labels(party=party, identifier=quality).inc(n)
         self._count_allocations()
         self.processed += len(decisions)
 

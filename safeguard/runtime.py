@@ -224,6 +224,7 @@ async def run_gateway(
         )
         metrics = GatewayMetrics(registry)
         metrics.group_partitions.set(len(group))
+        metrics.nhs_number_target.set(rt.exchange.nhs_number_target)
         checkpoints = await Checkpoints(store.engine, schema=rt.pg_schema).open()
         claims = ChainClaims(store, instance_id(), metrics)
         producer = await _started(stack, await start_producer(rt.kafka))

@@ -172,6 +172,19 @@ class GatewayMetrics:
             "Allocation records this instance applied to its directory.",
             registry=registry,
         )
+        self.identifiers = Counter(
+            "sgx_gateway_child_identifiers",
+            "Notifications by sender and how they identify the child: nhs_number, upn_only, "
+            "or the reason none is given.",
+            ["party", "identifier"],
+            registry=registry,
+        )
+        self.nhs_number_target = Gauge(
+            "sgx_gateway_nhs_number_target_ratio",
+            "The share of a sender's notifications that should carry an NHS number "
+            "(SGX_NHS_NUMBER_TARGET; CP-IS gates an LA at 0.95): the alert's threshold.",
+            registry=registry,
+        )
 
 
 class ConsumerMetrics:

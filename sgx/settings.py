@@ -59,6 +59,9 @@ class ExchangeSettings(BaseSettings):
     agreement_file: Path = REPO_ROOT / "gateway" / "agreement.toml"
     metrics_host: str = "127.0.0.1"
     metrics_port: int = 0
+    # The share of each sender's notifications that should name the child by NHS number:
+    # exported as sgx_gateway_nhs_number_target_ratio, the identifier-quality alert's bar.
+    nhs_number_target: float = Field(default=0.95, ge=0.0, le=1.0)
     checkpoint_interval_s: float = Field(
         default=30.0,
         gt=0,

@@ -369,6 +369,11 @@ class QueueStore(Database):
             async with self._engine.connect() as conn:
                 return [(row[0], row[1]) for row in await conn.execute(query)]
 
+    @property
+    def quarantine_table(self) -> Table:
+        """The consumer's quarantine table (for :mod:`sgx.quarantine_replay`)."""
+        return self._quarantine
+
     async def quarantine_list(self) -> builtins.list[Quarantined]:
         """Every quarantined delivery record, in the order they were kept."""
         query = select(self._quarantine).order_by(self._quarantine.c.quarantine_id)

@@ -30,8 +30,12 @@ from sgx.quarantine import Quarantined, Source, from_gateway, read_all
 from sgx.schema_registry import SchemaRegistry
 
 
-class DeliveryConsumer:
-    """Moves sealed deliveries from Kafka into the durable queue."""
+class DeliveryReader:
+    """Turns sealed delivery envelopes into queue entries (no Kafka, no database): verify
+    and open each (it must come from the gateway), decode the delivery, and make one entry
+    per addressee. A delivery whose notification was written with a schema this release
+    has not seen is refused as ``unknown_schema`` until :meth:`learn` finds the schema in
+    the registry (``sgx.schema_registry``) and keeps it in the queue database."""
 
     def __init__(
         self,
@@ -39,53 +43,24 @@ class DeliveryConsumer:
         opener: Opener,
         contract: Contract,
         store: QueueStore,
-        consumer: AIOKafkaConsumer,
-        metrics: ConsumerMetrics,
-        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
-        max_records: int = 500,
         registry: SchemaRegistry | None = None,
     ) -> None:
         self._opener = opener
         self._contract = contract
         self._store = store
-        self._consumer = consumer
-        self._metrics = metrics
-        self._clock = clock
-        self._max_records = max_records
         self._registry = registry
-        self._unknown: set[bytes] = set()  # inner writer schemas this batch did not know
-        self.queued = 0
+        self.unknown: set[bytes] = set()  # inner writer schemas not known when last read
 
-    async def run(self, stop: asyncio.Event) -> None:
-        """Deliver batches until ``stop`` is set; the batch in hand is finished first."""
-        await run_batches(
-            self._consumer,
-            stop,
-            self.process,
-            max_records=self._max_records,
-            action="fetch deliveries",
-        )
+    async def learn(self) -> bool:
+        """Learn the unknown schemas met so far from the registry; True if any was learned."""
+        wanted, self.unknown = self.unknown, set()
+        if not wanted or self._registry is None:
+            return False
+        learned = await self._registry.learn(wanted)
+        await self._store.remember_schemas([(e.digest.hex(), e.name, e.schema) for e in learned])
+        return bool(learned)
 
-    async def process(self, records: Iterable[Any]) -> None:
-        records = list(records)
-        entries, quarantined = read_all(records, self._entries, self._clock)
-        if self._unknown and self._registry is not None:
-            # A newer gateway wrote with a schema this release has not seen: learn it from
-            # the registry (kept in the queue database for every reader), then read again.
-            learned = await self._registry.learn(self._unknown)
-            self._unknown.clear()
-            if learned:
-                await self._store.remember_schemas(
-                    [(e.digest.hex(), e.name, e.schema) for e in learned]
-                )
-                entries, quarantined = read_all(records, self._entries, self._clock)
-        self._unknown.clear()
-        inserted = await self._store.store_batch(entries, quarantined)
-        async with kafka_errors("commit delivery offsets"):
-            await self._consumer.commit()
-        self._observe(entries, quarantined, inserted)
-
-    def _entries(self, source: Source) -> list[QueueEntry]:
+    def entries(self, source: Source) -> list[QueueEntry]:
         """One queue entry per addressee of the delivery, all holding the same envelope."""
         envelope = source.envelope()
         opened = self._opener.open(envelope, purposes=(Purpose.DELIVERY,))
@@ -93,7 +68,7 @@ class DeliveryConsumer:
         delivery = self._contract.decode_as(c.DELIVERY, opened.plaintext)
         digest, _ = avro.split(delivery["notification"])
         if not self._contract.knows(digest):
-            self._unknown.add(digest)
+            self.unknown.add(digest)
             raise UnknownSchema(digest, schema=delivery["notification_type"])
         if not delivery["recipients"]:
             raise ContractError("recipients", "a delivery names no recipient", schema=c.DELIVERY)
@@ -119,6 +94,59 @@ class DeliveryConsumer:
             )
             for addressee in delivery["recipients"]
         ]
+
+    async def read(
+        self, records: list[Any], clock: Callable[[], datetime]
+    ) -> tuple[list[QueueEntry], list[Quarantined]]:
+        """Entries and quarantine of a batch; read again once if a new schema was learned."""
+        entries, quarantined = read_all(records, self.entries, clock)
+        if self.unknown and await self.learn():
+            entries, quarantined = read_all(records, self.entries, clock)
+        self.unknown.clear()
+        return entries, quarantined
+
+
+class DeliveryConsumer:
+    """Moves sealed deliveries from Kafka into the durable queue."""
+
+    def __init__(
+        self,
+        *,
+        opener: Opener,
+        contract: Contract,
+        store: QueueStore,
+        consumer: AIOKafkaConsumer,
+        metrics: ConsumerMetrics,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        max_records: int = 500,
+        registry: SchemaRegistry | None = None,
+    ) -> None:
+        self._reader = DeliveryReader(
+            opener=opener, contract=contract, store=store, registry=registry
+        )
+        self._store = store
+        self._consumer = consumer
+        self._metrics = metrics
+        self._clock = clock
+        self._max_records = max_records
+        self.queued = 0
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Deliver batches until ``stop`` is set; the batch in hand is finished first."""
+        await run_batches(
+            self._consumer,
+            stop,
+            self.process,
+            max_records=self._max_records,
+            action="fetch deliveries",
+        )
+
+    async def process(self, records: Iterable[Any]) -> None:
+        entries, quarantined = await self._reader.read(list(records), self._clock)
+        inserted = await self._store.store_batch(entries, quarantined)
+        async with kafka_errors("commit delivery offsets"):
+            await self._consumer.commit()
+        self._observe(entries, quarantined, inserted)
 
     def _observe(
         self, entries: list[QueueEntry], quarantined: list[Quarantined], inserted: int

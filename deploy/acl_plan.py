@@ -63,7 +63,13 @@ from typing import Any, Literal
 import yaml
 
 from sgx.errors import ConfigError
-from sgx.kafka import GATEWAY_GROUP, delivery_group, open_cases_group, receipts_group
+from sgx.kafka import (
+    GATEWAY_GROUP,
+    REPLAY_TOPIC,
+    delivery_group,
+    open_cases_group,
+    receipts_group,
+)
 from sgx.schema_registry import TOPIC as SCHEMAS_TOPIC
 from sgx.trust import GSS_CODE
 
@@ -175,7 +181,7 @@ def plan(parties: Iterable[Party]) -> Plan:
     """The topics, principals and ACL bindings for ``parties``."""
     members = _checked(parties)
     # The schema registry (sgx.schema_registry): the gateway writes, everyone reads.
-    topics: list[Topic] = [Topic(SCHEMAS_TOPIC, 1, compacted=True)]
+    topics: list[Topic] = [Topic(SCHEMAS_TOPIC, 1, compacted=True), Topic(REPLAY_TOPIC, 1)]
     bindings: list[Binding] = _gateway_bindings()
     principals = [GATEWAY]
     for party in members:
@@ -213,6 +219,9 @@ def _gateway_bindings() -> list[Binding]:
         Binding(GATEWAY, "Write", "topic", "sgx.receipts.", "prefixed"),
         Binding(GATEWAY, "Read", "group", GATEWAY_GROUP),
         Binding(GATEWAY, "Write", "topic", SCHEMAS_TOPIC),
+        # `safeguard quarantine replay` runs as the gateway: it writes, the group reads
+        Binding(GATEWAY, "Write", "topic", REPLAY_TOPIC),
+        Binding(GATEWAY, "Read", "topic", REPLAY_TOPIC),
         Binding(GATEWAY, "Read", "topic", SCHEMAS_TOPIC),
         _describe_all(GATEWAY),
     ]

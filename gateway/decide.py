@@ -21,8 +21,11 @@ Anything that fails verification, decoding or a check is quarantined with its re
 
 from __future__ import annotations
 
+import dataclasses
+
 from gateway.allocation_feed import AllocationFeed
 from gateway.allocation_updates import AllocationJudge
+from gateway.audit_chain import AuditEntry
 from gateway.decision import Decision, Quarantine, duplicate, identifier_quality, quarantine
 from gateway.notifications import NotificationJudge
 from gateway.partnership import Partnership
@@ -35,12 +38,25 @@ from sgx import contract as c
 from sgx.contract import Contract
 from sgx.envelope import Opened, Opener, Purpose
 from sgx.errors import ContractError, EnvelopeError, UnknownSender
-from sgx.kafka import ALLOCATIONS_PREFIX, agency_of, allocations_topic, inbound_agency
+from sgx.kafka import (
+    ALLOCATIONS_PREFIX,
+    INBOUND_PREFIX,
+    agency_of,
+    allocations_topic,
+    inbound_agency,
+)
 from sgx.pseudonym import Pseudonymiser
 from sgx.quarantine import Source, reason_of
 from sgx.trust import TrustDirectory, utc_now
 
 INBOUND_PURPOSES = frozenset({Purpose.NOTIFICATION, Purpose.ALLOCATIONS, Purpose.SHARE_REQUEST})
+
+
+def replayed(entry: AuditEntry, source: Source) -> AuditEntry:
+    """An audit entry of a quarantined envelope judged again: it says so, and from where."""
+    return dataclasses.replace(
+        entry, detail=f"replay from quarantine (first read on {source.origin}); {entry.detail}"
+    )
 
 
 class Judge:
@@ -97,6 +113,8 @@ class Judge:
             return quarantine(source, reason_of(exc), str(exc), self._la_of(source))
         except Quarantine as exc:
             return quarantine(source, exc.reason, exc.detail, self._la_of(source))
+        if source.origin is not None:
+            decision.audit = [replayed(entry, source) for entry in decision.audit]
         decision.judged = Judged(
             *key, source.topic, source.partition, source.offset, source.item,
             decision.outcome, decision.type_label, utc_now(),
@@ -112,8 +130,12 @@ class Judge:
                 what = f"a {opened.purpose.value} envelope on an allocation topic"
                 raise Quarantine("wrong_topic", what)
             return  # the sender's own allocation topic: checked by the allocation judge
-        if opened.sender.id != inbound_agency(source.topic):
-            raise Quarantine("sender_topic_mismatch", f"{opened.sender.id} wrote to {source.topic}")
+        if source.origin is not None and not source.origin.startswith(INBOUND_PREFIX):
+            raise Quarantine("wrong_topic", f"a replay names {source.origin}, not an inbound topic")
+        if opened.sender.id != inbound_agency(source.written_to):
+            raise Quarantine(
+                "sender_topic_mismatch", f"{opened.sender.id} wrote to {source.written_to}"
+            )
         if opened.purpose is Purpose.ALLOCATIONS:
             where = allocations_topic(opened.sender.id)
             raise Quarantine(
@@ -144,7 +166,7 @@ class Judge:
     def _la_of(self, source: Source) -> str | None:
         """The LA whose topic a quarantined record came from, if it is an LA's."""
         try:
-            party = self._trust.party(agency_of(source.topic))
+            party = self._trust.party(agency_of(source.written_to))
         except (UnknownSender, ValueError):
             return None
         return party.id if party.kind == "local_authority" else None

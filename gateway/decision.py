@@ -9,6 +9,7 @@ share, so every judge records a decision the same way.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 from uuid import UUID
@@ -268,7 +269,7 @@ def quarantine(source: Source, reason: str, detail: str, la: str | None = None) 
     """
     now = utc_now()
     kept = Quarantined.of(source, reason, detail, now)
-    agency = agency_of(source.topic)
+    agency = agency_of(source.written_to)
     decision = Decision(outcome="quarantined", quarantine=[kept])
     decision.audit.append(
         AuditEntry(
@@ -291,6 +292,14 @@ def quarantine(source: Source, reason: str, detail: str, la: str | None = None) 
             decided_at=now,
         )
     )
+    if source.origin is not None:
+        # A replay is the operator's act: the sender had its receipt the first time, and
+        # the replay log (``safeguard quarantine replay``) reports what came of it now.
+        decision.audit[0] = dataclasses.replace(
+            decision.audit[0],
+            detail=f"replay from quarantine (first read on {source.origin}); {detail}",
+        )
+        return decision
     if kept.message_id is not None:
         answer = receipt(UUID(kept.message_id), "QUARANTINED", reason, detail)
         decision.receipt = (agency, answer)

@@ -47,6 +47,7 @@ from sgx.contract import Contract
 from sgx.envelope import Purpose, Sealer, message_id_of
 from sgx.errors import Fenced, StoreError
 from sgx.kafka import (
+    REPLAY_TOPIC,
     delivery_topic,
     inbound_topic,
     kafka_errors,
@@ -341,6 +342,7 @@ def inbound_topics(trust: TrustDirectory) -> list[str]:
 
 
 def group_topics(trust: TrustDirectory) -> list[str]:
-    """What the gateway group shares out: every inbound topic and every allocation topic
-    (whose owner judges each update once for its audit, receipt and snapshot)."""
-    return sorted(inbound_topics(trust) + allocation_topics(trust))
+    """What the gateway group shares out: every inbound topic, every allocation topic
+    (whose owner judges each update once for its audit, receipt and snapshot), and the
+    replay topic (quarantined envelopes sent to be judged again)."""
+    return sorted([*inbound_topics(trust), *allocation_topics(trust), REPLAY_TOPIC])

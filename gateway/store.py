@@ -622,6 +622,11 @@ class GatewayStore(Database):
                 row = (await conn.execute(query)).mappings().first()
         return None if row is None else _ledger_entry(row)
 
+    @property
+    def quarantine_table(self) -> Table:
+        """The gateway's quarantine table (for :mod:`sgx.quarantine_replay`)."""
+        return self._quarantine
+
     async def quarantine_list(self) -> list[Quarantined]:
         """Every quarantined inbound record, in the order they were kept."""
         query = select(self._quarantine).order_by(self._quarantine.c.quarantine_id)

@@ -40,6 +40,7 @@ from safeguard.cli_inbox import inbox
 from safeguard.cli_police import police, police_feed
 from safeguard.cli_producer import producer
 from safeguard.cli_push import push
+from safeguard.cli_quarantine import quarantine
 from safeguard.cli_schemas import schemas
 from safeguard.cli_school import school
 from safeguard.runtime import Runtime, create_topics, run_consumer, run_gateway
@@ -332,28 +333,6 @@ async def audit_list(home: Path | None, limit: int, la: str | None) -> None:
         )
 
 
-@main.command("quarantine")
-@home_option
-@la_option
-@async_command
-async def quarantine_list(home: Path | None, la: str) -> None:
-    """List what the gateway and the LA's consumer have quarantined, with reasons."""
-    rt = runtime(home)
-    async with await rt.gateway_store() as store:
-        entries = await store.quarantine_list()
-    click.echo(f"gateway quarantine: {len(entries)} record(s)")
-    for q in entries:
-        click.echo(
-            f"  {q.topic}/{q.partition}/{q.offset} claimed sender {q.sender_claimed}: "
-            f"{q.reason} — {q.detail}"
-        )
-    async with await rt.queue_store(la) as qstore:
-        held = await qstore.quarantine_list()
-    click.echo(f"{la} consumer quarantine: {len(held)} record(s)")
-    for h in held:
-        click.echo(f"  {h.topic}/{h.partition}/{h.offset}: {h.reason} — {h.detail}")
-
-
 @main.command()
 @click.option(
     "--keep",
@@ -388,6 +367,7 @@ main.add_command(producer)
 main.add_command(push)
 main.add_command(inbox)
 main.add_command(schemas)
+main.add_command(quarantine)
 # `safeguard police requests`: the exchange's view of open Protocol disclosure requests.
 main.add_command(police)
 

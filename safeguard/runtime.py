@@ -44,6 +44,7 @@ from sgx.envelope import Opener
 from sgx.errors import ConfigError
 from sgx.kafka import (
     GATEWAY_GROUP,
+    REPLAY_TOPIC,
     allocations_topic,
     delivery_group,
     delivery_topic,
@@ -144,7 +145,7 @@ class Runtime:
 
 def exchange_topics(trust: TrustDirectory, kafka: KafkaSettings) -> dict[str, int]:
     """Every topic the exchange uses, with its partition count."""
-    topics: dict[str, int] = {schema_registry.TOPIC: 1}
+    topics: dict[str, int] = {schema_registry.TOPIC: 1, REPLAY_TOPIC: 1}
     for party in trust.parties():
         if party.kind == "gateway":
             continue

@@ -49,6 +49,9 @@ TOPIC_WAIT_S = 10.0  # how long ensure_topics waits for new topics to show in me
 READ_LIMIT_S = 60.0  # how long read_topic may take to reach the end of a topic
 INBOUND_PREFIX = "sgx.inbound."
 ALLOCATIONS_PREFIX = "sgx.allocations."
+# Quarantined inbound envelopes sent to be judged again (``safeguard quarantine replay``):
+# each record's key is the inbound topic it was first read from, its value the envelope.
+REPLAY_TOPIC = "sgx.replay"
 
 
 def _topic(kind: str, party_id: str) -> str:

@@ -22,6 +22,7 @@ from sqlalchemy.engine import RowMapping
 
 from sgx.envelope import Opened, peek, unpack
 from sgx.errors import ContractError, EnvelopeError, MalformedEnvelope, UnknownSchema
+from sgx.kafka import REPLAY_TOPIC
 from sgx.trust import Clock, utc_now
 
 T = TypeVar("T")
@@ -33,7 +34,8 @@ class Source:
 
     ``item`` is the envelope's place in its record (0 for a record of one envelope);
     ``broken`` says why the record could not be split into envelopes at all, and then
-    ``value`` is the whole record.
+    ``value`` is the whole record. ``origin`` is, for a record read from the replay topic,
+    the inbound topic the envelope was first read from (its sender's topic).
     """
 
     topic: str
@@ -42,10 +44,16 @@ class Source:
     item: int
     value: bytes
     broken: str | None = None
+    origin: str | None = None
 
     @property
     def where(self) -> str:
         return f"{self.topic}/{self.partition}/{self.offset}/{self.item}"
+
+    @property
+    def written_to(self) -> str:
+        """The topic its sender wrote it to: the origin of a replay, else where it was read."""
+        return self.origin or self.topic
 
     def envelope(self) -> bytes:
         """The envelope's bytes; MalformedEnvelope if the record held no envelopes."""
@@ -58,6 +66,10 @@ def sources(record: Any) -> list[Source]:
     """The envelopes one Kafka record carries (one Source for a record that is neither)."""
     topic, partition, offset = str(record.topic), int(record.partition), int(record.offset)
     value = bytes(record.value or b"")
+    origin = None
+    if topic == REPLAY_TOPIC:  # a quarantined envelope sent again: one envelope per record
+        origin = bytes(record.key or b"").decode("ascii", errors="replace")
+        return [Source(topic, partition, offset, 0, value, origin=origin)]
     try:
         envelopes = unpack(value)
     except MalformedEnvelope as exc:

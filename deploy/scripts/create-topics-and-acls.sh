@@ -34,6 +34,7 @@ acl() {  # principal operation resource-type pattern-type name
 
 # topics
 topic sgx.schemas 1 3 --config cleanup.policy=compact
+topic sgx.replay 1 3
 topic sgx.inbound.la-camden 3 3
 topic sgx.receipts.la-camden 1 3
 topic sgx.allocations.la-camden 1 3 --config retention.ms=-1
@@ -75,6 +76,8 @@ acl sgx-gateway Write topic prefixed sgx.delivery.
 acl sgx-gateway Write topic prefixed sgx.receipts.
 acl sgx-gateway Read group literal sgx-gateway
 acl sgx-gateway Write topic literal sgx.schemas
+acl sgx-gateway Write topic literal sgx.replay
+acl sgx-gateway Read topic literal sgx.replay
 acl sgx-gateway Read topic literal sgx.schemas
 acl sgx-gateway Describe topic prefixed sgx.
 acl la-camden Write topic literal sgx.inbound.la-camden

@@ -1,0 +1,40 @@
+"""Replaying a consumer's quarantine: records kept because they could not be read then
+(a key or a schema missing, say) are read again now, by the same reader the consumer uses.
+
+What reads now goes into the queue, exactly once (the queue is unique on notification and
+recipient, so a second replay adds nothing); what still fails is reported with its reason
+now. The quarantine rows themselves are never deleted (the caller logs each outcome in
+:class:`sgx.quarantine_replay.ReplayLog`).
+"""
+
+from __future__ import annotations
+
+from consumers.queue import QueueStore
+from consumers.service import DeliveryReader
+from sgx.errors import ContractError, EnvelopeError, UnknownSchema
+from sgx.quarantine import Source, reason_of
+from sgx.quarantine_replay import Held, Result
+
+Outcome = tuple[int, Result, str | None, str]
+
+
+async def replay(reader: DeliveryReader, store: QueueStore, held: list[Held]) -> list[Outcome]:
+    """Read each held delivery again; queue what reads. One outcome per row, in order."""
+    outcomes: list[Outcome] = []
+    for row in held:
+        q = row.entry
+        source = Source(q.topic, q.partition, q.offset, q.item, q.raw)
+        try:
+            try:
+                entries = reader.entries(source)
+            except UnknownSchema:
+                if not await reader.learn():
+                    raise
+                entries = reader.entries(source)
+        except (EnvelopeError, ContractError) as exc:
+            outcomes.append((row.quarantine_id, "still_quarantined", reason_of(exc), str(exc)))
+            continue
+        inserted = await store.store_batch(entries)
+        detail = f"{inserted} new queue row(s) of {len(entries)} addressee(s)"
+        outcomes.append((row.quarantine_id, "delivered", None, detail))
+    return outcomes

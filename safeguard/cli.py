@@ -92,6 +92,57 @@ def keys_rotate(directory: Path, party: str) -> None:
         raise click.ClickException(str(exc)) from exc
 
 
+@keys.command("rotate-into-token")
+@click.argument("directory", type=click.Path(path_type=Path))
+@click.argument("party")
+@click.option(
+    "--module",
+    required=True,
+    help="the PKCS#11 library, e.g. /usr/lib/softhsm/libsofthsm2.so",
+)
+@click.option("--token", required=True, help="the token's label")
+@click.option(
+    "--pin-file",
+    type=click.Path(path_type=Path, dir_okay=False),
+    default=None,
+    help="file holding the token's user PIN (mode 0600)",
+)
+@click.option(
+    "--pin-env",
+    default=None,
+    help="or: the environment variable holding the PIN (read whenever the key is loaded)",
+)
+def keys_rotate_into_token(
+    directory: Path,
+    party: str,
+    module: str,
+    token: str,
+    pin_file: Path | None,
+    pin_env: str | None,
+) -> None:
+    """Give PARTY a new key whose signing half is generated in a PKCS#11 token (it never
+    leaves it); the old keys stay valid until revoked. Prints the new key id."""
+    from pydantic import ValidationError
+
+    from sgx.hsm import TokenConfig
+    from sgx.trust import rotate_key_into_token
+
+    if (pin_file is None) == (pin_env is None):
+        raise click.UsageError("give one of --pin-file and --pin-env")
+    try:
+        config = TokenConfig(module=module, token=token, pin_file=pin_file, pin_env=pin_env)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"--{str(err['loc'][0]).replace('_', '-')}: {err['msg']}" if err["loc"] else err["msg"]
+            for err in exc.errors(include_url=False)
+        )
+        raise click.UsageError(problems) from exc
+    try:
+        click.echo(rotate_key_into_token(directory, party, config))
+    except ExchangeError as exc:
+        raise click.ClickException(str(exc)) from exc
+
+
 # -- services ---------------------------------------------------------------------
 @main.group()
 def gateway() -> None:

@@ -6,11 +6,15 @@ Layout of a trust directory::
     <trust_dir>/private/                           0700
     <trust_dir>/private/pseudonym.key              32 random bytes, 0600 (the exchange's)
     <trust_dir>/private/<party_id>/<kid>.signing.pem   Ed25519, PKCS8, 0600
+    <trust_dir>/private/<party_id>/<kid>.signing.pkcs11   or: the key is in a PKCS#11 token
     <trust_dir>/private/<party_id>/<kid>.box.pem       X25519, PKCS8, 0600
 
 ``<kid>`` in a file name is the key id with ``/`` written as ``_`` (see
 :func:`key_file_stem`). A key id is ``<party_id>/<UTC minute>-<4 hex>``, e.g.
 ``school-hillside/2026-11-21T0602-ab12``.
+
+A signing key in an HSM (:func:`rotate_key_into_token`) has, in place of its PEM file, a
+reference naming the token and key (format in :mod:`sgx.hsm`); the token only signs.
 
 :class:`TrustDirectory` answers "which public key verifies this sender's key id at this
 moment" and "which box key do I seal to"; :class:`Identity` holds one party's private keys
@@ -25,7 +29,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import TYPE_CHECKING, Annotated, Literal, Protocol
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import (
     Ed25519PrivateKey,
@@ -50,9 +54,14 @@ from pydantic import (
 
 from sgx.errors import ConfigError, UnknownKey, UnknownSender
 
+if TYPE_CHECKING:
+    from sgx.hsm import TokenConfig
+
 PartyKind = Literal["school", "health", "police", "local_authority", "gateway"]
 
 DIRECTORY_FILE = "directory.json"
+SIGNING_PEM_SUFFIX = ".signing.pem"
+SIGNING_REFERENCE_SUFFIX = ".signing.pkcs11"  # a reference to a key in a PKCS#11 token
 PRIVATE_DIR = "private"
 PSEUDONYM_KEY_FILE = "pseudonym.key"
 KEY_VALIDITY = timedelta(days=365)
@@ -342,6 +351,15 @@ def write_directory(trust_dir: Path, parties: Sequence[Party]) -> None:
 # --------------------------------------------------------------------------- identity
 
 
+class Signer(Protocol):
+    """A private signing key, asked to sign: an ``Ed25519PrivateKey`` from a PEM file, or
+    a :class:`sgx.hsm.TokenSigner` whose key stays in a PKCS#11 token."""
+
+    def sign(self, data: bytes) -> bytes:
+        """The 64-byte Ed25519 signature of ``data``."""
+        ...
+
+
 class Identity:
     """One party's private keys (signing and box), by key id. Raw bytes never leave it."""
 
@@ -350,7 +368,7 @@ class Identity:
     def __init__(
         self,
         party: Party,
-        signing: Mapping[str, Ed25519PrivateKey],
+        signing: Mapping[str, Signer],
         box: Mapping[str, X25519PrivateKey],
     ) -> None:
         self._party = party
@@ -417,15 +435,26 @@ class Identity:
 
 def _load_private_keys(
     folder: Path, party: Party
-) -> tuple[dict[str, Ed25519PrivateKey], dict[str, X25519PrivateKey]]:
-    signing: dict[str, Ed25519PrivateKey] = {}
+) -> tuple[dict[str, Signer], dict[str, X25519PrivateKey]]:
+    """The party's private keys in ``folder``: the signing half from its PEM file, or from
+    a token when a ``.signing.pkcs11`` reference stands in its place."""
+    signing: dict[str, Signer] = {}
     box: dict[str, X25519PrivateKey] = {}
     for key in party.keys:
         stem = folder / key_file_stem(key.kid)
-        signing_file, box_file = stem.with_name(stem.name + ".signing.pem"), _box_file(stem)
-        if not signing_file.exists() and not box_file.exists():
+        signing_file, box_file = stem.with_name(stem.name + SIGNING_PEM_SUFFIX), _box_file(stem)
+        reference = stem.with_name(stem.name + SIGNING_REFERENCE_SUFFIX)
+        if reference.exists():
+            if signing_file.exists():
+                raise ConfigError(
+                    f"{signing_file} and {reference} both exist: the signing key of {key.kid}"
+                    " is either a PEM file or in a token; delete one"
+                )
+            signing[key.kid] = _load_token_signing(reference, key)
+        elif not signing_file.exists() and not box_file.exists():
             continue
-        signing[key.kid] = _load_signing(signing_file, key)
+        else:
+            signing[key.kid] = _load_signing(signing_file, key)
         box[key.kid] = _load_box(box_file, key)
     return signing, box
 
@@ -441,6 +470,24 @@ def _load_signing(path: Path, key: PartyKey) -> Ed25519PrivateKey:
     if private.public_key().public_bytes_raw() != key.signing_public:
         raise ConfigError(f"{path}: does not match signing_public of {key.kid} in the directory")
     return private
+
+
+def _load_token_signing(path: Path, key: PartyKey) -> Signer:
+    """The token signer ``path`` refers to, checked against the directory's public key."""
+    from sgx.hsm import TokenKeyReference, TokenSigner  # python-pkcs11: only if a token is used
+
+    reference = TokenKeyReference.load(path)
+    try:
+        signer = TokenSigner(reference.config, reference.key)
+    except ConfigError as exc:
+        raise ConfigError(f"{path}: {exc}") from exc
+    if signer.public_bytes_raw() != key.signing_public:
+        signer.close()
+        raise ConfigError(
+            f"{path}: the token's key {signer.key_label!r} does not match signing_public of"
+            f" {key.kid} in the directory"
+        )
+    return signer
 
 
 def _load_box(path: Path, key: PartyKey) -> X25519PrivateKey:
@@ -509,11 +556,31 @@ def rotate_key(trust_dir: Path, party_id: str, *, not_before: datetime | None = 
     senders that reload seal to it immediately: reload the party itself first. A future
     ``not_before`` gives everybody time to reload; until then the old key stays in use.
     """
+    return _add_key(trust_dir, party_id, not_before, None)
+
+
+def rotate_key_into_token(
+    trust_dir: Path, party_id: str, token: TokenConfig, *, not_before: datetime | None = None
+) -> str:
+    """Like :func:`rotate_key`, but the new signing key is generated in a PKCS#11 token.
+
+    The token makes a sensitive, non-extractable Ed25519 key pair labelled with the new kid
+    (:func:`sgx.hsm.generate_signing_key`); ``<kid>.signing.pkcs11``, where the PEM file
+    would be, records the token and key (a relative ``pin_file`` or module path made
+    absolute). The box key is a new X25519 PEM file as ever. Returns the new kid.
+    """
+    return _add_key(trust_dir, party_id, not_before, token)
+
+
+def _add_key(
+    trust_dir: Path, party_id: str, not_before: datetime | None, token: TokenConfig | None
+) -> str:
     parties = read_directory(trust_dir / DIRECTORY_FILE)
     index = _index_of(trust_dir, parties, party_id)
     party = parties[index]
     now = utc_now()
-    key = _new_key(trust_dir, party_id, {k.kid for k in party.keys}, now, not_before)
+    taken = {k.kid for k in party.keys}
+    key = _new_key(trust_dir, party_id, taken, now, not_before, token=token)
     parties[index] = party.model_copy(update={"keys": [*party.keys, key]})
     write_directory(trust_dir, parties)
     return key.kid
@@ -544,21 +611,46 @@ def _new_key(
     taken: set[str],
     now: datetime,
     not_before: datetime | None = None,
+    *,
+    token: TokenConfig | None = None,
 ) -> PartyKey:
+    """A new key pair's files (signing half in ``token`` if given) and its metadata."""
     kid = _new_kid(party_id, taken, now)
-    signing, box = Ed25519PrivateKey.generate(), X25519PrivateKey.generate()
+    box = X25519PrivateKey.generate()
     folder = trust_dir / PRIVATE_DIR / party_id
     _private_dir(folder)
     stem = key_file_stem(kid)
-    write_private_file(folder / f"{stem}.signing.pem", _pem(signing))
+    if token is None:
+        signing = Ed25519PrivateKey.generate()
+        signing_public = signing.public_key().public_bytes_raw()
+        write_private_file(folder / f"{stem}{SIGNING_PEM_SUFFIX}", _pem(signing))
+    else:
+        signing_public = _new_token_key(folder / f"{stem}{SIGNING_REFERENCE_SUFFIX}", token, kid)
     write_private_file(folder / f"{stem}.box.pem", _pem(box))
     return PartyKey(
         kid=kid,
-        signing_public=signing.public_key().public_bytes_raw(),
+        signing_public=signing_public,
         box_public=box.public_key().public_bytes_raw(),
         not_before=not_before or now - KEY_BACKDATE,
         not_after=max(now, not_before or now) + KEY_VALIDITY,
     )
+
+
+def _new_token_key(reference: Path, token: TokenConfig, kid: str) -> bytes:
+    """Generate ``kid``'s signing key in ``token``, write its reference file; the raw
+    public key. Paths are made absolute so the reference reads the same from any cwd."""
+    from sgx.hsm import TokenKeyReference, generate_signing_key
+
+    if reference.exists():
+        raise ConfigError(f"{reference} exists; refusing to overwrite it")
+    module = os.path.abspath(token.module) if os.sep in token.module else token.module
+    pin_file = token.pin_file.absolute() if token.pin_file is not None else None
+    written = TokenKeyReference(
+        module=module, token=token.token, key=kid, pin_file=pin_file, pin_env=token.pin_env
+    )
+    public = generate_signing_key(written.config, kid)
+    write_private_file(reference, written.dumps().encode("utf-8"))
+    return public
 
 
 def _new_kid(party_id: str, taken: set[str], now: datetime) -> str:

@@ -49,6 +49,11 @@ COMMANDS = [
     ["inbox", "client", "add"],
     ["inbox", "reads"],
     ["inbox", "openapi"],
+    ["keys", "rotate-into-token"],
+    ["schemas", "check"],
+    ["quarantine", "list"],
+    ["quarantine", "show"],
+    ["quarantine", "replay"],
 ]
 
 

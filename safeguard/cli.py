@@ -82,14 +82,44 @@ def keys_init(directory: Path) -> None:
 @keys.command("rotate")
 @click.argument("directory", type=click.Path(path_type=Path))
 @click.argument("party")
-def keys_rotate(directory: Path, party: str) -> None:
-    """Give PARTY a new key; the old one stays valid until revoked."""
-    from sgx.trust import rotate_key
+@click.option(
+    "--in",
+    "delay_s",
+    type=click.FloatRange(min=0),
+    default=0.0,
+    show_default=True,
+    help="seconds until the new key is used: give every service time to reload "
+    "(SGX_TRUST_RELOAD_S) so nothing is sealed to a key a reader does not hold yet",
+)
+def keys_rotate(directory: Path, party: str, delay_s: float) -> None:
+    """Give PARTY a new key (its public half into the directory); the old one stays valid
+    until revoked, so a backlog sealed under it still opens."""
+    from datetime import timedelta
 
+    from sgx.trust import rotate_key, utc_now
+
+    not_before = utc_now() + timedelta(seconds=delay_s) if delay_s else None
     try:
-        click.echo(rotate_key(directory, party))
+        click.echo(rotate_key(directory, party, not_before=not_before))
     except ExchangeError as exc:
         raise click.ClickException(str(exc)) from exc
+
+
+@keys.command("revoke")
+@click.argument("directory", type=click.Path(path_type=Path))
+@click.argument("kid")
+def keys_revoke(directory: Path, kid: str) -> None:
+    """Revoke key KID (``<party>/<...>``): nothing it signs verifies any more, nothing is
+    sealed to it; running services pick the change up within SGX_TRUST_RELOAD_S or at once
+    on SIGHUP, and quarantine what still arrives under it as unknown_key_id."""
+    from sgx.trust import revoke_key
+
+    party = kid.split("/", 1)[0]
+    try:
+        revoke_key(directory, party, kid)
+    except ExchangeError as exc:
+        raise click.ClickException(str(exc)) from exc
+    click.echo(f"revoked {kid} of {party}")
 
 
 @keys.command("rotate-into-token")

@@ -19,9 +19,10 @@ from consumers.inbox.oidc import IdentityProvider
 from consumers.inbox.service import Inbox, InboxMetrics
 from consumers.inbox.settings import InboxSettings
 from consumers.inbox.store import InboxStore
-from consumers.reader import QueueView
+from consumers.reader import QueueReader, QueueView
 from consumers.share import ShareClient
-from safeguard.runtime import Runtime
+from safeguard.runtime import Runtime, watching_trust
+from sgx.envelope import Opener
 from sgx.errors import ConfigError
 from sgx.kafka import start_producer
 from sgx.metrics import HttpServer, Readiness, database_check
@@ -53,13 +54,15 @@ async def serving_inbox(
     if party.kind != "local_authority":
         raise ConfigError(f"{la} is a {party.kind}: the inbox serves a local authority")
     registry = registry or CollectorRegistry()
+    identity = rt.identity(la, trust)
     async with contextlib.AsyncExitStack() as stack:
+        await stack.enter_async_context(watching_trust(rt, trust, [identity], registry))
         queue = await stack.enter_async_context(await rt.queue_store(la))
         store = await stack.enter_async_context(await inbox_store(rt, la))
         producer = await start_producer(rt.kafka)
         stack.push_async_callback(producer.stop)
         shares = ShareClient(
-            identity=rt.identity(la, trust),
+            identity=identity,
             trust=trust,
             contract=rt.contract(),
             producer=producer,
@@ -89,7 +92,7 @@ async def serving_inbox(
         inbox = Inbox(
             la=la,
             queue=queue,
-            reader=await rt.queue_reader(la, queue),
+            reader=QueueReader(store=queue, opener=Opener(identity, trust), contract=rt.contract()),
             store=store,
             ask_share=ask,
             metrics=InboxMetrics(registry),

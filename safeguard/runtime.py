@@ -61,10 +61,12 @@ from sgx.metrics import (
     MetricsServer,
     ProducerMetrics,
     Readiness,
+    TrustMetrics,
 )
 from sgx.pseudonym import Pseudonymiser
 from sgx.settings import ExchangeSettings, KafkaSettings, StoreSettings
 from sgx.trust import Identity, TrustDirectory
+from sgx.trust_watch import TrustWatcher, watching
 
 log = logging.getLogger(__name__)
 
@@ -223,6 +225,7 @@ async def run_gateway(
             trust=trust,
             requests=requests,
         )
+        await stack.enter_async_context(watching_trust(rt, trust, [identity], registry))
         metrics = GatewayMetrics(registry)
         metrics.group_partitions.set(len(group))
         metrics.nhs_number_target.set(rt.exchange.nhs_number_target)
@@ -273,6 +276,20 @@ async def run_gateway(
             await checkpoint()  # the last heads this instance wrote, signed before it goes
 
 
+def watching_trust(
+    rt: Runtime, trust: TrustDirectory, identities: list[Identity], registry: CollectorRegistry
+) -> contextlib.AbstractAsyncContextManager[None]:
+    """Keep ``trust`` and ``identities`` up to date with the directory while in the block."""
+    watcher = TrustWatcher(
+        rt.exchange.trust_dir,
+        trust,
+        identities,
+        TrustMetrics(registry),
+        interval_s=rt.exchange.trust_reload_s,
+    )
+    return watching(watcher)
+
+
 async def _caught_up(feed: AllocationFeed) -> None:
     if not feed.ready:
         raise RuntimeError("the allocation directory is still loading")
@@ -303,7 +320,9 @@ async def run_consumer(
     trust = rt.trust()
     _receiving_party(trust, party_id)
     metrics = ConsumerMetrics(registry)
+    identity = rt.identity(party_id, trust)
     async with contextlib.AsyncExitStack() as stack:
+        await stack.enter_async_context(watching_trust(rt, trust, [identity], registry))
         store = await stack.enter_async_context(await rt.queue_store(party_id))
         consumer = await _started(
             stack,
@@ -312,7 +331,7 @@ async def run_consumer(
             ),
         )
         service = DeliveryConsumer(
-            opener=Opener(rt.identity(party_id, trust), trust),
+            opener=Opener(identity, trust),
             contract=rt.contract(),
             store=store,
             consumer=consumer,

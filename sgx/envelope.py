@@ -421,8 +421,7 @@ class Sealer:
     one reaches ``max_uses`` or its ``not_after``. ``not_after`` is ``max_age`` after
     creation, brought forward to the moment the sender's signing key or the recipient's
     box key in use expires or a newer one becomes valid — so a key change starts a new
-    data key. The trust directory and identity are immutable: after a rotation, build new
-    ones and a new Sealer.
+    data key, and so does a refresh of the trust directory (a key rotated or revoked).
     """
 
     def __init__(
@@ -450,6 +449,7 @@ class Sealer:
         self._clock = clock
         self._random = random
         self._current: _Current | None = None
+        self._generation = trust.generation
         self._head = HEADER_PREFIX + _long(FORMAT_VERSION)
 
     @property
@@ -462,6 +462,8 @@ class Sealer:
         now = self._clock()
         now_ms = millis(now)
         current = self._current
+        if self._generation != self._trust.generation:  # the directory was refreshed
+            current, self._generation = None, self._trust.generation
         if current is None or not current.key.usable(now_ms):
             current = self._current = self._rekey(now)
         head = b"".join((

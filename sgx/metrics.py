@@ -113,6 +113,23 @@ class ProducerMetrics:
         )
 
 
+class TrustMetrics:
+    """How a service keeps up with the trust directory (sgx.trust_watch)."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.reloads = Counter(
+            "sgx_trust_reloads",
+            "Trust-directory changes picked up while running, by outcome (ok, failed).",
+            ["outcome"],
+            registry=registry,
+        )
+        self.loaded = Gauge(
+            "sgx_trust_loaded_timestamp_seconds",
+            "When the trust directory in use was loaded (Unix time).",
+            registry=registry,
+        )
+
+
 class GatewayMetrics:
     """Metrics of the gateway."""
 

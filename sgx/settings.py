@@ -62,6 +62,8 @@ class ExchangeSettings(BaseSettings):
     # The share of each sender's notifications that should name the child by NHS number:
     # exported as sgx_gateway_nhs_number_target_ratio, the identifier-quality alert's bar.
     nhs_number_target: float = Field(default=0.95, ge=0.0, le=1.0)
+    # How often a running service looks for trust-directory changes (also at once on SIGHUP).
+    trust_reload_s: float = Field(default=5.0, gt=0)
     checkpoint_interval_s: float = Field(
         default=30.0,
         gt=0,

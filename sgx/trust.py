@@ -181,9 +181,16 @@ def newest(keys: Iterable[PartyKey], at: datetime) -> PartyKey | None:
 
 
 class TrustDirectory:
-    """The parties of the exchange and their public keys; immutable once built."""
+    """The parties of the exchange and their public keys.
+
+    A running service refreshes its directory in place (:meth:`refresh`, from
+    :mod:`sgx.trust_watch`) when the file changes, so every opener, sealer and router
+    holding it sees a rotated or revoked key at once; :attr:`generation` counts refreshes,
+    so a holder that caches what it derived from a key (a sealer's data key) knows to
+    derive it again."""
 
     def __init__(self, parties: Sequence[Party]) -> None:
+        self.generation = 0
         self._parties = {party.id: party for party in parties}
         self._by_gss = {p.gss_code: p for p in parties if p.gss_code is not None}
         self._all_las = tuple(sorted(p.id for p in parties if p.kind == "local_authority"))
@@ -199,6 +206,12 @@ class TrustDirectory:
     def load(cls, trust_dir: Path) -> TrustDirectory:
         """Read ``trust_dir/directory.json``; ConfigError naming the file and field if wrong."""
         return cls(read_directory(trust_dir / DIRECTORY_FILE))
+
+    def refresh(self, newer: TrustDirectory) -> None:
+        """Become ``newer`` (a fresh load of the same file), in place; bumps the generation."""
+        self._parties, self._by_gss = newer._parties, newer._by_gss
+        self._all_las, self._verify, self._box = newer._all_las, newer._verify, newer._box
+        self.generation += 1
 
     def party(self, party_id: str) -> Party:
         party = self._parties.get(party_id)
@@ -393,6 +406,12 @@ class Identity:
 
     def __repr__(self) -> str:
         return f"Identity({self._party.id!r}, kids={sorted(self._signing)!r})"
+
+    def refresh(self, trust_dir: Path, directory: TrustDirectory) -> None:
+        """Read this party's private keys again (after a rotation), in place."""
+        newer = Identity.load(trust_dir, self._party.id, directory=directory)
+        self._party, self._signing, self._box = newer._party, newer._signing, newer._box
+        self._keys = newer._keys
 
     @property
     def party_id(self) -> str:

@@ -12,6 +12,8 @@ from deploy.acl_plan import GATEWAY, Party, Plan, consumer_principal, plan
 from safeguard.runtime import exchange_topics
 from sgx.errors import ConfigError
 from sgx.kafka import GATEWAY_GROUP, open_cases_group, receipts_group
+from sgx.kafka import REPLAY_TOPIC as REPLAY
+from sgx.schema_registry import TOPIC as SCHEMAS
 from sgx.settings import KafkaSettings
 from sgx.trust import PartySpec, init_trust
 
@@ -67,7 +69,7 @@ def test_an_agency_writes_only_its_inbound_and_reads_only_its_receipts(the_plan:
     writable = {t for t in topics if the_plan.allows(SCHOOL, "Write", "topic", t)}
     readable = {t for t in topics if the_plan.allows(SCHOOL, "Read", "topic", t)}
     assert writable == {f"sgx.inbound.{SCHOOL}"}
-    assert readable == {f"sgx.receipts.{SCHOOL}"}
+    assert readable == {f"sgx.receipts.{SCHOOL}", SCHEMAS}  # and the public schema registry
     assert not the_plan.allows(SCHOOL, "Read", "group", receipts_group(POLICE))
     assert not the_plan.allows(SCHOOL, "Read", "group", GATEWAY_GROUP)
 
@@ -92,14 +94,15 @@ def test_a_school_key_adult_consumer_reads_only_its_school_delivery_topic(the_pl
     readable = {
         t.name for t in the_plan.topics if the_plan.allows(consumer, "Read", "topic", t.name)
     }
-    assert readable == {f"sgx.delivery.{SCHOOL}"}
+    assert readable == {f"sgx.delivery.{SCHOOL}", SCHEMAS}
 
 
 def test_a_local_authority_consumer_reads_only_its_own_delivery_topic(the_plan: Plan) -> None:
     consumer = consumer_principal(LA_A)
     topics = [t.name for t in the_plan.topics]
     assert {t for t in topics if the_plan.allows(consumer, "Read", "topic", t)} == {
-        f"sgx.delivery.{LA_A}"
+        f"sgx.delivery.{LA_A}",
+        SCHEMAS,
     }
     assert not the_plan.allows(consumer, "Read", "topic", f"sgx.delivery.{LA_B}")
     assert not any(the_plan.allows(consumer, "Write", "topic", t) for t in topics)
@@ -113,10 +116,20 @@ def test_a_local_authority_consumer_reads_only_its_own_delivery_topic(the_plan: 
 def test_the_gateway_reads_inbound_and_writes_delivery_and_receipts_only(the_plan: Plan) -> None:
     for t in the_plan.topics:
         kind = t.name.split(".")[1]
+        if t.name in (SCHEMAS, REPLAY):  # it writes the registry and the replays, and reads both
+            assert the_plan.allows(GATEWAY, "Read", "topic", t.name)
+            assert the_plan.allows(GATEWAY, "Write", "topic", t.name)
+            continue
         read = kind in ("inbound", "allocations")
         assert the_plan.allows(GATEWAY, "Read", "topic", t.name) == read
         assert the_plan.allows(GATEWAY, "Write", "topic", t.name) == (not read)
     assert the_plan.allows(GATEWAY, "Read", "group", GATEWAY_GROUP)
+    # nobody else writes the registry or the replay topic, nor reads the replays
+    for principal in the_plan.principals:
+        if principal != GATEWAY:
+            assert not the_plan.allows(principal, "Write", "topic", SCHEMAS)
+            assert not the_plan.allows(principal, "Write", "topic", REPLAY)
+            assert not the_plan.allows(principal, "Read", "topic", REPLAY)
 
 
 def test_describe_is_the_only_grant_beyond_own_topics(the_plan: Plan) -> None:
@@ -318,4 +331,5 @@ def test_script_is_valid_bash_and_grants_every_binding() -> None:
         assert f"acl {b.principal} {b.operation} {b.resource} {b.pattern} {b.name}\n" in text
     for t in the_plan.topics:
         retention = "" if t.retention_ms is None else f" --config retention.ms={t.retention_ms}"
+        retention += " --config cleanup.policy=compact" if t.compacted else ""
         assert f"topic {t.name} {t.partitions} {t.replicas}{retention}\n" in text

@@ -38,12 +38,10 @@ from sgx.metrics import (
     LagMonitor,
     MonitorSettings,
     QueueMetrics,
-    Readiness,
-    broker_check,
-    database_check,
     refreshing,
     set_labelled,
 )
+from sgx.serving import Readiness, broker_check, database_check
 from sgx.trust import Clock, utc_now
 
 URGENT = frozenset({"IMMEDIATE"})

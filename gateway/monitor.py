@@ -36,12 +36,10 @@ from sgx.metrics import (
     LagMetrics,
     LagMonitor,
     MonitorSettings,
-    Readiness,
-    broker_check,
-    database_check,
     refreshing,
     set_labelled,
 )
+from sgx.serving import Readiness, broker_check, database_check
 from sgx.trust import Clock, TrustDirectory, utc_now
 
 DUE_BUCKETS = ("overdue", "lt_3d", "lt_7d", "lt_14d")

@@ -39,14 +39,8 @@ from sgx.calendar import SchoolCalendar
 from sgx.contract import Contract
 from sgx.db import store_errors
 from sgx.errors import ContractError
-from sgx.metrics import (
-    Check,
-    EncompassMetrics,
-    MonitorSettings,
-    Readiness,
-    database_check,
-    refreshing,
-)
+from sgx.metrics import EncompassMetrics, MonitorSettings, refreshing
+from sgx.serving import Check, Readiness, database_check
 from sgx.trust import Clock, utc_now
 
 ENCOMPASS = "OPERATION_ENCOMPASS"

@@ -25,7 +25,7 @@ from safeguard.runtime import Runtime, watching_trust
 from sgx.envelope import Opener
 from sgx.errors import ConfigError
 from sgx.kafka import start_producer
-from sgx.metrics import HttpServer, Readiness, database_check
+from sgx.serving import HttpServer, Readiness, database_check
 
 log = logging.getLogger(__name__)
 

@@ -22,7 +22,7 @@ from producers.monitor import producer_monitors
 from producers.outbox import OutboxStore
 from safeguard.runtime import Runtime
 from sgx.calendar import CalendarSettings
-from sgx.metrics import Readiness, broker_probe
+from sgx.serving import Readiness, broker_probe
 
 
 @contextlib.asynccontextmanager

@@ -55,15 +55,9 @@ from sgx.kafka import (
     start_consumer,
     start_producer,
 )
-from sgx.metrics import (
-    ConsumerMetrics,
-    GatewayMetrics,
-    MetricsServer,
-    ProducerMetrics,
-    Readiness,
-    TrustMetrics,
-)
+from sgx.metrics import ConsumerMetrics, GatewayMetrics, ProducerMetrics, TrustMetrics
 from sgx.pseudonym import Pseudonymiser
+from sgx.serving import MetricsServer, Readiness
 from sgx.settings import ExchangeSettings, KafkaSettings, StoreSettings
 from sgx.trust import Identity, TrustDirectory
 from sgx.trust_watch import TrustWatcher, watching

@@ -24,7 +24,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from starlette.routing import Route
 
-from sgx.metrics import HttpServer
+from sgx.serving import HttpServer
 
 
 @dataclass

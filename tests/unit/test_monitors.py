@@ -30,15 +30,8 @@ from sgx.calendar import SchoolCalendar
 from sgx.contract import Contract
 from sgx.db import open_engine
 from sgx.errors import StoreError
-from sgx.metrics import (
-    EncompassMetrics,
-    GatewayStateMetrics,
-    MetricsServer,
-    QueueMetrics,
-    Readiness,
-    database_check,
-    refreshing,
-)
+from sgx.metrics import EncompassMetrics, GatewayStateMetrics, QueueMetrics, refreshing
+from sgx.serving import MetricsServer, Readiness, database_check
 from sgx.trust import TrustDirectory, init_trust, revoke_key, rotate_key
 from tests import samples
 from tests.conftest_db import BACKENDS, Backend, backend

@@ -54,8 +54,9 @@ from safeguard.parties import DEMO_PARTIES, LA, SCHOOL
 from safeguard.runtime import Runtime, create_topics, publisher, run_consumer, run_gateway
 from sgx import contract as c
 from sgx.identifiers import make_nhs_number
+from sgx.key_admin import init_trust
 from sgx.settings import ExchangeSettings, KafkaSettings
-from sgx.trust import PartySpec, init_trust
+from sgx.trust import PartySpec
 
 CHILDREN = 1_000
 CHUNK = 2_000  # the producer awaits acks every this many notifications

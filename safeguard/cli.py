@@ -68,7 +68,7 @@ def keys() -> None:
 def keys_init(directory: Path) -> None:
     """Generate a working demo trust directory in DIRECTORY."""
     from safeguard.parties import DEMO_PARTIES
-    from sgx.trust import init_trust
+    from sgx.key_admin import init_trust
 
     try:
         trust = init_trust(directory, DEMO_PARTIES)
@@ -96,7 +96,8 @@ def keys_rotate(directory: Path, party: str, delay_s: float) -> None:
     until revoked, so a backlog sealed under it still opens."""
     from datetime import timedelta
 
-    from sgx.trust import rotate_key, utc_now
+    from sgx.key_admin import rotate_key
+    from sgx.trust import utc_now
 
     not_before = utc_now() + timedelta(seconds=delay_s) if delay_s else None
     try:
@@ -112,7 +113,7 @@ def keys_revoke(directory: Path, kid: str) -> None:
     """Revoke key KID (``<party>/<...>``): nothing it signs verifies any more, nothing is
     sealed to it; running services pick the change up within SGX_TRUST_RELOAD_S or at once
     on SIGHUP, and quarantine what still arrives under it as unknown_key_id."""
-    from sgx.trust import revoke_key
+    from sgx.key_admin import revoke_key
 
     party = kid.split("/", 1)[0]
     try:
@@ -155,7 +156,7 @@ def keys_rotate_into_token(
     from pydantic import ValidationError
 
     from sgx.hsm import TokenConfig
-    from sgx.trust import rotate_key_into_token
+    from sgx.key_admin import rotate_key_into_token
 
     if (pin_file is None) == (pin_env is None):
         raise click.UsageError("give one of --pin-file and --pin-env")

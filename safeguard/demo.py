@@ -45,8 +45,9 @@ from sgx.envelope import Purpose, Sealer
 from sgx.errors import ContractError, ExchangeError
 from sgx.identifiers import make_nhs_number, make_upn
 from sgx.kafka import inbound_topic, start_producer
+from sgx.key_admin import init_trust
 from sgx.settings import ExchangeSettings, KafkaSettings
-from sgx.trust import Identity, init_trust
+from sgx.trust import Identity
 
 AMIRA = samples.child(make_nhs_number(101), make_upn(101), given="Amira", family="Example")
 LEO = samples.child(make_nhs_number(202), None, given="Leo", family="Sample")

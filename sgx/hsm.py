@@ -14,7 +14,7 @@ which token holds the key and how to log in to it::
 
 ``module`` is the vendor's PKCS#11 library, ``token`` the token's label, ``key`` the
 label (CKA_LABEL) of the Ed25519 key pair in it (the key id, as
-:func:`sgx.trust.rotate_key_into_token` names it), and exactly one of ``pin_file`` (a file
+:func:`sgx.key_admin.rotate_key_into_token` names it), and exactly one of ``pin_file`` (a file
 holding the user PIN, mode 0600, refused like any private file when group or other may
 read it; a relative path is relative to the reference file) or ``pin_env`` (the name of an
 environment variable holding the PIN). The file holds no secret.

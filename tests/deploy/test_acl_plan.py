@@ -13,9 +13,10 @@ from safeguard.runtime import exchange_topics
 from sgx.errors import ConfigError
 from sgx.kafka import GATEWAY_GROUP, open_cases_group, receipts_group
 from sgx.kafka import REPLAY_TOPIC as REPLAY
+from sgx.key_admin import init_trust
 from sgx.schema_registry import TOPIC as SCHEMAS
 from sgx.settings import KafkaSettings
-from sgx.trust import PartySpec, init_trust
+from sgx.trust import PartySpec
 
 LA_A, LA_B = "la-alpha", "la-beta"
 SCHOOL, POLICE = "school-oak", "police-north"

@@ -18,7 +18,8 @@ from safeguard.runtime import publisher
 from safeguard.samples import allocation_update
 from sgx import contract as c
 from sgx.identifiers import make_nhs_number
-from sgx.trust import revoke_key, rotate_key, utc_now
+from sgx.key_admin import revoke_key, rotate_key
+from sgx.trust import utc_now
 from tests import samples
 from tests.integration.harness import Exchange, eventually, running_exchange
 

@@ -17,8 +17,9 @@ from safeguard.runtime import Runtime, publisher
 from safeguard.samples import allocation_update
 from sgx import contract as c
 from sgx.identifiers import make_nhs_number
+from sgx.key_admin import rotate_key
 from sgx.quarantine_replay import QuarantineQuery, ReplayLog
-from sgx.trust import DIRECTORY_FILE, PRIVATE_DIR, rotate_key
+from sgx.trust import DIRECTORY_FILE, PRIVATE_DIR
 from tests import samples
 from tests.integration.harness import Exchange, eventually, running_exchange
 

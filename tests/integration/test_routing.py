@@ -39,8 +39,9 @@ from sgx.envelope import Opener, Purpose, unpack
 from sgx.errors import ConfigError, WrongRecipient
 from sgx.identifiers import make_nhs_number, make_upn
 from sgx.kafka import delivery_topic, read_topic, receipts_topic
+from sgx.key_admin import init_trust
 from sgx.settings import ExchangeSettings
-from sgx.trust import PartySpec, init_trust
+from sgx.trust import PartySpec
 from tests.integration.harness import (
     Exchange,
     agreement_with_defaults,

@@ -33,8 +33,8 @@ from sgx.broker import LOOPBACK, EmbeddedBroker, free_port, tcp_open
 from sgx.errors import TransportError
 from sgx.identifiers import make_nhs_number, make_upn
 from sgx.kafka import list_topics
+from sgx.key_admin import init_trust
 from sgx.settings import KafkaSettings
-from sgx.trust import init_trust
 from tests.integration.harness import Exchange, eventually, make_runtime
 
 pytestmark = pytest.mark.broker

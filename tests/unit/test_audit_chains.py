@@ -15,7 +15,8 @@ from gateway.checkpoints import Checkpoints, verify_checkpoints
 from gateway.store import GatewayStore, Judged
 from safeguard.parties import DEMO_PARTIES
 from sgx.errors import AuditChainBroken, Fenced
-from sgx.trust import Identity, TrustDirectory, init_trust
+from sgx.key_admin import init_trust
+from sgx.trust import Identity, TrustDirectory
 from tests.conftest_db import BACKENDS, Backend, backend
 from tests.unit.test_gateway_store import audit
 

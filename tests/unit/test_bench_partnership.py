@@ -35,8 +35,9 @@ from safeguard import samples
 from safeguard.parties import LA, SCHOOL
 from sgx.contract import default_contract
 from sgx.errors import ConfigError
+from sgx.key_admin import init_trust
 from sgx.pseudonym import Pseudonymiser
-from sgx.trust import TrustDirectory, init_trust
+from sgx.trust import TrustDirectory
 
 
 def _agencies(plan: Plan) -> list[str]:

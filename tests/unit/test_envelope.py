@@ -48,6 +48,7 @@ from sgx.errors import (
     UnknownSender,
     WrongRecipient,
 )
+from sgx.key_admin import init_trust, revoke_key, rotate_key, write_private_file
 from sgx.keys import Binding, DataKeyBlock, verify_data_key
 from sgx.settings import REPO_ROOT
 from sgx.trust import (
@@ -58,12 +59,8 @@ from sgx.trust import (
     PartyKey,
     PartySpec,
     TrustDirectory,
-    init_trust,
     key_file_stem,
-    revoke_key,
-    rotate_key,
     write_directory,
-    write_private_file,
 )
 
 SCHOOL, HEALTH, LA, GATEWAY = "school-hillside", "health-north", "la-northshire", "gateway"

@@ -35,15 +35,8 @@ from safeguard.parties import DEMO_PARTIES, HEALTH, SCHOOL
 from sgx.envelope import Opener, Purpose, Sealer, peek
 from sgx.errors import ConfigError
 from sgx.hsm import TokenConfig, TokenKeyReference, TokenSigner, generate_signing_key
-from sgx.trust import (
-    PRIVATE_DIR,
-    SIGNING_REFERENCE_SUFFIX,
-    Identity,
-    TrustDirectory,
-    init_trust,
-    key_file_stem,
-    rotate_key_into_token,
-)
+from sgx.key_admin import init_trust, rotate_key_into_token
+from sgx.trust import PRIVATE_DIR, SIGNING_REFERENCE_SUFFIX, Identity, TrustDirectory, key_file_stem
 
 MODULE = "/usr/lib/softhsm/libsofthsm2.so"  # Debian's softhsm2
 TOKEN, SPARE = "sgx-test", "sgx-spare"

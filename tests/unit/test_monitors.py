@@ -30,9 +30,10 @@ from sgx.calendar import SchoolCalendar
 from sgx.contract import Contract
 from sgx.db import open_engine
 from sgx.errors import StoreError
+from sgx.key_admin import init_trust, revoke_key, rotate_key
 from sgx.metrics import EncompassMetrics, GatewayStateMetrics, QueueMetrics, refreshing
 from sgx.serving import MetricsServer, Readiness, database_check
-from sgx.trust import TrustDirectory, init_trust, revoke_key, rotate_key
+from sgx.trust import TrustDirectory
 from tests import samples
 from tests.conftest_db import BACKENDS, Backend, backend
 from tests.unit.test_gateway_store import audit, quarantined

@@ -32,10 +32,10 @@ from sgx.backoff import Backoff
 from sgx.envelope import Opener, Purpose, Sealer, pack
 from sgx.errors import ConfigError, ContractError, NotFound, TransportError
 from sgx.identifiers import make_nhs_number
+from sgx.key_admin import init_trust
 from sgx.metrics import ProducerMetrics
 from sgx.quarantine import Quarantined
 from sgx.settings import ExchangeSettings
-from sgx.trust import init_trust
 from tests.conftest_db import BACKENDS, Backend, backend
 
 CHILD = samples.child(make_nhs_number(501))

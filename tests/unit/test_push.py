@@ -29,8 +29,8 @@ from sgx import contract as c
 from sgx.contract import default_contract
 from sgx.errors import ConfigError, ContractError, TransportError
 from sgx.identifiers import make_nhs_number, make_upn
+from sgx.key_admin import init_trust
 from sgx.settings import REPO_ROOT
-from sgx.trust import init_trust
 
 CONTRACT = default_contract()
 CHILD = samples.child(make_nhs_number(7), make_upn(7), given="Zephyrine", family="Quillfeather")

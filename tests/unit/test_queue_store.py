@@ -22,10 +22,10 @@ from sgx import contract as c
 from sgx.contract import default_contract
 from sgx.envelope import Opener, Purpose, Sealer, pack
 from sgx.errors import ConfigError, NotFound, StoreError
+from sgx.key_admin import init_trust
 from sgx.metrics import ConsumerMetrics
 from sgx.quarantine import Quarantined
 from sgx.settings import ExchangeSettings
-from sgx.trust import init_trust
 from tests import samples
 from tests.conftest_db import BACKENDS, Backend, backend
 

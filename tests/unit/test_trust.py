@@ -13,6 +13,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from sgx.errors import ConfigError, UnknownKey, UnknownSender
+from sgx.key_admin import init_trust, revoke_key, rotate_key
 from sgx.pseudonym import Pseudonymiser
 from sgx.trust import (
     DIRECTORY_FILE,
@@ -21,10 +22,7 @@ from sgx.trust import (
     Identity,
     PartySpec,
     TrustDirectory,
-    init_trust,
     key_file_stem,
-    revoke_key,
-    rotate_key,
 )
 
 SCHOOL, POLICE, LA, GATEWAY = "school-hillside", "police-north", "la-northshire", "gateway"

@@ -13,8 +13,9 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from safeguard.parties import DEMO_PARTIES, SCHOOL
+from sgx.key_admin import init_trust, revoke_key, rotate_key
 from sgx.metrics import TrustMetrics
-from sgx.trust import DIRECTORY_FILE, Identity, TrustDirectory, init_trust, revoke_key, rotate_key
+from sgx.trust import DIRECTORY_FILE, Identity, TrustDirectory
 from sgx.trust_watch import TrustWatcher, watching
 
 

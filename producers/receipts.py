@@ -25,13 +25,15 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer
 
 from producers.outbox import RECEIPT_OUTCOMES, OutboxStore, ReceiptUpdate
+from sgx import avro
 from sgx import contract as c
 from sgx.backoff import Backoff
 from sgx.contract import Contract
 from sgx.envelope import Opener, Purpose
-from sgx.errors import ContractError, ExchangeError
+from sgx.errors import ContractError, ExchangeError, UnknownSchema
 from sgx.kafka import kafka_errors, run_batches
 from sgx.quarantine import Source, from_gateway, read_all
+from sgx.schema_registry import SchemaRegistry
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +51,7 @@ class ReceiptListener:
         consumer: AIOKafkaConsumer,
         max_records: int = 500,
         backoff: Backoff | None = None,
+        registry: SchemaRegistry | None = None,
     ) -> None:
         self._store = store
         self._agency = agency
@@ -57,6 +60,8 @@ class ReceiptListener:
         self._consumer = consumer
         self._max_records = max_records
         self._backoff = backoff or Backoff()
+        self._registry = registry
+        self._unknown: set[bytes] = set()  # receipt schemas of a newer gateway, not known yet
         self.received = 0  # receipts recorded since start
 
     async def run(self, stop: asyncio.Event) -> None:
@@ -96,7 +101,15 @@ class ReceiptListener:
                 self._consumer.seek(tp, committed)
 
     async def process(self, records: Iterable[Any]) -> None:
+        records = list(records)
         receipts, quarantined = read_all(records, self._receipts)
+        if self._unknown and self._registry is not None:
+            # A newer gateway writes receipts with a schema this release has not seen:
+            # learn it from the registry (sgx.schema_registry) and read the batch again.
+            learned = await self._registry.learn(self._unknown)
+            if learned:
+                receipts, quarantined = read_all(records, self._receipts)
+        self._unknown.clear()
         await self._store.apply_receipts(self._agency, receipts, quarantined)
         async with kafka_errors("commit receipt offsets"):
             await self._consumer.commit()
@@ -110,6 +123,10 @@ class ReceiptListener:
         if opened.purpose is not Purpose.RECEIPTS:
             return []  # a share decision: the share client reads those
         from_gateway(opened, "receipts")
+        digest, _ = avro.split(opened.plaintext)
+        if not self._contract.knows(digest):
+            self._unknown.add(digest)
+            raise UnknownSchema(digest, schema=c.RECEIPT_BATCH)
         batch = self._contract.decode_as(c.RECEIPT_BATCH, opened.plaintext)
         return [_update(r) for r in batch["receipts"]]
 

@@ -40,6 +40,7 @@ from sgx.envelope import Opener
 from sgx.errors import TransportError
 from sgx.kafka import receipts_group, receipts_topic, start_consumer, start_producer
 from sgx.metrics import ProducerMetrics
+from sgx.schema_registry import SchemaRegistry
 
 log = logging.getLogger(__name__)
 
@@ -187,6 +188,7 @@ async def outbox_services(
             opener=Opener(identity, trust),
             contract=contract,
             consumer=consumer,
+            registry=SchemaRegistry(rt.kafka, trust, contract),
         )
         async with _running(relay.run, listener.run) as tasks:
             yield outbox, tasks

@@ -159,9 +159,15 @@ def resolution_problem(writer: Any, reader: Any) -> str | None:
     return f"{kinds} ({names}) at {where}"
 
 
+def plain_schema(parsed: Any) -> Any:
+    """A fastavro-parsed schema as plain JSON data: every named type inlined once (and
+    named after), fastavro's bookkeeping keys left out, logical types and defaults kept."""
+    return _plain(expand_schema(parsed), set())
+
+
 def _apache(parsed: Any) -> avro.schema.Schema:
     """A fastavro-parsed schema as the Apache package's, every named type defined once."""
-    return avro.schema.parse(json.dumps(_plain(expand_schema(parsed), set())))
+    return avro.schema.parse(json.dumps(plain_schema(parsed)))
 
 
 def _plain(value: Any, defined: set[str]) -> Any:

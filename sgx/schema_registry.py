@@ -9,12 +9,13 @@ to the compacted topic ``sgx.schemas`` when it starts, as Confluent's Schema Reg
 serves schemas by id:
 
 * key: the fingerprint (hex); value: JSON ``{"version": 1, "name", "fingerprint",
-  "schema", "signer", "kid", "signature"}`` — ``schema`` is the Parsing Canonical Form
-  (all a writer schema needs), ``signature`` (base64) the gateway's Ed25519 signature over
-  ``"SGX-SCHEMA1\\0" + fingerprint bytes + canonical form``.
+  "schema", "signer", "kid", "signature"}`` — ``schema`` is the full writer schema, every
+  named type inlined (not just the Parsing Canonical Form, which drops logical types: a
+  reader would then get a timestamp as a bare number), ``signature`` (base64) the gateway's
+  Ed25519 signature over ``"SGX-SCHEMA1\\0" + fingerprint bytes + schema``.
 
 A reader accepts an entry only if the signature verifies against the trust directory's
-gateway key, the fingerprint is the canonical form's CRC-64-AVRO, and the schema is a
+gateway key, the fingerprint is the CRC-64-AVRO of the schema's canonical form, and it is a
 version of one of its own types that resolves to its current schema
 (:meth:`sgx.contract.Contract.learn`). The fingerprint alone is no proof: CRC-64 is not a
 cryptographic hash, and only the gateway's principal may write the topic (ACL), so a
@@ -33,8 +34,10 @@ from typing import Any
 
 from aiokafka import AIOKafkaProducer
 from cryptography.exceptions import InvalidSignature
-from fastavro.schema import fingerprint, to_parsing_canonical_form
+from fastavro import parse_schema
+from fastavro.schema import SchemaParseException
 
+from sgx.avro import fingerprint_of, plain_schema
 from sgx.contract import Contract
 from sgx.errors import ConfigError, ExchangeError
 from sgx.kafka import kafka_errors, read_topic
@@ -53,7 +56,7 @@ def _signed(digest: bytes, canonical: str) -> bytes:
 
 def entry(identity: Identity, contract: Contract, name: str) -> tuple[bytes, bytes]:
     """(key, value) of the registry record for the current schema ``name``."""
-    canonical = to_parsing_canonical_form(contract.parsed(name))
+    canonical = json.dumps(plain_schema(contract.parsed(name)), sort_keys=True)
     digest = contract.fingerprint(name)
     kid = identity.signing_kid
     value = {
@@ -101,7 +104,11 @@ def verify(value: bytes, trust: TrustDirectory) -> Entry:
         raise ConfigError(f"schema registry entry is malformed: {exc}") from exc
     if signer != SIGNER:
         raise ConfigError(f"schema registry entry signed by {signer}, not the gateway")
-    if fingerprint(canonical, "CRC-64-AVRO") != digest.hex():
+    try:
+        actual = fingerprint_of(parse_schema(json.loads(canonical), _write_hint=False))
+    except (ValueError, KeyError, TypeError, SchemaParseException) as exc:
+        raise ConfigError(f"schema registry entry {digest.hex()}: not a schema: {exc}") from exc
+    if actual != digest:
         raise ConfigError(f"schema registry entry {digest.hex()}: fingerprint does not match")
     try:
         key = trust.verify_key(signer, kid, utc_now())

@@ -8,6 +8,7 @@ field they do not know."""
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import dataclasses
 import json
 import shutil
@@ -27,8 +28,9 @@ from sgx.errors import ConfigError
 from sgx.identifiers import make_nhs_number
 from sgx.kafka import read_topic
 from sgx.schema_registry import TOPIC
+from sgx.trust import utc_now
 from tests import samples
-from tests.integration.harness import Exchange, running_exchange
+from tests.integration.harness import Exchange, eventually, running_exchange
 
 pytestmark = pytest.mark.broker
 SCHEMAS = Path(__file__).resolve().parents[2] / "schemas"
@@ -114,6 +116,9 @@ async def test_v2_and_v3_producers_through_a_v3_gateway_to_v2_and_v3_consumers(
         for view in views:
             assert "sen_status" not in view.notification
             assert view.notification["attendance"]["sessions_missed"] == 18
+            # logical types survive the registry: times and dates, not bare numbers
+            assert isinstance(view.notification["authored_at"], dt.datetime)
+            assert isinstance(view.notification["attendance"]["period_start"], dt.date)
         async with ex.gateway_store() as gateway:
             assert await gateway.quarantine_list() == []
         async with await ex.rt.queue_store(LA) as store:
@@ -160,3 +165,71 @@ async def clear_and_put(ex: Exchange, entries: list[tuple[bytes, bytes]]) -> Non
             await producer.send_and_wait(schema_registry.TOPIC, value, key=key)
     finally:
         await producer.stop()
+
+
+def next_release(folder: Path) -> Path:
+    """The schemas a newer gateway writes: a Receipt with one more optional field."""
+    shutil.copytree(SCHEMAS, folder)
+    path = folder / f"{c._NS}Receipt.avsc"
+    schema = json.loads(path.read_text())
+    schema["fields"].append({"name": "note", "type": ["null", "string"], "default": None})
+    path.write_text(json.dumps(schema, indent=2))
+    return folder
+
+
+async def test_an_agencys_receipt_listener_reads_a_newer_gateways_receipts(tmp_path: Path) -> None:
+    """Receipts of a newer gateway (a ReceiptBatch this release has never seen) are read,
+    not quarantined: the listener learns the writer schema from the registry."""
+    import uuid
+
+    from producers.outbox import OutboxStore
+    from producers.receipts import ReceiptListener
+    from sgx.envelope import Purpose, Sealer
+    from sgx.kafka import receipts_group, receipts_topic, start_consumer, start_producer
+
+    newer = Contract.load(next_release(tmp_path / "schemas-next"))
+    async with running_exchange(tmp_path / "home") as ex:
+        rt, trust = ex.rt, ex.rt.trust()
+        gateway = rt.identity("gateway", trust)
+        producer = await start_producer(rt.kafka)
+        try:
+            await schema_registry.publish(producer, gateway, newer, [c.RECEIPT_BATCH])
+            receipt = {
+                "message_id": uuid.uuid4(),
+                "outcome": "DELIVERED",
+                "reason": "ALLOCATED_WORKER",
+                "detail": "to sw-amara",
+                "decided_at": utc_now(),
+                "note": "from a newer release",
+            }
+            plaintext = newer.encode(c.RECEIPT_BATCH, {"receipts": [receipt]}, check=False)
+            sealed = Sealer(gateway, trust, SCHOOL).seal(Purpose.RECEIPTS, uuid.uuid4(), plaintext)
+            await producer.send_and_wait(receipts_topic(SCHOOL), sealed)
+        finally:
+            await producer.stop()
+        async with await OutboxStore.open(None, tmp_path / "outbox.db") as store:
+            current = Contract.load(SCHEMAS)  # this release: it has never seen the newer batch
+            consumer = await start_consumer(
+                rt.kafka, [receipts_topic(SCHOOL)], group_id=receipts_group(SCHOOL)
+            )
+            listener = ReceiptListener(
+                store=store,
+                agency=SCHOOL,
+                opener=Opener(rt.identity(SCHOOL, trust), trust),
+                contract=current,
+                consumer=consumer,
+                registry=schema_registry.SchemaRegistry(rt.kafka, trust, current),
+            )
+            stop = asyncio.Event()
+            running = asyncio.create_task(listener.run(stop))
+            try:
+                await eventually(lambda: _true(listener.received == 1), "the receipt", timeout=20)
+            finally:
+                stop.set()
+                await running
+                await consumer.stop()
+            assert await store.quarantine_list(SCHOOL) == []
+
+
+async def _true(value: bool) -> bool:
+    return value

@@ -8,8 +8,8 @@ field they do not know."""
 from __future__ import annotations
 
 import asyncio
-import datetime as dt
 import dataclasses
+import datetime as dt
 import json
 import shutil
 from pathlib import Path

@@ -203,6 +203,8 @@ def _item(row: RowMapping) -> QueueItem:
 class QueueStore(Database):
     """The durable queue of one local authority's recipients (SQLite or PostgreSQL)."""
 
+    KIND = "queue"
+
     def __init__(self, engine: AsyncEngine, metadata: MetaData) -> None:
         super().__init__(engine, metadata)
         self._items = _item_table(metadata)

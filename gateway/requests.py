@@ -120,6 +120,8 @@ def _check_protocol(protocol: str) -> None:
 class DisclosureRequests(Database):
     """Open and answered disclosure requests with their deadlines (SQLite or PostgreSQL)."""
 
+    KIND = "requests"
+
     def __init__(self, engine: AsyncEngine, metadata: MetaData) -> None:
         super().__init__(engine, metadata)
         self._requests = _table(metadata)

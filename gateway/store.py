@@ -288,6 +288,8 @@ class _Batch:
 class GatewayStore(Database):
     """The gateway's audit trail, quarantine and share ledger (many writers, one per chain)."""
 
+    KIND = "gateway"
+
     def __init__(self, engine: AsyncEngine, metadata: MetaData) -> None:
         super().__init__(engine, metadata)
         self._audit = _audit_table(metadata)

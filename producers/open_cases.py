@@ -58,6 +58,8 @@ class OpenCases:
 class OpenCaseStore(Database):
     """The newest open-case list (one per list id: the school's own id)."""
 
+    KIND = "open_cases"
+
     def __init__(self, engine: AsyncEngine, metadata: sa.MetaData) -> None:
         super().__init__(engine, metadata)
         self._lists = sa.Table(

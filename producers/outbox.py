@@ -181,6 +181,8 @@ def _listed(row: RowMapping) -> OutboxEntry:
 class OutboxStore(Database):
     """The durable outbox of one or more agencies (SQLite or PostgreSQL)."""
 
+    KIND = "outbox"
+
     def __init__(self, engine: AsyncEngine, metadata: MetaData) -> None:
         super().__init__(engine, metadata)
         self._entries = _entry_table(metadata)

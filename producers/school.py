@@ -534,6 +534,8 @@ class LastPush:
 class PushedStore(Database):
     """The figures last pushed per (school, child pseudonym), as a digest."""
 
+    KIND = "attendance"
+
     def __init__(self, engine: AsyncEngine, metadata: sa.MetaData) -> None:
         super().__init__(engine, metadata)
         self._table = sa.Table(

@@ -13,6 +13,7 @@ in ``safeguard/cli_*.py`` are registered at the end of this module::
     safeguard push token | revoke | serve | openapi     the HTTP push endpoint (cli_push)
     safeguard inbox serve | user add | client add | openapi   an LA's inbox (cli_inbox)
     safeguard schemas check [--lock]                  schema compatibility (cli_schemas)
+    safeguard db upgrade | status                     the stores' schema versions (cli_db)
     safeguard police requests                           open Protocol requests (cli_police)
 """
 
@@ -35,6 +36,7 @@ from safeguard.cli_common import (
     runtime,
     until_signalled,
 )
+from safeguard.cli_db import db
 from safeguard.cli_health import health
 from safeguard.cli_inbox import inbox
 from safeguard.cli_police import police, police_feed
@@ -450,6 +452,7 @@ main.add_command(push)
 main.add_command(inbox)
 main.add_command(schemas)
 main.add_command(quarantine)
+main.add_command(db)
 # `safeguard police requests`: the exchange's view of open Protocol disclosure requests.
 main.add_command(police)
 

@@ -34,7 +34,7 @@ from contextlib import asynccontextmanager, contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Self
+from typing import Any, ClassVar, Self
 
 from sqlalchemy import (
     BigInteger,
@@ -372,9 +372,13 @@ def decode_strings(text: str) -> tuple[str, ...]:
 class Database:
     """What every store shares: one engine, its tables created at open, disposed on close.
 
-    A store subclass builds its tables on ``metadata`` in ``__init__`` and may override
-    :meth:`_opened` to read state once the tables exist. Use it as ``async with``.
+    A store subclass names its kind of database (``KIND``: the migration history in
+    ``sgx/migrations/<kind>`` that creates its tables, :mod:`sgx.migrate`), builds its
+    tables on ``metadata`` in ``__init__`` and may override :meth:`_opened` to read state
+    once the tables exist. Use it as ``async with``.
     """
+
+    KIND: ClassVar[str]
 
     def __init__(self, engine: AsyncEngine, metadata: MetaData) -> None:
         self._engine = engine
@@ -382,10 +386,16 @@ class Database:
 
     @classmethod
     async def open(cls, dsn: str | None, sqlite_path: Path, *, schema: str | None = None) -> Self:
-        """Open the store (PostgreSQL if ``dsn``, else SQLite) and create its tables."""
+        """Open the store (PostgreSQL if ``dsn``, else SQLite): an empty database gets its
+        tables from the migrations; one at another revision is refused (``sgx.migrate``)."""
+        from sgx import migrate  # migrate uses this module's transactions
+
         engine = open_engine(dsn, sqlite_path)
         try:
             store = cls(engine, metadata_for(engine, schema))
+            await migrate.ensure(engine, cls.KIND, schema)
+            # and every column this release writes is there (a hand-altered table is
+            # refused by name); at the right revision this creates nothing
             await create_tables(engine, store._metadata)
             await store._opened()
         except BaseException:

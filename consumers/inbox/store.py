@@ -157,6 +157,8 @@ def _share(row: RowMapping) -> ShareRecord:
 class InboxStore(Database):
     """Accounts, API clients, the read audit and onward shares of one LA's inbox."""
 
+    KIND = "queue"
+
     def __init__(self, engine: AsyncEngine, metadata: MetaData) -> None:
         super().__init__(engine, metadata)
         self._accounts, self._clients, self._reads, self._shares = _tables(metadata)

@@ -1,0 +1,1 @@
+"""Versioned schemas of every store (Alembic): one history per kind of database (sgx.migrate)."""

@@ -1,0 +1,1 @@
+"""Migrations of a school feed's record of what it pushed."""

@@ -1,0 +1,2 @@
+"""Migrations of the gateway's database: audit chains, judged messages, quarantine, share
+ledger, allocations, checkpoints."""

@@ -1,0 +1,1 @@
+"""Migrations of a school's open-case lists."""

@@ -1,0 +1,1 @@
+"""Migrations of the gateway's 2013 / 2024 Protocol disclosure-request tracker."""

@@ -1,0 +1,178 @@
+"""Versioned schemas (Alembic): each history builds exactly the tables the code defines,
+on SQLite and PostgreSQL; a database written by release 0.1 is refused until `safeguard db
+upgrade`, then opens with every row intact; older and newer revisions are refused by name."""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+from click.testing import CliRunner
+from sqlalchemy import text
+from sqlalchemy.engine import Connection
+from sqlalchemy.ext.asyncio import create_async_engine
+
+from consumers.inbox.store import InboxStore
+from consumers.queue import QueueSelection, QueueStore
+from gateway.store import GatewayStore
+from safeguard.cli import main
+from safeguard.store_tables import tables_of
+from sgx import migrate
+from sgx.db import metadata_for, open_engine
+from sgx.errors import ConfigError
+from tests.conftest_db import BACKENDS, Backend, backend
+
+RELEASE_0_1 = Path(__file__).resolve().parents[1] / "fixtures" / "release-0.1"
+
+
+def _ours(d: Any) -> bool:
+    """The version tables: Alembic's, not the code's."""
+    versions = {migrate.version_table(k) for k in migrate.KINDS}
+    return isinstance(d, tuple) and d[0] == "remove_table" and d[1].name in versions
+
+
+@pytest.fixture(params=BACKENDS)
+async def db(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Backend]:
+    async with backend(request.param, tmp_path) as where:
+        yield where
+
+
+@pytest.mark.parametrize("kind", migrate.KINDS)
+async def test_each_history_builds_exactly_the_tables_the_code_defines(
+    db: Backend, kind: str
+) -> None:
+    engine = open_engine(db.dsn, db.sqlite_path)
+    try:
+        assert await migrate.upgrade(engine, kind, db.schema) == (None, migrate.head(kind))
+        wanted = metadata_for(engine, db.schema)
+        tables_of(kind, engine, wanted)
+
+        def diff(conn: Connection) -> list[Any]:
+            context = MigrationContext.configure(conn, opts={"include_schemas": bool(db.schema)})
+            found = [d for d in compare_metadata(context, wanted) if not _ours(d)]
+
+            # Under a PostgreSQL schema SQLAlchemy names an index after the schema too; the
+            # migration's name is fixed. The same index under two names is no difference.
+            def key(d: Any) -> tuple[str, tuple[str, ...]]:
+                return d[1].table.name, tuple(c.name for c in d[1].columns)
+
+            added = {key(d) for d in found if d[0] == "add_index"}
+            removed = {key(d) for d in found if d[0] == "remove_index"}
+            return [
+                d
+                for d in found
+                if not (d[0] in ("add_index", "remove_index") and key(d) in added & removed)
+            ]
+
+        async with engine.connect() as conn:
+            assert await conn.run_sync(diff) == []
+    finally:
+        await engine.dispose()
+
+
+def _release_0_1_home(tmp_path: Path) -> Path:
+    home = tmp_path / "home"
+    shutil.copytree(RELEASE_0_1, home)
+    return home
+
+
+async def _refused(home: Path) -> None:
+    with pytest.raises(ConfigError, match=r"written by release 0\.1.*safeguard db upgrade"):
+        await QueueStore.open(None, home / "queue-la-north.db")
+    with pytest.raises(ConfigError, match=r"written by release 0\.1"):
+        await GatewayStore.open(None, home / "gateway.db")
+
+
+def test_release_0_1_databases_are_refused_then_upgraded_with_every_row(tmp_path: Path) -> None:
+    """tests/fixtures/release-0.1/ holds a gateway and a queue database written by release
+    0.1's own code: audit records, queue rows, an acknowledgement, quarantine."""
+    home = _release_0_1_home(tmp_path)
+    asyncio.run(_refused(home))
+    result = CliRunner().invoke(main, ["db", "upgrade", "--home", str(home)])
+    assert result.exit_code == 0, result.output
+    assert "queue-la-north.db: release 0.1 (unversioned) -> queue_0002" in result.output
+    assert "gateway.db: release 0.1 (unversioned) -> gateway_0002" in result.output
+    asyncio.run(_rows_intact(home))
+    status = CliRunner().invoke(main, ["db", "status", "--home", str(home)])
+    assert status.exit_code == 0, status.output
+
+
+async def _rows_intact(home: Path) -> None:
+    async with await QueueStore.open(None, home / "queue-la-north.db") as queue:
+        items = await queue.select(QueueSelection(everything=True))
+        assert len(items) == 4
+        assert (items[0].status, items[0].acked_by) == ("acked", "sw-anna")
+        assert [len(i.envelope) for i in items] == [702] * 4
+        assert len(await queue.quarantine_list()) == 1
+    async with await InboxStore.open(None, home / "queue-la-north.db") as inbox:
+        token = await inbox.add_client("cms", ["deliveries:read", "queue:all"])
+        assert await inbox.client_for("la-north", token) is not None
+    async with await GatewayStore.open(None, home / "gateway.db") as gateway:
+        chains = await gateway.verify_chains()
+        assert sum(count for count, _ in chains.values()) == 5, "every audit record, still chained"
+        assert len(await gateway.quarantine_list()) == 1
+
+
+async def test_an_older_or_a_newer_revision_is_refused_by_name(tmp_path: Path) -> None:
+    from alembic import command
+
+    path = tmp_path / "queue.db"
+    engine = create_async_engine(f"sqlite+aiosqlite:///{path}")
+    try:
+        async with engine.begin() as conn:
+            await conn.run_sync(
+                lambda c: command.upgrade(migrate._config("queue", c), "queue_0001")
+            )
+    finally:
+        await engine.dispose()
+    with pytest.raises(
+        ConfigError, match="revision queue_0001, older than this release's queue_0002"
+    ):
+        await QueueStore.open(None, path)
+    engine = open_engine(None, path)
+    try:
+        assert await migrate.upgrade(engine, "queue") == ("queue_0001", "queue_0002")
+        async with engine.begin() as conn:
+            await conn.execute(text("UPDATE sgx_schema_queue SET version_num = 'queue_0099'"))
+    finally:
+        await engine.dispose()
+    with pytest.raises(ConfigError, match="revision queue_0099, which this release does not know"):
+        await QueueStore.open(None, path)
+
+
+@pytest.mark.postgres
+async def test_a_release_0_1_schema_on_postgres_upgrades_with_its_rows(tmp_path: Path) -> None:
+    """The same on PostgreSQL: release 0.1's tables (the 0001 migration is that schema)
+    with rows and no version table, refused, upgraded, rows intact."""
+    from alembic import command
+
+    async with backend("postgres", tmp_path) as db:
+        engine = open_engine(db.dsn, db.sqlite_path)
+        try:
+            async with engine.begin() as conn:
+                await conn.execute(text(f'CREATE SCHEMA IF NOT EXISTS "{db.schema}"'))
+                await conn.run_sync(
+                    lambda c: command.upgrade(migrate._config("queue", c, db.schema), "queue_0001")
+                )
+                await conn.execute(text(f'DROP TABLE "{db.schema}".sgx_schema_queue'))
+        finally:
+            await engine.dispose()
+        await db.execute(
+            f'INSERT INTO {db.table("consumer_quarantine")} (topic, partition, "offset", item, '
+            "reason, detail, raw, quarantined_at) VALUES ('t', 0, 1, 0, 'r', 'd', 'x', now())"
+        )
+        with pytest.raises(ConfigError, match=r"written by release 0\.1"):
+            await QueueStore.open(db.dsn, db.sqlite_path, schema=db.schema)
+        engine = open_engine(db.dsn, db.sqlite_path)
+        try:
+            assert await migrate.upgrade(engine, "queue", db.schema) == (None, "queue_0002")
+        finally:
+            await engine.dispose()
+        async with await QueueStore.open(db.dsn, db.sqlite_path, schema=db.schema) as queue:
+            assert len(await queue.quarantine_list()) == 1

@@ -2,10 +2,12 @@
 
 ``safeguard quarantine list/show/replay`` selects rows of a quarantine table (the
 gateway's or a consumer's) by id, reason, claimed sender and time range
-(:class:`QuarantineQuery`), and records each replay in an append-only
-``quarantine_replay`` table beside it: which row, when, and what came of it (``sent`` to
-be judged again, ``delivered``, or ``still_quarantined`` with the reason). A replay never
-deletes or edits a quarantine row: what is quarantined stays kept, with its history.
+(:class:`QuarantineQuery`), and records each replay in an append-only table beside it,
+``<quarantine table>_replay`` (``gateway_quarantine_replay``, ``consumer_quarantine_replay``:
+distinct names, as several stores may share a PostgreSQL schema): which row, when, and what
+came of it (``sent`` to be judged again, ``delivered``, or ``still_quarantined`` with the
+reason). A replay never deletes or edits a quarantine row: what is quarantined stays kept,
+with its history.
 """
 
 from __future__ import annotations
@@ -75,9 +77,9 @@ class Held:
     replays: list[dict[str, Any]] = field(default_factory=list)
 
 
-def _replay_table(metadata: MetaData) -> Table:
+def _replay_table(metadata: MetaData, quarantine: str) -> Table:
     return Table(
-        "quarantine_replay",
+        f"{quarantine}_replay",
         metadata,
         Column("replay_id", serial(), primary_key=True),
         Column("quarantine_id", Integer, nullable=False),
@@ -86,7 +88,7 @@ def _replay_table(metadata: MetaData) -> Table:
         Column("result", String(20), nullable=False),
         Column("reason", String(100)),
         Column("detail", Text, nullable=False),
-        Index("ix_quarantine_replay_row", "quarantine_id"),
+        Index(f"ix_{quarantine}_replay_row", "quarantine_id"),
     )
 
 
@@ -97,7 +99,7 @@ class ReplayLog:
         self._engine = engine
         self._quarantine = quarantine
         self._metadata = metadata_for(engine, schema)
-        self._replays = _replay_table(self._metadata)
+        self._replays = _replay_table(self._metadata, quarantine.name)
 
     async def open(self) -> ReplayLog:
         await create_tables(self._engine, self._metadata)

@@ -1,4 +1,4 @@
-"""gateway 0002: the replay log (quarantine_replay).
+"""gateway 0002: the replay log (gateway_quarantine_replay).
 
 Generated with Alembic's autogenerate from the store's table definitions of that release
 (``scripts/render-migration.py``), then kept as written: never edit a published migration.
@@ -17,7 +17,7 @@ depends_on = None
 
 def upgrade() -> None:
     op.create_table(
-        "quarantine_replay",
+        "gateway_quarantine_replay",
         sa.Column(
             "replay_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False
         ),
@@ -30,10 +30,13 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("replay_id"),
     )
     op.create_index(
-        "ix_quarantine_replay_row", "quarantine_replay", ["quarantine_id"], unique=False
+        "ix_gateway_quarantine_replay_row",
+        "gateway_quarantine_replay",
+        ["quarantine_id"],
+        unique=False,
     )
 
 
 def downgrade() -> None:
-    op.drop_index("ix_quarantine_replay_row", table_name="quarantine_replay")
-    op.drop_table("quarantine_replay")
+    op.drop_index("ix_gateway_quarantine_replay_row", table_name="gateway_quarantine_replay")
+    op.drop_table("gateway_quarantine_replay")

@@ -77,7 +77,7 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("fingerprint"),
     )
     op.create_table(
-        "quarantine_replay",
+        "consumer_quarantine_replay",
         sa.Column(
             "replay_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False
         ),
@@ -90,13 +90,16 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("replay_id"),
     )
     op.create_index(
-        "ix_quarantine_replay_row", "quarantine_replay", ["quarantine_id"], unique=False
+        "ix_consumer_quarantine_replay_row",
+        "consumer_quarantine_replay",
+        ["quarantine_id"],
+        unique=False,
     )
 
 
 def downgrade() -> None:
-    op.drop_index("ix_quarantine_replay_row", table_name="quarantine_replay")
-    op.drop_table("quarantine_replay")
+    op.drop_index("ix_consumer_quarantine_replay_row", table_name="consumer_quarantine_replay")
+    op.drop_table("consumer_quarantine_replay")
     op.drop_table("known_schema")
     op.drop_index("ix_inbox_share_notification", table_name="inbox_share")
     op.drop_table("inbox_share")

@@ -24,6 +24,7 @@ process waits rather than migrating twice; on PostgreSQL an advisory lock does t
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import weakref
 from pathlib import Path
@@ -65,6 +66,21 @@ RELEASE_0_1_TABLES: dict[str, frozenset[str]] = {
 }
 KINDS = tuple(RELEASE_0_1_TABLES)
 _LOCK = 0x7367_786D_6967_7261  # PostgreSQL advisory lock of migrations ("sgxmigra")
+# Alembic's environment is process-global (``alembic.context``), so two stores opening at
+# once in one process (the demo runs a gateway and two consumers) must take turns.
+_turns: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Lock] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def _turn() -> asyncio.Lock:
+    loop = asyncio.get_running_loop()
+    lock = _turns.get(loop)
+    if lock is None:
+        lock = _turns[loop] = asyncio.Lock()
+    return lock
+
+
 _checked: weakref.WeakKeyDictionary[Any, set[tuple[str, str | None]]] = weakref.WeakKeyDictionary()
 
 
@@ -172,9 +188,12 @@ async def ensure(engine: AsyncEngine, kind: str, schema: str | None = None) -> N
     done = _checked.setdefault(engine.sync_engine, set())
     if (kind, schema) in done:
         return
-    with store_errors(f"check the schema of {_where(kind, schema)}"):
-        async with write_transaction(engine) as conn:
-            await conn.run_sync(_upgrade_sync, kind, schema, only_empty=True)
+    async with _turn():
+        if (kind, schema) in done:
+            return
+        with store_errors(f"check the schema of {_where(kind, schema)}"):
+            async with write_transaction(engine) as conn:
+                await conn.run_sync(_upgrade_sync, kind, schema, only_empty=True)
     done.add((kind, schema))
 
 
@@ -190,9 +209,10 @@ async def upgrade(
     engine: AsyncEngine, kind: str, schema: str | None = None
 ) -> tuple[str | None, str]:
     """Bring the database to this release's newest revision: (revision before, after)."""
-    with store_errors(f"upgrade {_where(kind, schema)}"):
-        async with write_transaction(engine) as conn:
-            before = await conn.run_sync(_upgrade_sync, kind, schema, only_empty=False)
+    async with _turn():
+        with store_errors(f"upgrade {_where(kind, schema)}"):
+            async with write_transaction(engine) as conn:
+                before = await conn.run_sync(_upgrade_sync, kind, schema, only_empty=False)
     _checked.pop(engine.sync_engine, None)
     return before, head(kind)
 

@@ -21,6 +21,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 from consumers.inbox.store import InboxStore
 from consumers.queue import QueueSelection, QueueStore
 from gateway.store import GatewayStore
+from producers.outbox import OutboxStore
 from safeguard.cli import main
 from safeguard.store_tables import tables_of
 from sgx import migrate
@@ -176,3 +177,16 @@ async def test_a_release_0_1_schema_on_postgres_upgrades_with_its_rows(tmp_path:
             await engine.dispose()
         async with await QueueStore.open(db.dsn, db.sqlite_path, schema=db.schema) as queue:
             assert len(await queue.quarantine_list()) == 1
+
+
+async def test_stores_opening_at_once_in_one_process_each_get_their_tables(tmp_path: Path) -> None:
+    """Alembic's environment is process-global: the demo opens a gateway and two consumers'
+    stores at once, and each must still be migrated, not trip over another's."""
+    opened = await asyncio.gather(
+        GatewayStore.open(None, tmp_path / "gateway.db"),
+        QueueStore.open(None, tmp_path / "queue-a.db"),
+        QueueStore.open(None, tmp_path / "queue-b.db"),
+        OutboxStore.open(None, tmp_path / "outbox.db"),
+    )
+    for store in opened:
+        await store.close()

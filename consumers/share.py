@@ -9,6 +9,7 @@ authoritative record of each notification's restrictions and the author's consen
 from __future__ import annotations
 
 import asyncio
+import time
 import uuid
 from datetime import UTC, datetime
 from typing import Any
@@ -71,9 +72,22 @@ class ShareClient:
         value = self._sealer.seal(Purpose.SHARE_REQUEST, request_id, plaintext)
         async with kafka_errors("publish share request"):
             await (await self._producer.send(inbound_topic(self._identity.party_id), value))
-        return await asyncio.wait_for(self._decision(request_id), timeout)
+        return await self._decision(request_id, time.monotonic() + timeout)
 
-    async def _decision(self, request_id: uuid.UUID) -> dict[str, Any]:
+    async def answers(self, request_ids: set[uuid.UUID]) -> dict[uuid.UUID, dict[str, Any]]:
+        """The gateway's decisions on these requests that are on the receipts topic now
+        (one read to its end; a request not yet answered is not in the result)."""
+        found: dict[uuid.UUID, dict[str, Any]] = {}
+        for record in await read_topic(self._settings, receipts_topic(self._identity.party_id)):
+            decision = self._answer(bytes(record.value or b""), None)
+            if decision is not None and decision["request_id"] in request_ids:
+                found[decision["request_id"]] = decision
+        return found
+
+    async def _decision(self, request_id: uuid.UUID, deadline: float) -> dict[str, Any]:
+        """Read the receipts topic until the answer is there; TimeoutError after
+        ``deadline`` (checked between reads: a read is never cut off half-way, which
+        would leave its broker connection open)."""
         topic = receipts_topic(self._identity.party_id)
         seen: set[tuple[int, int]] = set()  # records already opened: never decrypt twice
         while True:
@@ -84,9 +98,11 @@ class ShareClient:
                 answer = self._answer(bytes(record.value or b""), request_id)
                 if answer is not None:
                     return answer
+            if time.monotonic() >= deadline:
+                raise TimeoutError(f"no answer to share request {request_id} yet")
             await asyncio.sleep(0.1)
 
-    def _answer(self, value: bytes, request_id: uuid.UUID) -> dict[str, Any] | None:
+    def _answer(self, value: bytes, request_id: uuid.UUID | None) -> dict[str, Any] | None:
         try:
             opened = self._opener.open(value)
         except EnvelopeError:
@@ -94,4 +110,4 @@ class ShareClient:
         if opened.purpose is not Purpose.SHARE_DECISION or opened.sender.kind != "gateway":
             return None
         decision: dict[str, Any] = self._contract.decode_as(c.SHARE_DECISION, opened.plaintext)
-        return decision if decision["request_id"] == request_id else None
+        return decision if request_id is None or decision["request_id"] == request_id else None

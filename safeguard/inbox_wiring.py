@@ -95,6 +95,7 @@ async def serving_inbox(
             reader=QueueReader(store=queue, opener=Opener(identity, trust), contract=rt.contract()),
             store=store,
             ask_share=ask,
+            find_answers=shares.answers,
             metrics=InboxMetrics(registry),
         )
         readiness = Readiness()

@@ -20,6 +20,8 @@ from sgx.errors import ContractError, TransportError
 
 # (view, to_id, category, to_name, purpose, requested_by, request_id) -> the ShareDecision
 AskShare = Callable[[QueueView, str, str, str, str, str, uuid.UUID], Awaitable[dict[str, Any]]]
+# request ids -> the ShareDecisions the gateway has published for them so far
+FindAnswers = Callable[[set[uuid.UUID]], Awaitable[dict[uuid.UUID, dict[str, Any]]]]
 PAGE_LIMIT = 500
 
 
@@ -69,12 +71,14 @@ class Inbox:
         store: InboxStore,
         ask_share: AskShare,
         metrics: InboxMetrics,
+        find_answers: FindAnswers | None = None,
     ) -> None:
         self.la = la
         self.queue = queue
         self.reader = reader
         self.store = store
         self._ask_share = ask_share
+        self._find_answers = find_answers
         self.metrics = metrics
 
     async def _audit(self, who: Principal, action: ReadAction, views: list[QueueView]) -> None:
@@ -157,7 +161,26 @@ class Inbox:
         """One share the caller asked for, or of an item the caller may see."""
         found = await self.store.share(share_id)
         await self.item(who, found.item_id)
+        if found.allowed is None:
+            (found,) = await self.answered([found])
         return found
+
+    async def answered(self, shares: list[ShareRecord]) -> list[ShareRecord]:
+        """``shares``, with the gateway's answer to any still pending looked up (an answer
+        that came after the request gave up waiting) and recorded."""
+        pending = {uuid.UUID(s.request_id) for s in shares if s.allowed is None}
+        if not pending or self._find_answers is None:
+            return shares
+        try:
+            answers = await self._find_answers(pending)
+        except TransportError:
+            return shares  # still pending; asked again next time
+        for request_id, decision in answers.items():
+            await self.store.share_decided(str(request_id), decision)
+            self.metrics.shares.labels("allowed" if decision["allowed"] else "refused").inc()
+        if not answers:
+            return shares
+        return [await self.store.share(s.share_id) for s in shares]
 
     async def child(self, who: Principal, item_id: int) -> ChildRecord:
         """The child of ``item_id``: every item about them in the caller's queues, and every
@@ -172,4 +195,4 @@ class Inbox:
                 views.setdefault(row.notification_id, view)
         found = list(views.values())
         await self._audit(who, "record", found)
-        return ChildRecord(found, await self.store.shares(sorted(views)))
+        return ChildRecord(found, await self.answered(await self.store.shares(sorted(views))))

@@ -179,7 +179,9 @@ class Web:
         who = self._who(request)
         item_id = int(request.path_params["item_id"])
         view = await self._inbox.open(who, item_id, "opened")
-        shares = await self._inbox.store.shares([view.item.notification_id])
+        shares = await self._inbox.answered(
+            await self._inbox.store.shares([view.item.notification_id])
+        )
         now = dt.datetime.now(dt.UTC)
         if message is None and (share_id := request.query_params.get("share", "")).isdigit():
             message = _share_message(next((s for s in shares if s.share_id == int(share_id)), None))

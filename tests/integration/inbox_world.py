@@ -129,6 +129,6 @@ async def inbox_world(home: Path, **settings: Any) -> AsyncIterator[World]:
                 await store.add_account(
                     username, PASSWORD, worker_id=worker, name=name, role=role, team=team
                 )
-        inbox_settings = InboxSettings(port=0, share_timeout_s=20, **settings)
+        inbox_settings = InboxSettings(**({"port": 0, "share_timeout_s": 20} | settings))
         async with serving_inbox(ex.rt, LA, inbox_settings) as running:
             yield World(ex, running, home, rows)

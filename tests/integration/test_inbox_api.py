@@ -9,6 +9,7 @@ import html
 import logging
 import re
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -322,3 +323,31 @@ async def test_no_child_data_in_urls_logs_or_metrics(
         if child.worker != "sw-ben":
             for page in pages:
                 assert mentions(page, child) == [], f"{child.given}'s data on ben's pages"
+
+
+async def test_a_share_answered_after_the_request_gave_up_waiting_is_picked_up(
+    tmp_path: Path,
+) -> None:
+    """The inbox stops waiting for the gateway after SGX_INBOX_SHARE_TIMEOUT_S and records
+    the share as pending; the answer that comes later is found and recorded when the share
+    is next read, on the API as on the page."""
+    async with inbox_world(tmp_path / "late", share_timeout_s=0.001) as late:
+        headers = await token(late, "cms", "deliveries:read", "shares:write", "queue:all")
+        police = (await items_of(late, "sw-amara"))[0]
+        async with httpx.AsyncClient(base_url=late.url, timeout=30) as http:
+            asked = await http.post(
+                f"/api/v1/deliveries/{police}/shares",
+                headers=headers,
+                json=SHARE | {"category": "PARENT_OR_CARER", "to_name": "the parents"},
+            )
+            share = asked.json()
+            assert share["status"] == "pending"
+            for _ in range(100):
+                again = (
+                    await http.get(f"/api/v1/shares/{share['share_id']}", headers=headers)
+                ).json()
+                if again["status"] != "pending":
+                    break
+                await asyncio.sleep(0.1)
+        assert again["status"] == "refused"
+        assert "NOT_TO_PARENTS" in again["broken"]

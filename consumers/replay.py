@@ -11,9 +11,9 @@ from __future__ import annotations
 
 from consumers.queue import QueueStore
 from consumers.service import DeliveryReader
-from sgx.errors import ContractError, EnvelopeError, UnknownSchema
-from sgx.quarantine import Source, reason_of
+from sgx.quarantine import Source
 from sgx.quarantine_replay import Held, Result
+from sgx.trust import utc_now
 
 Outcome = tuple[int, Result, str | None, str]
 
@@ -23,16 +23,13 @@ async def replay(reader: DeliveryReader, store: QueueStore, held: list[Held]) ->
     outcomes: list[Outcome] = []
     for row in held:
         q = row.entry
-        source = Source(q.topic, q.partition, q.offset, q.item, q.raw)
-        try:
-            try:
-                entries = reader.entries(source)
-            except UnknownSchema:
-                if not await reader.learn():
-                    raise
-                entries = reader.entries(source)
-        except (EnvelopeError, ContractError) as exc:
-            outcomes.append((row.quarantine_id, "still_quarantined", reason_of(exc), str(exc)))
+        entries, kept = await reader.read(
+            [Source(q.topic, q.partition, q.offset, q.item, q.raw)], utc_now
+        )
+        if kept:
+            outcomes.append(
+                (row.quarantine_id, "still_quarantined", kept[0].reason, kept[0].detail)
+            )
             continue
         inserted = await store.store_batch(entries)
         detail = f"{inserted} new queue row(s) of {len(entries)} addressee(s)"

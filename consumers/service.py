@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import defaultdict
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -26,16 +26,17 @@ from sgx.envelope import Opener, Purpose
 from sgx.errors import ContractError, UnknownSchema
 from sgx.kafka import kafka_errors, run_batches
 from sgx.metrics import ConsumerMetrics
-from sgx.quarantine import Quarantined, Source, from_gateway, read_all
-from sgx.schema_registry import SchemaRegistry
+from sgx.quarantine import Quarantined, Source, from_gateway, sources
+from sgx.schema_registry import SchemaRegistry, read_learning
 
 
 class DeliveryReader:
     """Turns sealed delivery envelopes into queue entries (no Kafka, no database): verify
     and open each (it must come from the gateway), decode the delivery, and make one entry
     per addressee. A delivery whose notification was written with a schema this release
-    has not seen is refused as ``unknown_schema`` until :meth:`learn` finds the schema in
-    the registry (``sgx.schema_registry``) and keeps it in the queue database."""
+    has not seen is read again once the registry (``sgx.schema_registry``) has taught it,
+    and the schema is kept in the queue database for the queue's other readers; else it is
+    refused as ``unknown_schema``."""
 
     def __init__(
         self,
@@ -49,16 +50,6 @@ class DeliveryReader:
         self._contract = contract
         self._store = store
         self._registry = registry
-        self.unknown: set[bytes] = set()  # inner writer schemas not known when last read
-
-    async def learn(self) -> bool:
-        """Learn the unknown schemas met so far from the registry; True if any was learned."""
-        wanted, self.unknown = self.unknown, set()
-        if not wanted or self._registry is None:
-            return False
-        learned = await self._registry.learn(wanted)
-        await self._store.remember_schemas([(e.digest.hex(), e.name, e.schema) for e in learned])
-        return bool(learned)
 
     def entries(self, source: Source) -> list[QueueEntry]:
         """One queue entry per addressee of the delivery, all holding the same envelope."""
@@ -66,9 +57,8 @@ class DeliveryReader:
         opened = self._opener.open(envelope, purposes=(Purpose.DELIVERY,))
         from_gateway(opened, "delivery")
         delivery = self._contract.decode_as(c.DELIVERY, opened.plaintext)
-        digest, _ = avro.split(delivery["notification"])
+        digest, _ = avro.split(delivery["notification"])  # only opened when read: known?
         if not self._contract.knows(digest):
-            self.unknown.add(digest)
             raise UnknownSchema(digest, schema=delivery["notification_type"])
         if not delivery["recipients"]:
             raise ContractError("recipients", "a delivery names no recipient", schema=c.DELIVERY)
@@ -96,13 +86,13 @@ class DeliveryReader:
         ]
 
     async def read(
-        self, records: list[Any], clock: Callable[[], datetime]
+        self, found: Sequence[Source], clock: Callable[[], datetime]
     ) -> tuple[list[QueueEntry], list[Quarantined]]:
-        """Entries and quarantine of a batch; read again once if a new schema was learned."""
-        entries, quarantined = read_all(records, self.entries, clock)
-        if self.unknown and await self.learn():
-            entries, quarantined = read_all(records, self.entries, clock)
-        self.unknown.clear()
+        """Entries and quarantine of these envelopes, learning newer schemas on the way."""
+        entries, quarantined, learned = await read_learning(
+            found, self.entries, self._registry, clock
+        )
+        await self._store.remember_schemas([(e.digest.hex(), e.name, e.schema) for e in learned])
         return entries, quarantined
 
 
@@ -142,7 +132,8 @@ class DeliveryConsumer:
         )
 
     async def process(self, records: Iterable[Any]) -> None:
-        entries, quarantined = await self._reader.read(list(records), self._clock)
+        found = [source for record in records for source in sources(record)]
+        entries, quarantined = await self._reader.read(found, self._clock)
         inserted = await self._store.store_batch(entries, quarantined)
         async with kafka_errors("commit delivery offsets"):
             await self._consumer.commit()

@@ -25,15 +25,14 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer
 
 from producers.outbox import RECEIPT_OUTCOMES, OutboxStore, ReceiptUpdate
-from sgx import avro
 from sgx import contract as c
 from sgx.backoff import Backoff
 from sgx.contract import Contract
 from sgx.envelope import Opener, Purpose
-from sgx.errors import ContractError, ExchangeError, UnknownSchema
+from sgx.errors import ContractError, ExchangeError
 from sgx.kafka import kafka_errors, run_batches
-from sgx.quarantine import Source, from_gateway, read_all
-from sgx.schema_registry import SchemaRegistry
+from sgx.quarantine import Source, from_gateway, sources
+from sgx.schema_registry import SchemaRegistry, read_learning
 
 log = logging.getLogger(__name__)
 
@@ -61,7 +60,6 @@ class ReceiptListener:
         self._max_records = max_records
         self._backoff = backoff or Backoff()
         self._registry = registry
-        self._unknown: set[bytes] = set()  # receipt schemas of a newer gateway, not known yet
         self.received = 0  # receipts recorded since start
 
     async def run(self, stop: asyncio.Event) -> None:
@@ -101,15 +99,10 @@ class ReceiptListener:
                 self._consumer.seek(tp, committed)
 
     async def process(self, records: Iterable[Any]) -> None:
-        records = list(records)
-        receipts, quarantined = read_all(records, self._receipts)
-        if self._unknown and self._registry is not None:
-            # A newer gateway writes receipts with a schema this release has not seen:
-            # learn it from the registry (sgx.schema_registry) and read the batch again.
-            learned = await self._registry.learn(self._unknown)
-            if learned:
-                receipts, quarantined = read_all(records, self._receipts)
-        self._unknown.clear()
+        # A newer gateway's receipts (a schema this release has not seen) are read once the
+        # registry has taught the schema (sgx.schema_registry).
+        found = [source for record in records for source in sources(record)]
+        receipts, quarantined, _ = await read_learning(found, self._receipts, self._registry)
         await self._store.apply_receipts(self._agency, receipts, quarantined)
         async with kafka_errors("commit receipt offsets"):
             await self._consumer.commit()
@@ -123,10 +116,6 @@ class ReceiptListener:
         if opened.purpose is not Purpose.RECEIPTS:
             return []  # a share decision: the share client reads those
         from_gateway(opened, "receipts")
-        digest, _ = avro.split(opened.plaintext)
-        if not self._contract.knows(digest):
-            self._unknown.add(digest)
-            raise UnknownSchema(digest, schema=c.RECEIPT_BATCH)
         batch = self._contract.decode_as(c.RECEIPT_BATCH, opened.plaintext)
         return [_update(r) for r in batch["receipts"]]
 

@@ -26,7 +26,7 @@ from fastavro.schema import SchemaParseException
 
 from sgx import avro
 from sgx.avro import SchemaSet
-from sgx.errors import ConfigError, ContractError
+from sgx.errors import ConfigError, ContractError, UnknownSchema
 from sgx.settings import REPO_ROOT
 from sgx.validation import (
     ATTENDANCE_UPDATE,
@@ -197,9 +197,11 @@ class Contract:
         self._require(name)
         digest, body = avro.split(data)
         written_as = self._schemas.name_of(digest)
+        if written_as is None:  # a newer release's, perhaps: the registry may know it
+            problem = f"expected {name}, got unknown schema (fingerprint {digest.hex()})"
+            raise UnknownSchema(digest, schema=name, problem=problem)
         if written_as != name:
-            other = written_as or f"unknown schema (fingerprint {digest.hex()})"
-            raise ContractError("$", f"expected {name}, got {other}", schema=name)
+            raise ContractError("$", f"expected {name}, got {written_as}", schema=name)
         return self._decoded(name, avro.decode_body(self._schemas, name, body, digest), check)
 
     def _decoded(self, name: str, record: Any, check: bool) -> dict[str, Any]:

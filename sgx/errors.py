@@ -60,9 +60,10 @@ class UnknownSchema(ContractError):
 
     reason = "unknown_schema"
 
-    def __init__(self, digest: bytes, *, schema: str = "") -> None:
+    def __init__(self, digest: bytes, *, schema: str = "", problem: str = "") -> None:
         self.digest = digest
-        super().__init__("$", f"unknown writer schema fingerprint {digest.hex()}", schema=schema)
+        problem = problem or f"unknown writer schema fingerprint {digest.hex()}"
+        super().__init__("$", problem, schema=schema)
 
 
 class EnvelopeError(ExchangeError):

@@ -87,14 +87,22 @@ def read_all(
     An envelope (or a record that holds none) on which ``read`` raises an EnvelopeError
     or a ContractError is quarantined with the error's reason, at ``clock()``.
     """
+    return read_sources((s for record in records for s in sources(record)), read, clock)
+
+
+def read_sources(
+    found: Iterable[Source],
+    read: Callable[[Source], Iterable[T]],
+    clock: Clock = utc_now,
+) -> tuple[list[T], list[Quarantined]]:
+    """:func:`read_all` for envelopes already split from their records (a replay's)."""
     made: list[T] = []
     kept: list[Quarantined] = []
-    for record in records:
-        for source in sources(record):
-            try:
-                made += read(source)
-            except (EnvelopeError, ContractError) as exc:
-                kept.append(Quarantined.of(source, reason_of(exc), str(exc), clock()))
+    for source in found:
+        try:
+            made += read(source)
+        except (EnvelopeError, ContractError) as exc:
+            kept.append(Quarantined.of(source, reason_of(exc), str(exc), clock()))
     return made, kept
 
 

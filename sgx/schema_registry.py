@@ -28,9 +28,9 @@ import base64
 import binascii
 import json
 import logging
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from aiokafka import AIOKafkaProducer
 from cryptography.exceptions import InvalidSignature
@@ -39,12 +39,14 @@ from fastavro.schema import SchemaParseException
 
 from sgx.avro import fingerprint_of, plain_schema
 from sgx.contract import Contract
-from sgx.errors import ConfigError, ExchangeError
+from sgx.errors import ConfigError, ExchangeError, UnknownSchema
 from sgx.kafka import kafka_errors, read_topic
+from sgx.quarantine import Quarantined, Source, read_sources
 from sgx.settings import KafkaSettings
-from sgx.trust import Identity, TrustDirectory, utc_now
+from sgx.trust import Clock, Identity, TrustDirectory, utc_now
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 TOPIC = "sgx.schemas"
 DOMAIN = b"SGX-SCHEMA1\x00"
 SIGNER = "gateway"
@@ -116,6 +118,32 @@ def verify(value: bytes, trust: TrustDirectory) -> Entry:
     except (InvalidSignature, ExchangeError) as exc:
         raise ConfigError(f"schema registry entry {digest.hex()}: bad signature ({exc})") from exc
     return Entry(str(data.get("name")), digest, canonical)
+
+
+async def read_learning(
+    found: Sequence[Source],
+    read: Callable[[Source], Iterable[T]],
+    registry: SchemaRegistry | None,
+    clock: Clock = utc_now,
+) -> tuple[list[T], list[Quarantined], list[Entry]]:
+    """:func:`sgx.quarantine.read_sources`, learning what it needs: if ``read`` met writer
+    schemas this release has not seen (``UnknownSchema``) and the registry holds them, they
+    are learned and the envelopes read again. Also returns the entries learned (a consumer
+    keeps them for its other readers)."""
+    unknown: set[bytes] = set()
+
+    def watched(source: Source) -> Iterable[T]:
+        try:
+            return read(source)
+        except UnknownSchema as exc:
+            unknown.add(exc.digest)
+            raise
+
+    made, kept = read_sources(found, watched, clock)
+    learned = await registry.learn(unknown) if unknown and registry is not None else []
+    if learned:
+        made, kept = read_sources(found, read, clock)
+    return made, kept, learned
 
 
 class SchemaRegistry:

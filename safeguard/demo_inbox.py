@@ -6,10 +6,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import signal
 from collections.abc import Callable
 
 from consumers.inbox.settings import InboxSettings
+from safeguard.cli_common import until_signalled
 from safeguard.inbox_wiring import inbox_store, serving_inbox
 from safeguard.parties import LA, OTHER_LA
 from safeguard.runtime import Runtime
@@ -31,28 +31,24 @@ ACCOUNTS: dict[str, list[tuple[str, str, str, str, str | None]]] = {
 
 async def serve_demo_inboxes(rt: Runtime, port: int, say: Callable[[str], None]) -> None:
     """Serve both LAs' inboxes (``port`` and ``port + 1``) until SIGINT or SIGTERM."""
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
-    try:
-        async with contextlib.AsyncExitStack() as stack:
-            for offset, (la, accounts) in enumerate(ACCOUNTS.items()):
-                async with await inbox_store(rt, la) as store:
-                    for username, worker, name, role, team in accounts:
-                        await store.add_account(
-                            username, PASSWORD, worker_id=worker, name=name, role=role, team=team
-                        )
-                settings = InboxSettings(host="127.0.0.1", port=port + offset)
-                running = await stack.enter_async_context(serving_inbox(rt, la, settings))
-                # Browsers keep a Secure cookie over plain http only for localhost.
-                say(f"  {la}: {running.url.replace('127.0.0.1', 'localhost')}")
-                for username, worker, _, role, team in accounts:
-                    in_team = f", {team}" if team else ""
-                    say(f"    {username:<6} {role.replace('_', ' ')}{in_team} (queue {worker})")
-            say(f"  every account's password: {PASSWORD}")
-            say("  Ctrl-C stops the inboxes and the exchange.")
-            await stop.wait()
-    finally:
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.remove_signal_handler(sig)
+    await until_signalled(lambda stop: _serve(rt, port, say, stop))
+
+
+async def _serve(rt: Runtime, port: int, say: Callable[[str], None], stop: asyncio.Event) -> None:
+    async with contextlib.AsyncExitStack() as stack:
+        for offset, (la, accounts) in enumerate(ACCOUNTS.items()):
+            async with await inbox_store(rt, la) as store:
+                for username, worker, name, role, team in accounts:
+                    await store.add_account(
+                        username, PASSWORD, worker_id=worker, name=name, role=role, team=team
+                    )
+            settings = InboxSettings(host="127.0.0.1", port=port + offset)
+            running = await stack.enter_async_context(serving_inbox(rt, la, settings))
+            # Browsers keep a Secure cookie over plain http only for localhost.
+            say(f"  {la}: {running.url.replace('127.0.0.1', 'localhost')}")
+            for username, worker, _, role, team in accounts:
+                in_team = f", {team}" if team else ""
+                say(f"    {username:<6} {role.replace('_', ' ')}{in_team} (queue {worker})")
+        say(f"  every account's password: {PASSWORD}")
+        say("  Ctrl-C stops the inboxes and the exchange.")
+        await stop.wait()

@@ -69,7 +69,7 @@ from pkcs11.types import Object, Session, SignMixin
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from sgx.errors import ConfigError
-from sgx.trust import read_private_file
+from sgx.trust import read_private_file, validation_error
 
 # CKA_EC_PARAMS of an Ed25519 key: the DER OID 1.3.101.112 (RFC 8410), or the PKCS#11 3.0
 # alternative, the DER PrintableString "edwards25519".
@@ -149,11 +149,7 @@ class TokenKeyReference(TokenConfig):
         try:
             reference = cls.model_validate_json(text)
         except ValidationError as exc:
-            problems = [
-                f"field '{'.'.join(str(p) for p in err['loc']) or '$'}': {err['msg']}"
-                for err in exc.errors(include_url=False)
-            ]
-            raise ConfigError(f"{path}: " + "; ".join(problems[:3])) from exc
+            raise validation_error(path, exc) from exc
         if reference.pin_file is not None and not reference.pin_file.is_absolute():
             pin_file = path.parent / reference.pin_file
             reference = reference.model_copy(update={"pin_file": pin_file})

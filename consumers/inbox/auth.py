@@ -13,7 +13,6 @@ small enough that a library would add more than it saves.
 from __future__ import annotations
 
 import hmac
-import os
 import secrets
 from pathlib import Path
 from typing import Any
@@ -24,26 +23,25 @@ from consumers.inbox.access import Principal, role_from
 from consumers.inbox.oidc import IdentityProvider
 from consumers.inbox.store import TOKEN_PREFIX, InboxStore
 from sgx.errors import ConfigError, Forbidden, NotAuthenticated
+from sgx.key_admin import write_private_file
+from sgx.trust import read_private_file
 
 SESSION_COOKIE = "sgx_inbox"
 CSRF_FIELD = "csrf_token"
 
 
 def session_secret(path: Path) -> str:
-    """The session-signing secret kept at ``path`` (made, mode 0600, on first use)."""
-    try:
-        if path.exists():
-            if path.stat().st_mode & 0o077:
-                raise ConfigError(f"{path}: the session secret must be readable by its owner only")
-            return path.read_text().strip()
-        path.parent.mkdir(parents=True, exist_ok=True)
-        secret = secrets.token_urlsafe(48)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "w") as out:
-            out.write(secret)
-        return secret
-    except OSError as exc:
-        raise ConfigError(f"{path}: cannot read or create the session secret: {exc}") from exc
+    """The session-signing secret kept at ``path`` (made, mode 0600, on first use; read as
+    every private file is, refused if group or other may read it)."""
+    if not path.exists():
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            write_private_file(path, secrets.token_urlsafe(48).encode())
+        except FileExistsError:
+            pass  # another instance made it first: read theirs
+        except OSError as exc:
+            raise ConfigError(f"{path}: cannot create the session secret: {exc}") from exc
+    return read_private_file(path).decode().strip()
 
 
 def sign_in(request: Request, who: Principal, via: str) -> None:

@@ -21,12 +21,16 @@ Anything that fails verification, decoding or a check is quarantined with its re
 
 from __future__ import annotations
 
-import dataclasses
-
 from gateway.allocation_feed import AllocationFeed
 from gateway.allocation_updates import AllocationJudge
-from gateway.audit_chain import AuditEntry
-from gateway.decision import Decision, Quarantine, duplicate, identifier_quality, quarantine
+from gateway.decision import (
+    Decision,
+    Quarantine,
+    duplicate,
+    identifier_quality,
+    quarantine,
+    replayed,
+)
 from gateway.notifications import NotificationJudge
 from gateway.partnership import Partnership
 from gateway.protocol import DisclosureRequestJudge
@@ -50,13 +54,6 @@ from sgx.quarantine import Source, reason_of
 from sgx.trust import TrustDirectory, utc_now
 
 INBOUND_PURPOSES = frozenset({Purpose.NOTIFICATION, Purpose.ALLOCATIONS, Purpose.SHARE_REQUEST})
-
-
-def replayed(entry: AuditEntry, source: Source) -> AuditEntry:
-    """An audit entry of a quarantined envelope judged again: it says so, and from where."""
-    return dataclasses.replace(
-        entry, detail=f"replay from quarantine (first read on {source.origin}); {entry.detail}"
-    )
 
 
 class Judge:
@@ -114,7 +111,7 @@ class Judge:
         except Quarantine as exc:
             return quarantine(source, exc.reason, exc.detail, self._la_of(source))
         if source.origin is not None:
-            decision.audit = [replayed(entry, source) for entry in decision.audit]
+            decision.audit = [replayed(entry, source.origin) for entry in decision.audit]
         decision.judged = Judged(
             *key, source.topic, source.partition, source.offset, source.item,
             decision.outcome, decision.type_label, utc_now(),

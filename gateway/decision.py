@@ -262,6 +262,12 @@ def receipt(message_id: UUID, outcome: str, reason: str, detail: str) -> dict[st
     }
 
 
+def replayed(entry: AuditEntry, origin: str) -> AuditEntry:
+    """An audit entry of a quarantined envelope judged again: it says so, and from where."""
+    detail = f"replay from quarantine (first read on {origin}); {entry.detail}"
+    return dataclasses.replace(entry, detail=detail)
+
+
 def quarantine(source: Source, reason: str, detail: str, la: str | None = None) -> Decision:
     """Keep the raw record with its reason, audit it, and tell the topic's agency.
 
@@ -295,10 +301,7 @@ def quarantine(source: Source, reason: str, detail: str, la: str | None = None) 
     if source.origin is not None:
         # A replay is the operator's act: the sender had its receipt the first time, and
         # the replay log (``safeguard quarantine replay``) reports what came of it now.
-        decision.audit[0] = dataclasses.replace(
-            decision.audit[0],
-            detail=f"replay from quarantine (first read on {source.origin}); {detail}",
-        )
+        decision.audit[0] = replayed(decision.audit[0], source.origin)
         return decision
     if kept.message_id is not None:
         answer = receipt(UUID(kept.message_id), "QUARANTINED", reason, detail)

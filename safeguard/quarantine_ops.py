@@ -56,7 +56,7 @@ async def replay_gateway(
     """Send the chosen rows of the gateway's quarantine to be judged again."""
     report = ReplayReport()
     async with await rt.gateway_store() as store:
-        log = await ReplayLog(store.engine, store.quarantine_table, schema=rt.pg_schema).open()
+        log = ReplayLog(store.engine, store.quarantine_table, schema=rt.pg_schema)
         held = await log.held(query)
         claimed = [row.entry.message_id for row in held if row.entry.message_id]
         judged = await store.judged(claimed)  # by (sender, message id)
@@ -104,26 +104,26 @@ async def replay_gateway(
             ],
             by=by,
         )
-        outcomes = await _outcomes(store, sent, wait_s)
+        outcomes = await _outcomes(store, log, sent, wait_s)
         await log.record(outcomes, by=by)
         report.outcomes = outcomes
     return report
 
 
 async def _outcomes(
-    store: GatewayStore, sent: dict[int, tuple[Held, int]], wait_s: float
+    store: GatewayStore, log: ReplayLog, sent: dict[int, tuple[Held, int]], wait_s: float
 ) -> list[Outcome]:
     """What the gateway made of each replay: judged (delivered, refused...) or quarantined
     again, as it records them; rows it has not judged within ``wait_s`` are left out."""
     deadline = time.monotonic() + wait_s
     found: dict[int, Outcome] = {}
     offsets = {off: qid for qid, (_, off) in sent.items()}
+    again = QuarantineQuery(topic=REPLAY_TOPIC, offsets=tuple(offsets))
+    ids = [row.entry.message_id for row, _ in sent.values() if row.entry.message_id]
     while len(found) < len(sent):
-        for q in await store.quarantine_list():
-            if q.topic == REPLAY_TOPIC and q.offset in offsets:
-                qid = offsets[q.offset]
-                found[qid] = (qid, "still_quarantined", q.reason, q.detail)
-        ids = [row.entry.message_id for row, _ in sent.values() if row.entry.message_id]
+        for h in await log.held(again):  # quarantined again: only the replays' own rows
+            qid = offsets[h.entry.offset]
+            found[qid] = (qid, "still_quarantined", h.entry.reason, h.entry.detail)
         for judged in (await store.judged(ids)).values():
             if judged.topic == REPLAY_TOPIC and judged.offset in offsets:
                 qid = offsets[judged.offset]
@@ -138,7 +138,7 @@ async def replay_consumer(rt: Runtime, la: str, query: QuarantineQuery, *, by: s
     """Read the chosen rows of LA's consumer quarantine again, and queue what reads."""
     trust = rt.trust()
     async with await rt.queue_store(la) as store:
-        log = await ReplayLog(store.engine, store.quarantine_table, schema=rt.pg_schema).open()
+        log = ReplayLog(store.engine, store.quarantine_table, schema=rt.pg_schema)
         held = await log.held(query)
         reader = DeliveryReader(
             opener=Opener(rt.identity(la, trust), trust),

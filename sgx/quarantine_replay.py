@@ -32,7 +32,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from sgx.db import UtcDateTime, create_tables, metadata_for, serial, store_errors, write_transaction
+from sgx.db import UtcDateTime, metadata_for, serial, store_errors, write_transaction
 from sgx.errors import NotFound
 from sgx.quarantine import Quarantined, quarantined_from_row
 
@@ -48,6 +48,8 @@ class QuarantineQuery:
     sender: str | None = None  # as the envelope's header claims it
     since: datetime | None = None
     until: datetime | None = None
+    topic: str | None = None  # read on this topic (the replay topic: quarantined again)
+    offsets: tuple[int, ...] = ()  # ... at these offsets
 
     def where(self, table: Table) -> ColumnElement[bool]:
         c = table.c
@@ -65,6 +67,10 @@ class QuarantineQuery:
             clauses.append(c.quarantined_at >= self.since)
         if self.until:
             clauses.append(c.quarantined_at < self.until)
+        if self.topic:
+            clauses.append(c.topic == self.topic)
+        if self.offsets:
+            clauses.append(c.offset.in_(self.offsets))
         return and_(true(), *clauses)
 
 
@@ -93,17 +99,14 @@ def _replay_table(metadata: MetaData, quarantine: str) -> Table:
 
 
 class ReplayLog:
-    """One store's quarantine table, read by query, and its replay log."""
+    """One store's quarantine table, read by query, and its replay log (its table comes
+    from the store's migrations, :mod:`sgx.migrate`, like the store's own)."""
 
     def __init__(self, engine: AsyncEngine, quarantine: Table, *, schema: str | None) -> None:
         self._engine = engine
         self._quarantine = quarantine
         self._metadata = metadata_for(engine, schema)
         self._replays = _replay_table(self._metadata, quarantine.name)
-
-    async def open(self) -> ReplayLog:
-        await create_tables(self._engine, self._metadata)
-        return self
 
     async def held(self, query: QuarantineQuery) -> list[Held]:
         """The matching rows, oldest first, each with its replays."""

@@ -81,7 +81,7 @@ async def test_a_replay_after_adding_the_missing_key_delivers_each_once(tmp_path
             replays = [
                 r for r in await gateway.audit_records() if "replay from quarantine" in r.detail
             ]
-            log = await ReplayLog(gateway.engine, gateway.quarantine_table, schema=None).open()
+            log = ReplayLog(gateway.engine, gateway.quarantine_table, schema=None)
             history = await log.held(QuarantineQuery(reason="unknown_key_id", sender=SCHOOL))
         assert len([q for q in kept if q.topic.startswith("sgx.inbound.")]) == 3, "never deleted"
         assert {r.decision for r in replays} >= {"delivered"}

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import inspect
 import json
 import time
 import uuid
@@ -35,10 +36,16 @@ from tests.conftest import kafka_test_settings
 
 
 async def eventually(
-    check: Callable[[], Awaitable[bool]], what: str, timeout: float = 30.0
+    check: Callable[[], Awaitable[bool] | bool], what: str, timeout: float = 30.0
 ) -> None:
+    """Wait until ``check()`` (a coroutine function, or a plain predicate) holds."""
     deadline = time.monotonic() + timeout
-    while not await check():
+
+    async def holds() -> bool:
+        result = check()
+        return await result if inspect.isawaitable(result) else result
+
+    while not await holds():
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout:g}s waiting for {what}")
         await asyncio.sleep(0.05)

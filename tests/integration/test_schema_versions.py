@@ -223,13 +223,9 @@ async def test_an_agencys_receipt_listener_reads_a_newer_gateways_receipts(tmp_p
             stop = asyncio.Event()
             running = asyncio.create_task(listener.run(stop))
             try:
-                await eventually(lambda: _true(listener.received == 1), "the receipt", timeout=20)
+                await eventually(lambda: listener.received == 1, "the receipt", timeout=20)
             finally:
                 stop.set()
                 await running
                 await consumer.stop()
             assert await store.quarantine_list(SCHOOL) == []
-
-
-async def _true(value: bool) -> bool:
-    return value

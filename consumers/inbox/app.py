@@ -20,7 +20,7 @@ from starlette.middleware import Middleware
 from starlette.middleware.sessions import SessionMiddleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, RedirectResponse, Response
-from starlette.routing import Match, Route
+from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from consumers.inbox import auth
@@ -48,16 +48,9 @@ HEADERS = [
 class _Guard:
     """Security headers on every response, and one log line and metric per request."""
 
-    def __init__(self, app: ASGIApp, inbox: Inbox, routes: list[Route]) -> None:
+    def __init__(self, app: ASGIApp, inbox: Inbox) -> None:
         self._app = app
         self._inbox = inbox
-        self._routes = routes
-
-    def _template(self, scope: Scope) -> str:
-        for route in self._routes:
-            if route.matches(scope)[0] is not Match.NONE:
-                return route.path
-        return "(unknown)"
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -76,7 +69,9 @@ class _Guard:
         try:
             await self._app(scope, receive, sending)
         finally:
-            route = self._template(scope)
+            # the router leaves the route it matched in the scope (its template, not the URL)
+            matched = scope.get("route")
+            route = matched.path if isinstance(matched, Route) else "(unknown)"
             self._inbox.metrics.requests.labels(route, str(status)).inc()
             log.info(
                 "%s %s %d %.0f ms",
@@ -183,7 +178,7 @@ def inbox_app(
     app = Starlette(
         routes=routes,
         middleware=[
-            Middleware(_Guard, inbox=inbox, routes=routes),
+            Middleware(_Guard, inbox=inbox),
             Middleware(
                 SessionMiddleware,
                 secret_key=session_secret,

@@ -130,32 +130,35 @@ class Inbox:
         """Ask the gateway; the request is recorded first, its answer when it comes."""
         who.require(SHARE)
         view = await self.open(who, item_id, "opened")
-        if not purpose.strip():
+        to_name, purpose = to_name.strip(), purpose.strip()
+        if not purpose:
             raise ContractError("purpose", "say why the share is needed")
-        if not to_name.strip():
+        if not to_name:
             raise ContractError("to_name", "say who would receive it")
         request_id = uuid.uuid4()
-        to_id = to_name.strip()
         share_id = await self.store.share_asked(
             request_id=str(request_id),
             item_id=item_id,
             notification_id=view.item.notification_id,
             requested_by=who.subject,
-            to_id=to_id,
+            to_id=to_name,
             to_category=category,
-            to_name=to_name.strip(),
-            purpose=purpose.strip(),
+            to_name=to_name,
+            purpose=purpose,
         )
         try:
             decision = await self._ask_share(
-                view, to_id, category, to_name.strip(), purpose.strip(), who.subject, request_id
+                view, to_name, category, to_name, purpose, who.subject, request_id
             )
         except (TimeoutError, TransportError):
-            self.metrics.shares.labels("pending").inc()
+            self.metrics.shares.labels("pending").inc()  # answered() looks again when read
         else:
-            await self.store.share_decided(str(request_id), decision)
-            self.metrics.shares.labels("allowed" if decision["allowed"] else "refused").inc()
-        return await self.share_record(who, share_id)
+            await self._decided(request_id, decision)
+        return await self.store.share(share_id)
+
+    async def _decided(self, request_id: uuid.UUID, decision: dict[str, Any]) -> None:
+        await self.store.share_decided(str(request_id), decision)
+        self.metrics.shares.labels("allowed" if decision["allowed"] else "refused").inc()
 
     async def share_record(self, who: Principal, share_id: int) -> ShareRecord:
         """One share the caller asked for, or of an item the caller may see."""
@@ -176,8 +179,7 @@ class Inbox:
         except TransportError:
             return shares  # still pending; asked again next time
         for request_id, decision in answers.items():
-            await self.store.share_decided(str(request_id), decision)
-            self.metrics.shares.labels("allowed" if decision["allowed"] else "refused").inc()
+            await self._decided(request_id, decision)
         if not answers:
             return shares
         return [await self.store.share(s.share_id) for s in shares]

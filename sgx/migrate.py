@@ -143,7 +143,7 @@ def _where(kind: str, schema: str | None) -> str:
 def _upgrade_sync(
     conn: Connection, kind: str, schema: str | None, *, only_empty: bool
 ) -> str | None:
-    if not is_sqlite_conn(conn):
+    if conn.dialect.name == "postgresql":
         conn.execute(text(f"SELECT pg_advisory_xact_lock({_LOCK})"))
         if schema is not None:
             conn.execute(CreateSchema(schema, if_not_exists=True))
@@ -176,10 +176,6 @@ def _upgrade_sync(
     if current != head(kind):
         command.upgrade(config, "head")
     return current
-
-
-def is_sqlite_conn(conn: Connection) -> bool:
-    return conn.dialect.name == "sqlite"
 
 
 async def ensure(engine: AsyncEngine, kind: str, schema: str | None = None) -> None:

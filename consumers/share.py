@@ -4,6 +4,11 @@ The request is sealed by the local authority for the gateway and published on th
 inbound topic; the gateway answers on the LA's receipts topic with a ShareDecision that
 names any restriction the share would break. Only the gateway decides: it holds the
 authoritative record of each notification's restrictions and the author's consents.
+
+A share refused for want of the author's consent can be asked of the author
+(:meth:`ShareClient.ask_consent`): the gateway forwards the request to the author's agency
+and answers with ConsentOutcome records on the same topic, first ASKED, then the author's
+GRANTED or REFUSED. A later share to that category for that purpose is then allowed.
 """
 
 from __future__ import annotations
@@ -72,19 +77,61 @@ class ShareClient:
         value = self._sealer.seal(Purpose.SHARE_REQUEST, request_id, plaintext)
         async with kafka_errors("publish share request"):
             await (await self._producer.send(inbound_topic(self._identity.party_id), value))
-        return await self._decision(request_id, time.monotonic() + timeout)
+        return await self._wait(c.SHARE_DECISION, request_id, time.monotonic() + timeout)
+
+    async def ask_consent(
+        self,
+        view: QueueView,
+        *,
+        category: str,
+        purpose: str,
+        requested_by: str,
+        timeout: float = 30.0,
+        request_id: uuid.UUID | None = None,
+    ) -> dict[str, Any]:
+        """Ask the author of ``view`` (through the gateway) for consent to share it with
+        ``category`` for ``purpose``; returns the gateway's first ConsentOutcome (ASKED,
+        NOT_NEEDED or UNKNOWN_NOTIFICATION). The author's answer comes later
+        (:meth:`consent_outcomes`). Nothing of the record goes with the request."""
+        request_id = request_id or uuid.uuid4()
+        request = {
+            "request_id": request_id,
+            "notification_id": uuid.UUID(view.item.notification_id),
+            "local_authority": self._identity.party_id,
+            "requested_by": requested_by,
+            "category": category,
+            "purpose": purpose,
+            "requested_at": datetime.now(UTC),
+            "blocking": [],
+        }
+        plaintext = self._contract.encode(c.CONSENT_REQUEST, request)
+        value = self._sealer.seal(Purpose.SHARE_REQUEST, request_id, plaintext)
+        async with kafka_errors("publish consent request"):
+            await (await self._producer.send(inbound_topic(self._identity.party_id), value))
+        return await self._wait(c.CONSENT_OUTCOME, request_id, time.monotonic() + timeout)
 
     async def answers(self, request_ids: set[uuid.UUID]) -> dict[uuid.UUID, dict[str, Any]]:
-        """The gateway's decisions on these requests that are on the receipts topic now
-        (one read to its end; a request not yet answered is not in the result)."""
-        found: dict[uuid.UUID, dict[str, Any]] = {}
+        """The gateway's decisions on these share requests that are on the receipts topic
+        now (one read to its end; a request not yet answered is not in the result)."""
+        return {
+            rid: found[-1] for rid, found in (await self._read(c.SHARE_DECISION)).items()
+            if rid in request_ids
+        }  # fmt: skip
+
+    async def consent_outcomes(self) -> dict[uuid.UUID, list[dict[str, Any]]]:
+        """Every consent outcome on the receipts topic now, by request, oldest first (the
+        gateway's ASKED, then the author's answer)."""
+        return await self._read(c.CONSENT_OUTCOME)
+
+    async def _read(self, schema: str) -> dict[uuid.UUID, list[dict[str, Any]]]:
+        found: dict[uuid.UUID, list[dict[str, Any]]] = {}
         for record in await read_topic(self._settings, receipts_topic(self._identity.party_id)):
-            decision = self._answer(bytes(record.value or b""), None)
-            if decision is not None and decision["request_id"] in request_ids:
-                found[decision["request_id"]] = decision
+            answer = self._answer(bytes(record.value or b""), schema, None)
+            if answer is not None:
+                found.setdefault(answer["request_id"], []).append(answer)
         return found
 
-    async def _decision(self, request_id: uuid.UUID, deadline: float) -> dict[str, Any]:
+    async def _wait(self, schema: str, request_id: uuid.UUID, deadline: float) -> dict[str, Any]:
         """Read the receipts topic until the answer is there; TimeoutError after
         ``deadline`` (checked between reads: a read is never cut off half-way, which
         would leave its broker connection open)."""
@@ -95,19 +142,25 @@ class ShareClient:
                 if (record.partition, record.offset) in seen:
                     continue
                 seen.add((record.partition, record.offset))
-                answer = self._answer(bytes(record.value or b""), request_id)
+                answer = self._answer(bytes(record.value or b""), schema, request_id)
                 if answer is not None:
                     return answer
             if time.monotonic() >= deadline:
-                raise TimeoutError(f"no answer to share request {request_id} yet")
+                raise TimeoutError(f"no answer to request {request_id} yet")
             await asyncio.sleep(0.1)
 
-    def _answer(self, value: bytes, request_id: uuid.UUID | None) -> dict[str, Any] | None:
+    def _answer(
+        self, value: bytes, schema: str, request_id: uuid.UUID | None
+    ) -> dict[str, Any] | None:
+        """The gateway's answer of type ``schema`` in ``value`` (for ``request_id``, if
+        given), else None."""
         try:
             opened = self._opener.open(value)
         except EnvelopeError:
             return None  # not for us to judge here; the gateway's own records are authoritative
         if opened.purpose is not Purpose.SHARE_DECISION or opened.sender.kind != "gateway":
             return None
-        decision: dict[str, Any] = self._contract.decode_as(c.SHARE_DECISION, opened.plaintext)
-        return decision if request_id is None or decision["request_id"] == request_id else None
+        name, record = self._contract.decode(opened.plaintext)
+        if name != schema:
+            return None
+        return record if request_id is None or record["request_id"] == request_id else None

@@ -48,7 +48,7 @@ from sgx.errors import AuditChainBroken
 GENESIS_HASH = "0" * 64
 DECISIONS = frozenset(
     {"delivered", "refused", "quarantined", "share_allowed", "share_refused", "applied",
-     "duplicate"}
+     "duplicate", "consent_requested", "consent_granted", "consent_refused"}
 )  # fmt: skip
 
 

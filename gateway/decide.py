@@ -14,7 +14,9 @@ hands the record to the judge of its kind:
 * an ALLOCATIONS envelope, read from the LA's allocation topic:
   :mod:`gateway.allocation_updates` (on an inbound topic it is quarantined: allocation
   updates must reach every gateway instance, :mod:`gateway.allocation_feed`);
-* a SHARE_REQUEST envelope: :mod:`gateway.shares`.
+* a NOTIFICATION envelope holding a ``ConsentAnswer`` (an author answering a consent
+  request): :mod:`gateway.consents`;
+* a SHARE_REQUEST envelope (a share, or a consent request): :mod:`gateway.shares`.
 
 Anything that fails verification, decoding or a check is quarantined with its reason.
 """
@@ -23,6 +25,7 @@ from __future__ import annotations
 
 from gateway.allocation_feed import AllocationFeed
 from gateway.allocation_updates import AllocationJudge
+from gateway.consent_book import ConsentBook
 from gateway.decision import (
     Decision,
     Quarantine,
@@ -70,6 +73,7 @@ class Judge:
         pseudonyms: Pseudonymiser,
         trust: TrustDirectory,
         requests: DisclosureRequests,
+        consents: ConsentBook,
     ) -> None:
         self._opener = opener
         self._contract = contract
@@ -86,7 +90,9 @@ class Judge:
             pseudonyms=pseudonyms, trust=trust, requests=requests
         )
         self._allocations = AllocationJudge(contract=contract, feed=feed, trust=trust)
-        self._shares = ShareJudge(contract=contract, partnership=partnership, store=store)
+        self._shares = ShareJudge(
+            contract=contract, partnership=partnership, store=store, book=consents
+        )
 
     async def judge(
         self, source: Source, judged: dict[tuple[str, str], Judged] | None = None
@@ -154,6 +160,8 @@ class Judge:
         name, record = self._contract.decode(opened.plaintext)
         if name == c.DISCLOSURE_REQUEST:
             return await self._requests.judge(opened, record)
+        if name == c.CONSENT_ANSWER:
+            return await self._shares.answer(opened, record)
         if name not in c.NOTIFICATION_TYPES:
             raise Quarantine("invalid_record", f"a NOTIFICATION envelope holds a {name}")
         decision = await self._notifications.judge(opened, name, record)

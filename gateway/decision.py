@@ -17,10 +17,11 @@ from uuid import UUID
 from gateway.agreement import Agreement
 from gateway.allocations import AllocationChange
 from gateway.audit_chain import AuditEntry
+from gateway.consent_book import ConsentWrite
 from gateway.store import Judged, LedgerEntry
 from sgx import contract as c
 from sgx.contract import Contract
-from sgx.envelope import Opened
+from sgx.envelope import Opened, Purpose
 from sgx.kafka import agency_of
 from sgx.quarantine import Quarantined, Source
 from sgx.trust import utc_now
@@ -57,6 +58,17 @@ class Delivery:
     audit_indexes: list[int]
 
 
+@dataclass(frozen=True, slots=True)
+class Message:
+    """A record the gateway sends a party on its receipts topic: a share decision, a
+    consent request forwarded to an author, a consent outcome for the asking LA."""
+
+    party: str
+    purpose: Purpose
+    schema: str
+    record: dict[str, Any]
+
+
 @dataclass(slots=True)
 class Decision:
     audit: list[AuditEntry] = field(default_factory=list)
@@ -64,7 +76,8 @@ class Decision:
     ledger: list[LedgerEntry] = field(default_factory=list)
     deliveries: list[Delivery] = field(default_factory=list)
     receipt: tuple[str, dict[str, Any]] | None = None
-    share_decision: tuple[str, dict[str, Any]] | None = None
+    messages: list[Message] = field(default_factory=list)  # sealed for their party
+    consents: list[ConsentWrite] = field(default_factory=list)  # written with the batch
     allocation_changes: list[AllocationChange] = field(default_factory=list)  # for the snapshot
     open_cases_of: set[str] = field(default_factory=set)  # LAs whose schools get a fresh list
     outcome: str = ""

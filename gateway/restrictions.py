@@ -4,7 +4,9 @@ Third-party information belongs to its author: it may go to parents, other profe
 or into care proceedings only with the author's written consent. Police material under the
 2013 / 2024 Protocol is confidential to the proceedings. The author may add restrictions of
 their own. A consent the author put on record (``sharing.onward_consent``) lifts a
-restriction for that category of recipient.
+restriction for that category of recipient, and so does a consent the author gives later
+when asked (:mod:`sgx.consent`, :mod:`gateway.consents`), except police material
+confidential to the proceedings, which goes further only under a court order.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from sgx.restrictions import FORBIDS, TEXT
+from sgx.restrictions import TEXT
 
 THIRD_PARTY_KINDS = frozenset({"school", "health", "police"})
 
@@ -39,10 +41,3 @@ def describe(codes: Iterable[str], sender_kind: str) -> list[dict[str, str]]:
 def attach(sender_kind: str, sharing: dict[str, Any]) -> list[dict[str, str]]:
     """The restrictions a delivery carries: the author's, then the defaults."""
     return describe([*(sharing.get("restrictions") or ()), *defaults(sender_kind)], sender_kind)
-
-
-def broken_by(codes: Iterable[str], consents: Iterable[str], category: str) -> list[str]:
-    """The restriction codes an onward share to ``category`` would break."""
-    if category in set(consents):
-        return []
-    return [code for code in codes if category in FORBIDS.get(code, frozenset())]

@@ -30,15 +30,17 @@ import logging
 import time
 import uuid
 from collections import Counter, defaultdict
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from gateway.allocation_feed import AllocationFeed, allocation_topics
+from gateway.consent_book import ConsentBook
 from gateway.decide import Judge
-from gateway.decision import Decision
+from gateway.decision import Decision, Message
 from gateway.open_cases import lists_for
 from gateway.store import GatewayStore, Judged
 from sgx import contract as c
@@ -70,7 +72,7 @@ class _Outbox:
 
     deliveries: dict[str, list[tuple[bytes, dict[str, Any]]]]  # by receiving party
     receipts: dict[str, list[dict[str, Any]]]
-    share_decisions: list[tuple[str, dict[str, Any]]]
+    messages: list[Message]  # share decisions, consent requests and outcomes
     open_case_lists: dict[str, dict[str, Any]]  # by school: read once the batch is committed
 
 
@@ -124,6 +126,7 @@ class Gateway:
         judge: Judge,
         feed: AllocationFeed,
         store: GatewayStore,
+        consents: ConsentBook,
         identity: Identity,
         trust: TrustDirectory,
         contract: Contract,
@@ -138,6 +141,7 @@ class Gateway:
         self._judge = judge
         self._feed = feed
         self._store = store
+        self._consents = consents
         self._identity = identity
         self._trust = trust
         self._contract = contract
@@ -177,6 +181,12 @@ class Gateway:
             for _ in d.audit
         ]  # fmt: skip
         changes = [change for d in decisions for change in d.allocation_changes]
+        consents = [write for d in decisions for write in d.consents]
+        also: list[Callable[[AsyncConnection], Awaitable[None]]] = []
+        if changes:
+            also.append(functools.partial(self._feed.directory.persist, changes=changes))
+        if consents:
+            also.append(functools.partial(self._consents.persist, writes=consents))
         try:
             places = await self._store.record_places(
                 audit,
@@ -184,9 +194,7 @@ class Gateway:
                 [entry for d in decisions for entry in d.ledger],
                 chains=chains,
                 fence=await self._fence(chains),
-                also=[functools.partial(self._feed.directory.persist, changes=changes)]
-                if changes
-                else (),
+                also=also,
                 judged=[d.judged for d in decisions if d.judged is not None],
             )
         except Fenced as exc:
@@ -249,8 +257,7 @@ class Gateway:
             base += len(decision.audit)
             if decision.receipt is not None:
                 outbox.receipts[decision.receipt[0]].append(decision.receipt[1])
-            if decision.share_decision is not None:
-                outbox.share_decisions.append(decision.share_decision)
+            outbox.messages += decision.messages
         return outbox
 
     async def _publish(self, outbox: _Outbox) -> None:
@@ -272,15 +279,13 @@ class Gateway:
         return futures
 
     async def _send_answers(self, outbox: _Outbox) -> list[asyncio.Future[Any]]:
-        """Receipts, share decisions and open-case lists, each to its party's receipts topic."""
+        """Receipts, messages (share decisions, consent requests and outcomes) and open-case
+        lists, each to its party's receipts topic."""
         answers = [
             (agency, Purpose.RECEIPTS, c.RECEIPT_BATCH, {"receipts": receipts})
             for agency, receipts in outbox.receipts.items()
         ]
-        answers += [
-            (la, Purpose.SHARE_DECISION, c.SHARE_DECISION, answer)
-            for la, answer in outbox.share_decisions
-        ]
+        answers += [(m.party, m.purpose, m.schema, m.record) for m in outbox.messages]
         answers += [
             (school, Purpose.ALLOCATIONS, c.OPEN_CASE_LIST, cases)
             for school, cases in outbox.open_case_lists.items()

@@ -2,11 +2,17 @@
 
 An LA may share onward only what the gateway delivered to it (the share ledger holds one
 entry per receiving LA), and only where no restriction on onward use forbids the
-recipient category (:func:`gateway.restrictions.broken_by`) unless the author's consent is
-on record. An allowed share to another worker of the same LA (``LA_SOCIAL_CARE``) is
-delivered through the exchange, minimised for the ``onward`` role under that LA's
-agreement; any other allowed share goes through the LA's own channel. Every answer is
-audited against the requesting LA.
+recipient category (:func:`sgx.consent.blocking`) unless the author's consent is on
+record: in the notification itself, or given later for exactly that category and
+purpose when the LA asked (:mod:`gateway.consents`; police material confidential to the
+proceedings also needs the court order). A refusal says what would let the share through.
+An allowed share to another worker of the same LA (``LA_SOCIAL_CARE``) is delivered
+through the exchange, minimised for the ``onward`` role under that LA's agreement; any
+other allowed share goes through the LA's own channel. Every answer is audited against
+the requesting LA.
+
+A SHARE_REQUEST envelope holds a ``ShareRequest`` or a ``ConsentRequest`` (asking the
+author); both are judged here, the latter by :class:`gateway.consents.ConsentJudge`.
 """
 
 from __future__ import annotations
@@ -14,44 +20,77 @@ from __future__ import annotations
 from typing import Any
 
 from gateway.audit_chain import AuditEntry
-from gateway.decision import Decision, Quarantine, View, deliver
+from gateway.consent_book import ConsentBook
+from gateway.consents import ConsentJudge
+from gateway.decision import Decision, Message, Quarantine, View, deliver
 from gateway.partnership import Partnership
-from gateway.restrictions import broken_by, describe
+from gateway.restrictions import describe
 from gateway.store import GatewayStore, LedgerEntry
 from sgx import contract as c
+from sgx.consent import COURT_ORDER_ONLY, Grant, blocking, purpose_key, still_blocked
 from sgx.contract import Contract
-from sgx.envelope import Opened
+from sgx.envelope import Opened, Purpose
 from sgx.restrictions import TEXT
 from sgx.trust import utc_now
 
 
 class ShareJudge:
     def __init__(
-        self, *, contract: Contract, partnership: Partnership, store: GatewayStore
+        self,
+        *,
+        contract: Contract,
+        partnership: Partnership,
+        store: GatewayStore,
+        book: ConsentBook,
     ) -> None:
         self._contract = contract
         self._partnership = partnership
         self._store = store
+        self._book = book
+        self._consents = ConsentJudge(store=store, book=book)
+
+    async def answer(self, opened: Opened, record: dict[str, Any]) -> Decision:
+        """An author's answer to a consent request (:mod:`gateway.consents`)."""
+        return await self._consents.answer(opened, record)
 
     async def judge(self, opened: Opened) -> Decision:
         if opened.sender.kind != "local_authority":
             raise Quarantine(
                 "not_permitted_by_agreement", f"{opened.sender.kind} sent a share request"
             )
-        request = self._contract.decode_as(c.SHARE_REQUEST, opened.plaintext)
-        ledger = await self._store.ledger_entry(str(request["notification_id"]), opened.sender.id)
+        name, record = self._contract.decode(opened.plaintext)
+        if name == c.CONSENT_REQUEST:
+            return await self._consents.ask(opened, record)
+        if name != c.SHARE_REQUEST:
+            raise Quarantine("invalid_record", f"a SHARE_REQUEST envelope holds a {name}")
+        return await self._share(opened, record)
+
+    async def _share(self, opened: Opened, request: dict[str, Any]) -> Decision:
+        la = opened.sender.id
+        ledger = await self._store.ledger_entry(str(request["notification_id"]), la)
         if ledger is None:
             why = "the gateway delivered no such notification to this LA"
             return _answer(opened, request, None, [], "unknown_notification", why)
         category = request["to"]["category"]
-        broken = broken_by(ledger.restrictions, ledger.onward_consent, category)
-        if broken:
-            why = "; ".join(f"{code}: {TEXT[code]}" for code in broken)
-            return _answer(opened, request, ledger, broken, "restriction", why)
-        return self._allowed(opened, request, ledger)
+        broken = blocking(ledger.restrictions, ledger.onward_consent, category)
+        if not broken:
+            return self._allowed(opened, request, ledger, "no restriction forbids it")
+        grants = await self._book.grants(ledger.notification_id, la, category)
+        wanted = purpose_key(request["purpose"])
+        matching = [g for g in grants if purpose_key(g.purpose) == wanted]
+        # of several grants for this purpose, the one that lifts most (a court order's)
+        grant = min(matching, key=lambda g: len(still_blocked(broken, g)), default=None)
+        remaining = still_blocked(broken, grant)
+        if not remaining:
+            return self._allowed(opened, request, ledger, consented(grant))
+        why = "; ".join(f"{code}: {TEXT[code]}" for code in remaining)
+        why += way_forward(remaining, category, grant, grants)
+        return _answer(opened, request, ledger, remaining, "restriction", why)
 
-    def _allowed(self, opened: Opened, request: dict[str, Any], ledger: LedgerEntry) -> Decision:
-        decision = _answer(opened, request, ledger, [], "allowed", "no restriction forbids it")
+    def _allowed(
+        self, opened: Opened, request: dict[str, Any], ledger: LedgerEntry, why: str
+    ) -> Decision:
+        decision = _answer(opened, request, ledger, [], "allowed", why)
         if request["to"]["category"] != "LA_SOCIAL_CARE":
             return decision  # the LA shares through its own channel; the decision is audited
         name, record = self._contract.decode(request["notification"])
@@ -80,6 +119,31 @@ class ShareJudge:
             sender_kind=ledger.sender_kind,  # the author's kind, not the requesting LA's
         )
         return decision
+
+
+def consented(grant: Grant | None) -> str:
+    """Why a share that needed the author's consent is allowed."""
+    assert grant is not None
+    said = f"the author's consent (request {grant.request_id}, by {grant.answered_by})"
+    return said + (f" under court order {grant.court_order!r}" if grant.court_order else "")
+
+
+def way_forward(
+    remaining: list[str], category: str, grant: Grant | None, grants: list[Grant]
+) -> str:
+    """What the LA can do about a refused share, in words after the restrictions."""
+    if any(code in COURT_ORDER_ONLY for code in remaining):
+        return (
+            ". Police material: it goes further only when the police record the court "
+            "order directing disclosure with their consent"
+        )
+    if grant is None and grants:
+        purposes = ", ".join(repr(g.purpose) for g in grants)
+        return (
+            f". The author consented to sharing it with {category} for {purposes} only: "
+            "ask the author again for this purpose"
+        )
+    return ". Ask the author's consent through the exchange (safeguard consent ask)"
 
 
 def _answer(
@@ -115,15 +179,19 @@ def _answer(
             decided_at=utc_now(),
         )
     )
-    decision.share_decision = (
-        opened.sender.id,
-        {
-            "request_id": request["request_id"],
-            "notification_id": request["notification_id"],
-            "allowed": allowed,
-            "broken": broken,
-            "reason": detail,
-            "decided_at": utc_now(),
-        },
+    decision.messages.append(
+        Message(
+            opened.sender.id,
+            Purpose.SHARE_DECISION,
+            c.SHARE_DECISION,
+            {
+                "request_id": request["request_id"],
+                "notification_id": request["notification_id"],
+                "allowed": allowed,
+                "broken": broken,
+                "reason": detail,
+                "decided_at": utc_now(),
+            },
+        )
     )
     return decision

@@ -43,7 +43,7 @@ from __future__ import annotations
 import asyncio
 import builtins
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal, Protocol
@@ -65,7 +65,7 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.engine import RowMapping
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from producers.publisher import Prepared
 from sgx.db import (
@@ -80,6 +80,7 @@ from sgx.db import (
 from sgx.errors import NotFound
 from sgx.quarantine import Quarantined, quarantine_row, quarantined_from_row
 
+Also = Callable[[AsyncConnection], Awaitable[None]]  # more writes in a store's transaction
 EntryStatus = Literal["PENDING", "SENT", "DELIVERED", "REFUSED", "QUARANTINED"]
 RECEIPT_OUTCOMES: tuple[EntryStatus, ...] = ("DELIVERED", "REFUSED", "QUARANTINED")
 AWAITING: tuple[EntryStatus, ...] = ("PENDING", "SENT")  # no receipt yet
@@ -204,8 +205,14 @@ class OutboxStore(Database):
             )
         )
 
-    async def insert(self, agency: str, items: Sequence[Prepared]) -> int:
-        """Keep ``items`` as PENDING in ONE transaction; return how many were new."""
+    async def insert(
+        self, agency: str, items: Sequence[Prepared], *, also: Also | None = None
+    ) -> int:
+        """Keep ``items`` as PENDING in ONE transaction; return how many were new.
+
+        ``also`` writes more in the same transaction (an author's answer on its consent
+        request); if it raises, nothing is kept.
+        """
         now = datetime.now(UTC)
         rows = [self._row(agency, item, now) for item in items]
         if not rows:
@@ -213,6 +220,8 @@ class OutboxStore(Database):
         with store_errors("add to the outbox"):
             async with write_transaction(self._engine) as conn:
                 result = await conn.execute(self._add.returning(self._entries.c.entry_id), rows)
+                if also is not None:
+                    await also(conn)
                 return len(result.all())
 
     @staticmethod
@@ -283,15 +292,18 @@ class OutboxStore(Database):
         agency: str,
         receipts: Sequence[ReceiptUpdate],
         quarantined: Sequence[Quarantined] = (),
+        *,
+        also: Also | None = None,
     ) -> None:
-        """Record receipts on their entries and keep unreadable records, in ONE transaction.
+        """Record receipts on their entries and keep unreadable records, in ONE transaction
+        (with ``also``: the consent requests read beside them).
 
         A receipt for a message this outbox does not hold (published some other way)
         changes nothing; a repeated receipt writes the same answer again.
         """
         updates = [_receipt_params(agency, r) for r in receipts]
         bad = [{"agency": agency, **quarantine_row(q, self._quarantine)} for q in quarantined]
-        if not updates and not bad:
+        if not updates and not bad and also is None:
             return
         with store_errors("record receipts in the outbox"):
             async with write_transaction(self._engine) as conn:
@@ -299,6 +311,8 @@ class OutboxStore(Database):
                     await conn.execute(self._receipt, updates)
                 if bad:
                     await conn.execute(self._add_quarantine, bad)
+                if also is not None:
+                    await also(conn)
 
     async def entries(self, agency: str, *, awaiting_only: bool = False) -> list[OutboxEntry]:
         """The agency's entries, oldest first; only those with no receipt if ``awaiting_only``."""
@@ -375,20 +389,23 @@ class Outbox:
         self.added = asyncio.Event()
         self._publisher = publisher
 
-    async def add(self, name: str, record: Mapping[str, Any]) -> uuid.UUID:
+    async def add(
+        self, name: str, record: Mapping[str, Any], *, also: Also | None = None
+    ) -> uuid.UUID:
         """Validate ``record`` and keep it durably; return its notification id.
 
         Raises ContractError (naming the field) before anything is written. Adding an id
-        the outbox already holds changes nothing.
+        the outbox already holds changes nothing. ``also`` writes more in the same
+        transaction.
         """
-        (message_id,) = await self.add_many([(name, record)])
+        (message_id,) = await self.add_many([(name, record)], also=also)
         return message_id
 
     async def add_many(
-        self, items: Sequence[tuple[str, Mapping[str, Any]]]
+        self, items: Sequence[tuple[str, Mapping[str, Any]]], *, also: Also | None = None
     ) -> builtins.list[uuid.UUID]:
         """Validate every item first (all or nothing), then keep them in ONE transaction."""
         prepared = [self._publisher.prepare(name, record) for name, record in items]
-        if await self.store.insert(self.agency, prepared):
+        if await self.store.insert(self.agency, prepared, also=also):
             self.added.set()
         return [p.message_id for p in prepared]

@@ -71,7 +71,14 @@ class Publisher:
         return [p.message_id for p in prepared]
 
     def prepare(self, name: str, record: Mapping[str, Any]) -> Prepared:
-        """Validate and encode one notification (ContractError names the field); no I/O."""
+        """Validate and encode one notification, or an author's ``ConsentAnswer``
+        (ContractError names the field); no I/O."""
+        if name == c.CONSENT_ANSWER:
+            # An author's answer to a consent request: keyed by the request, so every
+            # answer to one request is judged in order on one partition.
+            plaintext = self._contract.encode(name, record)
+            request = uuid.UUID(str(record["request_id"]))
+            return Prepared(uuid.UUID(str(record["answer_id"])), name, request.bytes, plaintext)
         if name not in c.NOTIFICATION_TYPES:
             raise ContractError("$", f"{name} is not a notification type", schema=name)
         try:
@@ -97,7 +104,7 @@ class Publisher:
         async with kafka_errors(f"publish to {self._topic}"):
             await asyncio.gather(*await send_batched(self._producer, self._topic, sealed))
         for item in items:
-            label = c.SHORT_NAMES[item.name]
+            label = c.SHORT_NAMES.get(item.name, "consent_answer")
             self._metrics.notifications.labels(type=label, outcome="published").inc()
 
     async def publish_allocations(self, update: Mapping[str, Any]) -> uuid.UUID:

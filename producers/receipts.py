@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import uuid
 from collections.abc import Iterable
@@ -24,6 +25,7 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer
 
+from producers.consent_requests import ConsentRequest, ConsentRequests
 from producers.outbox import RECEIPT_OUTCOMES, OutboxStore, ReceiptUpdate
 from sgx import contract as c
 from sgx.backoff import Backoff
@@ -33,6 +35,7 @@ from sgx.errors import ContractError, ExchangeError
 from sgx.kafka import kafka_errors, run_batches
 from sgx.quarantine import Source, from_gateway, sources
 from sgx.schema_registry import SchemaRegistry, read_learning
+from sgx.trust import utc_now
 
 log = logging.getLogger(__name__)
 
@@ -51,8 +54,12 @@ class ReceiptListener:
         max_records: int = 500,
         backoff: Backoff | None = None,
         registry: SchemaRegistry | None = None,
+        consents: ConsentRequests | None = None,
     ) -> None:
+        """``consents`` keeps the consent requests the gateway forwards (default: in the
+        outbox's database)."""
         self._store = store
+        self._consents = consents or ConsentRequests(store.engine, schema=store.schema)
         self._agency = agency
         self._opener = opener
         self._contract = contract
@@ -102,8 +109,11 @@ class ReceiptListener:
         # A newer gateway's receipts (a schema this release has not seen) are read once the
         # registry has taught the schema (sgx.schema_registry).
         found = [source for record in records for source in sources(record)]
-        receipts, quarantined, _ = await read_learning(found, self._receipts, self._registry)
-        await self._store.apply_receipts(self._agency, receipts, quarantined)
+        read, quarantined, _ = await read_learning(found, self._read, self._registry)
+        receipts = [r for r in read if isinstance(r, ReceiptUpdate)]
+        asked = [r for r in read if isinstance(r, ConsentRequest)]
+        also = functools.partial(self._consents.persist, requests=asked) if asked else None
+        await self._store.apply_receipts(self._agency, receipts, quarantined, also=also)
         async with kafka_errors("commit receipt offsets"):
             await self._consumer.commit()
         self._backoff.reset()
@@ -111,10 +121,14 @@ class ReceiptListener:
         for q in quarantined:
             log.warning("receipts of %s: kept a record as %s", self._agency, q.reason)
 
-    def _receipts(self, source: Source) -> list[ReceiptUpdate]:
+    def _read(self, source: Source) -> list[ReceiptUpdate | ConsentRequest]:
         opened = self._opener.open(source.envelope())
+        if opened.purpose is Purpose.SHARE_REQUEST:
+            from_gateway(opened, "a consent request")
+            record = self._contract.decode_as(c.CONSENT_REQUEST, opened.plaintext)
+            return [ConsentRequest.of(self._agency, record, utc_now())]
         if opened.purpose is not Purpose.RECEIPTS:
-            return []  # a share decision: the share client reads those
+            return []  # a share decision or consent outcome: the LA's share client reads those
         from_gateway(opened, "receipts")
         batch = self._contract.decode_as(c.RECEIPT_BATCH, opened.plaintext)
         return [_update(r) for r in batch["receipts"]]

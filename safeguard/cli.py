@@ -36,6 +36,7 @@ from safeguard.cli_common import (
     runtime,
     until_signalled,
 )
+from safeguard.cli_consent import consent, producer_consent
 from safeguard.cli_db import db
 from safeguard.cli_health import health
 from safeguard.cli_inbox import inbox
@@ -445,7 +446,10 @@ async def demo(keep: Path | None, inbox_port: int | None) -> None:
 producer.add_command(school)
 producer.add_command(health)
 producer.add_command(police_feed)
+producer.add_command(producer_consent)  # `producer consent list|grant|refuse`: as author
 main.add_command(producer)
+# `safeguard consent ask|status`: an LA asks an item's author for consent to share it.
+main.add_command(consent)
 # `safeguard push token|revoke|serve|openapi`: the push endpoint is a service of its own
 # (one process can serve several agencies), like `gateway run`.
 main.add_command(push)

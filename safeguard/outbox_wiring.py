@@ -31,6 +31,7 @@ from typing import Any
 from aiokafka import AIOKafkaProducer
 from prometheus_client import CollectorRegistry
 
+from producers.consent_requests import ConsentRequests
 from producers.outbox import Outbox, OutboxStore
 from producers.publisher import Publisher
 from producers.receipts import ReceiptListener
@@ -189,6 +190,7 @@ async def outbox_services(
             contract=contract,
             consumer=consumer,
             registry=SchemaRegistry(rt.kafka, trust, contract),
+            consents=ConsentRequests(store.engine, schema=rt.pg_schema),
         )
         async with _running(relay.run, listener.run) as tasks:
             yield outbox, tasks

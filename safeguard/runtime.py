@@ -29,6 +29,7 @@ from consumers.service import DeliveryConsumer
 from gateway.allocation_feed import AllocationFeed, allocation_topics
 from gateway.allocations import AllocationDirectory
 from gateway.checkpoints import Checkpoints
+from gateway.consent_book import ConsentBook
 from gateway.decide import Judge
 from gateway.monitor import gateway_monitors
 from gateway.partnership import Partnership
@@ -73,6 +74,8 @@ GATEWAY_WRITES = (
     c.DELIVERY,
     c.RECEIPT_BATCH,
     c.SHARE_DECISION,
+    c.CONSENT_REQUEST,
+    c.CONSENT_OUTCOME,
     c.OPEN_CASE_LIST,
     c.DISCLOSURE_REQUEST,
     *sorted(c.NOTIFICATION_TYPES),
@@ -196,6 +199,7 @@ async def run_gateway(
         store = await stack.enter_async_context(await rt.gateway_store())
         requests = await stack.enter_async_context(await rt.disclosure_requests())
         allocations = AllocationDirectory(store.engine, pseudonyms, schema=rt.pg_schema)
+        consents = ConsentBook(store.engine, schema=rt.pg_schema)
         feed = AllocationFeed(
             directory=allocations,
             opener=Opener(identity, trust),
@@ -218,6 +222,7 @@ async def run_gateway(
             pseudonyms=pseudonyms,
             trust=trust,
             requests=requests,
+            consents=consents,
         )
         await stack.enter_async_context(watching_trust(rt, trust, [identity], registry))
         metrics = GatewayMetrics(registry)
@@ -238,6 +243,7 @@ async def run_gateway(
             judge=judge,
             feed=feed,
             store=store,
+            consents=consents,
             identity=identity,
             trust=trust,
             contract=contract,

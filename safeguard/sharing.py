@@ -1,12 +1,33 @@
-"""Onward share from the command line: open the item, ask the gateway, return its answer."""
+"""Onward shares from the command line: open the item, ask the gateway, return its answer;
+and the author's consent for a share it refused."""
 
 from __future__ import annotations
 
+import contextlib
+import uuid
+from collections.abc import AsyncIterator
 from typing import Any
 
 from consumers.share import ShareClient
 from safeguard.runtime import Runtime
 from sgx.kafka import start_producer
+
+
+@contextlib.asynccontextmanager
+async def share_client(rt: Runtime, la: str) -> AsyncIterator[ShareClient]:
+    """The LA's share client, with a Kafka producer for as long as the block lasts."""
+    trust = rt.trust()
+    producer = await start_producer(rt.kafka)
+    try:
+        yield ShareClient(
+            identity=rt.identity(la, trust),
+            trust=trust,
+            contract=rt.contract(),
+            producer=producer,
+            settings=rt.kafka,
+        )
+    finally:
+        await producer.stop()
 
 
 async def ask_share(
@@ -22,18 +43,25 @@ async def ask_share(
 ) -> dict[str, Any]:
     async with await rt.queue_store(la) as store:
         view = await (await rt.queue_reader(la, store)).show(item_id)
-    trust = rt.trust()
-    producer = await start_producer(rt.kafka)
-    try:
-        client = ShareClient(
-            identity=rt.identity(la, trust),
-            trust=trust,
-            contract=rt.contract(),
-            producer=producer,
-            settings=rt.kafka,
-        )
+    async with share_client(rt, la) as client:
         return await client.request(
             view, to_id=to_id, category=category, to_name=to_name, purpose=purpose, requested_by=by
         )
-    finally:
-        await producer.stop()
+
+
+async def ask_consent(
+    rt: Runtime, la: str, item_id: int, *, category: str, purpose: str, by: str
+) -> dict[str, Any]:
+    """Ask the author of queue item ``item_id`` for consent to share it with ``category``
+    for ``purpose``; returns the gateway's first word (ASKED, NOT_NEEDED, or
+    UNKNOWN_NOTIFICATION)."""
+    async with await rt.queue_store(la) as store:
+        view = await (await rt.queue_reader(la, store)).show(item_id)
+    async with share_client(rt, la) as client:
+        return await client.ask_consent(view, category=category, purpose=purpose, requested_by=by)
+
+
+async def consent_outcomes(rt: Runtime, la: str) -> dict[uuid.UUID, list[dict[str, Any]]]:
+    """Every consent outcome the gateway sent the LA, by request, oldest first."""
+    async with share_client(rt, la) as client:
+        return await client.consent_outcomes()

@@ -14,8 +14,10 @@ from consumers.inbox.store import InboxStore
 from consumers.queue import QueueStore
 from gateway.allocations import AllocationDirectory
 from gateway.checkpoints import Checkpoints
+from gateway.consent_book import ConsentBook
 from gateway.requests import DisclosureRequests
 from gateway.store import GatewayStore
+from producers.consent_requests import ConsentRequests
 from producers.open_cases import OpenCaseStore
 from producers.outbox import OutboxStore
 from producers.school import PushedStore
@@ -34,6 +36,12 @@ def _gateway(engine: AsyncEngine, m: MetaData) -> None:
     _copy(AllocationDirectory(engine, Pseudonymiser(b"k" * 32), schema=m.schema)._metadata, m)
     _copy(Checkpoints(engine, schema=m.schema)._metadata, m)
     _copy(ReplayLog(engine, store.quarantine_table, schema=m.schema)._metadata, m)
+    _copy(ConsentBook(engine, schema=m.schema)._metadata, m)
+
+
+def _outbox(engine: AsyncEngine, m: MetaData) -> None:
+    OutboxStore(engine, m)
+    _copy(ConsentRequests(engine, schema=m.schema)._metadata, m)
 
 
 def _queue(engine: AsyncEngine, m: MetaData) -> None:
@@ -46,7 +54,7 @@ TABLES: dict[str, Callable[[AsyncEngine, MetaData], object]] = {
     "gateway": _gateway,
     "requests": DisclosureRequests,
     "queue": _queue,
-    "outbox": OutboxStore,
+    "outbox": _outbox,
     "open_cases": OpenCaseStore,
     "attendance": PushedStore,
 }

@@ -37,7 +37,7 @@ from sgx.errors import ConfigError
 Direction = Literal["backward-transitive", "full-transitive"]
 PUBLISHED_FILE = "published.json"
 _NS = "org.safeguarding.exchange."
-BACKWARD_ONLY = frozenset({_NS + "AllocationUpdate", _NS + "ShareRequest"})
+BACKWARD_ONLY = frozenset({_NS + "AllocationUpdate", _NS + "ShareRequest", _NS + "ConsentAnswer"})
 FULL = frozenset(
     {
         _NS + "AttendanceUpdate",
@@ -47,6 +47,8 @@ FULL = frozenset(
         _NS + "Delivery",
         _NS + "ReceiptBatch",
         _NS + "ShareDecision",
+        _NS + "ConsentRequest",  # the LA writes it, the gateway forwards it to the author
+        _NS + "ConsentOutcome",
         _NS + "OpenCaseList",
         _NS + "wire.Envelope",
         _NS + "wire.EnvelopeHeader",

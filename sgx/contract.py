@@ -30,6 +30,8 @@ from sgx.errors import ConfigError, ContractError, UnknownSchema
 from sgx.settings import REPO_ROOT
 from sgx.validation import (
     ATTENDANCE_UPDATE,
+    CONSENT_ANSWER,
+    CONSENT_REQUEST,
     HEALTH_UPDATE,
     POLICE_NOTIFICATION,
     RULES,
@@ -39,6 +41,9 @@ from sgx.validation import (
 __all__ = [
     "ALLOCATION_UPDATE",
     "ATTENDANCE_UPDATE",
+    "CONSENT_ANSWER",
+    "CONSENT_OUTCOME",
+    "CONSENT_REQUEST",
     "DELIVERY",
     "DISCLOSURE_REQUEST",
     "ENVELOPE",
@@ -64,6 +69,7 @@ OPEN_CASE_LIST = _NS + "OpenCaseList"
 SHARE_REQUEST = _NS + "ShareRequest"
 SHARE_DECISION = _NS + "ShareDecision"
 DISCLOSURE_REQUEST = _NS + "DisclosureRequest"
+CONSENT_OUTCOME = _NS + "ConsentOutcome"  # the gateway's word to the asking LA
 ENVELOPE = _NS + "wire.Envelope"
 ENVELOPE_HEADER = _NS + "wire.EnvelopeHeader"
 

@@ -407,6 +407,11 @@ class Database:
         """Called once the tables exist; nothing to do by default."""
 
     @property
+    def schema(self) -> str | None:
+        """The PostgreSQL schema its tables are in (None: the default, and SQLite)."""
+        return self._metadata.schema
+
+    @property
     def engine(self) -> AsyncEngine:
         """The engine, for other tables kept in the same database (and its transactions)."""
         return self._engine

@@ -20,6 +20,7 @@ the boundary where they occur and chained with ``raise ... from exc``::
     ├── NotFound                    a stored item (e.g. a queue item) does not exist
     ├── NotAuthenticated            a request has no valid session, token or credentials
     ├── Forbidden                   the caller may not do this or see this item
+    ├── AlreadyAnswered             a consent request was answered before (the first answer stands)
     ├── Fenced                      a gateway instance no longer owns an audit chain it wrote
     └── AuditChainBroken            an audit hash chain does not verify
 
@@ -121,6 +122,10 @@ class NotAuthenticated(ExchangeError):
 
 class Forbidden(ExchangeError):
     """The caller is known but may not do this, or see this item (HTTP 403)."""
+
+
+class AlreadyAnswered(ExchangeError):
+    """A consent request already has its answer: the first answer stands (HTTP 409)."""
 
 
 class Fenced(ExchangeError):

@@ -21,6 +21,7 @@ import functools
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from sgx import consent
 from sgx.errors import ContractError
 from sgx.identifiers import check_gss_code, check_nhs_number, check_upn
 from sgx.restrictions import FORBIDS
@@ -33,6 +34,8 @@ ATTENDANCE_UPDATE = _NS + "AttendanceUpdate"
 HEALTH_UPDATE = _NS + "HealthUpdate"
 POLICE_NOTIFICATION = _NS + "PoliceNotification"
 DISCLOSURE_REQUEST = _NS + "DisclosureRequest"
+CONSENT_REQUEST = _NS + "ConsentRequest"
+CONSENT_ANSWER = _NS + "ConsentAnswer"
 
 
 def _text(record: Mapping[str, Any], key: str) -> bool:
@@ -215,5 +218,7 @@ def check_disclosure_request(record: Mapping[str, Any]) -> None:
 RULES: dict[str, Callable[[Mapping[str, Any]], None]] = {
     **{name: functools.partial(check_notification, name) for name in _TYPE_RULES},
     DISCLOSURE_REQUEST: check_disclosure_request,
+    CONSENT_REQUEST: functools.partial(consent.check_request, schema=CONSENT_REQUEST),
+    CONSENT_ANSWER: functools.partial(consent.check_answer, schema=CONSENT_ANSWER),
 }
 """The contract rules beyond Avro structure, by schema name (Contract.check applies them)."""

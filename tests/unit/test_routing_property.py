@@ -26,6 +26,7 @@ from hypothesis import HealthCheck, given, settings
 
 from gateway.allocation_feed import AllocationFeed
 from gateway.allocations import AllocationDirectory
+from gateway.consent_book import ConsentBook
 from gateway.decide import Judge
 from gateway.decision import Decision
 from gateway.open_cases import lists_for
@@ -126,6 +127,7 @@ class _Run:
             pseudonyms=pseudonyms,
             trust=self.trust,
             requests=self.requests,
+            consents=ConsentBook(self.store.engine),
         )
         return self
 

@@ -89,3 +89,17 @@ def test_a_compatible_change_with_its_history_kept_is_locked_in(folder: Path) ->
     assert (
         compatibility.published_fingerprints(folder)[NS + "AttendanceUpdate"] == "bfe210d02da99e90"
     )
+
+
+def test_a_new_type_is_refused_until_locked_and_then_passes(folder: Path) -> None:
+    published = compatibility.published_fingerprints(folder)
+    del published[NS + "ConsentOutcome"]  # as before this release added it
+    (folder / compatibility.PUBLISHED_FILE).write_text(json.dumps(published))
+    code, output = check(folder)
+    assert code == 1
+    assert "INCOMPATIBLE ConsentOutcome" in output
+    assert "not listed: add its fingerprint" in output
+    result = CliRunner().invoke(main, ["schemas", "check", "--schemas", str(folder), "--lock"])
+    assert result.exit_code == 0, result.output
+    assert NS + "ConsentOutcome" in compatibility.published_fingerprints(folder)
+    assert check(folder)[0] == 0

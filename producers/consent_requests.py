@@ -24,6 +24,7 @@ Table: ``outbox_consent_request``, unique on (agency, request_id).
 
 from __future__ import annotations
 
+import builtins
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, fields
@@ -254,3 +255,29 @@ def _answered(request: ConsentRequest) -> str:
         f"({(request.answer or '').lower()} by {request.answered_by}, {when}): the first "
         "answer stands"
     )
+
+
+class ConsentDesk:
+    """One agency's consent requests and its way to answer them (the push endpoint's)."""
+
+    def __init__(self, book: ConsentRequests, outbox: Outbox) -> None:
+        self._book = book
+        self._outbox = outbox
+
+    async def list(self, *, open_only: bool = False) -> builtins.list[ConsentRequest]:
+        return await self._book.list(self._outbox.agency, open_only=open_only)
+
+    async def answer(
+        self,
+        request_id: uuid.UUID,
+        *,
+        granted: bool,
+        answered_by: str,
+        reason: str | None = None,
+        court_order: str | None = None,
+    ) -> ConsentRequest:
+        """:meth:`ConsentRequests.answer` for this desk's agency."""
+        return await self._book.answer(
+            self._outbox, request_id, granted=granted, answered_by=answered_by, reason=reason,
+            court_order=court_order,
+        )  # fmt: skip

@@ -49,6 +49,7 @@ __all__ = [
 JSON_SCHEMA_DIALECT = "https://json-schema.org/draft/2020-12/schema"
 COMPONENTS = "#/components/schemas/"
 NOTIFICATIONS_PATH = "/v1/notifications"
+CONSENT_PATH = "/v1/consent-requests"
 API_VERSION = "1.0.0"
 
 _INT32 = {"type": "integer", "format": "int32", "minimum": -(2**31), "maximum": 2**31 - 1}
@@ -247,6 +248,129 @@ def _push_operation(full_name: str, request: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+_TEXT = {"type": "string", "minLength": 1}
+_MAYBE_TEXT = {"type": ["string", "null"], "minLength": 1}
+_CATEGORY = {
+    "type": "string",
+    "enum": ["LA_SOCIAL_CARE", "PARENT_OR_CARER", "OTHER_PROFESSIONAL", "CARE_PROCEEDINGS"],
+}
+_WHEN = {"type": "string", "format": "date-time"}
+_CONSENT_COMPONENTS: dict[str, Any] = {
+    "ConsentRequest": {
+        "type": "object",
+        "description": "A local authority asks this agency, as the item's author, for "
+        "consent to one onward share: that recipient category, that purpose.",
+        "properties": {
+            "request_id": {"type": "string", "format": "uuid"},
+            "notification_id": {
+                "type": "string",
+                "format": "uuid",
+                "description": "the item: this agency's own notification id",
+            },
+            "local_authority": _TEXT,
+            "requested_by": _TEXT,
+            "category": _CATEGORY,
+            "purpose": _TEXT,
+            "blocking": {
+                "type": "array",
+                "items": {"type": "string"},
+                "description": "the restrictions the share would break without consent",
+            },
+            "requested_at": _WHEN,
+            "answer": {"type": ["string", "null"], "enum": ["GRANTED", "REFUSED", None]},
+            "answered_by": {"type": ["string", "null"]},
+            "court_order": {"type": ["string", "null"]},
+            "answered_at": {"type": ["string", "null"], "format": "date-time"},
+        },
+        "required": ["request_id", "notification_id", "local_authority", "category", "purpose"],
+    },
+    "ConsentRequests": {
+        "type": "object",
+        "properties": {
+            "consent_requests": {"type": "array", "items": {"$ref": COMPONENTS + "ConsentRequest"}}
+        },
+        "required": ["consent_requests"],
+    },
+    "ConsentAnswer": {
+        "type": "object",
+        "properties": {
+            "granted": {"type": "boolean"},
+            "answered_by": {**_TEXT, "description": "who decides (name and role)"},
+            "reason": {**_MAYBE_TEXT, "description": "why, or the grant's conditions"},
+            "court_order": {
+                **_MAYBE_TEXT,
+                "description": "the court order directing disclosure (court, case number, "
+                "date): required to grant police material confidential to the proceedings "
+                "to parents or other agencies",
+            },
+        },
+        "required": ["granted", "answered_by"],
+        "additionalProperties": False,
+    },
+}
+
+
+def _consent_paths() -> dict[str, Any]:
+    def body(name: str) -> dict[str, Any]:
+        return {"application/json": {"schema": {"$ref": COMPONENTS + name}}}
+
+    missing = {"description": "no such consent request put to this agency",
+               "content": body("Errors")}  # fmt: skip
+    return {
+        CONSENT_PATH: {
+            "get": {
+                "operationId": "list_consent_requests",
+                "summary": "The consent requests put to the token's agency as author",
+                "parameters": [
+                    {
+                        "name": "open",
+                        "in": "query",
+                        "required": False,
+                        "schema": {"type": "boolean"},
+                        "description": "only those not answered",
+                    },
+                ],
+                "responses": {
+                    "200": {
+                        "description": "the requests, oldest first",
+                        "content": body("ConsentRequests"),
+                    },
+                    **{k: v for k, v in _ERRORS.items() if k in ("401", "403", "503", "500")},
+                },
+            }
+        },
+        CONSENT_PATH + "/{request_id}/answer": {
+            "post": {
+                "operationId": "answer_consent_request",
+                "summary": "Grant or refuse one consent request (the first answer stands)",
+                "description": (
+                    "The answer is kept in the agency's outbox, signed by the agency and "
+                    "sent to the gateway, which passes it to the asking local authority. "
+                    "A grant covers exactly the request's recipient category and purpose."
+                ),
+                "parameters": [
+                    {
+                        "name": "request_id",
+                        "in": "path",
+                        "required": True,
+                        "schema": {"type": "string", "format": "uuid"},
+                    },
+                ],
+                "requestBody": {"required": True, "content": body("ConsentAnswer")},
+                "responses": {
+                    "202": {"description": "answered", "content": body("ConsentRequest")},
+                    "404": missing,
+                    "409": {
+                        "description": "answered already: the first answer stands",
+                        "content": body("Errors"),
+                    },
+                    **_ERRORS,
+                },
+            }
+        },
+    }
+
+
 def _plain_get(operation_id: str, description: str, media_type: str) -> dict[str, Any]:
     return {
         "get": {
@@ -266,6 +390,7 @@ def openapi_document(contract: Contract) -> dict[str, Any]:
         paths[f"{NOTIFICATIONS_PATH}/{c.SHORT_NAMES[full_name]}"] = _push_operation(
             full_name, request
         )
+    paths.update(_consent_paths())
     paths["/healthz"] = _plain_get("healthz", "the endpoint is up", "text/plain")
     paths["/openapi.json"] = _plain_get("openapi", "this document", "application/json")
     return {
@@ -291,7 +416,11 @@ def openapi_document(contract: Contract) -> dict[str, Any]:
                     "description": "a token minted for one agency with `safeguard push token`",
                 }
             },
-            "schemas": {**dict(sorted(generator.defs.items())), **_SHARED_COMPONENTS},
+            "schemas": {
+                **dict(sorted(generator.defs.items())),
+                **_SHARED_COMPONENTS,
+                **_CONSENT_COMPONENTS,
+            },
         },
     }
 

@@ -1,5 +1,7 @@
 """The push endpoint: agency systems POST notifications as JSON over HTTP.
 
+The author's side of consent (``/v1/consent-requests``) is :mod:`producers.push_consent`.
+
 ``POST /v1/notifications/{type}`` (``attendance_update``, ``health_update``,
 ``police_notification``) with a per-agency bearer token and a JSON body in the mapping of
 :mod:`producers.openapi` (whose document is served at ``GET /openapi.json``). The endpoint
@@ -57,12 +59,14 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
+from producers.consent_requests import ConsentDesk
 from producers.feeds import Submit
 from producers.openapi import NOTIFICATIONS_PATH, openapi_document
+from producers.push_consent import CONSENT_PATH, ConsentRoutes
 from producers.push_tokens import PushTokens
 from sgx import contract as c
 from sgx.contract import Contract, default_contract
-from sgx.errors import ContractError, ExchangeError
+from sgx.errors import AlreadyAnswered, ContractError, ExchangeError, NotFound
 
 __all__ = [
     "MAX_BODY_BYTES",
@@ -287,14 +291,11 @@ class _PushService:
         self._document = openapi_document(contract)
 
     async def push(self, request: Request) -> Response:
-        agency = self._authenticate(request)
+        agency = self.authenticate(request)
         name = c.FULL_NAMES.get(request.path_params["type"])
         if name is None:
             raise _refuse(404, "unknown notification type; see /openapi.json")
-        media_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
-        if media_type != "application/json":
-            raise _refuse(415, "the body must be application/json")
-        data = self._parse(await self._body(request))
+        data = await self.read_json(request)
         if not isinstance(data, dict):
             raise ContractError("$", f"expected a JSON object, {_got(data)}", schema=name)
         author = data.get("author")
@@ -305,7 +306,16 @@ class _PushService:
         log.info("accepted %s %s from %s", c.SHORT_NAMES[name], notification_id, agency)
         return JSONResponse({"notification_id": str(notification_id)}, status_code=202)
 
-    def _authenticate(self, request: Request) -> str:
+    async def read_json(self, request: Request) -> Any:
+        """The request's JSON body: 415 if it is not JSON, 413 if too large, 400 if broken."""
+        media_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+        if media_type != "application/json":
+            raise _refuse(415, "the body must be application/json")
+        return self._parse(await self._body(request))
+
+    def authenticate(self, request: Request) -> str:
+        """The agency the bearer token belongs to (401 without a valid one, 403 if this
+        endpoint does not serve it)."""
         scheme, _, token = request.headers.get("authorization", "").partition(" ")
         if scheme.lower() != "bearer" or not token.strip():
             raise _refuse(401, "a bearer token is required", {"WWW-Authenticate": _CHALLENGE})
@@ -374,29 +384,44 @@ async def _exchange_error(request: Request, exc: Exception) -> Response:
     return _errors(500, [{"message": "the notification could not be accepted"}])
 
 
+async def _not_found(_: Request, exc: Exception) -> Response:
+    return _errors(404, [{"message": str(exc)}])
+
+
+async def _already_answered(_: Request, exc: Exception) -> Response:
+    return _errors(409, [{"message": str(exc)}])
+
+
 def push_app(
     accepts: Mapping[str, Accept],
     tokens: PushTokens,
     *,
     contract: Contract | None = None,
     max_body_bytes: int = MAX_BODY_BYTES,
+    consents: Mapping[str, ConsentDesk] | None = None,
 ) -> Starlette:
     """The push endpoint's ASGI app.
 
     ``accepts`` maps each served agency id to its ``accept(full type name, record)``,
     which validates the record (ContractError → 422), stores it durably and returns the
-    notification id.
+    notification id. ``consents`` maps agencies to their consent desks, served under
+    ``/v1/consent-requests`` (:mod:`producers.push_consent`).
     """
     service = _PushService(accepts, tokens, contract or default_contract(), max_body_bytes)
+    desks = ConsentRoutes(consents or {}, service.authenticate, service.read_json)
     return Starlette(
         routes=[
             Route(NOTIFICATIONS_PATH + "/{type}", service.push, methods=["POST"]),
+            Route(CONSENT_PATH, desks.list, methods=["GET"]),
+            Route(CONSENT_PATH + "/{request_id}/answer", desks.answer, methods=["POST"]),
             Route("/openapi.json", service.openapi, methods=["GET"]),
             Route("/healthz", _healthz, methods=["GET"]),
         ],
         exception_handlers={
             HTTPException: _http_error,
             ContractError: _contract_error,
+            NotFound: _not_found,
+            AlreadyAnswered: _already_answered,
             ExchangeError: _exchange_error,
         },
     )

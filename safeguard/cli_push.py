@@ -27,6 +27,7 @@ from prometheus_client import CollectorRegistry
 from prometheus_client.metrics_core import Metric
 from prometheus_client.registry import Collector
 
+from producers.consent_requests import ConsentDesk, ConsentRequests
 from producers.openapi import openapi_document, render
 from producers.outbox import OutboxStore
 from producers.push import Accept, push_app
@@ -90,6 +91,7 @@ async def run_push(
     async with contextlib.AsyncExitStack() as stack:
         accepts: dict[str, Accept] = {}
         stores: dict[str, OutboxStore] = {}
+        desks: dict[str, ConsentDesk] = {}
         services: list[asyncio.Task[None]] = []
         registries = _registries(agencies, registry)
         for agency, metrics in registries.items():
@@ -97,10 +99,12 @@ async def run_push(
                 outbox_services(rt, agency, registry=metrics, options=options)
             )
             accepts[agency], stores[agency] = outbox.add, outbox.store
+            book = ConsentRequests(outbox.store.engine, schema=rt.pg_schema)
+            desks[agency] = ConsentDesk(book, outbox)
             services += tasks
         readiness = await stack.enter_async_context(producer_monitoring(rt, registries, stores))
         await stack.enter_async_context(serving_metrics(rt, registry, readiness))
-        app = push_app(accepts, tokens, contract=rt.contract())
+        app = push_app(accepts, tokens, contract=rt.contract(), consents=desks)
         config = uvicorn.Config(app, host=host, port=port, lifespan="off", log_config=None)
         await _serve(_QuietServer(config), stop, ready, services)
 

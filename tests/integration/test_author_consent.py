@@ -10,27 +10,34 @@ recorded.
 from __future__ import annotations
 
 import asyncio
+import json
 import uuid
+from collections.abc import Awaitable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from click.testing import CliRunner, Result
 
 from producers.consent_requests import ConsentRequest, ConsentRequests
 from producers.outbox import Outbox
+from producers.push import to_json
+from producers.push_tokens import mint_token, tokens_file
 from safeguard import samples
 from safeguard.cli import main as safeguard
 from safeguard.outbox_wiring import running_outbox
 from safeguard.parties import HEALTH, LA, POLICE, SCHOOL
 from safeguard.sharing import ask_consent, ask_share, consent_outcomes
 from sgx import contract as c
+from sgx.broker import free_port
 from sgx.envelope import Opener, Purpose
 from sgx.errors import AlreadyAnswered, ContractError
 from sgx.identifiers import make_nhs_number, make_upn
 from sgx.kafka import read_topic, receipts_topic
 from tests.integration.harness import Exchange, eventually, kafka_env, running_exchange
+from tests.integration.test_push import serving
 
 pytestmark = pytest.mark.broker
 
@@ -279,3 +286,69 @@ async def test_answers_from_another_agency_or_to_no_request_are_quarantined(
         )
         court = await _share(ex, item.item.item_id, "CARE_PROCEEDINGS", "s.31")
         assert court["allowed"] is False
+
+
+async def test_the_author_answers_through_the_push_endpoint(tmp_path: Path) -> None:
+    async with running_exchange(tmp_path) as ex:
+        await ex.allocate(ALLOCATE)
+        token = mint_token(tokens_file(tmp_path), POLICE)
+        auth = {"Authorization": f"Bearer {token}"}
+        contract = ex.rt.contract()
+        port = free_port()
+        base = f"http://127.0.0.1:{port}"
+        async with serving(ex.rt, [POLICE], port), httpx.AsyncClient(base_url=base) as http:
+            record = to_json(contract, c.POLICE_NOTIFICATION, samples.police_notification(LEO))
+            pushed = await http.post(
+                "/v1/notifications/police_notification", json=record, headers=auth
+            )
+            assert pushed.status_code == 202, pushed.text
+            await ex.wait_rows(2)
+            (item,) = await ex.queue("sw-ben")
+            asked = await ask_consent(
+                ex.rt, LA, item.item.item_id, category="CARE_PROCEEDINGS",
+                purpose="Care proceedings: s.31 application", by="sw-ben",
+            )  # fmt: skip
+            request_id = str(asked["request_id"])
+
+            async def listed() -> list[dict[str, Any]]:
+                answer = await http.get("/v1/consent-requests?open=true", headers=auth)
+                assert answer.status_code == 200, answer.text
+                found: list[dict[str, Any]] = answer.json()["consent_requests"]
+                return found
+
+            await eventually(lambda: _nonempty(listed()), "the request to reach the police")
+            (shown,) = await listed()
+            assert shown["request_id"] == request_id
+            assert shown["notification_id"] == pushed.json()["notification_id"]
+            assert shown["blocking"] == ["THIRD_PARTY_AUTHOR_CONSENT"]
+            assert LEO["nhs_number"] not in json.dumps(shown)
+
+            answer_url = f"/v1/consent-requests/{request_id}/answer"
+            anonymous = await http.post(answer_url, json={"granted": True, "answered_by": "x"})
+            assert anonymous.status_code == 401
+            incomplete = await http.post(answer_url, json={"granted": True}, headers=auth)
+            assert incomplete.status_code == 422
+            assert incomplete.json()["errors"][0]["path"] == "answered_by"
+            unknown = await http.post(
+                f"/v1/consent-requests/{uuid.uuid4()}/answer",
+                json={"granted": True, "answered_by": "DS Smith"},
+                headers=auth,
+            )
+            assert unknown.status_code == 404
+            body = {"granted": True, "answered_by": "DS Smith (disclosure unit)"}
+            granted = await http.post(answer_url, json=body, headers=auth)
+            assert granted.status_code == 202, granted.text
+            assert granted.json()["answer"] == "GRANTED"
+            again = await http.post(answer_url, json=body, headers=auth)
+            assert again.status_code == 409
+            assert await listed() == []
+
+            await _outcome(ex, asked["request_id"], "GRANTED")
+            court = await _share(ex, item.item.item_id, "CARE_PROCEEDINGS", shown["purpose"])
+            assert court["allowed"] is True, court
+            parents = await _share(ex, item.item.item_id, "PARENT_OR_CARER", shown["purpose"])
+            assert parents["allowed"] is False
+
+
+async def _nonempty(found: Awaitable[list[dict[str, Any]]]) -> bool:
+    return bool(await found)

@@ -113,15 +113,23 @@ class ShareClient:
     async def answers(self, request_ids: set[uuid.UUID]) -> dict[uuid.UUID, dict[str, Any]]:
         """The gateway's decisions on these share requests that are on the receipts topic
         now (one read to its end; a request not yet answered is not in the result)."""
-        return {
-            rid: found[-1] for rid, found in (await self._read(c.SHARE_DECISION)).items()
-            if rid in request_ids
-        }  # fmt: skip
+        return await self._latest(c.SHARE_DECISION, request_ids)
+
+    async def consent_answers(self, request_ids: set[uuid.UUID]) -> dict[uuid.UUID, dict[str, Any]]:
+        """The latest ConsentOutcome on each of these consent requests on the receipts
+        topic now (the author's answer once there, else the gateway's first word)."""
+        return await self._latest(c.CONSENT_OUTCOME, request_ids)
 
     async def consent_outcomes(self) -> dict[uuid.UUID, list[dict[str, Any]]]:
         """Every consent outcome on the receipts topic now, by request, oldest first (the
         gateway's ASKED, then the author's answer)."""
         return await self._read(c.CONSENT_OUTCOME)
+
+    async def _latest(
+        self, schema: str, request_ids: set[uuid.UUID]
+    ) -> dict[uuid.UUID, dict[str, Any]]:
+        found = await self._read(schema)
+        return {rid: said[-1] for rid, said in found.items() if rid in request_ids}
 
     async def _read(self, schema: str) -> dict[uuid.UUID, list[dict[str, Any]]]:
         found: dict[uuid.UUID, list[dict[str, Any]]] = {}
@@ -129,6 +137,8 @@ class ShareClient:
             answer = self._answer(bytes(record.value or b""), schema, None)
             if answer is not None:
                 found.setdefault(answer["request_id"], []).append(answer)
+        for said in found.values():
+            said.sort(key=_in_order)
         return found
 
     async def _wait(self, schema: str, request_id: uuid.UUID, deadline: float) -> dict[str, Any]:
@@ -164,3 +174,10 @@ class ShareClient:
         if name != schema:
             return None
         return record if request_id is None or record["request_id"] == request_id else None
+
+
+def _in_order(answer: dict[str, Any]) -> tuple[bool, datetime]:
+    """The order the gateway's answers to one request were given in: a consent request's
+    ASKED before the author's answer, else by when decided. The topic cannot say: each
+    answer is keyed by its own message id, so two answers may sit on different partitions."""
+    return answer.get("state") != "ASKED", answer["decided_at"]

@@ -134,16 +134,16 @@ def way_forward(
     """What the LA can do about a refused share, in words after the restrictions."""
     if any(code in COURT_ORDER_ONLY for code in remaining):
         return (
-            ". Police material: it goes further only when the police record the court "
+            " Police material: it goes further only when the police record the court "
             "order directing disclosure with their consent"
         )
     if grant is None and grants:
         purposes = ", ".join(repr(g.purpose) for g in grants)
         return (
-            f". The author consented to sharing it with {category} for {purposes} only: "
+            f" The author consented to sharing it with {category} for {purposes} only: "
             "ask the author again for this purpose"
         )
-    return ". Ask the author's consent through the exchange (safeguard consent ask)"
+    return " Ask the author's consent through the exchange"
 
 
 def _answer(

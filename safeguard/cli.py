@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import shlex
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -346,6 +347,11 @@ async def queue_share(
         click.echo(f"allowed: share of #{item} with {to_id} ({category}) — {decision['reason']}")
         return 0
     click.echo(f"refused: {', '.join(decision['broken']) or 'no such item'} — {decision['reason']}")
+    if decision["broken"]:
+        click.echo(
+            f"  to ask the author: safeguard consent ask --la {la} {item} --category {category} "
+            f"--purpose {shlex.quote(purpose)} --by {shlex.quote(by)}"
+        )
     return 1
 
 

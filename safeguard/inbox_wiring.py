@@ -89,6 +89,14 @@ async def serving_inbox(
                 request_id=request_id,
             )
 
+        async def ask_consent(
+            view: QueueView, category: str, purpose: str, by: str, request_id: uuid.UUID
+        ) -> dict[str, Any]:
+            return await shares.ask_consent(
+                view, category=category, purpose=purpose, requested_by=by,
+                timeout=settings.share_timeout_s, request_id=request_id,
+            )  # fmt: skip
+
         inbox = Inbox(
             la=la,
             queue=queue,
@@ -96,6 +104,8 @@ async def serving_inbox(
             store=store,
             ask_share=ask,
             find_answers=shares.answers,
+            ask_consent=ask_consent,
+            find_consents=shares.consent_answers,
             metrics=InboxMetrics(registry),
         )
         readiness = Readiness()

@@ -21,6 +21,7 @@ the boundary where they occur and chained with ``raise ... from exc``::
     ├── NotAuthenticated            a request has no valid session, token or credentials
     ├── Forbidden                   the caller may not do this or see this item
     ├── AlreadyAnswered             a consent request was answered before (the first answer stands)
+    ├── AlreadyAsked                the author's consent to this share was asked already
     ├── Fenced                      a gateway instance no longer owns an audit chain it wrote
     └── AuditChainBroken            an audit hash chain does not verify
 
@@ -126,6 +127,11 @@ class Forbidden(ExchangeError):
 
 class AlreadyAnswered(ExchangeError):
     """A consent request already has its answer: the first answer stands (HTTP 409)."""
+
+
+class AlreadyAsked(ExchangeError):
+    """The author's consent to this onward share was asked already and is awaited, or was
+    granted in full: a second request would only repeat the first (HTTP 409)."""
 
 
 class Fenced(ExchangeError):

@@ -19,6 +19,7 @@ from consumers.inbox import auth
 from consumers.inbox.access import Principal
 from consumers.inbox.api_models import (
     AckOut,
+    ConsentOut,
     Delivery,
     DeliveryPage,
     DeliverySummary,
@@ -28,6 +29,7 @@ from consumers.inbox.api_models import (
     ShareOut,
     SharingRecord,
 )
+from consumers.inbox.consent_store import ConsentRecord
 from consumers.inbox.oidc import IdentityProvider
 from consumers.inbox.service import PAGE_LIMIT, Inbox
 from consumers.inbox.store import ShareRecord
@@ -93,6 +95,25 @@ def _share(share: ShareRecord) -> ShareOut:
         broken=list(share.broken),
         reason=share.reason,
         decided_at=share.decided_at,
+    )
+
+
+def _consent(consent: ConsentRecord) -> ConsentOut:
+    return ConsentOut(
+        consent_id=consent.consent_id,
+        share_id=consent.share_id,
+        item_id=consent.item_id,
+        to_category=consent.category,
+        purpose=consent.purpose,
+        requested_by=consent.requested_by,
+        requested_at=consent.requested_at,
+        status=(consent.state or "sending").lower(),
+        author=consent.author,
+        answered_by=consent.answered_by,
+        court_order=consent.court_order,
+        still_blocked=list(consent.still_blocked),
+        reason=consent.reason,
+        decided_at=consent.decided_at,
     )
 
 
@@ -172,6 +193,17 @@ class Api:
         return body(
             _share(await self._inbox.share_record(who, int(request.path_params["share_id"])))
         )
+
+    async def ask_consent(self, request: Request) -> Response:
+        """POST /api/v1/shares/{share_id}/consent: ask the author of a refused share."""
+        who = await self._who(request)
+        asked = await self._inbox.ask_consent(who, int(request.path_params["share_id"]))
+        return body(_consent(asked), 201)
+
+    async def consent(self, request: Request) -> Response:
+        who = await self._who(request)
+        found = await self._inbox.consent_record(who, int(request.path_params["consent_id"]))
+        return body(_consent(found))
 
     async def sharing_record(self, request: Request) -> Response:
         who = await self._who(request)

@@ -98,6 +98,34 @@ class ShareOut(_Out):
     decided_at: dt.datetime | None
 
 
+class ConsentOut(_Out):
+    """A consent asked of the author of a refused share, and where it stands."""
+
+    consent_id: int
+    share_id: int = Field(description="the refused share it asks about")
+    item_id: int
+    to_category: str = Field(description="the recipient category the consent would cover")
+    purpose: str = Field(description="the purpose the consent would cover (the share's)")
+    requested_by: str
+    requested_at: dt.datetime
+    status: Literal[
+        "sending", "asked", "not_needed", "unknown_notification", "granted", "refused"
+    ] = Field(
+        description="sending: not yet acknowledged by the exchange; asked: put to the author, "
+        "awaiting the answer; granted or refused: the author's answer; not_needed or "
+        "unknown_notification: the exchange settled it without asking"
+    )
+    author: str | None = Field(description="the author's agency asked")
+    answered_by: str | None
+    court_order: str | None = Field(description="the court order a police grant recorded")
+    still_blocked: list[str] = Field(
+        description="restriction codes a grant does not lift (police material with no court "
+        "order): the share stays refused"
+    )
+    reason: str | None
+    decided_at: dt.datetime | None
+
+
 class ReceivedOut(_Out):
     item_id: int
     notification_id: str
@@ -124,5 +152,6 @@ MODELS: tuple[type[BaseModel], ...] = (
     AckOut,
     ShareIn,
     ShareOut,
+    ConsentOut,
     SharingRecord,
 )

@@ -5,7 +5,7 @@ framing), ``nosniff`` and ``no-referrer``. Each request is logged as its route t
 (``/items/{item_id}``), status, time and caller id: never a query string, a form field or
 anything opened from an item. Errors map from the exchange's exception tree: not signed in
 → the sign-in page (web) or 401 (API); Forbidden → 403; NotFound → 404 without a word of
-the item; ContractError → 422 with the field's path.
+the item; AlreadyAsked → 409; ContractError → 422 with the field's path.
 """
 
 from __future__ import annotations
@@ -30,7 +30,14 @@ from consumers.inbox.openapi import openapi_document
 from consumers.inbox.service import Inbox
 from consumers.inbox.settings import InboxSettings
 from consumers.inbox.web import Web
-from sgx.errors import ContractError, ExchangeError, Forbidden, NotAuthenticated, NotFound
+from sgx.errors import (
+    AlreadyAsked,
+    ContractError,
+    ExchangeError,
+    Forbidden,
+    NotAuthenticated,
+    NotFound,
+)
 
 log = logging.getLogger("sgx.inbox")
 HEADERS = [
@@ -128,6 +135,7 @@ def inbox_app(
         Route("/items/{item_id:int}", web.item, methods=["GET"]),
         Route("/items/{item_id:int}/ack", web.ack, methods=["POST"]),
         Route("/items/{item_id:int}/share", web.share, methods=["POST"]),
+        Route("/shares/{share_id:int}/consent", web.ask_consent, methods=["POST"]),
         Route("/items/{item_id:int}/child", web.child, methods=["GET"]),
         Route("/static/inbox.css", web.stylesheet, methods=["GET"]),
         Route(f"{PREFIX}/deliveries", api.deliveries, methods=["GET"]),
@@ -135,6 +143,8 @@ def inbox_app(
         Route(PREFIX + "/deliveries/{item_id:int}/ack", api.ack, methods=["POST"]),
         Route(PREFIX + "/deliveries/{item_id:int}/shares", api.share, methods=["POST"]),
         Route(PREFIX + "/shares/{share_id:int}", api.share_decision, methods=["GET"]),
+        Route(PREFIX + "/shares/{share_id:int}/consent", api.ask_consent, methods=["POST"]),
+        Route(PREFIX + "/consents/{consent_id:int}", api.consent, methods=["GET"]),
         Route(
             PREFIX + "/deliveries/{item_id:int}/sharing-record", api.sharing_record, methods=["GET"]
         ),
@@ -161,6 +171,11 @@ def inbox_app(
         if is_api(request):
             return errors(404, [("path", str(exc))])
         return await web.error(request, 404, "Not found", str(exc))
+
+    async def conflict(request: Request, exc: Exception) -> Response:
+        if is_api(request):
+            return errors(409, [("path", str(exc))])
+        return await web.error(request, 409, "Asked already", str(exc))
 
     async def bad_input(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, ContractError)
@@ -192,6 +207,7 @@ def inbox_app(
             NotAuthenticated: not_signed_in,
             Forbidden: forbidden,
             NotFound: not_found,
+            AlreadyAsked: conflict,
             ContractError: bad_input,
             ExchangeError: failed,
         },

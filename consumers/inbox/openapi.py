@@ -37,6 +37,13 @@ _ITEM = {
     "description": "a queue item id",
 }
 
+_SHARE = {
+    "name": "share_id",
+    "in": "path",
+    "required": True,
+    "schema": {"type": "integer", "minimum": 1},
+}
+
 
 def _op(summary: str, scope: str, ok: dict[str, Any], **extra: Any) -> dict[str, Any]:
     responses = {**ok, **_ERRORS}
@@ -99,9 +106,27 @@ OPERATIONS: dict[tuple[str, str], dict[str, Any]] = {
         "An onward share and the exchange's decision",
         "shares:write",
         {"200": _json("ShareOut", "the share"), "404": _json("Errors", "no such share")},
+        parameters=[_SHARE],
+    ),
+    ("/api/v1/shares/{share_id}/consent", "post"): _op(
+        "Ask the author of a share the exchange refused for a restriction for consent to "
+        "it (that recipient category and purpose); the author answers later",
+        "shares:write",
+        {
+            "201": _json("ConsentOut", "recorded, with the exchange's first word (or sending)"),
+            "404": _json("Errors", "no such share of an item the caller may see"),
+            "409": _json("Errors", "asked already: the answer is awaited, or it was granted"),
+            "422": _json("Errors", "the share was not refused for a restriction"),
+        },
+        parameters=[_SHARE],
+    ),
+    ("/api/v1/consents/{consent_id}", "get"): _op(
+        "A consent asked of an author, and where it stands (the answer, once given)",
+        "shares:write",
+        {"200": _json("ConsentOut", "the consent request")},
         parameters=[
             {
-                "name": "share_id",
+                "name": "consent_id",
                 "in": "path",
                 "required": True,
                 "schema": {"type": "integer", "minimum": 1},
@@ -120,7 +145,7 @@ OPERATIONS: dict[tuple[str, str], dict[str, Any]] = {
 SCOPES = {
     "deliveries:read": "list and open deliveries",
     "deliveries:ack": "acknowledge deliveries",
-    "shares:write": "ask for onward shares and read their decisions",
+    "shares:write": "ask for onward shares and the authors' consent, and read the answers",
     "sharing-record:read": "read a child's sharing record",
     "queue:all": "every queue of the LA",
     "queue:mash": "the LA's MASH queue",

@@ -1,5 +1,6 @@
 """What the inbox does, for the web page and the API alike: list, open, acknowledge, ask
-for an onward share and build a child's sharing record, each checked against the caller
+for an onward share, ask the author's consent to one the exchange refused, and build a
+child's sharing record, each checked against the caller
 (:class:`~consumers.inbox.access.Principal`) and each read audited."""
 
 from __future__ import annotations
@@ -12,15 +13,19 @@ from typing import Any
 from prometheus_client import CollectorRegistry, Counter
 
 from consumers.inbox.access import ACK, READ, RECORD, SHARE, Principal
+from consumers.inbox.consent_store import ConsentRecord
 from consumers.inbox.store import InboxStore, ReadAction, ShareRecord
 from consumers.inbox.views import child_key
 from consumers.queue import QueueItem, QueueStore
 from consumers.reader import QueueReader, QueueView
-from sgx.errors import ContractError, TransportError
+from sgx.errors import AlreadyAsked, ContractError, TransportError
 
 # (view, to_id, category, to_name, purpose, requested_by, request_id) -> the ShareDecision
 AskShare = Callable[[QueueView, str, str, str, str, str, uuid.UUID], Awaitable[dict[str, Any]]]
-# request ids -> the ShareDecisions the gateway has published for them so far
+# (view, category, purpose, requested_by, request_id) -> the gateway's first ConsentOutcome
+AskConsent = Callable[[QueueView, str, str, str, uuid.UUID], Awaitable[dict[str, Any]]]
+# request ids -> the latest answer (ShareDecision, ConsentOutcome) the gateway has published
+# for each so far
 FindAnswers = Callable[[set[uuid.UUID]], Awaitable[dict[uuid.UUID, dict[str, Any]]]]
 PAGE_LIMIT = 500
 
@@ -51,6 +56,12 @@ class InboxMetrics:
             ["outcome"],
             registry=registry,
         )
+        self.consents = Counter(
+            "sgx_inbox_consent_requests",
+            "Consents asked of authors, by the exchange's first word, then by the answer",
+            ["outcome"],
+            registry=registry,
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,6 +83,8 @@ class Inbox:
         ask_share: AskShare,
         metrics: InboxMetrics,
         find_answers: FindAnswers | None = None,
+        ask_consent: AskConsent | None = None,
+        find_consents: FindAnswers | None = None,
     ) -> None:
         self.la = la
         self.queue = queue
@@ -79,6 +92,8 @@ class Inbox:
         self.store = store
         self._ask_share = ask_share
         self._find_answers = find_answers
+        self._ask_consent = ask_consent
+        self._find_consents = find_consents
         self.metrics = metrics
 
     async def _audit(self, who: Principal, action: ReadAction, views: list[QueueView]) -> None:
@@ -160,6 +175,73 @@ class Inbox:
         await self.store.share_decided(str(request_id), decision)
         self.metrics.shares.labels("allowed" if decision["allowed"] else "refused").inc()
 
+    async def ask_consent(self, who: Principal, share_id: int) -> ConsentRecord:
+        """Ask the author, through the exchange, for consent to a share the exchange refused
+        for a restriction: the same recipient category and purpose. The request is recorded
+        first, then the gateway's first word (ASKED, NOT_NEEDED or UNKNOWN_NOTIFICATION) when
+        it comes; the author's answer later (:meth:`consents`). AlreadyAsked while an earlier
+        request about the share waits for its answer, or was granted in full."""
+        who.require(SHARE)
+        share = await self.share_record(who, share_id)
+        if share.allowed is not False or not share.broken or self._ask_consent is None:
+            raise ContractError(
+                "share", "only a share the exchange refused for a restriction needs consent"
+            )
+        for earlier in await self.consents([share.notification_id]):
+            if earlier.share_id == share_id and (earlier.waiting or earlier.lifts):
+                raise AlreadyAsked(_already(earlier))
+        view = await self.open(who, share.item_id, "opened")
+        request_id = uuid.uuid4()
+        consent_id = await self.store.consents.asked(
+            request_id=str(request_id),
+            share_id=share_id,
+            item_id=share.item_id,
+            notification_id=share.notification_id,
+            category=share.to_category,
+            purpose=share.purpose,
+            requested_by=who.subject,
+        )
+        try:
+            outcome = await self._ask_consent(
+                view, share.to_category, share.purpose, who.subject, request_id
+            )
+        except (TimeoutError, TransportError):
+            self.metrics.consents.labels("pending").inc()  # consents() looks again when read
+        else:
+            await self._heard(outcome)
+        return await self.store.consents.get(consent_id)
+
+    async def _heard(self, outcome: dict[str, Any]) -> None:
+        if await self.store.consents.heard(outcome):
+            self.metrics.consents.labels(outcome["state"].lower()).inc()
+
+    async def consents(self, notification_ids: list[str]) -> list[ConsentRecord]:
+        """The consent requests about these items, with the latest word on any still waiting
+        for the author looked up (on the receipts topic) and recorded."""
+        found = await self.store.consents.of(notification_ids)
+        waiting = {uuid.UUID(r.request_id) for r in found if r.waiting}
+        if not waiting or self._find_consents is None:
+            return found
+        try:
+            latest = await self._find_consents(waiting)
+        except TransportError:
+            return found  # still waiting; looked up again next time
+        heard = [o for o in latest.values() if o["state"] != "ASKED" or _unheard(found, o)]
+        for outcome in heard:
+            await self._heard(outcome)
+        return await self.store.consents.of(notification_ids) if heard else found
+
+    async def consent_record(self, who: Principal, consent_id: int) -> ConsentRecord:
+        """One consent request about an item the caller may see, as it stands now."""
+        found = await self.store.consents.get(consent_id)
+        await self.item(who, found.item_id)
+        if found.waiting:
+            found = next(
+                r for r in await self.consents([found.notification_id])
+                if r.consent_id == consent_id
+            )  # fmt: skip
+        return found
+
     async def share_record(self, who: Principal, share_id: int) -> ShareRecord:
         """One share the caller asked for, or of an item the caller may see."""
         found = await self.store.share(share_id)
@@ -198,3 +280,21 @@ class Inbox:
         found = list(views.values())
         await self._audit(who, "record", found)
         return ChildRecord(found, await self.answered(await self.store.shares(sorted(views))))
+
+
+def _unheard(found: list[ConsentRecord], outcome: dict[str, Any]) -> bool:
+    """True if ``outcome`` is news for its request (none of its words recorded yet)."""
+    request_id = str(outcome["request_id"])
+    return any(r.request_id == request_id and r.state is None for r in found)
+
+
+def _already(earlier: ConsentRecord) -> str:
+    if earlier.lifts:
+        return (
+            f"the author consented already (consent request {earlier.consent_id}): ask for "
+            "the share again"
+        )
+    return (
+        f"the author was asked already (consent request {earlier.consent_id}, "
+        f"{(earlier.state or 'sent').lower()}): wait for the answer"
+    )

@@ -1,4 +1,5 @@
-"""The inbox's own records, in the LA's queue database: accounts, API clients, reads, shares.
+"""The inbox's own records, in the LA's queue database: accounts, API clients, reads, shares
+and the consents asked of authors.
 
 Tables (beside ``queue_item``; ``schema`` places them in a PostgreSQL schema):
 
@@ -14,6 +15,8 @@ Tables (beside ``queue_item``; ``schema`` places them in a PostgreSQL schema):
 * ``inbox_share`` — every onward share asked for: the item, to whom (id, category, name),
   why, who asked, when, and the gateway's answer (allowed, the restrictions it would
   break, its reason) once it came.
+* ``inbox_consent`` — every consent asked of an author about a refused share, and where
+  it stands (:mod:`consumers.inbox.consent_store`).
 """
 
 from __future__ import annotations
@@ -43,6 +46,7 @@ from sqlalchemy.engine import RowMapping
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from consumers.inbox.access import Principal, Role, check_scopes, role_from
+from consumers.inbox.consent_store import InboxConsents
 from sgx.db import (
     Database,
     UtcDateTime,
@@ -155,13 +159,15 @@ def _share(row: RowMapping) -> ShareRecord:
 
 
 class InboxStore(Database):
-    """Accounts, API clients, the read audit and onward shares of one LA's inbox."""
+    """Accounts, API clients, the read audit, onward shares and consent requests of one LA's
+    inbox."""
 
     KIND = "queue"
 
     def __init__(self, engine: AsyncEngine, metadata: MetaData) -> None:
         super().__init__(engine, metadata)
         self._accounts, self._clients, self._reads, self._shares = _tables(metadata)
+        self.consents = InboxConsents(engine, metadata)
 
     # -- local accounts --------------------------------------------------------------
     async def add_account(

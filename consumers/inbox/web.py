@@ -18,6 +18,7 @@ from starlette.templating import Jinja2Templates
 
 from consumers.inbox import auth
 from consumers.inbox.access import ROLE_LABELS, Principal
+from consumers.inbox.consent_store import ConsentRecord
 from consumers.inbox.oidc import IdentityProvider
 from consumers.inbox.service import Inbox
 from consumers.inbox.store import ShareRecord
@@ -175,16 +176,15 @@ class Web:
             overdue=sum(r["overdue"] for r in rows),
         )
 
-    async def item(self, request: Request, message: dict[str, str] | None = None) -> Response:
+    async def item(self, request: Request) -> Response:
         who = self._who(request)
         item_id = int(request.path_params["item_id"])
         view = await self._inbox.open(who, item_id, "opened")
-        shares = await self._inbox.answered(
-            await self._inbox.store.shares([view.item.notification_id])
-        )
+        notification_id = [view.item.notification_id]
+        shares = await self._inbox.answered(await self._inbox.store.shares(notification_id))
+        consents = await self._inbox.consents(notification_id)
+        latest = {c.share_id: c for c in consents}  # the newest request about each share
         now = dt.datetime.now(dt.UTC)
-        if message is None and (share_id := request.query_params.get("share", "")).isdigit():
-            message = _share_message(next((s for s in shares if s.share_id == int(share_id)), None))
         return self._render(
             request,
             "item.html",
@@ -193,9 +193,20 @@ class Web:
             nav="queue",
             waited=duration(waited(view.item, now)),
             overdue=overdue(view.item, now),
-            shares=[_share_row(s) for s in shares],
-            message=message,
+            shares=[_share_row(s, latest.get(s.share_id)) for s in shares],
+            consents=[_consent_row(c) for c in consents],
+            message=_message(request, shares, consents),
             categories=list(CATEGORY_LABELS.items()),
+        )
+
+    async def ask_consent(self, request: Request) -> Response:
+        """Ask the author's consent to a refused share; the item page says what came of it."""
+        who = self._who(request)
+        form = await request.form()
+        auth.check_csrf(request, form.get(auth.CSRF_FIELD))
+        asked = await self._inbox.ask_consent(who, int(request.path_params["share_id"]))
+        return RedirectResponse(
+            f"/items/{asked.item_id}?consent={asked.consent_id}#consent-{asked.consent_id}", 303
         )
 
     async def ack(self, request: Request) -> Response:
@@ -278,18 +289,85 @@ def _basis(notification: dict[str, Any]) -> str:
     return f"{words(s['lawful_basis'])} ({s['legal_gateway']})"
 
 
-def _share_row(share: ShareRecord) -> dict[str, Any]:
+def _share_row(share: ShareRecord, consent: ConsentRecord | None = None) -> dict[str, Any]:
+    refused = share.allowed is False and bool(share.broken)
     return {
         "share_id": share.share_id,
         "status": share_status(share),
         "to_name": share.to_name,
+        "category_code": share.to_category,
         "category": CATEGORY_LABELS.get(share.to_category, share.to_category),
         "purpose": share.purpose,
         "requested_by": share.requested_by,
         "requested_at": f"{share.requested_at:%d %b %Y %H:%M}",
         "broken": [RESTRICTION_LABELS.get(b, b) for b in share.broken],
         "reason": share.reason,
+        # a refused share may be put to its author, unless that is waiting or was granted
+        "may_ask": refused and (consent is None or not (consent.waiting or consent.lifts)),
+        # granted in full: the same share may be asked for again, and will be allowed
+        "may_reshare": refused and consent is not None and consent.lifts,
     }
+
+
+CONSENT_STATES = {
+    None: "Sending",
+    "ASKED": "Asked of the author",
+    "NOT_NEEDED": "No consent needed",
+    "UNKNOWN_NOTIFICATION": "Not asked",
+    "GRANTED": "Granted",
+    "REFUSED": "Refused by the author",
+}
+
+
+def _consent_row(consent: ConsentRecord) -> dict[str, Any]:
+    return {
+        "consent_id": consent.consent_id,
+        "status": (consent.state or "sending").lower(),
+        "state": CONSENT_STATES.get(consent.state, consent.state or ""),
+        "category": CATEGORY_LABELS.get(consent.category, consent.category),
+        "purpose": consent.purpose,
+        "requested_by": consent.requested_by,
+        "requested_at": f"{consent.requested_at:%d %b %Y %H:%M}",
+        "author": consent.author,
+        "court_order": consent.court_order,
+        "still_blocked": [RESTRICTION_LABELS.get(b, b) for b in consent.still_blocked],
+        "reason": _sentence(consent.reason),
+    }
+
+
+def _sentence(text: str | None) -> str:
+    """The gateway's words as a sentence of their own."""
+    if not text:
+        return ""
+    text = text[0].upper() + text[1:]
+    return text if text.endswith(".") else text + "."
+
+
+def _message(
+    request: Request, shares: list[ShareRecord], consents: list[ConsentRecord]
+) -> dict[str, str] | None:
+    """What the page says at the top after a share or a consent request was made."""
+    if (share_id := request.query_params.get("share", "")).isdigit():
+        return _share_message(next((s for s in shares if s.share_id == int(share_id)), None))
+    if (consent_id := request.query_params.get("consent", "")).isdigit():
+        found = next((c for c in consents if c.consent_id == int(consent_id)), None)
+        return _consent_message(found)
+    return None
+
+
+def _consent_message(consent: ConsentRecord | None) -> dict[str, str] | None:
+    if consent is None:
+        return None
+    author = consent.author or "the author"
+    if consent.state is None:
+        return {"kind": "", "text": "The exchange has not answered yet; the request is recorded."}
+    if consent.state == "ASKED":
+        text = f"Asked {author} for consent; the answer will show here. {_sentence(consent.reason)}"
+        return {"kind": "ok", "text": text}
+    if consent.lifts:
+        text = f"{author} granted consent: ask for the share again. {_sentence(consent.reason)}"
+        return {"kind": "ok", "text": text}
+    return {"kind": "", "text": f"{CONSENT_STATES[consent.state]}. {_sentence(consent.reason)}"}
 
 
 def _share_message(share: ShareRecord | None) -> dict[str, str] | None:

@@ -66,7 +66,7 @@ async def _cli(ex: Exchange, *args: str) -> Result:
     return await asyncio.to_thread(CliRunner().invoke, safeguard, argv, env=env)
 
 
-async def _asked_of(outbox: Outbox, agency: str, n: int = 1) -> list[ConsentRequest]:
+async def asked_of(outbox: Outbox, agency: str, n: int = 1) -> list[ConsentRequest]:
     """Wait until ``n`` consent requests have reached the author's outbox database."""
     book = ConsentRequests(outbox.store.engine)
 
@@ -109,14 +109,24 @@ async def test_a_grant_lets_exactly_the_named_share_through(tmp_path: Path) -> N
             refused = await _share(ex, item_id, "PARENT_OR_CARER", CONFERENCE)
             assert refused["allowed"] is False
             assert refused["broken"] == ["THIRD_PARTY_AUTHOR_CONSENT"]
-            assert "safeguard consent ask" in refused["reason"]
+            assert "Ask the author's consent through the exchange" in refused["reason"]
+            by_cli = await _cli(
+                ex, "queue", "share", str(item_id), "--la", LA, "--to", "parents",
+                "--category", "parent_or_carer", "--purpose", CONFERENCE, "--by", "sw-amara",
+            )  # fmt: skip
+            assert by_cli.exit_code == 1, by_cli.output
+            assert "refused: THIRD_PARTY_AUTHOR_CONSENT" in by_cli.output
+            assert (
+                f"safeguard consent ask --la {LA} {item_id} --category parent_or_carer "
+                f"--purpose 'Child protection conference' --by sw-amara"
+            ) in by_cli.output
 
             asked = await ask_consent(
                 ex.rt, LA, item_id, category="PARENT_OR_CARER", purpose=CONFERENCE, by="sw-amara"
             )
             assert asked["state"] == "ASKED"
             assert asked["author"] == SCHOOL
-            (request,) = await _asked_of(school, SCHOOL)
+            (request,) = await asked_of(school, SCHOOL)
             assert request.request_id == asked["request_id"]
             assert request.notification_id == sent
             assert (request.local_authority, request.requested_by) == (LA, "sw-amara")
@@ -163,7 +173,7 @@ async def test_a_grant_lets_exactly_the_named_share_through(tmp_path: Path) -> N
         assert decisions.count("consent_requested") == 1
         assert decisions.count("consent_granted") == 1
         assert decisions.count("share_allowed") == 1
-        assert decisions.count("share_refused") == 3
+        assert decisions.count("share_refused") == 4
         async with ex.gateway_store() as store:
             audit = await store.audit_records(notification_id=str(sent))
         (grant,) = [a for a in audit if a.decision == "consent_granted"]
@@ -201,7 +211,7 @@ async def test_police_material_needs_the_court_order(tmp_path: Path) -> None:
             first = await ask_consent(
                 ex.rt, LA, item_id, category="PARENT_OR_CARER", purpose=CONFERENCE, by="sw-ben"
             )
-            (request,) = await _asked_of(police, POLICE)
+            (request,) = await asked_of(police, POLICE)
             assert set(request.blocking) == {
                 "THIRD_PARTY_AUTHOR_CONSENT",
                 "POLICE_CONFIDENTIAL_TO_PROCEEDINGS",
@@ -225,7 +235,7 @@ async def test_police_material_needs_the_court_order(tmp_path: Path) -> None:
                 ex.rt, LA, item_id, category="PARENT_OR_CARER", purpose=CONFERENCE, by="sw-ben"
             )
             assert second["state"] == "ASKED"
-            _, again = await _asked_of(police, POLICE, 2)
+            _, again = await asked_of(police, POLICE, 2)
             order = "Family Court at East London, ZE26C00123, order of 30 November 2026"
             await book.answer(
                 police, again.request_id, granted=True, answered_by="DS Smith", court_order=order
@@ -275,7 +285,7 @@ async def test_answers_from_another_agency_or_to_no_request_are_quarantined(
                 ex.rt, LA, item.item.item_id, category="CARE_PROCEEDINGS", purpose="s.31",
                 by="sw-amara",
             )  # fmt: skip
-            (request,) = await _asked_of(school, SCHOOL)
+            (request,) = await asked_of(school, SCHOOL)
         # A health trust answering the school's request, and a school answering nothing.
         await ex.publish(HEALTH, c.CONSENT_ANSWER, _answer(request, granted=True))
         unknown = _answer(request, granted=True, request_id=uuid.uuid4())

@@ -8,7 +8,9 @@ import asyncio
 import html
 import logging
 import re
+import uuid
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -257,6 +259,90 @@ async def test_an_onward_share_over_the_api_gets_the_gateways_answer(world: Worl
         ).json()
     assert share["share_id"] in {s["share_id"] for s in record["shared"]}
     assert {r["sender_agency"] for r in record["received"]} == {"met-police", SCHOOL}
+
+
+async def test_the_authors_consent_asked_over_the_api_lets_that_share_through(
+    world: World,
+) -> None:
+    """Cara's school update: a share to another professional is refused (third-party
+    material); the case-management system asks the school's consent, cannot ask twice,
+    sees the school's grant, and the same share then goes through, another still not."""
+    headers = await token(world, "liquidlogic", "deliveries:read", "shares:write", "queue:all")
+    (item,) = await items_of(world, "sw-carla")
+    nurse = {"category": "OTHER_PROFESSIONAL", "to_name": "the school nurse",
+             "purpose": "health assessment"}  # fmt: skip
+    async with httpx.AsyncClient(base_url=world.url, timeout=30) as http:
+
+        async def share(sent: dict[str, str]) -> dict[str, Any]:
+            answer = await http.post(
+                f"/api/v1/deliveries/{item}/shares", headers=headers, json=sent
+            )
+            assert answer.status_code == 201, answer.text
+            found: dict[str, Any] = answer.json()
+            return found
+
+        refused = await share(nurse)
+        assert refused["broken"] == ["THIRD_PARTY_AUTHOR_CONSENT"]
+        allowed = await share(SHARE)  # within the LA: nothing to consent to
+        not_needed = await http.post(
+            f"/api/v1/shares/{allowed['share_id']}/consent", headers=headers
+        )
+        assert not_needed.status_code == 422, not_needed.text
+        assert not_needed.json()["errors"][0]["path"] == "body.share"
+
+        asked = await http.post(f"/api/v1/shares/{refused['share_id']}/consent", headers=headers)
+        assert asked.status_code == 201, asked.text
+        consent = asked.json()
+        assert consent["status"] == "asked", consent
+        assert (consent["author"], consent["to_category"], consent["purpose"]) == (
+            SCHOOL, "OTHER_PROFESSIONAL", "health assessment",
+        )  # fmt: skip
+        twice = await http.post(f"/api/v1/shares/{refused['share_id']}/consent", headers=headers)
+        assert twice.status_code == 409, twice.text
+        assert "asked already" in twice.json()["errors"][0]["problem"]
+        reader = await token(world, "reader", "deliveries:read", "queue:all")
+        forbidden = await http.post(f"/api/v1/shares/{refused['share_id']}/consent", headers=reader)
+        assert forbidden.status_code == 403
+
+        # The school answers (signed by the school, as its outbox would send it).
+        async with await inbox_store(world.exchange.rt, LA) as store:
+            request_id = (await store.consents.get(consent["consent_id"])).request_id
+        notification = (await http.get(f"/api/v1/deliveries/{item}", headers=headers)).json()
+        await world.exchange.publish(
+            SCHOOL,
+            c.CONSENT_ANSWER,
+            {
+                "answer_id": uuid.uuid4(),
+                "request_id": uuid.UUID(request_id),
+                "notification_id": uuid.UUID(notification["notification_id"]),
+                "granted": True,
+                "answered_by": "Ruth Okafor (designated safeguarding lead)",
+                "reason": None,
+                "court_order": None,
+                "answered_at": datetime.now(UTC),
+            },
+        )
+        url = f"/api/v1/consents/{consent['consent_id']}"
+        for _ in range(200):
+            now = (await http.get(url, headers=headers)).json()
+            if now["status"] != "asked":
+                break
+            await asyncio.sleep(0.1)
+        assert now["status"] == "granted", now
+        assert now["answered_by"] == "Ruth Okafor (designated safeguarding lead)"
+        assert now["still_blocked"] == []
+        again = await http.post(f"/api/v1/shares/{refused['share_id']}/consent", headers=headers)
+        assert again.status_code == 409  # granted: ask for the share again instead
+        assert "consented already" in again.json()["errors"][0]["problem"]
+
+        through = await share(nurse)
+        assert through["status"] == "allowed", through
+        assert request_id in through["reason"]
+        parents = await share(nurse | {"category": "PARENT_OR_CARER", "to_name": "the parents"})
+        assert parents["status"] == "refused"
+        metrics = (await http.get("/metrics")).text
+    for outcome in ("asked", "granted"):
+        assert f'sgx_inbox_consent_requests_total{{outcome="{outcome}"}} 1.0' in metrics
 
 
 async def test_cursor_paging_misses_and_repeats_nothing_while_deliveries_arrive(

@@ -8,6 +8,7 @@ temporary directory (``inbox-queue.png``, ``inbox-item.png``, ...)."""
 
 from __future__ import annotations
 
+import asyncio
 import shutil
 import time
 from collections.abc import AsyncIterator
@@ -20,8 +21,12 @@ from joserfc import jwt
 from joserfc.jwk import RSAKey
 from playwright.async_api import Browser, Page, async_playwright, expect
 
+from producers.consent_requests import ConsentRequests
+from safeguard.outbox_wiring import running_outbox
+from safeguard.parties import HEALTH
 from tests.integration.inbox_world import PASSWORD, World, inbox_world
 from tests.integration.oidc_provider import OpenIDProvider
+from tests.integration.test_author_consent import asked_of
 
 pytestmark = pytest.mark.broker
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
@@ -151,6 +156,56 @@ async def test_the_allocated_worker_reads_acknowledges_and_is_refused_a_share(
     body = await other.content()
     assert "Amira" not in body
     assert "flat 3" not in body
+
+
+async def test_the_worker_asks_the_authors_consent_and_then_shares(
+    world: World, browser: Browser, tmp_path: Path
+) -> None:
+    """Leo's health update (the Royal Free's): a share to his mother is refused for want
+    of the author's consent; ben asks for it from the item page; the trust grants it;
+    the page shows the grant, and the same share, asked again, is allowed."""
+    page = await (await browser.new_context()).new_page()
+    await sign_in(page, localhost(world), "ben")
+    await page.get_by_role("link", name="Leo Test").first.click()
+    await page.get_by_label("Recipient category").select_option("PARENT_OR_CARER")
+    await page.get_by_label("Recipient", exact=True).fill("Leo's mother")
+    await page.get_by_label("Purpose").fill("child in need review")
+    await page.get_by_role("button", name="Ask the exchange").click()
+    await expect(page.get_by_role("status")).to_contain_text("Refused", timeout=25_000)
+
+    await page.get_by_role("button", name="Ask the author's consent").click()
+    status = page.get_by_role("status")
+    await expect(status).to_contain_text(f"Asked {HEALTH} for consent", timeout=25_000)
+    await expect(status).to_contain_text("THIRD_PARTY_AUTHOR_CONSENT")
+    consents = page.get_by_role("region", name="The author's consent")
+    await expect(consents).to_contain_text("Parent or carer for “child in need review”")
+    await expect(page.get_by_role("button", name="Ask the author's consent")).to_have_count(0)
+
+    async with running_outbox(world.exchange.rt, HEALTH) as trust:
+        (request,) = await asked_of(trust, HEALTH)
+        assert (request.category, request.purpose) == ("PARENT_OR_CARER", "child in need review")
+        await ConsentRequests(trust.store.engine).answer(
+            trust, request.request_id, granted=True, answered_by="Dr Rao (named nurse)"
+        )
+        reshare = page.get_by_role(
+            "button", name="Ask for this share again, with the author's consent"
+        )
+        for _ in range(100):  # the page looks the answer up each time it is shown
+            await page.reload()
+            if await reshare.count():
+                break
+            await asyncio.sleep(0.2)
+    await expect(page.get_by_role("status")).to_contain_text(f"{HEALTH} granted consent")
+    await expect(consents).to_contain_text("Granted")
+    await expect(consents).to_contain_text("Granted by Dr Rao (named nurse)")
+    assert await accessibility_problems(page) == []
+    await page.screenshot(path=tmp_path / "inbox-consent-granted.png", full_page=True)
+
+    await reshare.click()
+    status = page.get_by_role("status")
+    await expect(status).to_contain_text("Allowed", timeout=25_000)
+    await expect(status).to_contain_text(str(request.request_id))
+    await page.screenshot(path=tmp_path / "inbox-consent-share-allowed.png", full_page=True)
 
 
 async def test_the_supervisor_sees_what_was_withheld(world: World, browser: Browser) -> None:

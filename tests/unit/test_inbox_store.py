@@ -88,3 +88,54 @@ async def test_reads_are_audited_and_shares_recorded_with_their_answer(store: In
     assert await store.shares([]) == []
     with pytest.raises(NotFound):
         await store.share(share_id + 100)
+
+
+def _outcome(request_id: str, state: str, **fields: object) -> dict[str, object]:
+    return {
+        "request_id": request_id,
+        "state": state,
+        "author": "school-hillside",
+        "answered_by": None,
+        "court_order": None,
+        "still_blocked": [],
+        "reason": f"{state.lower()} because",
+        "decided_at": dt.datetime(2026, 12, 7, 10, 0, tzinfo=dt.UTC),
+        **fields,
+    }
+
+
+async def test_a_consent_request_moves_forward_only(store: InboxStore) -> None:
+    consents = store.consents
+
+    async def ask(request_id: str, category: str, purpose: str) -> int:
+        return await consents.asked(
+            request_id=request_id, share_id=3, item_id=7, notification_id="n-7",
+            category=category, purpose=purpose, requested_by="sw-anna",
+        )  # fmt: skip
+
+    first = await ask("r-1", "PARENT_OR_CARER", "conference")
+    assert await ask("r-1", "PARENT_OR_CARER", "conference") == first  # a retry: the same row
+    recorded = await consents.get(first)
+    assert (recorded.state, recorded.waiting, recorded.lifts) == (None, True, False)
+
+    assert await consents.heard(_outcome("r-1", "ASKED"))
+    assert await consents.heard(_outcome("r-1", "GRANTED", answered_by="Ms Head"))
+    assert not await consents.heard(_outcome("r-1", "ASKED"))  # read late, another partition
+    assert not await consents.heard(_outcome("r-1", "REFUSED", answered_by="Someone else"))
+    granted = await consents.get(first)
+    assert (granted.state, granted.answered_by, granted.author) == (
+        "GRANTED", "Ms Head", "school-hillside",
+    )  # fmt: skip
+    assert (granted.waiting, granted.lifts) == (False, True)
+
+    police = await ask("r-2", "OTHER_PROFESSIONAL", "planning")
+    await consents.heard(
+        _outcome("r-2", "GRANTED", still_blocked=["POLICE_CONFIDENTIAL_TO_PROCEEDINGS"])
+    )
+    barred = await consents.get(police)
+    assert barred.still_blocked == ("POLICE_CONFIDENTIAL_TO_PROCEEDINGS",)
+    assert (barred.waiting, barred.lifts) == (False, False)
+    assert [c.consent_id for c in await consents.of(["n-7", "n-8"])] == [first, police]
+    assert await consents.of(["n-8"]) == []
+    with pytest.raises(NotFound):
+        await consents.get(police + 100)

@@ -83,7 +83,7 @@ class ShareJudge:
         remaining = still_blocked(broken, grant)
         if not remaining:
             return self._allowed(opened, request, ledger, consented(grant))
-        why = "; ".join(f"{code}: {TEXT[code]}" for code in remaining)
+        why = " ".join(f"{code}: {TEXT[code]}" for code in remaining)
         why += way_forward(remaining, category, grant, grants)
         return _answer(opened, request, ledger, remaining, "restriction", why)
 

@@ -6,8 +6,9 @@ notification follows the child: to the LA holding the child's case whichever LA 
 sender is registered under, to the MASH of the LA the child lives in when no LA holds
 it, and through a transfer from Camden to Islington. An allocation update from Camden
 that names Islington's cases is refused; an invalid and a forged record are quarantined.
-Then it prints every queue of both LAs, an onward share refused and one allowed, the
-quarantine, each LA's audit and the chain's verification.
+Then it prints every queue of both LAs, an onward share refused and one allowed, a
+share refused for want of the author's consent that the author, asked through the
+exchange, grants, the quarantine, each LA's audit and the chain's verification.
 """
 
 from __future__ import annotations
@@ -25,8 +26,10 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from prometheus_client import CollectorRegistry
 
 from consumers.reader import detail, summary_line
+from producers.consent_requests import ConsentRequests
 from safeguard import samples
 from safeguard.demo_inbox import serve_demo_inboxes
+from safeguard.outbox_wiring import running_outbox
 from safeguard.parties import (
     DEMO_PARTIES,
     HEALTH,
@@ -38,7 +41,7 @@ from safeguard.parties import (
     SCHOOL,
 )
 from safeguard.runtime import Runtime, create_topics, publisher, run_consumer, run_gateway
-from safeguard.sharing import ask_share
+from safeguard.sharing import ask_consent, ask_share, consent_outcomes
 from sgx import contract as c
 from sgx.broker import EmbeddedBroker
 from sgx.envelope import Purpose, Sealer
@@ -208,6 +211,7 @@ async def _exchange(rt: Runtime, inbox_port: int | None) -> None:
         await _bad_records(demo)
         item = await _show(rt)
         await _shares(rt, item)
+        await _consent(rt)
         if inbox_port is not None:
             heading("The inboxes (safeguard inbox serve): sign in as each to see the difference")
             await serve_demo_inboxes(rt, inbox_port, say)
@@ -328,6 +332,54 @@ async def _shares(rt: Runtime, item: int) -> None:
         say(f"  to {to} ({category.lower().replace('_', ' ')}): {verdict}\n    {answer['reason']}")
 
 
+async def _consent(rt: Runtime) -> None:
+    """A share refused for want of the author's consent; asked, granted, then allowed."""
+    async with await rt.queue_store(LA) as store:
+        views = await (await rt.queue_reader(LA, store)).list("sw-amara")
+    item = next(v.item.item_id for v in views if v.item.notification_type == c.ATTENDANCE_UPDATE)
+    heading(f"sw-amara (Camden) asks to share attendance item #{item} with Amira's parents")
+    purpose = "family meeting about attendance"
+
+    async def share(category: str, to: str) -> str:
+        answer = await ask_share(
+            rt, LA, item, to_id=to, category=category, to_name=to, purpose=purpose,
+            by="sw-amara",
+        )  # fmt: skip
+        broken = ", ".join(answer["broken"])
+        return f"allowed: {answer['reason']}" if answer["allowed"] else f"REFUSED ({broken})"
+
+    say(f"  to her parents: {await share('PARENT_OR_CARER', 'parents')}")
+    async with running_outbox(rt, SCHOOL) as school:
+        asked = await ask_consent(
+            rt, LA, item, category="PARENT_OR_CARER", purpose=purpose, by="sw-amara"
+        )
+        say(f"  sw-amara asks the author through the exchange: {asked['reason']}")
+        book = ConsentRequests(school.store.engine, schema=rt.pg_schema)
+
+        async def arrived() -> bool:
+            return bool(await book.list(SCHOOL, open_only=True))
+
+        await wait_for(arrived, "the consent request to reach the school")
+        (request,) = await book.list(SCHOOL, open_only=True)
+        say(f"  Hillside's consent requests (safeguard producer consent list): to share with "
+            f"{request.category.lower().replace('_', ' ')} for {request.purpose!r}, asked by "
+            f"{request.requested_by} of {request.local_authority}; nothing of the record "
+            "comes with it")  # fmt: skip
+        by = "Ruth Okafor (designated safeguarding lead)"
+        await book.answer(school, request.request_id, granted=True, answered_by=by)
+        say("  Hillside grants it (safeguard producer consent grant): signed, sent, audited")
+
+        async def granted() -> bool:
+            said = (await consent_outcomes(rt, LA)).get(request.request_id, [])
+            return any(o["state"] == "GRANTED" for o in said)
+
+        await wait_for(granted, "Camden to hear the school's answer")
+    say(f"  Camden hears: granted by {by}")
+    say(f"  the same share again: {await share('PARENT_OR_CARER', 'parents')}")
+    say(f"  to the family's GP: {await share('OTHER_PROFESSIONAL', 'gp')}")
+    say("    (a consent covers the category and purpose asked about, nothing else)")
+
+
 async def _quarantine_and_audit(rt: Runtime) -> None:
     async with await rt.gateway_store() as store:
         quarantined = await store.quarantine_list()
@@ -341,7 +393,7 @@ async def _quarantine_and_audit(rt: Runtime) -> None:
                 to = f" → {r.recipient}" if r.recipient else ""
                 withheld = f" (withheld {', '.join(r.withheld)})" if r.withheld else ""
                 why = f" — {r.detail}" if r.notification_type == "allocation_update" else ""
-                what = f"{r.decision:<9} {r.notification_type:<18}"
+                what = f"{r.decision:<17} {r.notification_type:<19}"
                 say(f"  {r.decided_at:%H:%M:%S} {what} "
                     f"{r.sender}{to}: {r.reason}{withheld}{why}")  # fmt: skip
         verified = await store.verify_chains()

@@ -1,0 +1,46 @@
+"""``make demo`` as a person runs it: ``safeguard demo`` in its own process, on its own
+embedded broker. It must finish, say what arrived where in words (no Python reprs), and
+show each thing the README promises, the author's consent among them."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import sys
+
+import pytest
+
+pytestmark = pytest.mark.broker
+
+REPRS = re.compile(r"UUID\(|datetime\.|\{'|\['|<[A-Za-z_.]+ object at 0x|Traceback")
+
+
+async def test_the_demo_runs_and_speaks_in_words() -> None:
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "safeguard.cli", "demo",
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+        env={**os.environ, "PYTHONWARNINGS": "error"},
+    )  # fmt: skip
+    out, _ = await asyncio.wait_for(process.communicate(), 120)
+    said = out.decode()
+    assert process.returncode == 0, said
+    assert REPRS.search(said) is None, REPRS.search(said)
+    for promised in (
+        "refused by the gateway: an LA may change only its own cases",
+        "Islington allocates Zara to Ines Duarte (transfer-in from Camden",
+        "Camden: queue of mash:la-camden",
+        "to parents (parent or carer): REFUSED (THIRD_PARTY_AUTHOR_CONSENT, "
+        "POLICE_CONFIDENTIAL_TO_PROCEEDINGS)",
+        # the author's consent: refused, asked, granted, then exactly that share allowed
+        "to her parents: REFUSED (THIRD_PARTY_AUTHOR_CONSENT)",
+        "sw-amara asks the author through the exchange: asked school-hillside (the author)",
+        "Camden hears: granted by Ruth Okafor",
+        "the same share again: allowed: the author's consent (request",
+        "to the family's GP: REFUSED (THIRD_PARTY_AUTHOR_CONSENT)",
+        "consent_granted   attendance_update   school-hillside → la-camden",
+        "bad_signature",
+        "all verified",
+        "Demo finished in",
+    ):
+        assert promised in said, f"the demo no longer shows: {promised}"

@@ -22,7 +22,18 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import Column, Index, MetaData, String, Table, Text, bindparam, select, update
+from sqlalchemy import (
+    Column,
+    Index,
+    MetaData,
+    String,
+    Table,
+    Text,
+    bindparam,
+    func,
+    select,
+    update,
+)
 from sqlalchemy.engine import RowMapping
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
@@ -166,6 +177,19 @@ class ConsentBook:
         with store_errors("read consent requests"):
             async with self._engine.connect() as conn:
                 return [_ask(row) for row in (await conn.execute(query)).mappings()]
+
+    async def awaiting(self) -> dict[str, tuple[int, datetime]]:
+        """By author: how many requests it has not answered, and when the oldest was made."""
+        t = self._table
+        query = (
+            select(t.c.author, func.count(), func.min(t.c.requested_at))
+            .where(t.c.answer_id.is_(None))
+            .group_by(t.c.author)
+        )
+        with store_errors("count consent requests awaiting an answer"):
+            async with self._engine.connect() as conn:
+                rows = (await conn.execute(query)).all()
+        return {author: (int(n), oldest) for author, n, oldest in rows}
 
     async def grants(
         self, notification_id: str, local_authority: str, category: str

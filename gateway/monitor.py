@@ -12,7 +12,11 @@
 * ``sgx_disclosure_requests_open{due}`` — open 2013 / 2024 Protocol disclosure requests
   (:mod:`gateway.requests`) by whole days left to their 14-day deadline: ``overdue``
   (past it), ``lt_3d`` (0 to 2 days left), ``lt_7d`` (3 to 6), ``lt_14d`` (7 to 14). Every
-  bucket is always exported (0 when empty), so alert rules see the series.
+  bucket is always exported (0 when empty), so alert rules see the series;
+* ``sgx_consent_requests_awaiting{party}`` and ``sgx_consent_request_oldest_age_seconds{party}``
+  — consent requests forwarded to each author (:mod:`gateway.consent_book`) that it has
+  not answered, and how long the oldest has waited (an author with none is not shown):
+  nothing may wait unseen, and an LA's share waits on the answer.
 
 Labels are party ids, key ids and buckets: no request reference, no child. The clock is
 injected, so a test moves time past the 14-day mark. :func:`gateway_monitors` runs it
@@ -29,6 +33,7 @@ from contextlib import AsyncExitStack, asynccontextmanager
 from aiokafka import AIOKafkaConsumer
 from prometheus_client import CollectorRegistry
 
+from gateway.consent_book import ConsentBook
 from gateway.requests import DisclosureRequests, OpenRequest
 from gateway.store import GatewayStore
 from sgx.metrics import (
@@ -77,14 +82,18 @@ class GatewayMonitor:
         trust: Callable[[], TrustDirectory],
         metrics: GatewayStateMetrics,
         *,
+        consents: ConsentBook,
         clock: Clock = utc_now,
     ) -> None:
         self._store = store
         self._requests = requests
+        self._consents = consents
         self._trust = trust
         self._metrics = metrics
         self._clock = clock
         self._keys_shown: set[tuple[str, ...]] = set()
+        self._awaiting_shown: set[tuple[str, ...]] = set()
+        self._oldest_shown: set[tuple[str, ...]] = set()
 
     async def refresh(self) -> None:
         m = self._metrics
@@ -95,6 +104,17 @@ class GatewayMonitor:
         due = Counter(due_bucket(r) for r in await self._requests.open_requests(self._clock()))
         for bucket in DUE_BUCKETS:
             m.disclosure_requests.labels(due=bucket).set(due[bucket])
+        await self._awaiting_authors()
+
+    async def _awaiting_authors(self) -> None:
+        m, now = self._metrics, self._clock()
+        awaiting = await self._consents.awaiting()
+        ages: dict[tuple[str, ...], float] = {
+            (a,): (now - oldest).total_seconds() for a, (_, oldest) in awaiting.items()
+        }
+        counts: dict[tuple[str, ...], float] = {(a,): n for a, (n, _) in awaiting.items()}
+        set_labelled(m.consents_awaiting, counts, self._awaiting_shown)
+        set_labelled(m.consent_oldest_age, ages, self._oldest_shown)
 
 
 @asynccontextmanager
@@ -102,6 +122,7 @@ async def gateway_monitors(
     *,
     store: GatewayStore,
     requests: DisclosureRequests,
+    consents: ConsentBook,
     trust: Callable[[], TrustDirectory],
     consumer: AIOKafkaConsumer,
     registry: CollectorRegistry,
@@ -117,7 +138,9 @@ async def gateway_monitors(
     readiness.add("broker", broker_check(consumer))
     readiness.add("gateway database", database_check(store.engine))
     readiness.add("disclosure request database", database_check(requests.engine))
-    state = GatewayMonitor(store, requests, trust, GatewayStateMetrics(registry), clock=clock)
+    state = GatewayMonitor(
+        store, requests, trust, GatewayStateMetrics(registry), consents=consents, clock=clock
+    )
     lag = LagMonitor(consumer, LagMetrics(registry))
     async with AsyncExitStack() as stack:
         await stack.enter_async_context(refreshing("gateway", state.refresh, settings.interval_s))

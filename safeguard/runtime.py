@@ -262,6 +262,7 @@ async def run_gateway(
             gateway_monitors(
                 store=store,
                 requests=requests,
+                consents=consents,
                 trust=rt.trust,
                 consumer=consumer,
                 registry=registry,

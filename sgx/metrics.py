@@ -256,7 +256,8 @@ class QueueMetrics:
 
 
 class GatewayStateMetrics:
-    """The gateway's stores and trust directory, and the disclosure deadlines it tracks."""
+    """The gateway's stores and trust directory, the disclosure deadlines it tracks and the
+    consent requests awaiting their authors."""
 
     def __init__(self, registry: CollectorRegistry) -> None:
         self.quarantine_size = Gauge(
@@ -280,6 +281,18 @@ class GatewayStateMetrics:
             "sgx_disclosure_requests_open",
             "Open 2013/2024 Protocol disclosure requests, by time left to their 14-day deadline.",
             ["due"],
+            registry=registry,
+        )
+        self.consents_awaiting = Gauge(
+            "sgx_consent_requests_awaiting",
+            "Consent requests forwarded to an author (party) and not yet answered.",
+            ["party"],
+            registry=registry,
+        )
+        self.consent_oldest_age = Gauge(
+            "sgx_consent_request_oldest_age_seconds",
+            "Age of the oldest consent request an author (party) has not answered.",
+            ["party"],
             registry=registry,
         )
 

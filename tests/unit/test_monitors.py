@@ -18,17 +18,18 @@ from prometheus_client import CollectorRegistry
 
 from consumers.monitor import QueueMonitor
 from consumers.queue import QueueStore
+from gateway.consent_book import ConsentAnswered, ConsentAsk, ConsentBook
 from gateway.monitor import GatewayMonitor, key_expiries
 from gateway.requests import DisclosureRequests
 from gateway.store import GatewayStore
 from producers.monitor import EncompassMonitor
 from producers.outbox import OutboxStore, ReceiptUpdate
 from producers.publisher import Prepared
-from safeguard.parties import DEMO_PARTIES, LA, POLICE
+from safeguard.parties import DEMO_PARTIES, LA, POLICE, SCHOOL
 from sgx import contract as c
 from sgx.calendar import SchoolCalendar
 from sgx.contract import Contract
-from sgx.db import open_engine
+from sgx.db import open_engine, write_transaction
 from sgx.errors import StoreError
 from sgx.key_admin import init_trust, revoke_key, rotate_key
 from sgx.metrics import EncompassMetrics, GatewayStateMetrics, QueueMetrics, refreshing
@@ -157,8 +158,9 @@ async def test_disclosure_requests_move_through_the_due_buckets_past_14_days(
         await requests.opened("REQ-1", LA, POLICE, "PROTOCOL_2013", asked, "ab" * 16)
         await requests.opened("REQ-2", LA, POLICE, "PROTOCOL_2024", asked + timedelta(days=6), None)
         monitor = GatewayMonitor(
-            store, requests, lambda: trust, GatewayStateMetrics(registry), clock=clock
-        )
+            store, requests, lambda: trust, GatewayStateMetrics(registry),
+            consents=ConsentBook(store.engine, schema=db.schema), clock=clock,
+        )  # fmt: skip
 
         async def due() -> dict[str, float | None]:
             await monitor.refresh()
@@ -176,6 +178,61 @@ async def test_disclosure_requests_move_through_the_due_buckets_past_14_days(
         assert await due() == {"overdue": 0, "lt_3d": 0, "lt_7d": 1, "lt_14d": 0}
 
 
+# -- consent requests awaiting their authors -------------------------------------------
+
+
+def _asked(request_id: str, author: str, at: datetime) -> ConsentAsk:
+    return ConsentAsk(
+        request_id=request_id, notification_id="n-1", local_authority=LA,
+        requested_by="sw-amara", author=author, author_kind="school",
+        category="PARENT_OR_CARER", purpose="conference", blocking=("THIRD_PARTY_AUTHOR_CONSENT",),
+        requested_at=at,
+    )  # fmt: skip
+
+
+async def test_consent_requests_awaiting_each_author_and_the_oldest_age(
+    db: Backend, tmp_path: Path
+) -> None:
+    asked = datetime(2026, 12, 1, 9, 0, tzinfo=UTC)
+    clock = Clock(asked + timedelta(days=2))
+    registry = CollectorRegistry()
+    trust = init_trust(tmp_path / "trust", DEMO_PARTIES)
+    async with (
+        await GatewayStore.open(db.dsn, db.sqlite_path, schema=db.schema) as store,
+        await DisclosureRequests.open(db.dsn, tmp_path / "requests.db", schema=db.schema) as req,
+    ):
+        book = ConsentBook(store.engine, schema=db.schema)
+        monitor = GatewayMonitor(
+            store, req, lambda: trust, GatewayStateMetrics(registry), consents=book, clock=clock
+        )
+        async with write_transaction(store.engine) as conn:
+            await book.persist(
+                conn,
+                [
+                    _asked("r-1", SCHOOL, asked),
+                    _asked("r-2", SCHOOL, asked + timedelta(days=1)),
+                    _asked("r-3", POLICE, asked + timedelta(days=1)),
+                ],
+            )
+
+        async def shown(metric: str) -> dict[str, float | None]:
+            await monitor.refresh()
+            return {p: value(registry, metric, party=p) for p in (SCHOOL, POLICE)}
+
+        assert await shown("sgx_consent_requests_awaiting") == {SCHOOL: 2, POLICE: 1}
+        days = 86400.0
+        assert await shown("sgx_consent_request_oldest_age_seconds") == {
+            SCHOOL: 2 * days, POLICE: 1 * days,
+        }  # fmt: skip
+        answered = ConsentAnswered("r-1", "GRANTED", "a-1", "Ms Head", None, None, clock.now)
+        async with write_transaction(store.engine) as conn:
+            await book.persist(conn, [answered, dataclasses.replace(answered, request_id="r-3")])
+        assert await shown("sgx_consent_requests_awaiting") == {SCHOOL: 1, POLICE: None}
+        assert await shown("sgx_consent_request_oldest_age_seconds") == {
+            SCHOOL: 1 * days, POLICE: None,
+        }  # fmt: skip
+
+
 async def test_gateway_quarantine_size_and_audit_chain_head(db: Backend, tmp_path: Path) -> None:
     registry = CollectorRegistry()
     trust = init_trust(tmp_path / "trust", DEMO_PARTIES)
@@ -183,7 +240,10 @@ async def test_gateway_quarantine_size_and_audit_chain_head(db: Backend, tmp_pat
         await GatewayStore.open(db.dsn, db.sqlite_path, schema=db.schema) as store,
         await DisclosureRequests.open(db.dsn, tmp_path / "requests.db", schema=db.schema) as req,
     ):
-        monitor = GatewayMonitor(store, req, lambda: trust, GatewayStateMetrics(registry))
+        monitor = GatewayMonitor(
+            store, req, lambda: trust, GatewayStateMetrics(registry),
+            consents=ConsentBook(store.engine, schema=db.schema),
+        )  # fmt: skip
         await monitor.refresh()
         assert value(registry, "sgx_gateway_quarantine_size") == 0
         assert value(registry, "sgx_audit_chain_head", chain="sgx.inbound.a:0") is None
@@ -230,7 +290,10 @@ async def test_key_expiry_series_follow_a_rotation(db: Backend, tmp_path: Path) 
         await GatewayStore.open(db.dsn, db.sqlite_path, schema=db.schema) as store,
         await DisclosureRequests.open(db.dsn, tmp_path / "requests.db", schema=db.schema) as req,
     ):
-        monitor = GatewayMonitor(store, req, lambda: TrustDirectory.load(trust_dir), metrics)
+        monitor = GatewayMonitor(
+            store, req, lambda: TrustDirectory.load(trust_dir), metrics,
+            consents=ConsentBook(store.engine, schema=db.schema),
+        )  # fmt: skip
         await monitor.refresh()
         expiry = value(registry, "sgx_key_expiry_timestamp_seconds", party=POLICE, kid=old_kid)
         assert expiry == trust.party(POLICE).keys[0].not_after.timestamp()

@@ -73,11 +73,7 @@ class ShareClient:
             "requested_at": datetime.now(UTC),
             "notification": view.delivery["notification"],
         }
-        plaintext = self._contract.encode(c.SHARE_REQUEST, request)
-        value = self._sealer.seal(Purpose.SHARE_REQUEST, request_id, plaintext)
-        async with kafka_errors("publish share request"):
-            await (await self._producer.send(inbound_topic(self._identity.party_id), value))
-        return await self._wait(c.SHARE_DECISION, request_id, time.monotonic() + timeout)
+        return await self._ask(c.SHARE_REQUEST, request, c.SHARE_DECISION, timeout)
 
     async def ask_consent(
         self,
@@ -104,11 +100,18 @@ class ShareClient:
             "requested_at": datetime.now(UTC),
             "blocking": [],
         }
-        plaintext = self._contract.encode(c.CONSENT_REQUEST, request)
-        value = self._sealer.seal(Purpose.SHARE_REQUEST, request_id, plaintext)
-        async with kafka_errors("publish consent request"):
+        return await self._ask(c.CONSENT_REQUEST, request, c.CONSENT_OUTCOME, timeout)
+
+    async def _ask(
+        self, schema: str, request: dict[str, Any], answer: str, timeout: float
+    ) -> dict[str, Any]:
+        """Seal ``request`` for the gateway, publish it on the LA's inbound topic, and wait
+        for the gateway's first ``answer`` to it."""
+        plaintext = self._contract.encode(schema, request)
+        value = self._sealer.seal(Purpose.SHARE_REQUEST, request["request_id"], plaintext)
+        async with kafka_errors(f"publish a {schema.rsplit('.', 1)[-1]}"):
             await (await self._producer.send(inbound_topic(self._identity.party_id), value))
-        return await self._wait(c.CONSENT_OUTCOME, request_id, time.monotonic() + timeout)
+        return await self._wait(answer, request["request_id"], time.monotonic() + timeout)
 
     async def answers(self, request_ids: set[uuid.UUID]) -> dict[uuid.UUID, dict[str, Any]]:
         """The gateway's decisions on these share requests that are on the receipts topic

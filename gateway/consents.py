@@ -32,9 +32,8 @@ from collections import OrderedDict
 from typing import Any
 from uuid import UUID
 
-from gateway.audit_chain import AuditEntry
 from gateway.consent_book import ConsentAnswered, ConsentAsk, ConsentBook
-from gateway.decision import Decision, Message, Quarantine, receipt
+from gateway.decision import Decision, Message, Quarantine, onward_entry, receipt
 from gateway.store import GatewayStore, LedgerEntry
 from sgx import contract as c
 from sgx.consent import Grant, blocking, purpose_key, still_blocked
@@ -130,39 +129,6 @@ class ConsentJudge:
             self._decided.popitem(last=False)
 
 
-def _entry(
-    decision: str,
-    opened: Opened,
-    about: dict[str, Any],
-    ledger: LedgerEntry | None,
-    *,
-    sender: str,
-    recipient: str | None,
-    reason: str,
-    restrictions: list[str] | tuple[str, ...],
-    detail: str,
-) -> AuditEntry:
-    return AuditEntry(
-        decision=decision,
-        message_id=str(opened.message_id),
-        notification_id=str(about["notification_id"]),
-        sender=sender,
-        recipient=recipient,
-        recipient_role=about["category"],
-        local_authority=about["local_authority"],
-        notification_type=ledger.notification_type if ledger else None,
-        child_pseudonym=ledger.child_pseudonym if ledger else None,
-        reason=reason,
-        lawful_basis=None,
-        consent=None,
-        no_consent_reason=None,
-        restrictions=tuple(restrictions),
-        withheld=(),
-        detail=detail,
-        decided_at=utc_now(),
-    )
-
-
 def _facts(ask: ConsentAsk) -> dict[str, Any]:
     """What a stored request says about itself, as the fields of its record."""
     return {
@@ -212,7 +178,7 @@ def _asked(
     author = ledger.sender if ledger else ""
     decision = Decision(outcome="consent_" + state.lower(), type_label="consent_request")
     decision.audit.append(
-        _entry(
+        onward_entry(
             "consent_requested", opened, record, ledger, sender=la,
             recipient=author if state == "ASKED" else None, reason=state.lower(),
             restrictions=blocked,
@@ -242,7 +208,7 @@ def _answered(
         said += f"; the share stays barred by {', '.join(blocked)} until a court order is recorded"
     decision = Decision(outcome="consent_" + state.lower(), type_label="consent_answer")
     decision.audit.append(
-        _entry(
+        onward_entry(
             "consent_" + state.lower(), opened, _facts(ask), ledger, sender=ask.author,
             recipient=ask.local_authority, reason="author_answered", restrictions=ask.blocking,
             detail=f"request {ask.request_id} for {ask.purpose!r}: {said}",
@@ -276,7 +242,7 @@ def _already(opened: Opened, ask: ConsentAsk, ledger: LedgerEntry | None, prior:
     why = f"consent request {ask.request_id} was answered already by {prior}{stood}: it stands"
     decision = Decision(outcome="refused", type_label="consent_answer")
     decision.audit.append(
-        _entry(
+        onward_entry(
             "refused", opened, _facts(ask), ledger, sender=ask.author,
             recipient=ask.local_authority, reason="already_answered",
             restrictions=ask.blocking, detail=why,

@@ -244,6 +244,42 @@ def audit_entry(
     )
 
 
+def onward_entry(
+    decision: str,
+    opened: Opened,
+    about: dict[str, Any],
+    ledger: LedgerEntry | None,
+    *,
+    sender: str,
+    recipient: str | None,
+    reason: str,
+    restrictions: list[str] | tuple[str, ...],
+    detail: str,
+) -> AuditEntry:
+    """The audit record of a decision on onward use of an item (a share, a consent request
+    or answer): ``about`` names its ``notification_id``, the recipient ``category`` and the
+    ``local_authority`` concerned; ``ledger`` is the gateway's entry of the item, if any."""
+    return AuditEntry(
+        decision=decision,
+        message_id=str(opened.message_id),
+        notification_id=str(about["notification_id"]),
+        sender=sender,
+        recipient=recipient,
+        recipient_role=about["category"],
+        local_authority=about["local_authority"],
+        notification_type=ledger.notification_type if ledger else None,
+        child_pseudonym=ledger.child_pseudonym if ledger else None,
+        reason=reason,
+        lawful_basis=None,
+        consent=None,
+        no_consent_reason=None,
+        restrictions=tuple(restrictions),
+        withheld=(),
+        detail=detail,
+        decided_at=utc_now(),
+    )
+
+
 def basis(sharing: dict[str, Any], author: dict[str, Any]) -> str:
     return f"{sharing['legal_gateway']}; by {author['name']} ({author['role']})"
 

@@ -19,10 +19,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from gateway.audit_chain import AuditEntry
 from gateway.consent_book import ConsentBook
 from gateway.consents import ConsentJudge
-from gateway.decision import Decision, Message, Quarantine, View, deliver
+from gateway.decision import Decision, Message, Quarantine, View, deliver, onward_entry
 from gateway.partnership import Partnership
 from gateway.restrictions import describe
 from gateway.store import GatewayStore, LedgerEntry
@@ -158,27 +157,19 @@ def _answer(
     decision = Decision(
         outcome="share_allowed" if allowed else "share_refused", type_label="share_request"
     )
+    about = {
+        "notification_id": request["notification_id"],
+        "category": request["to"]["category"],
+        "local_authority": opened.sender.id,
+    }
     decision.audit.append(
-        AuditEntry(
-            decision=decision.outcome,
-            message_id=str(opened.message_id),
-            notification_id=str(request["notification_id"]),
-            sender=opened.sender.id,
-            recipient=request["to"]["id"],
-            recipient_role=request["to"]["category"],
-            local_authority=opened.sender.id,
-            notification_type=ledger.notification_type if ledger else None,
-            child_pseudonym=ledger.child_pseudonym if ledger else None,
-            reason=reason,
-            lawful_basis=None,
-            consent=None,
-            no_consent_reason=None,
-            restrictions=tuple(ledger.restrictions) if ledger else (),
-            withheld=(),
+        onward_entry(
+            decision.outcome, opened, about, ledger, sender=opened.sender.id,
+            recipient=request["to"]["id"], reason=reason,
+            restrictions=ledger.restrictions if ledger else (),
             detail=f"by {request['requested_by']} for {request['purpose']!r}: {detail}",
-            decided_at=utc_now(),
         )
-    )
+    )  # fmt: skip
     decision.messages.append(
         Message(
             opened.sender.id,

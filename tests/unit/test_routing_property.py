@@ -13,7 +13,9 @@ tests/integration/test_partnership_e2e.py.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import functools
+import shutil
 import tempfile
 import uuid
 from datetime import UTC, datetime, timedelta
@@ -97,6 +99,28 @@ def _agreement() -> dict[str, Any]:
     return {k: v for k, v in data.items() if k not in ("default_las", "authorities")}
 
 
+@functools.cache
+def _template() -> Path:
+    """Empty gateway and request databases, migrated once and copied for each example:
+    migrating two new SQLite files cost more than judging a whole example. Made in a
+    thread of its own, so it can be called from within an example's event loop."""
+    home = Path(_TEMPLATES.name)
+
+    async def migrate() -> None:
+        async with (
+            await GatewayStore.open(None, home / "gateway.db"),
+            await DisclosureRequests.open(None, home / "requests.db"),
+        ):
+            pass
+
+    with concurrent.futures.ThreadPoolExecutor(1) as thread:
+        thread.submit(asyncio.run, migrate()).result()
+    return home
+
+
+_TEMPLATES = tempfile.TemporaryDirectory(prefix="sgx-routing-")
+
+
 class _Run:
     """One example: a trust directory, a judge over real stores, and a sealer per sender."""
 
@@ -107,6 +131,8 @@ class _Run:
         self.open_case_lists: dict[str, dict[str, Any]] = {}
 
     async def __aenter__(self) -> _Run:
+        for name in ("gateway.db", "requests.db"):
+            shutil.copyfile(_template() / name, self.home / name)
         self.store = await GatewayStore.open(None, self.home / "gateway.db")
         self.requests = await DisclosureRequests.open(None, self.home / "requests.db")
         pseudonyms = Pseudonymiser(PSEUDONYM_KEY)

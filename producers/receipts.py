@@ -10,7 +10,13 @@ record them on their outbox entries together with any record that could not be t
 or read (kept with its reason, never dropped) in ONE transaction; the consumer offsets
 are committed only after that commit. A crash replays the batch, and recording the same
 receipt twice writes the same answer. Records of other purposes on the same topic (a
-local authority's SHARE_DECISION answers) belong to the share client and are skipped.
+local authority's SHARE_DECISION answers) belong to the share client and are skipped; a
+consent request the gateway forwards to this agency as author (SHARE_REQUEST) is kept in
+the outbox's database with the receipts read beside it.
+
+:class:`ReceiptRecorder` is what records mean to the outbox, :class:`ReceiptListener`
+consumes the topic in the agency's group, and :func:`catch_up` reads it once to its end
+for an agency whose relay does not run as a service (``safeguard producer consent list``).
 """
 
 from __future__ import annotations
@@ -32,16 +38,77 @@ from sgx.backoff import Backoff
 from sgx.contract import Contract
 from sgx.envelope import Opener, Purpose
 from sgx.errors import ContractError, ExchangeError
-from sgx.kafka import kafka_errors, run_batches
+from sgx.kafka import kafka_errors, read_topic, receipts_topic, run_batches
 from sgx.quarantine import Source, from_gateway, sources
 from sgx.schema_registry import SchemaRegistry, read_learning
+from sgx.settings import KafkaSettings
 from sgx.trust import utc_now
 
 log = logging.getLogger(__name__)
 
 
+class ReceiptRecorder:
+    """What the gateway's records on an agency's receipts topic mean to its outbox: each
+    receipt on its entry, each forwarded consent request kept, anything that cannot be
+    trusted or read kept with its reason; all of it idempotent."""
+
+    def __init__(
+        self,
+        *,
+        store: OutboxStore,
+        agency: str,
+        opener: Opener,
+        contract: Contract,
+        registry: SchemaRegistry | None = None,
+        consents: ConsentRequests | None = None,
+    ) -> None:
+        """``consents`` keeps the consent requests the gateway forwards (default: in the
+        outbox's database)."""
+        self.agency = agency
+        self._store = store
+        self._consents = consents or ConsentRequests(store.engine, schema=store.schema)
+        self._opener = opener
+        self._contract = contract
+        self._registry = registry
+
+    async def record(self, records: Iterable[Any]) -> tuple[int, int]:
+        """Record what ``records`` hold in ONE transaction; (receipts, consent requests)."""
+        # A newer gateway's receipts (a schema this release has not seen) are read once the
+        # registry has taught the schema (sgx.schema_registry).
+        found = [source for record in records for source in sources(record)]
+        read, quarantined, _ = await read_learning(found, self._read, self._registry)
+        receipts = [r for r in read if isinstance(r, ReceiptUpdate)]
+        asked = [r for r in read if isinstance(r, ConsentRequest)]
+        also = functools.partial(self._consents.persist, requests=asked) if asked else None
+        await self._store.apply_receipts(self.agency, receipts, quarantined, also=also)
+        for q in quarantined:
+            log.warning("receipts of %s: kept a record as %s", self.agency, q.reason)
+        return len(receipts), len(asked)
+
+    def _read(self, source: Source) -> list[ReceiptUpdate | ConsentRequest]:
+        opened = self._opener.open(source.envelope())
+        if opened.purpose is Purpose.SHARE_REQUEST:
+            from_gateway(opened, "a consent request")
+            record = self._contract.decode_as(c.CONSENT_REQUEST, opened.plaintext)
+            return [ConsentRequest.of(self.agency, record, utc_now())]
+        if opened.purpose is not Purpose.RECEIPTS:
+            return []  # a share decision or consent outcome: the LA's share client reads those
+        from_gateway(opened, "receipts")
+        batch = self._contract.decode_as(c.RECEIPT_BATCH, opened.plaintext)
+        return [_update(r) for r in batch["receipts"]]
+
+
+async def catch_up(recorder: ReceiptRecorder, settings: KafkaSettings) -> int:
+    """Read the agency's receipts topic from its start to its end, outside the listener's
+    group (nothing committed), and record what is on it; returns the consent requests read.
+    For an agency whose relay does not run as a service: what the listener would have
+    recorded is recorded now (again, harmlessly, for what it recorded already)."""
+    _, asked = await recorder.record(await read_topic(settings, receipts_topic(recorder.agency)))
+    return asked
+
+
 class ReceiptListener:
-    """Consumes one agency's receipts topic into its outbox."""
+    """Consumes one agency's receipts topic into its outbox (:class:`ReceiptRecorder`)."""
 
     def __init__(
         self,
@@ -56,17 +123,14 @@ class ReceiptListener:
         registry: SchemaRegistry | None = None,
         consents: ConsentRequests | None = None,
     ) -> None:
-        """``consents`` keeps the consent requests the gateway forwards (default: in the
-        outbox's database)."""
-        self._store = store
-        self._consents = consents or ConsentRequests(store.engine, schema=store.schema)
+        self._recorder = ReceiptRecorder(
+            store=store, agency=agency, opener=opener, contract=contract, registry=registry,
+            consents=consents,
+        )  # fmt: skip
         self._agency = agency
-        self._opener = opener
-        self._contract = contract
         self._consumer = consumer
         self._max_records = max_records
         self._backoff = backoff or Backoff()
-        self._registry = registry
         self.received = 0  # receipts recorded since start
 
     async def run(self, stop: asyncio.Event) -> None:
@@ -106,32 +170,11 @@ class ReceiptListener:
                 self._consumer.seek(tp, committed)
 
     async def process(self, records: Iterable[Any]) -> None:
-        # A newer gateway's receipts (a schema this release has not seen) are read once the
-        # registry has taught the schema (sgx.schema_registry).
-        found = [source for record in records for source in sources(record)]
-        read, quarantined, _ = await read_learning(found, self._read, self._registry)
-        receipts = [r for r in read if isinstance(r, ReceiptUpdate)]
-        asked = [r for r in read if isinstance(r, ConsentRequest)]
-        also = functools.partial(self._consents.persist, requests=asked) if asked else None
-        await self._store.apply_receipts(self._agency, receipts, quarantined, also=also)
+        receipts, _ = await self._recorder.record(records)
         async with kafka_errors("commit receipt offsets"):
             await self._consumer.commit()
         self._backoff.reset()
-        self.received += len(receipts)
-        for q in quarantined:
-            log.warning("receipts of %s: kept a record as %s", self._agency, q.reason)
-
-    def _read(self, source: Source) -> list[ReceiptUpdate | ConsentRequest]:
-        opened = self._opener.open(source.envelope())
-        if opened.purpose is Purpose.SHARE_REQUEST:
-            from_gateway(opened, "a consent request")
-            record = self._contract.decode_as(c.CONSENT_REQUEST, opened.plaintext)
-            return [ConsentRequest.of(self._agency, record, utc_now())]
-        if opened.purpose is not Purpose.RECEIPTS:
-            return []  # a share decision or consent outcome: the LA's share client reads those
-        from_gateway(opened, "receipts")
-        batch = self._contract.decode_as(c.RECEIPT_BATCH, opened.plaintext)
-        return [_update(r) for r in batch["receipts"]]
+        self.received += receipts
 
 
 def _update(receipt: dict[str, Any]) -> ReceiptUpdate:

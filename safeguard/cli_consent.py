@@ -27,6 +27,7 @@ import click
 
 from producers.consent_requests import ConsentRequest, ConsentRequests
 from producers.outbox import OutboxStore
+from producers.receipts import ReceiptRecorder, catch_up
 from safeguard.cli_common import (
     agency_option,
     async_command,
@@ -37,8 +38,11 @@ from safeguard.cli_common import (
     send_timeout_option,
 )
 from safeguard.outbox_wiring import offline_outbox, open_outbox_store, relay_pending
+from safeguard.runtime import Runtime
 from sgx import contract as c
-from sgx.errors import NotFound
+from sgx.envelope import Opener
+from sgx.errors import NotFound, TransportError
+from sgx.schema_registry import SchemaRegistry
 
 CATEGORIES = ["parent_or_carer", "other_professional", "care_proceedings", "la_social_care"]
 
@@ -109,19 +113,37 @@ def producer_consent() -> None:
 @home_option
 @agency_option()
 @click.option("--open/--all", "open_only", default=False, help="only requests not yet answered")
+@click.option(
+    "--offline", is_flag=True, help="list what the outbox holds, without asking the broker"
+)
 @async_command
-async def consent_list(home: Path | None, agency: str, open_only: bool) -> None:
-    """The consent requests local authorities put to this agency."""
+async def consent_list(home: Path | None, agency: str, open_only: bool, offline: bool) -> None:
+    """The consent requests local authorities put to this agency (first read from the
+    agency's receipts topic, in case its relay is not running as a service)."""
     rt = runtime(home)
     async with await open_outbox_store(rt, agency) as store:
-        requests = await ConsentRequests(store.engine, schema=rt.pg_schema).list(
-            agency, open_only=open_only
-        )
+        book = ConsentRequests(store.engine, schema=rt.pg_schema)
+        if not offline:
+            await _collect(rt, agency, store, book)
+        requests = await book.list(agency, open_only=open_only)
         lines = [line for r in requests for line in await _described(store, r)]
     for line in lines:
         click.echo(line)
     waiting = sum(1 for r in requests if r.answer is None)
     click.echo(f"{len(requests)} consent request(s), {waiting} awaiting an answer")
+
+
+async def _collect(rt: Runtime, agency: str, store: OutboxStore, book: ConsentRequests) -> None:
+    """Keep what waits on the agency's receipts topic; without the broker, say so and go on."""
+    trust, contract = rt.trust(), rt.contract()
+    recorder = ReceiptRecorder(
+        store=store, agency=agency, opener=Opener(rt.identity(agency, trust), trust),
+        contract=contract, registry=SchemaRegistry(rt.kafka, trust, contract), consents=book,
+    )  # fmt: skip
+    try:
+        await catch_up(recorder, rt.kafka)
+    except TransportError as exc:
+        click.echo(f"the broker did not answer ({exc}): listing what the outbox holds")
 
 
 async def _described(store: OutboxStore, r: ConsentRequest) -> Sequence[str]:

@@ -59,7 +59,7 @@ async def _share(ex: Exchange, item: int, category: str, purpose: str) -> dict[s
     )  # fmt: skip
 
 
-async def _cli(ex: Exchange, *args: str) -> Result:
+async def cli(ex: Exchange, *args: str) -> Result:
     assert ex.broker is not None
     argv = [*args, "--home", str(ex.rt.exchange.home)]
     env = kafka_env(ex.broker.bootstrap_servers)
@@ -110,7 +110,7 @@ async def test_a_grant_lets_exactly_the_named_share_through(tmp_path: Path) -> N
             assert refused["allowed"] is False
             assert refused["broken"] == ["THIRD_PARTY_AUTHOR_CONSENT"]
             assert "Ask the author's consent through the exchange" in refused["reason"]
-            by_cli = await _cli(
+            by_cli = await cli(
                 ex, "queue", "share", str(item_id), "--la", LA, "--to", "parents",
                 "--category", "parent_or_carer", "--purpose", CONFERENCE, "--by", "sw-amara",
             )  # fmt: skip
@@ -135,12 +135,12 @@ async def test_a_grant_lets_exactly_the_named_share_through(tmp_path: Path) -> N
             await _forwarded_names_no_more_than_the_item(ex)
 
         # The school answers from the command line.
-        listed = await _cli(ex, "producer", "consent", "list", "--agency", SCHOOL, "--open")
+        listed = await cli(ex, "producer", "consent", "list", "--agency", SCHOOL, "--open")
         assert listed.exit_code == 0, listed.output
         assert str(request.request_id) in listed.output
         assert f"attendance_update {sent}" in listed.output
         assert f"PARENT_OR_CARER for {CONFERENCE!r}" in listed.output
-        granted = await _cli(
+        granted = await cli(
             ex, "producer", "consent", "grant", str(request.request_id), "--agency", SCHOOL,
             "--by", "Ms Head (designated safeguarding lead)",
         )  # fmt: skip
@@ -162,7 +162,7 @@ async def test_a_grant_lets_exactly_the_named_share_through(tmp_path: Path) -> N
         assert f"for {CONFERENCE!r} only" in other_purpose["reason"]
 
         # The first answer stands.
-        again = await _cli(
+        again = await cli(
             ex, "producer", "consent", "refuse", str(request.request_id), "--agency", SCHOOL,
             "--by", "Someone else",
         )  # fmt: skip

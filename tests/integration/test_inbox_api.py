@@ -8,9 +8,7 @@ import asyncio
 import html
 import logging
 import re
-import uuid
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +21,7 @@ from safeguard.parties import LA, SCHOOL
 from sgx import contract as c
 from tests import samples
 from tests.integration.inbox_world import CHILDREN, PASSWORD, Child, World, about, inbox_world
+from tests.integration.test_author_consent import cli
 
 pytestmark = pytest.mark.broker
 SHARE = {"category": "LA_SOCIAL_CARE", "to_name": "x", "purpose": "tell the family"}
@@ -304,24 +303,21 @@ async def test_the_authors_consent_asked_over_the_api_lets_that_share_through(
         forbidden = await http.post(f"/api/v1/shares/{refused['share_id']}/consent", headers=reader)
         assert forbidden.status_code == 403
 
-        # The school answers (signed by the school, as its outbox would send it).
+        # The school, whose relay is not running, finds the request on its receipts topic
+        # and answers from the command line (signed and sent through its outbox).
         async with await inbox_store(world.exchange.rt, LA) as store:
             request_id = (await store.consents.get(consent["consent_id"])).request_id
-        notification = (await http.get(f"/api/v1/deliveries/{item}", headers=headers)).json()
-        await world.exchange.publish(
-            SCHOOL,
-            c.CONSENT_ANSWER,
-            {
-                "answer_id": uuid.uuid4(),
-                "request_id": uuid.UUID(request_id),
-                "notification_id": uuid.UUID(notification["notification_id"]),
-                "granted": True,
-                "answered_by": "Ruth Okafor (designated safeguarding lead)",
-                "reason": None,
-                "court_order": None,
-                "answered_at": datetime.now(UTC),
-            },
-        )
+        desk = ("producer", "consent", "list", "--agency", SCHOOL, "--open")
+        assert "0 consent request(s)" in (await cli(world.exchange, *desk, "--offline")).output
+        listed = await cli(world.exchange, *desk)
+        assert f"{request_id}  awaiting an answer" in listed.output, listed.output
+        assert "share to: OTHER_PROFESSIONAL for 'health assessment'" in listed.output
+        by = "Ruth Okafor (designated safeguarding lead)"
+        granted = await cli(
+            world.exchange, "producer", "consent", "grant", request_id, "--agency", SCHOOL,
+            "--by", by,
+        )  # fmt: skip
+        assert granted.exit_code == 0, granted.output
         url = f"/api/v1/consents/{consent['consent_id']}"
         for _ in range(200):
             now = (await http.get(url, headers=headers)).json()
@@ -329,7 +325,7 @@ async def test_the_authors_consent_asked_over_the_api_lets_that_share_through(
                 break
             await asyncio.sleep(0.1)
         assert now["status"] == "granted", now
-        assert now["answered_by"] == "Ruth Okafor (designated safeguarding lead)"
+        assert now["answered_by"] == by
         assert now["still_blocked"] == []
         again = await http.post(f"/api/v1/shares/{refused['share_id']}/consent", headers=headers)
         assert again.status_code == 409  # granted: ask for the share again instead

@@ -44,7 +44,8 @@ from sgx.db import (
     encode_strings,
     insert_ignoring_duplicates,
     metadata_for,
-    store_errors,
+    read_row,
+    read_rows,
 )
 
 
@@ -161,9 +162,7 @@ class ConsentBook:
     async def request(self, request_id: str) -> ConsentAsk | None:
         """One request by id, or None if the gateway never forwarded it."""
         query = select(self._table).where(self._table.c.request_id == request_id)
-        with store_errors("read a consent request"):
-            async with self._engine.connect() as conn:
-                row = (await conn.execute(query)).mappings().first()
+        row = await read_row(self._engine, query, "read a consent request")
         return None if row is None else _ask(row)
 
     async def requests(self, notification_id: str, local_authority: str) -> list[ConsentAsk]:
@@ -174,22 +173,18 @@ class ConsentBook:
             .where(t.c.notification_id == notification_id, t.c.local_authority == local_authority)
             .order_by(t.c.requested_at, t.c.request_id)
         )
-        with store_errors("read consent requests"):
-            async with self._engine.connect() as conn:
-                return [_ask(row) for row in (await conn.execute(query)).mappings()]
+        return [_ask(row) for row in await read_rows(self._engine, query, "read consent requests")]
 
     async def awaiting(self) -> dict[str, tuple[int, datetime]]:
         """By author: how many requests it has not answered, and when the oldest was made."""
         t = self._table
         query = (
-            select(t.c.author, func.count(), func.min(t.c.requested_at))
+            select(t.c.author, func.count().label("n"), func.min(t.c.requested_at).label("oldest"))
             .where(t.c.answer_id.is_(None))
             .group_by(t.c.author)
         )
-        with store_errors("count consent requests awaiting an answer"):
-            async with self._engine.connect() as conn:
-                rows = (await conn.execute(query)).all()
-        return {author: (int(n), oldest) for author, n, oldest in rows}
+        rows = await read_rows(self._engine, query, "count consent requests awaiting an answer")
+        return {row["author"]: (int(row["n"]), row["oldest"]) for row in rows}
 
     async def grants(
         self, notification_id: str, local_authority: str, category: str

@@ -53,8 +53,9 @@ from sgx.db import (
     encode_strings,
     insert_ignoring_duplicates,
     metadata_for,
+    read_row,
+    read_rows,
     serial,
-    store_errors,
 )
 from sgx.errors import AlreadyAnswered, ContractError, NotFound
 
@@ -167,18 +168,15 @@ class ConsentRequests:
         query = select(t).where(t.c.agency == agency)
         if open_only:
             query = query.where(t.c.answer_id.is_(None))
-        with store_errors("list consent requests"):
-            async with self._engine.connect() as conn:
-                rows = (await conn.execute(query.order_by(t.c.consent_id))).mappings().all()
+        query = query.order_by(t.c.consent_id)
+        rows = await read_rows(self._engine, query, "list consent requests")
         return [_request(row) for row in rows]
 
     async def get(self, agency: str, request_id: uuid.UUID) -> ConsentRequest:
         """One request; NotFound if the gateway never forwarded it to this agency."""
         t = self._table
         query = select(t).where(t.c.agency == agency, t.c.request_id == str(request_id))
-        with store_errors("read a consent request"):
-            async with self._engine.connect() as conn:
-                row = (await conn.execute(query)).mappings().first()
+        row = await read_row(self._engine, query, "read a consent request")
         if row is None:
             raise NotFound(f"no consent request {request_id} has been put to {agency}")
         return _request(row)

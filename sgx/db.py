@@ -53,10 +53,11 @@ from sqlalchemy import (
     inspect,
 )
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.engine import URL, Connection, Dialect, make_url
+from sqlalchemy.engine import URL, Connection, Dialect, RowMapping, make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError, SQLAlchemyError, StatementError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 from sqlalchemy.schema import CreateSchema, Table
+from sqlalchemy.sql import Select
 from sqlalchemy.types import TypeDecorator, TypeEngine
 
 from sgx.errors import ConfigError, StoreError
@@ -299,6 +300,21 @@ def store_errors(action: str) -> Iterator[None]:
         yield
     except _STORE_FAILURES as exc:
         raise _translate(action, exc) from exc
+
+
+async def read_rows(engine: AsyncEngine, query: Select[Any], action: str) -> list[RowMapping]:
+    """Every row ``query`` selects, as mappings (errors as StoreError naming ``action``)."""
+    with store_errors(action):
+        async with engine.connect() as conn:
+            return list((await conn.execute(query)).mappings())
+
+
+async def read_row(engine: AsyncEngine, query: Select[Any], action: str) -> RowMapping | None:
+    """The first row ``query`` selects, or None (errors as StoreError naming ``action``)."""
+    with store_errors(action):
+        async with engine.connect() as conn:
+            row: RowMapping | None = (await conn.execute(query)).mappings().first()
+            return row
 
 
 def _translate(action: str, exc: BaseException) -> Exception:

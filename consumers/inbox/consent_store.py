@@ -32,6 +32,8 @@ from sgx.db import (
     encode_strings,
     insert_ignoring_duplicates,
     one_of,
+    read_row,
+    read_rows,
     serial,
     store_errors,
     write_transaction,
@@ -169,9 +171,7 @@ class InboxConsents:
     async def get(self, consent_id: int) -> ConsentRecord:
         """One consent request by id; NotFound if there is none."""
         query = select(self._table).where(self._table.c.consent_id == consent_id)
-        with store_errors("read a consent request"):
-            async with self._engine.connect() as conn:
-                row = (await conn.execute(query)).mappings().first()
+        row = await read_row(self._engine, query, "read a consent request")
         if row is None:
             raise NotFound(f"no consent request {consent_id}")
         return _record(row)
@@ -186,6 +186,4 @@ class InboxConsents:
             .where(one_of(self._engine, t.c.notification_id, list(notification_ids)))
             .order_by(t.c.consent_id)
         )
-        with store_errors("list consent requests"):
-            async with self._engine.connect() as conn:
-                return [_record(row) for row in (await conn.execute(query)).mappings()]
+        return [_record(r) for r in await read_rows(self._engine, query, "list consent requests")]

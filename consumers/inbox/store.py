@@ -54,6 +54,8 @@ from sgx.db import (
     encode_strings,
     insert_ignoring_duplicates,
     one_of,
+    read_row,
+    read_rows,
     serial,
     store_errors,
     write_transaction,
@@ -353,9 +355,7 @@ class InboxStore(Database):
     async def share(self, share_id: int) -> ShareRecord:
         """One share by id; NotFound if there is none."""
         query = select(self._shares).where(self._shares.c.share_id == share_id)
-        with store_errors("read an onward share"):
-            async with self._engine.connect() as conn:
-                row = (await conn.execute(query)).mappings().first()
+        row = await read_row(self._engine, query, "read an onward share")
         if row is None:
             raise NotFound(f"no share {share_id}")
         return _share(row)
@@ -370,6 +370,4 @@ class InboxStore(Database):
             .where(one_of(self._engine, c.notification_id, list(notification_ids)))
             .order_by(c.share_id)
         )
-        with store_errors("list onward shares"):
-            async with self._engine.connect() as conn:
-                return [_share(row) for row in (await conn.execute(query)).mappings()]
+        return [_share(r) for r in await read_rows(self._engine, query, "list onward shares")]

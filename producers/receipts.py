@@ -112,22 +112,14 @@ class ReceiptListener:
 
     def __init__(
         self,
-        *,
-        store: OutboxStore,
-        agency: str,
-        opener: Opener,
-        contract: Contract,
+        recorder: ReceiptRecorder,
         consumer: AIOKafkaConsumer,
+        *,
         max_records: int = 500,
         backoff: Backoff | None = None,
-        registry: SchemaRegistry | None = None,
-        consents: ConsentRequests | None = None,
     ) -> None:
-        self._recorder = ReceiptRecorder(
-            store=store, agency=agency, opener=opener, contract=contract, registry=registry,
-            consents=consents,
-        )  # fmt: skip
-        self._agency = agency
+        self._recorder = recorder
+        self._agency = recorder.agency
         self._consumer = consumer
         self._max_records = max_records
         self._backoff = backoff or Backoff()

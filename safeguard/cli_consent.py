@@ -27,7 +27,7 @@ import click
 
 from producers.consent_requests import ConsentRequest, ConsentRequests
 from producers.outbox import OutboxStore
-from producers.receipts import ReceiptRecorder, catch_up
+from producers.receipts import catch_up
 from safeguard.cli_common import (
     agency_option,
     async_command,
@@ -37,12 +37,15 @@ from safeguard.cli_common import (
     say_relayed,
     send_timeout_option,
 )
-from safeguard.outbox_wiring import offline_outbox, open_outbox_store, relay_pending
+from safeguard.outbox_wiring import (
+    offline_outbox,
+    open_outbox_store,
+    receipt_recorder,
+    relay_pending,
+)
 from safeguard.runtime import Runtime
 from sgx import contract as c
-from sgx.envelope import Opener
 from sgx.errors import NotFound, TransportError
-from sgx.schema_registry import SchemaRegistry
 
 CATEGORIES = ["parent_or_carer", "other_professional", "care_proceedings", "la_social_care"]
 
@@ -122,9 +125,9 @@ async def consent_list(home: Path | None, agency: str, open_only: bool, offline:
     agency's receipts topic, in case its relay is not running as a service)."""
     rt = runtime(home)
     async with await open_outbox_store(rt, agency) as store:
-        book = ConsentRequests(store.engine, schema=rt.pg_schema)
         if not offline:
-            await _collect(rt, agency, store, book)
+            await _collect(rt, agency, store)
+        book = ConsentRequests(store.engine, schema=rt.pg_schema)
         requests = await book.list(agency, open_only=open_only)
         lines = [line for r in requests for line in await _described(store, r)]
     for line in lines:
@@ -133,15 +136,12 @@ async def consent_list(home: Path | None, agency: str, open_only: bool, offline:
     click.echo(f"{len(requests)} consent request(s), {waiting} awaiting an answer")
 
 
-async def _collect(rt: Runtime, agency: str, store: OutboxStore, book: ConsentRequests) -> None:
+async def _collect(rt: Runtime, agency: str, store: OutboxStore) -> None:
     """Keep what waits on the agency's receipts topic; without the broker, say so and go on."""
-    trust, contract = rt.trust(), rt.contract()
-    recorder = ReceiptRecorder(
-        store=store, agency=agency, opener=Opener(rt.identity(agency, trust), trust),
-        contract=contract, registry=SchemaRegistry(rt.kafka, trust, contract), consents=book,
-    )  # fmt: skip
     try:
-        await catch_up(recorder, rt.kafka)
+        trust = rt.trust()
+        identity = rt.identity(agency, trust)
+        await catch_up(receipt_recorder(rt, store, identity, trust, rt.contract()), rt.kafka)
     except TransportError as exc:
         click.echo(f"the broker did not answer ({exc}): listing what the outbox holds")
 

@@ -34,14 +34,16 @@ from prometheus_client import CollectorRegistry
 from producers.consent_requests import ConsentRequests
 from producers.outbox import Outbox, OutboxStore
 from producers.publisher import Publisher
-from producers.receipts import ReceiptListener
+from producers.receipts import ReceiptListener, ReceiptRecorder
 from producers.relay import OutboxRelay, RelayOptions
 from safeguard.runtime import Runtime
+from sgx.contract import Contract
 from sgx.envelope import Opener
 from sgx.errors import TransportError
 from sgx.kafka import receipts_group, receipts_topic, start_consumer, start_producer
 from sgx.metrics import ProducerMetrics
 from sgx.schema_registry import SchemaRegistry
+from sgx.trust import Identity, TrustDirectory
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +51,25 @@ log = logging.getLogger(__name__)
 async def open_outbox_store(rt: Runtime, agency: str) -> OutboxStore:
     """The agency's outbox store (PostgreSQL if a DSN is set, else its own SQLite file)."""
     return await OutboxStore.open(rt.dsn, rt.sqlite(f"outbox-{agency}.db"), schema=rt.pg_schema)
+
+
+def receipt_recorder(
+    rt: Runtime,
+    store: OutboxStore,
+    identity: Identity,
+    trust: TrustDirectory,
+    contract: Contract,
+) -> ReceiptRecorder:
+    """What the agency's receipts topic means to its outbox: receipts on their entries,
+    forwarded consent requests kept (the listener's, and ``producer consent list``'s)."""
+    return ReceiptRecorder(
+        store=store,
+        agency=identity.party_id,
+        opener=Opener(identity, trust),
+        contract=contract,
+        registry=SchemaRegistry(rt.kafka, trust, contract),
+        consents=ConsentRequests(store.engine, schema=rt.pg_schema),
+    )
 
 
 @contextlib.asynccontextmanager
@@ -183,15 +204,8 @@ async def outbox_services(
         )
         outbox = Outbox(store, publisher, agency)
         relay = OutboxRelay(outbox, publisher, metrics=metrics, options=options)
-        listener = ReceiptListener(
-            store=store,
-            agency=agency,
-            opener=Opener(identity, trust),
-            contract=contract,
-            consumer=consumer,
-            registry=SchemaRegistry(rt.kafka, trust, contract),
-            consents=ConsentRequests(store.engine, schema=rt.pg_schema),
-        )
+        recorder = receipt_recorder(rt, store, identity, trust, contract)
+        listener = ReceiptListener(recorder, consumer)
         async with _running(relay.run, listener.run) as tasks:
             yield outbox, tasks
 

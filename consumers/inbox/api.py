@@ -107,7 +107,7 @@ def _consent(consent: ConsentRecord) -> ConsentOut:
         purpose=consent.purpose,
         requested_by=consent.requested_by,
         requested_at=consent.requested_at,
-        status=(consent.state or "sending").lower(),
+        status=consent.status,
         author=consent.author,
         answered_by=consent.answered_by,
         court_order=consent.court_order,

@@ -66,6 +66,11 @@ class ConsentRecord:
     decided_at: datetime | None
 
     @property
+    def status(self) -> str:
+        """The state in lower case, ``sending`` before the exchange's first word."""
+        return (self.state or "sending").lower()
+
+    @property
     def waiting(self) -> bool:
         """True while the author has not answered (nor the gateway settled it)."""
         return self.state in WAITING

@@ -226,10 +226,11 @@ class Inbox:
             latest = await self._find_consents(waiting)
         except TransportError:
             return found  # still waiting; looked up again next time
-        heard = [o for o in latest.values() if o["state"] != "ASKED" or _unheard(found, o)]
-        for outcome in heard:
+        recorded = {r.request_id: r.state for r in found}
+        news = [o for o in latest.values() if o["state"] != recorded[str(o["request_id"])]]
+        for outcome in news:
             await self._heard(outcome)
-        return await self.store.consents.of(notification_ids) if heard else found
+        return await self.store.consents.of(notification_ids) if news else found
 
     async def consent_record(self, who: Principal, consent_id: int) -> ConsentRecord:
         """One consent request about an item the caller may see, as it stands now."""
@@ -280,12 +281,6 @@ class Inbox:
         found = list(views.values())
         await self._audit(who, "record", found)
         return ChildRecord(found, await self.answered(await self.store.shares(sorted(views))))
-
-
-def _unheard(found: list[ConsentRecord], outcome: dict[str, Any]) -> bool:
-    """True if ``outcome`` is news for its request (none of its words recorded yet)."""
-    request_id = str(outcome["request_id"])
-    return any(r.request_id == request_id and r.state is None for r in found)
 
 
 def _already(earlier: ConsentRecord) -> str:

@@ -322,7 +322,7 @@ CONSENT_STATES = {
 def _consent_row(consent: ConsentRecord) -> dict[str, Any]:
     return {
         "consent_id": consent.consent_id,
-        "status": (consent.state or "sending").lower(),
+        "status": consent.status,
         "state": CONSENT_STATES.get(consent.state, consent.state or ""),
         "category": CATEGORY_LABELS.get(consent.category, consent.category),
         "purpose": consent.purpose,

@@ -183,7 +183,7 @@ async def test_an_agencys_receipt_listener_reads_a_newer_gateways_receipts(tmp_p
     import uuid
 
     from producers.outbox import OutboxStore
-    from producers.receipts import ReceiptListener
+    from producers.receipts import ReceiptListener, ReceiptRecorder
     from sgx.envelope import Purpose, Sealer
     from sgx.kafka import receipts_group, receipts_topic, start_consumer, start_producer
 
@@ -212,14 +212,11 @@ async def test_an_agencys_receipt_listener_reads_a_newer_gateways_receipts(tmp_p
             consumer = await start_consumer(
                 rt.kafka, [receipts_topic(SCHOOL)], group_id=receipts_group(SCHOOL)
             )
-            listener = ReceiptListener(
-                store=store,
-                agency=SCHOOL,
-                opener=Opener(rt.identity(SCHOOL, trust), trust),
-                contract=current,
-                consumer=consumer,
-                registry=schema_registry.SchemaRegistry(rt.kafka, trust, current),
-            )
+            recorder = ReceiptRecorder(
+                store=store, agency=SCHOOL, opener=Opener(rt.identity(SCHOOL, trust), trust),
+                contract=current, registry=schema_registry.SchemaRegistry(rt.kafka, trust, current),
+            )  # fmt: skip
+            listener = ReceiptListener(recorder, consumer)
             stop = asyncio.Event()
             running = asyncio.create_task(listener.run(stop))
             try:

@@ -21,7 +21,7 @@ from prometheus_client import CollectorRegistry
 
 from producers.outbox import Outbox, OutboxStore, ReceiptUpdate
 from producers.publisher import Prepared, Publisher
-from producers.receipts import ReceiptListener
+from producers.receipts import ReceiptListener, ReceiptRecorder
 from producers.relay import OutboxRelay, RelayOptions
 from safeguard import samples
 from safeguard.cli_producer import producer, receipts_table
@@ -366,13 +366,11 @@ async def test_listener_records_receipts_skips_share_decisions_and_keeps_bad_rec
     decision = gateway.seal(Purpose.SHARE_DECISION, uuid.uuid4(), b"not for the outbox")
     topic = "sgx.receipts.school-hillside"
     commits = CommitLog()
-    listener = ReceiptListener(
-        store=store,
-        agency=SCHOOL,
-        opener=Opener(rt.identity(SCHOOL, trust), trust),
+    recorder = ReceiptRecorder(
+        store=store, agency=SCHOOL, opener=Opener(rt.identity(SCHOOL, trust), trust),
         contract=contract,
-        consumer=commits,
-    )
+    )  # fmt: skip
+    listener = ReceiptListener(recorder, commits)
     await listener.process(
         [
             Record(topic, 0, 0, decision),

@@ -34,7 +34,8 @@ from uuid import UUID
 
 from gateway.consent_book import ConsentAnswered, ConsentAsk, ConsentBook
 from gateway.decision import Decision, Message, Quarantine, onward_entry, receipt
-from gateway.store import GatewayStore, LedgerEntry
+from gateway.records import LedgerEntry
+from gateway.store import GatewayStore
 from sgx import contract as c
 from sgx.consent import Grant, blocking, purpose_key, still_blocked
 from sgx.envelope import Opened, Purpose

@@ -37,10 +37,11 @@ from gateway.decision import (
 from gateway.notifications import NotificationJudge
 from gateway.partnership import Partnership
 from gateway.protocol import DisclosureRequestJudge
+from gateway.records import Judged
 from gateway.requests import DisclosureRequests
 from gateway.routing import Router
 from gateway.shares import ShareJudge
-from gateway.store import GatewayStore, Judged
+from gateway.store import GatewayStore
 from sgx import contract as c
 from sgx.contract import Contract
 from sgx.envelope import Opened, Opener, Purpose

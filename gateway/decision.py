@@ -18,7 +18,7 @@ from gateway.agreement import Agreement
 from gateway.allocations import AllocationChange
 from gateway.audit_chain import AuditEntry
 from gateway.consent_book import ConsentWrite
-from gateway.store import Judged, LedgerEntry
+from gateway.records import Judged, LedgerEntry
 from sgx import contract as c
 from sgx.contract import Contract
 from sgx.envelope import Opened, Purpose

@@ -42,7 +42,8 @@ from gateway.consent_book import ConsentBook
 from gateway.decide import Judge
 from gateway.decision import Decision, Message
 from gateway.open_cases import lists_for
-from gateway.store import GatewayStore, Judged
+from gateway.records import Judged
+from gateway.store import GatewayStore
 from sgx import contract as c
 from sgx.backoff import Backoff
 from sgx.contract import Contract

@@ -23,8 +23,9 @@ from gateway.consent_book import ConsentBook
 from gateway.consents import ConsentJudge
 from gateway.decision import Decision, Message, Quarantine, View, deliver, onward_entry
 from gateway.partnership import Partnership
+from gateway.records import LedgerEntry
 from gateway.restrictions import describe
-from gateway.store import GatewayStore, LedgerEntry
+from gateway.store import GatewayStore
 from sgx import contract as c
 from sgx.consent import COURT_ORDER_ONLY, Grant, blocking, purpose_key, still_blocked
 from sgx.contract import Contract

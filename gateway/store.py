@@ -42,26 +42,16 @@ Tables (``schema`` places them in a PostgreSQL schema): ``audit_record``,
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import (
-    BigInteger,
-    Column,
-    Integer,
-    MetaData,
-    String,
-    Table,
-    Text,
-    func,
-    select,
-    update,
-)
+from sqlalchemy import MetaData, Table, func, select, update
 from sqlalchemy.engine import RowMapping
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from gateway import records
 from gateway.audit_chain import (
     AUDIT_COLUMNS,
     GENESIS_HASH,
@@ -76,16 +66,12 @@ from gateway.audit_chain import (
     decision_key,
     verify_row,
 )
+from gateway.records import ChainState, Judged, LedgerEntry
 from sgx.db import (
     BulkInsert,
     Database,
-    UtcDateTime,
-    decode_strings,
-    encode_strings,
     insert_ignoring_duplicates,
     one_of,
-    quarantine_columns,
-    serial,
     store_errors,
     write_transaction,
 )
@@ -97,180 +83,12 @@ _PAGE = 1000  # records per query when walking the chain
 _KEY_CHUNK = 500  # decision keys per IN (...) lookup
 
 
-@dataclass(frozen=True)
-class LedgerEntry:
-    """Non-content facts about a notification delivered to one LA, to judge a later onward
-    share by that LA (a notification delivered to two LAs has an entry for each)."""
-
-    notification_id: str
-    sender: str
-    sender_kind: str
-    notification_type: str
-    local_authority: str
-    child_pseudonym: str | None
-    restrictions: tuple[str, ...]
-    onward_consent: tuple[str, ...]
-    recorded_at: datetime
-
-
-_LEDGER_COLUMNS = tuple(f.name for f in fields(LedgerEntry))
-_LEDGER_TUPLES = ("restrictions", "onward_consent")
-
-# --- tables -----------------------------------------------------------------------------
-
-
-def _audit_table(metadata: MetaData) -> Table:
-    return Table(
-        "audit_record",
-        metadata,
-        Column("chain", String(300), primary_key=True),
-        Column("sequence", BigInteger, primary_key=True, autoincrement=False),
-        Column("decision", String(20), nullable=False),
-        Column("message_id", String(300), nullable=False, index=True),
-        Column("notification_id", String(64), index=True),
-        Column("sender", String(200), nullable=False),
-        Column("recipient", String(200)),
-        Column("recipient_role", String(100)),
-        Column("local_authority", String(200), index=True),
-        Column("notification_type", String(200)),
-        Column("child_pseudonym", String(64)),
-        Column("reason", String(200), nullable=False),
-        Column("lawful_basis", String(200)),
-        Column("consent", String(100)),
-        Column("no_consent_reason", Text),
-        Column("restrictions", Text, nullable=False),
-        Column("withheld", Text, nullable=False),
-        Column("detail", Text, nullable=False),
-        Column("decided_at", UtcDateTime, nullable=False),
-        Column("decision_key", Text, nullable=False, unique=True),
-        Column("prev_hash", String(64), nullable=False),
-        Column("hash", String(64), nullable=False),
-    )
-
-
-def _chain_table(metadata: MetaData) -> Table:
-    return Table(
-        "audit_chain",
-        metadata,
-        Column("chain", String(300), primary_key=True),
-        Column("head_sequence", BigInteger, nullable=False),
-        Column("head_hash", String(64), nullable=False),
-        Column("epoch", BigInteger, nullable=False),
-        Column("owner", String(200), nullable=False),
-        Column("claimed_at", UtcDateTime, nullable=False),
-    )
-
-
-def _judged_table(metadata: MetaData) -> Table:
-    """Every message judged (not quarantined), by its verified sender and message id, and
-    where it was first read: a copy read anywhere else is a duplicate."""
-    return Table(
-        "judged_message",
-        metadata,
-        Column("sender", String(200), primary_key=True),
-        Column("message_id", String(64), primary_key=True),
-        Column("topic", String(300), nullable=False),
-        Column("partition", Integer, nullable=False),
-        Column("offset", BigInteger, nullable=False),
-        Column("item", Integer, nullable=False),
-        Column("outcome", String(20), nullable=False),
-        Column("type_label", String(100), nullable=False),
-        Column("judged_at", UtcDateTime, nullable=False),
-    )
-
-
-def _quarantine_table(metadata: MetaData) -> Table:
-    return Table(
-        "gateway_quarantine",
-        metadata,
-        Column("quarantine_id", serial(), primary_key=True),
-        Column("message_id", String(300)),
-        Column("sender_claimed", String(200)),
-        *quarantine_columns("uq_gateway_quarantine_offset"),
-    )
-
-
-def _ledger_table(metadata: MetaData) -> Table:
-    return Table(
-        "share_ledger",
-        metadata,
-        Column("notification_id", String(64), primary_key=True),
-        Column("sender", String(200), nullable=False),
-        Column("sender_kind", String(50), nullable=False),
-        Column("notification_type", String(200), nullable=False),
-        Column("local_authority", String(200), primary_key=True),
-        Column("child_pseudonym", String(64)),
-        Column("restrictions", Text, nullable=False),
-        Column("onward_consent", Text, nullable=False),
-        Column("recorded_at", UtcDateTime, nullable=False),
-    )
-
-
-def _ledger_row(entry: LedgerEntry, timestamp: Callable[[datetime], Any]) -> tuple[Any, ...]:
-    """The stored columns of ``entry`` (driver values), in ``_LEDGER_COLUMNS`` order."""
-    e = entry
-    return (
-        e.notification_id, e.sender, e.sender_kind, e.notification_type, e.local_authority,
-        e.child_pseudonym, encode_strings(e.restrictions), encode_strings(e.onward_consent),
-        timestamp(e.recorded_at),
-    )  # fmt: skip
-
-
-def _judged_row(j: Judged, timestamp: Callable[[datetime], Any]) -> tuple[Any, ...]:
-    return (
-        j.sender, j.message_id, j.topic, j.partition, j.offset, j.item, j.outcome,
-        j.type_label, timestamp(j.judged_at),
-    )  # fmt: skip
-
-
-def _ledger_entry(row: RowMapping) -> LedgerEntry:
-    values = dict(row)
-    for name in _LEDGER_TUPLES:
-        values[name] = decode_strings(values[name])
-    return LedgerEntry(**values)
-
-
 def _chunks(keys: Iterable[str]) -> Iterable[list[str]]:
     unique = sorted(set(keys))
     return (unique[i : i + _KEY_CHUNK] for i in range(0, len(unique), _KEY_CHUNK))
 
 
-# --- the store --------------------------------------------------------------------------
-
 DEFAULT_CHAIN = "gateway"  # the chain of a writer that names none (a tool, a test)
-
-
-@dataclass(frozen=True, slots=True)
-class Judged:
-    """A message already judged: by whom it was sent, where it was first read, the outcome."""
-
-    sender: str
-    message_id: str
-    topic: str
-    partition: int
-    offset: int
-    item: int
-    outcome: str
-    type_label: str
-    judged_at: datetime
-
-    @property
-    def where(self) -> str:
-        return f"{self.topic}/{self.partition}/{self.offset}/{self.item}"
-
-
-_JUDGED_COLUMNS = tuple(f.name for f in fields(Judged))
-
-
-@dataclass(frozen=True, slots=True)
-class ChainState:
-    """A chain's head row: its last record, the epoch of its writer's claim, the writer."""
-
-    chain: str
-    sequence: int
-    hash: str
-    epoch: int
-    owner: str
 
 
 @dataclass(slots=True)
@@ -292,11 +110,11 @@ class GatewayStore(Database):
 
     def __init__(self, engine: AsyncEngine, metadata: MetaData) -> None:
         super().__init__(engine, metadata)
-        self._audit = _audit_table(metadata)
-        self._chains = _chain_table(metadata)
-        self._judged = _judged_table(metadata)
-        self._quarantine = _quarantine_table(metadata)
-        self._ledger = _ledger_table(metadata)
+        self._audit = records.audit_table(metadata)
+        self._chains = records.chain_table(metadata)
+        self._judged = records.judged_table(metadata)
+        self._quarantine = records.quarantine_table(metadata)
+        self._ledger = records.ledger_table(metadata)
         self._add_quarantine = insert_ignoring_duplicates(
             engine, self._quarantine, "topic", "partition", "offset", "item"
         )
@@ -304,10 +122,13 @@ class GatewayStore(Database):
         # Audit and ledger rows go to the driver as ready tuples (sgx.db.BulkInsert).
         self._bulk_audit = BulkInsert(engine, self._audit, AUDIT_COLUMNS)
         self._bulk_ledger = BulkInsert(
-            engine, self._ledger, _LEDGER_COLUMNS, ignoring=("notification_id", "local_authority")
+            engine,
+            self._ledger,
+            records.LEDGER_COLUMNS,
+            ignoring=("notification_id", "local_authority"),
         )
         self._bulk_judged = BulkInsert(
-            engine, self._judged, _JUDGED_COLUMNS, ignoring=("sender", "message_id")
+            engine, self._judged, records.JUDGED_COLUMNS, ignoring=("sender", "message_id")
         )
 
     # --- claiming chains ----------------------------------------------------------------
@@ -391,10 +212,10 @@ class GatewayStore(Database):
             chains=named,
             keys=[decision_key(entry) for entry in audit],
             bad=[quarantine_row(entry, self._quarantine) for entry in quarantine],
-            facts=[_ledger_row(entry, self._bulk_ledger.timestamp) for entry in ledger],
+            facts=[records.ledger_row(entry, self._bulk_ledger.timestamp) for entry in ledger],
             fence=fence,
             also=also,
-            judged=[_judged_row(j, self._bulk_judged.timestamp) for j in judged],
+            judged=[records.judged_row(j, self._bulk_judged.timestamp) for j in judged],
         )
         with store_errors("record gateway decisions"):
             try:  # the usual case: every decision is new, so nothing needs looking up
@@ -622,7 +443,7 @@ class GatewayStore(Database):
         with store_errors("read the share ledger"):
             async with self._engine.connect() as conn:
                 row = (await conn.execute(query)).mappings().first()
-        return None if row is None else _ledger_entry(row)
+        return None if row is None else records.ledger_entry(row)
 
     @property
     def quarantine_table(self) -> Table:

@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 
 from gateway.checkpoints import Checkpoints, verify_checkpoints
-from gateway.store import GatewayStore, Judged
+from gateway.records import Judged
+from gateway.store import GatewayStore
 from safeguard.parties import DEMO_PARTIES
 from sgx.errors import AuditChainBroken, Fenced
 from sgx.key_admin import init_trust

@@ -15,7 +15,8 @@ import pytest
 from sqlalchemy import MetaData
 
 from gateway.audit_chain import GENESIS_HASH, AuditEntry, canonical_entry, chain_hash
-from gateway.store import GatewayStore, LedgerEntry
+from gateway.records import LedgerEntry
+from gateway.store import GatewayStore
 from sgx.errors import AuditChainBroken, ConfigError, StoreError
 from sgx.quarantine import Quarantined
 from tests.conftest_db import BACKENDS, Backend, backend
@@ -307,7 +308,7 @@ SUBTLE: dict[str, tuple[str, str | dict[str, str]]] = {
 
 
 def test_tampering_covers_every_column() -> None:
-    from gateway.store import _audit_table
+    from gateway.records import audit_table as _audit_table
 
     assert set(TAMPERING) == set(_audit_table(MetaData()).c.keys())
 

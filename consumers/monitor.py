@@ -41,6 +41,7 @@ from sgx.metrics import (
     refreshing,
     set_labelled,
 )
+from sgx.quarantine import QuarantineCount
 from sgx.serving import Readiness, broker_check, database_check
 from sgx.trust import Clock, utc_now
 
@@ -61,7 +62,7 @@ class TeamQueue:
         return max((now - self.oldest_unread).total_seconds(), 0.0)
 
 
-def _tables(schema: str | None) -> tuple[Any, Any]:
+def _items(schema: str | None) -> Any:
     items = table(
         "queue_item",
         column("team", String),
@@ -71,7 +72,7 @@ def _tables(schema: str | None) -> tuple[Any, Any]:
         column("queued_at", UtcDateTime),
         schema=schema,
     )
-    return items, table("consumer_quarantine", column("quarantine_id"), schema=schema)
+    return items
 
 
 class QueueMonitor:
@@ -90,7 +91,8 @@ class QueueMonitor:
     ) -> None:
         self._engine = store.engine
         self._metrics = metrics
-        self._items, self._quarantine = _tables(schema)
+        self._items = _items(schema)
+        self._quarantine = QuarantineCount(store.engine, store.quarantine_table, clock)
         self._urgent_after = urgent_after
         self._urgent = urgent
         self._clock = clock
@@ -120,10 +122,7 @@ class QueueMonitor:
         return {row[0]: TeamQueue(int(row[1]), row[2], int(row[3] or 0)) for row in rows}
 
     async def quarantine_size(self) -> int:
-        query = select(func.count()).select_from(self._quarantine)
-        with store_errors("count the consumer quarantine"):
-            async with self._engine.connect() as conn:
-                return int((await conn.execute(query)).scalar_one())
+        return await self._quarantine.count()
 
     async def refresh(self) -> None:
         now = self._clock()

@@ -35,7 +35,7 @@ import builtins
 from collections.abc import Sequence
 from dataclasses import dataclass, fields
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 from sqlalchemy import (
     Column,
@@ -75,6 +75,7 @@ from sgx.errors import NotFound
 from sgx.quarantine import Quarantined, quarantine_row, quarantined_from_row
 
 QueueStatus = Literal["unread", "acked"]
+STATUSES: tuple[QueueStatus, ...] = get_args(QueueStatus)
 # PostgreSQL advisory lock key the queue's writers share ("sgxqueue" as a 64-bit integer)
 _WRITE_LOCK = 0x7367_7871_7565_7565
 
@@ -149,6 +150,11 @@ def _item_table(metadata: MetaData) -> Table:
         Column("acked_by", String(200)),
         UniqueConstraint("notification_id", "recipient_id", name="uq_queue_item_delivery"),
         Index("ix_queue_item_recipient", "recipient_id", "status", "item_id"),
+        # a team's rows (a supervisor's queue, a team-scoped API client), as by recipient,
+        # and the monitor's unread rows by team: each reads its rows, not the history
+        # (queue 0004)
+        Index("ix_queue_item_team", "team", "status", "item_id"),
+        Index("ix_queue_item_status", "status", "team"),
     )
 
 
@@ -296,8 +302,9 @@ class QueueStore(Database):
         """Rows ``selection`` covers with ids above ``after``, in id (= commit) order."""
         c = self._items.c
         query = select(self._items).where(_covers(self._items, selection), c.item_id > after)
-        if not include_acked:
-            query = query.where(c.status == "unread")
+        # naming every status lets the (recipient or team, status, item_id) indexes range
+        # over item_id for each status, instead of reading the recipient's whole history
+        query = query.where(c.status.in_(STATUSES if include_acked else ("unread",)))
         if notification_ids is not None:
             query = query.where(c.notification_id.in_(list(notification_ids)))
         query = query.order_by(c.item_id)

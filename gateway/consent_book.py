@@ -108,6 +108,8 @@ def _table(metadata: MetaData) -> Table:
         Column("reason", Text),
         Column("answered_at", UtcDateTime),
         Index("ix_consent_request_item", "notification_id", "local_authority", "category"),
+        # the monitor's requests awaiting an answer, by author: the open ones only (0004)
+        Index("ix_consent_request_awaiting", "answer_id", "author"),
     )
 
 

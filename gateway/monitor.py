@@ -44,6 +44,7 @@ from sgx.metrics import (
     refreshing,
     set_labelled,
 )
+from sgx.quarantine import QuarantineCount
 from sgx.serving import Readiness, broker_check, database_check
 from sgx.trust import Clock, TrustDirectory, utc_now
 
@@ -86,6 +87,7 @@ class GatewayMonitor:
         clock: Clock = utc_now,
     ) -> None:
         self._store = store
+        self._quarantined = QuarantineCount(store.engine, store.quarantine_table, clock)
         self._requests = requests
         self._consents = consents
         self._trust = trust
@@ -97,7 +99,7 @@ class GatewayMonitor:
 
     async def refresh(self) -> None:
         m = self._metrics
-        m.quarantine_size.set(await self._store.quarantine_count())
+        m.quarantine_size.set(await self._quarantined.count())
         for chain, state in (await self._store.chain_heads()).items():
             m.audit_chain_head.labels(chain=chain).set(state.sequence)
         set_labelled(m.key_expiry, key_expiries(self._trust()), self._keys_shown)

@@ -33,6 +33,7 @@ from typing import Any
 
 from sqlalchemy import (
     Column,
+    Index,
     MetaData,
     String,
     Table,
@@ -124,6 +125,8 @@ def _table(metadata: MetaData) -> Table:
         Column("reason", Text),
         Column("answered_at", UtcDateTime),
         UniqueConstraint("agency", "request_id", name="uq_outbox_consent_request"),
+        # the push endpoint's list of the agency's open requests, oldest first (outbox 0003)
+        Index("ix_outbox_consent_request_open", "agency", "answer_id", "consent_id"),
     )
 
 

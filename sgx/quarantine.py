@@ -14,12 +14,14 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, fields
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
-from sqlalchemy import Table
+from sqlalchemy import Table, func, select
 from sqlalchemy.engine import RowMapping
+from sqlalchemy.ext.asyncio import AsyncEngine
 
+from sgx.db import store_errors
 from sgx.envelope import Opened, peek, unpack
 from sgx.errors import ContractError, EnvelopeError, MalformedEnvelope, UnknownSchema
 from sgx.kafka import REPLAY_TOPIC
@@ -174,3 +176,50 @@ def quarantine_row(entry: Quarantined, table: Table) -> dict[str, Any]:
 def quarantined_from_row(row: RowMapping) -> Quarantined:
     """A stored quarantine row as an entry (columns the entry does not have are left out)."""
     return Quarantined(**{name: row[name] for name in _FIELDS if name in row})
+
+
+# Rows whose ids are at most this old may still be joined by a row with a lower id whose
+# transaction has not committed yet (PostgreSQL hands out ids when a row is inserted, not
+# when it commits); stores' transactions are short and a session idle in one is ended
+# after sgx.db.IDLE_IN_TRANSACTION_MS.
+SETTLE = timedelta(seconds=60)
+
+
+class QuarantineCount:
+    """How many rows a quarantine table holds, for a gauge read every few seconds.
+
+    Nothing deletes a quarantine row (a replay appends to its log), so the count only
+    grows: each :meth:`count` reads the rows added since it last looked (a range of the
+    primary key), never the whole table. The first count reads the table once.
+    """
+
+    def __init__(self, engine: AsyncEngine, table: Table, clock: Clock = utc_now) -> None:
+        self._engine = engine
+        self._id = table.c.quarantine_id
+        self._at = table.c.quarantined_at
+        self._clock = clock
+        self._through: int | None = None  # every row with an id up to this is in _settled
+        self._settled = 0
+
+    async def count(self) -> int:
+        cutoff = self._clock() - SETTLE
+        with store_errors("count the quarantine"):
+            async with self._engine.connect() as conn:
+                if self._through is None:
+                    self._through = int(
+                        (await conn.execute(select(func.max(self._id)).where(self._at < cutoff)))
+                        .scalar_one_or_none() or 0
+                    )  # fmt: skip
+                    self._settled = int(
+                        (await conn.execute(
+                            select(func.count()).where(self._id <= self._through)
+                        )).scalar_one()
+                    )  # fmt: skip
+                query = select(self._id, self._at).where(self._id > self._through)
+                recent = (await conn.execute(query.order_by(self._id))).all()
+        total = self._settled + len(recent)
+        for row_id, at in recent:  # move the settled prefix out of the next read
+            if at >= cutoff:
+                break
+            self._through, self._settled = int(row_id), self._settled + 1
+        return total

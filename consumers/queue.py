@@ -150,11 +150,10 @@ def _item_table(metadata: MetaData) -> Table:
         Column("acked_by", String(200)),
         UniqueConstraint("notification_id", "recipient_id", name="uq_queue_item_delivery"),
         Index("ix_queue_item_recipient", "recipient_id", "status", "item_id"),
-        # a team's rows (a supervisor's queue, a team-scoped API client), as by recipient,
-        # and the monitor's unread rows by team: each reads its rows, not the history
-        # (queue 0004)
-        Index("ix_queue_item_team", "team", "status", "item_id"),
-        Index("ix_queue_item_status", "status", "team"),
+        # a team's rows by status (a supervisor's queue, a team-scoped API client), as
+        # by recipient above, and the monitor's unread rows by team: each reads its own
+        # rows, not the queue's history (queue 0004)
+        Index("ix_queue_item_status", "status", "team", "item_id"),
     )
 
 

@@ -1,7 +1,7 @@
-"""queue 0004: indexes for a team's rows and for the monitor's unread rows by team, which
-scanned the whole queue history.
+"""queue 0004: an index for a team's rows (a supervisor's queue, a team-scoped API client)
+and the monitor's unread rows by team, which scanned the whole queue history.
 
-Each index is created only if it is not there yet, so an operator of a large PostgreSQL
+It is created only if it is not there yet, so an operator of a large PostgreSQL
 store may build it beforehand without blocking writers (``CREATE INDEX CONCURRENTLY`` with
 the same name and columns; docs/design.md, "What the exchange keeps, and for how long").
 """
@@ -16,16 +16,9 @@ depends_on = None
 
 def upgrade() -> None:
     op.create_index(
-        "ix_queue_item_team",
-        "queue_item",
-        ["team", "status", "item_id"],
-        unique=False,
-        if_not_exists=True,
-    )
-    op.create_index(
         "ix_queue_item_status",
         "queue_item",
-        ["status", "team"],
+        ["status", "team", "item_id"],
         unique=False,
         if_not_exists=True,
     )
@@ -33,4 +26,3 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     op.drop_index("ix_queue_item_status", table_name="queue_item")
-    op.drop_index("ix_queue_item_team", table_name="queue_item")

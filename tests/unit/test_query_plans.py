@@ -107,7 +107,7 @@ async def scans(conn: AsyncConnection, statement: Statement) -> set[str]:
         unbounded = not re.search(r"\bLIMIT\b", statement.sql) and " AND " in statement.sql
         found = set()
         for row in plan:
-            detail = str(row[3])
+            detail = str(tuple(row)[3])  # (id, parent, unused, detail)
             match = re.match(r"SCAN (\w+)", detail)
             if match and match.group(1) != "CONSTANT":
                 found.add(match.group(1))
@@ -151,7 +151,7 @@ def h(i: int) -> str:
 
 def _value(table: Table, name: str, i: int) -> Any:
     column = table.c[name]
-    kind = datetime if isinstance(column.type, UtcDateTime) else column.type.python_type
+    kind: type = datetime if isinstance(column.type, UtcDateTime) else column.type.python_type
     if isinstance(column.type, Text):  # lists of strings are kept as JSON text
         return json.dumps([h(i)])
     if kind is str:
@@ -287,9 +287,8 @@ class _Kind(Database):
 
 
 async def filled(db: Backend, kind: str) -> AsyncEngine:
-    store = await type(kind, (_Kind,), {"KIND": kind}).open(
-        db.dsn, db.sqlite_path, schema=db.schema
-    )
+    opener: type[_Kind] = type(kind, (_Kind,), {"KIND": kind})
+    store = await opener.open(db.dsn, db.sqlite_path, schema=db.schema)
     metadata = tables_of(kind, store.engine, MetaData(schema=db.schema))
     await fill(store.engine, metadata, ROWS[db.kind])
     return store.engine

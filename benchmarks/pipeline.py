@@ -53,6 +53,7 @@ from safeguard import samples
 from safeguard.parties import DEMO_PARTIES, LA, SCHOOL
 from safeguard.runtime import Runtime, create_topics, publisher, run_consumer, run_gateway
 from sgx import contract as c
+from sgx.db import UtcDateTime
 from sgx.identifiers import make_nhs_number
 from sgx.key_admin import init_trust
 from sgx.settings import ExchangeSettings, KafkaSettings
@@ -75,6 +76,11 @@ REBALANCE_S = 4.0
 APPLIED = {"type": "allocation_update", "outcome": "applied"}
 DELIVERED = {"type": "attendance_update", "outcome": "delivered"}
 QUEUED = {"type": "attendance_update", "outcome": "queued"}
+
+
+# Called on a phase's home and runtime once it is prepared, before any stage starts (it may
+# fill the stores with history: benchmarks.history); what it returns goes in the result.
+History = Callable[[Path, Runtime], Awaitable[dict[str, Any]]]
 
 
 class Flow(Protocol):
@@ -396,10 +402,13 @@ async def run_pipeline_phase(
     one_process: bool = False,
     idle_s: float = IDLE_S,
     gateways: int = 1,
+    history: History | None = None,
 ) -> Result:
     """One phase of ``count`` notifications of ``flow`` (paced at ``rate``, or flat out);
     ``one_process``: the receiving LAs' consumers run in one process, not one each;
-    ``gateways``: instances in the gateway group, each its own process."""
+    ``gateways``: instances in the gateway group, each its own process; ``history``:
+    called once the home is prepared, before any stage starts (its result in
+    ``extra["history"]``; its time is not counted in ``gateway_ready_s``)."""
     flow = flow or SingleLA()
     rows = flow.rows(count)
     by_stage = {consumer_name(flow, la): la for la in flow.receivers}
@@ -410,6 +419,8 @@ async def run_pipeline_phase(
         started_ns = time.time_ns()
         rt, updates = await _prepare(home, settings, flow)
         prepared_ns = time.time_ns()
+        filled = await history(home, rt) if history is not None else None
+        filled_ns = time.time_ns()
         async with Stages() as stages:
             go, finish = stages.event(), (stages.event() if gateways > 1 else None)
             for stage in names:
@@ -438,8 +449,9 @@ async def run_pipeline_phase(
                 finish.set()  # the gateways stop once the queues hold every row
                 done |= await stages.expect("done", names, limit_s)
             broker_used, host_used = broker_cpu_used(broker_start), host_cpu_s() - host_start
-        latencies = await _latencies(rt, flow.receivers) if rate else []
-        routes = await _route_reasons(rt, flow.receivers)
+        since = datetime.fromtimestamp(started_ns / 1e9, UTC)  # not the history's rows
+        latencies = await _latencies(rt, flow.receivers, since) if rate else []
+        routes = await _route_reasons(rt, flow.receivers, since)
     cpu = cpu_per_message(done, count, start, broker_used)
     if gateways > 1:
         cpu["gateways"] = round(sum(cpu[name] for name in names), 1)
@@ -460,7 +472,7 @@ async def run_pipeline_phase(
             "allocation_updates": updates,
             "prepare_s": round((prepared_ns - started_ns) / 1e9, 1),
             "gateway_ready_s": round(
-                (max(ready[name]["at_ns"] for name in names) - prepared_ns) / 1e9, 1
+                (max(ready[name]["at_ns"] for name in names) - filled_ns) / 1e9, 1
             ),
             "producer_msgs_per_s": round(count / produce_s),
             "max_ms": round(max(latencies), 1) if latencies else None,
@@ -476,6 +488,7 @@ async def run_pipeline_phase(
                 done[name].get("idle_cpu_ms_per_s") for name in names
             ),
             "delivered_by_gateway": {name: done[name].get("delivered", count) for name in names},
+            **({} if filled is None else {"history": filled}),
         },
     )
 
@@ -496,22 +509,39 @@ def _sum_or_none(values: Iterable[float | None]) -> float | None:
     return round(sum(known), 1) if known else None
 
 
-async def _latencies(rt: Runtime, receivers: tuple[str, ...]) -> list[float]:
-    """queued_at - authored_at of every queue row, in ms (read straight from the queues)."""
+def _queued_since(query: str, since: datetime) -> sa.TextClause:
+    """``query`` over the queue rows queued at or after ``since`` (``:since``, bound as the
+    queue stores it), so rows a history fill put there before the phase are left out."""
+    return sa.text(query).bindparams(sa.bindparam("since", since, type_=UtcDateTime))
+
+
+async def _latencies(rt: Runtime, receivers: tuple[str, ...], since: datetime) -> list[float]:
+    """queued_at - authored_at of every queue row queued since ``since``, in ms (read
+    straight from the queues)."""
     pairs = []
+    query = _queued_since(
+        "SELECT authored_at, queued_at FROM queue_item WHERE queued_at >= :since", since
+    )
     for la in receivers:
         async with await rt.queue_store(la) as store, store.engine.connect() as conn:
-            rows = await conn.execute(sa.text("SELECT authored_at, queued_at FROM queue_item"))
+            rows = await conn.execute(query)
             pairs += [(_utc(a), _utc(q)) for a, q in rows]
     return [(q - a).total_seconds() * 1000 for a, q in pairs]
 
 
-async def _route_reasons(rt: Runtime, receivers: tuple[str, ...]) -> dict[str, int]:
-    """Queue rows by route reason over the receiving LAs (what the routing decided)."""
+async def _route_reasons(
+    rt: Runtime, receivers: tuple[str, ...], since: datetime
+) -> dict[str, int]:
+    """Queue rows queued since ``since`` by route reason over the receiving LAs (what the
+    routing decided)."""
     reasons: Counter[str] = Counter()
+    query = _queued_since(
+        "SELECT route_reason, COUNT(*) FROM queue_item WHERE queued_at >= :since"
+        " GROUP BY route_reason",
+        since,
+    )
     for la in receivers:
         async with await rt.queue_store(la) as store, store.engine.connect() as conn:
-            query = sa.text("SELECT route_reason, COUNT(*) FROM queue_item GROUP BY route_reason")
             reasons.update({str(reason): int(n) for reason, n in await conn.execute(query)})
     return dict(sorted(reasons.items()))
 

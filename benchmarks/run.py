@@ -2,6 +2,7 @@
 
     python -m benchmarks.run [--count 20000] [--rate 1000] [--seconds 10] [--json FILE]
                              [--las 20] [--allocations 100000] [--no-partnership]
+                             [--history-rows 1000000]
 
 The target for the spine (issue 2): the pipeline's throughput at >= 40% of the raw chain's;
 for scaling out (issue 11): >= 20%, and two gateway instances in one group at no more
@@ -9,6 +10,10 @@ gateway CPU per notification than one.
 The target for routing by the child: the gateway's CPU per notification in a partnership
 of ``--las`` LAs (:mod:`benchmarks.partnership`) at most 10% above the single-LA
 pipeline's, both measured in this run.
+The target for history (issue 20, :mod:`benchmarks.history`): the gateway's and the
+consumer's CPU per notification with a year of history in their stores (``--history-rows``
+judged messages, audit records, ledger entries and queue rows; 0 skips the phase) at
+most 10% above the same pipeline's with fresh stores, both measured in this run.
 """
 
 from __future__ import annotations
@@ -16,7 +21,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 
-from benchmarks import floor, partnership
+from benchmarks import floor, history, partnership
 from benchmarks.common import Result, bench_broker, publish
 from benchmarks.pipeline import gateway_cpu_us, run_pipeline_phase
 from benchmarks.raw_chain import arguments, run_raw_chain, run_settings
@@ -67,6 +72,9 @@ async def amain(args: argparse.Namespace) -> None:
                 settings, f"pipeline, latency @ {args.rate:g}/s", paced, args.rate, args.limit
             )
         )
+        aged = await history.run_history_phase(settings, args) if args.history_rows > 0 else None
+        if aged is not None:
+            pipeline += aged
     steps = await floor.measure(args.floor_count)  # after the phases: the machine is quiet again
     results = [*raw, *pipeline]
     library_floor = {f"{stage}: {what}": round(us, 1) for stage, what, us in steps}
@@ -79,6 +87,10 @@ async def amain(args: argparse.Namespace) -> None:
     if not args.no_partnership:
         print()
         print(partnership.partnership_report(pipeline[0], pipeline[2]))
+    if aged is not None:
+        print()
+        print(history.fill_line(aged[1]))
+        print(history.history_line(*aged))
 
 
 def budget_line(raw: Result, pipeline: Result, library_floor_us: float) -> str:
@@ -93,7 +105,7 @@ def budget_line(raw: Result, pipeline: Result, library_floor_us: float) -> str:
 
 
 def main() -> None:
-    parser = partnership.arguments(arguments())
+    parser = history.arguments(partnership.arguments(arguments()))
     parser.set_defaults(count=20_000)
     parser.add_argument(
         "--floor-count", type=int, default=5_000, help="notifications per library-floor step"

@@ -32,7 +32,7 @@ from multiprocessing.synchronize import Event as EventType
 from pathlib import Path
 from typing import Any, Protocol
 
-from sgx.broker import EmbeddedBroker
+from sgx.kafka.embedded import EmbeddedBroker
 from sgx.settings import KafkaSettings
 
 PROFILE_ENV = "SGX_BENCH_PROFILE"  # a directory: each stage writes <stage>-<pid>.prof there

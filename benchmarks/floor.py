@@ -10,7 +10,7 @@ CPU per notification; the rest of the measured figure is the exchange's own logi
 its Kafka clients. ``benchmarks.run`` prints it beside the budget the 40% target leaves
 (the raw chain's CPU per message / 0.40), so the two can be compared on one machine.
 
-The codec calls go through ``sgx.contract`` as the exchange's do (its own structural
+The codec calls go through ``sgx.wire.contract`` as the exchange's do (its own structural
 checker off), the audit rows through ``gateway.audit_chain.audit_row``: what is measured is
 what the exchange runs, less its logic around it.
 
@@ -19,7 +19,7 @@ The steps, for a notification about an allocated child (two recipients, one view
 * producer: encode the notification with fastavro, which checks every value's type as it
   writes (the issue: "validated with fastavro at the producer"); seal it (AES-256-GCM).
   fastavro's own ``validate`` is left out: it costs ~125 µs per notification here, which
-  is why the exchange compiles its own structural checker (``sgx.validation``, ~10 µs)
+  is why the exchange compiles its own structural checker (``sgx.wire.validation``, ~10 µs)
   and leaves type checks to the encoder.
 * gateway: open (AES-GCM); decode with fastavro ("and again at the gateway"); encode the
   Delivery that tells the consumer whom to queue it for; SHA-256 over two canonical
@@ -48,10 +48,10 @@ from gateway.audit_chain import AUDIT_COLUMNS, AuditEntry, audit_row, decision_k
 from gateway.store import GatewayStore
 from safeguard import samples
 from safeguard.parties import LA
-from sgx import contract as c
-from sgx.contract import default_contract
-from sgx.db import SQLITE_PRAGMAS
-from sgx.identifiers import make_nhs_number
+from sgx.domain.identifiers import make_nhs_number
+from sgx.store.db import SQLITE_PRAGMAS
+from sgx.wire import contract as c
+from sgx.wire.contract import default_contract
 
 Step = tuple[str, str, float]  # (stage, what, µs per notification)
 
@@ -224,7 +224,7 @@ async def _audit_steps(count: int, records: list[dict[str, Any]], now: datetime)
 
 
 def _sqlite_time(value: datetime) -> str:
-    """A timestamp as the SQLite stores keep it (sgx.db.UtcDateTime)."""
+    """A timestamp as the SQLite stores keep it (sgx.store.db.UtcDateTime)."""
     return value.isoformat(timespec="microseconds")
 
 

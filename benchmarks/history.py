@@ -64,11 +64,11 @@ from gateway.records import (
     ledger_row,
 )
 from safeguard.runtime import GATEWAY_ID, Runtime
-from sgx import contract as c
-from sgx.db import encode_strings, utc
 from sgx.errors import ConfigError
-from sgx.kafka import delivery_topic, inbound_topic
+from sgx.kafka.wiring import delivery_topic, inbound_topic
 from sgx.settings import KafkaSettings
+from sgx.store.db import encode_strings, utc
+from sgx.wire import contract as c
 
 YEAR_S = 365 * 24 * 3600
 HISTORY_ROWS = 1_000_000
@@ -127,7 +127,7 @@ class _Plan:
 
 
 def iso(value: datetime) -> str:
-    """A UtcDateTime column's SQLite value (:class:`sgx.db.UtcDateTime`)."""
+    """A UtcDateTime column's SQLite value (:class:`sgx.store.db.UtcDateTime`)."""
     return utc(value).isoformat(timespec="microseconds")
 
 

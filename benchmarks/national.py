@@ -88,15 +88,15 @@ from benchmarks.pipeline import (
 from benchmarks.raw_chain import phases, run_phase
 from producers.publisher import Publisher
 from safeguard import samples
-from sgx import contract as c
-from sgx.broker import free_port
-from sgx.envelope import Opener, Purpose
-from sgx.identifiers import make_nhs_number, make_upn
-from sgx.kafka import delivery_topic, start_consumer, start_producer
-from sgx.metrics import ProducerMetrics
-from sgx.quarantine import sources
+from sgx.domain.identifiers import make_nhs_number, make_upn
+from sgx.kafka.embedded import free_port
+from sgx.kafka.quarantine import sources
+from sgx.kafka.wiring import delivery_topic, start_consumer, start_producer
+from sgx.keys.trust import PartyKind, PartySpec
+from sgx.ops.metrics import ProducerMetrics
 from sgx.settings import KafkaSettings
-from sgx.trust import PartyKind, PartySpec
+from sgx.wire import contract as c
+from sgx.wire.envelope import Opener, Purpose
 
 LAS = 152
 SCHOOLS, TRUSTS, FORCES = 2_400, 200, 43

@@ -44,9 +44,9 @@ from typing import Any, NamedTuple
 from benchmarks.common import Result, bench_broker, publish
 from benchmarks.pipeline import run_pipeline_phase
 from safeguard import samples
-from sgx.identifiers import make_nhs_number
+from sgx.domain.identifiers import make_nhs_number
+from sgx.keys.trust import PartyKind, PartySpec
 from sgx.settings import ExchangeSettings, KafkaSettings
-from sgx.trust import PartyKind, PartySpec
 
 LAS = 20
 ALLOCATIONS = 100_000

@@ -52,12 +52,12 @@ from benchmarks.common import (
 from safeguard import samples
 from safeguard.parties import DEMO_PARTIES, LA, SCHOOL
 from safeguard.runtime import Runtime, create_topics, publisher, run_consumer, run_gateway
-from sgx import contract as c
-from sgx.db import UtcDateTime
-from sgx.identifiers import make_nhs_number
-from sgx.key_admin import init_trust
+from sgx.domain.identifiers import make_nhs_number
+from sgx.keys.key_admin import init_trust
+from sgx.keys.trust import PartySpec
 from sgx.settings import ExchangeSettings, KafkaSettings
-from sgx.trust import PartySpec
+from sgx.store.db import UtcDateTime
+from sgx.wire import contract as c
 
 CHILDREN = 1_000
 CHUNK = 2_000  # the producer awaits acks every this many notifications

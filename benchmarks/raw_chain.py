@@ -6,7 +6,7 @@
 * **latency**: the same chain, paced at ``--rate`` messages/s for ``--seconds``; each
   value carries its send time and the sink reports p50/p99 of receipt - send.
 
-The clients are configured exactly as the exchange's roles are (:mod:`sgx.kafka`), so
+The clients are configured exactly as the exchange's roles are (:mod:`sgx.kafka.wiring`), so
 the exchange pipeline can be measured against these numbers in the same run::
 
     python -m benchmarks.raw_chain [--count 50000] [--rate 1000] [--seconds 10] [--json -]
@@ -37,7 +37,7 @@ from benchmarks.common import (
     read_stamp,
     stamp,
 )
-from sgx.kafka import ensure_topics, start_consumer, start_producer
+from sgx.kafka.wiring import ensure_topics, start_consumer, start_producer
 from sgx.settings import KafkaSettings
 
 VALUE_BYTES = 1024

@@ -15,7 +15,7 @@ workers are people. A team that had items keeps its series at 0 once they are re
 
 The queries read the queue's tables (``queue_item``, ``consumer_quarantine``; see
 :mod:`consumers.queue`) with a light table clause: one ``GROUP BY`` over the unread rows.
-:func:`consumer_monitors` runs it with the consumer's :class:`~sgx.metrics.LagMonitor`
+:func:`consumer_monitors` runs it with the consumer's :class:`~sgx.ops.metrics.LagMonitor`
 and registers the readiness checks (broker, queue database).
 """
 
@@ -32,8 +32,9 @@ from prometheus_client import CollectorRegistry, Gauge
 from sqlalchemy import String, case, column, func, select, table
 
 from consumers.queue import QueueStore
-from sgx.db import UtcDateTime, store_errors
-from sgx.metrics import (
+from sgx.kafka.quarantine import QuarantineCount
+from sgx.keys.trust import Clock, utc_now
+from sgx.ops.metrics import (
     LagMetrics,
     LagMonitor,
     MonitorSettings,
@@ -41,9 +42,8 @@ from sgx.metrics import (
     refreshing,
     set_labelled,
 )
-from sgx.quarantine import QuarantineCount
-from sgx.serving import Readiness, broker_check, database_check
-from sgx.trust import Clock, utc_now
+from sgx.ops.serving import Readiness, broker_check, database_check
+from sgx.store.db import UtcDateTime, store_errors
 
 URGENT = frozenset({"IMMEDIATE"})
 

@@ -23,8 +23,8 @@ Tables (``schema`` places them in a PostgreSQL schema):
   (``unread`` | ``acked``), acked_at, acked_by; unique (notification_id, recipient_id).
 * ``known_schema`` — writer schemas of a newer release the consumer learned from the
   schema registry (fingerprint, type, canonical form), so every process reading this queue
-  can open what it holds (:mod:`sgx.schema_registry`).
-* ``consumer_quarantine`` — the :class:`~sgx.quarantine.Quarantined` fields but
+  can open what it holds (:mod:`sgx.wire.schema_registry`).
+* ``consumer_quarantine`` — the :class:`~sgx.kafka.quarantine.Quarantined` fields but
   ``sender_claimed``; unique (topic, partition, offset, item), so a redelivered bad
   envelope is kept once.
 """
@@ -58,9 +58,11 @@ from sqlalchemy import (
 from sqlalchemy.engine import RowMapping
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from sgx.db import (
+from sgx.errors import NotFound
+from sgx.kafka.quarantine import Quarantined, quarantine_row, quarantined_from_row
+from sgx.store.database import Database
+from sgx.store.db import (
     BulkInsert,
-    Database,
     UtcDateTime,
     decode_strings,
     encode_strings,
@@ -71,8 +73,6 @@ from sgx.db import (
     store_errors,
     write_transaction,
 )
-from sgx.errors import NotFound
-from sgx.quarantine import Quarantined, quarantine_row, quarantined_from_row
 
 QueueStatus = Literal["unread", "acked"]
 STATUSES: tuple[QueueStatus, ...] = get_args(QueueStatus)
@@ -379,7 +379,7 @@ class QueueStore(Database):
 
     @property
     def quarantine_table(self) -> Table:
-        """The consumer's quarantine table (for :mod:`sgx.quarantine_replay`)."""
+        """The consumer's quarantine table (for :mod:`sgx.kafka.quarantine_replay`)."""
         return self._quarantine
 
     async def quarantine_list(self) -> builtins.list[Quarantined]:

@@ -13,10 +13,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from consumers.queue import QueueItem, QueueSelection, QueueStore
-from sgx import contract as c
-from sgx.contract import Contract
-from sgx.envelope import Opener, Purpose
 from sgx.errors import ContractError, UnknownSchema
+from sgx.wire import contract as c
+from sgx.wire.contract import Contract
+from sgx.wire.envelope import Opener, Purpose
 
 _SYMBOL = re.compile(r"[A-Z][A-Z0-9]*(_[A-Z0-9]+)*")  # an Avro enum symbol, not "CAD-2025-1"
 

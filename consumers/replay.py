@@ -4,16 +4,16 @@
 What reads now goes into the queue, exactly once (the queue is unique on notification and
 recipient, so a second replay adds nothing); what still fails is reported with its reason
 now. The quarantine rows themselves are never deleted (the caller logs each outcome in
-:class:`sgx.quarantine_replay.ReplayLog`).
+:class:`sgx.kafka.quarantine_replay.ReplayLog`).
 """
 
 from __future__ import annotations
 
 from consumers.queue import QueueStore
 from consumers.service import DeliveryReader
-from sgx.quarantine import Source
-from sgx.quarantine_replay import Held, Result
-from sgx.trust import utc_now
+from sgx.kafka.quarantine import Source
+from sgx.kafka.quarantine_replay import Held, Result
+from sgx.keys.trust import utc_now
 
 Outcome = tuple[int, Result, str | None, str]
 

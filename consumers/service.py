@@ -19,22 +19,22 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer
 
 from consumers.queue import QueueEntry, QueueStore
-from sgx import avro
-from sgx import contract as c
-from sgx.contract import Contract
-from sgx.envelope import Opener, Purpose
 from sgx.errors import ContractError, UnknownSchema
-from sgx.kafka import kafka_errors, run_batches
-from sgx.metrics import ConsumerMetrics
-from sgx.quarantine import Quarantined, Source, from_gateway, sources
-from sgx.schema_registry import SchemaRegistry, read_learning
+from sgx.kafka.quarantine import Quarantined, Source, from_gateway, sources
+from sgx.kafka.schema_topic import SchemaRegistry, read_learning
+from sgx.kafka.wiring import kafka_errors, run_batches
+from sgx.ops.metrics import ConsumerMetrics
+from sgx.wire import avro
+from sgx.wire import contract as c
+from sgx.wire.contract import Contract
+from sgx.wire.envelope import Opener, Purpose
 
 
 class DeliveryReader:
     """Turns sealed delivery envelopes into queue entries (no Kafka, no database): verify
     and open each (it must come from the gateway), decode the delivery, and make one entry
     per addressee. A delivery whose notification was written with a schema this release
-    has not seen is read again once the registry (``sgx.schema_registry``) has taught it,
+    has not seen is read again once the registry (``sgx.wire.schema_registry``) has taught it,
     and the schema is kept in the queue database for the queue's other readers; else it is
     refused as ``unknown_schema``."""
 

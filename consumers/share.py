@@ -22,13 +22,14 @@ from typing import Any
 from aiokafka import AIOKafkaProducer
 
 from consumers.reader import QueueView
-from sgx import contract as c
-from sgx.contract import Contract
-from sgx.envelope import Opener, Purpose, Sealer
 from sgx.errors import EnvelopeError
-from sgx.kafka import inbound_topic, kafka_errors, read_topic, receipts_topic
+from sgx.kafka.wiring import inbound_topic, kafka_errors, read_topic, receipts_topic
+from sgx.keys.identity import Identity
+from sgx.keys.trust import TrustDirectory
 from sgx.settings import KafkaSettings
-from sgx.trust import Identity, TrustDirectory
+from sgx.wire import contract as c
+from sgx.wire.contract import Contract
+from sgx.wire.envelope import Opener, Purpose, Sealer
 
 CATEGORIES = ("LA_SOCIAL_CARE", "PARENT_OR_CARER", "OTHER_PROFESSIONAL", "CARE_PROCEEDINGS")
 

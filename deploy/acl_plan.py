@@ -27,7 +27,7 @@ Principals (SCRAM user names)::
 
 The schema registry topic ``sgx.schemas`` (compacted) is WRITE for the gateway only and
 READ (no group) for every principal: a reader of an older release finds there the newer
-writer schemas the gateway uses (``sgx.schema_registry``).
+writer schemas the gateway uses (``sgx.wire.schema_registry``).
 
 Every principal may also DESCRIBE topics named ``sgx.*``: the services check at start
 that every exchange topic exists (``safeguard.runtime.create_topics``) and a topic a
@@ -35,7 +35,7 @@ principal cannot describe looks missing, which would make it try to create it. T
 names carry party ids only. DESCRIBE lets nobody read or write a record.
 
 The partnership may span several local authorities. As in the trust directory
-(``sgx.trust.Party``), a local authority has its ONS GSS code (``gss_code``, e.g.
+(``sgx.keys.trust.Party``), a local authority has its ONS GSS code (``gss_code``, e.g.
 ``E09000007`` Camden) and serves itself; any other agency lists the LAs it serves
 (``serves``) or is marked ``serves_any`` (a national body). The file is refused, naming
 the party and the field, where these do not fit (see :func:`partnership_problem`). No
@@ -63,15 +63,15 @@ from typing import Any, Literal
 import yaml
 
 from sgx.errors import ConfigError
-from sgx.kafka import (
+from sgx.kafka.wiring import (
     GATEWAY_GROUP,
     REPLAY_TOPIC,
     delivery_group,
     open_cases_group,
     receipts_group,
 )
-from sgx.schema_registry import TOPIC as SCHEMAS_TOPIC
-from sgx.trust import GSS_CODE
+from sgx.keys.trust import GSS_CODE
+from sgx.wire.schema_registry import TOPIC as SCHEMAS_TOPIC
 
 DEPLOY_DIR = Path(__file__).resolve().parent
 PARTIES_FILE = DEPLOY_DIR / "parties.toml"
@@ -112,7 +112,7 @@ class Party:
     """A member of the partnership (never the gateway).
 
     A local authority has its ONS GSS code and serves itself; any other agency gives the
-    ids of the LAs it serves, or ``serves_any`` (as ``sgx.trust.Party``).
+    ids of the LAs it serves, or ``serves_any`` (as ``sgx.keys.trust.Party``).
     """
 
     id: str
@@ -171,7 +171,7 @@ def consumer_principal(party_id: str) -> str:
 
 def agency_groups(party: Party) -> tuple[str, ...]:
     """The consumer groups an agency's services read its receipts topic in: the outbox's
-    receipt listener (``sgx.kafka.receipts_group``) and a school's
+    receipt listener (``sgx.kafka.wiring.receipts_group``) and a school's
     open-case list listener (``safeguard producer school watch``)."""
     receipts = receipts_group(party.id)
     return (receipts, open_cases_group(party.id)) if party.kind == "school" else (receipts,)
@@ -180,7 +180,7 @@ def agency_groups(party: Party) -> tuple[str, ...]:
 def plan(parties: Iterable[Party]) -> Plan:
     """The topics, principals and ACL bindings for ``parties``."""
     members = _checked(parties)
-    # The schema registry (sgx.schema_registry): the gateway writes, everyone reads.
+    # The schema registry (sgx.wire.schema_registry): the gateway writes, everyone reads.
     topics: list[Topic] = [Topic(SCHEMAS_TOPIC, 1, compacted=True), Topic(REPLAY_TOPIC, 1)]
     bindings: list[Binding] = _gateway_bindings()
     principals = [GATEWAY]
@@ -248,7 +248,7 @@ def _consumer_bindings(party_id: str) -> list[Binding]:
 
 def partnership_problem(party: Party, kinds: Mapping[str, str]) -> tuple[str, str] | None:
     """(field, problem) if ``party``'s GSS code or served LAs do not fit its kind; the rules
-    of the trust directory (``sgx.trust``), ``kinds`` being every party's kind by id."""
+    of the trust directory (``sgx.keys.trust``), ``kinds`` being every party's kind by id."""
     if party.kind == "local_authority":
         if party.gss_code is None:
             return "gss_code", (

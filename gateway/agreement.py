@@ -17,8 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from sgx.contract import FULL_NAMES, SHORT_NAMES, Contract
 from sgx.errors import ConfigError
+from sgx.wire.contract import FULL_NAMES, SHORT_NAMES, Contract
 
 ROLES = ("social_worker", "supervisor", "mash_duty", "onward", "key_adult")
 ALWAYS_VISIBLE = ("notification_id", "author", "child", "sharing")

@@ -39,13 +39,13 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 
 from gateway.allocations import AllocationChange, AllocationDirectory, Position
-from sgx import contract as c
-from sgx.contract import Contract
-from sgx.envelope import Opener, Purpose
 from sgx.errors import ContractError, EnvelopeError, TransportError
-from sgx.kafka import allocations_agency, allocations_topic, kafka_errors
-from sgx.quarantine import Source, sources
-from sgx.trust import TrustDirectory
+from sgx.kafka.quarantine import Source, sources
+from sgx.kafka.wiring import allocations_agency, allocations_topic, kafka_errors
+from sgx.keys.trust import TrustDirectory
+from sgx.wire import contract as c
+from sgx.wire.contract import Contract
+from sgx.wire.envelope import Opener, Purpose
 
 log = logging.getLogger(__name__)
 _POLL_MS = 100

@@ -23,12 +23,12 @@ from __future__ import annotations
 from gateway.allocation_feed import AllocationFeed
 from gateway.audit_chain import AuditEntry
 from gateway.decision import Decision, Quarantine, receipt
-from sgx import contract as c
-from sgx.contract import Contract
-from sgx.envelope import Opened
-from sgx.kafka import allocations_topic
-from sgx.quarantine import Source
-from sgx.trust import TrustDirectory, utc_now
+from sgx.kafka.quarantine import Source
+from sgx.kafka.wiring import allocations_topic
+from sgx.keys.trust import TrustDirectory, utc_now
+from sgx.wire import contract as c
+from sgx.wire.contract import Contract
+from sgx.wire.envelope import Opened
 
 
 class AllocationJudge:

@@ -32,8 +32,14 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from sgx.db import create_tables, dialect_insert, metadata_for, store_errors, write_transaction
-from sgx.pseudonym import Pseudonymiser
+from sgx.keys.pseudonym import Pseudonymiser
+from sgx.store.db import (
+    create_tables,
+    dialect_insert,
+    metadata_for,
+    store_errors,
+    write_transaction,
+)
 
 Position = tuple[str, int]  # (allocation topic, partition)
 _Held = tuple[tuple[str, "Allocation"], ...]

@@ -42,8 +42,8 @@ from typing import Any
 
 from sqlalchemy.engine import RowMapping
 
-from sgx.db import decode_strings, encode_strings, utc
 from sgx.errors import AuditChainBroken
+from sgx.store.db import decode_strings, encode_strings, utc
 
 GENESIS_HASH = "0" * 64
 DECISIONS = frozenset(

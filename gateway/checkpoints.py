@@ -31,7 +31,10 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from gateway.audit_chain import iso_ms
 from gateway.store import GatewayStore
-from sgx.db import (
+from sgx.errors import AuditChainBroken, UnknownSender
+from sgx.keys.identity import Identity
+from sgx.keys.trust import TrustDirectory, utc_now
+from sgx.store.db import (
     UtcDateTime,
     create_tables,
     insert_ignoring_duplicates,
@@ -39,8 +42,6 @@ from sgx.db import (
     store_errors,
     write_transaction,
 )
-from sgx.errors import AuditChainBroken, UnknownSender
-from sgx.trust import Identity, TrustDirectory, utc_now
 
 _DOMAIN = b"SGX-AUDIT-CHECKPOINT1\0"
 _COMPACT = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)

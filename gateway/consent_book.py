@@ -10,10 +10,10 @@ so a crashed batch replays into the same rows.
 
 A share judged later (:mod:`gateway.shares`) asks :meth:`ConsentBook.grants` for the
 consents given for that item, LA and category, and lets through only the one whose purpose
-matches (:func:`sgx.consent.purpose_key`).
+matches (:func:`sgx.domain.consent.purpose_key`).
 
 Table (``schema`` places it in a PostgreSQL schema): ``consent_request``. Its tables are
-built by the gateway database's migrations (``sgx/migrations/gateway``), never here.
+built by the gateway database's migrations (``sgx/store/migrations/gateway``), never here.
 """
 
 from __future__ import annotations
@@ -37,8 +37,8 @@ from sqlalchemy import (
 from sqlalchemy.engine import RowMapping
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from sgx.consent import Grant
-from sgx.db import (
+from sgx.domain.consent import Grant
+from sgx.store.db import (
     UtcDateTime,
     decode_strings,
     encode_strings,

@@ -23,7 +23,7 @@ receipt and passed to the LA as a ``ConsentOutcome``.
 A grant lifts the restrictions for exactly that item, LA, category and purpose
 (:mod:`gateway.shares` asks for it when the share comes); police material confidential
 to the proceedings stays barred unless the grant records the court order
-(:data:`sgx.consent.COURT_ORDER_ONLY`), and the outcome says so (``still_blocked``).
+(:data:`sgx.domain.consent.COURT_ORDER_ONLY`), and the outcome says so (``still_blocked``).
 """
 
 from __future__ import annotations
@@ -36,10 +36,10 @@ from gateway.consent_book import ConsentAnswered, ConsentAsk, ConsentBook
 from gateway.decision import Decision, Message, Quarantine, onward_entry, receipt
 from gateway.records import LedgerEntry
 from gateway.store import GatewayStore
-from sgx import contract as c
-from sgx.consent import Grant, blocking, purpose_key, still_blocked
-from sgx.envelope import Opened, Purpose
-from sgx.trust import utc_now
+from sgx.domain.consent import Grant, blocking, purpose_key, still_blocked
+from sgx.keys.trust import utc_now
+from sgx.wire import contract as c
+from sgx.wire.envelope import Opened, Purpose
 
 _REMEMBERED = 10_000  # answers this instance decided, against two in one batch
 

@@ -42,20 +42,20 @@ from gateway.requests import DisclosureRequests
 from gateway.routing import Router
 from gateway.shares import ShareJudge
 from gateway.store import GatewayStore
-from sgx import contract as c
-from sgx.contract import Contract
-from sgx.envelope import Opened, Opener, Purpose
 from sgx.errors import ContractError, EnvelopeError, UnknownSender
-from sgx.kafka import (
+from sgx.kafka.quarantine import Source, reason_of
+from sgx.kafka.wiring import (
     ALLOCATIONS_PREFIX,
     INBOUND_PREFIX,
     agency_of,
     allocations_topic,
     inbound_agency,
 )
-from sgx.pseudonym import Pseudonymiser
-from sgx.quarantine import Source, reason_of
-from sgx.trust import TrustDirectory, utc_now
+from sgx.keys.pseudonym import Pseudonymiser
+from sgx.keys.trust import TrustDirectory, utc_now
+from sgx.wire import contract as c
+from sgx.wire.contract import Contract
+from sgx.wire.envelope import Opened, Opener, Purpose
 
 INBOUND_PURPOSES = frozenset({Purpose.NOTIFICATION, Purpose.ALLOCATIONS, Purpose.SHARE_REQUEST})
 

@@ -19,12 +19,12 @@ from gateway.allocations import AllocationChange
 from gateway.audit_chain import AuditEntry
 from gateway.consent_book import ConsentWrite
 from gateway.records import Judged, LedgerEntry
-from sgx import contract as c
-from sgx.contract import Contract
-from sgx.envelope import Opened, Purpose
-from sgx.kafka import agency_of
-from sgx.quarantine import Quarantined, Source
-from sgx.trust import utc_now
+from sgx.kafka.quarantine import Quarantined, Source
+from sgx.kafka.wiring import agency_of
+from sgx.keys.trust import utc_now
+from sgx.wire import contract as c
+from sgx.wire.contract import Contract
+from sgx.wire.envelope import Opened, Purpose
 
 IDENTIFIER_QUALITY = (
     "nhs_number", "upn_only", "not_known", "unreasonable_delay", "not_issued", "no_reason",

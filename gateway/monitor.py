@@ -20,7 +20,7 @@
 
 Labels are party ids, key ids and buckets: no request reference, no child. The clock is
 injected, so a test moves time past the 14-day mark. :func:`gateway_monitors` runs it
-with the gateway consumer's :class:`~sgx.metrics.LagMonitor` and registers the readiness
+with the gateway consumer's :class:`~sgx.ops.metrics.LagMonitor` and registers the readiness
 checks (broker, gateway database, disclosure-request database).
 """
 
@@ -36,7 +36,9 @@ from prometheus_client import CollectorRegistry
 from gateway.consent_book import ConsentBook
 from gateway.requests import DisclosureRequests, OpenRequest
 from gateway.store import GatewayStore
-from sgx.metrics import (
+from sgx.kafka.quarantine import QuarantineCount
+from sgx.keys.trust import Clock, TrustDirectory, utc_now
+from sgx.ops.metrics import (
     GatewayStateMetrics,
     LagMetrics,
     LagMonitor,
@@ -44,9 +46,7 @@ from sgx.metrics import (
     refreshing,
     set_labelled,
 )
-from sgx.quarantine import QuarantineCount
-from sgx.serving import Readiness, broker_check, database_check
-from sgx.trust import Clock, TrustDirectory, utc_now
+from sgx.ops.serving import Readiness, broker_check, database_check
 
 DUE_BUCKETS = ("overdue", "lt_3d", "lt_7d", "lt_14d")
 

@@ -22,12 +22,12 @@ from gateway.partnership import Partnership
 from gateway.requests import DisclosureRequests
 from gateway.restrictions import attach
 from gateway.routing import Route, Router
-from sgx import contract as c
-from sgx.contract import Contract
-from sgx.envelope import Opened
 from sgx.errors import UnknownSender
-from sgx.pseudonym import Pseudonymiser
-from sgx.trust import Party, TrustDirectory, utc_now
+from sgx.keys.pseudonym import Pseudonymiser
+from sgx.keys.trust import Party, TrustDirectory, utc_now
+from sgx.wire import contract as c
+from sgx.wire.contract import Contract
+from sgx.wire.envelope import Opened
 
 DISCLOSURE_KINDS = frozenset({"PROTOCOL_2013_DISCLOSURE", "PROTOCOL_2024_DISCLOSURE"})
 PARTY_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")  # what may be echoed from a record's party id

@@ -20,10 +20,10 @@ from datetime import datetime
 from typing import Any
 
 from gateway.allocations import AllocationDirectory
-from sgx.contract import OPEN_CASE_LIST
 from sgx.errors import ContractError
-from sgx.pseudonym import PSEUDONYM_LEN
-from sgx.trust import TrustDirectory
+from sgx.keys.pseudonym import PSEUDONYM_LEN
+from sgx.keys.trust import TrustDirectory
+from sgx.wire.contract import OPEN_CASE_LIST
 
 
 def open_case_list(

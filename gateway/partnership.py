@@ -33,9 +33,9 @@ from pathlib import Path
 from typing import Any
 
 from gateway.agreement import Agreement
-from sgx.contract import Contract
 from sgx.errors import ConfigError
-from sgx.trust import TrustDirectory
+from sgx.keys.trust import TrustDirectory
+from sgx.wire.contract import Contract
 
 
 @dataclass(frozen=True, slots=True)

@@ -16,10 +16,10 @@ from gateway.audit_chain import AuditEntry
 from gateway.decision import Decision, Delivery, Quarantine, receipt
 from gateway.notifications import PARTY_ID
 from gateway.requests import DisclosureRequests, deadline
-from sgx import contract as c
-from sgx.envelope import Opened
-from sgx.pseudonym import Pseudonymiser
-from sgx.trust import Party, TrustDirectory, utc_now
+from sgx.keys.pseudonym import Pseudonymiser
+from sgx.keys.trust import Party, TrustDirectory, utc_now
+from sgx.wire import contract as c
+from sgx.wire.envelope import Opened
 
 
 @dataclass(frozen=True, slots=True)

@@ -4,7 +4,7 @@ quarantine (``gateway_quarantine``) and the share ledger (``share_ledger``); wit
 :class:`gateway.store.GatewayStore` writes into them and reads back.
 
 Every table is defined here once: the store builds them, and the migration history
-(``sgx/migrations/gateway``) must build exactly these (``tests/unit/test_migrations.py``).
+(``sgx/store/migrations/gateway``) must build exactly these (``tests/unit/test_migrations.py``).
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.engine import RowMapping
 
-from sgx.db import UtcDateTime, decode_strings, encode_strings, quarantine_columns, serial
+from sgx.store.db import UtcDateTime, decode_strings, encode_strings, quarantine_columns, serial
 
 
 @dataclass(frozen=True)

@@ -38,7 +38,8 @@ from datetime import datetime, timedelta
 from sqlalchemy import Column, MetaData, String, Table, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from sgx.db import Database, UtcDateTime, insert_ignoring_duplicates, store_errors, utc
+from sgx.store.database import Database
+from sgx.store.db import UtcDateTime, insert_ignoring_duplicates, store_errors, utc
 
 ANSWER_WITHIN = timedelta(days=14)
 PROTOCOLS = frozenset({"PROTOCOL_2013", "PROTOCOL_2024"})

@@ -5,7 +5,7 @@ or into care proceedings only with the author's written consent. Police material
 2013 / 2024 Protocol is confidential to the proceedings. The author may add restrictions of
 their own. A consent the author put on record (``sharing.onward_consent``) lifts a
 restriction for that category of recipient, and so does a consent the author gives later
-when asked (:mod:`sgx.consent`, :mod:`gateway.consents`), except police material
+when asked (:mod:`sgx.domain.consent`, :mod:`gateway.consents`), except police material
 confidential to the proceedings, which goes further only under a court order.
 """
 
@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from sgx.restrictions import TEXT
+from sgx.domain.restrictions import TEXT
 
 THIRD_PARTY_KINDS = frozenset({"school", "health", "police"})
 

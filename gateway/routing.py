@@ -34,7 +34,7 @@ from typing import Any
 from gateway.allocations import Allocation, AllocationDirectory
 from gateway.decision import Recipient
 from gateway.partnership import Partnership
-from sgx.trust import TrustDirectory
+from sgx.keys.trust import TrustDirectory
 
 
 @dataclass(frozen=True, slots=True)

@@ -44,12 +44,10 @@ from gateway.decision import Decision, Message
 from gateway.open_cases import lists_for
 from gateway.records import Judged
 from gateway.store import GatewayStore
-from sgx import contract as c
-from sgx.backoff import Backoff
-from sgx.contract import Contract
-from sgx.envelope import Purpose, Sealer, message_id_of
 from sgx.errors import Fenced, StoreError
-from sgx.kafka import (
+from sgx.kafka.backoff import Backoff
+from sgx.kafka.quarantine import Source, sources
+from sgx.kafka.wiring import (
     REPLAY_TOPIC,
     delivery_topic,
     inbound_topic,
@@ -59,9 +57,12 @@ from sgx.kafka import (
     seek_back,
     send_batched,
 )
-from sgx.metrics import GatewayMetrics
-from sgx.quarantine import Source, sources
-from sgx.trust import Identity, TrustDirectory, utc_now
+from sgx.keys.identity import Identity
+from sgx.keys.trust import TrustDirectory, utc_now
+from sgx.ops.metrics import GatewayMetrics
+from sgx.wire import contract as c
+from sgx.wire.contract import Contract
+from sgx.wire.envelope import Purpose, Sealer, message_id_of
 
 log = logging.getLogger(__name__)
 NO_LA = "none"  # the la label of a decision that concerns no LA (a key adult, a quarantine)

@@ -2,7 +2,7 @@
 
 An LA may share onward only what the gateway delivered to it (the share ledger holds one
 entry per receiving LA), and only where no restriction on onward use forbids the
-recipient category (:func:`sgx.consent.blocking`) unless the author's consent is on
+recipient category (:func:`sgx.domain.consent.blocking`) unless the author's consent is on
 record: in the notification itself, or given later for exactly that category and
 purpose when the LA asked (:mod:`gateway.consents`; police material confidential to the
 proceedings also needs the court order). A refusal says what would let the share through.
@@ -26,12 +26,12 @@ from gateway.partnership import Partnership
 from gateway.records import LedgerEntry
 from gateway.restrictions import describe
 from gateway.store import GatewayStore
-from sgx import contract as c
-from sgx.consent import COURT_ORDER_ONLY, Grant, blocking, purpose_key, still_blocked
-from sgx.contract import Contract
-from sgx.envelope import Opened, Purpose
-from sgx.restrictions import TEXT
-from sgx.trust import utc_now
+from sgx.domain.consent import COURT_ORDER_ONLY, Grant, blocking, purpose_key, still_blocked
+from sgx.domain.restrictions import TEXT
+from sgx.keys.trust import utc_now
+from sgx.wire import contract as c
+from sgx.wire.contract import Contract
+from sgx.wire.envelope import Opened, Purpose
 
 
 class ShareJudge:

@@ -67,17 +67,17 @@ from gateway.audit_chain import (
     verify_row,
 )
 from gateway.records import ChainState, Judged, LedgerEntry
-from sgx.db import (
+from sgx.errors import AuditChainBroken, Fenced
+from sgx.kafka.quarantine import Quarantined, quarantine_row, quarantined_from_row
+from sgx.keys.trust import utc_now
+from sgx.store.database import Database
+from sgx.store.db import (
     BulkInsert,
-    Database,
     insert_ignoring_duplicates,
     one_of,
     store_errors,
     write_transaction,
 )
-from sgx.errors import AuditChainBroken, Fenced
-from sgx.quarantine import Quarantined, quarantine_row, quarantined_from_row
-from sgx.trust import utc_now
 
 _PAGE = 1000  # records per query when walking the chain
 _KEY_CHUNK = 500  # decision keys per IN (...) lookup
@@ -119,7 +119,7 @@ class GatewayStore(Database):
             engine, self._quarantine, "topic", "partition", "offset", "item"
         )
         self._add_chain = insert_ignoring_duplicates(engine, self._chains, "chain")
-        # Audit and ledger rows go to the driver as ready tuples (sgx.db.BulkInsert).
+        # Audit and ledger rows go to the driver as ready tuples (sgx.store.db.BulkInsert).
         self._bulk_audit = BulkInsert(engine, self._audit, AUDIT_COLUMNS)
         self._bulk_ledger = BulkInsert(
             engine,
@@ -447,7 +447,7 @@ class GatewayStore(Database):
 
     @property
     def quarantine_table(self) -> Table:
-        """The gateway's quarantine table (for :mod:`sgx.quarantine_replay`)."""
+        """The gateway's quarantine table (for :mod:`sgx.kafka.quarantine_replay`)."""
         return self._quarantine
 
     async def quarantine_list(self) -> list[Quarantined]:

@@ -46,9 +46,9 @@ from sqlalchemy.engine import RowMapping
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from producers.outbox import Outbox
-from sgx import contract as c
-from sgx.consent import COURT_ORDER_ONLY
-from sgx.db import (
+from sgx.domain.consent import COURT_ORDER_ONLY
+from sgx.errors import AlreadyAnswered, ContractError, NotFound
+from sgx.store.db import (
     UtcDateTime,
     decode_strings,
     encode_strings,
@@ -58,7 +58,7 @@ from sgx.db import (
     read_rows,
     serial,
 )
-from sgx.errors import AlreadyAnswered, ContractError, NotFound
+from sgx.wire import contract as c
 
 
 @dataclass(frozen=True, slots=True)

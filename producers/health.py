@@ -111,10 +111,10 @@ from producers.feeds import (
     pydantic_path,
     pydantic_problem,
 )
-from sgx import contract as c
-from sgx.contract import Contract, default_contract
+from sgx.domain.identifiers import check_nhs_number
 from sgx.errors import ContractError
-from sgx.identifiers import check_nhs_number
+from sgx.wire import contract as c
+from sgx.wire.contract import Contract, default_contract
 
 NHS_NUMBER_SYSTEM = "https://fhir.nhs.uk/Id/nhs-number"
 DATA_ABSENT_REASON = "http://hl7.org/fhir/StructureDefinition/data-absent-reason"

@@ -16,7 +16,7 @@ and sets:
 
 * ``sgx_encompass_undelivered_before_school_day`` — Encompass notifications awaiting a
   receipt whose deadline, the first school-day start after the incident
-  (:meth:`~sgx.calendar.SchoolCalendar.next_school_day_start` of ``incident.occurred_at``),
+  (:meth:`~sgx.domain.calendar.SchoolCalendar.next_school_day_start` of ``incident.occurred_at``),
   is within ``window`` of now or already past;
 * ``sgx_encompass_seconds_to_school_day`` — seconds until the next school day begins.
 
@@ -34,14 +34,14 @@ from prometheus_client import CollectorRegistry
 from sqlalchemy import LargeBinary, String, column, select, table
 
 from producers.outbox import AWAITING, OutboxStore
-from sgx import contract as c
-from sgx.calendar import SchoolCalendar
-from sgx.contract import Contract
-from sgx.db import store_errors
+from sgx.domain.calendar import SchoolCalendar
 from sgx.errors import ContractError
-from sgx.metrics import EncompassMetrics, MonitorSettings, refreshing
-from sgx.serving import Check, Readiness, database_check
-from sgx.trust import Clock, utc_now
+from sgx.keys.trust import Clock, utc_now
+from sgx.ops.metrics import EncompassMetrics, MonitorSettings, refreshing
+from sgx.ops.serving import Check, Readiness, database_check
+from sgx.store.db import store_errors
+from sgx.wire import contract as c
+from sgx.wire.contract import Contract
 
 ENCOMPASS = "OPERATION_ENCOMPASS"
 

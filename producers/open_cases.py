@@ -24,14 +24,15 @@ import sqlalchemy as sa
 from aiokafka import AIOKafkaConsumer, ConsumerRecord
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from sgx import contract as c
-from sgx.contract import Contract
-from sgx.db import Database, UtcDateTime, store_errors, write_transaction
-from sgx.envelope import Opener, Purpose, peek
-from sgx.kafka import kafka_errors, read_topic, receipts_topic, run_batches
-from sgx.pseudonym import Pseudonymiser
-from sgx.quarantine import Source, from_gateway, read_all
+from sgx.kafka.quarantine import Source, from_gateway, read_all
+from sgx.kafka.wiring import kafka_errors, read_topic, receipts_topic, run_batches
+from sgx.keys.pseudonym import Pseudonymiser
 from sgx.settings import KafkaSettings
+from sgx.store.database import Database
+from sgx.store.db import UtcDateTime, store_errors, write_transaction
+from sgx.wire import contract as c
+from sgx.wire.contract import Contract
+from sgx.wire.envelope import Opener, Purpose, peek
 
 log = logging.getLogger(__name__)
 

@@ -33,9 +33,9 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
-from sgx import contract as c
-from sgx.contract import Contract
 from sgx.errors import ConfigError, ContractError
+from sgx.wire import contract as c
+from sgx.wire.contract import Contract
 
 __all__ = [
     "COMPONENTS",

@@ -68,8 +68,10 @@ from sqlalchemy.engine import RowMapping
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from producers.publisher import Prepared
-from sgx.db import (
-    Database,
+from sgx.errors import NotFound
+from sgx.kafka.quarantine import Quarantined, quarantine_row, quarantined_from_row
+from sgx.store.database import Database
+from sgx.store.db import (
     UtcDateTime,
     insert_ignoring_duplicates,
     quarantine_columns,
@@ -77,8 +79,6 @@ from sgx.db import (
     store_errors,
     write_transaction,
 )
-from sgx.errors import NotFound
-from sgx.quarantine import Quarantined, quarantine_row, quarantined_from_row
 
 Also = Callable[[AsyncConnection], Awaitable[None]]  # more writes in a store's transaction
 EntryStatus = Literal["PENDING", "SENT", "DELIVERED", "REFUSED", "QUARANTINED"]

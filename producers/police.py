@@ -83,9 +83,9 @@ from producers.feeds import (
     pydantic_path,
     pydantic_problem,
 )
-from sgx import contract as c
-from sgx.contract import Contract, default_contract
 from sgx.errors import ContractError
+from sgx.wire import contract as c
+from sgx.wire.contract import Contract, default_contract
 
 EXPORT = "police export"
 PROTOCOL_KINDS = {"2013": "PROTOCOL_2013_DISCLOSURE", "2024": "PROTOCOL_2024_DISCLOSURE"}
@@ -491,7 +491,7 @@ def disclosure_request(
 def check_disclosure_request(record: Mapping[str, Any], contract: Contract | None = None) -> None:
     """Check a DisclosureRequest against its schema and the request rules (ContractError).
 
-    The rules live in the contract (:func:`sgx.validation.check_disclosure_request`), so
+    The rules live in the contract (:func:`sgx.wire.validation.check_disclosure_request`), so
     the gateway applies the same ones when it decodes a request.
     """
     (contract or default_contract()).check(c.DISCLOSURE_REQUEST, record)

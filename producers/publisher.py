@@ -15,14 +15,15 @@ from typing import Any
 
 from aiokafka import AIOKafkaProducer
 
-from sgx import contract as c
-from sgx.contract import Contract
-from sgx.envelope import Purpose, Sealer
 from sgx.errors import ContractError
-from sgx.kafka import allocations_topic, inbound_topic, kafka_errors, send_batched
-from sgx.metrics import ProducerMetrics
-from sgx.pseudonym import Pseudonymiser
-from sgx.trust import Identity, TrustDirectory
+from sgx.kafka.wiring import allocations_topic, inbound_topic, kafka_errors, send_batched
+from sgx.keys.identity import Identity
+from sgx.keys.pseudonym import Pseudonymiser
+from sgx.keys.trust import TrustDirectory
+from sgx.ops.metrics import ProducerMetrics
+from sgx.wire import contract as c
+from sgx.wire.contract import Contract
+from sgx.wire.envelope import Purpose, Sealer
 
 GATEWAY = "gateway"
 

@@ -5,7 +5,7 @@ The author's side of consent (``/v1/consent-requests``) is :mod:`producers.push_
 ``POST /v1/notifications/{type}`` (``attendance_update``, ``health_update``,
 ``police_notification``) with a per-agency bearer token and a JSON body in the mapping of
 :mod:`producers.openapi` (whose document is served at ``GET /openapi.json``). The endpoint
-converts the JSON to the record shape of :mod:`sgx.contract`, checks that the author is
+converts the JSON to the record shape of :mod:`sgx.wire.contract`, checks that the author is
 the authenticated agency, and hands the record to that agency's ``accept`` callable,
 which validates it (a :class:`sgx.errors.ContractError` names the field) and stores it
 durably (the outbox; until it is wired, :meth:`producers.publisher.Publisher.publish`).
@@ -64,9 +64,9 @@ from producers.feeds import Submit
 from producers.openapi import NOTIFICATIONS_PATH, openapi_document
 from producers.push_consent import CONSENT_PATH, ConsentRoutes
 from producers.push_tokens import PushTokens
-from sgx import contract as c
-from sgx.contract import Contract, default_contract
 from sgx.errors import AlreadyAnswered, ContractError, ExchangeError, NotFound
+from sgx.wire import contract as c
+from sgx.wire.contract import Contract, default_contract
 
 __all__ = [
     "MAX_BODY_BYTES",

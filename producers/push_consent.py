@@ -22,8 +22,8 @@ from starlette.responses import JSONResponse, Response
 
 from producers.consent_requests import ConsentDesk, ConsentRequest
 from producers.openapi import CONSENT_PATH
-from sgx import contract as c
 from sgx.errors import ContractError, NotFound
+from sgx.wire import contract as c
 
 __all__ = ["CONSENT_PATH", "ConsentRoutes", "answer_from_json", "request_json"]
 

@@ -33,16 +33,16 @@ from aiokafka import AIOKafkaConsumer
 
 from producers.consent_requests import ConsentRequest, ConsentRequests
 from producers.outbox import RECEIPT_OUTCOMES, OutboxStore, ReceiptUpdate
-from sgx import contract as c
-from sgx.backoff import Backoff
-from sgx.contract import Contract
-from sgx.envelope import Opener, Purpose
 from sgx.errors import ContractError, ExchangeError
-from sgx.kafka import kafka_errors, read_topic, receipts_topic, run_batches
-from sgx.quarantine import Source, from_gateway, sources
-from sgx.schema_registry import SchemaRegistry, read_learning
+from sgx.kafka.backoff import Backoff
+from sgx.kafka.quarantine import Source, from_gateway, sources
+from sgx.kafka.schema_topic import SchemaRegistry, read_learning
+from sgx.kafka.wiring import kafka_errors, read_topic, receipts_topic, run_batches
+from sgx.keys.trust import utc_now
 from sgx.settings import KafkaSettings
-from sgx.trust import utc_now
+from sgx.wire import contract as c
+from sgx.wire.contract import Contract
+from sgx.wire.envelope import Opener, Purpose
 
 log = logging.getLogger(__name__)
 
@@ -74,7 +74,7 @@ class ReceiptRecorder:
     async def record(self, records: Iterable[Any]) -> tuple[int, int]:
         """Record what ``records`` hold in ONE transaction; (receipts, consent requests)."""
         # A newer gateway's receipts (a schema this release has not seen) are read once the
-        # registry has taught the schema (sgx.schema_registry).
+        # registry has taught the schema (sgx.wire.schema_registry).
         found = [source for record in records for source in sources(record)]
         read, quarantined, _ = await read_learning(found, self._read, self._registry)
         receipts = [r for r in read if isinstance(r, ReceiptUpdate)]

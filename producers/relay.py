@@ -16,7 +16,7 @@ mark, or a send that timed out although the broker did take it, publishes the sa
 notification again. The gateway's audit trail and the social worker's queue are unique on
 the notification id, so the second copy adds no queue row.
 
-**Backoff** is :class:`sgx.backoff.Backoff` (capped exponential with equal jitter); the
+**Backoff** is :class:`sgx.kafka.backoff.Backoff` (capped exponential with equal jitter); the
 wait also ends when the relay is stopped.
 """
 
@@ -31,9 +31,9 @@ from typing import Protocol
 
 from producers.outbox import Outbox, Pending
 from producers.publisher import Prepared
-from sgx.backoff import Backoff
 from sgx.errors import ExchangeError, TransportError
-from sgx.metrics import ProducerMetrics
+from sgx.kafka.backoff import Backoff
+from sgx.ops.metrics import ProducerMetrics
 
 log = logging.getLogger(__name__)
 

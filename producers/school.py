@@ -55,11 +55,12 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from producers.feeds import Submit
 from producers.open_cases import OpenCases, OpenCaseStore
-from sgx import contract as c
-from sgx.db import Database, UtcDateTime, store_errors, write_transaction
+from sgx.domain.identifiers import check_nhs_number, check_upn
 from sgx.errors import ContractError, ExchangeError
-from sgx.identifiers import check_nhs_number, check_upn
-from sgx.pseudonym import Pseudonymiser
+from sgx.keys.pseudonym import Pseudonymiser
+from sgx.store.database import Database
+from sgx.store.db import UtcDateTime, store_errors, write_transaction
+from sgx.wire import contract as c
 
 log = logging.getLogger(__name__)
 

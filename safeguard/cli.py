@@ -72,7 +72,7 @@ def keys() -> None:
 def keys_init(directory: Path) -> None:
     """Generate a working demo trust directory in DIRECTORY."""
     from safeguard.parties import DEMO_PARTIES
-    from sgx.key_admin import init_trust
+    from sgx.keys.key_admin import init_trust
 
     try:
         trust = init_trust(directory, DEMO_PARTIES)
@@ -100,8 +100,8 @@ def keys_rotate(directory: Path, party: str, delay_s: float) -> None:
     until revoked, so a backlog sealed under it still opens."""
     from datetime import timedelta
 
-    from sgx.key_admin import rotate_key
-    from sgx.trust import utc_now
+    from sgx.keys.key_admin import rotate_key
+    from sgx.keys.trust import utc_now
 
     not_before = utc_now() + timedelta(seconds=delay_s) if delay_s else None
     try:
@@ -117,7 +117,7 @@ def keys_revoke(directory: Path, kid: str) -> None:
     """Revoke key KID (``<party>/<...>``): nothing it signs verifies any more, nothing is
     sealed to it; running services pick the change up within SGX_TRUST_RELOAD_S or at once
     on SIGHUP, and quarantine what still arrives under it as unknown_key_id."""
-    from sgx.key_admin import revoke_key
+    from sgx.keys.key_admin import revoke_key
 
     party = kid.split("/", 1)[0]
     try:
@@ -159,8 +159,8 @@ def keys_rotate_into_token(
     leaves it); the old keys stay valid until revoked. Prints the new key id."""
     from pydantic import ValidationError
 
-    from sgx.hsm import TokenConfig
-    from sgx.key_admin import rotate_key_into_token
+    from sgx.keys.hsm import TokenConfig
+    from sgx.keys.key_admin import rotate_key_into_token
 
     if (pin_file is None) == (pin_env is None):
         raise click.UsageError("give one of --pin-file and --pin-env")
@@ -232,7 +232,7 @@ async def topics(home: Path | None) -> None:
 @async_command
 async def broker(port: int, log_dir: Path) -> None:
     """Run the embedded (memory-only) broker on loopback until interrupted."""
-    from sgx.broker import EmbeddedBroker
+    from sgx.kafka.embedded import EmbeddedBroker
 
     await asyncio.to_thread(log_dir.mkdir, parents=True, exist_ok=True)
     async with EmbeddedBroker(log_dir, port=port) as running:

@@ -44,8 +44,8 @@ from safeguard.outbox_wiring import (
     relay_pending,
 )
 from safeguard.runtime import Runtime
-from sgx import contract as c
 from sgx.errors import NotFound, TransportError
+from sgx.wire import contract as c
 
 CATEGORIES = ["parent_or_carer", "other_professional", "care_proceedings", "la_social_care"]
 

@@ -1,4 +1,4 @@
-"""``safeguard db upgrade | status``: the stores' versioned schemas (``sgx.migrate``)."""
+"""``safeguard db upgrade | status``: the stores' versioned schemas (``sgx.store.migrate``)."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ import click
 
 from safeguard.cli_common import async_command, home_option, runtime
 from safeguard.runtime import Runtime
-from sgx import migrate
-from sgx.db import open_engine
+from sgx.store import migrate
+from sgx.store.db import open_engine
 
 # Which kind of database each SQLite file under a home is.
 FILES = {

@@ -22,7 +22,7 @@ from safeguard.cli_common import agency_option, async_command, home_option, runt
 from safeguard.monitoring import producer_monitoring
 from safeguard.outbox_wiring import open_outbox_store, serve_outbox
 from safeguard.runtime import create_topics, serving_metrics
-from sgx import contract as c
+from sgx.wire import contract as c
 
 
 @click.group()

@@ -11,7 +11,7 @@ import click
 from safeguard.cli_common import async_command, home_option, runtime
 from safeguard.quarantine_ops import ReplayReport, replay_consumer, replay_gateway
 from safeguard.runtime import Runtime
-from sgx.quarantine_replay import Held, QuarantineQuery, ReplayLog
+from sgx.kafka.quarantine_replay import Held, QuarantineQuery, ReplayLog
 
 
 def _when(value: str | None) -> datetime | None:

@@ -8,8 +8,8 @@ from pathlib import Path
 import click
 
 from safeguard.cli_common import exchange_errors
-from sgx import compatibility
 from sgx.settings import ExchangeSettings
+from sgx.wire import compatibility
 
 
 @click.group()

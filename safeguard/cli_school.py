@@ -38,9 +38,9 @@ from safeguard.cli_common import (
 )
 from safeguard.outbox_wiring import running_outbox
 from safeguard.runtime import Runtime
-from sgx.envelope import Opener
 from sgx.errors import TransportError
-from sgx.kafka import open_cases_group, receipts_topic, start_consumer
+from sgx.kafka.wiring import open_cases_group, receipts_topic, start_consumer
+from sgx.wire.envelope import Opener
 
 _school_options = [
     home_option,

@@ -42,15 +42,15 @@ from safeguard.parties import (
 )
 from safeguard.runtime import Runtime, create_topics, publisher, run_consumer, run_gateway
 from safeguard.sharing import ask_consent, ask_share, consent_outcomes
-from sgx import contract as c
-from sgx.broker import EmbeddedBroker
-from sgx.envelope import Purpose, Sealer
+from sgx.domain.identifiers import make_nhs_number, make_upn
 from sgx.errors import ContractError, ExchangeError
-from sgx.identifiers import make_nhs_number, make_upn
-from sgx.kafka import inbound_topic, start_producer
-from sgx.key_admin import init_trust
+from sgx.kafka.embedded import EmbeddedBroker
+from sgx.kafka.wiring import inbound_topic, start_producer
+from sgx.keys.identity import Identity
+from sgx.keys.key_admin import init_trust
 from sgx.settings import ExchangeSettings, KafkaSettings
-from sgx.trust import Identity
+from sgx.wire import contract as c
+from sgx.wire.envelope import Purpose, Sealer
 
 AMIRA = samples.child(make_nhs_number(101), make_upn(101), given="Amira", family="Example")
 LEO = samples.child(make_nhs_number(202), None, given="Leo", family="Sample")

@@ -22,10 +22,10 @@ from consumers.inbox.store import InboxStore
 from consumers.reader import QueueReader, QueueView
 from consumers.share import ShareClient
 from safeguard.runtime import Runtime, watching_trust
-from sgx.envelope import Opener
 from sgx.errors import ConfigError
-from sgx.kafka import start_producer
-from sgx.serving import HttpServer, Readiness, database_check
+from sgx.kafka.wiring import start_producer
+from sgx.ops.serving import HttpServer, Readiness, database_check
+from sgx.wire.envelope import Opener
 
 log = logging.getLogger(__name__)
 

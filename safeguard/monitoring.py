@@ -3,7 +3,7 @@
 The gateway and the consumer start their monitors in :mod:`safeguard.runtime` (they hand
 their own consumer to the lag monitor and the broker check). The producer relay and the
 push endpoint keep their Kafka clients inside the outbox wiring, so their readiness asks
-the broker through a probe of its own (:func:`sgx.metrics.broker_probe`).
+the broker through a probe of its own (:func:`sgx.ops.metrics.broker_probe`).
 
 :func:`producer_monitoring` registers, for the agencies a process serves, the checks
 ``broker`` and ``outbox database <agency>``, and runs the Operation Encompass monitor on
@@ -21,8 +21,8 @@ from prometheus_client import CollectorRegistry
 from producers.monitor import producer_monitors
 from producers.outbox import OutboxStore
 from safeguard.runtime import Runtime
-from sgx.calendar import CalendarSettings
-from sgx.serving import Readiness, broker_probe
+from sgx.domain.calendar import CalendarSettings
+from sgx.ops.serving import Readiness, broker_probe
 
 
 @contextlib.asynccontextmanager

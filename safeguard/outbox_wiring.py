@@ -37,13 +37,14 @@ from producers.publisher import Publisher
 from producers.receipts import ReceiptListener, ReceiptRecorder
 from producers.relay import OutboxRelay, RelayOptions
 from safeguard.runtime import Runtime
-from sgx.contract import Contract
-from sgx.envelope import Opener
 from sgx.errors import TransportError
-from sgx.kafka import receipts_group, receipts_topic, start_consumer, start_producer
-from sgx.metrics import ProducerMetrics
-from sgx.schema_registry import SchemaRegistry
-from sgx.trust import Identity, TrustDirectory
+from sgx.kafka.schema_topic import SchemaRegistry
+from sgx.kafka.wiring import receipts_group, receipts_topic, start_consumer, start_producer
+from sgx.keys.identity import Identity
+from sgx.keys.trust import TrustDirectory
+from sgx.ops.metrics import ProducerMetrics
+from sgx.wire.contract import Contract
+from sgx.wire.envelope import Opener
 
 log = logging.getLogger(__name__)
 

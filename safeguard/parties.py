@@ -8,7 +8,7 @@ MASH of the LA the child lives in, else to the sender's default LA under the agr
 
 from __future__ import annotations
 
-from sgx.trust import PartySpec
+from sgx.keys.trust import PartySpec
 
 LA = "la-camden"
 OTHER_LA = "la-islington"

@@ -26,10 +26,16 @@ from consumers.replay import replay as replay_deliveries
 from consumers.service import DeliveryReader
 from gateway.store import GatewayStore
 from safeguard.runtime import Runtime
-from sgx import schema_registry
-from sgx.envelope import Opener
-from sgx.kafka import INBOUND_PREFIX, REPLAY_TOPIC, inbound_topic, kafka_errors, start_producer
-from sgx.quarantine_replay import Held, QuarantineQuery, ReplayLog, Result
+from sgx.kafka import schema_topic
+from sgx.kafka.quarantine_replay import Held, QuarantineQuery, ReplayLog, Result
+from sgx.kafka.wiring import (
+    INBOUND_PREFIX,
+    REPLAY_TOPIC,
+    inbound_topic,
+    kafka_errors,
+    start_producer,
+)
+from sgx.wire.envelope import Opener
 
 Outcome = tuple[int, Result, str | None, str]
 
@@ -144,7 +150,7 @@ async def replay_consumer(rt: Runtime, la: str, query: QuarantineQuery, *, by: s
             opener=Opener(rt.identity(la, trust), trust),
             contract=rt.contract(),
             store=store,
-            registry=schema_registry.SchemaRegistry(rt.kafka, trust, rt.contract()),
+            registry=schema_topic.SchemaRegistry(rt.kafka, trust, rt.contract()),
         )
         outcomes = await replay_deliveries(reader, store, held)
         await log.record(outcomes, by=by)

@@ -38,12 +38,9 @@ from gateway.requests import DisclosureRequests
 from gateway.service import ChainClaims, Gateway, group_topics
 from gateway.store import GatewayStore
 from producers.publisher import Publisher
-from sgx import contract as c
-from sgx import heap, schema_registry
-from sgx.contract import Contract
-from sgx.envelope import Opener
 from sgx.errors import ConfigError
-from sgx.kafka import (
+from sgx.kafka import schema_topic
+from sgx.kafka.wiring import (
     GATEWAY_GROUP,
     REPLAY_TOPIC,
     allocations_topic,
@@ -56,12 +53,18 @@ from sgx.kafka import (
     start_consumer,
     start_producer,
 )
-from sgx.metrics import ConsumerMetrics, GatewayMetrics, ProducerMetrics, TrustMetrics
-from sgx.pseudonym import Pseudonymiser
-from sgx.serving import MetricsServer, Readiness
+from sgx.keys.identity import Identity
+from sgx.keys.pseudonym import Pseudonymiser
+from sgx.keys.trust import TrustDirectory
+from sgx.ops import heap
+from sgx.ops.metrics import ConsumerMetrics, GatewayMetrics, ProducerMetrics, TrustMetrics
+from sgx.ops.serving import MetricsServer, Readiness
+from sgx.ops.trust_reload import TrustWatcher, watching
 from sgx.settings import ExchangeSettings, KafkaSettings, StoreSettings
-from sgx.trust import Identity, TrustDirectory
-from sgx.trust_watch import TrustWatcher, watching
+from sgx.wire import contract as c
+from sgx.wire import schema_registry
+from sgx.wire.contract import Contract
+from sgx.wire.envelope import Opener
 
 log = logging.getLogger(__name__)
 
@@ -232,7 +235,7 @@ async def run_gateway(
         claims = ChainClaims(store, instance_id(), metrics)
         producer = await _started(stack, await start_producer(rt.kafka))
         # Readers of an older release find the schemas this gateway writes in the registry.
-        await schema_registry.publish(producer, identity, contract, GATEWAY_WRITES)
+        await schema_topic.publish(producer, identity, contract, GATEWAY_WRITES)
         consumer = await _started(
             stack,
             await start_consumer(
@@ -337,7 +340,7 @@ async def run_consumer(
             store=store,
             consumer=consumer,
             metrics=metrics,
-            registry=schema_registry.SchemaRegistry(rt.kafka, trust, rt.contract()),
+            registry=schema_topic.SchemaRegistry(rt.kafka, trust, rt.contract()),
         )
         readiness = Readiness()
         await stack.enter_async_context(

@@ -10,7 +10,7 @@ from typing import Any
 
 from consumers.share import ShareClient
 from safeguard.runtime import Runtime
-from sgx.kafka import start_producer
+from sgx.kafka.wiring import start_producer
 
 
 @contextlib.asynccontextmanager

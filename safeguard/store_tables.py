@@ -1,5 +1,5 @@
 """Every table of each kind of database, as this release's code defines them: what its
-migration history (``sgx/migrations/<kind>``) must build, checked by
+migration history (``sgx/store/migrations/<kind>``) must build, checked by
 ``tests/unit/test_migrations.py`` and rendered into a new migration by
 ``scripts/render-migration.py``."""
 
@@ -21,8 +21,8 @@ from producers.consent_requests import ConsentRequests
 from producers.open_cases import OpenCaseStore
 from producers.outbox import OutboxStore
 from producers.school import PushedStore
-from sgx.pseudonym import Pseudonymiser
-from sgx.quarantine_replay import ReplayLog
+from sgx.kafka.quarantine_replay import ReplayLog
+from sgx.keys.pseudonym import Pseudonymiser
 
 
 def _copy(tables: MetaData, into: MetaData) -> None:

@@ -7,7 +7,7 @@ tables a database of the previous release holds to the tables this release's cod
 ``OLD.db`` is a SQLite database of that kind at the previous release's newest revision
 (e.g. ``safeguard db upgrade`` run with the previous release on a copy); without it the
 operations create every table (a first revision). Paste the printed ``upgrade()`` and
-``downgrade()`` bodies into ``sgx/migrations/<KIND>/versions/<NNNN>_<KIND>.py`` with the
+``downgrade()`` bodies into ``sgx/store/migrations/<KIND>/versions/<NNNN>_<KIND>.py`` with the
 next revision id, read them, and run ``tests/unit/test_migrations.py``, which fails until
 the history builds exactly what the code defines.
 """
@@ -35,7 +35,7 @@ def main() -> None:
         ops = produce_migrations(MigrationContext.configure(conn), wanted)
     for name, part in (("upgrade", ops.upgrade_ops), ("downgrade", ops.downgrade_ops)):
         print(f"def {name}() -> None:")
-        print(render_python_code(part, user_module_prefix="sgx.db."))
+        print(render_python_code(part, user_module_prefix="sgx.store.db."))
 
 
 if __name__ == "__main__":

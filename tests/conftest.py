@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from sgx.broker import EmbeddedBroker
+from sgx.kafka.embedded import EmbeddedBroker
 from sgx.settings import KafkaSettings
 
 

@@ -18,9 +18,9 @@ from typing import Any
 from hypothesis import strategies as st
 
 from safeguard import samples
-from sgx import contract as c
-from sgx.identifiers import make_nhs_number, make_upn
-from sgx.trust import PartyKind, PartySpec
+from sgx.domain.identifiers import make_nhs_number, make_upn
+from sgx.keys.trust import PartyKind, PartySpec
+from sgx.wire import contract as c
 
 OUTSIDE_GSS = "E10000999"  # well formed, but no LA of any generated partnership
 KINDS: dict[str, tuple[PartyKind, str]] = {

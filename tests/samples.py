@@ -17,7 +17,7 @@ import datetime as dt
 import uuid
 from typing import Any
 
-from sgx.identifiers import make_nhs_number, make_upn
+from sgx.domain.identifiers import make_nhs_number, make_upn
 
 UTC = dt.UTC
 NHS_NUMBER = make_nhs_number(1)

@@ -23,8 +23,8 @@ from consumers.inbox.access import Principal, role_from
 from consumers.inbox.oidc import IdentityProvider
 from consumers.inbox.store import TOKEN_PREFIX, InboxStore
 from sgx.errors import ConfigError, Forbidden, NotAuthenticated
-from sgx.key_admin import write_private_file
-from sgx.trust import read_private_file
+from sgx.keys.files import read_private_file
+from sgx.keys.key_admin import write_private_file
 
 SESSION_COOKIE = "sgx_inbox"
 CSRF_FIELD = "csrf_token"

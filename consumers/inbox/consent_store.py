@@ -26,7 +26,8 @@ from sqlalchemy.engine import RowMapping
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.sql.elements import ColumnElement
 
-from sgx.db import (
+from sgx.errors import NotFound
+from sgx.store.db import (
     UtcDateTime,
     decode_strings,
     encode_strings,
@@ -38,7 +39,6 @@ from sgx.db import (
     store_errors,
     write_transaction,
 )
-from sgx.errors import NotFound
 
 WAITING = (None, "ASKED")  # no answer from the author yet: looked up again when read
 FINAL = ("GRANTED", "REFUSED", "NOT_NEEDED", "UNKNOWN_NOTIFICATION")

@@ -47,8 +47,9 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from consumers.inbox.access import Principal, Role, check_scopes, role_from
 from consumers.inbox.consent_store import InboxConsents
-from sgx.db import (
-    Database,
+from sgx.errors import ConfigError, NotFound
+from sgx.store.database import Database
+from sgx.store.db import (
     UtcDateTime,
     decode_strings,
     encode_strings,
@@ -60,7 +61,6 @@ from sgx.db import (
     store_errors,
     write_transaction,
 )
-from sgx.errors import ConfigError, NotFound
 
 TOKEN_PREFIX = "sgxi_"  # noqa: S105 - a public prefix (lets secret scanners spot a leak)
 ReadAction = Literal["listed", "opened", "fetched", "record"]

@@ -11,12 +11,12 @@ from deploy import acl_plan
 from deploy.acl_plan import GATEWAY, Party, Plan, consumer_principal, plan
 from safeguard.runtime import exchange_topics
 from sgx.errors import ConfigError
-from sgx.kafka import GATEWAY_GROUP, open_cases_group, receipts_group
-from sgx.kafka import REPLAY_TOPIC as REPLAY
-from sgx.key_admin import init_trust
-from sgx.schema_registry import TOPIC as SCHEMAS
+from sgx.kafka.wiring import GATEWAY_GROUP, open_cases_group, receipts_group
+from sgx.kafka.wiring import REPLAY_TOPIC as REPLAY
+from sgx.keys.key_admin import init_trust
+from sgx.keys.trust import PartySpec
 from sgx.settings import KafkaSettings
-from sgx.trust import PartySpec
+from sgx.wire.schema_registry import TOPIC as SCHEMAS
 
 LA_A, LA_B = "la-alpha", "la-beta"
 SCHOOL, POLICE = "school-oak", "police-north"

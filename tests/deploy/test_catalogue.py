@@ -9,7 +9,7 @@ from prometheus_client import CollectorRegistry
 from prometheus_client.metrics import MetricWrapperBase
 
 from consumers.inbox.service import InboxMetrics
-from sgx import metrics
+from sgx.ops import metrics
 from tests.deploy.catalogue import catalogue
 
 # closed-set labels only (docs/metrics.md, "The label rule")
@@ -19,7 +19,7 @@ ALLOWED_LABELS = {"type", "outcome", "reason", "urgency", "due", "topic", "parti
 
 
 def _defined() -> list[MetricWrapperBase]:
-    """Every metric of every *Metrics class in sgx.metrics (each on a fresh registry)."""
+    """Every metric of every *Metrics class in sgx.ops.metrics (each on a fresh registry)."""
     found: list[MetricWrapperBase] = []
     for name, cls in inspect.getmembers(metrics, inspect.isclass):
         if name.endswith("Metrics") and cls.__module__ == metrics.__name__:

@@ -23,7 +23,7 @@ import pytest
 from deploy import acl_plan
 from safeguard.cli import main as safeguard_cli
 from safeguard.parties import DEMO_PARTIES
-from sgx.key_admin import init_trust
+from sgx.keys.key_admin import init_trust
 from tests.deploy.catalogue import REPO
 from tests.deploy.yaml_strict import load
 

@@ -28,10 +28,10 @@ from consumers.reader import QueueView
 from gateway.store import GatewayStore
 from safeguard.parties import DEMO_PARTIES, LA
 from safeguard.runtime import Runtime, create_topics, publisher, run_consumer, run_gateway
-from sgx.broker import EmbeddedBroker
-from sgx.key_admin import init_trust
+from sgx.kafka.embedded import EmbeddedBroker
+from sgx.keys.key_admin import init_trust
+from sgx.keys.trust import PartySpec
 from sgx.settings import ExchangeSettings, StoreSettings
-from sgx.trust import PartySpec
 from tests.conftest import kafka_test_settings
 
 

@@ -20,8 +20,8 @@ from consumers.inbox.settings import InboxSettings
 from safeguard.inbox_wiring import RunningInbox, inbox_store, serving_inbox
 from safeguard.parties import LA, LA_GSS, POLICE, SCHOOL
 from safeguard.samples import allocation_update
-from sgx import contract as c_
-from sgx.identifiers import make_nhs_number, make_upn
+from sgx.domain.identifiers import make_nhs_number, make_upn
+from sgx.wire import contract as c_
 from tests import samples
 from tests.integration.harness import Exchange, running_exchange
 

@@ -24,7 +24,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from starlette.routing import Route
 
-from sgx.serving import HttpServer
+from sgx.ops.serving import HttpServer
 
 
 @dataclass

@@ -21,8 +21,8 @@ from producers.relay import RelayOptions
 from safeguard import samples
 from safeguard.outbox_wiring import running_outbox
 from safeguard.parties import SCHOOL
-from sgx import contract as c
-from sgx.identifiers import make_nhs_number
+from sgx.domain.identifiers import make_nhs_number
+from sgx.wire import contract as c
 from tests.integration.harness import make_runtime
 
 NAMESPACE = uuid.UUID("5a6f0f4e-0d7c-4b7e-9a51-6f1b2f3c4d5e")

@@ -20,9 +20,9 @@ from prometheus_client.parser import text_string_to_metric_families
 from safeguard import samples
 from safeguard.parties import LA, SCHOOL
 from safeguard.runtime import publisher
-from sgx import contract as c
-from sgx.broker import free_port
-from sgx.identifiers import make_nhs_number
+from sgx.domain.identifiers import make_nhs_number
+from sgx.kafka.embedded import free_port
+from sgx.wire import contract as c
 from tests.integration.harness import Exchange, eventually, kafka_env
 
 EXIT_LIMIT_S = 30.0

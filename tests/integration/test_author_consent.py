@@ -30,12 +30,12 @@ from safeguard.cli import main as safeguard
 from safeguard.outbox_wiring import running_outbox
 from safeguard.parties import HEALTH, LA, POLICE, SCHOOL
 from safeguard.sharing import ask_consent, ask_share, consent_outcomes
-from sgx import contract as c
-from sgx.broker import free_port
-from sgx.envelope import Opener, Purpose
+from sgx.domain.identifiers import make_nhs_number, make_upn
 from sgx.errors import AlreadyAnswered, ContractError
-from sgx.identifiers import make_nhs_number, make_upn
-from sgx.kafka import read_topic, receipts_topic
+from sgx.kafka.embedded import free_port
+from sgx.kafka.wiring import read_topic, receipts_topic
+from sgx.wire import contract as c
+from sgx.wire.envelope import Opener, Purpose
 from tests.integration.harness import Exchange, eventually, kafka_env, running_exchange
 from tests.integration.test_push import serving
 

@@ -14,9 +14,9 @@ from aiokafka import AIOKafkaConsumer, ConsumerRecord
 from prometheus_client import CollectorRegistry
 from pydantic import SecretStr
 
-from sgx.broker import EmbeddedBroker, free_port
 from sgx.errors import ConfigError, TransportError
-from sgx.kafka import (
+from sgx.kafka.embedded import EmbeddedBroker, free_port
+from sgx.kafka.wiring import (
     client_options,
     committed_offsets,
     delivery_topic,
@@ -30,7 +30,7 @@ from sgx.kafka import (
     start_producer,
     topic_partitions,
 )
-from sgx.metrics import LagMetrics, LagMonitor
+from sgx.ops.metrics import LagMetrics, LagMonitor
 from sgx.settings import KafkaSettings
 
 uses_broker = pytest.mark.broker

@@ -14,8 +14,8 @@ import pytest
 from safeguard import samples
 from safeguard.parties import LA, SCHOOL
 from safeguard.runtime import publisher
-from sgx import contract as c
-from sgx.identifiers import make_nhs_number
+from sgx.domain.identifiers import make_nhs_number
+from sgx.wire import contract as c
 from tests.conftest_db import PG_DSN, drop_schema
 from tests.integration.harness import Exchange, kafka_env, running_exchange
 

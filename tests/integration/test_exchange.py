@@ -15,13 +15,14 @@ from safeguard.demo import forged_identity, publish_raw, seal_unchecked
 from safeguard.parties import HEALTH, LA, POLICE, SCHOOL
 from safeguard.runtime import Runtime
 from safeguard.sharing import ask_share
-from sgx import contract as c
-from sgx.broker import free_port
-from sgx.envelope import Opener, Purpose, unpack
+from sgx.domain.identifiers import make_nhs_number, make_upn
 from sgx.errors import AuditChainBroken, WrongRecipient
-from sgx.identifiers import make_nhs_number, make_upn
-from sgx.kafka import delivery_topic, list_topics, read_topic, receipts_topic
-from sgx.trust import Identity, Party, PartyKey
+from sgx.kafka.embedded import free_port
+from sgx.kafka.wiring import delivery_topic, list_topics, read_topic, receipts_topic
+from sgx.keys.identity import Identity
+from sgx.keys.trust import Party, PartyKey
+from sgx.wire import contract as c
+from sgx.wire.envelope import Opener, Purpose, unpack
 from tests.integration.harness import Exchange, eventually, running_exchange
 
 pytestmark = pytest.mark.broker

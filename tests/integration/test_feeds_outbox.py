@@ -24,8 +24,8 @@ from click.testing import CliRunner, Result
 from safeguard import samples
 from safeguard.cli import main as safeguard
 from safeguard.parties import HEALTH, LA, POLICE, SCHOOL
-from sgx.broker import free_port
-from sgx.identifiers import make_nhs_number, make_upn
+from sgx.domain.identifiers import make_nhs_number, make_upn
+from sgx.kafka.embedded import free_port
 from tests.integration.harness import Exchange, eventually, kafka_env, running_exchange
 
 pytestmark = pytest.mark.broker

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from safeguard.parties import HEALTH, SCHOOL
-from sgx import contract as c
-from sgx.identifiers import make_nhs_number, make_upn
+from sgx.domain.identifiers import make_nhs_number, make_upn
+from sgx.wire import contract as c
 from tests import samples
 from tests.integration.harness import eventually, running_exchange
 

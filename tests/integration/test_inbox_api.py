@@ -18,7 +18,7 @@ import pytest
 from consumers.queue import QueueSelection
 from safeguard.inbox_wiring import inbox_store
 from safeguard.parties import LA, SCHOOL
-from sgx import contract as c
+from sgx.wire import contract as c
 from tests import samples
 from tests.integration.inbox_world import CHILDREN, PASSWORD, Child, World, about, inbox_world
 from tests.integration.test_author_consent import cli

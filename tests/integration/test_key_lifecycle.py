@@ -1,5 +1,5 @@
 """Key rotation and revocation under load, through the real broker, with no restart: the
-running gateway and consumer pick the directory change up (sgx.trust_watch). Rotation
+running gateway and consumer pick the directory change up (sgx.ops.trust_reload). Rotation
 loses and quarantines nothing; after revocation the old key's new envelopes are
 quarantined as unknown_key_id (kept, not lost) while the new key's are delivered."""
 
@@ -16,10 +16,10 @@ from producers.publisher import Publisher
 from safeguard.parties import LA, SCHOOL
 from safeguard.runtime import publisher
 from safeguard.samples import allocation_update
-from sgx import contract as c
-from sgx.identifiers import make_nhs_number
-from sgx.key_admin import revoke_key, rotate_key
-from sgx.trust import utc_now
+from sgx.domain.identifiers import make_nhs_number
+from sgx.keys.key_admin import revoke_key, rotate_key
+from sgx.keys.trust import utc_now
+from sgx.wire import contract as c
 from tests import samples
 from tests.integration.harness import eventually, running_exchange
 

@@ -20,9 +20,9 @@ from safeguard.cli_producer import producer
 from safeguard.outbox_wiring import open_outbox_store, running_outbox
 from safeguard.parties import HEALTH, SCHOOL
 from safeguard.runtime import publisher
-from sgx import contract as c
+from sgx.domain.identifiers import make_nhs_number, make_upn
 from sgx.errors import StoreError
-from sgx.identifiers import make_nhs_number, make_upn
+from sgx.wire import contract as c
 from tests.integration import outbox_producer
 from tests.integration.harness import Exchange, eventually, kafka_env, running_exchange
 

@@ -18,8 +18,8 @@ import pytest
 
 from safeguard import samples
 from safeguard.parties import HEALTH, LA, LA_GSS, OTHER_LA, OTHER_LA_GSS, POLICE, SCHOOL
-from sgx import contract as c
-from sgx.identifiers import make_nhs_number, make_upn
+from sgx.domain.identifiers import make_nhs_number, make_upn
+from sgx.wire import contract as c
 from tests.integration.harness import Exchange, eventually, running_exchange
 
 pytestmark = pytest.mark.broker

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 from hypothesis import HealthCheck, given, settings
 
-from sgx import contract as c
+from sgx.wire import contract as c
 from tests.integration.harness import (
     Exchange,
     agreement_with_defaults,

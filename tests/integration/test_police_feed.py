@@ -13,7 +13,7 @@ import pytest
 from producers.police import map_police_export
 from safeguard import samples
 from safeguard.parties import LA, POLICE
-from sgx import contract as c
+from sgx.wire import contract as c
 from tests.integration.harness import running_exchange
 
 pytestmark = pytest.mark.broker

@@ -22,10 +22,10 @@ import yaml
 
 from safeguard import samples
 from safeguard.parties import SCHOOL
-from sgx import contract as c
-from sgx.broker import free_port
-from sgx.identifiers import make_nhs_number, make_upn
+from sgx.domain.identifiers import make_nhs_number, make_upn
+from sgx.kafka.embedded import free_port
 from sgx.settings import REPO_ROOT
+from sgx.wire import contract as c
 from tests.integration.harness import running_exchange
 
 pytestmark = pytest.mark.broker

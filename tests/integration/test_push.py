@@ -17,10 +17,10 @@ from safeguard import samples
 from safeguard.cli_push import run_push
 from safeguard.parties import LA, POLICE, SCHOOL
 from safeguard.runtime import Runtime, publisher
-from sgx import contract as c
-from sgx.broker import free_port
-from sgx.identifiers import make_nhs_number, make_upn
-from sgx.kafka import inbound_topic, read_topic
+from sgx.domain.identifiers import make_nhs_number, make_upn
+from sgx.kafka.embedded import free_port
+from sgx.kafka.wiring import inbound_topic, read_topic
+from sgx.wire import contract as c
 from tests.integration.harness import running_exchange
 
 pytestmark = pytest.mark.broker

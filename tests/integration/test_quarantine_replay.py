@@ -15,11 +15,11 @@ from safeguard.parties import LA, SCHOOL
 from safeguard.quarantine_ops import replay_consumer, replay_gateway
 from safeguard.runtime import Runtime, publisher
 from safeguard.samples import allocation_update
-from sgx import contract as c
-from sgx.identifiers import make_nhs_number
-from sgx.key_admin import rotate_key
-from sgx.quarantine_replay import QuarantineQuery, ReplayLog
-from sgx.trust import DIRECTORY_FILE, PRIVATE_DIR
+from sgx.domain.identifiers import make_nhs_number
+from sgx.kafka.quarantine_replay import QuarantineQuery, ReplayLog
+from sgx.keys.key_admin import rotate_key
+from sgx.keys.trust import DIRECTORY_FILE, PRIVATE_DIR
+from sgx.wire import contract as c
 from tests import samples
 from tests.integration.harness import Exchange, eventually, running_exchange
 

@@ -34,14 +34,14 @@ from safeguard.parties import (
     SCHOOL,
 )
 from safeguard.runtime import Runtime, run_consumer
-from sgx import contract as c
-from sgx.envelope import Opener, Purpose, unpack
+from sgx.domain.identifiers import make_nhs_number, make_upn
 from sgx.errors import ConfigError, WrongRecipient
-from sgx.identifiers import make_nhs_number, make_upn
-from sgx.kafka import delivery_topic, read_topic, receipts_topic
-from sgx.key_admin import init_trust
+from sgx.kafka.wiring import delivery_topic, read_topic, receipts_topic
+from sgx.keys.key_admin import init_trust
+from sgx.keys.trust import PartySpec
 from sgx.settings import ExchangeSettings
-from sgx.trust import PartySpec
+from sgx.wire import contract as c
+from sgx.wire.envelope import Opener, Purpose, unpack
 from tests.integration.harness import (
     Exchange,
     agreement_with_defaults,

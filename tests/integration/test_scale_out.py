@@ -24,8 +24,8 @@ from prometheus_client import CollectorRegistry
 from safeguard import samples
 from safeguard.parties import LA, SCHOOL
 from safeguard.runtime import publisher
-from sgx import contract as c
-from sgx.kafka import inbound_topic, read_topic
+from sgx.kafka.wiring import inbound_topic, read_topic
+from sgx.wire import contract as c
 from tests.conftest_db import PG_DSN, drop_schema
 from tests.integration.harness import Exchange, eventually, running_exchange
 from tests.integration.processes import (
@@ -106,7 +106,7 @@ async def test_a_zombie_gateway_writes_nothing_and_delivers_nothing_twice(
     tmp_path: Path,
 ) -> None:
     """On PostgreSQL, as in production: a zombie paused inside a transaction holds row
-    locks until the server ends its idle session (``sgx.db.IDLE_IN_TRANSACTION_MS``); a
+    locks until the server ends its idle session (``sgx.store.db.IDLE_IN_TRANSACTION_MS``); a
     shared SQLite file would stay locked until the zombie resumed."""
     schema = f"sgx_zombie_{uuid.uuid4().hex[:10]}"
     try:

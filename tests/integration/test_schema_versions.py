@@ -20,15 +20,16 @@ from consumers.reader import QueueReader
 from safeguard.parties import LA, OTHER_LA, OTHER_SCHOOL, SCHOOL
 from safeguard.runtime import Runtime, publisher, run_consumer
 from safeguard.samples import allocation_update
-from sgx import contract as c
-from sgx import schema_registry
-from sgx.contract import Contract
-from sgx.envelope import Opener
+from sgx.domain.identifiers import make_nhs_number
 from sgx.errors import ConfigError
-from sgx.identifiers import make_nhs_number
-from sgx.kafka import read_topic
-from sgx.schema_registry import TOPIC
-from sgx.trust import utc_now
+from sgx.kafka import schema_topic
+from sgx.kafka.wiring import read_topic
+from sgx.keys.trust import utc_now
+from sgx.wire import contract as c
+from sgx.wire import schema_registry
+from sgx.wire.contract import Contract
+from sgx.wire.envelope import Opener
+from sgx.wire.schema_registry import TOPIC
 from tests import samples
 from tests.integration.harness import Exchange, eventually, running_exchange
 
@@ -146,7 +147,7 @@ async def test_a_registry_entry_not_signed_by_the_gateway_is_not_learned(tmp_pat
         old = Contract.load(old_schemas)
         digest = bytes.fromhex(key.decode())
         # Only the forged entries on the topic: the genuine one is not there yet.
-        registry = schema_registry.SchemaRegistry(ex.rt.kafka, trust, old)
+        registry = schema_topic.SchemaRegistry(ex.rt.kafka, trust, old)
         await clear_and_put(ex, [(key, value), (key, relabelled)])
         assert await registry.learn([digest]) == []
         assert not old.knows(digest)
@@ -154,7 +155,7 @@ async def test_a_registry_entry_not_signed_by_the_gateway_is_not_learned(tmp_pat
 
 async def clear_and_put(ex: Exchange, entries: list[tuple[bytes, bytes]]) -> None:
     """Replace the registry topic's contents with ``entries`` (a fresh topic)."""
-    from sgx.kafka import admin_client, start_producer
+    from sgx.kafka.wiring import admin_client, start_producer
 
     async with admin_client(ex.rt.kafka) as admin:
         await admin.delete_topics([schema_registry.TOPIC])
@@ -184,8 +185,8 @@ async def test_an_agencys_receipt_listener_reads_a_newer_gateways_receipts(tmp_p
 
     from producers.outbox import OutboxStore
     from producers.receipts import ReceiptListener, ReceiptRecorder
-    from sgx.envelope import Purpose, Sealer
-    from sgx.kafka import receipts_group, receipts_topic, start_consumer, start_producer
+    from sgx.kafka.wiring import receipts_group, receipts_topic, start_consumer, start_producer
+    from sgx.wire.envelope import Purpose, Sealer
 
     newer = Contract.load(next_release(tmp_path / "schemas-next"))
     async with running_exchange(tmp_path / "home") as ex:
@@ -193,7 +194,7 @@ async def test_an_agencys_receipt_listener_reads_a_newer_gateways_receipts(tmp_p
         gateway = rt.identity("gateway", trust)
         producer = await start_producer(rt.kafka)
         try:
-            await schema_registry.publish(producer, gateway, newer, [c.RECEIPT_BATCH])
+            await schema_topic.publish(producer, gateway, newer, [c.RECEIPT_BATCH])
             receipt = {
                 "message_id": uuid.uuid4(),
                 "outcome": "DELIVERED",
@@ -214,7 +215,7 @@ async def test_an_agencys_receipt_listener_reads_a_newer_gateways_receipts(tmp_p
             )
             recorder = ReceiptRecorder(
                 store=store, agency=SCHOOL, opener=Opener(rt.identity(SCHOOL, trust), trust),
-                contract=current, registry=schema_registry.SchemaRegistry(rt.kafka, trust, current),
+                contract=current, registry=schema_topic.SchemaRegistry(rt.kafka, trust, current),
             )  # fmt: skip
             listener = ReceiptListener(recorder, consumer)
             stop = asyncio.Event()

@@ -26,10 +26,10 @@ from safeguard import samples
 from safeguard.cli_school import school
 from safeguard.parties import LA, SCHOOL
 from safeguard.runtime import Runtime, publisher
-from sgx import contract as c
-from sgx.envelope import Opener, Purpose, Sealer
-from sgx.identifiers import make_nhs_number, make_upn
-from sgx.kafka import receipts_topic, start_consumer, start_producer
+from sgx.domain.identifiers import make_nhs_number, make_upn
+from sgx.kafka.wiring import receipts_topic, start_consumer, start_producer
+from sgx.wire import contract as c
+from sgx.wire.envelope import Opener, Purpose, Sealer
 from tests.integration.harness import Exchange, eventually, kafka_env, running_exchange
 
 pytestmark = pytest.mark.broker

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from safeguard.parties import LA, POLICE, SCHOOL
-from sgx.broker import free_port
+from sgx.kafka.embedded import free_port
 from tests.integration.harness import running_exchange
 from tests.integration.processes import (
     allocated_children,

@@ -28,13 +28,13 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID, ObjectIdentifier
 from safeguard import samples
 from safeguard.parties import DEMO_PARTIES, SCHOOL
 from safeguard.runtime import create_topics
-from sgx import contract as c
-from sgx.broker import LOOPBACK, EmbeddedBroker, free_port, tcp_open
+from sgx.domain.identifiers import make_nhs_number, make_upn
 from sgx.errors import TransportError
-from sgx.identifiers import make_nhs_number, make_upn
-from sgx.kafka import list_topics
-from sgx.key_admin import init_trust
+from sgx.kafka.embedded import LOOPBACK, EmbeddedBroker, free_port, tcp_open
+from sgx.kafka.wiring import list_topics
+from sgx.keys.key_admin import init_trust
 from sgx.settings import KafkaSettings
+from sgx.wire import contract as c
 from tests.integration.harness import Exchange, eventually, make_runtime
 
 pytestmark = pytest.mark.broker

@@ -16,8 +16,9 @@ from gateway.records import Judged
 from gateway.store import GatewayStore
 from safeguard.parties import DEMO_PARTIES
 from sgx.errors import AuditChainBroken, Fenced
-from sgx.key_admin import init_trust
-from sgx.trust import Identity, TrustDirectory
+from sgx.keys.identity import Identity
+from sgx.keys.key_admin import init_trust
+from sgx.keys.trust import TrustDirectory
 from tests.conftest_db import BACKENDS, Backend, backend
 from tests.unit.test_gateway_store import audit
 

@@ -25,10 +25,10 @@ from gateway.audit_chain import AuditEntry
 from gateway.checkpoints import Checkpoints
 from safeguard.parties import DEMO_PARTIES, LA, SCHOOL
 from safeguard.runtime import Runtime
-from sgx import contract as c
-from sgx.key_admin import init_trust
-from sgx.metrics import QueueMetrics
+from sgx.keys.key_admin import init_trust
+from sgx.ops.metrics import QueueMetrics
 from sgx.settings import ExchangeSettings, KafkaSettings, StoreSettings
+from sgx.wire import contract as c
 
 ROWS, UNREAD = 2_000, 300
 LIVE_CHAIN = f"sgx.inbound.{SCHOOL}:0"

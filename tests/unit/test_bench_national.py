@@ -21,9 +21,9 @@ from gateway.allocations import AllocationDirectory
 from gateway.partnership import Partnership
 from gateway.routing import Router
 from gateway.store import GatewayStore
-from sgx.contract import default_contract
-from sgx.key_admin import init_trust
-from sgx.pseudonym import Pseudonymiser
+from sgx.keys.key_admin import init_trust
+from sgx.keys.pseudonym import Pseudonymiser
+from sgx.wire.contract import default_contract
 
 
 def test_the_full_size_partnership_has_every_la_covered_by_one_force() -> None:

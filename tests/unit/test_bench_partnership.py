@@ -33,11 +33,11 @@ from gateway.routing import Router
 from gateway.store import GatewayStore
 from safeguard import samples
 from safeguard.parties import LA, SCHOOL
-from sgx.contract import default_contract
 from sgx.errors import ConfigError
-from sgx.key_admin import init_trust
-from sgx.pseudonym import Pseudonymiser
-from sgx.trust import TrustDirectory
+from sgx.keys.key_admin import init_trust
+from sgx.keys.pseudonym import Pseudonymiser
+from sgx.keys.trust import TrustDirectory
+from sgx.wire.contract import default_contract
 
 
 def _agencies(plan: Plan) -> list[str]:

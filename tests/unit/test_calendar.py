@@ -8,7 +8,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from sgx.calendar import CalendarSettings, SchoolCalendar, parse_days, read_days
+from sgx.domain.calendar import CalendarSettings, SchoolCalendar, parse_days, read_days
 from sgx.errors import ConfigError
 
 LONDON = ZoneInfo("Europe/London")

@@ -20,10 +20,10 @@ from safeguard.cli import main
 from safeguard.cli_common import async_command, until_signalled
 from safeguard.cli_push import AgencyMetrics
 from safeguard.parties import DEMO_PARTIES, POLICE, SCHOOL
-from sgx.broker import free_port
 from sgx.errors import ConfigError
-from sgx.key_admin import init_trust
-from sgx.metrics import ProducerMetrics
+from sgx.kafka.embedded import free_port
+from sgx.keys.key_admin import init_trust
+from sgx.ops.metrics import ProducerMetrics
 
 REPO = Path(__file__).resolve().parents[2]
 POLICE_FIXTURES = REPO / "tests" / "fixtures" / "police"
@@ -188,7 +188,7 @@ def test_several_agencies_metrics_are_served_together_labelled() -> None:
 
 def test_inbox_accounts_and_clients_from_the_command_line(tmp_path: Path) -> None:
     from safeguard.parties import DEMO_PARTIES
-    from sgx.key_admin import init_trust
+    from sgx.keys.key_admin import init_trust
 
     init_trust(tmp_path / "trust", DEMO_PARTIES)
     home = ["--home", str(tmp_path), "--la", "la-camden"]

@@ -22,14 +22,14 @@ from producers.publisher import Publisher
 from producers.push_consent import answer_from_json
 from safeguard.parties import DEMO_PARTIES, LA, POLICE, SCHOOL
 from safeguard.runtime import Runtime
-from sgx import contract as c
-from sgx.consent import Grant, blocking, purpose_key, still_blocked
-from sgx.contract import default_contract
-from sgx.db import write_transaction
+from sgx.domain.consent import Grant, blocking, purpose_key, still_blocked
 from sgx.errors import AlreadyAnswered, ContractError, NotFound
-from sgx.key_admin import init_trust
-from sgx.metrics import ProducerMetrics
+from sgx.keys.key_admin import init_trust
+from sgx.ops.metrics import ProducerMetrics
 from sgx.settings import ExchangeSettings
+from sgx.store.db import write_transaction
+from sgx.wire import contract as c
+from sgx.wire.contract import default_contract
 from tests.conftest_db import BACKENDS, Backend, backend
 
 THIRD, POLICE_ONLY = "THIRD_PARTY_AUTHOR_CONSENT", "POLICE_CONFIDENTIAL_TO_PROCEEDINGS"

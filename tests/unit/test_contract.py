@@ -18,12 +18,12 @@ from fastavro.validation import validate as fastavro_validate
 
 from producers.police import disclosure_request
 from safeguard import samples as la_samples
-from sgx import contract as c
-from sgx.avro import MAGIC, SchemaSet
-from sgx.contract import Contract, default_contract
+from sgx.domain.identifiers import make_nhs_number, make_upn
 from sgx.errors import ConfigError, ContractError
-from sgx.identifiers import make_nhs_number, make_upn
-from sgx.validation import NOTIFICATION_RULE_TYPES
+from sgx.wire import contract as c
+from sgx.wire.avro import MAGIC, SchemaSet
+from sgx.wire.contract import Contract, default_contract
+from sgx.wire.validation import NOTIFICATION_RULE_TYPES
 from tests import samples
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
@@ -916,7 +916,7 @@ def test_samples_use_valid_distinct_identifiers() -> None:
 
 
 def test_an_author_cannot_consent_to_what_their_own_restriction_forbids() -> None:
-    from sgx.contract import ATTENDANCE_UPDATE, default_contract
+    from sgx.wire.contract import ATTENDANCE_UPDATE, default_contract
     from tests import samples as s
 
     record = s.attendance_update()

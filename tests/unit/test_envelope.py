@@ -22,9 +22,32 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
-import sgx.envelope
-from sgx import avro
-from sgx.envelope import (
+import sgx.wire.envelope
+from sgx.errors import (
+    BadSignature,
+    ConfigError,
+    MalformedEnvelope,
+    TamperedEnvelope,
+    UnknownKey,
+    UnknownSender,
+    WrongRecipient,
+)
+from sgx.keys.data_keys import Binding, DataKeyBlock, verify_data_key
+from sgx.keys.identity import Identity
+from sgx.keys.key_admin import init_trust, revoke_key, rotate_key, write_private_file
+from sgx.keys.trust import (
+    DIRECTORY_FILE,
+    PRIVATE_DIR,
+    Party,
+    PartyKey,
+    PartySpec,
+    TrustDirectory,
+    key_file_stem,
+    write_directory,
+)
+from sgx.settings import REPO_ROOT
+from sgx.wire import avro
+from sgx.wire.envelope import (
     BATCH_PREFIX,
     BATCH_SCHEMA,
     ENVELOPE_PREFIX,
@@ -38,29 +61,6 @@ from sgx.envelope import (
     pack,
     peek,
     unpack,
-)
-from sgx.errors import (
-    BadSignature,
-    ConfigError,
-    MalformedEnvelope,
-    TamperedEnvelope,
-    UnknownKey,
-    UnknownSender,
-    WrongRecipient,
-)
-from sgx.key_admin import init_trust, revoke_key, rotate_key, write_private_file
-from sgx.keys import Binding, DataKeyBlock, verify_data_key
-from sgx.settings import REPO_ROOT
-from sgx.trust import (
-    DIRECTORY_FILE,
-    PRIVATE_DIR,
-    Identity,
-    Party,
-    PartyKey,
-    PartySpec,
-    TrustDirectory,
-    key_file_stem,
-    write_directory,
 )
 
 SCHOOL, HEALTH, LA, GATEWAY = "school-hillside", "health-north", "la-northshire", "gateway"
@@ -117,7 +117,7 @@ def seal(sealer: Sealer, purpose: Purpose = Purpose.NOTIFICATION) -> bytes:
 
 
 def decoded(value: bytes) -> tuple[dict[str, Any], dict[str, Any]]:
-    """(envelope, header) decoded by fastavro through sgx.avro."""
+    """(envelope, header) decoded by fastavro through sgx.wire.avro."""
     name, envelope = avro.decode(SCHEMAS, value)
     assert name == ENVELOPE_SCHEMA
     header_name, header = avro.decode(SCHEMAS, envelope["header"])
@@ -199,8 +199,14 @@ def test_a_single_envelope_is_a_batch_of_one(exchange: Exchange) -> None:
 def test_unpack_reads_blocks_with_byte_counts(exchange: Exchange) -> None:
     """Avro writers may write a block as a negative count followed by its size in bytes."""
     envelopes, _ = _batch(exchange, 2)
-    body = b"".join(sgx.envelope._bytes(e) for e in envelopes)
-    value = BATCH_PREFIX + sgx.envelope._long(-2) + sgx.envelope._long(len(body)) + body + b"\x00"
+    body = b"".join(sgx.wire.envelope._bytes(e) for e in envelopes)
+    value = (
+        BATCH_PREFIX
+        + sgx.wire.envelope._long(-2)
+        + sgx.wire.envelope._long(len(body))
+        + body
+        + b"\x00"
+    )
     assert unpack(value) == envelopes
 
 
@@ -505,7 +511,7 @@ def test_opener_verifies_a_data_key_once(
         calls.append(block.data_key_id)
         verify_data_key(binding, block, key)
 
-    monkeypatch.setattr(sgx.envelope, "verify_data_key", counting)
+    monkeypatch.setattr(sgx.wire.envelope, "verify_data_key", counting)
     sealer = exchange.sealer(SCHOOL, GATEWAY)
     opener = exchange.opener(GATEWAY)
     for _ in range(5):

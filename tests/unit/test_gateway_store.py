@@ -18,7 +18,7 @@ from gateway.audit_chain import GENESIS_HASH, AuditEntry, canonical_entry, chain
 from gateway.records import LedgerEntry
 from gateway.store import GatewayStore
 from sgx.errors import AuditChainBroken, ConfigError, StoreError
-from sgx.quarantine import Quarantined
+from sgx.kafka.quarantine import Quarantined
 from tests.conftest_db import BACKENDS, Backend, backend
 
 DECIDED = datetime(2024, 3, 1, 9, 0, 0, 123456, tzinfo=UTC)

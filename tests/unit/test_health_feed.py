@@ -22,9 +22,9 @@ from producers.health import (
     map_bundle,
 )
 from safeguard.cli_health import health
-from sgx import contract as c
-from sgx.contract import default_contract
 from sgx.errors import ContractError
+from sgx.wire import contract as c
+from sgx.wire.contract import default_contract
 
 FHIR = Path(__file__).resolve().parents[1] / "fixtures" / "fhir"
 NOW = dt.datetime(2026, 11, 17, 9, 0, tzinfo=dt.UTC)

@@ -1,10 +1,10 @@
-"""sgx.heap: a service's start-up heap is frozen once and young collections are rarer."""
+"""sgx.ops.heap: a service's start-up heap is frozen once and young collections are rarer."""
 
 from __future__ import annotations
 
 import gc
 
-from sgx import heap
+from sgx.ops import heap
 
 
 def test_settle_freezes_once_and_raises_the_young_threshold() -> None:

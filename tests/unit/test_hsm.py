@@ -1,4 +1,4 @@
-"""Signing keys in a PKCS#11 token, against a real SoftHSM2 token (sgx.hsm).
+"""Signing keys in a PKCS#11 token, against a real SoftHSM2 token (sgx.keys.hsm).
 
 The module's tokens live in a temporary SoftHSM2 token directory (SOFTHSM2_CONF points at
 it for the whole module: a PKCS#11 library reads its configuration once, when loaded).
@@ -32,11 +32,12 @@ from pydantic import ValidationError
 
 from safeguard.cli import main
 from safeguard.parties import DEMO_PARTIES, HEALTH, SCHOOL
-from sgx.envelope import Opener, Purpose, Sealer, peek
 from sgx.errors import ConfigError
-from sgx.hsm import TokenConfig, TokenKeyReference, TokenSigner, generate_signing_key
-from sgx.key_admin import init_trust, rotate_key_into_token
-from sgx.trust import PRIVATE_DIR, SIGNING_REFERENCE_SUFFIX, Identity, TrustDirectory, key_file_stem
+from sgx.keys.hsm import TokenConfig, TokenKeyReference, TokenSigner, generate_signing_key
+from sgx.keys.identity import Identity
+from sgx.keys.key_admin import init_trust, rotate_key_into_token
+from sgx.keys.trust import PRIVATE_DIR, SIGNING_REFERENCE_SUFFIX, TrustDirectory, key_file_stem
+from sgx.wire.envelope import Opener, Purpose, Sealer, peek
 
 MODULE = "/usr/lib/softhsm/libsofthsm2.so"  # Debian's softhsm2
 TOKEN, SPARE = "sgx-test", "sgx-spare"

@@ -7,8 +7,7 @@ from collections.abc import Callable
 
 import pytest
 
-from sgx.errors import ContractError
-from sgx.identifiers import (
+from sgx.domain.identifiers import (
     UPN_LETTERS,
     check_gss_code,
     check_nhs_number,
@@ -21,6 +20,7 @@ from sgx.identifiers import (
     valid_nhs_number,
     valid_upn,
 )
+from sgx.errors import ContractError
 
 
 def _reference_nhs_check(first_nine: str) -> int | None:

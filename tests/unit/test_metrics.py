@@ -6,8 +6,8 @@ import httpx
 import pytest
 from prometheus_client import REGISTRY, CollectorRegistry
 
-from sgx.metrics import ConsumerMetrics, GatewayMetrics, ProducerMetrics
-from sgx.serving import MetricsServer
+from sgx.ops.metrics import ConsumerMetrics, GatewayMetrics, ProducerMetrics
+from sgx.ops.serving import MetricsServer
 
 
 def test_every_metric_registers_on_a_private_registry() -> None:

@@ -24,9 +24,9 @@ from gateway.store import GatewayStore
 from producers.outbox import OutboxStore
 from safeguard.cli import main
 from safeguard.store_tables import tables_of
-from sgx import migrate
-from sgx.db import metadata_for, open_engine
 from sgx.errors import ConfigError
+from sgx.store import migrate
+from sgx.store.db import metadata_for, open_engine
 from tests.conftest_db import BACKENDS, Backend, backend
 
 RELEASE_0_1 = Path(__file__).resolve().parents[1] / "fixtures" / "release-0.1"

@@ -26,15 +26,15 @@ from producers.monitor import EncompassMonitor
 from producers.outbox import OutboxStore, ReceiptUpdate
 from producers.publisher import Prepared
 from safeguard.parties import DEMO_PARTIES, LA, POLICE, SCHOOL
-from sgx import contract as c
-from sgx.calendar import SchoolCalendar
-from sgx.contract import Contract
-from sgx.db import open_engine, write_transaction
+from sgx.domain.calendar import SchoolCalendar
 from sgx.errors import StoreError
-from sgx.key_admin import init_trust, revoke_key, rotate_key
-from sgx.metrics import EncompassMetrics, GatewayStateMetrics, QueueMetrics, refreshing
-from sgx.serving import MetricsServer, Readiness, database_check
-from sgx.trust import TrustDirectory
+from sgx.keys.key_admin import init_trust, revoke_key, rotate_key
+from sgx.keys.trust import TrustDirectory
+from sgx.ops.metrics import EncompassMetrics, GatewayStateMetrics, QueueMetrics, refreshing
+from sgx.ops.serving import MetricsServer, Readiness, database_check
+from sgx.store.db import open_engine, write_transaction
+from sgx.wire import contract as c
+from sgx.wire.contract import Contract
 from tests import samples
 from tests.conftest_db import BACKENDS, Backend, backend
 from tests.unit.test_gateway_store import audit, quarantined

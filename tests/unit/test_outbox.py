@@ -27,15 +27,15 @@ from safeguard import samples
 from safeguard.cli_producer import producer, receipts_table
 from safeguard.parties import DEMO_PARTIES, HEALTH, SCHOOL
 from safeguard.runtime import Runtime
-from sgx import contract as c
-from sgx.backoff import Backoff
-from sgx.envelope import Opener, Purpose, Sealer, pack
+from sgx.domain.identifiers import make_nhs_number
 from sgx.errors import ConfigError, ContractError, NotFound, TransportError
-from sgx.identifiers import make_nhs_number
-from sgx.key_admin import init_trust
-from sgx.metrics import ProducerMetrics
-from sgx.quarantine import Quarantined
+from sgx.kafka.backoff import Backoff
+from sgx.kafka.quarantine import Quarantined
+from sgx.keys.key_admin import init_trust
+from sgx.ops.metrics import ProducerMetrics
 from sgx.settings import ExchangeSettings
+from sgx.wire import contract as c
+from sgx.wire.envelope import Opener, Purpose, Sealer, pack
 from tests.conftest_db import BACKENDS, Backend, backend
 
 CHILD = samples.child(make_nhs_number(501))

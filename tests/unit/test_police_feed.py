@@ -23,10 +23,10 @@ from producers.police import (
     map_police_file,
     parse_police_export,
 )
-from sgx import contract as c
-from sgx.contract import Contract, default_contract
+from sgx.domain.identifiers import make_nhs_number, make_upn
 from sgx.errors import ContractError
-from sgx.identifiers import make_nhs_number, make_upn
+from sgx.wire import contract as c
+from sgx.wire.contract import Contract, default_contract
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "police"
 UTC = dt.UTC

@@ -25,12 +25,12 @@ from producers.push_tokens import PushTokens, mint_token, revoke_tokens, tokens_
 from safeguard import samples
 from safeguard.cli_push import push
 from safeguard.parties import DEMO_PARTIES, HEALTH, POLICE, SCHOOL
-from sgx import contract as c
-from sgx.contract import default_contract
+from sgx.domain.identifiers import make_nhs_number, make_upn
 from sgx.errors import ConfigError, ContractError, TransportError
-from sgx.identifiers import make_nhs_number, make_upn
-from sgx.key_admin import init_trust
+from sgx.keys.key_admin import init_trust
 from sgx.settings import REPO_ROOT
+from sgx.wire import contract as c
+from sgx.wire.contract import default_contract
 
 CONTRACT = default_contract()
 CHILD = samples.child(make_nhs_number(7), make_upn(7), given="Zephyrine", family="Quillfeather")

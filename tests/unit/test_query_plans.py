@@ -47,10 +47,11 @@ from gateway.store import GatewayStore
 from producers.consent_requests import ConsentRequests
 from producers.outbox import OutboxStore
 from safeguard.store_tables import tables_of
-from sgx.db import Database, UtcDateTime, is_sqlite
-from sgx.metrics import QueueMetrics
-from sgx.pseudonym import Pseudonymiser
-from sgx.quarantine import QuarantineCount
+from sgx.kafka.quarantine import QuarantineCount
+from sgx.keys.pseudonym import Pseudonymiser
+from sgx.ops.metrics import QueueMetrics
+from sgx.store.database import Database
+from sgx.store.db import UtcDateTime, is_sqlite
 from tests.conftest_db import BACKENDS, Backend, backend
 from tests.unit.test_gateway_store import audit, ledger, quarantined
 from tests.unit.test_queue_store import bad_record, entry

@@ -18,14 +18,14 @@ from consumers.queue import QueueEntry, QueueItem, QueueStore
 from consumers.service import DeliveryConsumer
 from safeguard.parties import DEMO_PARTIES, LA, SCHOOL
 from safeguard.runtime import Runtime
-from sgx import contract as c
-from sgx.contract import default_contract
-from sgx.envelope import Opener, Purpose, Sealer, pack
 from sgx.errors import ConfigError, NotFound, StoreError
-from sgx.key_admin import init_trust
-from sgx.metrics import ConsumerMetrics
-from sgx.quarantine import Quarantined
+from sgx.kafka.quarantine import Quarantined
+from sgx.keys.key_admin import init_trust
+from sgx.ops.metrics import ConsumerMetrics
 from sgx.settings import ExchangeSettings
+from sgx.wire import contract as c
+from sgx.wire.contract import default_contract
+from sgx.wire.envelope import Opener, Purpose, Sealer, pack
 from tests import samples
 from tests.conftest_db import BACKENDS, Backend, backend
 

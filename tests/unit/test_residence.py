@@ -13,15 +13,15 @@ from typing import Any
 import pytest
 
 from safeguard import samples
-from sgx.contract import (
+from sgx.domain.identifiers import make_nhs_number
+from sgx.errors import ContractError
+from sgx.wire.contract import (
     ATTENDANCE_UPDATE,
     HEALTH_UPDATE,
     POLICE_NOTIFICATION,
     Contract,
     default_contract,
 )
-from sgx.errors import ContractError
-from sgx.identifiers import make_nhs_number
 
 PATH = "child.residence_la"
 BAD_CODES = ["E0900007", "X09000007", "camden", "e09000007", "E090000071", "", "E09 00007"]

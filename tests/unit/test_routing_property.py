@@ -35,14 +35,15 @@ from gateway.open_cases import lists_for
 from gateway.partnership import Partnership
 from gateway.requests import DisclosureRequests
 from gateway.store import GatewayStore
-from sgx import contract as c
-from sgx.contract import Contract, default_contract
-from sgx.envelope import Opener, Purpose, Sealer
-from sgx.kafka import allocations_topic, inbound_topic
-from sgx.pseudonym import Pseudonymiser
-from sgx.quarantine import Source
+from sgx.kafka.quarantine import Source
+from sgx.kafka.wiring import allocations_topic, inbound_topic
+from sgx.keys.identity import Identity
+from sgx.keys.pseudonym import Pseudonymiser
+from sgx.keys.trust import Party, PartyKey, TrustDirectory
 from sgx.settings import ExchangeSettings
-from sgx.trust import Identity, Party, PartyKey, TrustDirectory
+from sgx.wire import contract as c
+from sgx.wire.contract import Contract, default_contract
+from sgx.wire.envelope import Opener, Purpose, Sealer
 from tests.partnerships import (
     Allocate,
     Close,

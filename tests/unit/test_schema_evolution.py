@@ -12,7 +12,7 @@ import pytest
 from click.testing import CliRunner
 
 from safeguard.cli import main
-from sgx import compatibility
+from sgx.wire import compatibility
 
 SCHEMAS = Path(__file__).resolve().parents[2] / "schemas"
 NS = "org.safeguarding.exchange."

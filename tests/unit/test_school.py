@@ -29,11 +29,11 @@ from producers.school import (
     parse_export,
     watch,
 )
-from sgx import contract as c
-from sgx.contract import default_contract
+from sgx.domain.identifiers import make_nhs_number, make_upn
 from sgx.errors import ContractError, TransportError
-from sgx.identifiers import make_nhs_number, make_upn
-from sgx.pseudonym import Pseudonymiser
+from sgx.keys.pseudonym import Pseudonymiser
+from sgx.wire import contract as c
+from sgx.wire.contract import default_contract
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "attendance"
 HEADER = "upn,nhs_number,date,session,mark\n"

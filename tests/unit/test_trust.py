@@ -13,13 +13,13 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from sgx.errors import ConfigError, UnknownKey, UnknownSender
-from sgx.key_admin import init_trust, revoke_key, rotate_key
-from sgx.pseudonym import Pseudonymiser
-from sgx.trust import (
+from sgx.keys.identity import Identity
+from sgx.keys.key_admin import init_trust, revoke_key, rotate_key
+from sgx.keys.pseudonym import Pseudonymiser
+from sgx.keys.trust import (
     DIRECTORY_FILE,
     PRIVATE_DIR,
     PSEUDONYM_KEY_FILE,
-    Identity,
     PartySpec,
     TrustDirectory,
     key_file_stem,

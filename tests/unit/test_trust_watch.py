@@ -13,10 +13,11 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from safeguard.parties import DEMO_PARTIES, SCHOOL
-from sgx.key_admin import init_trust, revoke_key, rotate_key
-from sgx.metrics import TrustMetrics
-from sgx.trust import DIRECTORY_FILE, Identity, TrustDirectory
-from sgx.trust_watch import TrustWatcher, watching
+from sgx.keys.identity import Identity
+from sgx.keys.key_admin import init_trust, revoke_key, rotate_key
+from sgx.keys.trust import DIRECTORY_FILE, TrustDirectory
+from sgx.ops.metrics import TrustMetrics
+from sgx.ops.trust_reload import TrustWatcher, watching
 
 
 async def until(check: object, limit: float = 5.0) -> None:
@@ -29,7 +30,7 @@ async def until(check: object, limit: float = 5.0) -> None:
 async def test_sighup_reloads_at_once_and_a_broken_file_is_not_applied(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    caplog.set_level(logging.INFO, logger="sgx.trust_watch")
+    caplog.set_level(logging.INFO, logger="sgx.ops.trust_reload")
     folder = tmp_path / "trust"
     init_trust(folder, DEMO_PARTIES)
     trust = TrustDirectory.load(folder)

@@ -1,1 +1,0 @@
-"""Versioned schemas of every store (Alembic): one history per kind of database (sgx.migrate)."""

@@ -1,0 +1,3 @@
+"""Running the services: metrics, HTTP serving and readiness, trust reloads, garbage-
+collector settings.
+"""

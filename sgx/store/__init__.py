@@ -1,0 +1,3 @@
+"""The stores' shared engine, their common shape and their versioned schemas (Alembic
+migrations).
+"""

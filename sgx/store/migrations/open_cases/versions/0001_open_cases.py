@@ -1,0 +1,35 @@
+"""open_cases 0001: the schema of release 0.1 (before versioned migrations).
+
+Generated with Alembic's autogenerate from the store's table definitions of that release
+(``scripts/render-migration.py``), then kept as written: never edit a published migration.
+"""
+
+import sqlalchemy as sa
+from alembic import op
+
+import sgx.store.db
+
+revision = "open_cases_0001"
+down_revision = None
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    op.create_table(
+        "school_open_case_lists",
+        sa.Column("la_id", sa.String(length=64), nullable=False),
+        sa.Column("issued_at", sgx.store.db.UtcDateTime(timezone=True), nullable=False),
+        sa.PrimaryKeyConstraint("la_id"),
+    )
+    op.create_table(
+        "school_open_cases",
+        sa.Column("la_id", sa.String(length=64), nullable=False),
+        sa.Column("child_key", sa.LargeBinary(length=16), nullable=False),
+        sa.PrimaryKeyConstraint("la_id", "child_key"),
+    )
+
+
+def downgrade() -> None:
+    op.drop_table("school_open_cases")
+    op.drop_table("school_open_case_lists")

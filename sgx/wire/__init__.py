@@ -1,0 +1,3 @@
+"""What crosses the wire: the Avro contract, envelopes and their framing, validation,
+schema history and the registry's entries.
+"""

@@ -30,6 +30,7 @@ from sgx.settings import KafkaSettings
 from sgx.wire import contract as c
 from sgx.wire.contract import Contract
 from sgx.wire.envelope import Opener, Purpose, Sealer
+from sgx.wire.ids import new_id
 
 CATEGORIES = ("LA_SOCIAL_CARE", "PARENT_OR_CARER", "OTHER_PROFESSIONAL", "CARE_PROCEEDINGS")
 
@@ -64,7 +65,7 @@ class ShareClient:
         request_id: uuid.UUID | None = None,
     ) -> dict[str, Any]:
         """Ask for an onward share of ``view``; returns the gateway's ShareDecision."""
-        request_id = request_id or uuid.uuid4()
+        request_id = request_id or new_id()
         request = {
             "request_id": request_id,
             "notification_id": uuid.UUID(view.item.notification_id),
@@ -90,7 +91,7 @@ class ShareClient:
         ``category`` for ``purpose``; returns the gateway's first ConsentOutcome (ASKED,
         NOT_NEEDED or UNKNOWN_NOTIFICATION). The author's answer comes later
         (:meth:`consent_outcomes`). Nothing of the record goes with the request."""
-        request_id = request_id or uuid.uuid4()
+        request_id = request_id or new_id()
         request = {
             "request_id": request_id,
             "notification_id": uuid.UUID(view.item.notification_id),

@@ -63,6 +63,7 @@ from sgx.ops.metrics import GatewayMetrics
 from sgx.wire import contract as c
 from sgx.wire.contract import Contract
 from sgx.wire.envelope import Purpose, Sealer, message_id_of
+from sgx.wire.ids import new_id
 
 log = logging.getLogger(__name__)
 NO_LA = "none"  # the la label of a decision that concerns no LA (a key adult, a quarantine)
@@ -274,7 +275,7 @@ class Gateway:
         futures = []
         for party, items in deliveries.items():
             sealed = [
-                (key, self._seal(party, Purpose.DELIVERY, uuid.uuid4(), c.DELIVERY, record))
+                (key, self._seal(party, Purpose.DELIVERY, new_id(), c.DELIVERY, record))
                 for key, record in items
             ]
             futures += await send_batched(self._producer, delivery_topic(party), sealed)
@@ -294,7 +295,7 @@ class Gateway:
         ]
         futures = []
         for party, purpose, name, record in answers:
-            message_id = uuid.uuid4()
+            message_id = new_id()
             value = self._seal(party, purpose, message_id, name, record)
             topic = receipts_topic(party)
             futures.append(await self._producer.send(topic, value, key=message_id.bytes))

@@ -59,6 +59,7 @@ from sgx.store.db import (
     serial,
 )
 from sgx.wire import contract as c
+from sgx.wire.ids import new_id
 
 
 @dataclass(frozen=True, slots=True)
@@ -214,7 +215,7 @@ class ConsentRequests:
             )
         now = datetime.now(UTC)
         record = {
-            "answer_id": uuid.uuid4(),
+            "answer_id": new_id(),
             "request_id": request.request_id,
             "notification_id": request.notification_id,
             "granted": granted,

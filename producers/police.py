@@ -86,6 +86,7 @@ from producers.feeds import (
 from sgx.errors import ContractError
 from sgx.wire import contract as c
 from sgx.wire.contract import Contract, default_contract
+from sgx.wire.ids import new_id
 
 EXPORT = "police export"
 PROTOCOL_KINDS = {"2013": "PROTOCOL_2013_DISCLOSURE", "2024": "PROTOCOL_2024_DISCLOSURE"}
@@ -253,7 +254,7 @@ def _record(
     item: _Common, kind: str, authored_at: dt.datetime, urgency: str, facts: str
 ) -> dict[str, Any]:
     return {
-        "notification_id": item.notification_id or uuid.uuid4(),
+        "notification_id": item.notification_id or new_id(),
         "authored_at": _utc(authored_at),
         "urgency": item.urgency or urgency,
         "author": _author(item),
@@ -469,7 +470,7 @@ def disclosure_request(
     has ``stage`` (CONTEMPLATED | ISSUED), ``court``, ``case_number``, ``hearing_date``.
     """
     record = {
-        "request_id": request_id or uuid.uuid4(),
+        "request_id": request_id or new_id(),
         "request_reference": request_reference,
         "protocol": REQUEST_PROTOCOLS.get(protocol, protocol),
         "requested_at": requested_at,

@@ -24,6 +24,7 @@ from sgx.ops.metrics import ProducerMetrics
 from sgx.wire import contract as c
 from sgx.wire.contract import Contract
 from sgx.wire.envelope import Purpose, Sealer
+from sgx.wire.ids import new_id
 
 GATEWAY = "gateway"
 
@@ -142,7 +143,7 @@ class Publisher:
     async def _publish_other(
         self, purpose: Purpose, name: str, record: Mapping[str, Any], *, topic: str | None = None
     ) -> uuid.UUID:
-        message_id = uuid.uuid4()
+        message_id = new_id()
         value = self._sealer.seal(purpose, message_id, self._contract.encode(name, record))
         topic = topic or self._topic
         async with kafka_errors(f"publish to {topic}"):

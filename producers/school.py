@@ -61,6 +61,7 @@ from sgx.keys.pseudonym import Pseudonymiser
 from sgx.store.database import Database
 from sgx.store.db import UtcDateTime, store_errors, write_transaction
 from sgx.wire import contract as c
+from sgx.wire.ids import new_id
 
 log = logging.getLogger(__name__)
 
@@ -671,7 +672,7 @@ async def _one(
         return
     # Same figures but never acknowledged by submit: resend under the same notification id.
     resend = last is not None and last.digest == digest
-    notification_id = last.notification_id if last is not None and resend else uuid.uuid4()
+    notification_id = last.notification_id if last is not None and resend else new_id()
     await feed.pushed.pending(school, child_key, digest, notification_id)
     record = attendance_update(
         feed.profile, pupil, f, notification_id=notification_id, authored_at=datetime.now(UTC)

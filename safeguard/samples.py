@@ -6,12 +6,12 @@ top-level fields (use ``child=...`` etc. for nested ones).
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Sequence
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from safeguard.parties import DEMO_PARTIES, HEALTH, LA, POLICE, SCHOOL
+from sgx.wire.ids import new_id
 
 AGENCY_NAMES = {party.id: party.name for party in DEMO_PARTIES}
 
@@ -99,7 +99,7 @@ def _common(
     urgency: str = "ROUTINE",
 ) -> dict[str, Any]:
     return {
-        "notification_id": uuid.uuid4(),
+        "notification_id": new_id(),
         "authored_at": authored_at or datetime.now(UTC),
         "urgency": urgency,
         "author": _author(agency, *author),

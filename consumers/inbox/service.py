@@ -19,6 +19,7 @@ from consumers.inbox.views import child_key
 from consumers.queue import QueueItem, QueueStore
 from consumers.reader import QueueReader, QueueView
 from sgx.errors import AlreadyAsked, ContractError, TransportError
+from sgx.wire.ids import new_id
 
 # (view, to_id, category, to_name, purpose, requested_by, request_id) -> the ShareDecision
 AskShare = Callable[[QueueView, str, str, str, str, str, uuid.UUID], Awaitable[dict[str, Any]]]
@@ -150,7 +151,7 @@ class Inbox:
             raise ContractError("purpose", "say why the share is needed")
         if not to_name:
             raise ContractError("to_name", "say who would receive it")
-        request_id = uuid.uuid4()
+        request_id = new_id()
         share_id = await self.store.share_asked(
             request_id=str(request_id),
             item_id=item_id,
@@ -191,7 +192,7 @@ class Inbox:
             if earlier.share_id == share_id and (earlier.waiting or earlier.lifts):
                 raise AlreadyAsked(_already(earlier))
         view = await self.open(who, share.item_id, "opened")
-        request_id = uuid.uuid4()
+        request_id = new_id()
         consent_id = await self.store.consents.asked(
             request_id=str(request_id),
             share_id=share_id,

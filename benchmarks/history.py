@@ -12,7 +12,8 @@ The history (``--history-rows`` N, default 1,000,000), spread over the year befo
 phase, all from the phase's sender to its receiving LA(s), with the recipients, teams,
 restrictions and sizes of the live rows:
 
-* ``judged_message``: N messages of the sender (uuid4 ids), so every batch's look-up
+* ``judged_message``: N messages of the sender (UUIDv7 ids minted over the year, as
+  :func:`sgx.wire.ids.new_id` mints them), so every batch's look-up
   meets the same sender's history;
 * ``audit_record``: N records, a worker's and a supervisor's delivery of every other
   message, hash-chained in :data:`HISTORY_CHAINS` chains of their own (the live run
@@ -131,8 +132,16 @@ def iso(value: datetime) -> str:
     return utc(value).isoformat(timespec="microseconds")
 
 
-def _uuid4s(rng: random.Random, count: int) -> list[str]:
-    return [str(uuid.UUID(int=rng.getrandbits(128), version=4)) for _ in range(count)]
+def _time_ordered(rng: random.Random, count: int, start: datetime) -> list[str]:
+    """``count`` ids as the exchange mints them (:func:`sgx.wire.ids.new_id`: UUIDv7),
+    minted evenly over the year from ``start``."""
+    first_ms, step_ms = int(start.timestamp() * 1000), YEAR_S * 1000 / max(count, 1)
+    made = []
+    for i in range(count):
+        ms = first_ms + int(i * step_ms)
+        value = (ms << 80) | (0x7 << 76) | (rng.getrandbits(12) << 64) | (0b10 << 62)
+        made.append(str(uuid.UUID(int=value | rng.getrandbits(62))))
+    return made
 
 
 async def fill_history(
@@ -159,6 +168,7 @@ async def fill_history(
             queues[la] = Path(str(queue.engine.url.database))
     trust = rt.trust()
     rng = random.Random(seed)
+    start = datetime.now(UTC) - timedelta(seconds=YEAR_S + 3600)
     plan = _Plan(
         sender=sender,
         sender_kind=trust.party(sender).kind,
@@ -167,9 +177,9 @@ async def fill_history(
         unread=min(unread, rows),
         interval_s=rt.exchange.checkpoint_interval_s,
         key_id=rt.identity(GATEWAY_ID, trust).signing_kid,
-        start=datetime.now(UTC) - timedelta(seconds=YEAR_S + 3600),
+        start=start,
         seed=seed,
-        ids=_uuid4s(rng, rows),
+        ids=_time_ordered(rng, rows, start),
         children=[f"{rng.getrandbits(128):032x}" for _ in range(CHILDREN)],
     )
     # One process per file, at once (threads would take turns for the GIL at every row).

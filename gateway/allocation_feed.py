@@ -51,6 +51,10 @@ log = logging.getLogger(__name__)
 _POLL_MS = 100
 CATCH_UP_LIMIT_S = 120.0  # how long one catch-up may take before it is a TransportError
 _KEPT_SUMMARIES = 10_000  # summaries kept for the partition's owner to take
+_KEPT_APPLIED = 100_000  # updates whose first position is kept in memory (the rest: store)
+
+Update = tuple[str, str]  # (LA, message id)
+Where = tuple[str, int, int]  # (topic, partition, offset)
 
 
 def summary(update: Mapping[str, Any], held: list[bool], trust: TrustDirectory) -> str:
@@ -86,7 +90,9 @@ class AllocationFeed:
         self._consumer = consumer
         self._partitions: list[TopicPartition] = []
         self._next: dict[Position, int] = {}  # the next offset to apply, per partition
-        self._seen: set[tuple[str, str]] = set()  # (LA, message id) of every update applied
+        # where the updates applied most recently were first read; older ones are asked
+        # of the store (AllocationDirectory.first_read), so memory does not grow with history
+        self._applied: OrderedDict[Update, Where | None] = OrderedDict()
         self._summaries: OrderedDict[tuple[str, int, int], str] = OrderedDict()
         self.applied = 0  # records applied since start (metrics)
         self.ready = False
@@ -101,7 +107,7 @@ class AllocationFeed:
 
     async def start(self, partitions: Iterable[TopicPartition] = ()) -> None:
         """Load the snapshot, then read ``partitions`` from where it stands to their end."""
-        self._next, self._seen = await self._directory.load()
+        self._next = await self._directory.load()
         self._partitions = sorted(partitions)
         if self._consumer is not None and self._partitions:
             self._consumer.assign(self._partitions)
@@ -127,10 +133,11 @@ class AllocationFeed:
                 while behind:
                     async with kafka_errors("read the allocation topics"):
                         fetched = await consumer.getmany(*behind, timeout_ms=_POLL_MS)
-                    self._apply_all(fetched)
+                    await self._apply_all(fetched)
                     behind = [tp for tp in behind if self._behind(tp, ends[tp])]
                 async with kafka_errors("read the allocation topics"):
-                    self._apply_all(await consumer.getmany(timeout_ms=0))  # a fetched tail
+                    tail = await consumer.getmany(timeout_ms=0)  # a fetched tail
+                await self._apply_all(tail)
         except TimeoutError as exc:
             raise TransportError(
                 f"allocation topics not read to their end in {CATCH_UP_LIMIT_S:g}s"
@@ -140,15 +147,25 @@ class AllocationFeed:
     def _behind(self, tp: TopicPartition, end: int) -> bool:
         return self._next.get((tp.topic, tp.partition), 0) < end
 
-    def _apply_all(self, fetched: Mapping[TopicPartition, list[ConsumerRecord]]) -> None:
-        for records in fetched.values():
-            for record in records:
-                for source in sources(record):
-                    self._apply_record(source)
+    async def _apply_all(self, fetched: Mapping[TopicPartition, list[ConsumerRecord]]) -> None:
+        read = [
+            (source, self._read(source))
+            for records in fetched.values()
+            for record in records
+            for source in sources(record)
+        ]
+        unknown = {key for _, (_, key) in read if key is not None and key not in self._applied}
+        stored = await self._directory.first_read(unknown)
+        for source, (update, key) in read:
+            first = self._applied.get(key, stored.get(key, source.position)) if key else None
+            if update is not None and key is not None and first == source.position:
+                self.settle(source, update, key[1])
+            else:  # unreadable, another LA's cases (refused by the owner), or a resend
+                self._advance(source)
 
-    def _apply_record(self, source: Source) -> None:
-        """Open and apply one allocation record; one that fails is left to the owner,
-        which quarantines it (this instance only skips it)."""
+    def _read(self, source: Source) -> tuple[Mapping[str, Any] | None, Update | None]:
+        """One allocation record's update and (LA, message id), if it is the LA's own; one
+        that fails is left to the owner, which quarantines it (this instance skips it)."""
         try:
             opened = self._opener.open(source.envelope(), purposes=(Purpose.ALLOCATIONS,))
             sender = opened.sender
@@ -157,12 +174,10 @@ class AllocationFeed:
             update = self._contract.decode_as(c.ALLOCATION_UPDATE, opened.plaintext)
         except (EnvelopeError, ContractError) as exc:
             log.debug("allocation record %s skipped: %s", source.where, exc)
-            self._advance(source)
-            return
-        if update["la_id"] == sender.id and (sender.id, str(opened.message_id)) not in self._seen:
-            self.settle(source, update, str(opened.message_id))
-        else:  # another LA's cases (refused by the owner), or a resend: nothing applied
-            self._advance(source)
+            return None, None
+        if update["la_id"] != sender.id:
+            return None, None
+        return update, (sender.id, str(opened.message_id))
 
     def _advance(self, source: Source) -> None:
         position = (source.topic, source.partition)
@@ -190,7 +205,9 @@ class AllocationFeed:
             return change, said or summary(update, held, self._trust)
         said = summary(update, held, self._trust)
         directory.apply_in_memory(change)
-        self._seen.add((str(update["la_id"]), message_id))
+        self._applied[str(update["la_id"]), message_id] = where
+        while len(self._applied) > _KEPT_APPLIED:
+            self._applied.popitem(last=False)
         self._advance(source)
         self.applied += 1
         self._summaries[where] = said

@@ -70,14 +70,22 @@ def _offsets_table(metadata: sa.MetaData) -> sa.Table:
     )
 
 
+_FIRST_READ = ("topic", "partition", "offset")  # where an update was first read
+
+
 def _messages_table(metadata: sa.MetaData) -> sa.Table:
-    """Every allocation update applied, by its LA and message id: a resend of one (the same
-    message read again at a later offset) is not applied again."""
+    """Every allocation update applied, by its LA and message id, with where it was first
+    read: the same message read anywhere else (a resend) is not applied again. Rows of
+    earlier releases have no position: their updates lie behind every snapshot, so any
+    copy read now is a resend."""
     return sa.Table(
         "gateway_allocation_messages",
         metadata,
         sa.Column("local_authority", sa.String(64), primary_key=True),
         sa.Column("message_id", sa.String(64), primary_key=True),
+        sa.Column("topic", sa.String(300)),  # where it was first read (gateway 0004)
+        sa.Column("partition", sa.Integer),
+        sa.Column("offset", sa.BigInteger),
     )
 
 
@@ -146,21 +154,43 @@ class AllocationDirectory:
     def pseudonyms(self) -> Pseudonymiser:
         return self._pseudonyms
 
-    async def load(self) -> tuple[dict[Position, int], set[tuple[str, str]]]:
+    async def load(self) -> dict[Position, int]:
         """Create the tables if needed, read the snapshot into memory, and return where in
-        each allocation topic partition it stands (the next offset to read) and the
-        (LA, message id) of every update it holds."""
+        each allocation topic partition it stands (the next offset to read). The ids of
+        the updates it holds stay in the database (:meth:`first_read`): they grow with
+        history, the live allocations do not."""
         await create_tables(self._engine, self._metadata)
         with store_errors("load allocations"):
             async with self._engine.connect() as conn, conn.begin():  # one consistent read
                 offsets = (await conn.execute(sa.select(self._offsets))).all()
-                messages = (await conn.execute(sa.select(self._messages))).all()
                 rows = await conn.stream(sa.select(self._table))
                 self._by_key, self._entries = {}, 0
                 async for r in rows:
                     self._put(r[0], _memory_key(r[1]), _allocation(r._mapping))
-        positions = {(str(t), int(p)): int(n) for t, p, n in offsets}
-        return positions, {(str(la), str(m)) for la, m in messages}
+        return {(str(t), int(p)): int(n) for t, p, n in offsets}
+
+    async def first_read(
+        self, updates: Iterable[tuple[str, str]]
+    ) -> dict[tuple[str, str], tuple[str, int, int] | None]:
+        """Where each of ``updates`` (LA, message id) the snapshot holds was first read
+        (topic, partition, offset; None for a row of an earlier release, which names
+        none); updates it does not hold are left out. A primary-key look-up each."""
+        wanted = sorted(set(updates))
+        if not wanted:
+            return {}
+        m = self._messages.c
+        found: dict[tuple[str, str], tuple[str, int, int] | None] = {}
+        with store_errors("look up applied allocation updates"):
+            async with self._engine.connect() as conn:
+                for la in sorted({la for la, _ in wanted}):
+                    ids = [mid for owner, mid in wanted if owner == la]
+                    query = sa.select(m.message_id, m.topic, m.partition, m.offset).where(
+                        m.local_authority == la, m.message_id.in_(ids)
+                    )
+                    for mid, topic, partition, offset in await conn.execute(query):
+                        where = None if topic is None else (str(topic), int(partition), int(offset))
+                        found[la, str(mid)] = where
+        return found
 
     # --- lookups (memory) ------------------------------------------------------------
 
@@ -272,8 +302,11 @@ class AllocationDirectory:
                 await self._write_offset(conn, topic, partition, offset + 1)
             if change.message_id is not None:
                 add = dialect_insert(self._engine)(self._messages).on_conflict_do_nothing()
+                first = dict(
+                    zip(("topic", "partition", "offset"), change.source or (), strict=False)
+                )
                 await conn.execute(
-                    add, {"local_authority": change.la, "message_id": change.message_id}
+                    add, {"local_authority": change.la, "message_id": change.message_id, **first}
                 )
             await self._write(conn, change)
 

@@ -53,6 +53,11 @@ class Source:
         return f"{self.topic}/{self.partition}/{self.offset}/{self.item}"
 
     @property
+    def position(self) -> tuple[str, int, int]:
+        """(topic, partition, offset) of its record."""
+        return self.topic, self.partition, self.offset
+
+    @property
     def written_to(self) -> str:
         """The topic its sender wrote it to: the origin of a replay, else where it was read."""
         return self.origin or self.topic

@@ -219,6 +219,7 @@ async def _gateway(engine: AsyncEngine, schema: str | None) -> AsyncIterator[Non
     await book.grants(h(5), h(5), h(5))  # a share that meets a restriction
     directory = AllocationDirectory(engine, Pseudonymiser(b"k" * 32), schema=schema)
     await directory.open_case_keys([h(1)])  # a batch naming open-case lists
+    await directory.first_read([(h(2), h(2)), (h(3), h(9))])  # allocation records read
 
 
 async def _requests(engine: AsyncEngine, schema: str | None) -> AsyncIterator[None]:

@@ -1,5 +1,6 @@
 """gateway 0004: keys for the look-ups that scanned history: judged messages by message id
-(the primary key now leads with it), consent requests awaiting an answer, by author.
+(the primary key now leads with it), consent requests awaiting an answer, by author; and
+where each allocation update was first read (the gateway no longer loads every id).
 
 The index is created only if it is not there yet, so an operator of a large PostgreSQL
 store may build it beforehand without blocking writers (``CREATE INDEX CONCURRENTLY`` with
@@ -19,6 +20,11 @@ depends_on = None
 
 def upgrade() -> None:
     _judged_message_led_by_message_id()
+    # where each allocation update was first read: a starting gateway asks this of a copy
+    # it reads, instead of holding every id it ever applied in memory
+    op.add_column("gateway_allocation_messages", sa.Column("topic", sa.String(300)))
+    op.add_column("gateway_allocation_messages", sa.Column("partition", sa.Integer()))
+    op.add_column("gateway_allocation_messages", sa.Column("offset", sa.BigInteger()))
     op.create_index(
         "ix_consent_request_awaiting",
         "consent_request",
@@ -59,4 +65,6 @@ def _judged_message_led_by_message_id() -> None:
 
 
 def downgrade() -> None:
+    for column in ("offset", "partition", "topic"):
+        op.drop_column("gateway_allocation_messages", column)
     op.drop_index("ix_consent_request_awaiting", table_name="consent_request")

@@ -84,6 +84,21 @@ async def user_add(
     click.echo(f"account {account.username} signs in as {account.worker_id} ({role}) in {la}")
 
 
+@user.command("unlock")
+@home_option
+@la_option
+@click.argument("username")
+@async_command
+async def user_unlock(home: Path | None, la: str, username: str) -> None:
+    """Lift the lockout (and the back-off) that failed sign-ins put on USERNAME."""
+    async with await inbox_store(runtime(home), la) as store:
+        was_locked = await store.sign_ins.unlock(username)
+    if was_locked:
+        click.echo(f"{username} in {la} is unlocked: the next sign-in is judged at once")
+    else:
+        click.echo(f"{username} in {la} was not locked; any back-off on it is lifted")
+
+
 @inbox.group("client")
 def client() -> None:
     """Case-management systems that use the API with a bearer token."""

@@ -51,6 +51,13 @@ class InboxMetrics:
             ["method", "outcome"],
             registry=registry,
         )
+        self.sign_in_refusals = Counter(
+            "sgx_inbox_sign_in_refusals",
+            "Local sign-ins refused, by why: bad_credentials (an unknown name or a wrong"
+            " password, alike), throttled (too soon after failures), locked",
+            ["reason"],
+            registry=registry,
+        )
         self.shares = Counter(
             "sgx_inbox_shares",
             "Onward shares asked for, by the gateway's answer",

@@ -21,6 +21,12 @@ class InboxSettings(BaseSettings):
     # Secure cookies are sent over HTTPS only (and http://localhost, which browsers trust).
     secure_cookies: bool = True
     local_accounts: bool = True
+    sign_in_backoff_s: float = Field(
+        default=1.0,
+        ge=0,
+        description="the wait after the free failed sign-ins of a name or address; it doubles"
+        " with each further failure, to 15 minutes (consumers/inbox/throttle.py)",
+    )
     share_timeout_s: float = Field(default=30.0, gt=0)
 
     # The LA's identity provider (discovery at <issuer>/.well-known/openid-configuration).

@@ -44,6 +44,12 @@ def share_status(share: ShareRecord) -> str:
     return SHARE_STATUS[share.allowed]
 
 
+TOO_MANY = (
+    "Too many failed sign-ins: wait a few minutes and try again. If it goes on, ask your"
+    " administrator to unlock your account."
+)
+
+
 class Web:
     def __init__(
         self,
@@ -102,12 +108,21 @@ class Web:
             return await self.login_form(
                 request, "Local accounts are off: use the sign-in button.", 400
             )
-        account = await self._inbox.store.check_password(
-            str(form.get("username", "")), str(form.get("password", ""))
-        )
+        username, password = str(form.get("username", ""))[:200], str(form.get("password", ""))
+        address = request.client.host if request.client else None
+        guard, metrics = self._inbox.store.sign_ins, self._inbox.metrics
+        refusal = await guard.check(username, address)
+        if refusal.verdict != "ok":  # judged before the password, whatever the name
+            metrics.sign_ins.labels("local", "refused").inc()
+            metrics.sign_in_refusals.labels(refusal.verdict).inc()
+            return await self.login_form(request, TOO_MANY, 429)
+        account = await self._inbox.store.check_password(username, password)
         if account is None:
-            self._inbox.metrics.sign_ins.labels("local", "refused").inc()
+            await guard.failed(username, address)
+            metrics.sign_ins.labels("local", "refused").inc()
+            metrics.sign_in_refusals.labels("bad_credentials").inc()
             return await self.login_form(request, "The username or password is wrong.", 401)
+        await guard.succeeded(username, address)
         who = Principal(
             la=self._inbox.la,
             subject=account.worker_id,

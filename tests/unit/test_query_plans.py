@@ -36,6 +36,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from consumers.inbox.consent_store import InboxConsents
 from consumers.inbox.store import InboxStore
+from consumers.inbox.throttle import SignInGuard
 from consumers.monitor import QueueMonitor
 from consumers.queue import QueueSelection, QueueStore
 from gateway.allocations import AllocationDirectory
@@ -162,8 +163,8 @@ def _value(table: Table, name: str, i: int) -> Any:
         return i % 2 == 0
     if kind is int:
         return i
-    if kind is datetime:
-        return NOW - timedelta(minutes=i)
+    if kind is datetime:  # the last few hours: what a day's pruning leaves
+        return NOW - timedelta(seconds=i)
     if kind is bytes:
         return i.to_bytes(16, "big")
     raise AssertionError(f"no synthetic value for {table.name}.{name} ({kind})")
@@ -247,6 +248,10 @@ async def _queue(engine: AsyncEngine, schema: str | None) -> AsyncIterator[None]
     await monitor.quarantine_size()
     inbox = InboxStore(engine, MetaData(schema=schema))
     await inbox.client_for("la-x", "sgxi_" + "0" * 40)  # every API request
+    guard = SignInGuard(engine, MetaData(schema=schema), clock=lambda: NOW)
+    await guard.check(h(1), "198.51.100.7")  # every sign-in
+    await guard.failed(h(1), "198.51.100.7")  # every failed one
+    await guard.succeeded(h(2), "198.51.100.8")
     await inbox.shares([h(3), h(9)])  # an item page
     await inbox.share(3)
     consents = InboxConsents(engine, MetaData(schema=schema))

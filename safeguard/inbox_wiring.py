@@ -59,6 +59,7 @@ async def serving_inbox(
         await stack.enter_async_context(watching_trust(rt, trust, [identity], registry))
         queue = await stack.enter_async_context(await rt.queue_store(la))
         store = await stack.enter_async_context(await inbox_store(rt, la))
+        store.sign_ins.backoff_s = settings.sign_in_backoff_s
         producer = await start_producer(rt.kafka)
         stack.push_async_callback(producer.stop)
         shares = ShareClient(

@@ -107,7 +107,6 @@ def inbox_app(
         oidc_name=settings.oidc_display_name,
     )
     api = Api(inbox, idp)
-    inbox.store.sign_ins.backoff_s = settings.sign_in_backoff_s
 
     async def healthz(_: Request) -> Response:
         return PlainTextResponse("ok\n")

@@ -14,7 +14,7 @@ from typing import Any
 from prometheus_client import CollectorRegistry
 
 from consumers.inbox.app import inbox_app
-from consumers.inbox.auth import session_secret
+from consumers.inbox.auth import checked_secret, session_secret
 from consumers.inbox.oidc import IdentityProvider
 from consumers.inbox.service import Inbox, InboxMetrics
 from consumers.inbox.settings import InboxSettings
@@ -112,7 +112,7 @@ async def serving_inbox(
         readiness = Readiness()
         readiness.add("queue database", database_check(queue.engine))
         secret = (
-            settings.session_secret.get_secret_value()
+            checked_secret(settings.session_secret.get_secret_value(), "SGX_INBOX_SESSION_SECRET")
             if settings.session_secret
             else session_secret(rt.exchange.home / "inbox" / f"session-{la}.key")
         )

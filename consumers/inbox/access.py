@@ -65,6 +65,11 @@ def check_scopes(scopes: frozenset[str]) -> None:
         )
 
 
+def not_yours(item_id: int) -> str:
+    """What a caller is told of an item that does not exist or is not theirs: the same."""
+    return f"no item {item_id} in a queue you may see"
+
+
 @dataclass(frozen=True, slots=True)
 class Principal:
     """Whoever makes a request: a person (``kind="person"``) or a system."""
@@ -126,4 +131,4 @@ class Principal:
         """NotFound unless the caller may see ``item``: as if it did not exist, so a guessed
         id tells nothing (the message names no fact of the item)."""
         if not self.sees(item):
-            raise NotFound(f"no item {item.item_id} in a queue you may see")
+            raise NotFound(not_yours(item.item_id))

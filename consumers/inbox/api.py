@@ -121,7 +121,7 @@ def _int_param(request: Request, name: str, default: int, lowest: int, highest: 
     raw = request.query_params.get(name)
     if raw is None:
         return default
-    if not raw.isdigit() or not lowest <= int(raw) <= highest:
+    if not (raw.isascii() and raw.isdigit()) or not lowest <= int(raw) <= highest:
         raise ContractError(f"query.{name}", f"must be a whole number from {lowest} to {highest}")
     return int(raw)
 

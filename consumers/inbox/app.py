@@ -44,7 +44,7 @@ HEADERS = [
     (
         b"content-security-policy",
         b"default-src 'none'; style-src 'self'; img-src 'self'; "
-        b"form-action 'self' *; frame-ancestors 'none'; base-uri 'none'",
+        b"form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
     ),
     (b"x-content-type-options", b"nosniff"),
     (b"referrer-policy", b"no-referrer"),
@@ -52,8 +52,16 @@ HEADERS = [
 ]
 
 
+MAX_BODY = 64 * 1024  # the largest form or JSON body the inbox reads (a share is ~1 KB)
+
+
+class _BodyTooLarge(Exception):
+    pass
+
+
 class _Guard:
-    """Security headers on every response, and one log line and metric per request."""
+    """Security headers on every response, bodies no larger than :data:`MAX_BODY`, and one
+    log line (with the caller, once known) and metric per request."""
 
     def __init__(self, app: ASGIApp, inbox: Inbox) -> None:
         self._app = app
@@ -64,28 +72,43 @@ class _Guard:
             await self._app(scope, receive, send)
             return
         started = time.monotonic()
-        status = 500
+        status, received, responded = 500, 0, False
 
         async def sending(message: Message) -> None:
-            nonlocal status
+            nonlocal status, responded
             if message["type"] == "http.response.start":
-                status = message["status"]
+                status, responded = message["status"], True
                 message["headers"] = [*message.get("headers", []), *HEADERS]
             await send(message)
 
+        async def receiving() -> Message:
+            nonlocal received
+            message = await receive()
+            received += len(message.get("body", b""))
+            if received > MAX_BODY:
+                raise _BodyTooLarge
+            return message
+
+        declared = dict(scope["headers"]).get(b"content-length", b"0")
         try:
-            await self._app(scope, receive, sending)
+            if not declared.isdigit() or int(declared) > MAX_BODY:
+                raise _BodyTooLarge
+            await self._app(scope, receiving, sending)
+        except _BodyTooLarge:
+            if not responded:
+                await PlainTextResponse("request body too large\n", 413)(scope, receive, sending)
         finally:
             # the router leaves the route it matched in the scope (its template, not the URL)
             matched = scope.get("route")
             route = matched.path if isinstance(matched, Route) else "(unknown)"
             self._inbox.metrics.requests.labels(route, str(status)).inc()
             log.info(
-                "%s %s %d %.0f ms",
+                "%s %s %d %.0f ms by %s",
                 scope["method"],
                 route,
                 status,
                 (time.monotonic() - started) * 1000,
+                scope.get("state", {}).get(auth.CALLER, "(anonymous)"),
             )
 
 

@@ -13,6 +13,7 @@ small enough that a library would add more than it saves.
 from __future__ import annotations
 
 import hmac
+import os
 import secrets
 from pathlib import Path
 from typing import Any
@@ -27,21 +28,43 @@ from sgx.keys.files import read_private_file
 from sgx.keys.key_admin import write_private_file
 
 SESSION_COOKIE = "sgx_inbox"
+CALLER = "sgx_caller"  # who made a request, for its log line (request.state)
 CSRF_FIELD = "csrf_token"
+
+
+MIN_SECRET = 32  # characters of a session-signing secret (48 random bytes are made: 64)
 
 
 def session_secret(path: Path) -> str:
     """The session-signing secret kept at ``path`` (made, mode 0600, on first use; read as
-    every private file is, refused if group or other may read it)."""
+    every private file is, refused if group or other may read it, or if it is short).
+
+    It is written whole to a file of its own, then linked into place: a second instance
+    starting at the same moment reads a whole secret or makes its own and finds the
+    first one's, never an empty file."""
     if not path.exists():
+        made = path.with_name(f".{path.name}.{secrets.token_hex(8)}")
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
-            write_private_file(path, secrets.token_urlsafe(48).encode())
+            write_private_file(made, secrets.token_urlsafe(48).encode())
+            os.link(made, path)
         except FileExistsError:
-            pass  # another instance made it first: read theirs
+            pass  # another instance linked its own first: read theirs
         except OSError as exc:
             raise ConfigError(f"{path}: cannot create the session secret: {exc}") from exc
-    return read_private_file(path).decode().strip()
+        finally:
+            made.unlink(missing_ok=True)
+    return checked_secret(read_private_file(path).decode().strip(), str(path))
+
+
+def checked_secret(secret: str, where: str) -> str:
+    """``secret`` if it is long enough to sign sessions with; ConfigError naming ``where``."""
+    if len(secret) < MIN_SECRET:
+        raise ConfigError(
+            f"{where}: the session secret has {len(secret)} characters; it needs {MIN_SECRET}"
+            " or more (random ones)"
+        )
+    return secret
 
 
 def sign_in(request: Request, who: Principal, via: str) -> None:
@@ -65,6 +88,7 @@ def person(request: Request, la: str) -> Principal | None:
     who: dict[str, Any] | None = request.session.get("who")
     if not who:
         return None
+    setattr(request.state, CALLER, f"person:{who['subject']}")
     return Principal(
         la=la,
         subject=str(who["subject"]),
@@ -101,7 +125,9 @@ async def system(
         found = await store.client_for(la, token)
         if found is None:
             raise NotAuthenticated("unknown or revoked API token")
-        return found
-    if idp is None:
+    elif idp is None:
         raise NotAuthenticated("unknown API token")
-    return await idp.system(token)
+    else:
+        found = await idp.system(token)
+    setattr(request.state, CALLER, f"system:{found.subject}")
+    return found

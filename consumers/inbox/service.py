@@ -12,13 +12,13 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter
 
-from consumers.inbox.access import ACK, READ, RECORD, SHARE, Principal
+from consumers.inbox.access import ACK, READ, RECORD, SHARE, Principal, not_yours
 from consumers.inbox.consent_store import ConsentRecord
 from consumers.inbox.store import InboxStore, ReadAction, ShareRecord
 from consumers.inbox.views import child_key
 from consumers.queue import QueueItem, QueueStore
 from consumers.reader import QueueReader, QueueView
-from sgx.errors import AlreadyAsked, ContractError, TransportError
+from sgx.errors import AlreadyAsked, ContractError, NotFound, TransportError
 from sgx.wire.ids import new_id
 
 # (view, to_id, category, to_name, purpose, requested_by, request_id) -> the ShareDecision
@@ -133,7 +133,10 @@ class Inbox:
     async def item(self, who: Principal, item_id: int) -> QueueItem:
         """One row the caller may see (NotFound otherwise), not opened."""
         who.require(READ)
-        item = await self.queue.get(item_id)
+        try:
+            item = await self.queue.get(item_id)
+        except NotFound:  # the same words as for an item in another's queue: ids tell nothing
+            raise NotFound(not_yours(item_id)) from None
         who.require_sees(item)
         return item
 

@@ -433,3 +433,57 @@ async def test_a_share_answered_after_the_request_gave_up_waiting_is_picked_up(
                 await asyncio.sleep(0.1)
         assert again["status"] == "refused"
         assert "NOT_TO_PARENTS" in again["broken"]
+
+
+def same_words(text: str) -> str:
+    return re.sub(r"(no item |/items/)\d+", r"\1N", text)
+
+
+async def kilobytes(n: int) -> AsyncIterator[bytes]:
+    """A body sent in chunks, with no length given beforehand."""
+    for _ in range(n):
+        yield b"a" * 1024
+
+
+async def test_an_item_not_yours_reads_exactly_as_one_that_does_not_exist(world: World) -> None:
+    """A guessed id tells nothing: the page and the API answer alike, word for word (but
+    for the id), for another worker's item and for an id no item has."""
+    amaras, missing = await items_of(world, "sw-amara"), 999_999
+    ben = await person(world, "ben")
+    headers = await token(world, "ben-cms", "deliveries:read", "queue:worker:sw-ben")
+    try:
+        for url in ("/items/{}", "/items/{}/child"):
+            theirs = await ben.request("GET", url.format(amaras[0]))
+            nothing = await ben.request("GET", url.format(missing))
+            assert theirs.status_code == nothing.status_code == 404
+            assert same_words(theirs.text) == same_words(nothing.text)
+        async with httpx.AsyncClient(base_url=world.url) as http:
+            theirs = await http.get(f"/api/v1/deliveries/{amaras[0]}", headers=headers)
+            nothing = await http.get(f"/api/v1/deliveries/{missing}", headers=headers)
+        assert theirs.status_code == nothing.status_code == 404
+        assert same_words(theirs.text) == same_words(nothing.text)
+    finally:
+        await ben.close()
+
+
+async def test_the_edge_refuses_odd_input_with_a_clear_answer(
+    world: World, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="sgx.inbox")
+    headers = await token(world, "edge-cms", "deliveries:read", "queue:all")
+    async with httpx.AsyncClient(base_url=world.url) as http:
+        for cursor in ("²", "١٢", "-1", "1e3"):  # digits Python's isdigit knows, and worse
+            answer = await http.get(f"/api/v1/deliveries?after={cursor}", headers=headers)
+            assert answer.status_code == 422, (cursor, answer.text)
+            assert answer.json()["errors"][0]["path"] == "query.after"
+        huge = await http.post("/login", content=b"username=" + b"a" * 100_000)
+        assert huge.status_code == 413
+        form = {"content-type": "application/x-www-form-urlencoded"}
+        chunked = await http.post("/login", content=kilobytes(100), headers=form)
+        assert chunked.status_code == 413
+        page = await http.get("/login")
+        csp = page.headers["content-security-policy"]
+        assert "form-action 'self';" in csp  # forms post to this inbox only
+    lines = [r.getMessage() for r in caplog.records if r.name == "sgx.inbox"]
+    assert any(line.endswith("by system:edge-cms") for line in lines), lines
+    assert any("POST /login 413" in line and "(anonymous)" in line for line in lines), lines

@@ -187,3 +187,26 @@ async def test_passwords_are_argon2id_hashes_and_checked(tmp_path: Path) -> None
         assert found is not None
         assert found.scopes == {"deliveries:read", "queue:all"}
         assert await store.client_for("la-camden", token + "x") is None
+
+
+def test_a_session_secret_made_by_two_instances_at_once_is_whole_and_shared(
+    tmp_path: Path,
+) -> None:
+    """Instances starting together each make a secret and link it into place: both read
+    the one that won, whole (the file never appears empty), and a short one is refused."""
+    import concurrent.futures
+
+    from consumers.inbox.auth import MIN_SECRET, session_secret
+
+    for attempt in range(20):
+        path = tmp_path / f"round-{attempt}" / "session.key"
+        with concurrent.futures.ThreadPoolExecutor(8) as pool:
+            secrets_read = list(pool.map(session_secret, [path] * 8))
+        assert len(set(secrets_read)) == 1
+        assert len(secrets_read[0]) >= MIN_SECRET
+        assert sorted(p.name for p in path.parent.iterdir()) == ["session.key"], "no leftovers"
+    short = tmp_path / "short.key"
+    short.write_text("too-short")
+    short.chmod(0o600)
+    with pytest.raises(ConfigError, match=r"short\.key: the session secret has 9 characters"):
+        session_secret(short)

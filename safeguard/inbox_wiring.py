@@ -21,7 +21,7 @@ from consumers.inbox.settings import InboxSettings
 from consumers.inbox.store import InboxStore
 from consumers.reader import QueueReader, QueueView
 from consumers.share import ShareClient
-from safeguard.runtime import Runtime, watching_trust
+from safeguard.runtime import Runtime, serving_metrics, watching_trust
 from sgx.errors import ConfigError
 from sgx.kafka.wiring import start_producer
 from sgx.ops.serving import HttpServer, Readiness, database_check
@@ -39,6 +39,7 @@ async def inbox_store(rt: Runtime, la: str) -> InboxStore:
 class RunningInbox:
     url: str
     server: HttpServer
+    registry: CollectorRegistry  # served on the metrics port (if one is set), not at url
 
 
 @contextlib.asynccontextmanager
@@ -125,15 +126,15 @@ async def serving_inbox(
             inbox,
             settings,
             session_secret=secret,
-            registry=registry,
             la_name=party.name,
             idp=idp,
             ready=ready,
         )
         server = await stack.enter_async_context(HttpServer(app, settings.host, settings.port))
+        await stack.enter_async_context(serving_metrics(rt, registry, readiness))
         url = f"http://{settings.host}:{server.port}"
         log.info("inbox of %s on %s", la, url)
-        yield RunningInbox(url, server)
+        yield RunningInbox(url, server, registry)
 
 
 async def run_inbox(rt: Runtime, la: str, settings: InboxSettings, stop: asyncio.Event) -> None:

@@ -1,4 +1,6 @@
-"""The inbox's ASGI app: the web pages, the API, ``/healthz``, ``/readyz``, ``/metrics``.
+"""The inbox's ASGI app: the web pages, the API, ``/healthz``, ``/readyz``. Its metrics
+are served on the metrics port (``SGX_METRICS_PORT``), as every service's, never beside
+the pages people use (``safeguard.inbox_wiring``).
 
 Every response carries a strict Content-Security-Policy (no script, no inline style, no
 framing), ``nosniff`` and ``no-referrer``. Each request is logged as its route template
@@ -14,7 +16,6 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.middleware.sessions import SessionMiddleware
@@ -117,7 +118,6 @@ def inbox_app(
     settings: InboxSettings,
     *,
     session_secret: str,
-    registry: CollectorRegistry,
     la_name: str,
     idp: IdentityProvider | None = None,
     ready: Callable[[], Awaitable[bool]] | None = None,
@@ -137,9 +137,6 @@ def inbox_app(
     async def readyz(_: Request) -> Response:
         ok = await ready() if ready else True
         return PlainTextResponse("ready\n" if ok else "not ready\n", status_code=200 if ok else 503)
-
-    async def metrics(_: Request) -> Response:
-        return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
 
     async def openapi(_: Request) -> Response:
         return JSONResponse(openapi_document())
@@ -174,7 +171,6 @@ def inbox_app(
         Route(f"{PREFIX}/openapi.json", openapi, methods=["GET"]),
         Route("/healthz", healthz, methods=["GET"]),
         Route("/readyz", readyz, methods=["GET"]),
-        Route("/metrics", metrics, methods=["GET"]),
     ]
 
     def is_api(request: Request) -> bool:

@@ -8,7 +8,6 @@ from pathlib import Path
 
 import pytest
 from openapi_spec_validator import validate as validate_openapi
-from prometheus_client import CollectorRegistry
 from starlette.routing import Route
 
 from consumers.inbox.access import Principal, check_scopes
@@ -140,7 +139,6 @@ def test_the_document_describes_exactly_the_apps_api_routes() -> None:
         None,  # type: ignore[arg-type]
         InboxSettings(),
         session_secret="x" * 32,
-        registry=CollectorRegistry(),
         la_name="Camden",
     )
     served = {

@@ -115,6 +115,16 @@ class Principal:
             or (item.team is not None and item.team in selection.teams)
         )
 
+    def may_open(self, item: QueueItem) -> bool:
+        """Whether the caller may open ``item``: a person only rows sealed for them (their
+        own, or the MASH queue's for a duty worker); a supervisor sees the team's other
+        rows listed by their routing facts but opens their own copy, sealed with what the
+        agreement gives a supervisor. A system opens what its scope selects."""
+        if self.kind != "person":
+            return self.sees(item)
+        mash = self.role == "mash_duty" and item.recipient_id == self.mash_queue
+        return self.role is not None and (item.recipient_id == self.subject or mash)
+
     def may(self, action: str) -> bool:
         if self.kind == "person":  # with no role, a person's (empty) queue is all there is
             return self.role is not None or action == READ

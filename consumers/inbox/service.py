@@ -16,9 +16,9 @@ from consumers.inbox.access import ACK, READ, RECORD, SHARE, Principal, not_your
 from consumers.inbox.consent_store import ConsentRecord
 from consumers.inbox.store import InboxStore, ReadAction, ShareRecord
 from consumers.inbox.views import child_key
-from consumers.queue import QueueItem, QueueStore
+from consumers.queue import QueueItem, QueueSelection, QueueStore
 from consumers.reader import QueueReader, QueueView
-from sgx.errors import AlreadyAsked, ContractError, NotFound, TransportError
+from sgx.errors import AlreadyAsked, ContractError, Forbidden, NotFound, TransportError
 from sgx.wire.ids import new_id
 
 # (view, to_id, category, to_name, purpose, requested_by, request_id) -> the ShareDecision
@@ -29,6 +29,15 @@ AskConsent = Callable[[QueueView, str, str, str, uuid.UUID], Awaitable[dict[str,
 # for each so far
 FindAnswers = Callable[[set[uuid.UUID]], Awaitable[dict[uuid.UUID, dict[str, Any]]]]
 PAGE_LIMIT = 500
+
+
+class NotYourCopy(Forbidden):
+    """The caller sees this row only by its routing facts: it was sealed for someone else
+    (``own``: the caller's own copy of the same notification, if any)."""
+
+    def __init__(self, item: QueueItem, own: QueueItem | None) -> None:
+        super().__init__(f"item {item.item_id} was sealed for {item.recipient_id}")
+        self.item, self.own = item, own
 
 
 class InboxMetrics:
@@ -124,11 +133,12 @@ class Inbox:
             who.selection(), after=after, limit=limit, include_acked=include_acked
         )
 
-    async def listed(self, who: Principal, items: list[QueueItem]) -> list[QueueView]:
-        """Open rows to show them in a list (the child's name is a disclosure: audited)."""
-        views = [await self.reader.open(item) for item in items]
-        await self._audit(who, "listed", views)
-        return views
+    async def listed(self, who: Principal, items: list[QueueItem]) -> list[QueueView | QueueItem]:
+        """Rows to show in a list: opened if the caller may open them (the child's name is a
+        disclosure: audited), else as they are, by their routing facts."""
+        shown = [await self.reader.open(i) if who.may_open(i) else i for i in items]
+        await self._audit(who, "listed", [v for v in shown if isinstance(v, QueueView)])
+        return shown
 
     async def item(self, who: Principal, item_id: int) -> QueueItem:
         """One row the caller may see (NotFound otherwise), not opened."""
@@ -141,9 +151,22 @@ class Inbox:
         return item
 
     async def open(self, who: Principal, item_id: int, action: ReadAction) -> QueueView:
-        view = await self.reader.open(await self.item(who, item_id))
+        """The item opened, with the view of the recipient it was sealed for; NotYourCopy
+        if the caller sees it only by its routing facts (a team member's, to a supervisor)."""
+        item = await self.item(who, item_id)
+        if not who.may_open(item):
+            raise NotYourCopy(item, await self.own_copy(who, item))
+        view = await self.reader.open(item)
         await self._audit(who, action, [view])
         return view
+
+    async def own_copy(self, who: Principal, item: QueueItem) -> QueueItem | None:
+        """The caller's own row of the same notification, if the gateway sent them one."""
+        rows = await self.queue.select(
+            QueueSelection(recipients=frozenset({who.subject})),
+            notification_ids=[item.notification_id],
+        )
+        return rows[0] if rows else None
 
     async def ack(self, who: Principal, item_id: int) -> QueueItem:
         who.require(ACK)
@@ -286,6 +309,8 @@ class Inbox:
         key = child_key(anchor.notification)
         views: dict[str, QueueView] = {}  # one per notification (a supervisor sees two rows)
         for row in await self.queue.select(who.selection()):
+            if not who.may_open(row):
+                continue  # a team member's copy: the supervisor's own is in the selection
             view = await self.reader.open(row)
             if child_key(view.notification) == key:
                 views.setdefault(row.notification_id, view)

@@ -20,7 +20,7 @@ from consumers.inbox import auth
 from consumers.inbox.access import ROLE_LABELS, Principal
 from consumers.inbox.consent_store import ConsentRecord
 from consumers.inbox.oidc import IdentityProvider
-from consumers.inbox.service import Inbox
+from consumers.inbox.service import Inbox, NotYourCopy
 from consumers.inbox.store import ShareRecord
 from consumers.inbox.views import (
     CATEGORY_LABELS,
@@ -34,6 +34,8 @@ from consumers.inbox.views import (
     waited,
     words,
 )
+from consumers.queue import QueueItem
+from consumers.reader import QueueView
 from sgx.errors import NotAuthenticated
 
 TEMPLATES = Path(__file__).parent / "templates"
@@ -42,6 +44,14 @@ SHARE_STATUS = {True: "allowed", False: "refused", None: "pending"}
 
 def share_status(share: ShareRecord) -> str:
     return SHARE_STATUS[share.allowed]
+
+
+SEALED_FOR_ANOTHER = "(sealed for its recipient)"
+
+
+def routing_words(item: QueueItem) -> str:
+    """What a row is, from its routing facts alone (nothing opened)."""
+    return item.notification_type.rsplit(".", 1)[-1]
 
 
 TOO_MANY = (
@@ -166,16 +176,21 @@ class Web:
         now = dt.datetime.now(dt.UTC)
         rows = []
         for view in await self._inbox.listed(who, items):
-            item = view.item
+            if isinstance(view, QueueView):
+                item, child, what = view.item, child_name(view.notification), type_words(view)
+                sender = _author(view.notification)
+            else:  # a team member's copy: its routing facts only
+                item, child, what = view, SEALED_FOR_ANOTHER, routing_words(view)
+                sender = view.sender_agency
             rows.append(
                 {
                     "item_id": item.item_id,
                     "urgency": item.urgency,
                     "overdue": overdue(item, now),
                     "unread": item.status == "unread",
-                    "child": child_name(view.notification),
-                    "what": type_words(view),
-                    "sender": _author(view.notification),
+                    "child": child,
+                    "what": what,
+                    "sender": sender,
                     "recipient": item.recipient_id,
                     "waited": duration(waited(item, now)),
                     "acked_by": item.acked_by,
@@ -194,7 +209,18 @@ class Web:
     async def item(self, request: Request) -> Response:
         who = self._who(request)
         item_id = int(request.path_params["item_id"])
-        view = await self._inbox.open(who, item_id, "opened")
+        try:
+            view = await self._inbox.open(who, item_id, "opened")
+        except NotYourCopy as sealed:  # a team member's row: its routing facts only
+            return self._render(
+                request,
+                "routing.html",
+                item=sealed.item,
+                own=sealed.own,
+                what=routing_words(sealed.item),
+                nav="queue",
+                waited=duration(waited(sealed.item, dt.datetime.now(dt.UTC))),
+            )
         notification_id = [view.item.notification_id]
         shares = await self._inbox.answered(await self._inbox.store.shares(notification_id))
         consents = await self._inbox.consents(notification_id)

@@ -489,3 +489,46 @@ async def test_the_edge_refuses_odd_input_with_a_clear_answer(
     lines = [r.getMessage() for r in caplog.records if r.name == "sgx.inbox"]
     assert any(line.endswith("by system:edge-cms") for line in lines), lines
     assert any("POST /login 413" in line and "(anonymous)" in line for line in lines), lines
+
+
+async def test_a_supervisor_opens_only_their_own_copy_of_a_team_members_item(
+    world: World,
+) -> None:
+    """The worker's copy is sealed with the worker's view (what the agreement withholds
+    from a supervisor included): the supervisor sees it listed by its routing facts, its
+    page says whose it is and links to their own copy, and nothing of it is opened."""
+    amaras = await items_of(world, "sw-amara")
+    async with await world.exchange.rt.queue_store(LA) as store:
+        notifications = {(await store.get(i)).notification_id: i for i in amaras}
+        own = {
+            row.notification_id: row.item_id
+            for row in await store.select(QueueSelection(recipients=frozenset({"tm-jones"})))
+        }
+    jones = await person(world, "jones")
+    try:
+        queue = await jones.request("GET", "/queue?show=all")
+        assert queue.text.count("(sealed for its recipient)") >= len(amaras)
+        for notification, item in notifications.items():
+            page = await jones.request("GET", f"/items/{item}")
+            assert page.status_code == 200
+            assert "sealed for sw-amara" in page.text
+            assert mentions(page.text, CHILDREN["amira"]) == [], "nothing of the item shown"
+            assert f'href="/items/{own[notification]}"' in page.text, "a link to their copy"
+            mine = await jones.request("GET", f"/items/{own[notification]}")
+            assert "For tm-jones (supervisor)" in mine.text
+        share = await jones.request(
+            "POST",
+            f"/items/{amaras[0]}/share",
+            data={
+                "csrf_token": await jones.csrf("/queue"),
+                "category": "PARENT_OR_CARER",
+                "to_name": "the parents",
+                "purpose": "to tell them",
+            },
+        )
+        assert share.status_code == 403, "nor shared from another's copy"
+    finally:
+        await jones.close()
+    async with await inbox_store(world.exchange.rt, LA) as inbox:
+        reads = [r for i in amaras for r in await inbox.reads(i) if r["reader"] == "tm-jones"]
+    assert reads == [], "the worker's copies were never opened for the supervisor"

@@ -30,6 +30,7 @@ CHILDREN = [samples.child(make_nhs_number(8100 + i)) for i in range(20)]
 ALLOCATE = samples.allocation_update(
     [(ch["nhs_number"], None, f"sw-{i % 4}", "Team", "tm-1") for i, ch in enumerate(CHILDREN)]
 )
+PACE_S = 0.03
 OPTIONS = RelayOptions(batch_size=20, poll_interval=0.2, send_timeout=5.0, backoff_cap=1.0)
 
 
@@ -48,6 +49,10 @@ async def produce(home: Path, bootstrap: str, count: int) -> None:
     async with running_outbox(rt, SCHOOL, options=OPTIONS) as outbox:
         for index in range(count):
             await outbox.add(c.ATTENDANCE_UPDATE, record(index))
+            # paced as an agency's system feeds it, so that the stream lasts seconds and
+            # a kill after the first acknowledgements lands in it however busy the machine
+            # (flat out, a loaded machine's test saw all 200 acknowledged before it looked)
+            await asyncio.sleep(PACE_S)
         print("added", flush=True)
         while True:
             entries = await outbox.store.entries(SCHOOL)

@@ -59,6 +59,9 @@ def user() -> None:
 )
 @click.option("--team", default=None, help="team (a supervisor sees their team's items)")
 @click.option("--password-stdin", is_flag=True, help="read the password from standard input")
+@click.option(
+    "--replace", is_flag=True, help="change an existing account (its sessions end at once)"
+)
 @async_command
 async def user_add(
     home: Path | None,
@@ -69,8 +72,10 @@ async def user_add(
     role: str,
     team: str | None,
     password_stdin: bool,
+    replace: bool,
 ) -> None:
-    """Add (or replace) a local account USERNAME; the password is kept as an argon2id hash."""
+    """Add a local account USERNAME (--replace to change one); the password is kept as an
+    argon2id hash."""
     if password_stdin:
         password = sys.stdin.readline().rstrip("\n")
     else:
@@ -79,8 +84,9 @@ async def user_add(
             raise ConfigError("the two passwords differ")
     async with await inbox_store(runtime(home), la) as store:
         account = await store.add_account(
-            username, password, worker_id=worker_id, name=name, role=role, team=team
-        )
+            username, password, worker_id=worker_id, name=name, role=role, team=team,
+            replace=replace,
+        )  # fmt: skip
     click.echo(f"account {account.username} signs in as {account.worker_id} ({role}) in {la}")
 
 
@@ -97,6 +103,47 @@ async def user_unlock(home: Path | None, la: str, username: str) -> None:
         click.echo(f"{username} in {la} is unlocked: the next sign-in is judged at once")
     else:
         click.echo(f"{username} in {la} was not locked; any back-off on it is lifted")
+
+
+@user.command("disable")
+@home_option
+@la_option
+@click.argument("username")
+@async_command
+async def user_disable(home: Path | None, la: str, username: str) -> None:
+    """Disable USERNAME: it signs in no more, and its sessions end at once."""
+    async with await inbox_store(runtime(home), la) as store:
+        if not await store.disable_account(username):
+            raise ConfigError(f"no account {username!r} in {la}'s inbox")
+    click.echo(f"{username} in {la} is disabled; its sessions have ended")
+
+
+@inbox.group("sessions")
+def sessions() -> None:
+    """Sign-in sessions, kept by the server (ending one takes effect on the next request)."""
+
+
+@sessions.command("revoke")
+@home_option
+@la_option
+@click.option("--user", "username", default=None, help="the sessions of this local account")
+@click.option("--worker", default=None, help="the sessions signed in as this worker id")
+@click.option("--all", "everyone", is_flag=True, help="every session of this LA's inbox")
+@async_command
+async def sessions_revoke(
+    home: Path | None, la: str, username: str | None, worker: str | None, everyone: bool
+) -> None:
+    """End sessions at once: one account's, one worker's (single sign-on too), or all."""
+    if [username is not None, worker is not None, everyone].count(True) != 1:
+        raise ConfigError("name exactly one of --user, --worker or --all")
+    async with await inbox_store(runtime(home), la) as store:
+        if username is not None:
+            ended = await store.sessions.end_account(username, "revoked")
+        elif worker is not None:
+            ended = await store.sessions.end_worker(worker, "revoked")
+        else:
+            ended = await store.sessions.end_all("revoked")
+    click.echo(f"{ended} session(s) ended in {la}'s inbox")
 
 
 @inbox.group("client")

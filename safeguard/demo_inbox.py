@@ -39,9 +39,10 @@ async def _serve(rt: Runtime, port: int, say: Callable[[str], None], stop: async
         for offset, (la, accounts) in enumerate(ACCOUNTS.items()):
             async with await inbox_store(rt, la) as store:
                 for username, worker, name, role, team in accounts:
-                    await store.add_account(
-                        username, PASSWORD, worker_id=worker, name=name, role=role, team=team
-                    )
+                    await store.add_account(  # the demo's accounts, as the demo defines them
+                        username, PASSWORD, worker_id=worker, name=name, role=role, team=team,
+                        replace=True,
+                    )  # fmt: skip
             settings = InboxSettings(host="127.0.0.1", port=port + offset)
             running = await stack.enter_async_context(serving_inbox(rt, la, settings))
             # Browsers keep a Secure cookie over plain http only for localhost.

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime as dt
 import logging
 import uuid
 from collections.abc import AsyncIterator
@@ -61,6 +62,8 @@ async def serving_inbox(
         queue = await stack.enter_async_context(await rt.queue_store(la))
         store = await stack.enter_async_context(await inbox_store(rt, la))
         store.sign_ins.backoff_s = settings.sign_in_backoff_s
+        store.sessions.idle = dt.timedelta(seconds=settings.session_idle_s)
+        store.sessions.absolute = dt.timedelta(seconds=settings.session_max_age_s)
         producer = await start_producer(rt.kafka)
         stack.push_async_callback(producer.stop)
         shares = ShareClient(

@@ -16,12 +16,12 @@ import hmac
 import os
 import secrets
 from pathlib import Path
-from typing import Any
 
 from starlette.requests import Request
 
 from consumers.inbox.access import Principal, role_from
 from consumers.inbox.oidc import IdentityProvider
+from consumers.inbox.sessions import Session
 from consumers.inbox.store import TOKEN_PREFIX, InboxStore
 from sgx.errors import ConfigError, Forbidden, NotAuthenticated
 from sgx.keys.files import read_private_file
@@ -67,36 +67,66 @@ def checked_secret(secret: str, where: str) -> str:
     return secret
 
 
-def sign_in(request: Request, who: Principal, via: str) -> None:
+SESSION_TOKEN = "sid"  # noqa: S105 - the session key under which the token is kept
+PERSON = "sgx_person"  # the request's signed-in person, once looked up (request.state)
+
+
+async def sign_in(
+    request: Request, store: InboxStore, who: Principal, via: str, username: str | None = None
+) -> None:
+    """Begin a server-side session for ``who``; the cookie carries only its token."""
+    token = await store.sessions.begin(
+        Session(who.subject, username, who.name, who.role, who.team, via)
+    )
     request.session.clear()
-    request.session["who"] = {
-        "subject": who.subject,
-        "name": who.name,
-        "role": who.role,
-        "team": who.team,
-        "via": via,
-    }
+    request.session[SESSION_TOKEN] = token
     request.session[CSRF_FIELD] = secrets.token_urlsafe(32)
 
 
-def sign_out(request: Request) -> None:
+async def sign_out(request: Request, store: InboxStore) -> None:
+    """End the session on the server (a copy of the cookie opens nothing after)."""
+    token = request.session.get(SESSION_TOKEN)
+    if isinstance(token, str):
+        await store.sessions.end(token)
     request.session.clear()
 
 
-def person(request: Request, la: str) -> Principal | None:
-    """The signed-in person, or None."""
-    who: dict[str, Any] | None = request.session.get("who")
-    if not who:
-        return None
-    setattr(request.state, CALLER, f"person:{who['subject']}")
-    return Principal(
-        la=la,
-        subject=str(who["subject"]),
-        kind="person",
-        name=str(who["name"]),
-        role=role_from(who.get("role")),
-        team=who.get("team"),
-    )
+async def person(request: Request, store: InboxStore, la: str) -> Principal | None:
+    """The signed-in person, or None: the session must be live on the server, and a local
+    account's role and team are read from the account now (a disabled one signs nobody)."""
+    if hasattr(request.state, PERSON):
+        found: Principal | None = getattr(request.state, PERSON)
+        return found
+    token = request.session.get(SESSION_TOKEN)
+    session = await store.sessions.find(token) if isinstance(token, str) else None
+    who = None
+    if session is not None:
+        role, team = session.role, session.team
+        if session.username is not None:
+            account = await store.account(session.username)
+            if account is None or account.disabled or account.worker_id != session.subject:
+                await store.sessions.end(str(token), "account changed")
+                session = None
+            else:
+                role, team = account.role, account.team
+        if session is not None:
+            who = Principal(
+                la=la,
+                subject=session.subject,
+                kind="person",
+                name=session.name,
+                role=role_from(role),
+                team=team,
+            )
+            setattr(request.state, CALLER, f"person:{session.subject}")
+    setattr(request.state, PERSON, who)
+    return who
+
+
+def signed_in(request: Request) -> Principal | None:
+    """The person :func:`person` found for this request, if it looked (for page headers)."""
+    found: Principal | None = getattr(request.state, PERSON, None)
+    return found
 
 
 def csrf_token(request: Request) -> str:

@@ -21,6 +21,9 @@ class InboxSettings(BaseSettings):
     # Secure cookies are sent over HTTPS only (and http://localhost, which browsers trust).
     secure_cookies: bool = True
     local_accounts: bool = True
+    session_idle_s: int = Field(
+        default=30 * 60, gt=0, description="a session unused this long ends (server side)"
+    )
     sign_in_backoff_s: float = Field(
         default=1.0,
         ge=0,

@@ -17,6 +17,7 @@ Tables (beside ``queue_item``; ``schema`` places them in a PostgreSQL schema):
   break, its reason) once it came.
 * ``inbox_consent`` — every consent asked of an author about a refused share, and where
   it stands (:mod:`consumers.inbox.consent_store`).
+* ``inbox_session`` — who is signed in, as what, since when (:mod:`consumers.inbox.sessions`).
 * ``inbox_sign_in_failure`` — failed local sign-ins per name tried and per client
   address, and the names locked (:mod:`consumers.inbox.throttle`).
 """
@@ -42,6 +43,7 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    false,
     select,
     update,
 )
@@ -50,6 +52,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from consumers.inbox.access import Principal, Role, check_scopes, role_from
 from consumers.inbox.consent_store import InboxConsents
+from consumers.inbox.sessions import Sessions
 from consumers.inbox.throttle import SignInGuard
 from sgx.errors import ConfigError, NotFound
 from sgx.store.database import Database
@@ -80,6 +83,7 @@ class Account:
     name: str
     role: Role | None
     team: str | None
+    disabled: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,6 +119,7 @@ def _tables(metadata: MetaData) -> tuple[Table, Table, Table, Table]:
         Column("role", String(50)),
         Column("team", String(200)),
         Column("created_at", UtcDateTime, nullable=False),
+        Column("disabled", Boolean, nullable=False, server_default=false()),  # queue 0005
     )
     clients = Table(
         "inbox_client",
@@ -175,6 +180,7 @@ class InboxStore(Database):
         self._accounts, self._clients, self._reads, self._shares = _tables(metadata)
         self.consents = InboxConsents(engine, metadata)
         self.sign_ins = SignInGuard(engine, metadata)
+        self.sessions = Sessions(engine, metadata)
 
     # -- local accounts --------------------------------------------------------------
     async def add_account(
@@ -186,8 +192,10 @@ class InboxStore(Database):
         name: str,
         role: str,
         team: str | None,
+        replace: bool = False,
     ) -> Account:
-        """Add (or replace) a local account; the password is kept only as an argon2id hash."""
+        """Add a local account (the password is kept only as an argon2id hash); an account of
+        that name is replaced only if ``replace``, and then its sessions end at once."""
         if role_from(role) is None:
             raise ConfigError(f"unknown role {role!r}: use social_worker, supervisor or mash_duty")
         if len(password) < 12:
@@ -203,11 +211,42 @@ class InboxStore(Database):
         }
         with store_errors("add an inbox account"):
             async with write_transaction(self._engine) as conn:
-                await conn.execute(
+                gone = await conn.execute(
                     self._accounts.delete().where(self._accounts.c.username == username)
                 )
+                if gone.rowcount and not replace:
+                    raise ConfigError(
+                        f"an account {username!r} exists already in this LA's inbox: nothing"
+                        " changed (to change it, add it again with --replace)"
+                    )
                 await conn.execute(self._accounts.insert(), [row])
+        if replace:
+            await self.sessions.end_account(username, "account changed")
         return Account(username, worker_id, name, role_from(role), team)
+
+    async def account(self, username: str) -> Account | None:
+        """The local account ``username`` as it is now, or None."""
+        a = self._accounts
+        row = await read_row(
+            self._engine, select(a).where(a.c.username == username), "read an inbox account"
+        )
+        if row is None:
+            return None
+        return Account(
+            row["username"], row["worker_id"], row["name"], role_from(row["role"]), row["team"],
+            bool(row["disabled"]),
+        )  # fmt: skip
+
+    async def disable_account(self, username: str) -> bool:
+        """Disable ``username`` (it signs in no more) and end its sessions; whether it was
+        there to disable."""
+        a = self._accounts
+        change = update(a).where(a.c.username == username).values(disabled=True)
+        with store_errors("disable an inbox account"):
+            async with write_transaction(self._engine) as conn:
+                found = (await conn.execute(change)).rowcount
+        await self.sessions.end_account(username, "account disabled")
+        return bool(found)
 
     async def check_password(self, username: str, password: str) -> Account | None:
         """The account if ``password`` is its password, else None (same cost either way)."""
@@ -221,7 +260,7 @@ class InboxStore(Database):
             )
         except (VerificationError, InvalidHashError):
             return None
-        if row is None:
+        if row is None or row["disabled"]:
             return None
         if _HASHER.check_needs_rehash(row["password_hash"]):
             await self._rehash(username, password)

@@ -79,7 +79,7 @@ class Web:
         self._templates = Jinja2Templates(env=env)
 
     def _render(self, request: Request, name: str, status: int = 200, **context: Any) -> Response:
-        who = auth.person(request, self._inbox.la)
+        who = auth.signed_in(request)
         context.update(
             la_name=self._la_name,
             who=who,
@@ -93,8 +93,8 @@ class Web:
         response.headers["Cache-Control"] = "no-store"
         return response
 
-    def _who(self, request: Request) -> Principal:
-        who = auth.person(request, self._inbox.la)
+    async def _who(self, request: Request) -> Principal:
+        who = await auth.person(request, self._inbox.store, self._inbox.la)
         if who is None:
             raise NotAuthenticated("sign in first")
         return who
@@ -141,7 +141,7 @@ class Web:
             role=account.role,
             team=account.team,
         )
-        auth.sign_in(request, who, "local")
+        await auth.sign_in(request, self._inbox.store, who, "local", account.username)
         self._inbox.metrics.sign_ins.labels("local", "ok").inc()
         return RedirectResponse("/queue", status_code=303)
 
@@ -158,19 +158,19 @@ class Web:
         except NotAuthenticated as exc:
             self._inbox.metrics.sign_ins.labels("oidc", "refused").inc()
             return await self.login_form(request, str(exc), 401)
-        auth.sign_in(request, who, "oidc")
+        await auth.sign_in(request, self._inbox.store, who, "oidc")
         self._inbox.metrics.sign_ins.labels("oidc", "ok").inc()
         return RedirectResponse("/queue", status_code=303)
 
     async def logout(self, request: Request) -> Response:
         form = await request.form()
         auth.check_csrf(request, form.get(auth.CSRF_FIELD))
-        auth.sign_out(request)
+        await auth.sign_out(request, self._inbox.store)
         return RedirectResponse("/login", status_code=303)
 
     # -- the queue and its items -----------------------------------------------------------
     async def queue(self, request: Request) -> Response:
-        who = self._who(request)
+        who = await self._who(request)
         include_acked = request.query_params.get("show") == "all"
         items = queue_order(await self._inbox.items(who, include_acked=include_acked))
         now = dt.datetime.now(dt.UTC)
@@ -207,7 +207,7 @@ class Web:
         )
 
     async def item(self, request: Request) -> Response:
-        who = self._who(request)
+        who = await self._who(request)
         item_id = int(request.path_params["item_id"])
         try:
             view = await self._inbox.open(who, item_id, "opened")
@@ -242,7 +242,7 @@ class Web:
 
     async def ask_consent(self, request: Request) -> Response:
         """Ask the author's consent to a refused share; the item page says what came of it."""
-        who = self._who(request)
+        who = await self._who(request)
         form = await request.form()
         auth.check_csrf(request, form.get(auth.CSRF_FIELD))
         asked = await self._inbox.ask_consent(who, int(request.path_params["share_id"]))
@@ -251,7 +251,7 @@ class Web:
         )
 
     async def ack(self, request: Request) -> Response:
-        who = self._who(request)
+        who = await self._who(request)
         form = await request.form()
         auth.check_csrf(request, form.get(auth.CSRF_FIELD))
         item_id = int(request.path_params["item_id"])
@@ -259,7 +259,7 @@ class Web:
         return RedirectResponse(f"/items/{item_id}", status_code=303)
 
     async def share(self, request: Request) -> Response:
-        who = self._who(request)
+        who = await self._who(request)
         form = await request.form()
         auth.check_csrf(request, form.get(auth.CSRF_FIELD))
         item_id = int(request.path_params["item_id"])
@@ -280,7 +280,7 @@ class Web:
         )
 
     async def child(self, request: Request) -> Response:
-        who = self._who(request)
+        who = await self._who(request)
         item_id = int(request.path_params["item_id"])
         record = await self._inbox.child(who, item_id)
         by_notification = {v.item.notification_id: v for v in record.views}

@@ -42,6 +42,7 @@ async def test_accounts_and_clients(store: InboxStore) -> None:
         name="Amara",
         role="supervisor",
         team="Team 1",
+        replace=True,
     )
     assert await store.check_password("amara", "correct horse battery") is None
     token = await store.add_client("mosaic", ["deliveries:read", "queue:mash"])

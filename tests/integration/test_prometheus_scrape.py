@@ -139,6 +139,7 @@ async def test_a_real_prometheus_scrapes_the_gateway_and_the_consumer(tmp_path: 
                 "sgx-flow",
                 "sgx-deadlines",
                 "sgx-gateway-group",
+                "sgx-edge",
             }
             text = (await client.get("/api/v1/label/__name__/values")).text
             assert CHILD["nhs_number"] not in text

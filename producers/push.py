@@ -46,6 +46,7 @@ from __future__ import annotations
 
 import copy
 import datetime as dt
+import functools
 import json
 import logging
 import re
@@ -63,7 +64,7 @@ from producers.consent_requests import ConsentDesk
 from producers.feeds import Submit
 from producers.openapi import NOTIFICATIONS_PATH, openapi_document
 from producers.push_consent import CONSENT_PATH, ConsentRoutes
-from producers.push_tokens import PushTokens
+from producers.push_tokens import PushTokens, Scope
 from sgx.errors import AlreadyAnswered, ContractError, ExchangeError, NotFound
 from sgx.wire import contract as c
 from sgx.wire.contract import Contract, default_contract
@@ -313,16 +314,21 @@ class _PushService:
             raise _refuse(415, "the body must be application/json")
         return self._parse(await self._body(request))
 
-    def authenticate(self, request: Request) -> str:
-        """The agency the bearer token belongs to (401 without a valid one, 403 if this
-        endpoint does not serve it)."""
+    def authenticate(self, request: Request, scope: Scope = "notifications") -> str:
+        """The agency the bearer token belongs to (401 without a valid, unexpired one; 403
+        if it lacks ``scope`` or this endpoint does not serve its agency)."""
         scheme, _, token = request.headers.get("authorization", "").partition(" ")
         if scheme.lower() != "bearer" or not token.strip():
             raise _refuse(401, "a bearer token is required", {"WWW-Authenticate": _CHALLENGE})
-        agency = self._tokens.agency_for(token.strip())
+        agency = self._tokens.agency_for(token.strip(), scope)
+        if agency is None and self._tokens.holder(token.strip()) is not None:
+            raise _refuse(403, f"this token's scopes do not include {scope}")
         if agency is None:
             challenge = _CHALLENGE + ', error="invalid_token"'
-            raise _refuse(401, "the bearer token is not valid", {"WWW-Authenticate": challenge})
+            raise _refuse(
+                401, "the bearer token is not valid (unknown, revoked or expired)",
+                {"WWW-Authenticate": challenge},
+            )  # fmt: skip
         if agency not in self._accepts:
             raise _refuse(403, "this endpoint does not serve the token's agency")
         return agency
@@ -408,7 +414,11 @@ def push_app(
     ``/v1/consent-requests`` (:mod:`producers.push_consent`).
     """
     service = _PushService(accepts, tokens, contract or default_contract(), max_body_bytes)
-    desks = ConsentRoutes(consents or {}, service.authenticate, service.read_json)
+    desks = ConsentRoutes(
+        consents or {},
+        functools.partial(service.authenticate, scope="consent"),
+        service.read_json,
+    )
     return Starlette(
         routes=[
             Route(NOTIFICATIONS_PATH + "/{type}", service.push, methods=["POST"]),

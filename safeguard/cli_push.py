@@ -31,7 +31,15 @@ from producers.consent_requests import ConsentDesk, ConsentRequests
 from producers.openapi import openapi_document, render
 from producers.outbox import OutboxStore
 from producers.push import Accept, push_app
-from producers.push_tokens import PushTokens, mint_token, revoke_tokens, tokens_file
+from producers.push_tokens import (
+    DEFAULT_DAYS,
+    SCOPES,
+    PushTokens,
+    Scope,
+    mint_token,
+    revoke_tokens,
+    tokens_file,
+)
 from producers.relay import RelayOptions
 from safeguard.cli_common import (
     async_command,
@@ -189,14 +197,29 @@ def push() -> None:
 @push.command("token")
 @home_option
 @click.argument("agency")
+@click.option(
+    "--scope",
+    "scopes",
+    type=click.Choice(SCOPES),
+    multiple=True,
+    default=("notifications",),
+    show_default=True,
+    help="notifications: send them; consent: answer consent requests (repeat for both)",
+)
+@click.option("--days", type=int, default=DEFAULT_DAYS, show_default=True, help="it expires then")
 @exchange_errors
-def push_token(home: Path | None, agency: str) -> None:
-    """Mint a bearer token for AGENCY: printed once, only its hash is kept."""
+def push_token(home: Path | None, agency: str, scopes: tuple[Scope, ...], days: int) -> None:
+    """Mint a bearer token for AGENCY: printed once, only its hash is kept; a running
+    endpoint accepts it within a second."""
     rt = runtime(home)
     _check_agency(rt, agency)
-    token = mint_token(tokens_file(rt.exchange.home), agency)
+    token = mint_token(tokens_file(rt.exchange.home), agency, scopes, days)
     click.echo(token)
-    click.echo(f"token for {agency}: store it now, it is not shown again", err=True)
+    click.echo(
+        f"token for {agency} ({', '.join(sorted(set(scopes)))}; {days} days): store it now,"
+        " it is not shown again",
+        err=True,
+    )
 
 
 @push.command("revoke")
@@ -204,7 +227,7 @@ def push_token(home: Path | None, agency: str) -> None:
 @click.argument("agency")
 @exchange_errors
 def push_revoke(home: Path | None, agency: str) -> None:
-    """Revoke every push token of AGENCY (a running endpoint drops them on restart)."""
+    """Revoke every push token of AGENCY (a running endpoint refuses them within a second)."""
     removed = revoke_tokens(tokens_file(runtime(home).exchange.home), agency)
     click.echo(f"revoked {removed} token(s) of {agency}")
 

@@ -301,7 +301,7 @@ async def test_answers_from_another_agency_or_to_no_request_are_quarantined(
 async def test_the_author_answers_through_the_push_endpoint(tmp_path: Path) -> None:
     async with running_exchange(tmp_path) as ex:
         await ex.allocate(ALLOCATE)
-        token = mint_token(tokens_file(tmp_path), POLICE)
+        token = mint_token(tokens_file(tmp_path), POLICE, ("notifications", "consent"))
         auth = {"Authorization": f"Bearer {token}"}
         contract = ex.rt.contract()
         port = free_port()

@@ -95,7 +95,7 @@ async def test_push_serve_refuses_the_bad_and_delivers_the_good_over_http(
 ) -> None:
     async with running_exchange(tmp_path) as ex:
         await ex.allocate(ALLOCATE)
-        token = mint_token(tokens_file(tmp_path), POLICE)
+        token = mint_token(tokens_file(tmp_path), POLICE, ("notifications", "consent"))
         contract = ex.rt.contract()
         good = samples.police_notification(LEO)
         bad = _bad_nhs_number(

@@ -460,3 +460,48 @@ def test_cli_writes_the_openapi_document(tmp_path: Path) -> None:
     result = CliRunner().invoke(push, ["openapi", "--out", str(out)])
     assert result.exit_code == 0, result.output
     assert json.loads(out.read_text()) == openapi_document(CONTRACT)
+
+
+def test_a_running_endpoint_sees_a_revocation_and_a_new_token_within_a_second(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import producers.push_tokens as push_tokens
+
+    clock = [1_000.0]
+    monkeypatch.setattr("producers.push_tokens.time.monotonic", lambda: clock[0])
+    path = tokens_file(tmp_path)
+    first = mint_token(path, SCHOOL)
+    tokens = PushTokens.load(path)  # as the endpoint loads them at start
+    assert tokens.agency_for(first) == SCHOOL
+    revoke_tokens(path, SCHOOL)
+    second = mint_token(path, SCHOOL)
+    assert tokens.agency_for(first) == SCHOOL, "read again at most once a second"
+    clock[0] += push_tokens.RELOAD_EVERY_S + 0.01
+    assert tokens.agency_for(first) is None, "revoked: refused without a restart"
+    assert tokens.agency_for(second) == SCHOOL
+
+
+def test_a_token_holds_its_scopes_and_expires(tmp_path: Path) -> None:
+    path = tokens_file(tmp_path)
+    sender = mint_token(path, SCHOOL)
+    both = mint_token(path, SCHOOL, ("notifications", "consent"), days=1)
+    tokens = PushTokens.load(path)
+    assert tokens.agency_for(sender, "notifications") == SCHOOL
+    assert tokens.agency_for(sender, "consent") is None, "a sender cannot grant consent"
+    assert tokens.agency_for(both, "consent") == SCHOOL
+    stored = json.loads(path.read_text())
+    stored["tokens"][1]["expires_at"] = "2020-01-01T00:00:00Z"
+    path.write_text(json.dumps(stored))
+    assert PushTokens.load(path).agency_for(both, "notifications") is None, "expired"
+    with pytest.raises(ConfigError, match="at least one day"):
+        mint_token(path, SCHOOL, days=0)
+
+
+async def test_answering_consent_needs_a_consent_token(
+    client: httpx.AsyncClient, recorder: Recorder
+) -> None:
+    """The consent routes refuse a token minted only to send notifications, as forbidden
+    (it is a valid token), before anything is looked up."""
+    answer = await client.get("/v1/consent-requests")
+    assert_refused(answer, 403, recorder)
+    assert "scopes do not include consent" in answer.text

@@ -158,16 +158,35 @@ def client() -> None:
 @click.option(
     "--scope", "scopes", multiple=True, required=True, help="e.g. deliveries:read, queue:all"
 )
+@click.option("--days", type=int, default=90, show_default=True, help="its token expires then")
+@click.option("--replace", is_flag=True, help="give an existing client a new token")
 @async_command
-async def client_add(home: Path | None, la: str, name: str, scopes: tuple[str, ...]) -> None:
+async def client_add(
+    home: Path | None, la: str, name: str, scopes: tuple[str, ...], days: int, replace: bool
+) -> None:
     """Register system NAME; its token is printed once (only its hash is kept)."""
     try:
         async with await inbox_store(runtime(home), la) as store:
-            token = await store.add_client(name, scopes)
+            token = await store.add_client(name, scopes, days=days, replace=replace)
     except ValueError as exc:
         raise ConfigError(str(exc)) from exc
     click.echo(token)
-    click.echo(f"token for {name} in {la}: store it now, it is not shown again", err=True)
+    click.echo(
+        f"token for {name} in {la} ({days} days): store it now, it is not shown again", err=True
+    )
+
+
+@client.command("revoke")
+@home_option
+@la_option
+@click.argument("name")
+@async_command
+async def client_revoke(home: Path | None, la: str, name: str) -> None:
+    """Revoke system NAME: its token is refused from the next request on."""
+    async with await inbox_store(runtime(home), la) as store:
+        if not await store.revoke_client(name):
+            raise ConfigError(f"no client {name!r} in {la}'s inbox")
+    click.echo(f"{name} in {la} is revoked: its token is refused from now on")
 
 
 @inbox.command("openapi")

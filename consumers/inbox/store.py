@@ -29,7 +29,7 @@ import hashlib
 import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
 from argon2 import PasswordHasher
@@ -128,6 +128,7 @@ def _tables(metadata: MetaData) -> tuple[Table, Table, Table, Table]:
         Column("token_sha256", String(64), nullable=False, unique=True),
         Column("scopes", Text, nullable=False),
         Column("created_at", UtcDateTime, nullable=False),
+        Column("expires_at", UtcDateTime),  # queue 0005 (clients of release 0.1: none)
     )
     reads = Table(
         "inbox_read",
@@ -279,23 +280,44 @@ class InboxStore(Database):
                 await conn.execute(change)
 
     # -- API clients -------------------------------------------------------------------
-    async def add_client(self, client_id: str, scopes: Sequence[str]) -> str:
-        """Register a system; returns its bearer token, shown once (only its digest is kept)."""
+    async def add_client(
+        self, client_id: str, scopes: Sequence[str], *, days: int = 90, replace: bool = False
+    ) -> str:
+        """Register a system with a token that expires in ``days``; returns the token, shown
+        once (only its digest is kept). A client of that name is replaced only if
+        ``replace`` (its old token then stops working at once)."""
         check_scopes(frozenset(scopes))
-        token = TOKEN_PREFIX + secrets.token_urlsafe(32)
+        if days < 1:
+            raise ConfigError("a token must live at least one day")
+        token, now = TOKEN_PREFIX + secrets.token_urlsafe(32), datetime.now(UTC)
         row = {
             "client_id": client_id,
             "token_sha256": _digest(token),
             "scopes": encode_strings(sorted(set(scopes))),
-            "created_at": datetime.now(UTC),
+            "created_at": now,
+            "expires_at": now + timedelta(days=days),
         }
         with store_errors("add an inbox client"):
             async with write_transaction(self._engine) as conn:
-                await conn.execute(
+                gone = await conn.execute(
                     self._clients.delete().where(self._clients.c.client_id == client_id)
                 )
+                if gone.rowcount and not replace:
+                    raise ConfigError(
+                        f"a client {client_id!r} exists already in this LA's inbox: nothing"
+                        " changed (to give it a new token, add it again with --replace)"
+                    )
                 await conn.execute(self._clients.insert(), [row])
         return token
+
+    async def revoke_client(self, client_id: str) -> bool:
+        """Remove ``client_id``: its token is refused from the next request on."""
+        with store_errors("revoke an inbox client"):
+            async with write_transaction(self._engine) as conn:
+                gone = await conn.execute(
+                    self._clients.delete().where(self._clients.c.client_id == client_id)
+                )
+        return bool(gone.rowcount)
 
     async def client_for(self, la: str, token: str) -> Principal | None:
         """The system holding ``token``, or None."""
@@ -305,7 +327,7 @@ class InboxStore(Database):
         with store_errors("read an inbox client"):
             async with self._engine.connect() as conn:
                 row = (await conn.execute(query)).mappings().first()
-        if row is None:
+        if row is None or (row["expires_at"] and row["expires_at"] <= datetime.now(UTC)):
             return None
         return Principal(
             la=la,

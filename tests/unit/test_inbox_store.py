@@ -10,7 +10,7 @@ import pytest
 
 from consumers.inbox.access import Principal
 from consumers.inbox.store import InboxStore
-from sgx.errors import NotFound
+from sgx.errors import ConfigError, NotFound
 from tests.conftest_db import BACKENDS, backend
 
 
@@ -49,9 +49,27 @@ async def test_accounts_and_clients(store: InboxStore) -> None:
     found = await store.client_for("la-north", token)
     assert found is not None
     assert (found.subject, found.kind, found.la) == ("mosaic", "system", "la-north")
-    second = await store.add_client("mosaic", ["deliveries:read"])  # re-registering rotates
+    with pytest.raises(ConfigError, match="exists already"):
+        await store.add_client("mosaic", ["queue:all"])  # never silently overwritten
+    assert await store.client_for("la-north", token) is not None
+    second = await store.add_client("mosaic", ["deliveries:read"], replace=True)  # rotates
     assert await store.client_for("la-north", token) is None
     assert await store.client_for("la-north", second) is not None
+    assert await store.revoke_client("mosaic")
+    assert await store.client_for("la-north", second) is None, "revoked: refused at once"
+    assert not await store.revoke_client("mosaic")
+
+
+async def test_an_api_token_expires(store: InboxStore) -> None:
+    token = await store.add_client("mosaic", ["deliveries:read", "queue:mash"], days=1)
+    assert await store.client_for("la-north", token) is not None
+    async with store.engine.begin() as conn:
+        await conn.execute(
+            store._clients.update().values(
+                expires_at=dt.datetime.now(dt.UTC) - dt.timedelta(seconds=1)
+            )
+        )
+    assert await store.client_for("la-north", token) is None
 
 
 async def test_reads_are_audited_and_shares_recorded_with_their_answer(store: InboxStore) -> None:

@@ -1,6 +1,7 @@
 """queue 0005: failed local sign-ins per name and per address, and locked names
 (inbox_sign_in_failure; consumers/inbox/throttle.py); server-side sessions (inbox_session;
-consumers/inbox/sessions.py); a local account can be disabled (inbox_account.disabled).
+consumers/inbox/sessions.py); a local account can be disabled (inbox_account.disabled);
+an API client's token expires (inbox_client.expires_at).
 """
 
 import sqlalchemy as sa
@@ -51,9 +52,14 @@ def upgrade() -> None:
         "inbox_account",
         sa.Column("disabled", sa.Boolean(), nullable=False, server_default=sa.false()),
     )
+    op.add_column(
+        "inbox_client",
+        sa.Column("expires_at", sgx.store.db.UtcDateTime(timezone=True), nullable=True),
+    )
 
 
 def downgrade() -> None:
+    op.drop_column("inbox_client", "expires_at")
     op.drop_column("inbox_account", "disabled")
     op.drop_index("ix_inbox_session_username", table_name="inbox_session")
     op.drop_index("ix_inbox_session_subject", table_name="inbox_session")

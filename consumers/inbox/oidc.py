@@ -9,12 +9,19 @@ audience, expiry and nonce checks are authlib's. The claims then map to a
 
 Systems: a bearer token that is not one of the inbox's own (``sgxi_``) is taken as a JWT
 access token of the provider, verified with joserfc (authlib's JOSE implementation; its
-older ``authlib.jose`` is deprecated) against the provider's JWKS, for issuer, audience
-and expiry; its scopes are the inbox's scopes (:mod:`consumers.inbox.access`).
+older ``authlib.jose`` is deprecated) against the provider's JWKS: its signature, issuer,
+audience (``SGX_INBOX_API_AUDIENCE``; without one no provider token is accepted), expiry
+and not-before, that it is an access token (RFC 9068 ``typ: at+jwt``, or a ``typ:
+Bearer`` claim; never an ID token), that its client is one this LA admits
+(``SGX_INBOX_API_CLIENTS``), whose scopes cut the token's, and, where the provider serves
+several LAs (``SGX_INBOX_OIDC_SHARED``), that it names this LA. A key id the cached key
+set lacks makes the inbox read the provider's keys again, once.
 """
 
 from __future__ import annotations
 
+import base64
+import json
 import time
 from typing import Any
 
@@ -32,6 +39,7 @@ from sgx.errors import ConfigError, Forbidden, NotAuthenticated
 
 _ALGORITHMS = ["RS256", "ES256", "EdDSA"]
 _JWKS_TTL_S = 300.0
+_REFRESH_S = 30.0  # an unknown key id reads the keys again, but not more often than this
 
 
 class IdentityProvider:
@@ -74,11 +82,17 @@ class IdentityProvider:
             raise NotAuthenticated("the identity provider returned no ID token")
         return self.person(dict(claims))
 
-    def person(self, claims: dict[str, Any]) -> Principal:
+    def _check_la(self, claims: dict[str, Any], what: str) -> None:
         s = self._settings
         la = claims.get(s.oidc_la_claim) if s.oidc_la_claim else None
+        if la is None and s.oidc_shared:
+            raise Forbidden(f"the {what} names no local authority ({s.oidc_la_claim!r})")
         if la is not None and la != self._la:
-            raise Forbidden("this account belongs to another local authority")
+            raise Forbidden(f"this {what} belongs to another local authority")
+
+    def person(self, claims: dict[str, Any]) -> Principal:
+        s = self._settings
+        self._check_la(claims, "account")
         subject = claims.get(s.oidc_worker_claim)
         if not isinstance(subject, str) or not subject:
             raise NotAuthenticated(f"the ID token has no {s.oidc_worker_claim!r} claim")
@@ -93,29 +107,55 @@ class IdentityProvider:
         )
 
     async def system(self, token: str) -> Principal:
-        """A machine client's access token, verified; NotAuthenticated if it is not valid."""
+        """A machine client's access token, verified; NotAuthenticated if it is not valid,
+        Forbidden if it is valid but not for this LA."""
+        s = self._settings
+        if not s.api_audience:
+            raise NotAuthenticated(
+                "this inbox accepts no access tokens of the identity provider"
+                " (SGX_INBOX_API_AUDIENCE is not set)"
+            )
         try:
-            decoded = jwt.decode(token, await self._keys(), algorithms=_ALGORITHMS)
-            options: dict[str, Any] = {"iss": {"essential": True, "value": self.issuer}}
-            options["exp"] = {"essential": True}
-            if self._settings.api_audience:
-                options["aud"] = {"essential": True, "value": self._settings.api_audience}
-            jwt.JWTClaimsRegistry(**options).validate(decoded.claims)
+            decoded = await self._decode(token)
+            jwt.JWTClaimsRegistry(
+                iss={"essential": True, "value": self.issuer},
+                aud={"essential": True, "value": s.api_audience},
+                exp={"essential": True},
+                nbf={"essential": False},
+            ).validate(decoded.claims)
         except (JoseError, ValueError) as exc:
             raise NotAuthenticated(f"the access token is not valid: {exc}") from exc
         claims = decoded.claims
-        client = claims.get("client_id") or claims.get("azp") or claims.get("sub")
-        scopes = str(claims.get(self._settings.api_scope_claim) or "").split()
+        typ = str(decoded.header.get("typ", "")).lower()
+        if typ not in ("at+jwt", "application/at+jwt") and claims.get("typ") != "Bearer":
+            raise NotAuthenticated("the token is not an access token (typ at+jwt)")
+        self._check_la(claims, "token")
+        client = str(claims.get("client_id") or claims.get("azp") or "")
+        allowed = s.api_clients.get(client)
+        if allowed is None:
+            raise Forbidden(f"client {client or '(unnamed)'!r} is not admitted to this inbox")
+        scopes = set(str(claims.get(s.api_scope_claim) or "").split()) & set(allowed)
         return Principal(
             la=self._la,
-            subject=str(client),
+            subject=client,
             kind="system",
-            name=str(client),
+            name=client,
             scopes=frozenset(scopes),
         )
 
-    async def _keys(self) -> KeySet:
-        if self._jwks is not None and time.monotonic() - self._jwks[0] < _JWKS_TTL_S:
+    async def _decode(self, token: str) -> Any:
+        """The token decoded with the provider's keys, read again once if it names a key
+        id they lack (the provider rotated its keys)."""
+        keys = await self._keys()
+        kid = _kid_of(token)
+        unknown = kid is not None and not any(k.kid == kid for k in keys.keys)
+        if unknown and self._jwks is not None and time.monotonic() - self._jwks[0] > _REFRESH_S:
+            keys = await self._keys(refresh=True)  # at most every _REFRESH_S: not on demand
+        return jwt.decode(token, keys, algorithms=_ALGORITHMS)
+
+    async def _keys(self, *, refresh: bool = False) -> KeySet:
+        fresh = self._jwks is not None and time.monotonic() - self._jwks[0] < _JWKS_TTL_S
+        if fresh and not refresh and self._jwks is not None:
             return self._jwks[1]
         try:
             metadata = await self._client.load_server_metadata()
@@ -127,3 +167,13 @@ class IdentityProvider:
             raise NotAuthenticated(f"the identity provider's keys cannot be read: {exc}") from exc
         self._jwks = (time.monotonic(), keys)
         return keys
+
+
+def _kid_of(token: str) -> str | None:
+    """The key id a JWT's header names (unverified: only to pick a key), or None."""
+    try:
+        header = json.loads(base64.urlsafe_b64decode(token.split(".")[0] + "=="))
+    except (ValueError, IndexError):
+        return None
+    kid = header.get("kid") if isinstance(header, dict) else None
+    return kid if isinstance(kid, str) else None

@@ -43,7 +43,13 @@ class InboxSettings(BaseSettings):
     oidc_team_claim: str = "sgx_team"
     oidc_name_claim: str = "name"
     oidc_la_claim: str | None = "sgx_la"  # when present in a token, it must name this LA
+    # The provider serves several LAs: every token must then name this LA in oidc_la_claim.
+    oidc_shared: bool = False
     # Machine clients' OAuth2 access tokens (client credentials) from the same provider:
     # the audience they must carry, and the claim holding their scopes (space separated).
-    api_audience: str | None = None
+    api_audience: str | None = None  # unset: no provider access token is accepted at all
     api_scope_claim: str = "scope"
+    # Each machine client this LA admits, with the scopes it may hold here (JSON in the
+    # environment, e.g. {"mosaic": ["deliveries:read", "queue:all"]}): a token's scopes
+    # are cut to these, and a client not named is refused.
+    api_clients: dict[str, list[str]] = {}

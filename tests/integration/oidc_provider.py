@@ -51,9 +51,13 @@ class OpenIDProvider:
         assert self._server is not None
         await self._server.stop()
 
-    def _sign(self, claims: dict[str, Any]) -> str:
-        header = {"alg": "RS256", "kid": self._key.kid}
+    def _sign(self, claims: dict[str, Any], typ: str | None = None) -> str:
+        header = {"alg": "RS256", "kid": self._key.kid} | ({"typ": typ} if typ else {})
         return jwt.encode(header, claims, self._key)
+
+    def rotate_key(self) -> None:
+        """A new signing key (and key id); the key set serves only the new one."""
+        self._key = RSAKey.generate_key(2048, auto_kid=True)
 
     def machine_token(self, client: str, scope: str, **changes: Any) -> str:
         now = int(time.time())
@@ -66,7 +70,7 @@ class OpenIDProvider:
             "iat": now,
             "exp": now + 300,
         } | changes
-        return self._sign(claims)
+        return self._sign(claims, typ="at+jwt")  # an access token (RFC 9068)
 
     def _client_ok(self, request: Request, form: Any) -> str | None:
         auth = request.headers.get("authorization", "")

@@ -80,6 +80,7 @@ async def world(
         oidc_client_secret="inbox-secret",
         oidc_display_name="Camden sign-in",
         api_audience="sgx-inbox-api",
+        api_clients={"mosaic": ["deliveries:read", "queue:team:Assessment%20Team%201"]},
     ) as w:
         yield w
 
@@ -330,14 +331,61 @@ async def test_a_systems_client_credentials_token_from_the_provider_holds_its_sc
             },
             stranger,
         )
+        id_token = provider._sign(  # what a person's sign-in gets: no access token
+            {"iss": provider.issuer, "aud": provider.audience, "client_id": "mosaic",
+             "scope": "deliveries:read queue:all", "iat": now, "exp": now + 300}
+        )  # fmt: skip
         for bad in (
             provider.machine_token("mosaic", "deliveries:read queue:all", exp=now - 10),
+            provider.machine_token("mosaic", "deliveries:read queue:all", nbf=now + 600),
             provider.machine_token("mosaic", "deliveries:read queue:all", aud="another-api"),
             provider.machine_token("mosaic", "deliveries:read queue:all", iss="https://evil"),
             forged,
+            id_token,
         ):
             answer = await http.get(
                 f"{world.url}/api/v1/deliveries", headers={"authorization": f"Bearer {bad}"}
             )
             assert answer.status_code == 401, answer.text
+        stranger_client = provider.machine_token("intruder", "deliveries:read queue:all")
+        answer = await http.get(
+            f"{world.url}/api/v1/deliveries",
+            headers={"authorization": f"Bearer {stranger_client}"},
+        )
+        assert answer.status_code == 403, "a client this LA does not admit"
+        greedy = provider.machine_token(
+            "mosaic", "deliveries:read queue:all queue:team:Assessment%20Team%201"
+        )
+        answer = await http.get(
+            f"{world.url}/api/v1/deliveries", headers={"authorization": f"Bearer {greedy}"}
+        )
+        assert answer.status_code == 200
+        assert {i["recipient_id"] for i in answer.json()["items"]} == recipients, (
+            "queue:all is not among mosaic's scopes here: cut to its team"
+        )
     assert provider.checks["client_credentials"] == 1
+
+
+async def test_a_rotated_provider_key_is_fetched_when_a_token_names_it(
+    world: World, provider: OpenIDProvider, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The inbox caches the provider's key set; a token signed with a key it has not seen
+    makes it read the set again (not more often than every _REFRESH_S)."""
+    async with httpx.AsyncClient() as http:
+        before = provider.machine_token("mosaic", "deliveries:read")
+        ok = await http.get(
+            f"{world.url}/api/v1/deliveries", headers={"authorization": f"Bearer {before}"}
+        )
+        assert ok.status_code == 200  # the key set is cached now
+        provider.rotate_key()
+        after = provider.machine_token("mosaic", "deliveries:read")
+        monkeypatch.setattr("consumers.inbox.oidc._REFRESH_S", 3600.0)
+        stale = await http.get(
+            f"{world.url}/api/v1/deliveries", headers={"authorization": f"Bearer {after}"}
+        )
+        assert stale.status_code == 401, "not refetched on demand more often than allowed"
+        monkeypatch.setattr("consumers.inbox.oidc._REFRESH_S", 0.0)
+        fresh = await http.get(
+            f"{world.url}/api/v1/deliveries", headers={"authorization": f"Bearer {after}"}
+        )
+        assert fresh.status_code == 200, fresh.text

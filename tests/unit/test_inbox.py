@@ -208,3 +208,23 @@ def test_a_session_secret_made_by_two_instances_at_once_is_whole_and_shared(
     short.chmod(0o600)
     with pytest.raises(ConfigError, match=r"short\.key: the session secret has 9 characters"):
         session_secret(short)
+
+
+def test_a_provider_shared_by_several_las_must_name_the_la_in_every_token() -> None:
+    from consumers.inbox.oidc import IdentityProvider
+    from consumers.inbox.settings import InboxSettings as Settings
+
+    def idp(shared: bool) -> IdentityProvider:
+        settings = Settings(
+            oidc_issuer="https://idp.example", oidc_client_id="sgx-inbox", oidc_shared=shared
+        )
+        return IdentityProvider(settings, "la-camden")
+
+    named = {"sub": "sw-amara", "sgx_la": "la-camden", "sgx_role": "social_worker"}
+    unnamed = {"sub": "sw-amara", "sgx_role": "social_worker"}
+    assert idp(True).person(named).subject == "sw-amara"
+    with pytest.raises(Forbidden, match="names no local authority"):
+        idp(True).person(unnamed)
+    with pytest.raises(Forbidden, match="another local authority"):
+        idp(True).person(named | {"sgx_la": "la-islington"})
+    assert idp(False).person(unnamed).subject == "sw-amara", "one LA's own provider"

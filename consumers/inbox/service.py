@@ -305,7 +305,10 @@ class Inbox:
         """The child of ``item_id``: every item about them in the caller's queues, and every
         onward share asked of any of those (each item read is audited as ``record``)."""
         who.require(RECORD)
-        anchor = await self.reader.open(await self.item(who, item_id))
+        item = await self.item(who, item_id)
+        if not who.may_open(item):  # a team member's copy: not even to find the child by
+            raise NotYourCopy(item, await self.own_copy(who, item))
+        anchor = await self.reader.open(item)
         key = child_key(anchor.notification)
         views: dict[str, QueueView] = {}  # one per notification (a supervisor sees two rows)
         for row in await self.queue.select(who.selection()):

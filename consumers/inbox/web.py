@@ -99,6 +99,18 @@ class Web:
             raise NotAuthenticated("sign in first")
         return who
 
+    def _routing(self, request: Request, sealed: NotYourCopy) -> Response:
+        """The page of a row the caller sees by its routing facts only (a team member's)."""
+        return self._render(
+            request,
+            "routing.html",
+            item=sealed.item,
+            own=sealed.own,
+            what=routing_words(sealed.item),
+            nav="queue",
+            waited=duration(waited(sealed.item, dt.datetime.now(dt.UTC))),
+        )
+
     async def error(self, request: Request, status: int, title: str, message: str) -> Response:
         return self._render(request, "error.html", status, title=title, message=message)
 
@@ -212,15 +224,7 @@ class Web:
         try:
             view = await self._inbox.open(who, item_id, "opened")
         except NotYourCopy as sealed:  # a team member's row: its routing facts only
-            return self._render(
-                request,
-                "routing.html",
-                item=sealed.item,
-                own=sealed.own,
-                what=routing_words(sealed.item),
-                nav="queue",
-                waited=duration(waited(sealed.item, dt.datetime.now(dt.UTC))),
-            )
+            return self._routing(request, sealed)
         notification_id = [view.item.notification_id]
         shares = await self._inbox.answered(await self._inbox.store.shares(notification_id))
         consents = await self._inbox.consents(notification_id)
@@ -282,7 +286,10 @@ class Web:
     async def child(self, request: Request) -> Response:
         who = await self._who(request)
         item_id = int(request.path_params["item_id"])
-        record = await self._inbox.child(who, item_id)
+        try:
+            record = await self._inbox.child(who, item_id)
+        except NotYourCopy as sealed:
+            return self._routing(request, sealed)
         by_notification = {v.item.notification_id: v for v in record.views}
         received = [
             {

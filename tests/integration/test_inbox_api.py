@@ -514,6 +514,9 @@ async def test_a_supervisor_opens_only_their_own_copy_of_a_team_members_item(
             assert "sealed for sw-amara" in page.text
             assert mentions(page.text, CHILDREN["amira"]) == [], "nothing of the item shown"
             assert f'href="/items/{own[notification]}"' in page.text, "a link to their copy"
+            record = await jones.request("GET", f"/items/{item}/child")
+            assert "sealed for sw-amara" in record.text, "not even the child's record"
+            assert mentions(record.text, CHILDREN["amira"]) == []
             mine = await jones.request("GET", f"/items/{own[notification]}")
             assert "For tm-jones (supervisor)" in mine.text
         share = await jones.request(

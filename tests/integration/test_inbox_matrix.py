@@ -1,0 +1,232 @@
+"""Who may do what, route by route: the inbox's route table by every kind of caller, with
+the status each must get (an attacker's view of the access rules). The table is read from
+the app itself, so a route added without a row here fails this test.
+
+Callers: no one; the worker the item is allocated to; a colleague in the same team; the
+team's supervisor (who sees the worker's row by its routing facts only); another team's
+supervisor; the MASH duty worker; an account of the other LA (it cannot sign in here);
+API clients scoped to the worker's queue (read only), to all of it (every action), to
+another worker's queue, a revoked one and an expired one. An allowed write that would
+change what other tests see (acknowledging, sharing, signing out) is marked ``None``: it
+is proven by the tests of that action.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import AsyncIterator, Mapping
+from typing import Any
+
+import httpx
+import pytest
+from starlette.routing import Route
+
+from consumers.inbox.app import inbox_app
+from consumers.inbox.settings import InboxSettings
+from safeguard.inbox_wiring import inbox_store
+from safeguard.parties import LA, OTHER_LA
+from tests.integration.inbox_world import PASSWORD, TEAM2, World, inbox_world
+from tests.integration.test_inbox_api import Person, items_of, mentions
+
+pytestmark = pytest.mark.broker
+
+PERSONS = {
+    "worker": "amara",
+    "colleague": "ben",
+    "supervisor": "jones",
+    "other_supervisor": "lee",
+    "mash": "mash",
+    "other_la": "ines",
+}
+CLIENTS = ("client_read", "client_all", "client_other", "revoked", "expired")
+CALLERS = ("anonymous", *PERSONS, *CLIENTS)
+EVERY_SCOPE = ["deliveries:read", "deliveries:ack", "shares:write", "sharing-record:read"]
+EVERY_SCOPE.append("queue:all")
+MISSING = 999_999  # no share, no consent request has this id
+
+
+def same(status: int | None) -> dict[str, int | None]:
+    return dict.fromkeys(CALLERS, status)
+
+
+def page(**persons: int | None) -> dict[str, int | None]:
+    """A page for people: without a session (no one, a client, the other LA's account,
+    which cannot sign in here) it sends you to sign in."""
+    return same(303) | persons
+
+
+def api(**clients: int | None) -> dict[str, int | None]:
+    """An API route: without a bearer token (people included) 401, as for a revoked or
+    expired one."""
+    return same(401) | clients
+
+
+NOT_THEIRS = {"colleague": 404, "other_supervisor": 404, "mash": 404}
+MATRIX: dict[tuple[str, str], dict[str, int | None]] = {
+    ("GET", "/"): same(303),
+    ("GET", "/login"): same(200),
+    ("POST", "/login"): same(403),  # no CSRF token: refused before anything is read
+    ("GET", "/login/oidc"): same(404),  # no identity provider in this inbox
+    ("GET", "/auth/callback"): same(404),
+    ("POST", "/logout"): same(403) | dict.fromkeys(PERSONS, None),
+    ("GET", "/queue"): page(
+        worker=200, colleague=200, supervisor=200, other_supervisor=200, mash=200
+    ),
+    ("GET", "/items/{item_id}"): page(worker=200, supervisor=200, **NOT_THEIRS),
+    ("GET", "/items/{item_id}/child"): page(worker=200, supervisor=200, **NOT_THEIRS),
+    ("POST", "/items/{item_id}/ack"): page(worker=None, supervisor=None, **NOT_THEIRS),
+    ("POST", "/items/{item_id}/share"): page(worker=None, supervisor=403, **NOT_THEIRS),
+    ("POST", "/shares/{share_id}/consent"): page(
+        worker=404, colleague=404, supervisor=404, other_supervisor=404, mash=404
+    ),
+    ("GET", "/static/inbox.css"): same(200),
+    ("GET", "/healthz"): same(200),
+    ("GET", "/readyz"): same(200),
+    ("GET", "/api/v1/openapi.json"): same(200),
+    ("GET", "/api/v1/deliveries"): api(client_read=200, client_all=200, client_other=200),
+    ("GET", "/api/v1/deliveries/{item_id}"): api(client_read=200, client_all=200, client_other=404),
+    ("POST", "/api/v1/deliveries/{item_id}/ack"): api(
+        client_read=403, client_all=None, client_other=403
+    ),
+    ("POST", "/api/v1/deliveries/{item_id}/shares"): api(
+        client_read=403, client_all=None, client_other=403
+    ),
+    ("GET", "/api/v1/deliveries/{item_id}/sharing-record"): api(
+        client_read=403, client_all=200, client_other=403
+    ),
+    ("GET", "/api/v1/shares/{share_id}"): api(client_read=404, client_all=404, client_other=404),
+    ("POST", "/api/v1/shares/{share_id}/consent"): api(
+        client_read=403, client_all=404, client_other=403
+    ),
+    ("GET", "/api/v1/consents/{consent_id}"): api(
+        client_read=404, client_all=404, client_other=404
+    ),
+}
+
+
+def served_routes() -> set[tuple[str, str]]:
+    app = inbox_app(
+        None,  # type: ignore[arg-type]
+        InboxSettings(),
+        session_secret="x" * 32,
+        la_name="Camden",
+    )
+    return {
+        (method, route.path.replace(":int", ""))
+        for route in app.routes
+        if isinstance(route, Route)
+        for method in route.methods or ()
+        if method != "HEAD"
+    }
+
+
+def test_every_route_has_a_row_and_every_row_a_route() -> None:
+    assert set(MATRIX) == served_routes()
+    for route, row in MATRIX.items():
+        assert set(row) == set(CALLERS), route
+
+
+@dataclasses.dataclass
+class Caller:
+    name: str
+    person: Person | None = None
+    headers: Mapping[str, str] = dataclasses.field(default_factory=dict)
+
+
+@pytest.fixture(scope="module")
+async def world(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[World]:
+    async with inbox_world(tmp_path_factory.mktemp("inbox-matrix")) as w:
+        rt = w.exchange.rt
+        async with await inbox_store(rt, LA) as store:
+            await store.add_account(
+                "lee", PASSWORD, worker_id="tm-lee", name="Lee", role="supervisor", team=TEAM2
+            )
+            tokens = {
+                "client_read": await store.add_client(
+                    "reader", ["deliveries:read", "queue:worker:sw-amara"]
+                ),
+                "client_all": await store.add_client("everything", EVERY_SCOPE),
+                "client_other": await store.add_client(
+                    "bens-system", ["deliveries:read", "queue:worker:sw-ben"]
+                ),
+                "revoked": await store.add_client("revoked", ["deliveries:read", "queue:all"]),
+                "expired": await store.add_client("expired", ["deliveries:read", "queue:all"]),
+            }
+            await store.revoke_client("revoked")
+            async with store.engine.begin() as conn:
+                clients = store._clients
+                await conn.execute(
+                    clients.update()
+                    .where(clients.c.client_id == "expired")
+                    .values(expires_at=clients.c.created_at)
+                )
+        async with await inbox_store(rt, OTHER_LA) as other:
+            await other.add_account(
+                "ines", PASSWORD, worker_id="sw-ines", name="Ines", role="social_worker",
+                team="North",
+            )  # fmt: skip
+        w.extra["tokens"] = tokens
+        yield w
+
+
+async def callers(world: World) -> dict[str, Caller]:
+    made = {"anonymous": Caller("anonymous")}
+    for caller, username in PERSONS.items():
+        p = Person(world.url)
+        token = await p.csrf()
+        data = {"csrf_token": token, "username": username, "password": PASSWORD}
+        signed = await p.request("POST", "/login", data=data)
+        expected = 401 if caller == "other_la" else 303
+        assert signed.status_code == expected, (caller, signed.text)
+        made[caller] = Caller(caller, person=p)
+    for caller in CLIENTS:
+        made[caller] = Caller(
+            caller, headers={"authorization": f"Bearer {world.extra['tokens'][caller]}"}
+        )
+    return made
+
+
+async def ask(world: World, caller: Caller, method: str, url: str, item: int) -> httpx.Response:
+    form: dict[str, Any] | None = None
+    json: dict[str, Any] | None = None
+    if method == "POST" and not url.startswith("/api/"):
+        where = "/login" if caller.name == "other_la" else "/queue"  # not signed in here
+        token = await caller.person.csrf(where) if caller.person else None
+        form = {"category": "PARENT_OR_CARER", "to_name": "the parents", "purpose": "p"}
+        form |= {"csrf_token": token} if token and url not in ("/login", "/logout") else {}
+    elif method == "POST":
+        json = {"category": "PARENT_OR_CARER", "to_name": "the parents", "purpose": "p"}
+    if caller.person is not None:
+        return await caller.person.request(method, url, data=form, json=json)
+    async with httpx.AsyncClient(base_url=world.url) as http:
+        return await http.request(method, url, data=form, json=json, headers=caller.headers)
+
+
+async def test_each_caller_gets_exactly_its_answer_on_every_route(world: World) -> None:
+    item = (await items_of(world, "sw-amara"))[0]
+    ids = {"item_id": item, "share_id": MISSING, "consent_id": MISSING}
+    everyone = await callers(world)
+    wrong: list[str] = []
+    try:
+        for (method, template), row in MATRIX.items():
+            url = template.format(**ids)
+            for name, expected in row.items():
+                if expected is None:
+                    continue
+                answer = await ask(world, everyone[name], method, url, item)
+                if answer.status_code != expected:
+                    wrong.append(f"{method} {template} as {name}: {answer.status_code}")
+                elif expected == 200 and name in ("supervisor",) and "/items/" in template:
+                    assert "sealed for sw-amara" in answer.text, (template, name)
+                    assert mentions(answer.text, world_child()) == [], (template, name)
+    finally:
+        for caller in everyone.values():
+            if caller.person is not None:
+                await caller.person.close()
+    assert not wrong, "\n".join(wrong)
+
+
+def world_child() -> Any:
+    from tests.integration.inbox_world import CHILDREN
+
+    return CHILDREN["amira"]

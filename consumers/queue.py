@@ -314,6 +314,33 @@ class QueueStore(Database):
                 result = await conn.execute(query)
                 return [_item(row) for row in result.mappings()]
 
+    async def newest(
+        self, selection: QueueSelection, status: QueueStatus, *, before: int | None, limit: int
+    ) -> builtins.list[QueueItem]:
+        """Up to ``limit`` rows of ``status`` that ``selection`` covers, newest first, below
+        ``before`` if given. Each recipient and each team is read on its own index range,
+        ``limit`` rows at most, and the ranges merged: what a page costs does not grow with
+        the queue's history, a supervisor's team included."""
+        c = self._items.c
+        ranges: builtins.list[ColumnElement[bool]]
+        if selection.everything:
+            ranges = [true()]
+        else:
+            ranges = [c.recipient_id == r for r in sorted(selection.recipients)]
+            ranges += [c.team == t for t in sorted(selection.teams)]
+        found: dict[int, QueueItem] = {}
+        with store_errors("select queue items"):
+            async with self._engine.connect() as conn:
+                for one in ranges:
+                    query = select(self._items).where(one, c.status == status)
+                    if before is not None:
+                        query = query.where(c.item_id < before)
+                    query = query.order_by(c.item_id.desc()).limit(limit)
+                    for row in (await conn.execute(query)).mappings():
+                        item = _item(row)
+                        found[item.item_id] = item
+        return sorted(found.values(), key=lambda i: -i.item_id)[:limit]
+
     async def get(self, item_id: int) -> QueueItem:
         """One item by id; NotFound if there is none."""
         with store_errors("read a queue item"):

@@ -29,6 +29,7 @@ AskConsent = Callable[[QueueView, str, str, str, uuid.UUID], Awaitable[dict[str,
 # for each so far
 FindAnswers = Callable[[set[uuid.UUID]], Awaitable[dict[uuid.UUID, dict[str, Any]]]]
 PAGE_LIMIT = 500
+ACKED_PAGE = 100  # acknowledged items shown at a time on the queue page
 
 
 class NotYourCopy(Forbidden):
@@ -132,6 +133,13 @@ class Inbox:
         return await self.queue.select(
             who.selection(), after=after, limit=limit, include_acked=include_acked
         )
+
+    async def acknowledged(
+        self, who: Principal, *, before: int | None, limit: int = ACKED_PAGE
+    ) -> list[QueueItem]:
+        """The caller's acknowledged rows, newest first, a page at a time (below ``before``)."""
+        who.require(READ)
+        return await self.queue.newest(who.selection(), "acked", before=before, limit=limit)
 
     async def listed(self, who: Principal, items: list[QueueItem]) -> list[QueueView | QueueItem]:
         """Rows to show in a list: opened if the caller may open them (the child's name is a

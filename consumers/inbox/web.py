@@ -20,7 +20,7 @@ from consumers.inbox import auth
 from consumers.inbox.access import ROLE_LABELS, Principal
 from consumers.inbox.consent_store import ConsentRecord
 from consumers.inbox.oidc import IdentityProvider
-from consumers.inbox.service import Inbox, NotYourCopy
+from consumers.inbox.service import ACKED_PAGE, Inbox, NotYourCopy
 from consumers.inbox.store import ShareRecord
 from consumers.inbox.views import (
     CATEGORY_LABELS,
@@ -44,6 +44,11 @@ SHARE_STATUS = {True: "allowed", False: "refused", None: "pending"}
 
 def share_status(share: ShareRecord) -> str:
     return SHARE_STATUS[share.allowed]
+
+
+def _whole(raw: str | None) -> int | None:
+    """A whole number from the query string, or None (an unreadable one is ignored)."""
+    return int(raw) if raw and raw.isascii() and raw.isdigit() and len(raw) < 19 else None
 
 
 SEALED_FOR_ANOTHER = "(sealed for its recipient)"
@@ -184,7 +189,11 @@ class Web:
     async def queue(self, request: Request) -> Response:
         who = await self._who(request)
         include_acked = request.query_params.get("show") == "all"
-        items = queue_order(await self._inbox.items(who, include_acked=include_acked))
+        before = _whole(request.query_params.get("before"))
+        unread = await self._inbox.items(who, include_acked=False) if before is None else []
+        acked = await self._inbox.acknowledged(who, before=before) if include_acked else []
+        items = queue_order(unread) + acked  # acknowledged: newest first, a page at a time
+        older = acked[-1].item_id if len(acked) == ACKED_PAGE else None
         now = dt.datetime.now(dt.UTC)
         rows = []
         for view in await self._inbox.listed(who, items):
@@ -214,6 +223,7 @@ class Web:
             rows=rows,
             nav="queue",
             include_acked=include_acked,
+            older=older,
             unread=sum(r["unread"] for r in rows),
             overdue=sum(r["overdue"] for r in rows),
         )

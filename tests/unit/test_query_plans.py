@@ -241,6 +241,8 @@ async def _queue(engine: AsyncEngine, schema: str | None) -> AsyncIterator[None]
     for who in (worker, team):
         await store.select(who, include_acked=False)  # the queue page
         await store.select(who, after=100, limit=50)  # the deliveries API, paging
+        await store.newest(who, "acked", before=None, limit=100)  # the page's acknowledged
+        await store.newest(who, "acked", before=200, limit=100)  # ... and older ones
     await store.select(QueueSelection(everything=True), after=100, limit=50)
     await store.get(3)  # an item page
     await store.ack(3, h(4))  # acknowledge

@@ -14,7 +14,7 @@ import pytest
 from aiokafka import AIOKafkaConsumer
 from prometheus_client import CollectorRegistry
 
-from consumers.queue import QueueEntry, QueueItem, QueueStore
+from consumers.queue import QueueEntry, QueueItem, QueueSelection, QueueStore
 from consumers.service import DeliveryConsumer
 from safeguard.parties import DEMO_PARTIES, LA, SCHOOL
 from safeguard.runtime import Runtime
@@ -341,3 +341,27 @@ async def test_queue_writers_take_turns_on_postgres_so_ids_follow_commit_order(
             assert not writing.done(), "a second writer went ahead while the lock was held"
             await holder.commit()
         assert await asyncio.wait_for(writing, 10) == 1
+
+
+async def test_acknowledged_rows_come_newest_first_a_page_at_a_time(store: QueueStore) -> None:
+    """What the queue page's "acknowledged too" lists: each recipient and team read on its
+    own index range, merged, newest first, no row twice, paged below a cursor."""
+    rows = [entry(n, recipient="sw-anna" if n % 3 else "sw-ben", team="east") for n in range(12)]
+    rows += [entry(n, recipient="sw-cara", team="west") for n in range(100, 104)]
+    await store.store_batch(rows)
+    items = await store.select(QueueSelection(everything=True))
+    for item in items:
+        if item.notification_id[-3:] not in ("011", "103"):  # two left unread
+            await store.ack(item.item_id, "someone")
+    anna = QueueSelection(recipients=frozenset({"sw-anna"}))
+    team = QueueSelection(recipients=frozenset({"sw-anna"}), teams=frozenset({"east"}))
+    page = await store.newest(anna, "acked", before=None, limit=3)
+    mine = sorted((i.item_id for i in items if i.recipient_id == "sw-anna"), reverse=True)
+    assert [i.item_id for i in page] == [i for i in mine if i != mine[0]][:3], "11 is unread"
+    seen: list[int] = []
+    before = None
+    while chunk := await store.newest(team, "acked", before=before, limit=4):
+        seen += [i.item_id for i in chunk]
+        before = chunk[-1].item_id
+    east = [i.item_id for i in items if i.team == "east" and not i.notification_id.endswith("011")]
+    assert seen == sorted(east, reverse=True), "every acknowledged row of the team, once, in order"

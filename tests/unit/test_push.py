@@ -18,6 +18,7 @@ from click.testing import CliRunner
 from openapi_spec_validator import validate as validate_openapi
 from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT202012
+from starlette.routing import Route
 
 from producers.openapi import json_schema, openapi_document, render
 from producers.push import MAX_BODY_BYTES, from_json, push_app, to_json
@@ -505,3 +506,76 @@ async def test_answering_consent_needs_a_consent_token(
     answer = await client.get("/v1/consent-requests")
     assert_refused(answer, 403, recorder)
     assert "scopes do not include consent" in answer.text
+
+
+# --------------------------------------------------------------------------------------
+# Who may do what: every route of the push app by every kind of caller
+
+PUSH_CALLERS = ("no_token", "sender", "consent_only", "both", "other_agency", "revoked", "expired")
+
+
+def _push_row(allowed: int, **others: int) -> dict[str, int]:
+    """Callers holding the route's scope get ``allowed``; a token without it 403; none,
+    revoked or expired 401; another agency's valid token 403 (not served here)."""
+    return (
+        {"no_token": 401, "revoked": 401, "expired": 401, "other_agency": 403}
+        | others
+        | {"both": allowed}
+    )
+
+
+PUSH_MATRIX: dict[tuple[str, str], dict[str, int]] = {
+    # an empty record: 422 proves the token let it through, and nothing is accepted
+    ("POST", "/v1/notifications/{type}"): _push_row(422, sender=422, consent_only=403),
+    # no consent desk in this app: 404 once the token is let through
+    ("GET", "/v1/consent-requests"): _push_row(404, sender=403, consent_only=404),
+    ("POST", "/v1/consent-requests/{request_id}/answer"): _push_row(
+        404, sender=403, consent_only=404
+    ),
+    ("GET", "/openapi.json"): dict.fromkeys(PUSH_CALLERS, 200),
+    ("GET", "/healthz"): dict.fromkeys(PUSH_CALLERS, 200),
+}
+
+
+async def test_every_push_route_answers_every_kind_of_caller_as_the_matrix_says(
+    tmp_path: Path, recorder: Recorder
+) -> None:
+    path = tokens_file(tmp_path)
+    tokens = {
+        "sender": mint_token(path, SCHOOL),
+        "consent_only": mint_token(path, SCHOOL, ("consent",)),
+        "both": mint_token(path, SCHOOL, ("notifications", "consent")),
+        "other_agency": mint_token(path, HEALTH, ("notifications", "consent")),
+        "revoked": mint_token(path, POLICE, ("notifications", "consent")),
+        "expired": mint_token(path, SCHOOL, ("notifications", "consent")),
+    }
+    revoke_tokens(path, POLICE)
+    stored = json.loads(path.read_text())
+    stored["tokens"][-1]["expires_at"] = "2020-01-01T00:00:00Z"
+    path.write_text(json.dumps(stored))
+    app = push_app({SCHOOL: recorder}, PushTokens.load(path))
+    served = {
+        (method, route.path)
+        for route in app.routes
+        if isinstance(route, Route)
+        for method in route.methods or ()
+        if method != "HEAD"
+    }
+    assert set(PUSH_MATRIX) == served, "a route without a row, or a row without a route"
+    ids = {"type": "attendance_update", "request_id": str(uuid.uuid4())}
+    wrong = []
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://push.test") as http:
+        for (method, template), row in PUSH_MATRIX.items():
+            assert set(row) == set(PUSH_CALLERS), template
+            for caller, expected in row.items():
+                token = tokens.get(caller)
+                headers = {"Authorization": f"Bearer {token}"} if token else {}
+                body: dict[str, Any] | None = {} if method == "POST" else None
+                answer = await http.request(
+                    method, template.format(**ids), headers=headers, json=body
+                )
+                if answer.status_code != expected:
+                    wrong.append(f"{method} {template} as {caller}: {answer.status_code}")
+    assert not wrong, "\n".join(wrong)
+    assert recorder.accepted == []

@@ -33,7 +33,7 @@ from consumers.inbox.consent_store import ConsentRecord
 from consumers.inbox.oidc import IdentityProvider
 from consumers.inbox.service import PAGE_LIMIT, Inbox
 from consumers.inbox.store import ShareRecord
-from consumers.inbox.views import jsonable, restrictions
+from consumers.inbox.views import jsonable, restrictions, whole_number
 from consumers.inbox.web import share_status
 from consumers.queue import QueueItem
 from sgx.errors import ContractError
@@ -121,9 +121,10 @@ def _int_param(request: Request, name: str, default: int, lowest: int, highest: 
     raw = request.query_params.get(name)
     if raw is None:
         return default
-    if not (raw.isascii() and raw.isdigit()) or not lowest <= int(raw) <= highest:
+    value = whole_number(raw)
+    if value is None or not lowest <= value <= highest:
         raise ContractError(f"query.{name}", f"must be a whole number from {lowest} to {highest}")
-    return int(raw)
+    return value
 
 
 class Api:

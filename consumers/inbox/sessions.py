@@ -19,7 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import Column, Index, MetaData, String, Table, select, update
+from sqlalchemy import Column, ColumnElement, Index, MetaData, String, Table, select, true, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from sgx.keys.trust import utc_now
@@ -134,13 +134,13 @@ class Sessions:
         return await self._end(self._table.c.subject == subject, why)
 
     async def end_all(self, why: str) -> int:
-        return await self._end(self._table.c.token_sha256.is_not(None), why)
+        return await self._end(true(), why)
 
-    async def _end(self, which: object, why: str) -> int:
+    async def _end(self, which: ColumnElement[bool], why: str) -> int:
         t = self._table
         change = (
             update(t)
-            .where(which, t.c.ended_at.is_(None))  # type: ignore[arg-type]
+            .where(which, t.c.ended_at.is_(None))
             .values(ended_at=self._clock(), ended_why=why)
         )
         with store_errors("end inbox sessions"):

@@ -223,3 +223,11 @@ def jsonable(value: Any) -> Any:
     if isinstance(value, dt.datetime | dt.date):
         return value.isoformat()
     return value
+
+
+def whole_number(raw: str | None) -> int | None:
+    """A query parameter's whole number (ASCII digits only: ``int`` also reads ``²`` and
+    ``١٢``, which ``str.isdigit`` lets through), or None if it is absent or not one."""
+    if raw is None or not (raw.isascii() and raw.isdigit()) or len(raw) > 18:
+        return None
+    return int(raw)

@@ -32,6 +32,7 @@ from consumers.inbox.views import (
     queue_order,
     type_words,
     waited,
+    whole_number,
     words,
 )
 from consumers.queue import QueueItem
@@ -44,11 +45,6 @@ SHARE_STATUS = {True: "allowed", False: "refused", None: "pending"}
 
 def share_status(share: ShareRecord) -> str:
     return SHARE_STATUS[share.allowed]
-
-
-def _whole(raw: str | None) -> int | None:
-    """A whole number from the query string, or None (an unreadable one is ignored)."""
-    return int(raw) if raw and raw.isascii() and raw.isdigit() and len(raw) < 19 else None
 
 
 SEALED_FOR_ANOTHER = "(sealed for its recipient)"
@@ -189,7 +185,7 @@ class Web:
     async def queue(self, request: Request) -> Response:
         who = await self._who(request)
         include_acked = request.query_params.get("show") == "all"
-        before = _whole(request.query_params.get("before"))
+        before = whole_number(request.query_params.get("before"))  # unreadable: ignored
         unread = await self._inbox.items(who, include_acked=False) if before is None else []
         acked = await self._inbox.acknowledged(who, before=before) if include_acked else []
         items = queue_order(unread) + acked  # acknowledged: newest first, a page at a time

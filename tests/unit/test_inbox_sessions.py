@@ -14,6 +14,7 @@ from sqlalchemy import MetaData, text
 from consumers.inbox.sessions import Session, Sessions
 from consumers.inbox.store import InboxStore
 from sgx.errors import ConfigError
+from tests.clock import Clock
 from tests.conftest_db import BACKENDS, Backend, backend
 
 START = datetime(2026, 12, 7, 9, 0, tzinfo=UTC)
@@ -37,14 +38,6 @@ async def store(db: Backend) -> AsyncIterator[InboxStore]:
         await opened.close()
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = START
-
-    def __call__(self) -> datetime:
-        return self.now
-
-
 def sessions_of(store: InboxStore, clock: Clock) -> Sessions:
     return Sessions(
         store.engine,
@@ -56,7 +49,7 @@ def sessions_of(store: InboxStore, clock: Clock) -> Sessions:
 
 
 async def test_a_session_lives_while_used_and_ends_idle_or_aged(store: InboxStore) -> None:
-    clock = Clock()
+    clock = Clock(START)
     sessions = sessions_of(store, clock)
     token = await sessions.begin(AMARA)
     for _ in range(20):  # used every 25 minutes: alive, until 8 hours have passed
@@ -78,7 +71,7 @@ async def test_a_session_lives_while_used_and_ends_idle_or_aged(store: InboxStor
 async def test_sign_out_and_revocation_end_sessions_for_every_copy_of_the_cookie(
     store: InboxStore,
 ) -> None:
-    clock = Clock()
+    clock = Clock(START)
     sessions = sessions_of(store, clock)
     one, two, sso = [await sessions.begin(s) for s in (AMARA, AMARA, SSO)]
     await sessions.end(one)
@@ -92,7 +85,7 @@ async def test_sign_out_and_revocation_end_sessions_for_every_copy_of_the_cookie
 
 
 async def test_only_the_tokens_digest_is_stored(store: InboxStore, db: Backend) -> None:
-    token = await sessions_of(store, Clock()).begin(AMARA)
+    token = await sessions_of(store, Clock(START)).begin(AMARA)
     async with store.engine.connect() as conn:
         stored = (await conn.execute(text(f"SELECT * FROM {db.table('inbox_session')}"))).all()
     assert token not in str(stored)

@@ -36,6 +36,7 @@ from sgx.store.db import open_engine, write_transaction
 from sgx.wire import contract as c
 from sgx.wire.contract import Contract
 from tests import samples
+from tests.clock import Clock
 from tests.conftest_db import BACKENDS, Backend, backend
 from tests.unit.test_gateway_store import audit, quarantined
 from tests.unit.test_queue_store import bad_record, entry
@@ -44,14 +45,6 @@ LONDON = ZoneInfo("Europe/London")
 FRIDAY_EVENING = datetime(2025, 3, 7, 19, 0, tzinfo=LONDON)  # GMT: London time = UTC
 MONDAY_START = datetime(2025, 3, 10, 8, 30, tzinfo=LONDON)
 TUESDAY_START = datetime(2025, 3, 11, 8, 30, tzinfo=LONDON)
-
-
-class Clock:
-    def __init__(self, now: datetime) -> None:
-        self.now = now
-
-    def __call__(self) -> datetime:
-        return self.now
 
 
 @pytest.fixture(params=BACKENDS)

@@ -13,6 +13,7 @@ from sqlalchemy import MetaData
 
 from consumers.inbox.store import InboxStore
 from consumers.inbox.throttle import FORGET_AFTER, LOCK_AFTER, MAX_WAIT, SignInGuard
+from tests.clock import Clock
 from tests.conftest_db import BACKENDS, backend
 
 START = datetime(2026, 12, 7, 9, 0, tzinfo=UTC)
@@ -29,14 +30,6 @@ async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator
             await opened.close()
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = START
-
-    def __call__(self) -> datetime:
-        return self.now
-
-
 def guard_of(store: InboxStore, clock: Clock) -> SignInGuard:
     return SignInGuard(store.engine, MetaData(schema=store.schema), backoff_s=1.0, clock=clock)
 
@@ -47,7 +40,7 @@ async def fail(guard: SignInGuard, name: str, address: str | None = "198.51.100.
 
 
 async def test_three_free_failures_then_a_wait_that_doubles(store: InboxStore) -> None:
-    clock = Clock()
+    clock = Clock(START)
     guard = guard_of(store, clock)
     for _ in range(3):
         await fail(guard, "amara")
@@ -63,7 +56,7 @@ async def test_three_free_failures_then_a_wait_that_doubles(store: InboxStore) -
 
 
 async def test_the_tenth_failure_locks_the_name_until_unlocked(store: InboxStore) -> None:
-    clock = Clock()
+    clock = Clock(START)
     guard = guard_of(store, clock)
     for _ in range(LOCK_AFTER):
         clock.now += MAX_WAIT  # past every back-off
@@ -79,7 +72,7 @@ async def test_an_unknown_name_is_throttled_and_locked_as_a_real_one(store: Inbo
     await store.add_account(
         "amara", PASSWORD, worker_id="sw-amara", name="Amara", role="social_worker", team="T1"
     )
-    clock = Clock()
+    clock = Clock(START)
     guard = guard_of(store, clock)
     seen = {}
     for name in ("amara", "nobody-here"):
@@ -103,7 +96,7 @@ async def test_an_unknown_name_is_throttled_and_locked_as_a_real_one(store: Inbo
 
 
 async def test_an_address_backs_off_but_is_never_locked(store: InboxStore) -> None:
-    clock = Clock()
+    clock = Clock(START)
     guard = guard_of(store, clock)
     for n in range(30):  # 30 names from one address, each wrong once
         clock.now += MAX_WAIT
@@ -114,7 +107,7 @@ async def test_an_address_backs_off_but_is_never_locked(store: InboxStore) -> No
 
 
 async def test_a_success_clears_the_name_and_the_address(store: InboxStore) -> None:
-    clock = Clock()
+    clock = Clock(START)
     guard = guard_of(store, clock)
     for _ in range(5):
         clock.now += MAX_WAIT
@@ -125,7 +118,7 @@ async def test_a_success_clears_the_name_and_the_address(store: InboxStore) -> N
 
 
 async def test_old_failures_are_forgotten(store: InboxStore) -> None:
-    clock = Clock()
+    clock = Clock(START)
     guard = guard_of(store, clock)
     for _ in range(5):
         clock.now += MAX_WAIT

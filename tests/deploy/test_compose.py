@@ -30,6 +30,7 @@ from tests.deploy.yaml_strict import load
 COMPOSE_DIR = REPO / "deploy" / "compose"
 COMPOSE = COMPOSE_DIR / "compose.yaml"
 MAKE_CERTS = REPO / "deploy" / "scripts" / "make-certs.sh"
+SERVICES = {"gateway", "consumer", "inbox", "push"}  # the exchange's own services
 _VARIABLE = re.compile(r"\$\{(\w+)(?::-([^}]*))?\}")
 
 
@@ -210,3 +211,24 @@ def test_the_acl_plan_and_the_trust_directory_describe_one_partnership() -> None
         if s.kind != "gateway"
     }
     assert planned == demo
+
+
+def test_each_partys_services_mount_its_own_store_and_no_other() -> None:
+    """With SQLite a party's store is a file in its home volume: Camden's consumer and
+    inbox share Camden's; no volume holding a store serves two parties."""
+    homes: dict[str, set[str]] = {}
+    for service in _services().values():
+        command = service.get("command", [])
+        if not isinstance(command, list) or not command or command[0] not in SERVICES:
+            continue
+        party = next(
+            (command[i + 1] for i, a in enumerate(command) if a in ("--la", "--agency")),
+            "gateway",
+        )
+        for volume in service.get("volumes", []):
+            source, target = volume.split(":")[:2]
+            if target == "/var/lib/sgx":  # the home: its stores
+                homes.setdefault(source, set()).add(party)
+    assert homes, "no service keeps a store"
+    assert all(len(parties) == 1 for parties in homes.values()), homes
+    assert homes["consumer-la-camden-home"] == {"la-camden"}

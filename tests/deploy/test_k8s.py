@@ -10,7 +10,7 @@ from typing import Any
 import kubernetes_validate  # type: ignore[import-untyped]
 import pytest
 
-from deploy import acl_plan
+from deploy import acl_plan, store_plan
 from tests.deploy.catalogue import REPO
 from tests.deploy.yaml_strict import load, load_all
 
@@ -138,6 +138,33 @@ def test_each_deployment_authenticates_as_its_kafka_user_over_sasl_ssl() -> None
         # Strimzi writes each KafkaUser's password to a secret of the same name
         ref = env["SGX_KAFKA_SASL_PASSWORD"]["secretKeyRef"]
         assert ref == {"name": env["SGX_KAFKA_SASL_USERNAME"], "key": "password"}
+
+
+def _served_party(container: dict[str, Any]) -> str:
+    """The party a service runs for: its --la or --agency, or the gateway."""
+    args = container["args"]
+    for flag in ("--la", "--agency"):
+        if flag in args:
+            return str(args[args.index(flag) + 1])
+    assert args[0] == "gateway", args
+    return store_plan.GATEWAY
+
+
+def test_each_deployment_opens_only_its_own_partys_store() -> None:
+    """One store per party: Camden's consumer and inbox get Camden's credentials and
+    schema, the push pod its school's, the gateway its own; no pod holds another's."""
+    secrets = {}
+    for d in _of_kind("Deployment"):
+        container = _container(d)
+        party, env = _served_party(container), _env(container)
+        ref = env["SGX_STORE_DSN"]["secretKeyRef"]
+        assert ref == {"name": f"sgx-store-{party}", "key": "dsn"}, d["metadata"]["name"]
+        assert env["SGX_STORE_PG_SCHEMA"] == store_plan.store_name(party)
+        named = {v["secretKeyRef"]["name"] for v in env.values() if isinstance(v, dict)}
+        assert {n for n in named if n.startswith("sgx-store-")} == {f"sgx-store-{party}"}
+        secrets[d["metadata"]["name"]] = ref["name"]
+    assert secrets["inbox-la-camden"] == secrets["consumer-la-camden"] == "sgx-store-la-camden"
+    assert secrets["push-school-hillside"] == "sgx-store-school-hillside"
 
 
 def test_each_local_authority_of_the_partnership_has_its_delivery_consumer() -> None:

@@ -65,7 +65,7 @@ def _per_call(count: int, call: Callable[[int], object]) -> float:
 
 async def _database(path: Path, store: type[GatewayStore | QueueStore]) -> sqlite3.Connection:
     """The store's own SQLite file (its real tables and indexes), opened with sqlite3."""
-    async with await store.open(None, path):
+    async with await store.open(None, path, owner="benchmark"):
         pass
     db = sqlite3.connect(path, isolation_level=None)
     for pragma in SQLITE_PRAGMAS:

@@ -160,7 +160,7 @@ async def fill_history(
     began = time.perf_counter()
     # The project's own open migrates each database (creating its tables) on first open.
     async with await rt.gateway_store() as store:
-        await Checkpoints(store.engine, schema=rt.pg_schema).open()
+        await Checkpoints(store.engine, schema=store.schema).open()
         gateway_db = Path(str(store.engine.url.database))
     queues: dict[str, Path] = {}
     for la in receivers:

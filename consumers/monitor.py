@@ -83,7 +83,6 @@ class QueueMonitor:
         store: QueueStore,
         metrics: QueueMetrics,
         *,
-        schema: str | None = None,
         urgent_after: timedelta = timedelta(hours=1),
         urgent: frozenset[str] = URGENT,
         clock: Clock = utc_now,
@@ -91,7 +90,7 @@ class QueueMonitor:
     ) -> None:
         self._engine = store.engine
         self._metrics = metrics
-        self._items = _items(schema)
+        self._items = _items(store.schema)
         self._quarantine = QuarantineCount(store.engine, store.quarantine_table, clock)
         self._urgent_after = urgent_after
         self._urgent = urgent
@@ -150,7 +149,6 @@ async def consumer_monitors(
     consumer: AIOKafkaConsumer,
     registry: CollectorRegistry,
     readiness: Readiness,
-    schema: str | None = None,
     queued: Gauge | None = None,
     settings: MonitorSettings | None = None,
     clock: Clock = utc_now,
@@ -162,7 +160,6 @@ async def consumer_monitors(
     queue = QueueMonitor(
         store,
         QueueMetrics(registry),
-        schema=schema,
         urgent_after=timedelta(seconds=settings.urgent_after_s),
         clock=clock,
         queued=queued,

@@ -80,7 +80,6 @@ class EncompassMonitor:
         metrics: EncompassMetrics,
         *,
         window: timedelta = timedelta(hours=12),
-        schema: str | None = None,
         clock: Clock = utc_now,
     ) -> None:
         self._engine = store.engine
@@ -89,7 +88,7 @@ class EncompassMonitor:
         self._calendar = calendar
         self._metrics = metrics
         self._window = window
-        self._table = _entries(schema)
+        self._table = _entries(store.schema)
         self._clock = clock
         self._deadlines: dict[str, datetime | None] = {}  # message id → deadline (None: other)
 
@@ -140,7 +139,6 @@ async def producer_monitors(
     contract: Contract,
     calendar: SchoolCalendar | None = None,
     broker: Check | None = None,
-    schema: str | None = None,
     settings: MonitorSettings | None = None,
     clock: Clock = utc_now,
 ) -> AsyncIterator[EncompassMonitor | None]:
@@ -163,7 +161,6 @@ async def producer_monitors(
         calendar,
         EncompassMetrics(registry),
         window=timedelta(seconds=settings.encompass_window_s),
-        schema=schema,
         clock=clock,
     )
     async with AsyncExitStack() as stack:

@@ -372,7 +372,7 @@ async def audit_verify(home: Path | None) -> int:
 
     rt = runtime(home)
     async with await rt.gateway_store() as store:
-        checkpoints = await Checkpoints(store.engine, schema=rt.pg_schema).open()
+        checkpoints = await Checkpoints(store.engine, schema=store.schema).open()
         try:
             verified = await store.verify_chains()
             signed = await verify_checkpoints(store, checkpoints, rt.trust())
@@ -398,7 +398,7 @@ async def audit_checkpoint(home: Path | None) -> None:
 
     rt = runtime(home)
     async with await rt.gateway_store() as store:
-        checkpoints = await Checkpoints(store.engine, schema=rt.pg_schema).open()
+        checkpoints = await Checkpoints(store.engine, schema=store.schema).open()
         made = await checkpoints.take(store, rt.identity("gateway"))
     for c in made:
         click.echo(f"  {c.chain}: head {c.sequence} signed by {c.signer} ({c.key_id})")

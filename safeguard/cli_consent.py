@@ -127,7 +127,7 @@ async def consent_list(home: Path | None, agency: str, open_only: bool, offline:
     async with await open_outbox_store(rt, agency) as store:
         if not offline:
             await _collect(rt, agency, store)
-        book = ConsentRequests(store.engine, schema=rt.pg_schema)
+        book = ConsentRequests(store.engine, schema=store.schema)
         requests = await book.list(agency, open_only=open_only)
         lines = [line for r in requests for line in await _described(store, r)]
     for line in lines:
@@ -238,7 +238,7 @@ async def _answer(
 ) -> None:
     rt = runtime(home)
     async with offline_outbox(rt, agency) as outbox:
-        book = ConsentRequests(outbox.store.engine, schema=rt.pg_schema)
+        book = ConsentRequests(outbox.store.engine, schema=outbox.store.schema)
         answered = await book.answer(
             outbox,
             request_id,

@@ -8,7 +8,7 @@ from pathlib import Path
 import click
 
 from safeguard.cli_common import async_command, home_option, runtime
-from safeguard.runtime import Runtime
+from safeguard.runtime import GATEWAY_ID, Runtime
 from sgx.store import migrate
 from sgx.store.db import open_engine
 
@@ -23,15 +23,22 @@ FILES = {
 }
 
 
-def _databases(rt: Runtime) -> Iterator[tuple[str, str, Path | None]]:
-    """(label, kind, SQLite path or None for PostgreSQL) of every store of this home."""
+def _databases(rt: Runtime) -> Iterator[tuple[str, str, Path | None, str | None]]:
+    """(label, kind, SQLite path or None for PostgreSQL, schema) of every store of this
+    home: on PostgreSQL the schema of each party's store (``SGX_STORE_PG_SCHEMA``, one per
+    party with ``{party}``), with every kind of table it may hold."""
     if rt.dsn:
-        for kind in migrate.KINDS:
-            yield f"PostgreSQL {kind}", kind, None
+        owners = [GATEWAY_ID]
+        if "{party}" in (rt.store.pg_schema or ""):
+            owners += [p.id for p in rt.trust().parties() if p.kind != "gateway"]
+        schemas = dict.fromkeys(rt.store_schema(owner) for owner in owners)
+        for schema in schemas:
+            for kind in migrate.KINDS:
+                yield f"PostgreSQL {schema or 'public'} {kind}", kind, None, schema
         return
     for pattern, kind in FILES.items():
         for path in sorted(rt.exchange.home.glob(pattern)):
-            yield path.name, kind, path
+            yield path.name, kind, path, None
 
 
 @click.group()
@@ -47,10 +54,12 @@ async def db_upgrade(home: Path | None) -> None:
     rows intact; a database of a newer release is refused. Back the stores up first."""
     rt = runtime(home)
     count = 0
-    for label, kind, path in _databases(rt):
+    for label, kind, path, schema in _databases(rt):
         engine = open_engine(rt.dsn, path or rt.sqlite(f"{kind}.db"))
         try:
-            before, after = await migrate.upgrade(engine, kind, rt.pg_schema)
+            if path is None and not await migrate.present(engine, kind, schema):
+                continue  # a kind this party's store does not keep: its service makes it
+            before, after = await migrate.upgrade(engine, kind, schema)
         finally:
             await engine.dispose()
         was = before or "release 0.1 (unversioned)"
@@ -66,10 +75,12 @@ async def db_status(home: Path | None) -> int:
     """Each store's schema revision against this release's; exit 1 if any needs upgrading."""
     rt = runtime(home)
     behind = 0
-    for label, kind, path in _databases(rt):
+    for label, kind, path, schema in _databases(rt):
         engine = open_engine(rt.dsn, path or rt.sqlite(f"{kind}.db"))
         try:
-            current = await migrate.revision(engine, kind, rt.pg_schema)
+            if path is None and not await migrate.present(engine, kind, schema):
+                continue
+            current = await migrate.revision(engine, kind, schema)
         finally:
             await engine.dispose()
         ok = current == migrate.head(kind)

@@ -107,7 +107,7 @@ async def run_push(
                 outbox_services(rt, agency, registry=metrics, options=options)
             )
             accepts[agency], stores[agency] = outbox.add, outbox.store
-            book = ConsentRequests(outbox.store.engine, schema=rt.pg_schema)
+            book = ConsentRequests(outbox.store.engine, schema=outbox.store.schema)
             desks[agency] = ConsentDesk(book, outbox)
             services += tasks
         readiness = await stack.enter_async_context(producer_monitoring(rt, registries, stores))

@@ -57,7 +57,7 @@ def _query(
 
 async def _log(rt: Runtime, la: str | None) -> tuple[ReplayLog, Any]:
     store: Any = await (rt.queue_store(la) if la else rt.gateway_store())
-    return ReplayLog(store.engine, store.quarantine_table, schema=rt.pg_schema), store
+    return ReplayLog(store.engine, store.quarantine_table, schema=store.schema), store
 
 
 def _line(h: Held) -> str:

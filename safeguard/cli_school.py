@@ -75,8 +75,12 @@ async def school_feed(
         contact=contact,
     )
     async with (
-        await OpenCaseStore.open(None, rt.sqlite(f"open-cases-{school_id}.db")) as cases,
-        await PushedStore.open(None, rt.sqlite(f"attendance-{school_id}.db")) as pushed,
+        await OpenCaseStore.open(
+            None, rt.sqlite(f"open-cases-{school_id}.db"), owner=school_id
+        ) as cases,
+        await PushedStore.open(
+            None, rt.sqlite(f"attendance-{school_id}.db"), owner=school_id
+        ) as pushed,
     ):
         yield SchoolFeed(profile, rt.pseudonyms(), cases, pushed)
 

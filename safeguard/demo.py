@@ -354,7 +354,7 @@ async def _consent(rt: Runtime) -> None:
             rt, LA, item, category="PARENT_OR_CARER", purpose=purpose, by="sw-amara"
         )
         say(f"  sw-amara asks the author through the exchange: {asked['reason']}")
-        book = ConsentRequests(school.store.engine, schema=rt.pg_schema)
+        book = ConsentRequests(school.store.engine, schema=school.store.schema)
 
         async def arrived() -> bool:
             return bool(await book.list(SCHOOL, open_only=True))

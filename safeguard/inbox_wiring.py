@@ -33,7 +33,9 @@ log = logging.getLogger(__name__)
 
 async def inbox_store(rt: Runtime, la: str) -> InboxStore:
     """The inbox's accounts, clients, reads and shares: in the LA's queue database."""
-    return await InboxStore.open(rt.dsn, rt.sqlite(f"queue-{la}.db"), schema=rt.pg_schema)
+    return await InboxStore.open(
+        rt.dsn, rt.sqlite(f"queue-{la}.db"), owner=la, schema=rt.store_schema(la)
+    )
 
 
 @dataclass(frozen=True, slots=True)

@@ -50,7 +50,6 @@ async def producer_monitoring(
                 readiness=readiness,
                 contract=rt.contract(),
                 calendar=calendar if agency in police else None,
-                schema=rt.pg_schema,
             )
             await stack.enter_async_context(monitors)
         yield readiness

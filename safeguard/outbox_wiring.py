@@ -51,7 +51,9 @@ log = logging.getLogger(__name__)
 
 async def open_outbox_store(rt: Runtime, agency: str) -> OutboxStore:
     """The agency's outbox store (PostgreSQL if a DSN is set, else its own SQLite file)."""
-    return await OutboxStore.open(rt.dsn, rt.sqlite(f"outbox-{agency}.db"), schema=rt.pg_schema)
+    return await OutboxStore.open(
+        rt.dsn, rt.sqlite(f"outbox-{agency}.db"), owner=agency, schema=rt.store_schema(agency)
+    )
 
 
 def receipt_recorder(
@@ -69,7 +71,7 @@ def receipt_recorder(
         opener=Opener(identity, trust),
         contract=contract,
         registry=SchemaRegistry(rt.kafka, trust, contract),
-        consents=ConsentRequests(store.engine, schema=rt.pg_schema),
+        consents=ConsentRequests(store.engine, schema=store.schema),
     )
 
 

@@ -62,7 +62,7 @@ async def replay_gateway(
     """Send the chosen rows of the gateway's quarantine to be judged again."""
     report = ReplayReport()
     async with await rt.gateway_store() as store:
-        log = ReplayLog(store.engine, store.quarantine_table, schema=rt.pg_schema)
+        log = ReplayLog(store.engine, store.quarantine_table, schema=store.schema)
         held = await log.held(query)
         claimed = [row.entry.message_id for row in held if row.entry.message_id]
         judged = await store.judged(claimed)  # by (sender, message id)
@@ -144,7 +144,7 @@ async def replay_consumer(rt: Runtime, la: str, query: QuarantineQuery, *, by: s
     """Read the chosen rows of LA's consumer quarantine again, and queue what reads."""
     trust = rt.trust()
     async with await rt.queue_store(la) as store:
-        log = ReplayLog(store.engine, store.quarantine_table, schema=rt.pg_schema)
+        log = ReplayLog(store.engine, store.quarantine_table, schema=store.schema)
         held = await log.held(query)
         reader = DeliveryReader(
             opener=Opener(rt.identity(la, trust), trust),

@@ -120,23 +120,35 @@ class Runtime:
         self.exchange.home.mkdir(parents=True, exist_ok=True)
         return self.exchange.home / name
 
-    @property
-    def pg_schema(self) -> str | None:
-        return self.store.pg_schema if self.dsn else None
+    def store_schema(self, owner: str) -> str | None:
+        """The PostgreSQL schema of ``owner``'s store (None on SQLite, where each party's
+        stores are files of their own under the home)."""
+        return self.store.schema_for(owner) if self.dsn else None
 
     async def gateway_store(self) -> GatewayStore:
-        return await GatewayStore.open(self.dsn, self.sqlite("gateway.db"), schema=self.pg_schema)
+        return await GatewayStore.open(
+            self.dsn,
+            self.sqlite("gateway.db"),
+            owner=GATEWAY_ID,
+            schema=self.store_schema(GATEWAY_ID),
+        )
 
     async def disclosure_requests(self) -> DisclosureRequests:
-        """The gateway's 2013 / 2024 Protocol request tracker (same home / DSN as its store)."""
+        """The gateway's 2013 / 2024 Protocol request tracker (the gateway's store)."""
         return await DisclosureRequests.open(
-            self.dsn, self.sqlite(REQUESTS_FILE), schema=self.pg_schema
+            self.dsn,
+            self.sqlite(REQUESTS_FILE),
+            owner=GATEWAY_ID,
+            schema=self.store_schema(GATEWAY_ID),
         )
 
     async def queue_store(self, party_id: str) -> QueueStore:
         """A receiving party's queue (an LA, a school or a police force): queue-<party>.db."""
         return await QueueStore.open(
-            self.dsn, self.sqlite(f"queue-{party_id}.db"), schema=self.pg_schema
+            self.dsn,
+            self.sqlite(f"queue-{party_id}.db"),
+            owner=party_id,
+            schema=self.store_schema(party_id),
         )
 
     async def queue_reader(self, party_id: str, store: QueueStore) -> QueueReader:
@@ -201,8 +213,8 @@ async def run_gateway(
     async with contextlib.AsyncExitStack() as stack:
         store = await stack.enter_async_context(await rt.gateway_store())
         requests = await stack.enter_async_context(await rt.disclosure_requests())
-        allocations = AllocationDirectory(store.engine, pseudonyms, schema=rt.pg_schema)
-        consents = ConsentBook(store.engine, schema=rt.pg_schema)
+        allocations = AllocationDirectory(store.engine, pseudonyms, schema=store.schema)
+        consents = ConsentBook(store.engine, schema=store.schema)
         feed = AllocationFeed(
             directory=allocations,
             opener=Opener(identity, trust),
@@ -231,7 +243,7 @@ async def run_gateway(
         metrics = GatewayMetrics(registry)
         metrics.group_partitions.set(len(group))
         metrics.nhs_number_target.set(rt.exchange.nhs_number_target)
-        checkpoints = await Checkpoints(store.engine, schema=rt.pg_schema).open()
+        checkpoints = await Checkpoints(store.engine, schema=store.schema).open()
         claims = ChainClaims(store, instance_id(), metrics)
         producer = await _started(stack, await start_producer(rt.kafka))
         # Readers of an older release find the schemas this gateway writes in the registry.
@@ -349,7 +361,6 @@ async def run_consumer(
                 consumer=consumer,
                 registry=registry,
                 readiness=readiness,
-                schema=rt.pg_schema,
                 queued=metrics.queued,
             )
         )

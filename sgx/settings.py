@@ -6,13 +6,17 @@ never print in logs or reprs.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from sgx.errors import ConfigError
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
+_SCHEMA = re.compile(r"[a-z][a-z0-9_]{0,39}")
 
 
 class KafkaSettings(BaseSettings):
@@ -45,8 +49,35 @@ class StoreSettings(BaseSettings):
 
     # e.g. postgresql+asyncpg://user:pw@host/db ; None means SQLite under the home directory.
     dsn: SecretStr | None = None
-    # PostgreSQL schema for the exchange's tables (lets several exchanges share a database).
+    # The PostgreSQL schema of this party's store. Each party's store is its own (one LA's
+    # queue and inbox, the gateway's audit, an agency's outbox): in production a service
+    # runs for one party with its own role and schema (deploy/store_plan.py). "{party}" in
+    # the name stands for the owner (sgx_{party}: sgx_la_camden), so one process serving
+    # several parties (the demo, tests) still keeps one schema each.
     pg_schema: str | None = None
+
+    @field_validator("pg_schema")
+    @classmethod
+    def _schema_name(cls, value: str | None) -> str | None:
+        if value == "":
+            return None  # SGX_STORE_PG_SCHEMA= : the DSN's default schema
+        if value is not None and not _SCHEMA.fullmatch(value.replace("{party}", "p")):
+            raise ValueError(
+                "a PostgreSQL schema name is 1-40 of a-z 0-9 _ starting with a letter, "
+                "optionally with {party}"
+            )
+        return value
+
+    def schema_for(self, owner: str) -> str | None:
+        """The schema of ``owner``'s store (None: the DSN's default schema)."""
+        if self.pg_schema is None:
+            return None
+        name = self.pg_schema.replace("{party}", owner.replace("-", "_"))
+        if len(name) > 63:  # PostgreSQL's limit: a longer name would be cut, not refused
+            raise ConfigError(
+                f"the PostgreSQL schema of {owner}'s store, {name}, is over 63 characters"
+            )
+        return name
 
 
 class ExchangeSettings(BaseSettings):

@@ -70,9 +70,16 @@ async def backend(kind: str, tmp_path: Path) -> AsyncIterator[Backend]:
 
 
 async def drop_schema(dsn: str, schema: str) -> None:
+    """Drop ``schema``; a template naming ``{party}`` drops every party's schema of it."""
     engine = create_async_engine(dsn)
     try:
         async with engine.begin() as conn:
-            await conn.execute(DropSchema(schema, cascade=True, if_exists=True))
+            names = [schema]
+            if "{party}" in schema:
+                prefix = schema[: schema.index("{party}")]
+                query = text("SELECT schema_name FROM information_schema.schemata")
+                names = [n for n in await conn.scalars(query) if n.startswith(prefix)]
+            for name in names:
+                await conn.execute(DropSchema(name, cascade=True, if_exists=True))
     finally:
         await engine.dispose()

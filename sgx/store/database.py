@@ -12,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from sgx.store import migrate
 from sgx.store.db import create_tables, metadata_for, open_engine
+from sgx.store.owner import claim
 
 
 class Database:
@@ -28,14 +29,20 @@ class Database:
     def __init__(self, engine: AsyncEngine, metadata: MetaData) -> None:
         self._engine = engine
         self._metadata = metadata
+        self._owner = ""  # set by open()
 
     @classmethod
-    async def open(cls, dsn: str | None, sqlite_path: Path, *, schema: str | None = None) -> Self:
-        """Open the store (PostgreSQL if ``dsn``, else SQLite): an empty database gets its
-        tables from the migrations; one at another revision is refused (``sgx.store.migrate``)."""
+    async def open(
+        cls, dsn: str | None, sqlite_path: Path, *, owner: str, schema: str | None = None
+    ) -> Self:
+        """Open ``owner``'s store (PostgreSQL if ``dsn``, else SQLite): an empty database
+        gets its tables from the migrations; one at another revision is refused
+        (``sgx.store.migrate``), and so is one another party owns (:mod:`sgx.store.owner`)."""
         engine = open_engine(dsn, sqlite_path)
         try:
             store = cls(engine, metadata_for(engine, schema))
+            await claim(engine, schema, owner)  # before anything is written there
+            store._owner = owner
             await migrate.ensure(engine, cls.KIND, schema)
             # and every column this release writes is there (a hand-altered table is
             # refused by name); at the right revision this creates nothing
@@ -53,6 +60,11 @@ class Database:
     def schema(self) -> str | None:
         """The PostgreSQL schema its tables are in (None: the default, and SQLite)."""
         return self._metadata.schema
+
+    @property
+    def owner(self) -> str:
+        """The party whose store this is (checked when it opened)."""
+        return self._owner
 
     @property
     def engine(self) -> AsyncEngine:

@@ -146,6 +146,14 @@ def metadata_for(engine: AsyncEngine, schema: str | None) -> MetaData:
     return MetaData(schema=schema)
 
 
+def ensure_schema(conn: Connection, schema: str | None) -> None:
+    """Create the PostgreSQL ``schema`` if it does not exist. Looked up first: a deployed
+    party's role owns its schema but may not create one (PostgreSQL checks that right
+    before it sees the schema is there), so only a missing schema is created."""
+    if schema is not None and not inspect(conn).has_schema(schema):
+        conn.execute(CreateSchema(schema, if_not_exists=True))
+
+
 async def create_tables(engine: AsyncEngine, metadata: MetaData) -> None:
     """Create the schema (if any) and the tables that do not exist yet, in one transaction.
 
@@ -157,8 +165,7 @@ async def create_tables(engine: AsyncEngine, metadata: MetaData) -> None:
         # A write transaction from the start: on SQLite a read (the inspection) that then
         # writes fails at once, without waiting, if another connection is writing.
         async with write_transaction(engine) as conn:
-            if metadata.schema is not None:
-                await conn.execute(CreateSchema(metadata.schema, if_not_exists=True))
+            await conn.run_sync(ensure_schema, metadata.schema)
             missing = await conn.run_sync(_missing_columns, metadata)
             if missing:
                 raise ConfigError(_older_release(engine, missing))

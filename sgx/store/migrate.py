@@ -37,10 +37,9 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import inspect, text
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncEngine
-from sqlalchemy.schema import CreateSchema
 
 from sgx.errors import ConfigError
-from sgx.store.db import store_errors, write_transaction
+from sgx.store.db import ensure_schema, store_errors, write_transaction
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 # The tables each kind of database had in release 0.1, before versioned migrations.
@@ -145,8 +144,7 @@ def _upgrade_sync(
 ) -> str | None:
     if conn.dialect.name == "postgresql":
         conn.execute(text(f"SELECT pg_advisory_xact_lock({_LOCK})"))
-        if schema is not None:
-            conn.execute(CreateSchema(schema, if_not_exists=True))
+        ensure_schema(conn, schema)
     current, tables = _state(conn, kind, schema)
     config = _config(kind, conn, schema)
     if current is None:
@@ -201,6 +199,14 @@ async def revision(engine: AsyncEngine, kind: str, schema: str | None = None) ->
     return current
 
 
+async def present(engine: AsyncEngine, kind: str, schema: str | None = None) -> bool:
+    """Whether the database holds ``kind``'s tables (at any revision, release 0.1's too)."""
+    with store_errors(f"look for {_where(kind, schema)}"):
+        async with engine.connect() as conn:
+            current, tables = await conn.run_sync(_state, kind, schema)
+    return current is not None or bool(tables & RELEASE_0_1_TABLES[kind])
+
+
 async def upgrade(
     engine: AsyncEngine, kind: str, schema: str | None = None
 ) -> tuple[str | None, str]:
@@ -213,4 +219,4 @@ async def upgrade(
     return before, head(kind)
 
 
-__all__ = ["KINDS", "ensure", "head", "revision", "upgrade", "version_table"]
+__all__ = ["KINDS", "ensure", "head", "present", "revision", "upgrade", "version_table"]

@@ -88,7 +88,7 @@ async def test_consumer_killed_mid_stream_leaves_exactly_one_row_per_delivery(
 
 
 async def test_postgresql_path_end_to_end(tmp_path: Path) -> None:
-    schema = f"sgx_e2e_{uuid.uuid4().hex[:10]}"
+    schema = f"sgx_e2e_{uuid.uuid4().hex[:10]}_{{party}}"  # a schema per party
     try:
         async with running_exchange(tmp_path, dsn=PG_DSN, schema=schema) as ex:
             assert ex.rt.dsn is not None

@@ -185,7 +185,7 @@ async def _spawn_producer(ex: Exchange) -> asyncio.subprocess.Process:
 
 async def _outbox_counts(home: Path) -> tuple[int, int]:
     """(entries, entries the broker acknowledged) in the school's outbox file."""
-    async with await OutboxStore.open(None, home / f"outbox-{SCHOOL}.db") as store:
+    async with await OutboxStore.open(None, home / f"outbox-{SCHOOL}.db", owner=SCHOOL) as store:
         entries = await store.entries(SCHOOL)
     return len(entries), sum(1 for e in entries if e.status != "PENDING")
 
@@ -226,7 +226,9 @@ async def test_producer_killed_mid_stream_loses_nothing_and_doubles_nothing(
         assert out.decode().split() == ["added", "delivered"]
         ids = [outbox_producer.notification_id(i) for i in range(KILL_COUNT)]
         await _exactly_one_row_each(ex, ids, per=2)
-        async with await OutboxStore.open(None, tmp_path / f"outbox-{SCHOOL}.db") as store:
+        async with await OutboxStore.open(
+            None, tmp_path / f"outbox-{SCHOOL}.db", owner=SCHOOL
+        ) as store:
             entries = await store.entries(SCHOOL)
     assert [e.message_id for e in entries] == ids
     assert {e.status for e in entries} == {"DELIVERED"}

@@ -167,8 +167,10 @@ async def test_open_case_lists_are_the_union_of_the_las_each_school_serves(
         running_exchange(
             tmp_path / "x", consumer=False, parties=PARTIES, agreement=boundary_agreement(tmp_path)
         ) as ex,
-        await OpenCaseStore.open(None, tmp_path / "open-cases.db") as cases,
-        await OpenCaseStore.open(None, tmp_path / "boundary.db") as boundary_cases,
+        await OpenCaseStore.open(None, tmp_path / "open-cases.db", owner="school-test") as cases,
+        await OpenCaseStore.open(
+            None, tmp_path / "boundary.db", owner="school-test"
+        ) as boundary_cases,
     ):
         camden_school = listener_for(ex, SCHOOL, cases)
         boundary = listener_for(ex, BOUNDARY_SCHOOL, boundary_cases)
@@ -198,7 +200,9 @@ async def test_open_case_lists_are_the_union_of_the_las_each_school_serves(
         assert (await boundary_cases.current()).keys == amira | noah
 
         # a school served only by Islington hears nothing of Camden's children
-        async with await OpenCaseStore.open(None, tmp_path / "canonbury.db") as islington:
+        async with await OpenCaseStore.open(
+            None, tmp_path / "canonbury.db", owner="school-test"
+        ) as islington:
             assert await listener_for(ex, OTHER_SCHOOL, islington).catch_up(ex.rt.kafka) == 1
             assert (await islington.current()).keys == noah
 

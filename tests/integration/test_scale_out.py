@@ -108,7 +108,7 @@ async def test_a_zombie_gateway_writes_nothing_and_delivers_nothing_twice(
     """On PostgreSQL, as in production: a zombie paused inside a transaction holds row
     locks until the server ends its idle session (``sgx.store.db.IDLE_IN_TRANSACTION_MS``); a
     shared SQLite file would stay locked until the zombie resumed."""
-    schema = f"sgx_zombie_{uuid.uuid4().hex[:10]}"
+    schema = f"sgx_zombie_{uuid.uuid4().hex[:10]}_{{party}}"  # a schema per party
     try:
         await _zombie(tmp_path, schema)
     finally:

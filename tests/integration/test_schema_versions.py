@@ -208,7 +208,9 @@ async def test_an_agencys_receipt_listener_reads_a_newer_gateways_receipts(tmp_p
             await producer.send_and_wait(receipts_topic(SCHOOL), sealed)
         finally:
             await producer.stop()
-        async with await OutboxStore.open(None, tmp_path / "outbox.db") as store:
+        async with await OutboxStore.open(
+            None, tmp_path / "outbox.db", owner="agency-test"
+        ) as store:
             current = Contract.load(SCHEMAS)  # this release: it has never seen the newer batch
             consumer = await start_consumer(
                 rt.kafka, [receipts_topic(SCHOOL)], group_id=receipts_group(SCHOOL)

@@ -81,8 +81,8 @@ async def school_feed(rt: Runtime) -> AsyncIterator[SchoolFeed]:
         author_name="Ruth Okafor",
     )
     async with (
-        await OpenCaseStore.open(None, rt.sqlite("open-cases.db")) as cases,
-        await PushedStore.open(None, rt.sqlite("attendance.db")) as pushed,
+        await OpenCaseStore.open(None, rt.sqlite("open-cases.db"), owner="school-test") as cases,
+        await PushedStore.open(None, rt.sqlite("attendance.db"), owner="school-test") as pushed,
     ):
         yield SchoolFeed(profile, rt.pseudonyms(), cases, pushed)
 

@@ -33,7 +33,9 @@ async def db(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Ba
 
 @pytest.fixture
 async def store(db: Backend) -> AsyncIterator[GatewayStore]:
-    async with await GatewayStore.open(db.dsn, db.sqlite_path, schema=db.schema) as opened:
+    async with await GatewayStore.open(
+        db.dsn, db.sqlite_path, schema=db.schema, owner="gateway"
+    ) as opened:
         yield opened
 
 

@@ -69,7 +69,7 @@ async def test_the_gateway_routes_the_morning_as_the_plan_expects(tmp_path: Path
     items = morning(national, 600)
     assert {i.route for i in items} == {"allocated", "two LAs", "residence", "default LA"}
     assert {i.kind for i in items} == {"school", "health", "police"}
-    async with await GatewayStore.open(None, tmp_path / "gateway.db") as store:
+    async with await GatewayStore.open(None, tmp_path / "gateway.db", owner="gateway") as store:
         directory = AllocationDirectory(store.engine, pseudonyms)
         await directory.load()
         for _, update in updates_of(national):

@@ -132,7 +132,7 @@ async def test_the_gateway_routes_each_notification_as_the_plan_expects(tmp_path
     trust = init_trust(tmp_path / "trust", plan.parties)
     partnership = _partnership(plan, trust, agreement_text(plan.default_las))
     pseudonyms = Pseudonymiser.load(tmp_path / "trust")
-    async with await GatewayStore.open(None, tmp_path / "gateway.db") as store:
+    async with await GatewayStore.open(None, tmp_path / "gateway.db", owner="gateway") as store:
         directory = AllocationDirectory(store.engine, pseudonyms)
         await directory.load()
         for u in plan.updates:

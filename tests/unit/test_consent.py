@@ -162,7 +162,9 @@ async def test_an_author_answers_once_and_the_answer_goes_in_the_outbox(
     db: Backend, tmp_path: Path
 ) -> None:
     async with (
-        await OutboxStore.open(db.dsn, db.sqlite_path, schema=db.schema) as store,
+        await OutboxStore.open(
+            db.dsn, db.sqlite_path, schema=db.schema, owner="agency-test"
+        ) as store,
         _outbox(tmp_path, store, SCHOOL) as outbox,
     ):
         book = ConsentRequests(store.engine, schema=db.schema)
@@ -191,7 +193,9 @@ async def test_a_police_grant_that_bars_parents_needs_the_court_order(
     db: Backend, tmp_path: Path
 ) -> None:
     async with (
-        await OutboxStore.open(db.dsn, db.sqlite_path, schema=db.schema) as store,
+        await OutboxStore.open(
+            db.dsn, db.sqlite_path, schema=db.schema, owner="agency-test"
+        ) as store,
         _outbox(tmp_path, store, POLICE) as outbox,
     ):
         book = ConsentRequests(store.engine, schema=db.schema)
@@ -232,7 +236,9 @@ def _answered(ask: ConsentAsk, answer: str, by: str) -> ConsentAnswered:
 async def test_the_gateway_keeps_the_first_answer_and_finds_grants_by_category(
     db: Backend,
 ) -> None:
-    async with await GatewayStore.open(db.dsn, db.sqlite_path, schema=db.schema) as store:
+    async with await GatewayStore.open(
+        db.dsn, db.sqlite_path, schema=db.schema, owner="gateway"
+    ) as store:
         book = ConsentBook(store.engine, schema=db.schema)
         parents, court, other_la = _ask(), _ask("CARE_PROCEEDINGS"), _ask(local_authority="la-x")
         async with write_transaction(store.engine) as conn:

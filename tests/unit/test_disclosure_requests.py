@@ -33,7 +33,9 @@ async def db(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Ba
 
 @pytest.fixture
 async def store(db: Backend) -> AsyncIterator[DisclosureRequests]:
-    async with await DisclosureRequests.open(db.dsn, db.sqlite_path, schema=db.schema) as opened:
+    async with await DisclosureRequests.open(
+        db.dsn, db.sqlite_path, schema=db.schema, owner="gateway"
+    ) as opened:
         yield opened
 
 
@@ -175,9 +177,13 @@ async def test_no_child_identifier_has_a_column(store: DisclosureRequests, db: B
 
 
 async def test_requests_survive_reopening(db: Backend) -> None:
-    async with await DisclosureRequests.open(db.dsn, db.sqlite_path, schema=db.schema) as first:
+    async with await DisclosureRequests.open(
+        db.dsn, db.sqlite_path, schema=db.schema, owner="gateway"
+    ) as first:
         await open_request(first, "REQ-1", MONDAY)
-    async with await DisclosureRequests.open(db.dsn, db.sqlite_path, schema=db.schema) as again:
+    async with await DisclosureRequests.open(
+        db.dsn, db.sqlite_path, schema=db.schema, owner="gateway"
+    ) as again:
         assert [r.request_reference for r in await again.open_requests(MONDAY)] == ["REQ-1"]
 
 
@@ -185,7 +191,7 @@ async def test_requests_survive_reopening(db: Backend) -> None:
 
 
 async def _seed(home: Path) -> None:
-    async with await DisclosureRequests.open(None, home / SQLITE_FILE) as store:
+    async with await DisclosureRequests.open(None, home / SQLITE_FILE, owner="gateway") as store:
         await open_request(store, "REQ-fresh", datetime(2025, 3, 19, 9, 0, tzinfo=UTC))
         await open_request(
             store, "REQ-late", datetime(2025, 3, 1, 9, 0, tzinfo=UTC), protocol="PROTOCOL_2013"

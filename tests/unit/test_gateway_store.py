@@ -85,7 +85,7 @@ async def db(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Ba
 
 
 async def open_store(db: Backend) -> GatewayStore:
-    return await GatewayStore.open(db.dsn, db.sqlite_path, schema=db.schema)
+    return await GatewayStore.open(db.dsn, db.sqlite_path, schema=db.schema, owner="gateway")
 
 
 @pytest.fixture

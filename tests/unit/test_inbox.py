@@ -152,7 +152,7 @@ def test_the_document_describes_exactly_the_apps_api_routes() -> None:
 
 
 async def test_passwords_are_argon2id_hashes_and_checked(tmp_path: Path) -> None:
-    async with await InboxStore.open(None, tmp_path / "q.db") as store:
+    async with await InboxStore.open(None, tmp_path / "q.db", owner="la-test") as store:
         await store.add_account(
             "amara",
             "a long enough password",

@@ -31,7 +31,7 @@ async def db(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Ba
 
 @pytest.fixture
 async def store(db: Backend) -> AsyncIterator[InboxStore]:
-    opened = await InboxStore.open(db.dsn, db.sqlite_path, schema=db.schema)
+    opened = await InboxStore.open(db.dsn, db.sqlite_path, schema=db.schema, owner="la-test")
     try:
         yield opened
     finally:

@@ -18,7 +18,7 @@ from tests.conftest_db import BACKENDS, backend
 async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[InboxStore]:
     async with (
         backend(request.param, tmp_path) as db,
-        await InboxStore.open(db.dsn, db.sqlite_path, schema=db.schema) as opened,
+        await InboxStore.open(db.dsn, db.sqlite_path, schema=db.schema, owner="la-test") as opened,
     ):
         yield opened
 

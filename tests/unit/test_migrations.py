@@ -25,7 +25,7 @@ from producers.outbox import OutboxStore
 from safeguard.cli import main
 from safeguard.store_tables import tables_of
 from sgx.errors import ConfigError
-from sgx.store import migrate
+from sgx.store import migrate, owner
 from sgx.store.db import metadata_for, open_engine
 from tests.conftest_db import BACKENDS, Backend, backend
 
@@ -34,7 +34,7 @@ RELEASE_0_1 = Path(__file__).resolve().parents[1] / "fixtures" / "release-0.1"
 
 def _ours(d: Any) -> bool:
     """The version tables: Alembic's, not the code's."""
-    versions = {migrate.version_table(k) for k in migrate.KINDS}
+    versions = {migrate.version_table(k) for k in migrate.KINDS} | {owner.TABLE}
     return isinstance(d, tuple) and d[0] == "remove_table" and d[1].name in versions
 
 
@@ -85,9 +85,9 @@ def _release_0_1_home(tmp_path: Path) -> Path:
 
 async def _refused(home: Path) -> None:
     with pytest.raises(ConfigError, match=r"written by release 0\.1.*safeguard db upgrade"):
-        await QueueStore.open(None, home / "queue-la-north.db")
+        await QueueStore.open(None, home / "queue-la-north.db", owner="la-test")
     with pytest.raises(ConfigError, match=r"written by release 0\.1"):
-        await GatewayStore.open(None, home / "gateway.db")
+        await GatewayStore.open(None, home / "gateway.db", owner="gateway")
 
 
 def test_release_0_1_databases_are_refused_then_upgraded_with_every_row(tmp_path: Path) -> None:
@@ -105,16 +105,16 @@ def test_release_0_1_databases_are_refused_then_upgraded_with_every_row(tmp_path
 
 
 async def _rows_intact(home: Path) -> None:
-    async with await QueueStore.open(None, home / "queue-la-north.db") as queue:
+    async with await QueueStore.open(None, home / "queue-la-north.db", owner="la-test") as queue:
         items = await queue.select(QueueSelection(everything=True))
         assert len(items) == 4
         assert (items[0].status, items[0].acked_by) == ("acked", "sw-anna")
         assert [len(i.envelope) for i in items] == [702] * 4
         assert len(await queue.quarantine_list()) == 1
-    async with await InboxStore.open(None, home / "queue-la-north.db") as inbox:
+    async with await InboxStore.open(None, home / "queue-la-north.db", owner="la-test") as inbox:
         token = await inbox.add_client("cms", ["deliveries:read", "queue:all"])
         assert await inbox.client_for("la-north", token) is not None
-    async with await GatewayStore.open(None, home / "gateway.db") as gateway:
+    async with await GatewayStore.open(None, home / "gateway.db", owner="gateway") as gateway:
         chains = await gateway.verify_chains()
         assert sum(count for count, _ in chains.values()) == 5, "every audit record, still chained"
         assert len(await gateway.quarantine_list()) == 1
@@ -135,7 +135,7 @@ async def test_an_older_or_a_newer_revision_is_refused_by_name(tmp_path: Path) -
     with pytest.raises(
         ConfigError, match="revision queue_0001, older than this release's queue_0005"
     ):
-        await QueueStore.open(None, path)
+        await QueueStore.open(None, path, owner="la-test")
     engine = open_engine(None, path)
     try:
         assert await migrate.upgrade(engine, "queue") == ("queue_0001", "queue_0005")
@@ -144,7 +144,7 @@ async def test_an_older_or_a_newer_revision_is_refused_by_name(tmp_path: Path) -
     finally:
         await engine.dispose()
     with pytest.raises(ConfigError, match="revision queue_0099, which this release does not know"):
-        await QueueStore.open(None, path)
+        await QueueStore.open(None, path, owner="la-test")
 
 
 @pytest.mark.postgres
@@ -169,13 +169,15 @@ async def test_a_release_0_1_schema_on_postgres_upgrades_with_its_rows(tmp_path:
             "reason, detail, raw, quarantined_at) VALUES ('t', 0, 1, 0, 'r', 'd', 'x', now())"
         )
         with pytest.raises(ConfigError, match=r"written by release 0\.1"):
-            await QueueStore.open(db.dsn, db.sqlite_path, schema=db.schema)
+            await QueueStore.open(db.dsn, db.sqlite_path, schema=db.schema, owner="la-test")
         engine = open_engine(db.dsn, db.sqlite_path)
         try:
             assert await migrate.upgrade(engine, "queue", db.schema) == (None, "queue_0005")
         finally:
             await engine.dispose()
-        async with await QueueStore.open(db.dsn, db.sqlite_path, schema=db.schema) as queue:
+        async with await QueueStore.open(
+            db.dsn, db.sqlite_path, schema=db.schema, owner="la-test"
+        ) as queue:
             assert len(await queue.quarantine_list()) == 1
 
 
@@ -183,10 +185,10 @@ async def test_stores_opening_at_once_in_one_process_each_get_their_tables(tmp_p
     """Alembic's environment is process-global: the demo opens a gateway and two consumers'
     stores at once, and each must still be migrated, not trip over another's."""
     opened = await asyncio.gather(
-        GatewayStore.open(None, tmp_path / "gateway.db"),
-        QueueStore.open(None, tmp_path / "queue-a.db"),
-        QueueStore.open(None, tmp_path / "queue-b.db"),
-        OutboxStore.open(None, tmp_path / "outbox.db"),
+        GatewayStore.open(None, tmp_path / "gateway.db", owner="gateway"),
+        QueueStore.open(None, tmp_path / "queue-a.db", owner="la-test"),
+        QueueStore.open(None, tmp_path / "queue-b.db", owner="la-test"),
+        OutboxStore.open(None, tmp_path / "outbox.db", owner="agency-test"),
     )
     for store in opened:
         await store.close()

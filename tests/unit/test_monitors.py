@@ -73,7 +73,7 @@ def police_record(
 async def encompass(
     db: Backend, calendar: SchoolCalendar, clock: Clock, *items: Prepared
 ) -> tuple[OutboxStore, EncompassMonitor, CollectorRegistry]:
-    store = await OutboxStore.open(db.dsn, db.sqlite_path, schema=db.schema)
+    store = await OutboxStore.open(db.dsn, db.sqlite_path, schema=db.schema, owner="agency-test")
     await store.insert(POLICE, list(items))
     registry = CollectorRegistry()
     monitor = EncompassMonitor(
@@ -83,7 +83,6 @@ async def encompass(
         calendar,
         EncompassMetrics(registry),
         window=timedelta(hours=12),
-        schema=db.schema,
         clock=clock,
     )
     return store, monitor, registry
@@ -145,8 +144,12 @@ async def test_disclosure_requests_move_through_the_due_buckets_past_14_days(
     trust = init_trust(tmp_path / "trust", DEMO_PARTIES)
     gateway_db = dataclasses.replace(db, sqlite_path=tmp_path / "gateway.db")
     async with (
-        await DisclosureRequests.open(db.dsn, db.sqlite_path, schema=db.schema) as requests,
-        await GatewayStore.open(gateway_db.dsn, gateway_db.sqlite_path, schema=db.schema) as store,
+        await DisclosureRequests.open(
+            db.dsn, db.sqlite_path, schema=db.schema, owner="gateway"
+        ) as requests,
+        await GatewayStore.open(
+            gateway_db.dsn, gateway_db.sqlite_path, schema=db.schema, owner="gateway"
+        ) as store,
     ):
         await requests.opened("REQ-1", LA, POLICE, "PROTOCOL_2013", asked, "ab" * 16)
         await requests.opened("REQ-2", LA, POLICE, "PROTOCOL_2024", asked + timedelta(days=6), None)
@@ -191,8 +194,10 @@ async def test_consent_requests_awaiting_each_author_and_the_oldest_age(
     registry = CollectorRegistry()
     trust = init_trust(tmp_path / "trust", DEMO_PARTIES)
     async with (
-        await GatewayStore.open(db.dsn, db.sqlite_path, schema=db.schema) as store,
-        await DisclosureRequests.open(db.dsn, tmp_path / "requests.db", schema=db.schema) as req,
+        await GatewayStore.open(db.dsn, db.sqlite_path, schema=db.schema, owner="gateway") as store,
+        await DisclosureRequests.open(
+            db.dsn, tmp_path / "requests.db", schema=db.schema, owner="gateway"
+        ) as req,
     ):
         book = ConsentBook(store.engine, schema=db.schema)
         monitor = GatewayMonitor(
@@ -230,8 +235,10 @@ async def test_gateway_quarantine_size_and_audit_chain_head(db: Backend, tmp_pat
     registry = CollectorRegistry()
     trust = init_trust(tmp_path / "trust", DEMO_PARTIES)
     async with (
-        await GatewayStore.open(db.dsn, db.sqlite_path, schema=db.schema) as store,
-        await DisclosureRequests.open(db.dsn, tmp_path / "requests.db", schema=db.schema) as req,
+        await GatewayStore.open(db.dsn, db.sqlite_path, schema=db.schema, owner="gateway") as store,
+        await DisclosureRequests.open(
+            db.dsn, tmp_path / "requests.db", schema=db.schema, owner="gateway"
+        ) as req,
     ):
         monitor = GatewayMonitor(
             store, req, lambda: trust, GatewayStateMetrics(registry),
@@ -280,8 +287,10 @@ async def test_key_expiry_series_follow_a_rotation(db: Backend, tmp_path: Path) 
     trust = init_trust(trust_dir, DEMO_PARTIES)
     old_kid = trust.party(POLICE).keys[0].kid
     async with (
-        await GatewayStore.open(db.dsn, db.sqlite_path, schema=db.schema) as store,
-        await DisclosureRequests.open(db.dsn, tmp_path / "requests.db", schema=db.schema) as req,
+        await GatewayStore.open(db.dsn, db.sqlite_path, schema=db.schema, owner="gateway") as store,
+        await DisclosureRequests.open(
+            db.dsn, tmp_path / "requests.db", schema=db.schema, owner="gateway"
+        ) as req,
     ):
         monitor = GatewayMonitor(
             store, req, lambda: TrustDirectory.load(trust_dir), metrics,
@@ -303,7 +312,9 @@ async def test_key_expiry_series_follow_a_rotation(db: Backend, tmp_path: Path) 
 
 async def test_queue_depth_age_and_urgent_unread_per_team(db: Backend) -> None:
     registry = CollectorRegistry()
-    async with await QueueStore.open(db.dsn, db.sqlite_path, schema=db.schema) as store:
+    async with await QueueStore.open(
+        db.dsn, db.sqlite_path, schema=db.schema, owner="la-test"
+    ) as store:
         await store.store_batch(
             [
                 entry(1, "sw-anna", team="East"),
@@ -318,7 +329,6 @@ async def test_queue_depth_age_and_urgent_unread_per_team(db: Backend) -> None:
         monitor = QueueMonitor(
             store,
             QueueMetrics(registry),
-            schema=db.schema,
             urgent_after=timedelta(hours=1),
             clock=clock,
         )
@@ -383,7 +393,7 @@ async def test_readyz_is_503_with_the_reason_until_every_check_passes(tmp_path: 
     async def slow() -> None:
         await asyncio.sleep(1)
 
-    async with await QueueStore.open(None, tmp_path / "q.db") as store:
+    async with await QueueStore.open(None, tmp_path / "q.db", owner="la-test") as store:
         readiness.add("broker", broker)
         readiness.add("queue database", database_check(store.engine))
         async with (

@@ -65,7 +65,9 @@ async def db(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Ba
 
 @pytest.fixture
 async def store(db: Backend) -> AsyncIterator[OutboxStore]:
-    async with await OutboxStore.open(db.dsn, db.sqlite_path, schema=db.schema) as opened:
+    async with await OutboxStore.open(
+        db.dsn, db.sqlite_path, schema=db.schema, owner="agency-test"
+    ) as opened:
         yield opened
 
 
@@ -173,7 +175,9 @@ async def agency(tmp_path: Path) -> AsyncIterator[Agency]:
         metrics=ProducerMetrics(CollectorRegistry()),
     )
     try:
-        async with await OutboxStore.open(None, tmp_path / "outbox.db") as store:
+        async with await OutboxStore.open(
+            None, tmp_path / "outbox.db", owner="agency-test"
+        ) as store:
             yield Agency(rt, publisher, Outbox(store, publisher, SCHOOL))
     finally:
         await kafka.stop()
@@ -397,7 +401,9 @@ async def test_listener_records_receipts_skips_share_decisions_and_keeps_bad_rec
 
 async def _filled_home(home: Path) -> list[uuid.UUID]:
     rt = Runtime(exchange=ExchangeSettings(home=home))
-    async with await OutboxStore.open(None, rt.sqlite(f"outbox-{SCHOOL}.db")) as store:
+    async with await OutboxStore.open(
+        None, rt.sqlite(f"outbox-{SCHOOL}.db"), owner=SCHOOL
+    ) as store:
         await store.insert(SCHOOL, [prepared(1), prepared(2, c.HEALTH_UPDATE), prepared(3)])
         await store.mark_sent(SCHOOL, [p.entry_id for p in await store.pending(SCHOOL, 2)])
         await store.apply_receipts(

@@ -232,7 +232,7 @@ async def _requests(engine: AsyncEngine, schema: str | None) -> AsyncIterator[No
 
 async def _queue(engine: AsyncEngine, schema: str | None) -> AsyncIterator[None]:
     store = QueueStore(engine, MetaData(schema=schema))
-    monitor = QueueMonitor(store, QueueMetrics(CollectorRegistry()), schema=schema)
+    monitor = QueueMonitor(store, QueueMetrics(CollectorRegistry()))
     await monitor.quarantine_size()  # the first count reads the table once
     yield
     await store.store_batch([entry(1, recipient=h(4))], [bad_record(10**9)])  # every batch
@@ -297,7 +297,7 @@ class _Kind(Database):
 
 async def filled(db: Backend, kind: str) -> AsyncEngine:
     opener: type[_Kind] = type(kind, (_Kind,), {"KIND": kind})
-    store = await opener.open(db.dsn, db.sqlite_path, schema=db.schema)
+    store = await opener.open(db.dsn, db.sqlite_path, owner="party-test", schema=db.schema)
     metadata = tables_of(kind, store.engine, MetaData(schema=db.schema))
     await fill(store.engine, metadata, ROWS[db.kind])
     return store.engine
@@ -347,7 +347,7 @@ async def test_the_quarantine_count_reads_only_new_rows_and_misses_none(db: Back
     """The monitors' quarantine gauge: exact as rows arrive, including a row whose lower id
     commits after a higher one (PostgreSQL hands ids out at insert, not at commit), and
     once the rows have settled it reads none of them again."""
-    store = await GatewayStore.open(db.dsn, db.sqlite_path, schema=db.schema)
+    store = await GatewayStore.open(db.dsn, db.sqlite_path, schema=db.schema, owner="gateway")
     table = db.table("gateway_quarantine")
     try:
         now = [NOW]

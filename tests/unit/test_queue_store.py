@@ -80,7 +80,9 @@ async def db(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Ba
 
 @pytest.fixture
 async def store(db: Backend) -> AsyncIterator[QueueStore]:
-    async with await QueueStore.open(db.dsn, db.sqlite_path, schema=db.schema) as opened:
+    async with await QueueStore.open(
+        db.dsn, db.sqlite_path, schema=db.schema, owner="la-test"
+    ) as opened:
         yield opened
 
 
@@ -173,9 +175,13 @@ async def test_quarantine_is_idempotent_on_offset(store: QueueStore) -> None:
 
 
 async def test_rows_survive_reopening(db: Backend) -> None:
-    async with await QueueStore.open(db.dsn, db.sqlite_path, schema=db.schema) as first:
+    async with await QueueStore.open(
+        db.dsn, db.sqlite_path, schema=db.schema, owner="la-test"
+    ) as first:
         await first.store_batch([entry(1)])
-    async with await QueueStore.open(db.dsn, db.sqlite_path, schema=db.schema) as second:
+    async with await QueueStore.open(
+        db.dsn, db.sqlite_path, schema=db.schema, owner="la-test"
+    ) as second:
         assert await second.store_batch([entry(1), entry(2)]) == 1
         assert await second.count() == 2
 
@@ -188,7 +194,7 @@ async def test_naive_datetime_is_a_programming_error(store: QueueStore) -> None:
 
 async def test_schema_on_sqlite_is_a_config_error(tmp_path: Path) -> None:
     with pytest.raises(ConfigError):
-        await QueueStore.open(None, tmp_path / "q.db", schema="nope")
+        await QueueStore.open(None, tmp_path / "q.db", schema="nope", owner="la-test")
 
 
 async def test_unreachable_postgres_is_a_store_error(tmp_path: Path) -> None:
@@ -197,7 +203,7 @@ async def test_unreachable_postgres_is_a_store_error(tmp_path: Path) -> None:
         port = sock.getsockname()[1]
     dsn = f"postgresql+asyncpg://postgres@127.0.0.1:{port}/test"
     with pytest.raises(StoreError) as caught:
-        await QueueStore.open(dsn, tmp_path / "unused.db")
+        await QueueStore.open(dsn, tmp_path / "unused.db", owner="la-test")
     assert caught.value.retriable
 
 
@@ -332,7 +338,7 @@ async def test_queue_writers_take_turns_on_postgres_so_ids_follow_commit_order(
     from consumers.queue import _WRITE_LOCK
 
     async with backend("postgres", tmp_path) as db, await QueueStore.open(
-        db.dsn, db.sqlite_path, schema=db.schema
+        db.dsn, db.sqlite_path, schema=db.schema, owner="la-test"
     ) as queue:  # fmt: skip
         async with queue.engine.connect() as holder:
             await holder.execute(text(f"SELECT pg_advisory_xact_lock({_WRITE_LOCK})"))

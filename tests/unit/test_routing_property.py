@@ -109,8 +109,8 @@ def _template() -> Path:
 
     async def migrate() -> None:
         async with (
-            await GatewayStore.open(None, home / "gateway.db"),
-            await DisclosureRequests.open(None, home / "requests.db"),
+            await GatewayStore.open(None, home / "gateway.db", owner="gateway"),
+            await DisclosureRequests.open(None, home / "requests.db", owner="gateway"),
         ):
             pass
 
@@ -134,8 +134,10 @@ class _Run:
     async def __aenter__(self) -> _Run:
         for name in ("gateway.db", "requests.db"):
             shutil.copyfile(_template() / name, self.home / name)
-        self.store = await GatewayStore.open(None, self.home / "gateway.db")
-        self.requests = await DisclosureRequests.open(None, self.home / "requests.db")
+        self.store = await GatewayStore.open(None, self.home / "gateway.db", owner="gateway")
+        self.requests = await DisclosureRequests.open(
+            None, self.home / "requests.db", owner="gateway"
+        )
         pseudonyms = Pseudonymiser(PSEUDONYM_KEY)
         self.allocations = AllocationDirectory(self.store.engine, pseudonyms)
         opener = Opener(self.identities["gateway"], self.trust)

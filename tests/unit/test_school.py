@@ -258,8 +258,8 @@ class Recorder:
 @pytest.fixture
 async def feed(tmp_path: Path) -> Any:
     async with (
-        await OpenCaseStore.open(None, tmp_path / "open-cases.db") as cases,
-        await PushedStore.open(None, tmp_path / "attendance.db") as pushed,
+        await OpenCaseStore.open(None, tmp_path / "open-cases.db", owner="school-test") as cases,
+        await PushedStore.open(None, tmp_path / "attendance.db", owner="school-test") as pushed,
     ):
         yield SchoolFeed(PROFILE, PSEUDONYMS, cases, pushed)
 

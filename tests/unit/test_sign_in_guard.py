@@ -23,7 +23,7 @@ PASSWORD = "correct horse battery"
 @pytest.fixture(params=BACKENDS)
 async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[InboxStore]:
     async with backend(request.param, tmp_path) as db:
-        opened = await InboxStore.open(db.dsn, db.sqlite_path, schema=db.schema)
+        opened = await InboxStore.open(db.dsn, db.sqlite_path, schema=db.schema, owner="la-test")
         try:
             yield opened
         finally:

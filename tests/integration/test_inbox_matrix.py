@@ -14,6 +14,7 @@ is proven by the tests of that action.
 from __future__ import annotations
 
 import dataclasses
+import uuid
 from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
@@ -21,10 +22,12 @@ import httpx
 import pytest
 from starlette.routing import Route
 
+from consumers.inbox.api_models import Delivery, DeliverySummary, SharingRecord
 from consumers.inbox.app import inbox_app
 from consumers.inbox.settings import InboxSettings
-from safeguard.inbox_wiring import inbox_store
+from safeguard.inbox_wiring import inbox_store, serving_inbox
 from safeguard.parties import LA, OTHER_LA
+from tests.conftest_db import BACKENDS, PG_DSN, drop_schema
 from tests.integration.inbox_world import PASSWORD, TEAM2, World, inbox_world
 from tests.integration.test_inbox_api import Person, items_of, mentions
 
@@ -38,7 +41,7 @@ PERSONS = {
     "mash": "mash",
     "other_la": "ines",
 }
-CLIENTS = ("client_read", "client_all", "client_other", "revoked", "expired")
+CLIENTS = ("client_read", "client_all", "client_other", "other_la_client", "revoked", "expired")
 CALLERS = ("anonymous", *PERSONS, *CLIENTS)
 EVERY_SCOPE = ["deliveries:read", "deliveries:ack", "shares:write", "sharing-record:read"]
 EVERY_SCOPE.append("queue:all")
@@ -133,40 +136,58 @@ class Caller:
     headers: Mapping[str, str] = dataclasses.field(default_factory=dict)
 
 
-@pytest.fixture(scope="module")
-async def world(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[World]:
-    async with inbox_world(tmp_path_factory.mktemp("inbox-matrix")) as w:
-        rt = w.exchange.rt
-        async with await inbox_store(rt, LA) as store:
-            await store.add_account(
-                "lee", PASSWORD, worker_id="tm-lee", name="Lee", role="supervisor", team=TEAM2
+@pytest.fixture(scope="module", params=BACKENDS)
+async def world(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> AsyncIterator[World]:
+    """Camden's inbox over Camden's store, Islington's store beside it: SQLite files, or
+    PostgreSQL with a schema per LA (as deploy/ ships it)."""
+    dsn = PG_DSN if request.param == "postgres" else None
+    schema = f"sgx_matrix_{uuid.uuid4().hex[:10]}_{{party}}" if dsn else None
+    try:
+        async with inbox_world(
+            tmp_path_factory.mktemp("inbox-matrix"), dsn=dsn, schema=schema
+        ) as w:
+            await _callers_stores(w)
+            yield w
+    finally:
+        if dsn and schema:
+            await drop_schema(dsn, schema)
+
+
+async def _callers_stores(w: World) -> None:
+    """The callers' accounts and API clients: Camden's, and Islington's in its own store."""
+    rt = w.exchange.rt
+    async with await inbox_store(rt, LA) as store:
+        await store.add_account(
+            "lee", PASSWORD, worker_id="tm-lee", name="Lee", role="supervisor", team=TEAM2
+        )
+        tokens = {
+            "client_read": await store.add_client(
+                "reader", ["deliveries:read", "queue:worker:sw-amara"]
+            ),
+            "client_all": await store.add_client("everything", EVERY_SCOPE),
+            "client_other": await store.add_client(
+                "bens-system", ["deliveries:read", "queue:worker:sw-ben"]
+            ),
+            "revoked": await store.add_client("revoked", ["deliveries:read", "queue:all"]),
+            "expired": await store.add_client("expired", ["deliveries:read", "queue:all"]),
+        }
+        await store.revoke_client("revoked")
+        async with store.engine.begin() as conn:
+            clients = store._clients
+            await conn.execute(
+                clients.update()
+                .where(clients.c.client_id == "expired")
+                .values(expires_at=clients.c.created_at)
             )
-            tokens = {
-                "client_read": await store.add_client(
-                    "reader", ["deliveries:read", "queue:worker:sw-amara"]
-                ),
-                "client_all": await store.add_client("everything", EVERY_SCOPE),
-                "client_other": await store.add_client(
-                    "bens-system", ["deliveries:read", "queue:worker:sw-ben"]
-                ),
-                "revoked": await store.add_client("revoked", ["deliveries:read", "queue:all"]),
-                "expired": await store.add_client("expired", ["deliveries:read", "queue:all"]),
-            }
-            await store.revoke_client("revoked")
-            async with store.engine.begin() as conn:
-                clients = store._clients
-                await conn.execute(
-                    clients.update()
-                    .where(clients.c.client_id == "expired")
-                    .values(expires_at=clients.c.created_at)
-                )
-        async with await inbox_store(rt, OTHER_LA) as other:
-            await other.add_account(
-                "ines", PASSWORD, worker_id="sw-ines", name="Ines", role="social_worker",
-                team="North",
-            )  # fmt: skip
-        w.extra["tokens"] = tokens
-        yield w
+    async with await inbox_store(rt, OTHER_LA) as other:
+        await other.add_account(
+            "ines", PASSWORD, worker_id="sw-ines", name="Ines", role="social_worker",
+            team="North",
+        )  # fmt: skip
+        tokens["other_la_client"] = await other.add_client("islington-cms", EVERY_SCOPE)
+    w.extra["tokens"] = tokens
 
 
 async def callers(world: World) -> dict[str, Caller]:
@@ -216,9 +237,8 @@ async def test_each_caller_gets_exactly_its_answer_on_every_route(world: World) 
                 answer = await ask(world, everyone[name], method, url, item)
                 if answer.status_code != expected:
                     wrong.append(f"{method} {template} as {name}: {answer.status_code}")
-                elif expected == 200 and name in ("supervisor",) and "/items/" in template:
-                    assert "sealed for sw-amara" in answer.text, (template, name)
-                    assert mentions(answer.text, world_child()) == [], (template, name)
+                elif expected == 200:
+                    wrong += shown_beyond_the_view(name, method, template, answer)
     finally:
         for caller in everyone.values():
             if caller.person is not None:
@@ -226,7 +246,63 @@ async def test_each_caller_gets_exactly_its_answer_on_every_route(world: World) 
     assert not wrong, "\n".join(wrong)
 
 
+SUMMARY = set(DeliverySummary.model_fields)
+
+
+def shown_beyond_the_view(
+    caller: str, method: str, template: str, answer: httpx.Response
+) -> list[str]:
+    """What an allowed read shows that is not exactly the caller's view of the item
+    (amara's, sealed for her as the allocated social worker): a system reads the
+    documented fields and no more, the opened delivery says whose view it is; a person
+    reads the item in full only as its recipient, the supervisor its routing facts."""
+    where = f"{method} {template} as {caller}"
+    if template == "/api/v1/deliveries":
+        rows = answer.json()["items"]
+        return [f"{where}: {sorted(set(r) ^ SUMMARY)}" for r in rows if set(r) != SUMMARY]
+    if template == "/api/v1/deliveries/{item_id}":
+        body = answer.json()
+        problems = [] if set(body) == set(Delivery.model_fields) else [f"{where}: fields"]
+        if (body["recipient_id"], body["recipient_role"]) != ("sw-amara", "SOCIAL_WORKER"):
+            problems.append(
+                f"{where}: the view of {body['recipient_id']} as {body['recipient_role']}"
+            )
+        return problems
+    if template == "/api/v1/deliveries/{item_id}/sharing-record":
+        shown = set(answer.json())
+        return [] if shown <= set(SharingRecord.model_fields) else [f"{where}: {shown}"]
+    if template.startswith("/items/"):
+        child = mentions(answer.text, world_child())
+        if caller == "worker" and "/child" not in template and not child:
+            return [f"{where}: the recipient does not see her own item"]
+        if caller == "supervisor" and ("sealed for sw-amara" not in answer.text or child):
+            return [f"{where}: the supervisor sees beyond the routing facts: {child}"]
+    return []
+
+
 def world_child() -> Any:
     from tests.integration.inbox_world import CHILDREN
 
     return CHILDREN["amira"]
+
+
+async def test_camdens_people_and_systems_are_strangers_at_islingtons_inbox(world: World) -> None:
+    """The other direction: Islington's inbox, over Islington's store, knows none of
+    Camden's accounts or API clients (and does know its own)."""
+    tokens = world.extra["tokens"]
+    async with serving_inbox(world.exchange.rt, OTHER_LA, InboxSettings(port=0)) as islington:
+        for username, expected in (("amara", 401), ("jones", 401), ("mash", 401), ("ines", 303)):
+            p = Person(islington.url)
+            data = {"csrf_token": await p.csrf(), "username": username, "password": PASSWORD}
+            try:
+                signed = await p.request("POST", "/login", data=data)
+            finally:
+                await p.close()
+            assert signed.status_code == expected, (username, signed.text)
+        async with httpx.AsyncClient(base_url=islington.url) as http:
+            for client, expected in (("client_all", 401), ("client_read", 401)):
+                bearer = {"authorization": f"Bearer {tokens[client]}"}
+                answer = await http.get("/api/v1/deliveries", headers=bearer)
+                assert answer.status_code == expected, client
+            own = {"authorization": f"Bearer {tokens['other_la_client']}"}
+            assert (await http.get("/api/v1/deliveries", headers=own)).status_code == 200

@@ -22,11 +22,13 @@ from joserfc.jwk import RSAKey
 from playwright.async_api import Browser, Page, async_playwright, expect
 
 from producers.consent_requests import ConsentRequests
+from safeguard.inbox_wiring import inbox_store
 from safeguard.outbox_wiring import running_outbox
-from safeguard.parties import HEALTH
-from tests.integration.inbox_world import PASSWORD, World, inbox_world
+from safeguard.parties import HEALTH, LA
+from tests.integration.inbox_world import CHILDREN, PASSWORD, World, inbox_world
 from tests.integration.oidc_provider import OpenIDProvider
 from tests.integration.test_author_consent import asked_of
+from tests.integration.test_inbox_api import mentions
 
 pytestmark = pytest.mark.broker
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
@@ -222,6 +224,30 @@ async def test_the_supervisor_sees_what_was_withheld(world: World, browser: Brow
     withheld = page.get_by_role("region", name="Restrictions on onward use")
     await expect(withheld).to_contain_text("assessment.child_views.what_was_said")
     await expect(withheld).not_to_contain_text("Nothing was withheld.")
+
+
+async def test_the_supervisor_sees_a_workers_row_by_its_routing_facts_until_revoked(
+    world: World, browser: Browser, tmp_path: Path
+) -> None:
+    """The supervisor's queue lists the team's rows; a worker's row opens as its routing
+    facts only (whose it is, a link to the supervisor's own copy), never the child; once
+    the supervisor's sessions are revoked the next page is the sign-in page."""
+    page = await (await browser.new_context()).new_page()
+    await sign_in(page, localhost(world), "jones")
+    rows = page.get_by_role("row").filter(has_text="sw-amara")
+    await expect(rows.first).to_be_visible()
+    await page.screenshot(path=tmp_path / "inbox-supervisor-queue.png", full_page=True)
+    await rows.first.get_by_role("link").first.click()
+    await expect(page.get_by_text("sealed for sw-amara").first).to_be_visible()
+    assert mentions(await page.content(), CHILDREN["amira"]) == [], "nothing of the child"
+    await page.screenshot(path=tmp_path / "inbox-supervisor-routing-facts.png", full_page=True)
+
+    async with await inbox_store(world.exchange.rt, LA) as store:
+        assert await store.sessions.end_worker("tm-jones", "revoked") >= 1
+    await page.reload()
+    await expect(page.get_by_role("button", name="Sign in")).to_be_visible()
+    assert page.url.endswith("/login") or "/login" in page.url
+    await page.context.close()
 
 
 async def test_sign_in_through_the_openid_provider(

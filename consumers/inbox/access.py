@@ -17,8 +17,9 @@ A system (a case-management client) has scopes: actions (``deliveries:read``,
 (``queue:worker:<id>``, ``queue:team:<team>``, ``queue:mash``, ``queue:all``). OAuth2 scopes
 are separated by spaces, so a team or worker id in a scope is percent-encoded
 (``queue:team:Assessment%20Team%201``). A person may
-do every action on what they see. The inbox serves one LA, so nobody reaches another LA's
-rows: they are in another database.
+do every action on what they see. The inbox serves one LA over that LA's own store (a
+file, or a PostgreSQL schema and role of its own, which records its owner and refuses any
+other LA's service: ``sgx.store.owner``), so nobody reaches another LA's rows.
 """
 
 from __future__ import annotations

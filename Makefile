@@ -30,6 +30,7 @@ lint: $(STAMP)
 test: $(STAMP) lint
 	scripts/ensure-postgres.sh
 	scripts/ensure-tools.sh
+	scripts/ensure-kafka.sh start >/dev/null
 	$(BIN)/pytest
 
 bench: $(STAMP)

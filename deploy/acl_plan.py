@@ -351,6 +351,9 @@ _SCRIPT_HEAD = """\
 #   BOOTSTRAP     a broker listener the admin may use        (default kafka-1:19092)
 #   ADMIN_CONFIG  client properties of the admin principal   (default /secrets/admin.properties)
 #   SASL_DIR      <user>.password files, one per principal   (default /secrets/sasl)
+#   REPLICATION_FACTOR   every topic's replicas               (default the plan's, %(replicas)d)
+#   MIN_INSYNC_REPLICAS  every topic's min.insync.replicas   (default %(min_insync)d)
+#                 (a one-node test broker sets both to 1: scripts/ensure-kafka.sh)
 set -euo pipefail
 KAFKA_BIN=${KAFKA_BIN:-/opt/kafka/bin}
 BOOTSTRAP=${BOOTSTRAP:-kafka-1:19092}
@@ -360,8 +363,8 @@ admin=(--bootstrap-server "$BOOTSTRAP" --command-config "$ADMIN_CONFIG")
 
 topic() {  # name partitions replicas [more kafka-topics.sh options]
   "$KAFKA_BIN/kafka-topics.sh" "${admin[@]}" --create --if-not-exists --topic "$1" \\
-    --partitions "$2" --replication-factor "$3" --config min.insync.replicas=%(min_insync)d \\
-    "${@:4}"
+    --partitions "$2" --replication-factor "${REPLICATION_FACTOR:-$3}" \\
+    --config "min.insync.replicas=${MIN_INSYNC_REPLICAS:-%(min_insync)d}" "${@:4}"
 }
 
 user() {  # name: SCRAM-SHA-512 credentials from $SASL_DIR/<name>.password
@@ -394,7 +397,7 @@ def _topic_config(t: Topic) -> dict[str, int | str]:
 
 def shell_script(p: Plan) -> str:
     """The bash script that applies ``p`` with Kafka's own command-line tools."""
-    lines = [_SCRIPT_HEAD % {"min_insync": MIN_INSYNC}, "# topics"]
+    lines = [_SCRIPT_HEAD % {"replicas": REPLICAS, "min_insync": MIN_INSYNC}, "# topics"]
     lines += [f"topic {t.name} {t.partitions} {t.replicas}{_retention(t)}" for t in p.topics]
     lines += ["", "# principals"]
     lines += [f"user {name}" for name in p.principals]

@@ -1,8 +1,10 @@
 """Shared fixtures: a real Kafka-protocol broker for the session, and a home directory.
 
 ``broker`` starts the embedded Tansu broker on a free loopback port, or uses the
-cluster named by ``SGX_TEST_BOOTSTRAP``. If the broker cannot start, every test that
-needs it errors: a message-flow test never skips silently.
+cluster named by ``SGX_TEST_BOOTSTRAP``. ``apache_kafka`` (``tests/kafka_broker.py``)
+is a real Apache Kafka with SASL_SSL and deploy/'s ACLs, from ``scripts/ensure-kafka.sh``.
+If a broker cannot start, every test that needs it errors: a message-flow test never
+skips silently.
 """
 
 from __future__ import annotations
@@ -15,16 +17,9 @@ import pytest
 
 from sgx.kafka.embedded import EmbeddedBroker
 from sgx.settings import KafkaSettings
+from tests.kafka_broker import apache_kafka, kafka_test_settings
 
-
-def kafka_test_settings(bootstrap_servers: str) -> KafkaSettings:
-    """Settings for ``bootstrap_servers`` with timings that keep tests fast."""
-    return KafkaSettings(
-        bootstrap_servers=bootstrap_servers,
-        fetch_max_wait_ms=10,
-        session_timeout_ms=2000,
-        heartbeat_interval_ms=300,
-    )
+__all__ = ["apache_kafka", "broker", "kafka_test_settings", "tmp_home"]
 
 
 @pytest.fixture(scope="session")

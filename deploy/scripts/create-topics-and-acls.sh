@@ -7,6 +7,9 @@
 #   BOOTSTRAP     a broker listener the admin may use        (default kafka-1:19092)
 #   ADMIN_CONFIG  client properties of the admin principal   (default /secrets/admin.properties)
 #   SASL_DIR      <user>.password files, one per principal   (default /secrets/sasl)
+#   REPLICATION_FACTOR   every topic's replicas               (default the plan's, 3)
+#   MIN_INSYNC_REPLICAS  every topic's min.insync.replicas   (default 2)
+#                 (a one-node test broker sets both to 1: scripts/ensure-kafka.sh)
 set -euo pipefail
 KAFKA_BIN=${KAFKA_BIN:-/opt/kafka/bin}
 BOOTSTRAP=${BOOTSTRAP:-kafka-1:19092}
@@ -16,8 +19,8 @@ admin=(--bootstrap-server "$BOOTSTRAP" --command-config "$ADMIN_CONFIG")
 
 topic() {  # name partitions replicas [more kafka-topics.sh options]
   "$KAFKA_BIN/kafka-topics.sh" "${admin[@]}" --create --if-not-exists --topic "$1" \
-    --partitions "$2" --replication-factor "$3" --config min.insync.replicas=2 \
-    "${@:4}"
+    --partitions "$2" --replication-factor "${REPLICATION_FACTOR:-$3}" \
+    --config "min.insync.replicas=${MIN_INSYNC_REPLICAS:-2}" "${@:4}"
 }
 
 user() {  # name: SCRAM-SHA-512 credentials from $SASL_DIR/<name>.password

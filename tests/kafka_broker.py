@@ -1,0 +1,111 @@
+"""Kafka brokers for the tests: fast client settings, and a real Apache Kafka.
+
+``apache_kafka`` (a session fixture, imported by ``tests/conftest.py``) runs
+``scripts/ensure-kafka.sh start``: Apache Kafka from Maven Central (fetched once into a
+cache outside the repository), one KRaft node on loopback with a PLAINTEXT listener and a
+SASL_SSL one (SCRAM-SHA-512, the certificates of ``deploy/scripts/make-certs.sh``), the
+StandardAuthorizer on and deny by default, and deploy/'s topics, SCRAM users and ACLs
+applied by the operators' own ``deploy/scripts/create-topics-and-acls.sh``. The broker is
+left running for the next session. If it cannot start, every test that uses it fails
+with the script's own words: it never skips.
+"""
+
+from __future__ import annotations
+
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from pydantic import SecretStr
+
+from sgx.settings import REPO_ROOT, KafkaSettings
+
+ENSURE_KAFKA = REPO_ROOT / "scripts" / "ensure-kafka.sh"
+# the first start on a machine fetches Kafka (~90 MB) and applies the plan (a hundred runs
+# of Kafka's tools); after that a start takes seconds and a running broker well under one
+START_LIMIT_S = 900
+
+
+def kafka_test_settings(bootstrap_servers: str, **security: Any) -> KafkaSettings:
+    """Settings for ``bootstrap_servers`` with timings that keep tests fast; ``security``
+    sets the protocol, SASL and TLS fields."""
+    return KafkaSettings(
+        bootstrap_servers=bootstrap_servers,
+        fetch_max_wait_ms=10,
+        session_timeout_ms=2000,
+        heartbeat_interval_ms=300,
+        **security,
+    )
+
+
+@dataclass(frozen=True)
+class ApacheKafka:
+    """How to reach the Apache Kafka of ``scripts/ensure-kafka.sh``."""
+
+    version: str
+    plaintext: str  # PLAINTEXT bootstrap; its principal ANONYMOUS is a super user
+    sasl_ssl: str  # SASL_SSL bootstrap (SCRAM-SHA-512); the certificate names localhost
+    ca_file: Path  # the dev CA of make-certs.sh, which signed the broker's certificate
+    sasl_dir: Path  # <principal>.password for every SCRAM principal of deploy/'s plan
+    admin_config: Path  # Kafka client properties of sgx-admin, the plan's applier
+
+    def password(self, principal: str) -> str:
+        """The SCRAM password make-certs.sh made for ``principal``."""
+        return (self.sasl_dir / f"{principal}.password").read_text(encoding="utf-8").strip()
+
+    def plaintext_settings(self) -> KafkaSettings:
+        """Settings for the PLAINTEXT listener: no authentication, every permission."""
+        return kafka_test_settings(self.plaintext)
+
+    def scram_settings(self, principal: str, password: str | None = None) -> KafkaSettings:
+        """Settings for the SASL_SSL listener as ``principal`` (its own password unless
+        ``password`` is given), trusting the dev CA: the project's own client settings,
+        as a deployed service sets them (``SGX_KAFKA_*``)."""
+        return kafka_test_settings(
+            self.sasl_ssl,
+            security_protocol="SASL_SSL",
+            sasl_mechanism="SCRAM-SHA-512",
+            sasl_username=principal,
+            sasl_password=SecretStr(self.password(principal) if password is None else password),
+            ssl_cafile=self.ca_file,
+        )
+
+
+def ensure_apache_kafka() -> ApacheKafka:
+    """Start (or find running) the broker of ``scripts/ensure-kafka.sh``; fail if it cannot."""
+    try:
+        done = subprocess.run(
+            [str(ENSURE_KAFKA), "start"],
+            capture_output=True,
+            text=True,
+            timeout=START_LIMIT_S,
+            check=False,
+        )
+    except subprocess.TimeoutExpired:
+        pytest.fail(f"{ENSURE_KAFKA} start did not finish in {START_LIMIT_S}s", pytrace=False)
+    if done.returncode != 0:
+        pytest.fail(
+            f"Apache Kafka did not start ({ENSURE_KAFKA} start exited {done.returncode}):\n"
+            f"{done.stderr}",
+            pytrace=False,
+        )
+    found = dict(line.split("=", 1) for line in done.stdout.splitlines() if "=" in line)
+    try:
+        return ApacheKafka(
+            version=found["KAFKA_VERSION"],
+            plaintext=found["KAFKA_PLAINTEXT"],
+            sasl_ssl=found["KAFKA_SASL_SSL"],
+            ca_file=Path(found["KAFKA_CA_FILE"]),
+            sasl_dir=Path(found["KAFKA_SASL_DIR"]),
+            admin_config=Path(found["KAFKA_ADMIN_CONFIG"]),
+        )
+    except KeyError as missing:
+        pytest.fail(f"{ENSURE_KAFKA} start did not print {missing}:\n{done.stdout}", pytrace=False)
+
+
+@pytest.fixture(scope="session")
+def apache_kafka() -> ApacheKafka:
+    """The Apache Kafka of ``scripts/ensure-kafka.sh``, running, with deploy/'s plan applied."""
+    return ensure_apache_kafka()

@@ -12,12 +12,19 @@ with the script's own words: it never skips.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import functools
+import os
 import subprocess
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
+from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.errors import UnknownTopicOrPartitionError
 from pydantic import SecretStr
 
 from sgx.settings import REPO_ROOT, KafkaSettings
@@ -73,8 +80,22 @@ class ApacheKafka:
         )
 
 
-def ensure_apache_kafka() -> ApacheKafka:
-    """Start (or find running) the broker of ``scripts/ensure-kafka.sh``; fail if it cannot."""
+# The flow tests' broker: a second Apache Kafka of the same script, without deploy/'s plan,
+# on its own ports and run directory, so deleting every topic between tests (each test
+# starts from an empty broker, as with a Tansu of its own) never touches the plan's.
+FLOW_BROKER = {
+    # beside the script's own default run directory, /var/tmp/sgx-kafka
+    "SGX_KAFKA_RUN": os.environ.get("SGX_TEST_KAFKA_FLOW_RUN", "/var/tmp/sgx-kafka-flow"),  # noqa: S108
+    "SGX_KAFKA_PLAINTEXT_PORT": "19192",
+    "SGX_KAFKA_SASL_SSL_PORT": "19193",
+    "SGX_KAFKA_CONTROLLER_PORT": "19194",
+    "SGX_KAFKA_PLAN": "0",
+}
+
+
+def ensure_apache_kafka(env: Mapping[str, str] | None = None) -> ApacheKafka:
+    """Start (or find running) the broker of ``scripts/ensure-kafka.sh`` (``env``: its
+    settings, e.g. :data:`FLOW_BROKER`); fail if it cannot."""
     try:
         done = subprocess.run(
             [str(ENSURE_KAFKA), "start"],
@@ -82,6 +103,7 @@ def ensure_apache_kafka() -> ApacheKafka:
             text=True,
             timeout=START_LIMIT_S,
             check=False,
+            env={**os.environ, **(env or {})},
         )
     except subprocess.TimeoutExpired:
         pytest.fail(f"{ENSURE_KAFKA} start did not finish in {START_LIMIT_S}s", pytrace=False)
@@ -103,6 +125,30 @@ def ensure_apache_kafka() -> ApacheKafka:
         )
     except KeyError as missing:
         pytest.fail(f"{ENSURE_KAFKA} start did not print {missing}:\n{done.stdout}", pytrace=False)
+
+
+@functools.cache
+def flow_kafka() -> ApacheKafka:
+    """The flow tests' Apache Kafka (:data:`FLOW_BROKER`), started once per session."""
+    return ensure_apache_kafka(FLOW_BROKER)
+
+
+async def emptied(bootstrap: str) -> None:
+    """Delete every topic but Kafka's own (and with them their committed offsets), and
+    wait until the broker no longer lists them: the next test starts from an empty broker."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=30_000)
+    await admin.start()
+    try:
+        for _ in range(200):
+            ours = [t for t in await admin.list_topics() if not t.startswith("__")]
+            if not ours:
+                return
+            with contextlib.suppress(UnknownTopicOrPartitionError):  # deleted meanwhile
+                await admin.delete_topics(ours, timeout_ms=30_000)
+            await asyncio.sleep(0.05)
+        raise AssertionError(f"topics still listed after deleting them: {ours}")
+    finally:
+        await admin.close()
 
 
 @pytest.fixture(scope="session")

@@ -1,7 +1,11 @@
 """An exchange under test: a fresh real broker, trust directory, gateway and consumer.
 
-Each test gets its own Tansu broker (it starts in well under a second) so topics,
-offsets and queues never leak between tests. If the broker cannot start, the test fails.
+The broker is chosen by ``SGX_TEST_BROKER``: ``kafka`` (the default, what production
+runs) is the flow tests' Apache Kafka (``tests/kafka_broker.py``), started once per
+session and emptied of every topic before each test; ``tansu`` gives each test an embedded
+Tansu broker of its own. Either way topics, offsets and queues never leak between tests,
+and if the broker cannot start, the test fails. A test of the embedded default itself (the
+demo path, a broker outage) asks for ``broker="tansu"``.
 The local authority's consumer starts by default; a school's (key adult) or a police
 force's (SPOC) with ``start_consumer(party=...)``. Queue helpers take ``party`` (default:
 the LA).
@@ -13,6 +17,7 @@ import asyncio
 import dataclasses
 import inspect
 import json
+import os
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Sequence
@@ -33,6 +38,7 @@ from sgx.keys.key_admin import init_trust
 from sgx.keys.trust import PartySpec
 from sgx.settings import ExchangeSettings, StoreSettings
 from tests.conftest import kafka_test_settings
+from tests.kafka_broker import emptied, flow_kafka
 
 
 async def eventually(
@@ -214,6 +220,31 @@ def kafka_env(bootstrap: str) -> dict[str, str]:
     }
 
 
+BROKERS = ("kafka", "tansu")
+
+
+def broker_kind(kind: str | None = None) -> str:
+    """``kind``, else ``SGX_TEST_BROKER`` (default ``kafka``); a typo fails the test."""
+    chosen = kind or os.environ.get("SGX_TEST_BROKER") or "kafka"
+    if chosen not in BROKERS:
+        raise AssertionError(f"SGX_TEST_BROKER={chosen!r}: use one of {', '.join(BROKERS)}")
+    return chosen
+
+
+@asynccontextmanager
+async def empty_broker(
+    home: Path, kind: str | None = None
+) -> AsyncIterator[tuple[str, EmbeddedBroker | None]]:
+    """(bootstrap, the embedded broker if one was started) of an empty broker."""
+    if broker_kind(kind) == "tansu":
+        async with EmbeddedBroker(home) as embedded:
+            yield embedded.bootstrap_servers, embedded
+        return
+    kafka = await asyncio.to_thread(flow_kafka)
+    await emptied(kafka.plaintext)
+    yield kafka.plaintext, None
+
+
 @asynccontextmanager
 async def running_exchange(
     home: Path,
@@ -224,19 +255,18 @@ async def running_exchange(
     parties: Sequence[PartySpec] = DEMO_PARTIES,
     metrics_ports: tuple[int, int] = (-1, -1),
     agreement: Path | None = None,
+    broker: str | None = None,
 ) -> AsyncIterator[Exchange]:
     """A broker, trust directory, topics, gateway and (optionally) consumer, stopped on exit.
 
     ``metrics_ports``: where the gateway and the consumer serve /metrics (-1: nowhere).
     ``agreement``: the agreement file, if not the repository's (which names the demo
-    parties' default LAs).
+    parties' default LAs). ``broker``: ``kafka`` or ``tansu``, if not ``SGX_TEST_BROKER``'s.
     """
     gateway_port, consumer_port = metrics_ports
     init_trust(home / "trust", parties)
-    async with EmbeddedBroker(home) as broker:
-        exchange = Exchange(
-            make_runtime(home, broker.bootstrap_servers, dsn, schema, agreement), broker=broker
-        )
+    async with empty_broker(home, broker) as (bootstrap, embedded):
+        exchange = Exchange(make_runtime(home, bootstrap, dsn, schema, agreement), broker=embedded)
         await create_topics(exchange.rt)
         try:
             await exchange.start_gateway(gateway_port)

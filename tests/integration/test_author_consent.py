@@ -60,9 +60,8 @@ async def _share(ex: Exchange, item: int, category: str, purpose: str) -> dict[s
 
 
 async def cli(ex: Exchange, *args: str) -> Result:
-    assert ex.broker is not None
     argv = [*args, "--home", str(ex.rt.exchange.home)]
-    env = kafka_env(ex.broker.bootstrap_servers)
+    env = kafka_env(ex.rt.kafka.bootstrap_servers)
     return await asyncio.to_thread(CliRunner().invoke, safeguard, argv, env=env)
 
 

@@ -128,7 +128,8 @@ async def _acked(outbox: Outbox) -> int:
 
 async def test_broker_outage_loses_nothing_and_doubles_nothing(tmp_path: Path) -> None:
     started = time.monotonic()
-    async with running_exchange(tmp_path) as ex:
+    # a broker of its own to kill: the embedded one (the shared Apache Kafka serves others)
+    async with running_exchange(tmp_path, broker="tansu") as ex:
         assert ex.broker is not None  # this test's own broker
         broker_pid = ex.broker.pid
         assert broker_pid is not None

@@ -18,12 +18,12 @@ import pytest
 
 from consumers.reader import QueueReader
 from safeguard.parties import LA, OTHER_LA, OTHER_SCHOOL, SCHOOL
-from safeguard.runtime import Runtime, publisher, run_consumer
+from safeguard.runtime import Runtime, create_topics, publisher, run_consumer
 from safeguard.samples import allocation_update
 from sgx.domain.identifiers import make_nhs_number
 from sgx.errors import ConfigError
 from sgx.kafka import schema_topic
-from sgx.kafka.wiring import read_topic
+from sgx.kafka.wiring import list_topics, read_topic
 from sgx.keys.trust import utc_now
 from sgx.wire import contract as c
 from sgx.wire import schema_registry
@@ -159,13 +159,21 @@ async def clear_and_put(ex: Exchange, entries: list[tuple[bytes, bytes]]) -> Non
 
     async with admin_client(ex.rt.kafka) as admin:
         await admin.delete_topics([schema_registry.TOPIC])
-    await asyncio.sleep(0.5)
+    # gone, then made again as the exchange makes it (a broker need not create topics on use)
+    await eventually(
+        lambda: topic_gone(ex, schema_registry.TOPIC), "the registry topic to be deleted"
+    )
+    await create_topics(ex.rt)
     producer = await start_producer(ex.rt.kafka)
     try:
         for key, value in entries:
             await producer.send_and_wait(schema_registry.TOPIC, value, key=key)
     finally:
         await producer.stop()
+
+
+async def topic_gone(ex: Exchange, topic: str) -> bool:
+    return topic not in await list_topics(ex.rt.kafka)
 
 
 def next_release(folder: Path) -> Path:

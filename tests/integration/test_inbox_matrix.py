@@ -23,6 +23,7 @@ from starlette.routing import Route
 
 from consumers.inbox.app import inbox_app
 from consumers.inbox.settings import InboxSettings
+from consumers.inbox.store import InboxStore
 from safeguard.inbox_wiring import inbox_store
 from safeguard.parties import LA, OTHER_LA
 from tests.integration.inbox_world import PASSWORD, TEAM2, World, inbox_world
@@ -141,25 +142,7 @@ async def world(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[World
             await store.add_account(
                 "lee", PASSWORD, worker_id="tm-lee", name="Lee", role="supervisor", team=TEAM2
             )
-            tokens = {
-                "client_read": await store.add_client(
-                    "reader", ["deliveries:read", "queue:worker:sw-amara"]
-                ),
-                "client_all": await store.add_client("everything", EVERY_SCOPE),
-                "client_other": await store.add_client(
-                    "bens-system", ["deliveries:read", "queue:worker:sw-ben"]
-                ),
-                "revoked": await store.add_client("revoked", ["deliveries:read", "queue:all"]),
-                "expired": await store.add_client("expired", ["deliveries:read", "queue:all"]),
-            }
-            await store.revoke_client("revoked")
-            async with store.engine.begin() as conn:
-                clients = store._clients
-                await conn.execute(
-                    clients.update()
-                    .where(clients.c.client_id == "expired")
-                    .values(expires_at=clients.c.created_at)
-                )
+            tokens = await api_clients(store)
         async with await inbox_store(rt, OTHER_LA) as other:
             await other.add_account(
                 "ines", PASSWORD, worker_id="sw-ines", name="Ines", role="social_worker",
@@ -167,6 +150,31 @@ async def world(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[World
             )  # fmt: skip
         w.extra["tokens"] = tokens
         yield w
+
+
+async def api_clients(store: InboxStore) -> dict[str, str]:
+    """A bearer token for each kind of API client in :data:`CLIENTS`: scoped to the
+    worker's queue (read only), to everything, to another worker's queue, revoked, expired."""
+    tokens = {
+        "client_read": await store.add_client(
+            "reader", ["deliveries:read", "queue:worker:sw-amara"]
+        ),
+        "client_all": await store.add_client("everything", EVERY_SCOPE),
+        "client_other": await store.add_client(
+            "bens-system", ["deliveries:read", "queue:worker:sw-ben"]
+        ),
+        "revoked": await store.add_client("revoked", ["deliveries:read", "queue:all"]),
+        "expired": await store.add_client("expired", ["deliveries:read", "queue:all"]),
+    }
+    await store.revoke_client("revoked")
+    async with store.engine.begin() as conn:
+        clients = store._clients
+        await conn.execute(
+            clients.update()
+            .where(clients.c.client_id == "expired")
+            .values(expires_at=clients.c.created_at)
+        )
+    return tokens
 
 
 async def callers(world: World) -> dict[str, Caller]:

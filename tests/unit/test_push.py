@@ -537,10 +537,9 @@ PUSH_MATRIX: dict[tuple[str, str], dict[str, int]] = {
 }
 
 
-async def test_every_push_route_answers_every_kind_of_caller_as_the_matrix_says(
-    tmp_path: Path, recorder: Recorder
-) -> None:
-    path = tokens_file(tmp_path)
+def push_callers(path: Path) -> dict[str, str]:
+    """A token in ``path`` for each caller of :data:`PUSH_CALLERS` that has one (the
+    school's unless it says otherwise); the police's is revoked, the last one expired."""
     tokens = {
         "sender": mint_token(path, SCHOOL),
         "consent_only": mint_token(path, SCHOOL, ("consent",)),
@@ -553,6 +552,14 @@ async def test_every_push_route_answers_every_kind_of_caller_as_the_matrix_says(
     stored = json.loads(path.read_text())
     stored["tokens"][-1]["expires_at"] = "2020-01-01T00:00:00Z"
     path.write_text(json.dumps(stored))
+    return tokens
+
+
+async def test_every_push_route_answers_every_kind_of_caller_as_the_matrix_says(
+    tmp_path: Path, recorder: Recorder
+) -> None:
+    path = tokens_file(tmp_path)
+    tokens = push_callers(path)
     app = push_app({SCHOOL: recorder}, PushTokens.load(path))
     served = {
         (method, route.path)

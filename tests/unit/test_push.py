@@ -206,6 +206,9 @@ DELETE = object()
         ("authored_at", "yesterday", "is not an ISO-8601 timestamp"),
         ("authored_at", 1741599000000, "is not an ISO-8601 timestamp"),
         ("authored_at", "2025-02-30T09:30:00Z", "is not a valid date and time"),
+        # valid RFC 3339, but in UTC before year 1 or after 9999 (was a 500, found by fuzzing)
+        ("authored_at", "0001-01-01T00:00:00+00:01", "is out of range"),
+        ("authored_at", "9999-12-31T23:59:59-00:01", "is out of range"),
         ("attendance.period_start", "02/11/2026", "is not an ISO-8601 date (YYYY-MM-DD)"),
         ("notification_id", "not-a-uuid", "is not a UUID"),
         ("child.shoe_size", 3, "is not a field of Child"),

@@ -123,6 +123,16 @@ def test_the_push_answer_names_a_wrong_field_and_never_echoes_it() -> None:
     assert "9434765919" not in str(extra.value)
 
 
+@pytest.mark.parametrize("field", ["answered_by", "reason", "court_order"])
+def test_the_push_answer_refuses_an_empty_field_by_name(field: str) -> None:
+    """The document says minLength 1; "" was taken as no reason or no court order (found
+    by fuzzing the push endpoint)."""
+    with pytest.raises(ContractError, match="must not be empty") as empty:
+        answer_from_json({"granted": True, "answered_by": "Ms Head", field: ""})
+    assert empty.value.path == field
+    assert answer_from_json({"granted": True, "answered_by": "Ms Head", "reason": None})
+
+
 # -- the author's store -------------------------------------------------------------------
 
 

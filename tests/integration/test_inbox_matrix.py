@@ -113,7 +113,7 @@ def served_routes() -> set[tuple[str, str]]:
         la_name="Camden",
     )
     return {
-        (method, route.path.replace(":int", ""))
+        (method, route.path.replace(":id", ""))
         for route in app.routes
         if isinstance(route, Route)
         for method in route.methods or ()

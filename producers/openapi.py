@@ -335,7 +335,13 @@ def _consent_paths() -> dict[str, Any]:
                         "description": "the requests, oldest first",
                         "content": body("ConsentRequests"),
                     },
-                    **{k: v for k, v in _ERRORS.items() if k in ("401", "403", "503", "500")},
+                    "404": {
+                        "description": "this endpoint keeps no consent requests for the "
+                        "token's agency",
+                        "content": body("Errors"),
+                    },
+                    "422": _error_response("open is neither true nor false"),
+                    **{k: v for k, v in _ERRORS.items() if k in ("401", "403", "503")},
                 },
             }
         },

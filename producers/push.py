@@ -121,7 +121,12 @@ def _timestamp_from(value: Any, path: str) -> dt.datetime:
         parsed = dt.datetime.fromisoformat(value.upper())
     except ValueError:
         raise ContractError(path, f"is not a valid date and time ({_TIMESTAMP_FORM})") from None
-    utc = parsed.astimezone(dt.UTC)
+    try:
+        utc = parsed.astimezone(dt.UTC)
+    except OverflowError:  # 0001-01-01T00:00+01:00 is in year 0 in UTC
+        raise ContractError(
+            path, "is out of range: in UTC it falls before year 1 or after 9999"
+        ) from None
     return utc.replace(microsecond=utc.microsecond // 1000 * 1000)  # Avro keeps milliseconds
 
 

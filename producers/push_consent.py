@@ -1,13 +1,15 @@
 """The push endpoint's consent routes: an author's system lists consent requests and answers.
 
-``GET /v1/consent-requests[?open=true]`` lists the requests local authorities put to the
-token's agency as author; ``POST /v1/consent-requests/{request_id}/answer`` answers one
-with ``{"granted": true|false, "answered_by": "...", "reason": ..., "court_order": ...}``
+``GET /v1/consent-requests[?open=true|false]`` lists the requests local authorities put to
+the token's agency as author (``open=true``: those not answered yet);
+``POST /v1/consent-requests/{request_id}/answer`` answers one with
+``{"granted": true|false, "answered_by": "...", "reason": ..., "court_order": ...}``
 (:class:`producers.consent_requests.ConsentDesk`: the answer is kept in the agency's
 outbox, signed and sent like a notification). Statuses as for notifications
 (:mod:`producers.push`), and: 202 answered, 404 no such request put to this agency, 409
-answered already (the first answer stands), 422 a field that cannot stand (a police grant
-that bars parents or other agencies without ``court_order``).
+answered already (the first answer stands), 422 a field that cannot stand (an empty one,
+or a police grant that bars parents or other agencies without ``court_order``), or an
+``open`` that is neither true nor false.
 """
 
 from __future__ import annotations
@@ -71,7 +73,18 @@ def answer_from_json(data: Any) -> dict[str, Any]:
         value = data.get(name)
         if value is not None and not isinstance(value, kind):
             raise ContractError(name, f"must be a {kind.__name__}", schema=c.CONSENT_ANSWER)
+        if value == "":
+            none = "" if name in _REQUIRED else ": leave it out, or send null, for none"
+            raise ContractError(name, f"must not be empty{none}", schema=c.CONSENT_ANSWER)
     return {name: data.get(name) for name in _ANSWER_FIELDS}
+
+
+def _open_only(request: Request) -> bool:
+    """The ``open`` query parameter: true or false (false if left out)."""
+    sent = request.query_params.get("open", "false").lower()
+    if sent not in ("true", "false"):
+        raise ContractError("query.open", "must be true or false")
+    return sent == "true"
 
 
 class ConsentRoutes:
@@ -97,8 +110,7 @@ class ConsentRoutes:
 
     async def list(self, request: Request) -> Response:
         desk = self._desk(request)
-        open_only = request.query_params.get("open", "false").lower() == "true"
-        requests = await desk.list(open_only=open_only)
+        requests = await desk.list(open_only=_open_only(request))
         return JSONResponse({"consent_requests": [request_json(r) for r in requests]})
 
     async def answer(self, request: Request) -> Response:

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from prometheus_client import CollectorRegistry
+from starlette.types import ASGIApp
 
 from consumers.inbox.app import inbox_app
 from consumers.inbox.auth import checked_secret, session_secret
@@ -43,6 +44,7 @@ class RunningInbox:
     url: str
     server: HttpServer
     registry: CollectorRegistry  # served on the metrics port (if one is set), not at url
+    app: ASGIApp  # what the server serves at url (for in-process tests)
 
 
 @contextlib.asynccontextmanager
@@ -139,7 +141,7 @@ async def serving_inbox(
         await stack.enter_async_context(serving_metrics(rt, registry, readiness))
         url = f"http://{settings.host}:{server.port}"
         log.info("inbox of %s on %s", la, url)
-        yield RunningInbox(url, server, registry)
+        yield RunningInbox(url, server, registry, app)
 
 
 async def run_inbox(rt: Runtime, la: str, settings: InboxSettings, stop: asyncio.Event) -> None:

@@ -9,6 +9,7 @@ routing facts only; fetching one opens it (audited). Errors are ``{"errors": [{"
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from typing import Any
 
 from pydantic import BaseModel, ValidationError
@@ -33,7 +34,7 @@ from consumers.inbox.consent_store import ConsentRecord
 from consumers.inbox.oidc import IdentityProvider
 from consumers.inbox.service import PAGE_LIMIT, Inbox
 from consumers.inbox.store import ShareRecord
-from consumers.inbox.views import jsonable, restrictions, whole_number
+from consumers.inbox.views import LARGEST_ID, jsonable, restrictions, whole_number
 from consumers.inbox.web import share_status
 from consumers.queue import QueueItem
 from sgx.errors import ContractError
@@ -50,11 +51,13 @@ def body(model: BaseModel, status: int = 200) -> Response:
     )
 
 
-def errors(status: int, items: list[tuple[str, str]]) -> JSONResponse:
+def errors(
+    status: int, items: list[tuple[str, str]], headers: Mapping[str, str] | None = None
+) -> JSONResponse:
     return JSONResponse(
         {"errors": [{"path": p, "problem": m} for p, m in items]},
         status_code=status,
-        headers={"Cache-Control": "no-store"},
+        headers={**(headers or {}), "Cache-Control": "no-store"},
     )
 
 
@@ -138,7 +141,7 @@ class Api:
     async def deliveries(self, request: Request) -> Response:
         """GET /api/v1/deliveries?after=<cursor>&limit=<n>"""
         who = await self._who(request)
-        after = _int_param(request, "after", 0, 0, 2**63 - 1)
+        after = _int_param(request, "after", 0, 0, LARGEST_ID)
         limit = _int_param(request, "limit", 100, 1, PAGE_LIMIT)
         items = await self._inbox.items(who, after=after, limit=limit)
         next_cursor = str(items[-1].item_id) if items else str(after)
@@ -172,10 +175,17 @@ class Api:
 
     async def share(self, request: Request) -> Response:
         who = await self._who(request)
+        raw = await request.body()
         try:
-            asked = ShareIn.model_validate(json.loads(await request.body()))
-        except json.JSONDecodeError:
-            return errors(400, [("body", "not valid JSON")])
+            sent = json.loads(raw)
+        except json.JSONDecodeError as exc:
+            return _not_json(f"{exc.msg} at line {exc.lineno} column {exc.colno}")
+        except UnicodeDecodeError:
+            return _not_json("it is not UTF-8")
+        except RecursionError:
+            return _not_json("it is nested too deeply")
+        try:
+            asked = ShareIn.model_validate(sent)
         except ValidationError as exc:
             return errors(
                 422, [(_path(e["loc"]), e["msg"]) for e in exc.errors(include_input=False)]
@@ -230,6 +240,10 @@ class Api:
             for v in record.views
         ]
         return body(SharingRecord(received=received, shared=[_share(s) for s in record.shares]))
+
+
+def _not_json(problem: str) -> Response:
+    return errors(400, [("body", f"not valid JSON: {problem}")])
 
 
 def _path(location: tuple[int | str, ...]) -> str:

@@ -17,6 +17,8 @@ import time
 from collections.abc import Awaitable, Callable
 
 from starlette.applications import Starlette
+from starlette.convertors import Convertor, register_url_convertor
+from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.middleware.sessions import SessionMiddleware
 from starlette.requests import Request
@@ -30,6 +32,7 @@ from consumers.inbox.oidc import IdentityProvider
 from consumers.inbox.openapi import openapi_document
 from consumers.inbox.service import Inbox
 from consumers.inbox.settings import InboxSettings
+from consumers.inbox.views import ID_DIGITS
 from consumers.inbox.web import Web
 from sgx.errors import (
     AlreadyAsked,
@@ -52,6 +55,22 @@ HEADERS = [
     (b"x-frame-options", b"DENY"),
 ]
 
+
+class _Id(Convertor[int]):
+    """An id in a path: a whole number of at most :data:`~consumers.inbox.views.ID_DIGITS`
+    ASCII digits, as a query's is read (:func:`~consumers.inbox.views.whole_number`), so it
+    fits the stores' 64-bit ids; any other path segment matches no route (404)."""
+
+    regex = f"[0-9]{{1,{ID_DIGITS}}}"
+
+    def convert(self, value: str) -> int:
+        return int(value)
+
+    def to_string(self, value: int) -> str:
+        return str(value)
+
+
+register_url_convertor("id", _Id())
 
 MAX_BODY = 64 * 1024  # the largest form or JSON body the inbox reads (a share is ~1 KB)
 
@@ -97,7 +116,13 @@ class _Guard:
             await self._app(scope, receiving, sending)
         except _BodyTooLarge:
             if not responded:
-                await PlainTextResponse("request body too large\n", 413)(scope, receive, sending)
+                too_large = f"the body must be at most {MAX_BODY} bytes"
+                refusal = (
+                    errors(413, [("body", too_large)])
+                    if scope["path"].startswith(PREFIX)
+                    else PlainTextResponse(too_large + "\n", 413)
+                )
+                await refusal(scope, receive, sending)
         finally:
             # the router leaves the route it matched in the scope (its template, not the URL)
             matched = scope.get("route")
@@ -152,21 +177,21 @@ def inbox_app(
         Route("/auth/callback", web.oidc_callback, methods=["GET"], name="oidc_callback"),
         Route("/logout", web.logout, methods=["POST"]),
         Route("/queue", web.queue, methods=["GET"]),
-        Route("/items/{item_id:int}", web.item, methods=["GET"]),
-        Route("/items/{item_id:int}/ack", web.ack, methods=["POST"]),
-        Route("/items/{item_id:int}/share", web.share, methods=["POST"]),
-        Route("/shares/{share_id:int}/consent", web.ask_consent, methods=["POST"]),
-        Route("/items/{item_id:int}/child", web.child, methods=["GET"]),
+        Route("/items/{item_id:id}", web.item, methods=["GET"]),
+        Route("/items/{item_id:id}/ack", web.ack, methods=["POST"]),
+        Route("/items/{item_id:id}/share", web.share, methods=["POST"]),
+        Route("/shares/{share_id:id}/consent", web.ask_consent, methods=["POST"]),
+        Route("/items/{item_id:id}/child", web.child, methods=["GET"]),
         Route("/static/inbox.css", web.stylesheet, methods=["GET"]),
         Route(f"{PREFIX}/deliveries", api.deliveries, methods=["GET"]),
-        Route(PREFIX + "/deliveries/{item_id:int}", api.delivery, methods=["GET"]),
-        Route(PREFIX + "/deliveries/{item_id:int}/ack", api.ack, methods=["POST"]),
-        Route(PREFIX + "/deliveries/{item_id:int}/shares", api.share, methods=["POST"]),
-        Route(PREFIX + "/shares/{share_id:int}", api.share_decision, methods=["GET"]),
-        Route(PREFIX + "/shares/{share_id:int}/consent", api.ask_consent, methods=["POST"]),
-        Route(PREFIX + "/consents/{consent_id:int}", api.consent, methods=["GET"]),
+        Route(PREFIX + "/deliveries/{item_id:id}", api.delivery, methods=["GET"]),
+        Route(PREFIX + "/deliveries/{item_id:id}/ack", api.ack, methods=["POST"]),
+        Route(PREFIX + "/deliveries/{item_id:id}/shares", api.share, methods=["POST"]),
+        Route(PREFIX + "/shares/{share_id:id}", api.share_decision, methods=["GET"]),
+        Route(PREFIX + "/shares/{share_id:id}/consent", api.ask_consent, methods=["POST"]),
+        Route(PREFIX + "/consents/{consent_id:id}", api.consent, methods=["GET"]),
         Route(
-            PREFIX + "/deliveries/{item_id:int}/sharing-record", api.sharing_record, methods=["GET"]
+            PREFIX + "/deliveries/{item_id:id}/sharing-record", api.sharing_record, methods=["GET"]
         ),
         Route(f"{PREFIX}/openapi.json", openapi, methods=["GET"]),
         Route("/healthz", healthz, methods=["GET"]),
@@ -175,6 +200,20 @@ def inbox_app(
 
     def is_api(request: Request) -> bool:
         return request.url.path.startswith(PREFIX)
+
+    async def no_route(request: Request, exc: Exception) -> Response:
+        """The router's 404 (no route matches, as for an id that is not a whole number)
+        and 405, as the API's JSON errors on its paths."""
+        assert isinstance(exc, HTTPException)
+        if not is_api(request):
+            return PlainTextResponse(exc.detail, exc.status_code, headers=exc.headers)
+        problems = {
+            404: "no resource of this API has this path (ids are whole numbers of at most "
+            f"{ID_DIGITS} digits); see {PREFIX}/openapi.json",
+            405: f"{request.method} is not allowed on this path",
+        }
+        problem = problems.get(exc.status_code, exc.detail)
+        return errors(exc.status_code, [("path", problem)], exc.headers)
 
     async def not_signed_in(request: Request, exc: Exception) -> Response:
         if is_api(request):
@@ -223,6 +262,7 @@ def inbox_app(
             ),
         ],
         exception_handlers={
+            HTTPException: no_route,
             NotAuthenticated: not_signed_in,
             Forbidden: forbidden,
             NotFound: not_found,

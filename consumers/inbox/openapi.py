@@ -12,6 +12,7 @@ from typing import Any
 from pydantic.json_schema import models_json_schema
 
 from consumers.inbox.api_models import MODELS
+from consumers.inbox.views import LARGEST_ID
 
 REF = "#/components/schemas/{model}"
 API_VERSION = "1.0.0"
@@ -29,11 +30,12 @@ _ERRORS = {
     "401": _json("Errors", "no valid token"),
     "403": _json("Errors", "the token's scope does not allow this"),
 }
+_ID = {"type": "integer", "minimum": 1, "maximum": LARGEST_ID}
 _ITEM = {
     "name": "item_id",
     "in": "path",
     "required": True,
-    "schema": {"type": "integer", "minimum": 1},
+    "schema": _ID,
     "description": "a queue item id",
 }
 
@@ -41,7 +43,7 @@ _SHARE = {
     "name": "share_id",
     "in": "path",
     "required": True,
-    "schema": {"type": "integer", "minimum": 1},
+    "schema": _ID,
 }
 
 
@@ -62,12 +64,15 @@ OPERATIONS: dict[tuple[str, str], dict[str, Any]] = {
     ("/api/v1/deliveries", "get"): _op(
         "Deliveries the caller may see, after a cursor, in commit order",
         "deliveries:read",
-        {"200": _json("DeliveryPage", "a page; pass next_cursor as after next time")},
+        {
+            "200": _json("DeliveryPage", "a page; pass next_cursor as after next time"),
+            "422": _json("Errors", "after or limit is out of range (path names which)"),
+        },
         parameters=[
             {
                 "name": "after",
                 "in": "query",
-                "schema": {"type": "integer", "minimum": 0},
+                "schema": {"type": "integer", "minimum": 0, "maximum": LARGEST_ID},
                 "description": "the cursor: list the items after this one (0: from the first)",
             },
             {
@@ -94,6 +99,8 @@ OPERATIONS: dict[tuple[str, str], dict[str, Any]] = {
         "shares:write",
         {
             "201": _json("ShareOut", "recorded, with the exchange's answer (or pending)"),
+            "400": _json("Errors", "the body is not JSON"),
+            "413": _json("Errors", "the body is larger than the inbox reads"),
             "422": _json("Errors", "the body breaks its schema (path names the field)"),
         },
         parameters=[_ITEM],
@@ -129,7 +136,7 @@ OPERATIONS: dict[tuple[str, str], dict[str, Any]] = {
                 "name": "consent_id",
                 "in": "path",
                 "required": True,
-                "schema": {"type": "integer", "minimum": 1},
+                "schema": _ID,
             }
         ],
     ),

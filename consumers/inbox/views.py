@@ -225,9 +225,14 @@ def jsonable(value: Any) -> Any:
     return value
 
 
+ID_DIGITS = 18  # the longest id or cursor read: within the stores' 64-bit integers
+LARGEST_ID = 10**ID_DIGITS - 1
+
+
 def whole_number(raw: str | None) -> int | None:
     """A query parameter's whole number (ASCII digits only: ``int`` also reads ``²`` and
-    ``١٢``, which ``str.isdigit`` lets through), or None if it is absent or not one."""
-    if raw is None or not (raw.isascii() and raw.isdigit()) or len(raw) > 18:
+    ``١٢``, which ``str.isdigit`` lets through), or None if it is absent or not one (or
+    longer than :data:`ID_DIGITS`)."""
+    if raw is None or not (raw.isascii() and raw.isdigit()) or len(raw) > ID_DIGITS:
         return None
     return int(raw)

@@ -491,6 +491,64 @@ async def test_the_edge_refuses_odd_input_with_a_clear_answer(
     assert any("POST /login 413" in line and "(anonymous)" in line for line in lines), lines
 
 
+async def test_the_api_answers_in_json_where_no_route_matches(world: World) -> None:
+    """Found by fuzzing: an id that is no whole number got the router's text/plain 404,
+    and one of 19 digits a 500 (the database's integers are 64-bit); an unknown method a
+    plain 405. Now ids are whole numbers of at most 18 digits, and the API answers with
+    its JSON errors, 405 with Allow."""
+    headers = await token(world, "route-cms", "deliveries:read", "shares:write", "queue:all")
+    nineteen = "9" * 19
+    amara = await person(world, "amara")
+    try:
+        async with httpx.AsyncClient(base_url=world.url) as http:
+            for method, url in (
+                ("GET", "/api/v1/deliveries/-1"),
+                ("GET", "/api/v1/deliveries/1.5"),
+                ("GET", f"/api/v1/deliveries/{nineteen}"),
+                ("POST", f"/api/v1/deliveries/{nineteen}/ack"),
+                ("GET", "/api/v1/shares/x"),
+                ("GET", f"/api/v1/consents/{nineteen}"),
+                ("GET", "/api/v1/nowhere"),
+            ):
+                answer = await http.request(method, url, headers=headers)
+                assert answer.status_code == 404, (url, answer.text)
+                (error,) = answer.json()["errors"]
+                assert error["path"] == "path"
+                assert error["problem"].startswith("no resource of this API has this path")
+            wrong = await http.delete("/api/v1/deliveries", headers=headers)
+            assert wrong.status_code == 405
+            assert wrong.headers["allow"] == "GET, HEAD"
+            assert wrong.json()["errors"][0]["problem"] == "DELETE is not allowed on this path"
+        page = await amara.request("GET", f"/items/{nineteen}")
+        assert page.status_code == 404, page.text
+    finally:
+        await amara.close()
+
+
+async def test_a_share_body_that_is_not_json_is_400_and_a_large_one_413(world: World) -> None:
+    """Found by fuzzing: a body that is not UTF-8, or nested too deeply for the parser,
+    was a 500; the API's 413 was text/plain."""
+    headers = await token(world, "body-cms", "deliveries:read", "shares:write", "queue:all")
+    item = (await items_of(world, "sw-amara"))[0]
+    url = f"/api/v1/deliveries/{item}/shares"
+    async with httpx.AsyncClient(base_url=world.url) as http:
+        for sent, problem in (
+            (b"\xaa\x87", "not valid JSON: it is not UTF-8"),
+            (b"[" * 60_000, "not valid JSON: it is nested too deeply"),
+            (b"{", "not valid JSON: Expecting property name enclosed in double quotes at line 1"),
+        ):
+            answer = await http.post(url, content=sent, headers=headers)
+            assert answer.status_code == 400, (problem, answer.text)
+            (error,) = answer.json()["errors"]
+            assert error["path"] == "body"
+            assert error["problem"].startswith(problem)
+        large = await http.post(url, content=b" " * 70_000, headers=headers)
+        assert large.status_code == 413
+        assert large.json()["errors"] == [
+            {"path": "body", "problem": "the body must be at most 65536 bytes"}
+        ]
+
+
 async def test_a_supervisor_opens_only_their_own_copy_of_a_team_members_item(
     world: World,
 ) -> None:

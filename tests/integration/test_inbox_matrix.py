@@ -25,6 +25,7 @@ from starlette.routing import Route
 from consumers.inbox.api_models import Delivery, DeliverySummary, SharingRecord
 from consumers.inbox.app import inbox_app
 from consumers.inbox.settings import InboxSettings
+from consumers.inbox.store import InboxStore
 from safeguard.inbox_wiring import inbox_store, serving_inbox
 from safeguard.parties import LA, OTHER_LA
 from tests.conftest_db import BACKENDS, PG_DSN, drop_schema
@@ -115,7 +116,7 @@ def served_routes() -> set[tuple[str, str]]:
         la_name="Camden",
     )
     return {
-        (method, route.path.replace(":int", ""))
+        (method, route.path.replace(":id", ""))
         for route in app.routes
         if isinstance(route, Route)
         for method in route.methods or ()
@@ -162,25 +163,7 @@ async def _callers_stores(w: World) -> None:
         await store.add_account(
             "lee", PASSWORD, worker_id="tm-lee", name="Lee", role="supervisor", team=TEAM2
         )
-        tokens = {
-            "client_read": await store.add_client(
-                "reader", ["deliveries:read", "queue:worker:sw-amara"]
-            ),
-            "client_all": await store.add_client("everything", EVERY_SCOPE),
-            "client_other": await store.add_client(
-                "bens-system", ["deliveries:read", "queue:worker:sw-ben"]
-            ),
-            "revoked": await store.add_client("revoked", ["deliveries:read", "queue:all"]),
-            "expired": await store.add_client("expired", ["deliveries:read", "queue:all"]),
-        }
-        await store.revoke_client("revoked")
-        async with store.engine.begin() as conn:
-            clients = store._clients
-            await conn.execute(
-                clients.update()
-                .where(clients.c.client_id == "expired")
-                .values(expires_at=clients.c.created_at)
-            )
+        tokens = await api_clients(store)
     async with await inbox_store(rt, OTHER_LA) as other:
         await other.add_account(
             "ines", PASSWORD, worker_id="sw-ines", name="Ines", role="social_worker",
@@ -188,6 +171,32 @@ async def _callers_stores(w: World) -> None:
         )  # fmt: skip
         tokens["other_la_client"] = await other.add_client("islington-cms", EVERY_SCOPE)
     w.extra["tokens"] = tokens
+
+
+async def api_clients(store: InboxStore) -> dict[str, str]:
+    """A bearer token for each kind of this LA's API client in :data:`CLIENTS`: scoped to
+    the worker's queue (read only), to everything, to another worker's queue, revoked,
+    expired (the other LA's client is made in the other LA's store)."""
+    tokens = {
+        "client_read": await store.add_client(
+            "reader", ["deliveries:read", "queue:worker:sw-amara"]
+        ),
+        "client_all": await store.add_client("everything", EVERY_SCOPE),
+        "client_other": await store.add_client(
+            "bens-system", ["deliveries:read", "queue:worker:sw-ben"]
+        ),
+        "revoked": await store.add_client("revoked", ["deliveries:read", "queue:all"]),
+        "expired": await store.add_client("expired", ["deliveries:read", "queue:all"]),
+    }
+    await store.revoke_client("revoked")
+    async with store.engine.begin() as conn:
+        clients = store._clients
+        await conn.execute(
+            clients.update()
+            .where(clients.c.client_id == "expired")
+            .values(expires_at=clients.c.created_at)
+        )
+    return tokens
 
 
 async def callers(world: World) -> dict[str, Caller]:

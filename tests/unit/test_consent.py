@@ -57,7 +57,7 @@ def test_a_grant_lifts_the_authors_restrictions_and_a_court_order_the_police_one
     assert still_blocked(["NOT_TO_PARENTS"], Grant("r", "p", "Head", None)) == []
 
 
-def _request(**fields: Any) -> dict[str, Any]:
+def request_record(**fields: Any) -> dict[str, Any]:
     return {
         "request_id": uuid.uuid4(),
         "notification_id": uuid.uuid4(),
@@ -88,9 +88,9 @@ def _answer(**fields: Any) -> dict[str, Any]:
 @pytest.mark.parametrize(
     ("record", "path"),
     [
-        (_request(purpose="   "), "purpose"),
-        (_request(purpose="x" * 501), "purpose"),
-        (_request(requested_by=""), "requested_by"),
+        (request_record(purpose="   "), "purpose"),
+        (request_record(purpose="x" * 501), "purpose"),
+        (request_record(requested_by=""), "requested_by"),
     ],
 )
 def test_a_consent_request_must_say_who_and_why(record: dict[str, Any], path: str) -> None:
@@ -123,6 +123,16 @@ def test_the_push_answer_names_a_wrong_field_and_never_echoes_it() -> None:
     assert "9434765919" not in str(extra.value)
 
 
+@pytest.mark.parametrize("field", ["answered_by", "reason", "court_order"])
+def test_the_push_answer_refuses_an_empty_field_by_name(field: str) -> None:
+    """The document says minLength 1; "" was taken as no reason or no court order (found
+    by fuzzing the push endpoint)."""
+    with pytest.raises(ContractError, match="must not be empty") as empty:
+        answer_from_json({"granted": True, "answered_by": "Ms Head", field: ""})
+    assert empty.value.path == field
+    assert answer_from_json({"granted": True, "answered_by": "Ms Head", "reason": None})
+
+
 # -- the author's store -------------------------------------------------------------------
 
 
@@ -133,7 +143,7 @@ async def db(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Ba
 
 
 @contextlib.asynccontextmanager
-async def _outbox(tmp_path: Path, store: OutboxStore, agency: str) -> AsyncIterator[Outbox]:
+async def offline_outbox(tmp_path: Path, store: OutboxStore, agency: str) -> AsyncIterator[Outbox]:
     """The agency's outbox over ``store``, its publisher's Kafka client never started."""
     init_trust(tmp_path / "trust", DEMO_PARTIES)
     rt = Runtime(exchange=ExchangeSettings(home=tmp_path, metrics_port=-1))
@@ -153,7 +163,7 @@ async def _outbox(tmp_path: Path, store: OutboxStore, agency: str) -> AsyncItera
         await kafka.stop()
 
 
-async def _keep(engine: AsyncEngine, book: ConsentRequests, *asked: ConsentRequest) -> None:
+async def keep_requests(engine: AsyncEngine, book: ConsentRequests, *asked: ConsentRequest) -> None:
     async with write_transaction(engine) as conn:
         await book.persist(conn, list(asked))
 
@@ -165,11 +175,11 @@ async def test_an_author_answers_once_and_the_answer_goes_in_the_outbox(
         await OutboxStore.open(
             db.dsn, db.sqlite_path, schema=db.schema, owner="agency-test"
         ) as store,
-        _outbox(tmp_path, store, SCHOOL) as outbox,
+        offline_outbox(tmp_path, store, SCHOOL) as outbox,
     ):
         book = ConsentRequests(store.engine, schema=db.schema)
-        asked = ConsentRequest.of(SCHOOL, _request(blocking=[THIRD]), NOW)
-        await _keep(store.engine, book, asked, asked)  # a replayed batch keeps one
+        asked = ConsentRequest.of(SCHOOL, request_record(blocking=[THIRD]), NOW)
+        await keep_requests(store.engine, book, asked, asked)  # a replayed batch keeps one
         assert [r.request_id for r in await book.list(SCHOOL, open_only=True)] == [asked.request_id]
         assert await book.list(POLICE) == []
 
@@ -196,11 +206,11 @@ async def test_a_police_grant_that_bars_parents_needs_the_court_order(
         await OutboxStore.open(
             db.dsn, db.sqlite_path, schema=db.schema, owner="agency-test"
         ) as store,
-        _outbox(tmp_path, store, POLICE) as outbox,
+        offline_outbox(tmp_path, store, POLICE) as outbox,
     ):
         book = ConsentRequests(store.engine, schema=db.schema)
-        asked = ConsentRequest.of(POLICE, _request(blocking=[THIRD, POLICE_ONLY]), NOW)
-        await _keep(store.engine, book, asked)
+        asked = ConsentRequest.of(POLICE, request_record(blocking=[THIRD, POLICE_ONLY]), NOW)
+        await keep_requests(store.engine, book, asked)
         with pytest.raises(ContractError) as raised:
             await book.answer(outbox, asked.request_id, granted=True, answered_by="DS Smith")
         assert raised.value.path == "court_order"

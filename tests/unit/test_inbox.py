@@ -142,7 +142,7 @@ def test_the_document_describes_exactly_the_apps_api_routes() -> None:
         la_name="Camden",
     )
     served = {
-        (route.path.replace(":int", ""), method.lower())
+        (route.path.replace(":id", ""), method.lower())
         for route in app.routes
         if isinstance(route, Route) and route.path.startswith(PREFIX)
         for method in route.methods or ()

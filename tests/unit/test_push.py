@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import copy
+import dataclasses
 import datetime as dt
 import json
 import stat
@@ -20,7 +22,9 @@ from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT202012
 from starlette.routing import Route
 
+from producers.consent_requests import ConsentDesk, ConsentRequest, ConsentRequests
 from producers.openapi import json_schema, openapi_document, render
+from producers.outbox import OutboxStore
 from producers.push import MAX_BODY_BYTES, from_json, push_app, to_json
 from producers.push_tokens import PushTokens, mint_token, revoke_tokens, tokens_file
 from safeguard import samples
@@ -32,6 +36,7 @@ from sgx.keys.key_admin import init_trust
 from sgx.settings import REPO_ROOT
 from sgx.wire import contract as c
 from sgx.wire.contract import default_contract
+from tests.unit.test_consent import NOW, keep_requests, offline_outbox, request_record
 
 CONTRACT = default_contract()
 CHILD = samples.child(make_nhs_number(7), make_upn(7), given="Zephyrine", family="Quillfeather")
@@ -206,6 +211,9 @@ DELETE = object()
         ("authored_at", "yesterday", "is not an ISO-8601 timestamp"),
         ("authored_at", 1741599000000, "is not an ISO-8601 timestamp"),
         ("authored_at", "2025-02-30T09:30:00Z", "is not a valid date and time"),
+        # valid RFC 3339, but in UTC before year 1 or after 9999 (was a 500, found by fuzzing)
+        ("authored_at", "0001-01-01T00:00:00+00:01", "is out of range"),
+        ("authored_at", "9999-12-31T23:59:59-00:01", "is out of range"),
         ("attendance.period_start", "02/11/2026", "is not an ISO-8601 date (YYYY-MM-DD)"),
         ("notification_id", "not-a-uuid", "is not a UUID"),
         ("child.shoe_size", 3, "is not a field of Child"),
@@ -508,6 +516,57 @@ async def test_answering_consent_needs_a_consent_token(
     assert "scopes do not include consent" in answer.text
 
 
+@dataclasses.dataclass(frozen=True)
+class SchoolEndpoint:
+    http: httpx.AsyncClient
+    tokens: dict[str, str]  # by caller, as push_callers mints them
+    requests: list[str]  # the consent requests put to the school: open, answered
+
+
+@contextlib.asynccontextmanager
+async def school_endpoint(tmp_path: Path) -> AsyncIterator[SchoolEndpoint]:
+    """The push endpoint serving the school in process, with its consent desk (over an
+    outbox whose broker client never starts) holding one open request and one answered."""
+    tokens = push_callers(tokens_file(tmp_path))
+    async with (
+        await OutboxStore.open(None, tmp_path / "outbox.db") as store,
+        offline_outbox(tmp_path, store, SCHOOL) as outbox,
+    ):
+        book = ConsentRequests(store.engine)
+        asked = [ConsentRequest.of(SCHOOL, request_record(), NOW) for _ in range(2)]
+        await keep_requests(store.engine, book, *asked)
+        await book.answer(outbox, asked[1].request_id, granted=False, answered_by="Ms Head")
+        app = push_app(
+            {SCHOOL: Recorder()},
+            PushTokens.load(tokens_file(tmp_path)),
+            consents={SCHOOL: ConsentDesk(book, outbox)},
+        )
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://push.test") as http:
+            yield SchoolEndpoint(http, tokens, [str(a.request_id) for a in asked])
+
+
+async def test_listing_consent_requests_reads_open_as_true_or_false_only(
+    tmp_path: Path,
+) -> None:
+    """``open=yes`` listed every request, as if it said false (found by fuzzing): now
+    true or false (in any case), else 422 naming the parameter."""
+    async with school_endpoint(tmp_path) as endpoint:
+        headers = {"Authorization": f"Bearer {endpoint.tokens['consent_only']}"}
+        listed = {}
+        for sent in ("true", "TRUE", "false", None):
+            params = {"open": sent} if sent else {}
+            answer = await endpoint.http.get("/v1/consent-requests", params=params, headers=headers)
+            assert answer.status_code == 200, answer.text
+            listed[sent] = len(answer.json()["consent_requests"])
+        assert listed == {"true": 1, "TRUE": 1, "false": 2, None: 2}
+        for sent in ("yes", "1", ""):
+            answer = await endpoint.http.get(f"/v1/consent-requests?open={sent}", headers=headers)
+            assert answer.status_code == 422, (sent, answer.text)
+            (error,) = answer.json()["errors"]
+            assert error == {"path": "query.open", "message": "must be true or false"}
+
+
 # --------------------------------------------------------------------------------------
 # Who may do what: every route of the push app by every kind of caller
 
@@ -537,10 +596,9 @@ PUSH_MATRIX: dict[tuple[str, str], dict[str, int]] = {
 }
 
 
-async def test_every_push_route_answers_every_kind_of_caller_as_the_matrix_says(
-    tmp_path: Path, recorder: Recorder
-) -> None:
-    path = tokens_file(tmp_path)
+def push_callers(path: Path) -> dict[str, str]:
+    """A token in ``path`` for each caller of :data:`PUSH_CALLERS` that has one (the
+    school's unless it says otherwise); the police's is revoked, the last one expired."""
     tokens = {
         "sender": mint_token(path, SCHOOL),
         "consent_only": mint_token(path, SCHOOL, ("consent",)),
@@ -553,6 +611,14 @@ async def test_every_push_route_answers_every_kind_of_caller_as_the_matrix_says(
     stored = json.loads(path.read_text())
     stored["tokens"][-1]["expires_at"] = "2020-01-01T00:00:00Z"
     path.write_text(json.dumps(stored))
+    return tokens
+
+
+async def test_every_push_route_answers_every_kind_of_caller_as_the_matrix_says(
+    tmp_path: Path, recorder: Recorder
+) -> None:
+    path = tokens_file(tmp_path)
+    tokens = push_callers(path)
     app = push_app({SCHOOL: recorder}, PushTokens.load(path))
     served = {
         (method, route.path)
@@ -563,6 +629,10 @@ async def test_every_push_route_answers_every_kind_of_caller_as_the_matrix_says(
     }
     assert set(PUSH_MATRIX) == served, "a route without a row, or a row without a route"
     ids = {"type": "attendance_update", "request_id": str(uuid.uuid4())}
+    paths = openapi_document(CONTRACT)["paths"]
+    for (method, template), row in PUSH_MATRIX.items():  # every answer is documented
+        documented = paths[template.replace("{type}", ids["type"])][method.lower()]
+        assert {str(s) for s in row.values()} <= set(documented["responses"]), template
     wrong = []
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url="http://push.test") as http:

@@ -529,7 +529,7 @@ async def school_endpoint(tmp_path: Path) -> AsyncIterator[SchoolEndpoint]:
     outbox whose broker client never starts) holding one open request and one answered."""
     tokens = push_callers(tokens_file(tmp_path))
     async with (
-        await OutboxStore.open(None, tmp_path / "outbox.db") as store,
+        await OutboxStore.open(None, tmp_path / "outbox.db", owner=SCHOOL) as store,
         offline_outbox(tmp_path, store, SCHOOL) as outbox,
     ):
         book = ConsentRequests(store.engine)

@@ -54,13 +54,17 @@ Stage = Callable[..., Coroutine[Any, Any, None]]
 # --- broker -------------------------------------------------------------------------
 
 
-def bench_settings(bootstrap_servers: str, *, fetch_max_wait_ms: int = 10) -> KafkaSettings:
-    """Settings for a benchmark run: the exchange defaults, with quick group joins."""
+def bench_settings(
+    bootstrap_servers: str, *, fetch_max_wait_ms: int = 10, idempotence: bool = True
+) -> KafkaSettings:
+    """Settings for a benchmark run: the exchange defaults, with quick group joins
+    (``idempotence`` off for the embedded broker, which has no idempotent producers)."""
     return KafkaSettings(
         bootstrap_servers=bootstrap_servers,
         fetch_max_wait_ms=fetch_max_wait_ms,
         session_timeout_ms=2000,
         heartbeat_interval_ms=300,
+        idempotence=idempotence,
     )
 
 
@@ -77,7 +81,9 @@ async def bench_broker(
             global _broker_pid
             _broker_pid = broker.pid
             try:
-                yield bench_settings(broker.bootstrap_servers, fetch_max_wait_ms=fetch_max_wait_ms)
+                yield bench_settings(
+                    broker.bootstrap_servers, fetch_max_wait_ms=fetch_max_wait_ms, idempotence=False
+                )
             finally:
                 _broker_pid = None
 

@@ -39,7 +39,7 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 
 from gateway.allocations import AllocationChange, AllocationDirectory, Position
-from sgx.errors import ContractError, EnvelopeError, TransportError
+from sgx.errors import ConfigError, ContractError, EnvelopeError, TransportError
 from sgx.kafka.quarantine import Source, sources
 from sgx.kafka.wiring import allocations_agency, allocations_topic, kafka_errors
 from sgx.keys.trust import TrustDirectory
@@ -111,10 +111,33 @@ class AllocationFeed:
         self._partitions = sorted(partitions)
         if self._consumer is not None and self._partitions:
             self._consumer.assign(self._partitions)
+            await self._refuse_a_gap(self._consumer)
             for tp in self._partitions:
                 self._consumer.seek(tp, self._next.get((tp.topic, tp.partition), 0))
             await self.catch_up()
         self.ready = True
+
+    async def _refuse_a_gap(self, consumer: AIOKafkaConsumer) -> None:
+        """Refuse to start if the broker no longer holds an update the directory has not
+        applied: a topic that now begins after the snapshot's position lost updates (an
+        allocation topic is kept for ever; a retention or a deletion broke that), and a
+        directory without them could route a closed case's notifications to its old LA.
+        Reading on from the first offset held would hide that; waiting for the missing
+        records would wait for ever."""
+        async with kafka_errors("read the starts of the allocation topics"):
+            starts = await consumer.beginning_offsets(self._partitions)
+        lost = [
+            f"{tp.topic}:{tp.partition} holds offsets from {start}, the directory "
+            f"stands at {self._next.get((tp.topic, tp.partition), 0)}"
+            for tp, start in sorted(starts.items())
+            if start > self._next.get((tp.topic, tp.partition), 0)
+        ]
+        if lost:
+            raise ConfigError(
+                "allocation updates the directory has not applied are gone from the broker "
+                f"({'; '.join(lost)}): keep allocation topics for ever (retention.ms=-1, "
+                "deploy/acl_plan.py), and have the LA publish its open cases again"
+            )
 
     async def catch_up(self) -> int:
         """Read every allocation partition to the end the broker reports now; returns the

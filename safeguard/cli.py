@@ -237,6 +237,9 @@ async def broker(port: int, log_dir: Path) -> None:
     await asyncio.to_thread(log_dir.mkdir, parents=True, exist_ok=True)
     async with EmbeddedBroker(log_dir, port=port) as running:
         click.echo(f"embedded broker on {running.bootstrap_servers} (memory only)")
+        click.echo(
+            "services using it: SGX_KAFKA_IDEMPOTENCE=false (it has no idempotent producers)"
+        )
         await until_signalled(_wait)
 
 

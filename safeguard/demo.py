@@ -137,6 +137,7 @@ async def run_demo(keep: Path | None, inbox_port: int | None = None) -> None:
                     bootstrap_servers=broker.bootstrap_servers,
                     session_timeout_ms=2000,
                     heartbeat_interval_ms=300,
+                    idempotence=False,  # the embedded broker has no idempotent producers
                 ),
             )
             await _exchange(rt, inbox_port)

@@ -107,6 +107,11 @@ class TransportError(ExchangeError):
     retriable = True
 
 
+class BrokerRefused(ConfigError):
+    """The broker refused this party: its credentials, or a topic or group the cluster's
+    ACLs do not grant its principal. Not retriable: asking again is refused again."""
+
+
 class StoreError(ExchangeError):
     """A database used for a queue, audit trail or outbox failed."""
 

@@ -37,6 +37,9 @@ class KafkaSettings(BaseSettings):
     session_timeout_ms: int = 6000
     heartbeat_interval_ms: int = 1000
     linger_ms: int = 5
+    # Idempotent producers (a retried batch is written once). Apache Kafka has them; the
+    # embedded broker (Tansu) refuses them, so the demo and its users turn this off.
+    idempotence: bool = True
     max_batch_size: int = 262_144
     inbound_partitions: int = 3
     delivery_partitions: int = 3

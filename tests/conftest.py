@@ -35,7 +35,7 @@ async def broker(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Kafk
         yield (await asyncio.to_thread(flow_kafka)).plaintext_settings()
         return
     async with EmbeddedBroker(tmp_path_factory.mktemp("broker")) as embedded:
-        yield kafka_test_settings(embedded.bootstrap_servers)
+        yield kafka_test_settings(embedded.bootstrap_servers, idempotence=False)
 
 
 @pytest.fixture

@@ -10,8 +10,12 @@ Topics (see the design's Topics table)::
 Clients are configured from :class:`~sgx.settings.KafkaSettings` only; a SASL password
 is unwrapped from its ``SecretStr`` in :func:`client_options` and nowhere else.
 
-The producer is plain ``acks="all"`` without idempotence (the embedded broker refuses
-idempotent producers); duplicates are absorbed downstream by idempotent inserts.
+The producer is ``acks="all"`` and idempotent (a broker's retry of a batch is written
+once), except on the embedded broker, which refuses idempotent producers
+(``SGX_KAFKA_IDEMPOTENCE=false``); duplicates a producer's own restart makes are absorbed
+downstream by idempotent inserts either way. A refusal by the broker (credentials, or an
+operation its ACLs do not grant) is :class:`~sgx.errors.BrokerRefused`, said in words and
+never retried; anything else from aiokafka is a retriable :class:`~sgx.errors.TransportError`.
 Consumers never auto-commit and start from ``earliest``: a role commits only after its
 own durable write. aiokafka and OS errors become :class:`~sgx.errors.TransportError`
 (retriable) through :func:`kafka_errors`.
@@ -34,11 +38,19 @@ from aiokafka import (
     TopicPartition,
 )
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.errors import KafkaError
+from aiokafka.errors import (
+    ClusterAuthorizationFailedError,
+    GroupAuthorizationFailedError,
+    KafkaError,
+    SaslAuthenticationFailed,
+    TopicAuthorizationFailedError,
+    TransactionalIdAuthorizationFailed,
+    UnsupportedSaslMechanismError,
+)
 from aiokafka.helpers import create_ssl_context
 from aiokafka.partitioner import murmur2
 
-from sgx.errors import ConfigError, TransportError
+from sgx.errors import BrokerRefused, ConfigError, TransportError
 from sgx.settings import KafkaSettings
 from sgx.wire.envelope import pack
 
@@ -128,8 +140,27 @@ async def kafka_errors(action: str) -> AsyncIterator[None]:
     """Translate aiokafka and OS errors raised inside into TransportError about ``action``."""
     try:
         yield
+    except _NOT_GRANTED as exc:
+        raise BrokerRefused(
+            f"{action}: the broker refused it, {exc}: this principal may do only what the "
+            "cluster's ACLs grant it (deploy/acl_plan.py), and they do not grant this"
+        ) from exc
+    except _BAD_CREDENTIALS as exc:
+        raise BrokerRefused(
+            f"{action}: the broker refused the credentials, {exc}: check "
+            "SGX_KAFKA_SASL_USERNAME, SGX_KAFKA_SASL_PASSWORD and SGX_KAFKA_SASL_MECHANISM"
+        ) from exc
     except (KafkaError, OSError) as exc:
         raise TransportError(f"{action}: {type(exc).__name__}: {exc}") from exc
+
+
+_NOT_GRANTED = (
+    TopicAuthorizationFailedError,
+    GroupAuthorizationFailedError,
+    ClusterAuthorizationFailedError,
+    TransactionalIdAuthorizationFailed,
+)
+_BAD_CREDENTIALS = (SaslAuthenticationFailed, UnsupportedSaslMechanismError)
 
 
 def _ssl_context(settings: KafkaSettings) -> ssl.SSLContext:
@@ -172,11 +203,12 @@ def client_options(settings: KafkaSettings) -> dict[str, Any]:
 
 
 async def start_producer(settings: KafkaSettings, **overrides: Any) -> AIOKafkaProducer:
-    """A started producer: acks=all, no idempotence, batching from the settings."""
+    """A started producer: acks=all, idempotent where the broker has it (not the embedded
+    one: ``SGX_KAFKA_IDEMPOTENCE``), batching from the settings."""
     options: dict[str, Any] = {
         **client_options(settings),
         "acks": "all",
-        "enable_idempotence": False,
+        "enable_idempotence": settings.idempotence,
         "linger_ms": settings.linger_ms,
         "max_batch_size": settings.max_batch_size,
         **overrides,

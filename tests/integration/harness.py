@@ -34,9 +34,10 @@ from gateway.store import GatewayStore
 from safeguard.parties import DEMO_PARTIES, LA
 from safeguard.runtime import Runtime, create_topics, publisher, run_consumer, run_gateway
 from sgx.kafka.embedded import EmbeddedBroker
+from sgx.kafka.wiring import GATEWAY_GROUP, delivery_group
 from sgx.keys.key_admin import init_trust
 from sgx.keys.trust import PartySpec
-from sgx.settings import ExchangeSettings, StoreSettings
+from sgx.settings import ExchangeSettings, KafkaSettings, StoreSettings
 from tests.conftest import kafka_test_settings
 from tests.kafka_broker import emptied, flow_kafka
 
@@ -64,22 +65,36 @@ class Exchange:
     gateway_metrics: CollectorRegistry = field(default_factory=CollectorRegistry)
     consumer_metrics: CollectorRegistry = field(default_factory=CollectorRegistry)
     party_metrics: dict[str, CollectorRegistry] = field(default_factory=dict)
+    # each party's own broker settings (its SCRAM principal), where the broker checks who
+    # connects (tests/integration/test_secured_flow.py); None: everyone shares rt.kafka
+    principals: Callable[[str], KafkaSettings] | None = None
     _stops: dict[str, asyncio.Event] = field(default_factory=dict)
     _tasks: dict[str, asyncio.Task[None]] = field(default_factory=dict)
 
-    def _with_port(self, port: int) -> Runtime:
-        exchange = self.rt.exchange.model_copy(update={"metrics_port": port})
-        return dataclasses.replace(self.rt, exchange=exchange)
+    def kafka_env(self) -> dict[str, str]:
+        """:func:`kafka_env` of this exchange's broker, for a child process or CliRunner."""
+        return kafka_env(self.rt.kafka.bootstrap_servers, idempotence=self.rt.kafka.idempotence)
+
+    def as_principal(self, principal: str) -> Runtime:
+        """The runtime as ``principal`` connects: its own broker settings, if any."""
+        if self.principals is None:
+            return self.rt
+        return dataclasses.replace(self.rt, kafka=self.principals(principal))
+
+    def _with_port(self, port: int, principal: str) -> Runtime:
+        rt = self.as_principal(principal)
+        exchange = rt.exchange.model_copy(update={"metrics_port": port})
+        return dataclasses.replace(rt, exchange=exchange)
 
     async def start_gateway(self, metrics_port: int = -1) -> None:
-        rt = self._with_port(metrics_port)
+        rt = self._with_port(metrics_port, GATEWAY_GROUP)  # its principal is named so too
         await self._start(
             "gateway", lambda stop, ready: run_gateway(rt, stop, self.gateway_metrics, ready)
         )
 
     async def start_consumer(self, metrics_port: int = -1, party: str = LA) -> None:
         """Start ``party``'s consumer: named "consumer" for the LA, else "consumer:<party>"."""
-        rt = self._with_port(metrics_port)
+        rt = self._with_port(metrics_port, delivery_group(party))  # its principal too
         if party == LA:
             name, registry = "consumer", self.consumer_metrics
         else:
@@ -98,6 +113,7 @@ class Exchange:
             {task, waiter}, timeout=30, return_when=asyncio.FIRST_COMPLETED
         )
         if task in done:
+            del self._stops[name], self._tasks[name]  # it stopped: nothing to stop later
             task.result()  # re-raise why it stopped
         assert waiter in done, f"{name} did not become ready"
 
@@ -110,11 +126,11 @@ class Exchange:
             await self.stop(name)
 
     async def publish(self, agency: str, name: str, record: dict[str, Any]) -> uuid.UUID:
-        async with publisher(self.rt, agency) as pub:
+        async with publisher(self.as_principal(agency), agency) as pub:
             return await pub.publish(name, record)
 
     async def publish_request(self, record: dict[str, Any], la: str = LA) -> uuid.UUID:
-        async with publisher(self.rt, la) as pub:
+        async with publisher(self.as_principal(la), la) as pub:
             return await pub.publish_request(record)
 
     async def allocate(self, update: dict[str, Any], sender: str | None = None) -> None:
@@ -125,7 +141,8 @@ class Exchange:
             return sum(self.gateway_count("allocation_update", o) for o in ("applied", "refused"))
 
         before = judged_count()
-        async with publisher(self.rt, sender or str(update["la_id"])) as pub:
+        la = sender or str(update["la_id"])
+        async with publisher(self.as_principal(la), la) as pub:
             await pub.publish_allocations(update)
 
         async def judged() -> bool:
@@ -194,25 +211,30 @@ def make_runtime(
     dsn: str | None = None,
     schema: str | None = None,
     agreement: Path | None = None,
+    idempotence: bool = True,
 ) -> Runtime:
     exchange = ExchangeSettings(home=home, metrics_port=-1)
     if agreement is not None:
         exchange = exchange.model_copy(update={"agreement_file": agreement})
     return Runtime(
         exchange=exchange,
-        kafka=kafka_test_settings(bootstrap),
+        kafka=kafka_test_settings(bootstrap, idempotence=idempotence),
         store=StoreSettings(dsn=SecretStr(dsn) if dsn else None, pg_schema=schema),
     )
 
 
-def kafka_env(bootstrap: str) -> dict[str, str]:
-    """``SGX_*`` variables giving a child process or CliRunner the test broker and timings.
+def kafka_env(bootstrap: str, *, idempotence: bool | None = None) -> dict[str, str]:
+    """``SGX_*`` variables giving a child process or CliRunner the test broker and timings
+    (``idempotence`` off for the embedded broker; by default as ``SGX_TEST_BROKER`` says).
 
     The timings are those of :func:`tests.conftest.kafka_test_settings`; metrics are off.
     """
     kafka = kafka_test_settings(bootstrap)
     return {
         "SGX_KAFKA_BOOTSTRAP_SERVERS": kafka.bootstrap_servers,
+        "SGX_KAFKA_IDEMPOTENCE": str(
+            broker_kind() == "kafka" if idempotence is None else idempotence
+        ).lower(),
         "SGX_KAFKA_FETCH_MAX_WAIT_MS": str(kafka.fetch_max_wait_ms),
         "SGX_KAFKA_SESSION_TIMEOUT_MS": str(kafka.session_timeout_ms),
         "SGX_KAFKA_HEARTBEAT_INTERVAL_MS": str(kafka.heartbeat_interval_ms),
@@ -221,6 +243,7 @@ def kafka_env(bootstrap: str) -> dict[str, str]:
 
 
 BROKERS = ("kafka", "tansu")
+_on_kafka: list[Path] = []  # the home of the exchange running on the shared Apache Kafka
 
 
 def broker_kind(kind: str | None = None) -> str:
@@ -240,9 +263,18 @@ async def empty_broker(
         async with EmbeddedBroker(home) as embedded:
             yield embedded.bootstrap_servers, embedded
         return
+    if _on_kafka:
+        raise AssertionError(
+            "a second exchange on the shared Apache Kafka while one runs there (a module's "
+            'world?): they would share topics and groups; give it broker="tansu"'
+        )
     kafka = await asyncio.to_thread(flow_kafka)
     await emptied(kafka.plaintext)
-    yield kafka.plaintext, None
+    _on_kafka.append(home)
+    try:
+        yield kafka.plaintext, None
+    finally:
+        _on_kafka.remove(home)
 
 
 @asynccontextmanager
@@ -266,7 +298,8 @@ async def running_exchange(
     gateway_port, consumer_port = metrics_ports
     init_trust(home / "trust", parties)
     async with empty_broker(home, broker) as (bootstrap, embedded):
-        exchange = Exchange(make_runtime(home, bootstrap, dsn, schema, agreement), broker=embedded)
+        rt = make_runtime(home, bootstrap, dsn, schema, agreement, idempotence=embedded is None)
+        exchange = Exchange(rt, broker=embedded)
         await create_topics(exchange.rt)
         try:
             await exchange.start_gateway(gateway_port)

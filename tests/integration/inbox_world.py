@@ -114,11 +114,16 @@ async def publish_traffic(ex: Exchange) -> int:
 
 @contextlib.asynccontextmanager
 async def inbox_world(
-    home: Path, *, dsn: str | None = None, schema: str | None = None, **settings: Any
+    home: Path,
+    *,
+    dsn: str | None = None,
+    schema: str | None = None,
+    broker: str | None = None,
+    **settings: Any,
 ) -> AsyncIterator[World]:
     """The exchange with Camden's traffic queued and Camden's inbox serving it; its stores
     on SQLite, or on PostgreSQL at ``dsn`` (``schema`` with ``{party}``: one per party)."""
-    async with running_exchange(home, dsn=dsn, schema=schema) as ex:
+    async with running_exchange(home, dsn=dsn, schema=schema, broker=broker) as ex:
         amira, leo, cara = CHILDREN["amira"], CHILDREN["leo"], CHILDREN["cara"]
         allocated = [
             (amira.nhs_number, amira.upn, "sw-amara", TEAM1, "tm-jones"),

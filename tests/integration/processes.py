@@ -23,7 +23,7 @@ from safeguard.runtime import publisher
 from sgx.domain.identifiers import make_nhs_number
 from sgx.kafka.embedded import free_port
 from sgx.wire import contract as c
-from tests.integration.harness import Exchange, eventually, kafka_env
+from tests.integration.harness import Exchange, eventually
 
 EXIT_LIMIT_S = 30.0
 
@@ -84,7 +84,7 @@ async def service(
     port = free_port()
     env = {
         **os.environ,
-        **kafka_env(ex.rt.kafka.bootstrap_servers),
+        **ex.kafka_env(),
         "SGX_METRICS_PORT": str(port),
         "SGX_MONITOR_INTERVAL_S": "0.5",
         **store_env(ex),

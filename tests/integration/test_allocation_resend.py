@@ -11,12 +11,16 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from aiokafka import TopicPartition
+from aiokafka.admin import RecordsToDelete
 from prometheus_client import CollectorRegistry
 
 from safeguard import samples
 from safeguard.parties import LA, SCHOOL
+from safeguard.runtime import publisher
 from sgx.domain.identifiers import make_nhs_number, make_upn
-from sgx.kafka.wiring import allocations_topic, read_topic, start_producer
+from sgx.errors import ConfigError
+from sgx.kafka.wiring import admin_client, allocations_topic, read_topic, start_producer
 from sgx.wire import contract as c
 from tests.integration.harness import Exchange, running_exchange
 
@@ -60,3 +64,22 @@ async def test_a_resent_allocation_update_is_applied_by_no_instance(tmp_path: Pa
         await _delivered_to_ben(ex, 2)
         records = await read_topic(ex.rt.kafka, allocations_topic(LA))
         assert [r.value for r in records].count(first) == 3, "sent once, resent twice"
+
+
+async def test_a_gateway_refuses_to_start_when_updates_it_has_not_applied_are_gone(
+    tmp_path: Path,
+) -> None:
+    """An allocation topic is kept for ever. If records the snapshot has not applied are
+    deleted (a retention set by mistake), a starting gateway says so and stops: reading on
+    from what is left would route by a directory missing a closure or a transfer. (Found on
+    Apache Kafka: it waited for the missing records for ever.)"""
+    async with running_exchange(tmp_path) as ex:
+        await ex.allocate(TO_AMARA)
+        await ex.stop("gateway")
+        async with publisher(ex.rt, LA) as la:  # while the gateway is down
+            await la.publish_allocations(TO_BEN)
+        topic = TopicPartition(allocations_topic(LA), 0)
+        async with admin_client(ex.rt.kafka) as admin:
+            await admin.delete_records({topic: RecordsToDelete(before_offset=-1)})
+        with pytest.raises(ConfigError, match="allocation updates the directory has not applied"):
+            await ex.start_gateway()

@@ -36,7 +36,7 @@ from sgx.kafka.embedded import free_port
 from sgx.kafka.wiring import read_topic, receipts_topic
 from sgx.wire import contract as c
 from sgx.wire.envelope import Opener, Purpose
-from tests.integration.harness import Exchange, eventually, kafka_env, running_exchange
+from tests.integration.harness import Exchange, eventually, running_exchange
 from tests.integration.test_push import serving
 
 pytestmark = pytest.mark.broker
@@ -61,7 +61,7 @@ async def _share(ex: Exchange, item: int, category: str, purpose: str) -> dict[s
 
 async def cli(ex: Exchange, *args: str) -> Result:
     argv = [*args, "--home", str(ex.rt.exchange.home)]
-    env = kafka_env(ex.rt.kafka.bootstrap_servers)
+    env = ex.kafka_env()
     return await asyncio.to_thread(CliRunner().invoke, safeguard, argv, env=env)
 
 

@@ -17,7 +17,7 @@ from safeguard.runtime import publisher
 from sgx.domain.identifiers import make_nhs_number
 from sgx.wire import contract as c
 from tests.conftest_db import PG_DSN, drop_schema
-from tests.integration.harness import Exchange, kafka_env, running_exchange
+from tests.integration.harness import Exchange, running_exchange
 
 pytestmark = pytest.mark.broker
 
@@ -39,7 +39,10 @@ async def _publish(ex: Exchange, count: int, chunk: int = 50, pause: float = 0.0
 
 
 async def _spawn_consumer(ex: Exchange) -> asyncio.subprocess.Process:
-    env = {**os.environ, **kafka_env(ex.rt.kafka.bootstrap_servers)}
+    env = {
+        **os.environ,
+        **ex.kafka_env(),
+    }
     return await asyncio.create_subprocess_exec(
         sys.executable, "-m", "safeguard.cli", "consumer", "run",
         "--home", str(ex.rt.exchange.home), "--la", LA, env=env,

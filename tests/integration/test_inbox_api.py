@@ -415,7 +415,8 @@ async def test_a_share_answered_after_the_request_gave_up_waiting_is_picked_up(
     """The inbox stops waiting for the gateway after SGX_INBOX_SHARE_TIMEOUT_S and records
     the share as pending; the answer that comes later is found and recorded when the share
     is next read, on the API as on the page."""
-    async with inbox_world(tmp_path / "late", share_timeout_s=0.001) as late:
+    # beside the module's world, which holds the shared Apache Kafka: a broker of its own
+    async with inbox_world(tmp_path / "late", broker="tansu", share_timeout_s=0.001) as late:
         headers = await token(late, "cms", "deliveries:read", "shares:write", "queue:all")
         police = (await items_of(late, "sw-amara"))[0]
         async with httpx.AsyncClient(base_url=late.url, timeout=30) as http:

@@ -24,7 +24,7 @@ from sgx.domain.identifiers import make_nhs_number, make_upn
 from sgx.errors import StoreError
 from sgx.wire import contract as c
 from tests.integration import outbox_producer
-from tests.integration.harness import Exchange, eventually, kafka_env, running_exchange
+from tests.integration.harness import Exchange, eventually, running_exchange
 
 pytestmark = pytest.mark.broker
 
@@ -248,7 +248,10 @@ async def test_relay_command_sends_what_another_process_added(tmp_path: Path) ->
         async with publisher(ex.rt, SCHOOL) as pub, await open_outbox_store(ex.rt, SCHOOL) as s:
             outbox = Outbox(s, pub, SCHOOL)  # no relay in this process
             ids = await outbox.add_many(_notifications(0, 10))
-        env = {**os.environ, **kafka_env(ex.rt.kafka.bootstrap_servers)}
+        env = {
+            **os.environ,
+            **ex.kafka_env(),
+        }
         relay = await asyncio.create_subprocess_exec(
             sys.executable, "-c", "from safeguard.cli_producer import producer; producer()",
             "relay", "--home", str(tmp_path), "--agency", SCHOOL, env=env,

@@ -30,7 +30,7 @@ from sgx.domain.identifiers import make_nhs_number, make_upn
 from sgx.kafka.wiring import receipts_topic, start_consumer, start_producer
 from sgx.wire import contract as c
 from sgx.wire.envelope import Opener, Purpose, Sealer
-from tests.integration.harness import Exchange, eventually, kafka_env, running_exchange
+from tests.integration.harness import Exchange, eventually, running_exchange
 
 pytestmark = pytest.mark.broker
 
@@ -182,7 +182,7 @@ async def test_cli_ingest_prints_the_report_and_exits_1_on_bad_lines(tmp_path: P
     async with running_exchange(tmp_path) as ex:
         await ex.allocate(ALLOCATE)
         env = {
-            **kafka_env(ex.rt.kafka.bootstrap_servers),
+            **ex.kafka_env(),
             "SGX_SCHOOL": SCHOOL,
             "SGX_SCHOOL_URN": "100001",
             "SGX_SCHOOL_AUTHOR": "Ruth Okafor",

@@ -34,7 +34,7 @@ test: $(STAMP) lint
 	$(BIN)/pytest
 
 bench: $(STAMP)
-	$(BIN)/python -m benchmarks.run
+	$(BIN)/python -m benchmarks.run --both
 
 clean:
 	rm -rf $(VENV) .sgx .sgx-demo .mypy_cache .ruff_cache .pytest_cache

@@ -13,7 +13,9 @@ receiver subtracts it from its own clock (same machine, same clock).
 
 from __future__ import annotations
 
+import argparse
 import asyncio
+import contextlib
 import cProfile
 import json
 import multiprocessing
@@ -21,6 +23,7 @@ import os
 import platform
 import queue
 import struct
+import subprocess
 import tempfile
 import time
 from collections.abc import AsyncIterator, Callable, Coroutine, Iterable, Sequence
@@ -32,6 +35,10 @@ from multiprocessing.synchronize import Event as EventType
 from pathlib import Path
 from typing import Any, Protocol
 
+from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.errors import KafkaError
+
+from sgx.errors import ConfigError
 from sgx.kafka.embedded import EmbeddedBroker
 from sgx.settings import KafkaSettings
 
@@ -68,21 +75,86 @@ def bench_settings(
     )
 
 
+# The benchmarks' own Apache Kafka (scripts/ensure-kafka.sh, no ACL plan): its run
+# directory and ports, apart from the tests' brokers
+BENCH_KAFKA = {
+    "SGX_KAFKA_RUN": os.environ.get("SGX_BENCH_KAFKA_RUN", "/var/tmp/sgx-kafka-bench"),  # noqa: S108
+    "SGX_KAFKA_PLAINTEXT_PORT": "19292",
+    "SGX_KAFKA_SASL_SSL_PORT": "19293",
+    "SGX_KAFKA_CONTROLLER_PORT": "19294",
+    "SGX_KAFKA_PLAN": "0",
+}
+ENSURE_KAFKA = Path(__file__).resolve().parent.parent / "scripts" / "ensure-kafka.sh"
+
+
+async def apache_kafka() -> tuple[str, int]:
+    """(bootstrap, pid) of the benchmarks' Apache Kafka, started if need be and emptied of
+    every topic (each run starts from an empty broker, as with an embedded one)."""
+    done = await asyncio.to_thread(
+        subprocess.run,
+        [str(ENSURE_KAFKA), "start"],
+        env={**os.environ, **BENCH_KAFKA},
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if done.returncode != 0:
+        raise ConfigError(f"Apache Kafka did not start: {done.stderr.strip()[-2000:]}")
+    found = dict(line.split("=", 1) for line in done.stdout.splitlines() if "=" in line)
+    bootstrap = found["KAFKA_PLAINTEXT"]
+    pid = int((Path(BENCH_KAFKA["SGX_KAFKA_RUN"]) / "kafka.pid").read_text())
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        for _ in range(200):
+            topics = [t for t in await admin.list_topics() if not t.startswith("__")]
+            if not topics:
+                break
+            with contextlib.suppress(KafkaError):
+                await admin.delete_topics(topics)
+            await asyncio.sleep(0.1)
+    finally:
+        await admin.close()
+    return bootstrap, pid
+
+
+def broker_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """``--bootstrap`` (an existing cluster) and ``--broker`` (which one to start)."""
+    parser.add_argument("--bootstrap", default=None, help="use this cluster, not an embedded one")
+    parser.add_argument(
+        "--broker",
+        choices=["tansu", "kafka"],
+        default="tansu",
+        help="without --bootstrap: the embedded Tansu, or Apache Kafka (scripts/ensure-kafka.sh)",
+    )
+    return parser
+
+
 @asynccontextmanager
 async def bench_broker(
-    bootstrap_servers: str | None = None, *, fetch_max_wait_ms: int = 10
+    bootstrap_servers: str | None = None, *, fetch_max_wait_ms: int = 10, broker: str = "tansu"
 ) -> AsyncIterator[KafkaSettings]:
-    """Settings for an existing cluster, or for an embedded broker started for the run."""
+    """Settings for an existing cluster, for the benchmarks' Apache Kafka (``broker``
+    ``kafka``: its CPU is measured too), or for an embedded broker started for the run."""
+    global _broker_pid
     if bootstrap_servers:
         yield bench_settings(bootstrap_servers, fetch_max_wait_ms=fetch_max_wait_ms)
         return
+    if broker == "kafka":
+        bootstrap, _broker_pid = await apache_kafka()
+        try:
+            yield bench_settings(bootstrap, fetch_max_wait_ms=fetch_max_wait_ms)
+        finally:
+            _broker_pid = None
+        return
     with tempfile.TemporaryDirectory(prefix="sgx-bench-") as log_dir:
-        async with EmbeddedBroker(Path(log_dir)) as broker:
-            global _broker_pid
-            _broker_pid = broker.pid
+        async with EmbeddedBroker(Path(log_dir)) as embedded:
+            _broker_pid = embedded.pid
             try:
                 yield bench_settings(
-                    broker.bootstrap_servers, fetch_max_wait_ms=fetch_max_wait_ms, idempotence=False
+                    embedded.bootstrap_servers,
+                    fetch_max_wait_ms=fetch_max_wait_ms,
+                    idempotence=False,
                 )
             finally:
                 _broker_pid = None

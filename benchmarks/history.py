@@ -52,7 +52,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from benchmarks.common import Result, bench_broker, publish
+from benchmarks.common import Result, bench_broker, broker_arguments, publish
 from benchmarks.pipeline import SingleLA, gateway_cpu_us, run_pipeline_phase
 from gateway.audit_chain import AUDIT_COLUMNS, GENESIS_HASH, AuditEntry, audit_row, decision_key
 from gateway.checkpoints import Checkpoints
@@ -491,7 +491,9 @@ def summary_line(pairs: Sequence[tuple[Result, Result]]) -> str:
 
 async def amain(args: argparse.Namespace) -> None:
     pairs = []
-    async with bench_broker(args.bootstrap, fetch_max_wait_ms=args.fetch_wait_ms) as settings:
+    async with bench_broker(
+        args.bootstrap, fetch_max_wait_ms=args.fetch_wait_ms, broker=args.broker
+    ) as settings:
         for _ in range(args.repeat):
             pairs.append(await run_history_phase(settings, args))
     publish([r for pair in pairs for r in pair], vars(args), args.json)
@@ -510,7 +512,7 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=1, help="pairs of phases, interleaved")
     parser.add_argument("--fetch-wait-ms", type=int, default=10, help="fetch_max_wait_ms")
     parser.add_argument("--limit", type=float, default=180.0, help="seconds per phase at most")
-    parser.add_argument("--bootstrap", default=None, help="use this cluster, not an embedded one")
+    broker_arguments(parser)
     parser.add_argument("--json", default=None, help="write results as JSON here ('-': stdout)")
     args = parser.parse_args()
     if args.history_rows <= 0:

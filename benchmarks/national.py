@@ -71,6 +71,7 @@ from benchmarks.common import (
     Result,
     Stages,
     bench_broker,
+    broker_arguments,
     paced,
     percentile,
     process_cpu_s,
@@ -690,14 +691,16 @@ def arguments() -> argparse.ArgumentParser:
         " answers a waiting fetch once a record arrives, the embedded one holds it",
     )
     parser.add_argument("--limit", type=float, default=600.0, help="seconds per phase at most")
-    parser.add_argument("--bootstrap", default=None, help="use this cluster, not an embedded one")
+    broker_arguments(parser)
     parser.add_argument("--json", default=None, help="write results as JSON here ('-': stdout)")
     return parser
 
 
 async def amain(args: argparse.Namespace) -> None:
     args.rate = args.peak * args.speed
-    async with bench_broker(args.bootstrap, fetch_max_wait_ms=args.fetch_wait_ms) as settings:
+    async with bench_broker(
+        args.bootstrap, fetch_max_wait_ms=args.fetch_wait_ms, broker=args.broker
+    ) as settings:
         results, figures = await run(settings, args)
     publish(results, {**vars(args), **figures}, args.json)
     print(report(results, figures))

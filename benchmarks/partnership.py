@@ -41,7 +41,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
-from benchmarks.common import Result, bench_broker, publish
+from benchmarks.common import Result, bench_broker, broker_arguments, publish
 from benchmarks.pipeline import run_pipeline_phase
 from safeguard import samples
 from sgx.domain.identifiers import make_nhs_number
@@ -391,7 +391,9 @@ async def run_partnership_phase(
 async def amain(args: argparse.Namespace) -> None:
     """``--repeat`` pairs (single LA, then partnership) on one broker, each pair's ratio."""
     results, lines = [], []
-    async with bench_broker(args.bootstrap, fetch_max_wait_ms=args.fetch_wait_ms) as settings:
+    async with bench_broker(
+        args.bootstrap, fetch_max_wait_ms=args.fetch_wait_ms, broker=args.broker
+    ) as settings:
         for _ in range(args.repeat):
             single = await run_pipeline_phase(
                 settings, "pipeline, throughput", args.count, None, args.limit
@@ -425,7 +427,7 @@ def main() -> None:
     )
     parser.add_argument("--fetch-wait-ms", type=int, default=10, help="fetch_max_wait_ms")
     parser.add_argument("--limit", type=float, default=180.0, help="seconds per phase at most")
-    parser.add_argument("--bootstrap", default=None, help="use this cluster, not an embedded one")
+    broker_arguments(parser)
     parser.add_argument("--json", default=None, help="write results as JSON here ('-': stdout)")
     asyncio.run(amain(parser.parse_args()))
 

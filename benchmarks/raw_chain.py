@@ -28,6 +28,7 @@ from benchmarks.common import (
     Result,
     Stages,
     bench_broker,
+    broker_arguments,
     broker_cpu_s,
     broker_cpu_used,
     cpu_per_message,
@@ -223,7 +224,7 @@ def arguments(parser: argparse.ArgumentParser | None = None) -> argparse.Argumen
     parser.add_argument("--partitions", type=int, default=3, help="partitions per topic")
     parser.add_argument("--fetch-wait-ms", type=int, default=10, help="fetch_max_wait_ms")
     parser.add_argument("--limit", type=float, default=180.0, help="seconds per phase at most")
-    parser.add_argument("--bootstrap", default=None, help="use this cluster, not an embedded one")
+    broker_arguments(parser)
     parser.add_argument("--json", default=None, help="write results as JSON here ('-': stdout)")
     return parser
 
@@ -239,7 +240,9 @@ def run_settings(args: argparse.Namespace, settings: KafkaSettings) -> dict[str,
 
 
 async def amain(args: argparse.Namespace) -> None:
-    async with bench_broker(args.bootstrap, fetch_max_wait_ms=args.fetch_wait_ms) as settings:
+    async with bench_broker(
+        args.bootstrap, fetch_max_wait_ms=args.fetch_wait_ms, broker=args.broker
+    ) as settings:
         results = await run_raw_chain(settings, args)
     publish(results, run_settings(args, settings), args.json)
 

@@ -1,6 +1,7 @@
 """Raw Kafka and the full exchange, measured in one run on one broker, with their ratio.
 
-    python -m benchmarks.run [--count 20000] [--rate 1000] [--seconds 10] [--json FILE]
+    python -m benchmarks.run [--broker tansu|kafka | --both] [--count 20000] [--rate 1000]
+                             [--seconds 10] [--json FILE]
                              [--las 20] [--allocations 100000] [--no-partnership]
                              [--history-rows 1000000]
 
@@ -55,8 +56,11 @@ def gateways_line(one: Result, two: Result) -> str:
     )
 
 
-async def amain(args: argparse.Namespace) -> None:
-    async with bench_broker(args.bootstrap, fetch_max_wait_ms=args.fetch_wait_ms) as settings:
+async def amain(args: argparse.Namespace) -> str:
+    """One run on ``args.broker``; its throughput ratio line."""
+    async with bench_broker(
+        args.bootstrap, fetch_max_wait_ms=args.fetch_wait_ms, broker=args.broker
+    ) as settings:
         raw = await run_raw_chain(settings, args)
         count, paced = args.count, round(args.rate * args.seconds)
         pipeline = [
@@ -79,7 +83,8 @@ async def amain(args: argparse.Namespace) -> None:
     results = [*raw, *pipeline]
     library_floor = {f"{stage}: {what}": round(us, 1) for stage, what, us in steps}
     publish(results, {**run_settings(args, settings), "library_floor_us": library_floor}, args.json)
-    print(ratio_line(raw[0], pipeline[0]))
+    ratio = ratio_line(raw[0], pipeline[0])
+    print(ratio)
     print(gateways_line(pipeline[0], pipeline[1]))
     print()
     print(floor.report(steps))
@@ -91,6 +96,19 @@ async def amain(args: argparse.Namespace) -> None:
         print()
         print(history.fill_line(aged[1]))
         print(history.history_line(*aged))
+    return ratio
+
+
+async def on_both(args: argparse.Namespace) -> None:
+    """The whole run on the embedded Tansu, then on Apache Kafka; both ratios at the end."""
+    ratios = {}
+    for broker in ("tansu", "kafka"):
+        print(f"=== on {broker} ===")
+        args.broker = broker
+        ratios[broker] = await amain(args)
+        print()
+    for broker, line in ratios.items():
+        print(f"{broker}: {line}")
 
 
 def budget_line(raw: Result, pipeline: Result, library_floor_us: float) -> str:
@@ -111,7 +129,11 @@ def main() -> None:
         "--floor-count", type=int, default=5_000, help="notifications per library-floor step"
     )
     parser.add_argument("--no-partnership", action="store_true", help="skip the partnership run")
-    asyncio.run(amain(parser.parse_args()))
+    parser.add_argument(
+        "--both", action="store_true", help="run on Tansu, then on Apache Kafka; both ratios"
+    )
+    args = parser.parse_args()
+    asyncio.run(on_both(args) if args.both else amain(args))
 
 
 if __name__ == "__main__":

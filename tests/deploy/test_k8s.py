@@ -223,3 +223,17 @@ def test_the_inbox_asks_for_shares_as_its_la_and_may_not_read_deliveries() -> No
     assert plan.allows("la-camden", "Write", "topic", "sgx.inbound.la-camden")
     assert plan.allows("la-camden", "Read", "topic", "sgx.receipts.la-camden")
     assert not plan.allows("la-camden", "Read", "topic", "sgx.delivery.la-camden")
+
+
+def test_the_cluster_runs_the_kafka_version_the_tests_run() -> None:
+    pom = (REPO / "scripts" / "kafka" / "pom.xml").read_text(encoding="utf-8")
+    tested = pom.split("<kafka.version>")[1].split("</kafka.version>")[0]
+    (kafka,) = _of_kind("Kafka")
+    assert kafka["spec"]["kafka"]["version"] == tested
+    compose = (REPO / "deploy" / "compose" / "compose.yaml").read_text(encoding="utf-8")
+    images = {
+        line.split("image:")[1].split()[0]
+        for line in compose.splitlines()
+        if "apache/kafka" in line
+    }
+    assert images == {f"apache/kafka:{tested}"}

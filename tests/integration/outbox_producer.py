@@ -12,6 +12,7 @@ after a crash would; the outbox keeps the first copy of each.
 from __future__ import annotations
 
 import asyncio
+import os
 import sys
 import uuid
 from pathlib import Path
@@ -45,7 +46,8 @@ def record(index: int) -> dict[str, Any]:
 
 
 async def produce(home: Path, bootstrap: str, count: int) -> None:
-    rt = make_runtime(home, bootstrap)
+    idempotent = os.environ.get("SGX_KAFKA_IDEMPOTENCE", "true") == "true"  # Tansu: false
+    rt = make_runtime(home, bootstrap, idempotence=idempotent)
     async with running_outbox(rt, SCHOOL, options=OPTIONS) as outbox:
         for index in range(count):
             await outbox.add(c.ATTENDANCE_UPDATE, record(index))

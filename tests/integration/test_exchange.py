@@ -45,8 +45,13 @@ async def _share(ex: Exchange, item: int, to: str, category: str, by: str) -> di
     )
 
 
-async def test_delivers_to_the_allocated_worker_and_supervisor_only(tmp_path: Path) -> None:
-    async with running_exchange(tmp_path) as ex:
+@pytest.mark.parametrize("broker", [None, "tansu"], ids=["SGX_TEST_BROKER", "tansu"])
+async def test_delivers_to_the_allocated_worker_and_supervisor_only(
+    tmp_path: Path, broker: str | None
+) -> None:
+    """On the tests' broker (Apache Kafka, production's, by default) and on Tansu, the
+    embedded default of ``make demo`` and of users without Java (its smoke flow)."""
+    async with running_exchange(tmp_path, broker=broker) as ex:
         await ex.allocate(ALLOCATE)
         sent = await ex.publish(SCHOOL, c.ATTENDANCE_UPDATE, samples.attendance_update(AMIRA))
         await ex.wait_rows(2)

@@ -180,7 +180,7 @@ async def _spawn_producer(ex: Exchange) -> asyncio.subprocess.Process:
     return await asyncio.create_subprocess_exec(
         sys.executable, "-m", "tests.integration.outbox_producer",
         str(ex.rt.exchange.home), ex.rt.kafka.bootstrap_servers, str(KILL_COUNT),
-        stdout=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE, env={**os.environ, **ex.kafka_env()},
     )  # fmt: skip
 
 

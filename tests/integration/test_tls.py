@@ -197,6 +197,7 @@ def ssl_settings(bootstrap: str, certs: Certs, *, with_client_cert: bool = True)
         fetch_max_wait_ms=10,
         session_timeout_ms=2000,
         heartbeat_interval_ms=300,
+        idempotence=False,  # the embedded broker behind the proxy has no idempotent producer
     )
 
 
@@ -224,7 +225,7 @@ async def test_publisher_gateway_and_consumer_work_through_the_mtls_proxy(tmp_pa
     home = tmp_path / "home"
     init_trust(home / "trust", DEMO_PARTIES)
     async with broker_behind_proxy(tmp_path) as tls:
-        plain = make_runtime(home, tls.proxy.address)
+        plain = make_runtime(home, tls.proxy.address, idempotence=False)
         rt = replace(plain, kafka=ssl_settings(tls.proxy.address, tls.certs))
         ex = Exchange(rt)
         await create_topics(rt)

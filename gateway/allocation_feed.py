@@ -38,6 +38,7 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 
+from gateway.allocation_cases import Settled
 from gateway.allocations import AllocationChange, AllocationDirectory, Position
 from sgx.errors import ConfigError, ContractError, EnvelopeError, TransportError
 from sgx.kafka.quarantine import Source, sources
@@ -57,14 +58,18 @@ Update = tuple[str, str]  # (LA, message id)
 Where = tuple[str, int, int]  # (topic, partition, offset)
 
 
-def summary(update: Mapping[str, Any], held: list[bool], trust: TrustDirectory) -> str:
-    """What an applied update did, in words, for the audit record and the receipt."""
+def summary(update: Mapping[str, Any], settled: Settled, trust: TrustDirectory) -> str:
+    """What an applied update did, in words, for the audit record and the receipt (for a
+    refused one, why)."""
+    if settled.refused is not None:
+        return settled.refused
     transfers = [a["transfer_from"] for a in update["allocations"] if a["transfer_from"]]
     parts = [f"{len(update['allocations']) - len(transfers)} allocated or changed"]
     for code in sorted(set(transfers)):
         origin = trust.authority(code)
         named = f"{origin.id} ({code})" if origin else f"{code}, not an LA of this exchange"
         parts.append(f"{transfers.count(code)} transferred in from {named}")
+    held = settled.held
     parts.append(f"{sum(held)} closed")
     if not all(held):
         parts.append(f"{held.count(False)} closure(s) of a case not open here changed nothing")
@@ -93,7 +98,7 @@ class AllocationFeed:
         # where the updates applied most recently were first read; older ones are asked
         # of the store (AllocationDirectory.first_read), so memory does not grow with history
         self._applied: OrderedDict[Update, Where | None] = OrderedDict()
-        self._summaries: OrderedDict[tuple[str, int, int], str] = OrderedDict()
+        self._summaries: OrderedDict[Where, tuple[str, bool]] = OrderedDict()
         self.applied = 0  # records applied since start (metrics)
         self.ready = False
 
@@ -208,26 +213,29 @@ class AllocationFeed:
 
     def settle(
         self, source: Source, update: Mapping[str, Any], message_id: str
-    ) -> tuple[AllocationChange, str]:
-        """The change ``update`` (read at ``source``, the sender's own cases) makes and its
-        summary; applied to the directory the first time this instance meets it.
+    ) -> tuple[AllocationChange, str, bool]:
+        """The change ``update`` (read at ``source``, the sender's own cases) makes, its
+        summary, and whether it was refused (it would put two NHS numbers in one case);
+        applied to the directory the first time this instance meets it.
 
         A record this instance applied already (before the owner judged it, or in the
         snapshot it loaded) is not applied again: its summary is the one worked out when
         it was applied, or, if that is no longer kept, worked out against the directory
-        as it stands now.
+        as it stands now. (The snapshot does not depend on it: it settles the change
+        against its own rows, :meth:`AllocationDirectory.persist`.)
         """
         where = (source.topic, source.partition, source.offset)
         directory = self._directory
-        change = directory.change(update, where, message_id)  # closing a case not held: no-op
+        change = directory.change(update, where, message_id)
         first = source.offset >= self._next.get((source.topic, source.partition), 0)
-        ended = update.get("ended") or ()
-        held = [directory.holds(update["la_id"], e["nhs_number"], e["upn"]) for e in ended]
         if not first:
-            said = self._summaries.get(where)
-            return change, said or summary(update, held, self._trust)
-        said = summary(update, held, self._trust)
-        directory.apply_in_memory(change)
+            kept = self._summaries.get(where)
+            if kept is None:
+                settled = directory.preview(change)
+                kept = summary(update, settled, self._trust), settled.refused is not None
+            return change, *kept
+        settled = directory.apply_in_memory(change)  # closing a case not held: no-op
+        said = summary(update, settled, self._trust), settled.refused is not None
         self._applied[str(update["la_id"]), message_id] = where
         while len(self._applied) > _KEPT_APPLIED:
             self._applied.popitem(last=False)
@@ -236,7 +244,7 @@ class AllocationFeed:
         self._summaries[where] = said
         while len(self._summaries) > _KEPT_SUMMARIES:
             self._summaries.popitem(last=False)
-        return change, said
+        return change, *said
 
 
 def allocation_topics(trust: TrustDirectory) -> list[str]:

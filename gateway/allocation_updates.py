@@ -6,7 +6,10 @@ An ``AllocationUpdate`` allocates, reallocates, transfers in (``transfer_from``)
 cases were named sees the attempt in its own audit (``safeguard audit --la``); nothing is
 applied. A closure of a child the LA does not hold changes nothing and is counted in the
 audit record. A transfer-in leaves the other LA's case open until that LA closes it: in
-between, both receive the child's notifications.
+between, both receive the child's notifications. The identifiers an LA names together are
+one child's case: an allocation or closure naming any of them acts on all of them, and an
+update that would put two NHS numbers in one case is refused whole
+(``conflicting_identifiers``; :mod:`gateway.allocation_cases`).
 
 Updates arrive on the LA's allocation topic. Every gateway instance applies them to its
 own directory (:mod:`gateway.allocation_feed`); the instance that owns the topic's
@@ -30,6 +33,8 @@ from sgx.wire import contract as c
 from sgx.wire.contract import Contract
 from sgx.wire.envelope import Opened
 
+CONFLICT = "conflicting_identifiers"  # an update that would put two NHS numbers in one case
+
 
 class AllocationJudge:
     def __init__(self, *, contract: Contract, feed: AllocationFeed, trust: TrustDirectory) -> None:
@@ -47,11 +52,17 @@ class AllocationJudge:
         if update["la_id"] != sender.id:
             return self._other_la(opened, str(update["la_id"]))
         la = sender.id
-        change, detail = self._feed.settle(source, update, str(opened.message_id))
-        decision = Decision(outcome="applied", type_label="allocation_update")
+        change, detail, refused = self._feed.settle(source, update, str(opened.message_id))
+        decision = Decision(type_label="allocation_update")
+        decision.allocation_changes.append(change)  # the snapshot's position, even if refused
+        if refused:
+            decision.outcome = "refused"
+            decision.audit.append(_audit(opened, "refused", CONFLICT, la, detail))
+            decision.receipt = (sender.id, receipt(opened.message_id, "REFUSED", CONFLICT, detail))
+            return decision
+        decision.outcome = "applied"
         decision.audit.append(_audit(opened, "applied", "ALLOCATION_UPDATE", la, detail))
         decision.receipt = (sender.id, receipt(opened.message_id, "DELIVERED", "applied", detail))
-        decision.allocation_changes.append(change)
         decision.open_cases_of.add(la)
         return decision
 

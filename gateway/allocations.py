@@ -2,36 +2,47 @@
 
 Local authorities publish allocation updates to their own allocation topic; every gateway
 instance reads every allocation topic (:mod:`gateway.allocation_feed`) into this
-directory in memory, so whichever instance judges a notification sees every LA's
-allocations. A child may be open to several LAs at once (a transfer between authorities,
-a looked-after child placed out of area), so a lookup returns every LA holding the child.
-An LA changes only its own rows (the caller checks that an update is the sender's own).
+directory in memory (:mod:`gateway.allocation_index`), so whichever instance judges a
+notification sees every LA's allocations. A child may be open to several LAs at once (a
+transfer between authorities, a looked-after child placed out of area), so a lookup
+returns every LA holding the child. An LA changes only its own cases (the caller checks
+that an update is the sender's own), and the identifiers it names together are one
+child's: an update naming any of them acts on the whole case
+(:mod:`gateway.allocation_cases`, the rule, which memory and the snapshot share).
 
 **The snapshot.** The database holds the directory as of a position in each allocation
 topic (``gateway_allocations`` and ``gateway_allocation_offsets``), written by the
 gateway instance that owns the allocation topic's partition in the gateway group, in
-the same transaction as its audit records (:meth:`persist`). A starting instance loads
-the snapshot and its positions in one read and reads each topic on from there, so a
-restart neither replays years of updates nor forgets one.
-
-**Memory.** Children are keyed by pseudonym (HMAC of the NHS number, and separately of
-the UPN), so neither memory nor the database holds a child identifier in the clear. In
-memory each pseudonym (as an ``int``: 48 bytes against 65 for ``bytes`` and 82 for the
-hex ``str``) maps to a tuple of (LA, allocation) pairs, and equal allocations and pairs
-are shared between the children of one worker: about 120 bytes per pseudonym, measured in
-``benchmarks/national.py``. The two pseudonyms are domain-separated HMACs, so they share
-one key space.
+the same transaction as its audit records (:meth:`persist`). Each row is one key of one
+LA's case; the keys of a case of several share its ``case_id`` (NULL for a case of one,
+as every row written before gateway 0005 is). A starting instance loads the snapshot and
+its positions in one read and reads each topic on from there, so a restart neither
+replays years of updates nor forgets one. The snapshot settles each update against its
+own rows as they stood at the update's offset, with the same rule memory applies, so it
+never depends on how far ahead this instance's memory has read.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+import functools
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from gateway.allocation_cases import (
+    Allocation,
+    Settled,
+    case_id,
+    db_key,
+    from_db_key,
+    memory_keys,
+    named_keys,
+    settle,
+)
+from gateway.allocation_index import AllocationIndex
 from sgx.keys.pseudonym import Pseudonymiser
 from sgx.store.db import (
     create_tables,
@@ -42,7 +53,7 @@ from sgx.store.db import (
 )
 
 Position = tuple[str, int]  # (allocation topic, partition)
-_Held = tuple[tuple[str, "Allocation"], ...]
+_CHUNK = 2_000  # keys per look-up of the snapshot's cases
 
 
 def _table(metadata: sa.MetaData) -> sa.Table:
@@ -56,6 +67,9 @@ def _table(metadata: sa.MetaData) -> sa.Table:
         sa.Column("team", sa.String(128), nullable=False),
         sa.Column("supervisor_id", sa.String(128), nullable=False),
         sa.Column("supervisor_name", sa.String(256), nullable=False),
+        # the LA's case of several keys this key is one of (gateway 0005); NULL: of one
+        sa.Column("case_id", sa.String(64)),
+        sa.Index("ix_gateway_allocations_case", "local_authority", "case_id"),
     )
 
 
@@ -74,8 +88,9 @@ _FIRST_READ = ("topic", "partition", "offset")  # where an update was first read
 
 
 def _messages_table(metadata: sa.MetaData) -> sa.Table:
-    """Every allocation update applied, by its LA and message id, with where it was first
-    read: the same message read anywhere else (a resend) is not applied again. Rows of
+    """Every allocation update judged (applied, or refused for its identifiers), by its LA
+    and message id, with where it was first read: the same message read anywhere else (a
+    resend) is not applied again. Rows of
     earlier releases have no position: their updates lie behind every snapshot, so any
     copy read now is a resend."""
     return sa.Table(
@@ -90,44 +105,24 @@ def _messages_table(metadata: sa.MetaData) -> sa.Table:
 
 
 @dataclass(frozen=True, slots=True)
-class Allocation:
-    worker_id: str
-    worker_name: str
-    team: str
-    supervisor_id: str
-    supervisor_name: str
-
-
-@dataclass(frozen=True, slots=True)
 class AllocationChange:
-    """What one applied update changes in its LA's rows, and the record it came from.
+    """One update of an LA, as the keys each entry names, and the record it came from.
 
-    ``upserts`` and ``ended`` are keyed as the database keys children ("n" or "u" and the
-    hex pseudonym); ``source`` is (topic, partition, offset) of the update, or None for
-    an update applied outside Kafka (a tool, a test).
+    ``allocations`` are the update's entries in order (the keys each names, its
+    allocation), ``ended`` its closures (the keys each names); what they do depends on the
+    LA's cases when applied (:func:`gateway.allocation_cases.settle`). ``source`` is
+    (topic, partition, offset) of the update, or None for an update applied outside Kafka
+    (a tool, a test).
     """
 
     la: str
-    upserts: tuple[tuple[str, Allocation], ...]
-    ended: tuple[str, ...]
+    allocations: tuple[tuple[tuple[int, ...], Allocation], ...]
+    ended: tuple[tuple[int, ...], ...]
     source: tuple[str, int, int] | None = None
     message_id: str | None = None
 
     def __len__(self) -> int:
-        return len(self.upserts) + len(self.ended)
-
-
-def _keys(pseudonyms: Pseudonymiser, nhs_number: str | None, upn: str | None) -> list[str]:
-    """The child's directory keys: "n" or "u" and the hex pseudonym of each identifier."""
-    return _tagged(*pseudonyms.identifier_keys(nhs_number, upn))
-
-
-def _tagged(nhs_key: bytes | None, upn_key: bytes | None) -> list[str]:
-    return [tag + key.hex() for tag, key in (("n", nhs_key), ("u", upn_key)) if key is not None]
-
-
-def _memory_key(db_key: str) -> int:
-    return int(db_key[1:], 16)
+        return len(self.allocations) + len(self.ended)
 
 
 class AllocationDirectory:
@@ -142,17 +137,19 @@ class AllocationDirectory:
         self._offsets = _offsets_table(self._metadata)
         self._messages = _messages_table(self._metadata)
         self._pseudonyms = pseudonyms
-        self._by_key: dict[int, _Held] = {}  # pseudonym -> ((LA, allocation), ...)
-        self._shared: dict[tuple[str, Allocation], _Held] = {}  # one tuple per LA and worker
-        self._entries = 0
+        self._index = AllocationIndex()
 
     def __len__(self) -> int:
         """Allocations held (a child open to two LAs by both identifiers counts four)."""
-        return self._entries
+        return len(self._index)
 
     @property
     def pseudonyms(self) -> Pseudonymiser:
         return self._pseudonyms
+
+    @property
+    def index(self) -> AllocationIndex:
+        return self._index
 
     async def load(self) -> dict[Position, int]:
         """Create the tables if needed, read the snapshot into memory, and return where in
@@ -160,13 +157,22 @@ class AllocationDirectory:
         the updates it holds stay in the database (:meth:`first_read`): they grow with
         history, the live allocations do not."""
         await create_tables(self._engine, self._metadata)
+        index = AllocationIndex()
         with store_errors("load allocations"):
             async with self._engine.connect() as conn, conn.begin():  # one consistent read
                 offsets = (await conn.execute(sa.select(self._offsets))).all()
                 rows = await conn.stream(sa.select(self._table))
-                self._by_key, self._entries = {}, 0
                 async for r in rows:
-                    self._put(r[0], _memory_key(r[1]), _allocation(r._mapping))
+                    row = r._mapping
+                    case = row["case_id"]
+                    anchor = None if case is None else from_db_key(case)
+                    index.load(
+                        row["local_authority"],
+                        from_db_key(row["child_key"]),
+                        _allocation(row),
+                        anchor,
+                    )
+        self._index = index
         return {(str(t), int(p)): int(n) for t, p, n in offsets}
 
     async def first_read(
@@ -199,28 +205,17 @@ class AllocationDirectory:
         identifiers (:meth:`Pseudonymiser.identifier_keys`, already computed by the caller).
 
         An LA that has allocated the child by its NHS number is found by it; one that knew
-        only the UPN by that. Where an LA holds both, the NHS number's entry wins.
+        only the UPN by that. Where an LA holds both in one case they have one allocation;
+        where it holds them in two (it never named them together), the NHS number's wins.
+        Nothing a notification names links identifiers.
         """
-        found: dict[str, Allocation] = {}
-        if upn_key is not None:
-            found.update(self._by_key.get(int.from_bytes(upn_key), ()))
-        if nhs_key is not None:
-            found.update(self._by_key.get(int.from_bytes(nhs_key), ()))
-        return found
+        return self._index.holders(memory_keys(nhs_key, upn_key))
 
     def lookup(
         self, local_authority: str, nhs_key: bytes | None, upn_key: bytes | None
     ) -> Allocation | None:
         """The child's allocation in ``local_authority``, if that LA holds the child."""
         return self.holders(nhs_key, upn_key).get(local_authority)
-
-    def holds(self, local_authority: str, nhs_number: str | None, upn: str | None) -> bool:
-        """Whether ``local_authority`` has this child open (by either identifier)."""
-        return any(
-            la == local_authority
-            for key in _keys(self._pseudonyms, nhs_number, upn)
-            for la, _ in self._by_key.get(_memory_key(key), ())
-        )
 
     # --- changes -----------------------------------------------------------------------
 
@@ -230,60 +225,39 @@ class AllocationDirectory:
         source: tuple[str, int, int] | None = None,
         message_id: str | None = None,
     ) -> AllocationChange:
-        """The change one AllocationUpdate makes (new or changed, then ended)."""
-        upserts = tuple(
-            (key, _from_entry(entry))
+        """The keys one AllocationUpdate names (allocations, then ended), to be settled."""
+        p = self._pseudonyms
+        allocations = tuple(
+            (named_keys(p, entry["nhs_number"], entry["upn"]), _from_entry(entry))
             for entry in update["allocations"]
-            for key in _keys(self._pseudonyms, entry["nhs_number"], entry["upn"])
         )
-        closed = tuple(
-            key
-            for child in update.get("ended") or ()
-            for key in _keys(self._pseudonyms, child["nhs_number"], child["upn"])
+        ended = tuple(
+            named_keys(p, child["nhs_number"], child["upn"]) for child in update.get("ended") or ()
         )
-        return AllocationChange(str(update["la_id"]), upserts, closed, source, message_id)
+        return AllocationChange(str(update["la_id"]), allocations, ended, source, message_id)
 
-    def apply_in_memory(self, change: AllocationChange) -> None:
-        """Apply ``change`` to the in-memory directory (new or changed, then ended)."""
-        for key, allocation in change.upserts:
-            self._put(change.la, _memory_key(key), allocation)
-        for key in change.ended:
-            self._drop(change.la, _memory_key(key))
+    def preview(self, change: AllocationChange) -> Settled:
+        """What ``change`` would do to its LA's cases in memory now (nothing is changed)."""
+        return settle(
+            change.allocations, change.ended, functools.partial(self._index.case_of, change.la)
+        )
 
-    def _put(self, la: str, key: int, allocation: Allocation) -> None:
-        pair = (la, allocation)
-        single = self._shared.get(pair)
-        if single is None:
-            single = self._shared[pair] = (pair,)
-        held = self._by_key.get(key)
-        if held is None:
-            self._by_key[key] = single
-            self._entries += 1
-            return
-        others = tuple(p for p in held if p[0] != la)
-        self._entries += len(others) + 1 - len(held)
-        self._by_key[key] = others + single if others else single
-
-    def _drop(self, la: str, key: int) -> None:
-        held = self._by_key.get(key)
-        if held is None:
-            return
-        others = tuple(p for p in held if p[0] != la)
-        self._entries -= len(held) - len(others)
-        if others:
-            self._by_key[key] = others
-        else:
-            del self._by_key[key]
+    def apply_in_memory(self, change: AllocationChange) -> Settled:
+        """Apply ``change`` to the in-memory directory; what it did (or why it was refused)."""
+        settled = self.preview(change)
+        self._index.apply(change.la, settled)
+        return settled
 
     async def apply(self, update: Mapping[str, Any]) -> int:
         """Apply one AllocationUpdate to memory and the database at once (tools and tests;
-        the gateway persists through :meth:`persist`); returns entries changed."""
+        the gateway persists through :meth:`persist`); returns entries named (none if the
+        update was refused)."""
         change = self.change(update)
         with store_errors("apply allocations"):
             async with write_transaction(self._engine) as conn:
                 await self.persist(conn, [change])
-        self.apply_in_memory(change)
-        return len(change)
+        settled = self.apply_in_memory(change)
+        return 0 if settled.refused is not None else len(change)
 
     async def persist(self, conn: AsyncConnection, changes: Iterable[AllocationChange]) -> None:
         """Write ``changes`` to the snapshot inside the caller's transaction, in order.
@@ -324,25 +298,67 @@ class AllocationDirectory:
         )
 
     async def _write(self, conn: AsyncConnection, change: AllocationChange) -> None:
+        """Settle ``change`` against the snapshot's cases as they stand (this update's
+        offset: earlier ones are written, later ones not) and write what it does."""
         table, la = self._table, change.la
-        if change.upserts:
+        named = [k for keys, _ in change.allocations for k in keys]
+        named += [k for keys in change.ended for k in keys]
+        before = await self._cases(conn, la, sorted({db_key(k) for k in named}))
+        settled = settle(change.allocations, change.ended, before.get)
+        if settled.refused is not None:
+            return
+        for start in range(0, len(settled.closed), _CHUNK):
+            closed = [db_key(k) for k in settled.closed[start : start + _CHUNK]]
+            await conn.execute(
+                sa.delete(table).where(table.c.local_authority == la, table.c.child_key.in_(closed))
+            )
+        rows = [
+            {"local_authority": la, "child_key": db_key(key), "case_id": case, **_row(allocation)}
+            for keys, allocation in settled.cases
+            for case in (case_id(keys),)
+            for key in keys
+        ]
+        if rows:
             stmt = dialect_insert(self._engine)(table)
-            update_cols = {c: stmt.excluded[c] for c in _row_columns()}
-            rows = [
-                {"local_authority": la, "child_key": key, **_row(allocation)}
-                for key, allocation in change.upserts
-            ]
+            update_cols = {c: stmt.excluded[c] for c in (*_row_columns(), "case_id")}
             await conn.execute(
                 stmt.on_conflict_do_update(
                     index_elements=["local_authority", "child_key"], set_=update_cols
                 ),
                 rows,
             )
-        if change.ended:
-            ended = list(change.ended)
-            await conn.execute(
-                sa.delete(table).where(table.c.local_authority == la, table.c.child_key.in_(ended))
+
+    async def _cases(
+        self, conn: AsyncConnection, la: str, named: Sequence[str]
+    ) -> dict[int, tuple[int, ...]]:
+        """``la``'s case of each of the ``named`` keys the snapshot holds, by every key of
+        it: the named rows by primary key, then the rest of each case of several by
+        (LA, case id)."""
+        t = self._table
+        found: dict[int, tuple[int, ...]] = {}
+        ids: set[str] = set()
+        for start in range(0, len(named), _CHUNK):
+            chunk = named[start : start + _CHUNK]
+            query = sa.select(t.c.child_key, t.c.case_id).where(
+                t.c.local_authority == la, t.c.child_key.in_(chunk)
             )
+            for key, case in await conn.execute(query):
+                if case is None:
+                    found[from_db_key(key)] = (from_db_key(key),)
+                else:
+                    ids.add(str(case))
+        members: dict[str, list[int]] = {}
+        wanted = sorted(ids)
+        for start in range(0, len(wanted), _CHUNK):
+            query = sa.select(t.c.child_key, t.c.case_id).where(
+                t.c.local_authority == la, t.c.case_id.in_(wanted[start : start + _CHUNK])
+            )
+            for key, case in await conn.execute(query):
+                members.setdefault(str(case), []).append(from_db_key(key))
+        for keys in members.values():
+            case_keys = tuple(keys)
+            found.update(dict.fromkeys(case_keys, case_keys))
+        return found
 
     async def open_case_keys(self, local_authorities: Iterable[str]) -> list[bytes]:
         """Every child pseudonym any of ``local_authorities`` has open, as persisted: the

@@ -31,7 +31,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from gateway.allocations import Allocation, AllocationDirectory
+from gateway.allocation_cases import Allocation
+from gateway.allocations import AllocationDirectory
 from gateway.decision import Recipient
 from gateway.partnership import Partnership
 from sgx.keys.trust import TrustDirectory

@@ -4,9 +4,13 @@ A :class:`Spec` is a partnership (2-5 LAs; agencies of random kinds, each servin
 subset of the LAs or any LA, with random default LAs) and a script of steps: LAs
 allocating, transferring in and closing cases, an LA naming another LA's case, and agencies
 sending notifications about random children with and without a stated residence (an LA
-of the partnership, or a GSS code outside it). :class:`Model` keeps which LA holds which
-child, as the allocation updates say, and :func:`check_routed` checks one routed
-notification against it, whoever carried it (the judge alone, or the whole exchange).
+of the partnership, or a GSS code outside it). Every step names its child by a random
+non-empty subset of the child's identifiers (:class:`Naming`), now and then pairing its NHS
+number with another child's UPN (a mistake, or a child known by two records).
+:class:`Model` keeps each LA's cases as the allocation updates say, by the rule of
+docs/design.md ("Cases": identifiers an LA names together are one child's), and
+:func:`check_routed` checks one routed notification against it, whoever carried it (the
+judge alone, or the whole exchange).
 """
 
 from __future__ import annotations
@@ -61,17 +65,32 @@ class Child:
 
 
 @dataclass(frozen=True)
+class Naming:
+    """Which of its child's identifiers a step names: the NHS number, the UPN, or both; the
+    UPN may be another child's (``upn_of``), as a mistaken or merged record pairs them."""
+
+    nhs: bool = True
+    upn: bool = True
+    upn_of: int | None = None
+
+
+ALL = Naming()
+
+
+@dataclass(frozen=True)
 class Allocate:
     la: int
     child: int
     worker: int
     transfer_from: int | None = None
+    names: Naming = ALL
 
 
 @dataclass(frozen=True)
 class Close:
     la: int
     child: int
+    names: Naming = ALL
 
 
 @dataclass(frozen=True)
@@ -81,6 +100,7 @@ class Intrude:
     la: int
     other: int
     child: int
+    names: Naming = ALL
 
 
 @dataclass(frozen=True)
@@ -88,6 +108,7 @@ class Notify:
     agency: int
     child: int
     residence: int | str | None  # an LA index, OUTSIDE_GSS, or not stated
+    names: Naming = ALL
 
 
 Step = Allocate | Close | Intrude | Notify
@@ -122,14 +143,23 @@ class Spec:
         """The agreement's [default_las] table."""
         return {a.id: [la_id(i) for i in a.defaults] for a in self.agencies if a.defaults}
 
-    def child_record(self, index: int) -> dict[str, Any]:
-        child = self.children[index]
-        return samples.child(child.nhs_number, child.upn, given=f"Child{index}", family="Test")
+    def identifiers(self, step: Step) -> tuple[str | None, str | None]:
+        """(NHS number, UPN) the step names (at least one)."""
+        child, names = self.children[step.child], step.names
+        upn_child = child if names.upn_of is None else self.children[names.upn_of]
+        nhs = child.nhs_number if names.nhs else None
+        upn = upn_child.upn if names.upn else None
+        assert nhs or upn, f"{step} names no identifier"
+        return nhs, upn
+
+    def child_record(self, step: Notify) -> dict[str, Any]:
+        nhs, upn = self.identifiers(step)
+        return samples.child(nhs, upn, given=f"Child{step.child}", family="Test")
 
     def notification(self, step: Notify) -> tuple[str, str, dict[str, Any]]:
         """(sender, schema name, record) of a Notify step."""
         agency = self.agencies[step.agency]
-        the_child = self.child_record(step.child)
+        the_child = self.child_record(step)
         if isinstance(step.residence, int):
             the_child["residence_la"] = gss(step.residence)
         elif isinstance(step.residence, str):
@@ -146,40 +176,86 @@ class Spec:
 
     def update(self, step: Allocate | Close | Intrude) -> tuple[str, dict[str, Any]]:
         """(sender, AllocationUpdate) of an allocation step."""
-        child = self.children[step.child]
+        nhs, upn = self.identifiers(step)
         if isinstance(step, Allocate):
-            entry = (child.nhs_number, child.upn, worker(step.la, step.worker), "Team",
-                     supervisor(step.la))  # fmt: skip
+            entry = (nhs, upn, worker(step.la, step.worker), "Team", supervisor(step.la))
             origin = None if step.transfer_from is None else gss(step.transfer_from)
             update = samples.allocation_update([entry], la=la_id(step.la), transfer_from=origin)
             return la_id(step.la), update
-        ended = [(child.nhs_number, child.upn)]
+        ended = [(nhs, upn)]
         if isinstance(step, Close):
             return la_id(step.la), samples.allocation_update([], ended, la=la_id(step.la))
         return la_id(step.la), samples.allocation_update([], ended, la=la_id(step.other))
 
 
+def is_nhs_number(identifier: str) -> bool:
+    return len(identifier) == 10 and identifier.isdigit()
+
+
+@dataclass(frozen=True)
+class Case:
+    """One LA's case: the identifiers it named together (now or before), and its worker."""
+
+    identifiers: frozenset[str]
+    worker: int
+
+
 @dataclass
 class Model:
-    """Which LAs hold which child, and who holds it there, as the updates say."""
+    """Each LA's cases, as its updates say, by the rule (docs/design.md, "Cases"): the
+    identifiers one LA's allocation names together are one child's; an allocation or a
+    closure naming any of them acts on the whole case; an allocation that would put two
+    NHS numbers in one case is refused whole. Nothing links identifiers across LAs or
+    from a notification."""
 
     spec: Spec
-    open: dict[int, dict[int, int]] = field(default_factory=dict)  # child -> LA -> worker
+    cases: dict[int, list[Case]] = field(default_factory=dict)  # LA -> its cases
 
-    def apply(self, step: Step) -> None:
-        if isinstance(step, Allocate):
-            self.open.setdefault(step.child, {})[step.la] = step.worker
-        elif isinstance(step, Close):
-            self.open.get(step.child, {}).pop(step.la, None)
-        # Intrude changes nothing: that is the point.
+    def named(self, step: Step) -> frozenset[str]:
+        return frozenset(i for i in self.spec.identifiers(step) if i)
 
-    def holders(self, child: int) -> dict[int, int]:
-        return dict(self.open.get(child, {}))
+    def apply(self, step: Step) -> bool:
+        """Apply an allocation step; False if the LA's update is refused (changes nothing).
+        Intrude changes nothing either, and is refused: that is the point."""
+        if isinstance(step, Intrude):
+            return False
+        if isinstance(step, Notify):
+            return True
+        named, own = self.named(step), self.cases.get(step.la, [])
+        touched = [case for case in own if case.identifiers & named]
+        kept = [case for case in own if not case.identifiers & named]
+        if isinstance(step, Close):
+            self.cases[step.la] = kept
+            return True
+        joined = named.union(*(case.identifiers for case in touched))
+        if sum(map(is_nhs_number, joined)) > 1:
+            return False
+        self.cases[step.la] = [*kept, Case(joined, step.worker)]
+        return True
 
-    def open_cases(self, school: Agency) -> set[int]:
-        """The children open in any LA the school serves."""
+    def holders(self, step: Notify) -> dict[int, int]:
+        """LA -> worker of every LA holding a case by an identifier the notification names:
+        the case of its NHS number if the LA holds one, else that of its UPN."""
+        nhs, upn = self.spec.identifiers(step)
+        found = {}
+        for la, own in self.cases.items():
+            for identifier in (nhs, upn):
+                case = next((c for c in own if identifier in c.identifiers), None)
+                if identifier and case is not None:
+                    found[la] = case.worker
+                    break
+        return found
+
+    def open_identifiers(self, school: Agency) -> set[str]:
+        """Every identifier open in any LA the school serves."""
         served = set(self.spec.served(school))
-        return {child for child, las in self.open.items() if served & set(las)}
+        return {
+            identifier
+            for la, own in self.cases.items()
+            if la in served
+            for case in own
+            for identifier in case.identifiers
+        }
 
     def expected_mash(self, step: Notify) -> set[str]:
         """The MASH queues a notification about a child open nowhere must reach."""
@@ -192,7 +268,7 @@ class Model:
 
     def expected(self, step: Notify) -> set[tuple[str, str]]:
         """Every (LA, queue id) the notification must reach, and no other."""
-        held = self.holders(step.child)
+        held = self.holders(step)
         if held:
             pairs = set()
             for la, w in held.items():
@@ -211,7 +287,7 @@ def check_routed(model: Model, step: Notify, received: Iterable[tuple[str, str, 
     """
     got = list(received)
     assert got, f"{step}: reached no queue"
-    held = {la_id(la) for la in model.holders(step.child)}
+    held = {la_id(la) for la in model.holders(step)}
     for la, queue, reason in got:
         if queue.startswith("mash:"):
             assert not held, f"{step}: MASH {queue} got a child open to {sorted(held)}"
@@ -246,6 +322,61 @@ def agencies(draw: st.DrawFn, las: int, count: int) -> tuple[Agency, ...]:
 
 
 @st.composite
+def namings(
+    draw: st.DrawFn, children: tuple[Child, ...], child: int, near: tuple[int, ...] = ()
+) -> Naming:
+    """A non-empty subset of the child's identifiers; now and then its NHS number paired
+    with another child's UPN (one of ``near``, children the LA has allocated, if any)."""
+    has_nhs, has_upn = children[child].nhs_number is not None, children[child].upn is not None
+    others = [i for i, c in enumerate(children) if i != child and c.upn is not None]
+    if has_nhs and others and draw(st.integers(0, 2)) == 0:
+        nearer = [i for i in near if i in others]
+        return Naming(upn_of=draw(st.sampled_from(nearer or others)))
+    if has_nhs and has_upn:
+        nhs, upn = draw(st.sampled_from([(True, True), (True, False), (False, True)]))
+        return Naming(nhs, upn)
+    return Naming(has_nhs, has_upn)
+
+
+@st.composite
+def steps(
+    draw: st.DrawFn,
+    las: int,
+    agencies: int,
+    children: tuple[Child, ...],
+    residence: st.SearchStrategy[int | str | None],
+    earlier: tuple[Step, ...],
+) -> Step:
+    """One step; most name a child (and a closure its LA) an earlier allocation named, so
+    scripts re-allocate, transfer, close and notify the cases they opened."""
+    any_la = st.integers(0, las - 1)
+    la, child = draw(any_la), draw(st.integers(0, len(children) - 1))
+    opened = [(s.la, s.child) for s in earlier if isinstance(s, Allocate)]
+    whole = [(s.la, s.child) for s in earlier if isinstance(s, Allocate) and s.names == ALL]
+    with_nhs = [i for i, c in enumerate(children) if c.nhs_number is not None]
+    if whole and draw(st.integers(0, 7)) == 0:  # a mix-up: another's NHS number with b's UPN
+        la, b = draw(st.sampled_from(whole))
+        a = draw(st.sampled_from([i for i in with_nhs if i != b] or [b]))
+        if a != b and children[b].upn is not None:
+            return Allocate(la, a, draw(st.integers(0, 2)), None, Naming(upn_of=b))
+    if opened and draw(st.integers(0, 3)) < 3:
+        la, child = draw(st.sampled_from(opened))
+    near = tuple(c for la_, c in opened if la_ == la)
+    names = draw(namings(children, child, near))
+    kind = draw(st.sampled_from(["allocate", "close", "intrude", "notify", "notify"]))
+    if kind == "allocate":
+        la = draw(st.sampled_from([la, la, draw(any_la)]))  # the same LA, or one taking it in
+        origin = draw(st.one_of(st.none(), any_la))
+        return Allocate(la, child, draw(st.integers(0, 2)), origin, names)
+    if kind == "close":
+        return Close(la, child, names)
+    if kind == "intrude":
+        sender = draw(any_la.filter(lambda sender: sender != la))
+        return Intrude(sender, la, child, names)
+    return Notify(draw(st.integers(0, agencies - 1)), child, draw(residence), names)
+
+
+@st.composite
 def specs(draw: st.DrawFn, max_steps: int = 14) -> Spec:
     las = draw(st.integers(2, 5))
     agency_list = draw(agencies(las, draw(st.integers(1, 4))))
@@ -255,20 +386,11 @@ def specs(draw: st.DrawFn, max_steps: int = 14) -> Spec:
             make_upn(900 + i) if ids != "nhs" else None,
         )
         for i, ids in enumerate(
-            draw(st.lists(st.sampled_from(["nhs", "upn", "both"]), min_size=1, max_size=5))
+            draw(st.lists(st.sampled_from(["both", "both", "nhs", "upn"]), min_size=2, max_size=5))
         )
     )
-    n = len(children)
-    la_index, child_index = st.integers(0, las - 1), st.integers(0, n - 1)
-    residence = st.one_of(st.none(), la_index, st.just(OUTSIDE_GSS))
-    step = st.one_of(
-        st.builds(
-            Allocate, la_index, child_index, st.integers(0, 2), st.one_of(st.none(), la_index)
-        ),
-        st.builds(Close, la_index, child_index),
-        st.builds(Intrude, la_index, la_index, child_index).filter(lambda s: s.la != s.other),
-        st.builds(Notify, st.integers(0, len(agency_list) - 1), child_index, residence),
-        st.builds(Notify, st.integers(0, len(agency_list) - 1), child_index, residence),
-    )
-    steps = tuple(draw(st.lists(step, min_size=1, max_size=max_steps)))
-    return Spec(las, agency_list, children, steps)
+    residence = st.one_of(st.none(), st.integers(0, las - 1), st.just(OUTSIDE_GSS))
+    script: tuple[Step, ...] = ()
+    for _ in range(max_steps - draw(st.integers(0, max_steps - 1))):  # long scripts first
+        script += (draw(steps(las, len(agency_list), children, residence, script)),)
+    return Spec(las, agency_list, children, script)

@@ -98,7 +98,7 @@ def test_release_0_1_databases_are_refused_then_upgraded_with_every_row(tmp_path
     result = CliRunner().invoke(main, ["db", "upgrade", "--home", str(home)])
     assert result.exit_code == 0, result.output
     assert "queue-la-north.db: release 0.1 (unversioned) -> queue_0005" in result.output
-    assert "gateway.db: release 0.1 (unversioned) -> gateway_0004" in result.output
+    assert "gateway.db: release 0.1 (unversioned) -> gateway_0005" in result.output
     asyncio.run(_rows_intact(home))
     status = CliRunner().invoke(main, ["db", "status", "--home", str(home)])
     assert status.exit_code == 0, status.output

@@ -47,12 +47,14 @@ from gateway.requests import DisclosureRequests
 from gateway.store import GatewayStore
 from producers.consent_requests import ConsentRequests
 from producers.outbox import OutboxStore
+from safeguard import samples
 from safeguard.store_tables import tables_of
+from sgx.domain.identifiers import make_nhs_number, make_upn
 from sgx.kafka.quarantine import QuarantineCount
 from sgx.keys.pseudonym import Pseudonymiser
 from sgx.ops.metrics import QueueMetrics
 from sgx.store.database import Database
-from sgx.store.db import UtcDateTime, is_sqlite
+from sgx.store.db import UtcDateTime, is_sqlite, write_transaction
 from tests.conftest_db import BACKENDS, Backend, backend
 from tests.unit.test_gateway_store import audit, ledger, quarantined
 from tests.unit.test_queue_store import bad_record, entry
@@ -197,6 +199,10 @@ async def _gateway(engine: AsyncEngine, schema: str | None) -> AsyncIterator[Non
     store = GatewayStore(engine, MetaData(schema=schema))
     quarantined_rows = QuarantineCount(engine, store.quarantine_table, clock=lambda: NOW)
     await quarantined_rows.count()  # the monitor's first count reads the table once
+    directory = AllocationDirectory(engine, Pseudonymiser(b"k" * 32), schema=schema)
+    children = [(make_nhs_number(i), make_upn(i)) for i in range(3)]
+    cases = [(nhs, upn, "sw-1", "T", "tm-1") for nhs, upn in children]
+    await directory.apply(samples.allocation_update(cases, la="la-x"))  # cases of two keys
     yield
     ids = [h(i) for i in range(0, 400, 7)] + [str(uuid.uuid4()) for _ in range(10)]
     await store.judged(ids)  # every batch
@@ -218,7 +224,11 @@ async def _gateway(engine: AsyncEngine, schema: str | None) -> AsyncIterator[Non
     await book.awaiting()  # the monitor
     await book.request(h(5))  # a consent answer
     await book.grants(h(5), h(5), h(5))  # a share that meets a restriction
-    directory = AllocationDirectory(engine, Pseudonymiser(b"k" * 32), schema=schema)
+    moved = [(None, children[0][1], "sw-2", "T", "tm-1")]  # a re-allocation by UPN alone
+    closed = [(children[1][0], None)]  # a closure by NHS number alone
+    change = directory.change(samples.allocation_update(moved, closed, la="la-x"))
+    async with write_transaction(engine) as conn:  # every allocation update, by its owner
+        await directory.persist(conn, [change])
     await directory.open_case_keys([h(1)])  # a batch naming open-case lists
     await directory.first_read([(h(2), h(2)), (h(3), h(9))])  # allocation records read
 

@@ -44,7 +44,9 @@ async def db(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Ba
 
 @pytest.fixture
 async def store(db: Backend) -> AsyncIterator[GatewayStore]:
-    async with await GatewayStore.open(db.dsn, db.sqlite_path, schema=db.schema) as opened:
+    async with await GatewayStore.open(
+        db.dsn, db.sqlite_path, schema=db.schema, owner="gateway"
+    ) as opened:
         yield opened
 
 
@@ -341,7 +343,7 @@ async def test_rows_written_before_gateway_0005_are_each_a_case_of_their_own(
         assert await migrate.upgrade(engine, "gateway") == ("gateway_0004", "gateway_0005")
     finally:
         await engine.dispose()
-    async with await GatewayStore.open(None, path) as store:
+    async with await GatewayStore.open(None, path, owner="gateway") as store:
         directory = AllocationDirectory(store.engine, PSEUDONYMS)
         await directory.load()
         assert who(directory, None, U1) == {A: "sw-1"}

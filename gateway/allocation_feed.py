@@ -87,12 +87,18 @@ class AllocationFeed:
         contract: Contract,
         trust: TrustDirectory,
         consumer: AIOKafkaConsumer | None = None,
+        offsets: AIOKafkaConsumer | None = None,
     ) -> None:
         self._directory = directory
         self._opener = opener
         self._contract = contract
         self._trust = trust
         self._consumer = consumer
+        # asks where the topics begin and end on a connection of its own: on the
+        # consumer's, the question waits behind a fetch the broker holds (for up to
+        # SGX_KAFKA_FETCH_MAX_WAIT_MS when the allocation topics are idle, as they mostly
+        # are), and every batch of notifications waited with it
+        self._offsets = offsets or consumer
         self._partitions: list[TopicPartition] = []
         self._next: dict[Position, int] = {}  # the next offset to apply, per partition
         # where the updates applied most recently were first read; older ones are asked
@@ -130,7 +136,7 @@ class AllocationFeed:
         Reading on from the first offset held would hide that; waiting for the missing
         records would wait for ever."""
         async with kafka_errors("read the starts of the allocation topics"):
-            starts = await consumer.beginning_offsets(self._partitions)
+            starts = await (self._offsets or consumer).beginning_offsets(self._partitions)
         lost = [
             f"{tp.topic}:{tp.partition} holds offsets from {start}, the directory "
             f"stands at {self._next.get((tp.topic, tp.partition), 0)}"
@@ -151,7 +157,7 @@ class AllocationFeed:
             return 0
         consumer = self._consumer
         async with kafka_errors("read the ends of the allocation topics"):
-            ends = await consumer.end_offsets(self._partitions)
+            ends = await (self._offsets or consumer).end_offsets(self._partitions)
         behind = [tp for tp in self._partitions if self._behind(tp, ends[tp])]
         if not behind:
             return 0

@@ -221,6 +221,9 @@ async def run_gateway(
             contract=contract,
             trust=trust,
             consumer=await _started(stack, await start_consumer(rt.kafka, [], group_id=None)),
+            # never fetches: asks the ends of the allocation topics without queueing
+            # behind the feed's held fetch
+            offsets=await _started(stack, await start_consumer(rt.kafka, [], group_id=None)),
         )
         # Ready only once the directory holds every allocation published so far: the
         # group is joined after that, so nothing is judged before.

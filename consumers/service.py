@@ -22,7 +22,7 @@ from consumers.queue import QueueEntry, QueueStore
 from sgx.errors import ContractError, UnknownSchema
 from sgx.kafka.quarantine import Quarantined, Source, from_gateway, sources
 from sgx.kafka.schema_topic import SchemaRegistry, read_learning
-from sgx.kafka.wiring import kafka_errors, run_batches
+from sgx.kafka.wiring import kafka_errors, read_offsets, run_batches
 from sgx.ops.metrics import ConsumerMetrics
 from sgx.wire import avro
 from sgx.wire import contract as c
@@ -132,11 +132,12 @@ class DeliveryConsumer:
         )
 
     async def process(self, records: Iterable[Any]) -> None:
+        records = list(records)
         found = [source for record in records for source in sources(record)]
         entries, quarantined = await self._reader.read(found, self._clock)
         inserted = await self._store.store_batch(entries, quarantined)
         async with kafka_errors("commit delivery offsets"):
-            await self._consumer.commit()
+            await self._consumer.commit(read_offsets(self._consumer, records))
         self._observe(entries, quarantined, inserted)
 
     def _observe(

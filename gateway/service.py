@@ -52,6 +52,7 @@ from sgx.kafka.wiring import (
     delivery_topic,
     inbound_topic,
     kafka_errors,
+    read_offsets,
     receipts_topic,
     run_batches,
     seek_back,
@@ -171,6 +172,7 @@ class Gateway:
         )
 
     async def process(self, records: Iterable[Any]) -> None:
+        records = list(records)  # read, sought back or committed below
         started = time.perf_counter()
         await self._feed.catch_up()  # every allocation change taken before these records
         read = [s for r in records for s in sources(r)]
@@ -214,7 +216,7 @@ class Gateway:
             )
         await self._publish(outbox)
         async with kafka_errors("commit inbound offsets"):
-            await self._consumer.commit()
+            await self._consumer.commit(read_offsets(self._consumer, records))
         self._observe(decisions, time.perf_counter() - started)
 
     async def _judge_all(

@@ -453,6 +453,20 @@ async def run_batches(
             await process(records[:taken])
 
 
+def read_offsets(
+    consumer: AIOKafkaConsumer, records: Iterable[ConsumerRecord]
+) -> dict[TopicPartition, int]:
+    """The offsets to commit once ``records`` are done: for each partition they came from
+    (and the consumer still holds), the offset after the last of them. Only those: a
+    commit of every assigned partition sends hundreds of unchanged offsets per batch."""
+    after: dict[TopicPartition, int] = {}
+    for r in records:
+        tp = TopicPartition(r.topic, r.partition)
+        after[tp] = max(after.get(tp, 0), r.offset + 1)
+    assigned = consumer.assignment()
+    return {tp: offset for tp, offset in after.items() if tp in assigned}
+
+
 def seek_back(consumer: AIOKafkaConsumer, records: Iterable[ConsumerRecord]) -> None:
     """Read ``records`` again: each partition still assigned is sought back to its first
     of them (a partition assigned elsewhere now is read by its new owner from the

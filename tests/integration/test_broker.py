@@ -10,7 +10,7 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 
 import pytest
-from aiokafka import AIOKafkaConsumer, ConsumerRecord
+from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from prometheus_client import CollectorRegistry
 from pydantic import SecretStr
 
@@ -23,6 +23,7 @@ from sgx.kafka.wiring import (
     ensure_topics,
     inbound_topic,
     list_topics,
+    read_offsets,
     read_topic,
     receipts_topic,
     run_batches,
@@ -263,3 +264,32 @@ async def test_a_batch_holds_at_most_max_bytes_and_the_rest_is_read_again(
         assert max(batches) == 2  # 2 x 100 KB fit in 250 KB, a third does not
         committed = await committed_offsets(consumer, consumer.assignment())
         assert sum(committed.values()) == len(values)
+
+
+@uses_broker
+async def test_a_batch_commits_only_the_partitions_it_read(broker: KafkaSettings) -> None:
+    """The gateway and the consumers commit the offsets after the records a batch read,
+    and no others: a group holding hundreds of idle partitions sent every one of them with
+    every commit."""
+    topic, group = unique_topic(), f"g-{uuid.uuid4().hex}"
+    await ensure_topics(broker, {topic: 3})
+    producer = await start_producer(broker)
+    try:
+        for value in (b"a", b"b"):
+            await producer.send_and_wait(topic, value, partition=1)
+    finally:
+        await producer.stop()
+    consumer = await start_consumer(broker, [topic], group_id=group)
+    try:
+        read: list[ConsumerRecord] = []  # the group is joined by the first fetches
+        async with asyncio.timeout(15):
+            while len(read) < 2:
+                batches = await consumer.getmany(timeout_ms=100)
+                read += [r for batch in batches.values() for r in batch]
+        offsets = read_offsets(consumer, read)
+        assert offsets == {TopicPartition(topic, 1): 2}
+        await consumer.commit(offsets)
+        every = [TopicPartition(topic, p) for p in range(3)]
+        assert await committed_offsets(consumer, every) == {TopicPartition(topic, 1): 2}
+    finally:
+        await consumer.stop()

@@ -205,15 +205,18 @@ def inbox_app(
         """The router's 404 (no route matches, as for an id that is not a whole number)
         and 405, as the API's JSON errors on its paths."""
         assert isinstance(exc, HTTPException)
+        headers = dict(exc.headers or {})
+        if "Allow" in headers:  # the router lists a set's methods, in no fixed order
+            headers["Allow"] = ", ".join(sorted(m.strip() for m in headers["Allow"].split(",")))
         if not is_api(request):
-            return PlainTextResponse(exc.detail, exc.status_code, headers=exc.headers)
+            return PlainTextResponse(exc.detail, exc.status_code, headers=headers)
         problems = {
             404: "no resource of this API has this path (ids are whole numbers of at most "
             f"{ID_DIGITS} digits); see {PREFIX}/openapi.json",
             405: f"{request.method} is not allowed on this path",
         }
         problem = problems.get(exc.status_code, exc.detail)
-        return errors(exc.status_code, [("path", problem)], exc.headers)
+        return errors(exc.status_code, [("path", problem)], headers)
 
     async def not_signed_in(request: Request, exc: Exception) -> Response:
         if is_api(request):

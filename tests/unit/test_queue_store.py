@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import cast
 
 import pytest
-from aiokafka import AIOKafkaConsumer
+from aiokafka import AIOKafkaConsumer, TopicPartition
 from prometheus_client import CollectorRegistry
 
 from consumers.queue import QueueEntry, QueueItem, QueueSelection, QueueStore
@@ -211,13 +211,18 @@ async def test_unreachable_postgres_is_a_store_error(tmp_path: Path) -> None:
 
 
 class _Commits:
-    """Stands in for the Kafka consumer: counts offset commits."""
+    """Stands in for the Kafka consumer, assigned ``assigned``: keeps the offsets each
+    commit names."""
 
-    def __init__(self) -> None:
-        self.commits = 0
+    def __init__(self, assigned: set[TopicPartition]) -> None:
+        self.assigned = assigned
+        self.commits: list[dict[TopicPartition, int]] = []
 
-    async def commit(self) -> None:
-        self.commits += 1
+    def assignment(self) -> set[TopicPartition]:
+        return self.assigned
+
+    async def commit(self, offsets: dict[TopicPartition, int]) -> None:
+        self.commits.append(offsets)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -266,7 +271,7 @@ async def test_consumer_queues_each_addressee_and_keeps_what_it_cannot_trust(
     )
     tampered = good[1][:-1] + bytes([good[1][-1] ^ 1])
     topic = f"sgx.delivery.{LA}"
-    commits = _Commits()
+    commits = _Commits({TopicPartition(topic, p) for p in range(3)})
     consumer = DeliveryConsumer(
         opener=Opener(rt.identity(LA, trust), trust),
         contract=contract,
@@ -282,7 +287,8 @@ async def test_consumer_queues_each_addressee_and_keeps_what_it_cannot_trust(
             _Record(topic, 1, 1, good[1]),
         ]
     )
-    assert commits.commits == 1
+    # one commit, after the batch, of the two partitions it read (not the idle third)
+    assert commits.commits == [{TopicPartition(topic, 0): 2, TopicPartition(topic, 1): 2}]
     assert consumer.queued == 3
     queued = {(i.recipient_id, i.notification_id, i.source_offset) for i in await _all(store)}
     assert queued == {

@@ -383,18 +383,28 @@ class Stages:
         self._processes[name] = process
 
     async def expect(self, event: str, names: Iterable[str], limit_s: float) -> dict[str, Any]:
-        """Wait until each named stage reports ``event``; its data by stage name."""
+        """Wait until each named stage reports ``event``; its data by stage name. A stage
+        that has not within ``limit_s`` is a StageFailed naming it and what it last said
+        (a stage waiting for something reports "waiting" with what it has and wants)."""
         waiting = set(names)
         got: dict[str, Any] = {}
-        async with asyncio.timeout(limit_s):
-            while waiting:
-                message = await self._next_report()
-                if message is None:
-                    continue
-                self._check(message)
-                if message["event"] == event and message["stage"] in waiting:
-                    waiting.discard(message["stage"])
-                    got[message["stage"]] = message
+        last: dict[str, dict[str, Any]] = {}
+        try:
+            async with asyncio.timeout(limit_s):
+                while waiting:
+                    message = await self._next_report()
+                    if message is None:
+                        continue
+                    self._check(message)
+                    last[message["stage"]] = message
+                    if message["event"] == event and message["stage"] in waiting:
+                        waiting.discard(message["stage"])
+                        got[message["stage"]] = message
+        except TimeoutError as exc:
+            said = "; ".join(f"{name}: {_said(last.get(name))}" for name in sorted(waiting))
+            raise StageFailed(
+                f"no {event!r} within {limit_s:g}s from {', '.join(sorted(waiting))} ({said})"
+            ) from exc
         return got
 
     async def _next_report(self) -> dict[str, Any] | None:
@@ -435,3 +445,11 @@ class Stages:
                 process.join(PROCESS_EXIT_S)
         self._reports.close()
         self._reports.join_thread()
+
+
+def _said(message: dict[str, Any] | None) -> str:
+    """A stage's last report, in words."""
+    if message is None:
+        return "nothing since it started"
+    detail = {k: v for k, v in message.items() if k not in ("stage", "event")}
+    return f"{message['event']} {detail}" if detail else str(message["event"])

@@ -69,6 +69,7 @@ CONSUMER_NOTIFICATIONS = "sgx_consumer_notifications_total"
 # report times the phase; the gateway's only stops it (and its polls are gateway CPU).
 CONSUMER_POLL_S = 0.002
 GATEWAY_POLL_S = 0.01
+WAITING_REPORT_S = 5.0  # how often a stage not yet ready says what it waits for
 IDLE_S = 2.0  # the gateway's CPU with no traffic is measured this long before "ready"
 # Several gateways: the group's rebalances after the last one joined settle this long
 # before the producer starts (and before CPU is counted).
@@ -174,8 +175,15 @@ async def _reached(
     labels: dict[str, str],
     target: float,
     poll_s: float = CONSUMER_POLL_S,
+    report: Report | None = None,
 ) -> None:
-    while sample_value(registry, name, labels) < target:  # noqa: ASYNC110 - polls a metric
+    """Wait until the metric reaches ``target``; every few seconds, ``report`` what it
+    has, so a stage that never gets ready says what it is waiting for."""
+    said = time.monotonic()
+    while (have := sample_value(registry, name, labels)) < target:
+        if report is not None and time.monotonic() - said >= WAITING_REPORT_S:
+            report("waiting", metric=name, labels=labels, have=have, want=target)
+            said = time.monotonic()
         await asyncio.sleep(poll_s)
 
 
@@ -255,9 +263,11 @@ async def gateway_stage(
 
     async def settled() -> None:
         if finish is None:
-            await _reached(registry, GATEWAY_NOTIFICATIONS, APPLIED, updates, GATEWAY_POLL_S)
+            await _reached(
+                registry, GATEWAY_NOTIFICATIONS, APPLIED, updates, GATEWAY_POLL_S, report
+            )
         else:
-            await _reached(registry, ALLOCATION_RECORDS, {}, updates, GATEWAY_POLL_S)
+            await _reached(registry, ALLOCATION_RECORDS, {}, updates, GATEWAY_POLL_S, report)
         if idle_s:
             cpu_s = time.process_time()
             await asyncio.sleep(idle_s)

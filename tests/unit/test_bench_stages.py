@@ -1,0 +1,30 @@
+"""A benchmark phase that cannot get ready says which stage and why, instead of hanging
+(issue 23: three of fourteen runs of benchmarks.run hung, one in the gateway stage
+waiting for its allocation updates to be applied)."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+
+from benchmarks.common import Report, StageFailed, Stages
+
+
+async def stuck_stage(report: Report, *_: Any) -> None:
+    """Waits for allocation updates that never come, saying so."""
+    report("waiting", metric="sgx_gateway_notifications_total", have=3.0, want=10.0)
+    await asyncio.sleep(60)
+
+
+async def test_a_stage_that_never_gets_ready_is_named_with_what_it_last_said() -> None:
+    with pytest.raises(StageFailed) as failed:  # leaving the phase on it stops the stage
+        async with Stages() as stages:
+            stages.spawn("gateway", stuck_stage)
+            await stages.expect("ready", ["gateway"], limit_s=5)
+    said = str(failed.value)
+    assert "no 'ready' within 5s from gateway" in said
+    assert "waiting" in said
+    assert "'have': 3.0" in said
+    assert "'want': 10.0" in said

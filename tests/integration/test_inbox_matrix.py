@@ -6,7 +6,10 @@ Callers: no one; the worker the item is allocated to; a colleague in the same te
 team's supervisor (who sees the worker's row by its routing facts only); another team's
 supervisor; the MASH duty worker; an account of the other LA (it cannot sign in here);
 API clients scoped to the worker's queue (read only), to all of it (every action), to
-another worker's queue, a revoked one and an expired one. An allowed write that would
+another worker's queue, the other LA's, a revoked one and an expired one; and tokens of
+Camden's identity provider for an admitted client, one for another API (wrong audience)
+and an ID token (wrong type). On SQLite and on PostgreSQL with a schema per LA. Every
+allowed read is also checked to show exactly the caller's view. An allowed write that would
 change what other tests see (acknowledging, sharing, signing out) is marked ``None``: it
 is proven by the tests of that action.
 """
@@ -14,6 +17,7 @@ is proven by the tests of that action.
 from __future__ import annotations
 
 import dataclasses
+import time
 import uuid
 from collections.abc import AsyncIterator, Mapping
 from typing import Any
@@ -30,6 +34,7 @@ from safeguard.inbox_wiring import inbox_store, serving_inbox
 from safeguard.parties import LA, OTHER_LA
 from tests.conftest_db import BACKENDS, PG_DSN, drop_schema
 from tests.integration.inbox_world import PASSWORD, TEAM2, World, inbox_world
+from tests.integration.oidc_provider import OpenIDProvider
 from tests.integration.test_inbox_api import Person, items_of, mentions
 
 pytestmark = pytest.mark.broker
@@ -42,7 +47,10 @@ PERSONS = {
     "mash": "mash",
     "other_la": "ines",
 }
-CLIENTS = ("client_read", "client_all", "client_other", "other_la_client", "revoked", "expired")
+CLIENTS = (
+    *("client_read", "client_all", "client_other", "other_la_client", "revoked", "expired"),
+    *("wrong_audience", "wrong_type"),  # tokens of the LA's identity provider, refused
+)
 CALLERS = ("anonymous", *PERSONS, *CLIENTS)
 EVERY_SCOPE = ["deliveries:read", "deliveries:ack", "shares:write", "sharing-record:read"]
 EVERY_SCOPE.append("queue:all")
@@ -70,8 +78,8 @@ MATRIX: dict[tuple[str, str], dict[str, int | None]] = {
     ("GET", "/"): same(303),
     ("GET", "/login"): same(200),
     ("POST", "/login"): same(403),  # no CSRF token: refused before anything is read
-    ("GET", "/login/oidc"): same(404),  # no identity provider in this inbox
-    ("GET", "/auth/callback"): same(404),
+    ("GET", "/login/oidc"): same(302),  # to Camden's identity provider, whoever asks
+    ("GET", "/auth/callback"): same(401),  # no sign-in under way (no state, no code)
     ("POST", "/logout"): same(403) | dict.fromkeys(PERSONS, None),
     ("GET", "/queue"): page(
         worker=200, colleague=200, supervisor=200, other_supervisor=200, mash=200
@@ -137,9 +145,18 @@ class Caller:
     headers: Mapping[str, str] = dataclasses.field(default_factory=dict)
 
 
+@pytest.fixture(scope="module")
+async def provider() -> AsyncIterator[OpenIDProvider]:
+    """Camden's identity provider: people sign in through it too, and systems get tokens."""
+    async with OpenIDProvider("sgx-inbox", "inbox-secret", {}) as running:
+        yield running
+
+
 @pytest.fixture(scope="module", params=BACKENDS)
 async def world(
-    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+    request: pytest.FixtureRequest,
+    tmp_path_factory: pytest.TempPathFactory,
+    provider: OpenIDProvider,
 ) -> AsyncIterator[World]:
     """Camden's inbox over Camden's store, Islington's store beside it: SQLite files, or
     PostgreSQL with a schema per LA (as deploy/ ships it)."""
@@ -147,13 +164,35 @@ async def world(
     schema = f"sgx_matrix_{uuid.uuid4().hex[:10]}_{{party}}" if dsn else None
     try:
         async with inbox_world(
-            tmp_path_factory.mktemp("inbox-matrix"), dsn=dsn, schema=schema
+            tmp_path_factory.mktemp("inbox-matrix"),
+            dsn=dsn,
+            schema=schema,
+            oidc_issuer=provider.issuer,
+            oidc_client_id="sgx-inbox",
+            oidc_client_secret="inbox-secret",
+            api_audience=provider.audience,
+            api_clients={"mosaic": EVERY_SCOPE},
         ) as w:
             await _callers_stores(w)
+            w.extra["tokens"] |= provider_tokens(provider)
             yield w
     finally:
         if dsn and schema:
             await drop_schema(dsn, schema)
+
+
+def provider_tokens(provider: OpenIDProvider) -> dict[str, str]:
+    """Tokens of the LA's own provider for an admitted client that the inbox must refuse:
+    one for another API, and an ID token (not an access token) for this one."""
+    now = int(time.time())
+    claims = {"iss": provider.issuer, "aud": provider.audience, "client_id": "mosaic",
+              "scope": " ".join(EVERY_SCOPE), "iat": now, "exp": now + 3600}  # fmt: skip
+    return {
+        "wrong_audience": provider.machine_token(
+            "mosaic", " ".join(EVERY_SCOPE), aud="another-api", exp=now + 3600
+        ),
+        "wrong_type": provider._sign(claims),  # no typ at+jwt: what a sign-in gets
+    }
 
 
 async def _callers_stores(w: World) -> None:

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import cProfile
 import json
 import multiprocessing
@@ -23,7 +22,6 @@ import os
 import platform
 import queue
 import struct
-import subprocess
 import tempfile
 import time
 from collections.abc import AsyncIterator, Callable, Coroutine, Iterable, Sequence
@@ -35,10 +33,7 @@ from multiprocessing.synchronize import Event as EventType
 from pathlib import Path
 from typing import Any, Protocol
 
-from aiokafka.admin import AIOKafkaAdminClient
-from aiokafka.errors import KafkaError
-
-from sgx.errors import ConfigError
+from benchmarks.local_kafka import delete_every_topic, ensure_local_kafka
 from sgx.kafka.embedded import EmbeddedBroker
 from sgx.settings import KafkaSettings
 
@@ -84,37 +79,15 @@ BENCH_KAFKA = {
     "SGX_KAFKA_CONTROLLER_PORT": "19294",
     "SGX_KAFKA_PLAN": "0",
 }
-ENSURE_KAFKA = Path(__file__).resolve().parent.parent / "scripts" / "ensure-kafka.sh"
 
 
 async def apache_kafka() -> tuple[str, int]:
     """(bootstrap, pid) of the benchmarks' Apache Kafka, started if need be and emptied of
     every topic (each run starts from an empty broker, as with an embedded one)."""
-    done = await asyncio.to_thread(
-        subprocess.run,
-        [str(ENSURE_KAFKA), "start"],
-        env={**os.environ, **BENCH_KAFKA},
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    if done.returncode != 0:
-        raise ConfigError(f"Apache Kafka did not start: {done.stderr.strip()[-2000:]}")
-    found = dict(line.split("=", 1) for line in done.stdout.splitlines() if "=" in line)
+    found = await asyncio.to_thread(ensure_local_kafka, BENCH_KAFKA)
     bootstrap = found["KAFKA_PLAINTEXT"]
     pid = int((Path(BENCH_KAFKA["SGX_KAFKA_RUN"]) / "kafka.pid").read_text())
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
-    await admin.start()
-    try:
-        for _ in range(200):
-            topics = [t for t in await admin.list_topics() if not t.startswith("__")]
-            if not topics:
-                break
-            with contextlib.suppress(KafkaError):
-                await admin.delete_topics(topics)
-            await asyncio.sleep(0.1)
-    finally:
-        await admin.close()
+    await delete_every_topic(bootstrap)
     return bootstrap, pid
 
 

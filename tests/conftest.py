@@ -19,7 +19,7 @@ import pytest
 
 from sgx.kafka.embedded import EmbeddedBroker
 from sgx.settings import KafkaSettings
-from tests.kafka_broker import apache_kafka, flow_kafka, kafka_test_settings
+from tests.kafka_broker import apache_kafka, broker_kind, flow_kafka, kafka_test_settings
 
 __all__ = ["apache_kafka", "broker", "kafka_test_settings", "tmp_home"]
 
@@ -31,7 +31,7 @@ async def broker(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Kafk
     if existing:
         yield kafka_test_settings(existing)
         return
-    if (os.environ.get("SGX_TEST_BROKER") or "kafka") == "kafka":
+    if broker_kind() == "kafka":
         yield (await asyncio.to_thread(flow_kafka)).plaintext_settings()
         return
     async with EmbeddedBroker(tmp_path_factory.mktemp("broker")) as embedded:

@@ -12,27 +12,19 @@ with the script's own words: it never skips.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import functools
 import os
-import subprocess
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
-from aiokafka.admin import AIOKafkaAdminClient
-from aiokafka.errors import UnknownTopicOrPartitionError
 from pydantic import SecretStr
 
-from sgx.settings import REPO_ROOT, KafkaSettings
-
-ENSURE_KAFKA = REPO_ROOT / "scripts" / "ensure-kafka.sh"
-# the first start on a machine fetches Kafka (~90 MB) and applies the plan (a hundred runs
-# of Kafka's tools); after that a start takes seconds and a running broker well under one
-START_LIMIT_S = 900
+from benchmarks.local_kafka import ENSURE_KAFKA, delete_every_topic, ensure_local_kafka
+from sgx.errors import ConfigError
+from sgx.settings import KafkaSettings
 
 
 def kafka_test_settings(bootstrap_servers: str, **security: Any) -> KafkaSettings:
@@ -95,25 +87,11 @@ FLOW_BROKER = {
 
 def ensure_apache_kafka(env: Mapping[str, str] | None = None) -> ApacheKafka:
     """Start (or find running) the broker of ``scripts/ensure-kafka.sh`` (``env``: its
-    settings, e.g. :data:`FLOW_BROKER`); fail if it cannot."""
+    settings, e.g. :data:`FLOW_BROKER`); fail, never skip, if it cannot."""
     try:
-        done = subprocess.run(
-            [str(ENSURE_KAFKA), "start"],
-            capture_output=True,
-            text=True,
-            timeout=START_LIMIT_S,
-            check=False,
-            env={**os.environ, **(env or {})},
-        )
-    except subprocess.TimeoutExpired:
-        pytest.fail(f"{ENSURE_KAFKA} start did not finish in {START_LIMIT_S}s", pytrace=False)
-    if done.returncode != 0:
-        pytest.fail(
-            f"Apache Kafka did not start ({ENSURE_KAFKA} start exited {done.returncode}):\n"
-            f"{done.stderr}",
-            pytrace=False,
-        )
-    found = dict(line.split("=", 1) for line in done.stdout.splitlines() if "=" in line)
+        found = ensure_local_kafka(env)
+    except ConfigError as exc:
+        pytest.fail(str(exc), pytrace=False)
     try:
         return ApacheKafka(
             version=found["KAFKA_VERSION"],
@@ -124,7 +102,18 @@ def ensure_apache_kafka(env: Mapping[str, str] | None = None) -> ApacheKafka:
             admin_config=Path(found["KAFKA_ADMIN_CONFIG"]),
         )
     except KeyError as missing:
-        pytest.fail(f"{ENSURE_KAFKA} start did not print {missing}:\n{done.stdout}", pytrace=False)
+        pytest.fail(f"{ENSURE_KAFKA} start did not print {missing}: {found}", pytrace=False)
+
+
+BROKERS = ("kafka", "tansu")
+
+
+def broker_kind(kind: str | None = None) -> str:
+    """``kind``, else ``SGX_TEST_BROKER`` (default ``kafka``); a typo fails the test."""
+    chosen = kind or os.environ.get("SGX_TEST_BROKER") or "kafka"
+    if chosen not in BROKERS:
+        raise AssertionError(f"SGX_TEST_BROKER={chosen!r}: use one of {', '.join(BROKERS)}")
+    return chosen
 
 
 @functools.cache
@@ -134,21 +123,11 @@ def flow_kafka() -> ApacheKafka:
 
 
 async def emptied(bootstrap: str) -> None:
-    """Delete every topic but Kafka's own (and with them their committed offsets), and
-    wait until the broker no longer lists them: the next test starts from an empty broker."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=30_000)
-    await admin.start()
+    """Every topic of the flow broker deleted: the next test starts from an empty broker."""
     try:
-        for _ in range(200):
-            ours = [t for t in await admin.list_topics() if not t.startswith("__")]
-            if not ours:
-                return
-            with contextlib.suppress(UnknownTopicOrPartitionError):  # deleted meanwhile
-                await admin.delete_topics(ours, timeout_ms=30_000)
-            await asyncio.sleep(0.05)
-        raise AssertionError(f"topics still listed after deleting them: {ours}")
-    finally:
-        await admin.close()
+        await delete_every_topic(bootstrap)
+    except ConfigError as exc:
+        pytest.fail(str(exc), pytrace=False)
 
 
 @pytest.fixture(scope="session")

@@ -17,7 +17,6 @@ import asyncio
 import dataclasses
 import inspect
 import json
-import os
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Sequence
@@ -39,7 +38,7 @@ from sgx.keys.key_admin import init_trust
 from sgx.keys.trust import PartySpec
 from sgx.settings import ExchangeSettings, KafkaSettings, StoreSettings
 from tests.conftest import kafka_test_settings
-from tests.kafka_broker import emptied, flow_kafka
+from tests.kafka_broker import broker_kind, emptied, flow_kafka
 
 
 async def eventually(
@@ -242,16 +241,7 @@ def kafka_env(bootstrap: str, *, idempotence: bool | None = None) -> dict[str, s
     }
 
 
-BROKERS = ("kafka", "tansu")
 _on_kafka: list[Path] = []  # the home of the exchange running on the shared Apache Kafka
-
-
-def broker_kind(kind: str | None = None) -> str:
-    """``kind``, else ``SGX_TEST_BROKER`` (default ``kafka``); a typo fails the test."""
-    chosen = kind or os.environ.get("SGX_TEST_BROKER") or "kafka"
-    if chosen not in BROKERS:
-        raise AssertionError(f"SGX_TEST_BROKER={chosen!r}: use one of {', '.join(BROKERS)}")
-    return chosen
 
 
 @asynccontextmanager

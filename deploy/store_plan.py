@@ -33,6 +33,7 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 from deploy.acl_plan import PARTIES_FILE, Party, load_parties
+from sgx.settings import StoreSettings
 
 SCRIPT_FILE = Path(__file__).parent / "scripts" / "create-stores.sh"
 GATEWAY = "gateway"  # the gateway's store owner (safeguard.runtime.GATEWAY_ID)
@@ -40,9 +41,11 @@ SCHEMA_SETTING = "sgx_{party}"  # SGX_STORE_PG_SCHEMA for a process serving seve
 
 
 def store_name(owner: str) -> str:
-    """The role and schema of ``owner``'s store (sgx.settings.StoreSettings.schema_for
-    with ``sgx_{party}``)."""
-    return "sgx_" + owner.replace("-", "_")
+    """The role and schema of ``owner``'s store: the schema the services name it by, with
+    ``SGX_STORE_PG_SCHEMA=sgx_{party}`` (one rule, in sgx.settings)."""
+    name = StoreSettings(pg_schema=SCHEMA_SETTING).schema_for(owner)
+    assert name is not None
+    return name
 
 
 def plan(parties: Iterable[Party]) -> list[tuple[str, str]]:

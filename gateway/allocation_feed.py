@@ -98,7 +98,7 @@ class AllocationFeed:
         # consumer's, the question waits behind a fetch the broker holds (for up to
         # SGX_KAFKA_FETCH_MAX_WAIT_MS when the allocation topics are idle, as they mostly
         # are), and every batch of notifications waited with it
-        self._offsets = offsets or consumer
+        self._offsets = offsets  # None: the consumer's own (tools and tests)
         self._partitions: list[TopicPartition] = []
         self._next: dict[Position, int] = {}  # the next offset to apply, per partition
         # where the updates applied most recently were first read; older ones are asked

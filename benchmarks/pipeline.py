@@ -229,7 +229,12 @@ async def _serve(
     """Run a service; report "ready" once it has joined its group (and ``settled``)."""
     stop, ready = asyncio.Event(), asyncio.Event()
     service = asyncio.create_task(run(stop, ready))
-    await ready.wait()
+    started = asyncio.ensure_future(ready.wait())
+    await asyncio.wait([service, started], return_when=asyncio.FIRST_COMPLETED)
+    if not started.done():  # the service ended before it was ready: say why, not hang
+        started.cancel()
+        await service
+        raise RuntimeError("the service stopped before it was ready")
     await asyncio.sleep(1.5)  # the first group join (half the session timeout) happens here
     if settled is not None:
         waiting = asyncio.ensure_future(settled())

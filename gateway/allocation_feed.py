@@ -50,7 +50,10 @@ from sgx.wire.envelope import Opener, Purpose
 
 log = logging.getLogger(__name__)
 _POLL_MS = 100
-CATCH_UP_LIMIT_S = 120.0  # how long one catch-up may take before it is a TransportError
+# how long a catch-up may read nothing while behind before it is a TransportError: a limit
+# on a stall, not on the catch-up (a first start with a year of updates on a busy machine
+# takes minutes, and refusing to start then would be an outage that repeats at each restart)
+CATCH_UP_STALL_S = 120.0
 _KEPT_SUMMARIES = 10_000  # summaries kept for the partition's owner to take
 _KEPT_APPLIED = 100_000  # updates whose first position is kept in memory (the rest: store)
 
@@ -162,20 +165,28 @@ class AllocationFeed:
         if not behind:
             return 0
         before = self.applied
-        try:
-            async with asyncio.timeout(CATCH_UP_LIMIT_S):
-                while behind:
-                    async with kafka_errors("read the allocation topics"):
-                        fetched = await consumer.getmany(*behind, timeout_ms=_POLL_MS)
-                    await self._apply_all(fetched)
-                    behind = [tp for tp in behind if self._behind(tp, ends[tp])]
-                async with kafka_errors("read the allocation topics"):
-                    tail = await consumer.getmany(timeout_ms=0)  # a fetched tail
-                await self._apply_all(tail)
-        except TimeoutError as exc:
-            raise TransportError(
-                f"allocation topics not read to their end in {CATCH_UP_LIMIT_S:g}s"
-            ) from exc
+        loop = asyncio.get_running_loop()
+        progressed = loop.time()
+        while behind:
+            async with kafka_errors("read the allocation topics"):
+                fetched = await consumer.getmany(*behind, timeout_ms=_POLL_MS)
+            if any(fetched.values()):
+                progressed = loop.time()
+            elif loop.time() - progressed > CATCH_UP_STALL_S:
+                where = ", ".join(
+                    f"{tp.topic}:{tp.partition} at {self._next.get((tp.topic, tp.partition), 0)}"
+                    f" of {ends[tp]}"
+                    for tp in behind
+                )
+                raise TransportError(
+                    f"allocation topics: nothing read for {CATCH_UP_STALL_S:g}s while behind "
+                    f"({where})"
+                )
+            await self._apply_all(fetched)
+            behind = [tp for tp in behind if self._behind(tp, ends[tp])]
+        async with kafka_errors("read the allocation topics"):
+            tail = await consumer.getmany(timeout_ms=0)  # a fetched tail
+        await self._apply_all(tail)
         return self.applied - before
 
     def _behind(self, tp: TopicPartition, end: int) -> bool:

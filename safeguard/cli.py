@@ -12,6 +12,7 @@ in ``safeguard/cli_*.py`` are registered at the end of this module::
     safeguard producer police encompass FILE | disclosure FILE    force exports (cli_police)
     safeguard push token | revoke | serve | openapi     the HTTP push endpoint (cli_push)
     safeguard inbox serve | user add | client add | openapi   an LA's inbox (cli_inbox)
+    safeguard family outstanding | record | history | summary  families informed (cli_family)
     safeguard schemas check [--lock]                  schema compatibility (cli_schemas)
     safeguard db upgrade | status                     the stores' schema versions (cli_db)
     safeguard police requests                           open Protocol requests (cli_police)

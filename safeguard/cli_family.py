@@ -100,6 +100,7 @@ async def checked(rt: Any, la: str, by: str, told: bool | None, **given: str | N
     async with families(rt, la) as service:
         fields = fields_of(told, service.calendar.zone, **given)
         if fields is not None:
+            fields.setdefault("decided_by", by)  # the worker asking, unless --decided-by
             service.check(operator(la, by), fields)
         return fields
 

@@ -29,7 +29,7 @@ from safeguard.runtime import Runtime, serving_metrics, watching_trust
 from sgx.domain.calendar import CalendarSettings
 from sgx.errors import ConfigError
 from sgx.kafka.wiring import start_producer
-from sgx.ops.metrics import FamilyMetrics, refreshing
+from sgx.ops.metrics import FamilyMetrics, MonitorSettings, refreshing
 from sgx.ops.serving import HttpServer, Readiness, database_check
 from sgx.wire.envelope import Opener
 
@@ -125,7 +125,8 @@ async def serving_inbox(
         family_metrics = FamilyMetrics(registry)
         families = Families(inbox, calendar=calendar, due_days=days, metrics=family_metrics)
         monitor = FamilyMonitor(store.families, family_metrics, calendar=calendar, due_days=days)
-        await stack.enter_async_context(refreshing("family decisions", monitor.refresh))
+        interval = MonitorSettings().interval_s
+        await stack.enter_async_context(refreshing("family decisions", monitor.refresh, interval))
         readiness = Readiness()
         readiness.add("queue database", database_check(queue.engine))
         secret = (

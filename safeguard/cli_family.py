@@ -16,8 +16,9 @@ status are those of :mod:`safeguard.cli_common`.
 
 from __future__ import annotations
 
+import contextlib
 import shlex
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -29,11 +30,26 @@ from consumers.queue import QueueSelection
 from safeguard.cli_common import async_command, home_option, la_option, runtime
 from safeguard.families import families, operator
 from sgx.domain.family import DisclosureKind, FamilyException, InformMethod
+from sgx.errors import ContractError
 
 FC = TypeVar("FC", bound=Callable[..., Any])
 METHODS = [m.value.lower() for m in InformMethod]
 EXCEPTIONS = [e.value.lower() for e in FamilyException]
 SHARE = DisclosureKind.ONWARD_SHARE
+OPTION_OF = {  # a decision's field, as this command line names it
+    "informed": "--told/--not-told", "informed_at": "--when", "informed_by": "--told-by",
+    "method": "--how", "family_member": "--whom", "exception": "--exception",
+    "reason": "--reason", "decided_by": "--decided-by",
+}  # fmt: skip
+
+
+@contextlib.contextmanager
+def named_options() -> Iterator[None]:
+    """A decision's bad field, said as the option that gave it (a usage error, status 2)."""
+    try:
+        yield
+    except ContractError as exc:
+        raise click.UsageError(f"{OPTION_OF.get(exc.path, exc.path)}: {exc.problem}") from exc
 
 
 def family_options(fn: FC) -> FC:
@@ -101,7 +117,8 @@ async def checked(rt: Any, la: str, by: str, told: bool | None, **given: str | N
         fields = fields_of(told, service.calendar.zone, **given)
         if fields is not None:
             fields.setdefault("decided_by", by)  # the worker asking, unless --decided-by
-            service.check(operator(la, by), fields)
+            with named_options():
+                service.check(operator(la, by), fields)
         return fields
 
 
@@ -134,7 +151,8 @@ async def family_record(
         if fields is None:
             raise click.UsageError("say --told or --not-told")
         by = decided_by or given.get("informed_by") or "operator"
-        recorded = await record_decision(service, la, share, fields, by)
+        with named_options():
+            recorded = await record_decision(service, la, share, fields, by)
     click.echo(f"share {share} of {la}: recorded")
     say_decision(recorded)
 

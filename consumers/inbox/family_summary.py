@@ -12,10 +12,11 @@ Of the information shared it says only what kind it was, who wrote it and when, 
 what it says: no facts, opinion, risk, child's views, names of professionals or
 identifiers. And where the author has not allowed the information to reach parents or
 carers (a restriction that bars ``PARENT_OR_CARER``, not lifted by the author's consent
-on the record or a grant the author gave: :func:`family_may_know`) it does not say even
-that: the line reads "information we hold about <child>", without the kind, the author or
-the date. The basis is given in fixed words for the lawful basis recorded with the
-information, never the author's own text.
+on the record or a grant the author gave: :func:`family_may_know`; or the exchange allowed
+a share of that very item to the parents, which it does only when nothing bars them) it
+does not say even that: the line reads "information we hold about <child>", without the
+kind, the author or the date. The basis is given in fixed words for the lawful basis
+recorded with the information, never the author's own text.
 
 What the worker wrote is printed as written: to whom (the recipient's name) and why (the
 purpose). The share form says so; the exchange cannot tell if a purpose repeats something
@@ -114,10 +115,12 @@ def _day(moment: datetime, zone: ZoneInfo) -> str:
     return f"{local.day} {local:%B %Y}"
 
 
-def _what(disclosure: Disclosure, source: Source | None, child: str, zone: ZoneInfo) -> str:
+def _what(
+    disclosure: Disclosure, source: Source | None, child: str, zone: ZoneInfo, known: bool
+) -> str:
     if disclosure.kind is DisclosureKind.NETWORK_CHECK:
         return f"A request for what they know about {child}"
-    if source is None or not family_may_know(source):
+    if source is None or not known:
         return f"Information we hold about {child}"
     kind = KIND_WORDS.get(source.type_label, "Information")
     author = source.notification.get("author") or source.notification.get("requested_by") or {}
@@ -152,13 +155,19 @@ def family_summary(
     zone: ZoneInfo,
 ) -> FamilySummary:
     """The summary of ``disclosures`` (``sources``: their items, by notification id)."""
+    given = {  # items the exchange let the LA share with the parents themselves (told of)
+        d.notification_id
+        for d in told_of(disclosures)
+        if d.kind is DisclosureKind.ONWARD_SHARE and d.to_category == PARENTS
+    }
     lines = []
     for d in sorted(told_of(disclosures), key=lambda d: (d.made_at or d.asked_at, d.disclosure_id)):
         source = sources.get(d.notification_id)
+        known = d.notification_id in given or (source is not None and family_may_know(source))
         lines.append(
             FamilyLine(
                 shared_on=_day(d.made_at or d.asked_at, zone),
-                what=_what(d, source, child, zone),
+                what=_what(d, source, child, zone, known),
                 with_whom=f"{d.to_name} ({WITH_WHOM.get(d.to_category, 'another organisation')})",
                 why=d.purpose,
                 basis=_basis(source),

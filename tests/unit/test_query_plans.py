@@ -268,6 +268,14 @@ async def _queue(engine: AsyncEngine, schema: str | None) -> AsyncIterator[None]
     await guard.succeeded(h(2), "198.51.100.8")
     await inbox.shares([h(3), h(9)])  # an item page
     await inbox.share(3)
+    request = str(uuid.uuid4())  # a share asked (registered as a disclosure), then answered
+    await inbox.share_asked(
+        request_id=request, item_id=3, notification_id=h(3), requested_by="x", to_id="x",
+        to_category="LA_SOCIAL_CARE", to_name="x", purpose="p",
+    )  # fmt: skip
+    await inbox.share_decided(
+        request, {"allowed": True, "broken": [], "reason": "r", "decided_at": NOW}
+    )
     consents = InboxConsents(engine, MetaData(schema=schema))
     await consents.of([h(3)])
     await consents.get(3)

@@ -12,6 +12,7 @@ in ``safeguard/cli_*.py`` are registered at the end of this module::
     safeguard producer police encompass FILE | disclosure FILE    force exports (cli_police)
     safeguard push token | revoke | serve | openapi     the HTTP push endpoint (cli_push)
     safeguard inbox serve | user add | client add | openapi   an LA's inbox (cli_inbox)
+    safeguard family outstanding | record | history | summary  families informed (cli_family)
     safeguard schemas check [--lock]                  schema compatibility (cli_schemas)
     safeguard db upgrade | status                     the stores' schema versions (cli_db)
     safeguard police requests                           open Protocol requests (cli_police)
@@ -39,6 +40,14 @@ from safeguard.cli_common import (
 )
 from safeguard.cli_consent import consent, producer_consent
 from safeguard.cli_db import db
+from safeguard.cli_family import (
+    checked,
+    family,
+    family_options,
+    how_to_record,
+    record_decision,
+    say_decision,
+)
 from safeguard.cli_health import health
 from safeguard.cli_inbox import inbox
 from safeguard.cli_police import police, police_feed
@@ -47,6 +56,7 @@ from safeguard.cli_push import push
 from safeguard.cli_quarantine import quarantine
 from safeguard.cli_schemas import schemas
 from safeguard.cli_school import school
+from safeguard.families import families
 from safeguard.runtime import Runtime, create_topics, run_consumer, run_gateway
 from sgx.errors import ExchangeError
 
@@ -322,6 +332,7 @@ async def queue_ack(home: Path | None, la: str, item: int, by: str) -> None:
 @click.option("--name", "to_name", default="", help="recipient's name")
 @click.option("--purpose", required=True, help="why the share is needed")
 @click.option("--by", required=True, help="who asks")
+@family_options
 @async_command
 async def queue_share(
     home: Path | None,
@@ -332,12 +343,18 @@ async def queue_share(
     to_name: str,
     purpose: str,
     by: str,
+    told: bool | None,
+    **decision_given: str | None,
 ) -> int:
-    """Ask the gateway to share ITEM onward; it refuses one that breaks a restriction."""
-    from safeguard.sharing import ask_share
+    """Ask the gateway to share ITEM onward; it refuses one that breaks a restriction.
+    Whether the family was told may be recorded with it (--told ... / --not-told ...)."""
+    from safeguard.sharing import share_and_record
 
-    decision = await ask_share(
-        runtime(home),
+    rt = runtime(home)
+    decider = decision_given["decided_by"] or by
+    decided = await checked(rt, la, decider, told, **decision_given)
+    share_id, decision = await share_and_record(
+        rt,
         la,
         item,
         to_id=to_id,
@@ -346,8 +363,12 @@ async def queue_share(
         purpose=purpose,
         by=by,
     )
+    if decided is not None:
+        async with families(rt, la) as service:
+            say_decision(await record_decision(service, la, share_id, decided, by))
     if decision["allowed"]:
         click.echo(f"allowed: share of #{item} with {to_id} ({category}) — {decision['reason']}")
+        click.echo(f"  share {share_id}" if decided else how_to_record(la, share_id))
         return 0
     click.echo(f"refused: {', '.join(decision['broken']) or 'no such item'} — {decision['reason']}")
     if decision["broken"]:
@@ -463,6 +484,7 @@ main.add_command(consent)
 # (one process can serve several agencies), like `gateway run`.
 main.add_command(push)
 main.add_command(inbox)
+main.add_command(family)  # `safeguard family outstanding|record|history|summary`
 main.add_command(schemas)
 main.add_command(quarantine)
 main.add_command(db)

@@ -17,6 +17,8 @@ from starlette.types import ASGIApp
 
 from consumers.inbox.app import inbox_app
 from consumers.inbox.auth import checked_secret, session_secret
+from consumers.inbox.family import Families
+from consumers.inbox.family_monitor import FamilyMonitor
 from consumers.inbox.oidc import IdentityProvider
 from consumers.inbox.service import Inbox, InboxMetrics
 from consumers.inbox.settings import InboxSettings
@@ -24,8 +26,10 @@ from consumers.inbox.store import InboxStore
 from consumers.reader import QueueReader, QueueView
 from consumers.share import ShareClient
 from safeguard.runtime import Runtime, serving_metrics, watching_trust
+from sgx.domain.calendar import CalendarSettings
 from sgx.errors import ConfigError
 from sgx.kafka.wiring import start_producer
+from sgx.ops.metrics import FamilyMetrics, MonitorSettings, refreshing
 from sgx.ops.serving import HttpServer, Readiness, database_check
 from sgx.wire.envelope import Opener
 
@@ -117,6 +121,12 @@ async def serving_inbox(
             find_consents=shares.consent_answers,
             metrics=InboxMetrics(registry),
         )
+        calendar, days = CalendarSettings().calendar(), settings.family_decision_working_days
+        family_metrics = FamilyMetrics(registry)
+        families = Families(inbox, calendar=calendar, due_days=days, metrics=family_metrics)
+        monitor = FamilyMonitor(store.families, family_metrics, calendar=calendar, due_days=days)
+        interval = MonitorSettings().interval_s
+        await stack.enter_async_context(refreshing("family decisions", monitor.refresh, interval))
         readiness = Readiness()
         readiness.add("queue database", database_check(queue.engine))
         secret = (
@@ -136,6 +146,7 @@ async def serving_inbox(
             la_name=party.name,
             idp=idp,
             ready=ready,
+            families=families,
         )
         server = await stack.enter_async_context(HttpServer(app, settings.host, settings.port))
         await stack.enter_async_context(serving_metrics(rt, registry, readiness))

@@ -1,5 +1,10 @@
 """Onward shares from the command line: open the item, ask the gateway, return its answer;
-and the author's consent for a share it refused."""
+and the author's consent for a share it refused.
+
+A share is recorded in the LA's inbox store (``inbox_share``) before it is asked and its
+answer when it comes, as the inbox records its own: so it is on the child's sharing record
+and, once allowed, a disclosure whose family-informed decision is then due
+(:mod:`safeguard.families`)."""
 
 from __future__ import annotations
 
@@ -9,8 +14,10 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from consumers.share import ShareClient
+from safeguard.inbox_wiring import inbox_store
 from safeguard.runtime import Runtime
 from sgx.kafka.wiring import start_producer
+from sgx.wire.ids import new_id
 
 
 @contextlib.asynccontextmanager
@@ -41,12 +48,39 @@ async def ask_share(
     purpose: str,
     by: str,
 ) -> dict[str, Any]:
+    """Ask the gateway to share queue item ``item_id`` onward; its ShareDecision."""
+    _, decision = await share_and_record(
+        rt, la, item_id, to_id=to_id, category=category, to_name=to_name, purpose=purpose, by=by
+    )
+    return decision
+
+
+async def share_and_record(
+    rt: Runtime,
+    la: str,
+    item_id: int,
+    *,
+    to_id: str,
+    category: str,
+    to_name: str,
+    purpose: str,
+    by: str,
+) -> tuple[int, dict[str, Any]]:
+    """:func:`ask_share`, recorded in the LA's inbox store: (its share id, the decision)."""
     async with await rt.queue_store(la) as store:
         view = await (await rt.queue_reader(la, store)).show(item_id)
-    async with share_client(rt, la) as client:
-        return await client.request(
-            view, to_id=to_id, category=category, to_name=to_name, purpose=purpose, requested_by=by
-        )
+    request_id = new_id()
+    async with await inbox_store(rt, la) as inbox, share_client(rt, la) as client:
+        share_id = await inbox.share_asked(
+            request_id=str(request_id), item_id=item_id, notification_id=view.item.notification_id,
+            requested_by=by, to_id=to_id, to_category=category, to_name=to_name, purpose=purpose,
+        )  # fmt: skip
+        decision = await client.request(
+            view, to_id=to_id, category=category, to_name=to_name, purpose=purpose,
+            requested_by=by, request_id=request_id,
+        )  # fmt: skip
+        await inbox.share_decided(str(request_id), decision)
+    return share_id, decision
 
 
 async def ask_consent(

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ValidationError
 from starlette.requests import Request
@@ -31,13 +31,19 @@ from consumers.inbox.api_models import (
     SharingRecord,
 )
 from consumers.inbox.consent_store import ConsentRecord
+from consumers.inbox.family_models import decision_out
+from consumers.inbox.family_store import Disclosure
 from consumers.inbox.oidc import IdentityProvider
 from consumers.inbox.service import PAGE_LIMIT, Inbox
 from consumers.inbox.store import ShareRecord
 from consumers.inbox.views import LARGEST_ID, jsonable, restrictions, whole_number
 from consumers.inbox.web import share_status
 from consumers.queue import QueueItem
+from sgx.domain.family import DisclosureKind
 from sgx.errors import ContractError
+
+if TYPE_CHECKING:
+    from consumers.inbox.family import Families
 
 PREFIX = "/api/v1"
 
@@ -84,7 +90,8 @@ def _summary(item: QueueItem) -> dict[str, Any]:
     }
 
 
-def _share(share: ShareRecord) -> ShareOut:
+def _share(share: ShareRecord, family: Disclosure | None = None) -> ShareOut:
+    decided = family.decision if family else None
     return ShareOut(
         share_id=share.share_id,
         item_id=share.item_id,
@@ -98,6 +105,7 @@ def _share(share: ShareRecord) -> ShareOut:
         broken=list(share.broken),
         reason=share.reason,
         decided_at=share.decided_at,
+        family=decision_out(decided) if decided else None,
     )
 
 
@@ -134,6 +142,12 @@ class Api:
     def __init__(self, inbox: Inbox, idp: IdentityProvider | None) -> None:
         self._inbox = inbox
         self._idp = idp
+        self.families: Families | None = None  # families informed (consumers.inbox.family)
+
+    async def _families_of(self, shares: list[ShareRecord]) -> dict[int, Disclosure]:
+        if self.families is None:
+            return {}
+        return await self.families.of_shares([s.share_id for s in shares])
 
     async def _who(self, request: Request) -> Principal:
         return await auth.system(request, self._inbox.store, self._idp, self._inbox.la)
@@ -190,6 +204,10 @@ class Api:
             return errors(
                 422, [(_path(e["loc"]), e["msg"]) for e in exc.errors(include_input=False)]
             )
+        families, told = self.families, None
+        if asked.family is not None and families is not None:  # checked before sharing
+            fields = asked.family.model_dump(exclude_none=True)
+            told = families.check(who, fields, "body.family.")
         share = await self._inbox.share(
             who,
             int(request.path_params["item_id"]),
@@ -197,13 +215,17 @@ class Api:
             to_name=asked.to_name,
             purpose=asked.purpose,
         )
-        return body(_share(share), 201)
+        if told is not None and families is not None:
+            found = await families.disclosure(who, DisclosureKind.ONWARD_SHARE, str(share.share_id))
+            await families.recorded(who, found, told)
+        family = await self._families_of([share])
+        return body(_share(share, family.get(share.share_id)), 201)
 
     async def share_decision(self, request: Request) -> Response:
         who = await self._who(request)
-        return body(
-            _share(await self._inbox.share_record(who, int(request.path_params["share_id"])))
-        )
+        share = await self._inbox.share_record(who, int(request.path_params["share_id"]))
+        family = await self._families_of([share])
+        return body(_share(share, family.get(share.share_id)))
 
     async def ask_consent(self, request: Request) -> Response:
         """POST /api/v1/shares/{share_id}/consent: ask the author of a refused share."""
@@ -239,7 +261,9 @@ class Api:
             )
             for v in record.views
         ]
-        return body(SharingRecord(received=received, shared=[_share(s) for s in record.shares]))
+        family = await self._families_of(record.shares)
+        shared = [_share(s, family.get(s.share_id)) for s in record.shares]
+        return body(SharingRecord(received=received, shared=shared))
 
 
 def _not_json(problem: str) -> Response:

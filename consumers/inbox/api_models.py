@@ -8,6 +8,9 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from consumers.inbox.family_models import MODELS as FAMILY_MODELS
+from consumers.inbox.family_models import FamilyDecisionIn, FamilyDecisionOut
+
 Category = Literal["LA_SOCIAL_CARE", "PARENT_OR_CARER", "OTHER_PROFESSIONAL", "CARE_PROCEEDINGS"]
 
 
@@ -81,6 +84,11 @@ class ShareIn(BaseModel):
     category: Category
     to_name: str = Field(min_length=1, max_length=300, description="who would receive it")
     purpose: str = Field(min_length=1, max_length=2000, description="why the share is needed")
+    family: FamilyDecisionIn | None = Field(
+        default=None,
+        description="whether the family was told, recorded with the request (or later: "
+        "POST /shares/{share_id}/family); checked before the share is asked",
+    )
 
 
 class ShareOut(_Out):
@@ -96,6 +104,11 @@ class ShareOut(_Out):
     broken: list[str] = Field(description="restriction codes the share would break")
     reason: str | None
     decided_at: dt.datetime | None
+    family: FamilyDecisionOut | None = Field(
+        default=None,
+        description="the family-informed decision in force (its history: GET "
+        "/shares/{share_id}/family); null: none recorded",
+    )
 
 
 class ConsentOut(_Out):
@@ -154,4 +167,5 @@ MODELS: tuple[type[BaseModel], ...] = (
     ShareOut,
     ConsentOut,
     SharingRecord,
+    *FAMILY_MODELS,
 )

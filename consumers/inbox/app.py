@@ -16,6 +16,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 
+from prometheus_client import CollectorRegistry
 from starlette.applications import Starlette
 from starlette.convertors import Convertor, register_url_convertor
 from starlette.exceptions import HTTPException
@@ -28,12 +29,17 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from consumers.inbox import auth
 from consumers.inbox.api import PREFIX, Api, errors
+from consumers.inbox.family import Families
+from consumers.inbox.family_api import FamilyApi
+from consumers.inbox.family_web import FamilyWeb
 from consumers.inbox.oidc import IdentityProvider
 from consumers.inbox.openapi import openapi_document
 from consumers.inbox.service import Inbox
 from consumers.inbox.settings import InboxSettings
 from consumers.inbox.views import ID_DIGITS
 from consumers.inbox.web import Web
+from sgx.domain.calendar import CalendarSettings
+from sgx.domain.family import DisclosureKind
 from sgx.errors import (
     AlreadyAsked,
     ContractError,
@@ -42,6 +48,7 @@ from sgx.errors import (
     NotAuthenticated,
     NotFound,
 )
+from sgx.ops.metrics import FamilyMetrics
 
 log = logging.getLogger("sgx.inbox")
 HEADERS = [
@@ -146,6 +153,7 @@ def inbox_app(
     la_name: str,
     idp: IdentityProvider | None = None,
     ready: Callable[[], Awaitable[bool]] | None = None,
+    families: Families | None = None,
 ) -> Starlette:
     web = Web(
         inbox,
@@ -155,6 +163,10 @@ def inbox_app(
         oidc_name=settings.oidc_display_name,
     )
     api = Api(inbox, idp)
+    families = families or _families(inbox, settings)
+    web.families, api.families = FamilyWeb(web, families), families
+    family_web, family_api = web.families, FamilyApi(inbox, families, idp)
+    share = DisclosureKind.ONWARD_SHARE
 
     async def healthz(_: Request) -> Response:
         return PlainTextResponse("ok\n")
@@ -182,6 +194,9 @@ def inbox_app(
         Route("/items/{item_id:id}/share", web.share, methods=["POST"]),
         Route("/shares/{share_id:id}/consent", web.ask_consent, methods=["POST"]),
         Route("/items/{item_id:id}/child", web.child, methods=["GET"]),
+        Route("/family", family_web.outstanding, methods=["GET"]),
+        Route("/shares/{share_id:id}/family", family_web.record, methods=["POST"]),
+        Route("/items/{item_id:id}/family-summary", family_web.summary, methods=["GET"]),
         Route("/static/inbox.css", web.stylesheet, methods=["GET"]),
         Route(f"{PREFIX}/deliveries", api.deliveries, methods=["GET"]),
         Route(PREFIX + "/deliveries/{item_id:id}", api.delivery, methods=["GET"]),
@@ -192,6 +207,20 @@ def inbox_app(
         Route(PREFIX + "/consents/{consent_id:id}", api.consent, methods=["GET"]),
         Route(
             PREFIX + "/deliveries/{item_id:id}/sharing-record", api.sharing_record, methods=["GET"]
+        ),
+        Route(
+            PREFIX + "/shares/{share_id:id}/family",
+            family_api.record(share, "share_id"),
+            methods=["POST"],
+        ),
+        Route(
+            PREFIX + "/shares/{share_id:id}/family",
+            family_api.decision(share, "share_id"),
+            methods=["GET"],
+        ),
+        Route(f"{PREFIX}/family/outstanding", family_api.outstanding, methods=["GET"]),
+        Route(
+            PREFIX + "/deliveries/{item_id:id}/family-summary", family_api.summary, methods=["GET"]
         ),
         Route(f"{PREFIX}/openapi.json", openapi, methods=["GET"]),
         Route("/healthz", healthz, methods=["GET"]),
@@ -275,3 +304,14 @@ def inbox_app(
         },
     )
     return app
+
+
+def _families(inbox: Inbox, settings: InboxSettings) -> Families:
+    """Families informed with the calendar of ``SGX_SCHOOL_*`` and metrics of its own (the
+    served inbox passes its own, on the registry it serves: ``safeguard.inbox_wiring``)."""
+    return Families(
+        inbox,
+        calendar=CalendarSettings().calendar(),
+        due_days=settings.family_decision_working_days,
+        metrics=FamilyMetrics(CollectorRegistry()),
+    )

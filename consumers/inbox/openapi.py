@@ -146,6 +146,47 @@ OPERATIONS: dict[tuple[str, str], dict[str, Any]] = {
         {"200": _json("SharingRecord", "the child's sharing record")},
         parameters=[_ITEM],
     ),
+    # -- families informed (consumers/inbox/family_api.py)
+    ("/api/v1/shares/{share_id}/family", "post"): _op(
+        "Record whether the family was told of a share (when, by whom, how), or which "
+        "exception applies and why, and who decided; a later decision supersedes, the "
+        "earlier stays on the record",
+        "shares:write",
+        {
+            "201": _json("FamilyRecordOut", "recorded: the decision in force and its history"),
+            "400": _json("Errors", "the body is not JSON"),
+            "404": _json("Errors", "no such share of an item the caller may see"),
+            "422": _json("Errors", "the decision breaks a rule (path names the field)"),
+        },
+        parameters=[_SHARE],
+        requestBody={
+            "required": True,
+            "content": {"application/json": {"schema": _ref("FamilyDecisionIn")}},
+        },
+    ),
+    ("/api/v1/shares/{share_id}/family", "get"): _op(
+        "Whether the family was told of a share: the decision in force and every one recorded",
+        "deliveries:read",
+        {
+            "200": _json("FamilyRecordOut", "the share's family-informed record"),
+            "404": _json("Errors", "no such share of an item the caller may see"),
+        },
+        parameters=[_SHARE],
+    ),
+    ("/api/v1/family/outstanding", "get"): _op(
+        "Shares the exchange allowed (and network checks sent), from the queues the caller "
+        "sees, with no family-informed decision recorded, oldest first, with when each is due",
+        "deliveries:read",
+        {"200": _json("OutstandingPage", "the outstanding decisions")},
+    ),
+    ("/api/v1/deliveries/{item_id}/family-summary", "get"): _op(
+        "The family-facing summary of this item's child: what was shared and the family told "
+        "of, with whom, why, on what basis, in plain words; nothing the author barred from "
+        "parents, nothing not told because of an exception",
+        "sharing-record:read",
+        {"200": _json("FamilySummaryOut", "the summary")},
+        parameters=[_ITEM],
+    ),
 }
 
 

@@ -31,6 +31,13 @@ class InboxSettings(BaseSettings):
         " with each further failure, to 15 minutes (consumers/inbox/throttle.py)",
     )
     share_timeout_s: float = Field(default=30.0, gt=0)
+    family_decision_working_days: int = Field(
+        default=2,
+        ge=0,
+        description="a disclosure with no family-informed decision is overdue this many"
+        " working days after it was made (weekdays but bank holidays: SGX_SCHOOL_TIMEZONE,"
+        " SGX_SCHOOL_BANK_HOLIDAYS)",
+    )
 
     # The LA's identity provider (discovery at <issuer>/.well-known/openid-configuration).
     oidc_issuer: str | None = None

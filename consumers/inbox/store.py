@@ -17,6 +17,9 @@ Tables (beside ``queue_item``; ``schema`` places them in a PostgreSQL schema):
   break, its reason) once it came.
 * ``inbox_consent`` — every consent asked of an author about a refused share, and where
   it stands (:mod:`consumers.inbox.consent_store`).
+* ``family_disclosure``, ``family_decision`` — each share (a disclosure) and whether the
+  family was told of it (:mod:`consumers.inbox.family_store`); a share is registered
+  with its request and marked made when the exchange allows it, in the same transactions.
 * ``inbox_session`` — who is signed in, as what, since when (:mod:`consumers.inbox.sessions`).
 * ``inbox_sign_in_failure`` — failed local sign-ins per name tried and per client
   address, and the names locked (:mod:`consumers.inbox.throttle`).
@@ -52,8 +55,10 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from consumers.inbox.access import Principal, Role, check_scopes, role_from
 from consumers.inbox.consent_store import InboxConsents
+from consumers.inbox.family_store import FamilyStore
 from consumers.inbox.sessions import Sessions
 from consumers.inbox.throttle import SignInGuard
+from sgx.domain.family import DisclosureKind
 from sgx.errors import ConfigError, NotFound
 from sgx.store.database import Database
 from sgx.store.db import (
@@ -70,7 +75,8 @@ from sgx.store.db import (
 )
 
 TOKEN_PREFIX = "sgxi_"  # noqa: S105 - a public prefix (lets secret scanners spot a leak)
-ReadAction = Literal["listed", "opened", "fetched", "record"]
+# the read audit's actions; ``family``: a family-informed decision recorded about the item
+ReadAction = Literal["listed", "opened", "fetched", "record", "family"]
 _HASHER = PasswordHasher()
 # Verified when the username is unknown, so a wrong name costs as long as a wrong password.
 _DUMMY_HASH = _HASHER.hash(secrets.token_urlsafe(16))
@@ -180,6 +186,7 @@ class InboxStore(Database):
         super().__init__(engine, metadata)
         self._accounts, self._clients, self._reads, self._shares = _tables(metadata)
         self.consents = InboxConsents(engine, metadata)
+        self.families = FamilyStore(engine, metadata)
         self.sign_ins = SignInGuard(engine, metadata)
         self.sessions = Sessions(engine, metadata)
 
@@ -383,6 +390,7 @@ class InboxStore(Database):
         purpose: str,
     ) -> int:
         """Record a share request before it is sent; returns its share id."""
+        now = datetime.now(UTC)
         row = {
             "request_id": request_id,
             "item_id": item_id,
@@ -392,7 +400,7 @@ class InboxStore(Database):
             "to_category": to_category,
             "to_name": to_name,
             "purpose": purpose,
-            "requested_at": datetime.now(UTC),
+            "requested_at": now,
             "broken": encode_strings(()),
         }
         insert = insert_ignoring_duplicates(self._engine, self._shares, "request_id")
@@ -402,7 +410,13 @@ class InboxStore(Database):
                 query = select(self._shares.c.share_id).where(
                     self._shares.c.request_id == request_id
                 )
-                return int((await conn.execute(query)).scalar_one())
+                share_id = int((await conn.execute(query)).scalar_one())
+                await self.families.register(
+                    conn, kind=DisclosureKind.ONWARD_SHARE, ref=str(share_id), item_id=item_id,
+                    notification_id=notification_id, to_name=to_name, to_category=to_category,
+                    purpose=purpose, asked_by=requested_by, at=now,
+                )  # fmt: skip
+                return share_id
 
     async def share_decided(self, request_id: str, decision: dict[str, Any]) -> None:
         """Record the gateway's ShareDecision for a request."""
@@ -416,9 +430,16 @@ class InboxStore(Database):
                 decided_at=decision["decided_at"],
             )
         )
+        asked = select(self._shares.c.share_id).where(self._shares.c.request_id == request_id)
         with store_errors("record a share decision"):
             async with write_transaction(self._engine) as conn:
                 await conn.execute(change)
+                share_id = (await conn.execute(asked)).scalar_one_or_none()
+                if share_id is not None:  # the family should hear of a share the exchange allowed
+                    await self.families.made(
+                        conn, DisclosureKind.ONWARD_SHARE, str(share_id),
+                        bool(decision["allowed"]), decision["decided_at"],
+                    )  # fmt: skip
 
     async def share(self, share_id: int) -> ShareRecord:
         """One share by id; NotFound if there is none."""

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import jinja2
 from starlette.requests import Request
@@ -38,6 +38,9 @@ from consumers.inbox.views import (
 from consumers.queue import QueueItem
 from consumers.reader import QueueView
 from sgx.errors import NotAuthenticated
+
+if TYPE_CHECKING:
+    from consumers.inbox.family_web import FamilyWeb
 
 TEMPLATES = Path(__file__).parent / "templates"
 SHARE_STATUS = {True: "allowed", False: "refused", None: "pending"}
@@ -78,6 +81,7 @@ class Web:
         self._oidc_name = oidc_name
         env = jinja2.Environment(loader=jinja2.FileSystemLoader(TEMPLATES), autoescape=True)
         self._templates = Jinja2Templates(env=env)
+        self.families: FamilyWeb | None = None  # families informed (consumers.inbox.family_web)
 
     def _render(self, request: Request, name: str, status: int = 200, **context: Any) -> Response:
         who = auth.signed_in(request)
@@ -99,6 +103,16 @@ class Web:
         if who is None:
             raise NotAuthenticated("sign in first")
         return who
+
+    # for the pages of other modules (families informed)
+    def page(self, request: Request, name: str, status: int = 200, **context: Any) -> Response:
+        return self._render(request, name, status, **context)
+
+    async def person(self, request: Request) -> Principal:
+        return await self._who(request)
+
+    def routing(self, request: Request, sealed: NotYourCopy) -> Response:
+        return self._routing(request, sealed)
 
     def _routing(self, request: Request, sealed: NotYourCopy) -> Response:
         """The page of a row the caller sees by its routing facts only (a team member's)."""
@@ -236,6 +250,8 @@ class Web:
         consents = await self._inbox.consents(notification_id)
         latest = {c.share_id: c for c in consents}  # the newest request about each share
         now = dt.datetime.now(dt.UTC)
+        families = self.families
+        family = await families.of_shares([s.share_id for s in shares]) if families else {}
         return self._render(
             request,
             "item.html",
@@ -248,6 +264,8 @@ class Web:
             consents=[_consent_row(c) for c in consents],
             message=_message(request, shares, consents),
             categories=list(CATEGORY_LABELS.items()),
+            family=family,
+            family_form=families.form(who) if families else None,
         )
 
     async def ask_consent(self, request: Request) -> Response:
@@ -278,6 +296,7 @@ class Web:
             return await self.error(
                 request, 400, "Not a recipient category", "Choose a category from the list."
             )
+        told = self.families.decision_in(form, who) if self.families else None  # checked first
         share = await self._inbox.share(
             who,
             item_id,
@@ -285,6 +304,8 @@ class Web:
             to_name=str(form.get("to_name", "")),
             purpose=str(form.get("purpose", "")),
         )
+        if told is not None and self.families is not None:
+            await self.families.with_share(who, share.share_id, told)
         return RedirectResponse(
             f"/items/{item_id}?share={share.share_id}#share-{share.share_id}", 303
         )
@@ -309,8 +330,10 @@ class Web:
             for v in sorted(record.views, key=lambda v: v.delivery["authored_at"])
         ]
         shared = []
+        families = self.families
+        family = await families.of_shares([s.share_id for s in record.shares]) if families else {}
         for s in record.shares:
-            row = _share_row(s)
+            row = _share_row(s) | {"family": family.get(s.share_id)}
             source = by_notification.get(s.notification_id)
             row["what"] = type_words(source) if source else "an item"
             row["basis"] = _basis(source.notification) if source else ""

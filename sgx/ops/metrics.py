@@ -21,6 +21,9 @@ run in one process (the demo) without clashing::
     sgx_queue_oldest_unread_age_seconds{team}          QueueMetrics.oldest_unread_age
     sgx_urgent_unread{team}                            QueueMetrics.urgent_unread
     sgx_consumer_quarantine_size                       QueueMetrics.quarantine_size
+    sgx_inbox_family_decisions_total{outcome}          FamilyMetrics.decisions
+    sgx_family_decisions_outstanding{team}             FamilyMetrics.outstanding
+    sgx_family_decisions_overdue{team}                 FamilyMetrics.overdue
     sgx_gateway_quarantine_size                        GatewayStateMetrics.quarantine_size
     sgx_audit_chain_head{chain}                        GatewayStateMetrics.audit_chain_head
     sgx_key_expiry_timestamp_seconds{party,kid}        GatewayStateMetrics.key_expiry
@@ -251,6 +254,33 @@ class QueueMetrics:
         self.quarantine_size = Gauge(
             "sgx_consumer_quarantine_size",
             "Records now held in the consumer's quarantine.",
+            registry=registry,
+        )
+
+
+class FamilyMetrics:
+    """Families informed, in an LA's inbox: the decisions recorded, and the disclosures
+    still waiting for one, per team (never per worker)."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.decisions = Counter(
+            "sgx_inbox_family_decisions",
+            "Family-informed decisions recorded: informed, or exception (not told).",
+            ["outcome"],
+            registry=registry,
+        )
+        self.outstanding = Gauge(
+            "sgx_family_decisions_outstanding",
+            "Disclosures made (shares allowed, network checks sent) with no family-informed"
+            " decision recorded, by the team of the queue row they came from.",
+            ["team"],
+            registry=registry,
+        )
+        self.overdue = Gauge(
+            "sgx_family_decisions_overdue",
+            "Of those, the ones outstanding longer than the working days allowed"
+            " (SGX_INBOX_FAMILY_DECISION_WORKING_DAYS).",
+            ["team"],
             registry=registry,
         )
 

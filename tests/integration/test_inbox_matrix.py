@@ -28,6 +28,7 @@ from starlette.routing import Route
 
 from consumers.inbox.api_models import Delivery, DeliverySummary, SharingRecord
 from consumers.inbox.app import inbox_app
+from consumers.inbox.family_models import FamilySummaryOut
 from consumers.inbox.settings import InboxSettings
 from consumers.inbox.store import InboxStore
 from safeguard.inbox_wiring import inbox_store, serving_inbox
@@ -112,6 +113,25 @@ MATRIX: dict[tuple[str, str], dict[str, int | None]] = {
     ),
     ("GET", "/api/v1/consents/{consent_id}"): api(
         client_read=404, client_all=404, client_other=404
+    ),
+    # families informed: the outstanding list is each caller's own (empty here: no share
+    # was made); a share no one may see is 404, as one that does not exist
+    ("GET", "/family"): page(
+        worker=200, colleague=200, supervisor=200, other_supervisor=200, mash=200
+    ),
+    ("POST", "/shares/{share_id}/family"): page(
+        worker=404, colleague=404, supervisor=404, other_supervisor=404, mash=404
+    ),
+    ("GET", "/items/{item_id}/family-summary"): page(worker=200, supervisor=200, **NOT_THEIRS),
+    ("POST", "/api/v1/shares/{share_id}/family"): api(
+        client_read=403, client_all=404, client_other=403
+    ),
+    ("GET", "/api/v1/shares/{share_id}/family"): api(
+        client_read=404, client_all=404, client_other=404
+    ),
+    ("GET", "/api/v1/family/outstanding"): api(client_read=200, client_all=200, client_other=200),
+    ("GET", "/api/v1/deliveries/{item_id}/family-summary"): api(
+        client_read=403, client_all=200, client_other=403
     ),
 }
 
@@ -319,6 +339,14 @@ def shown_beyond_the_view(
     if template == "/api/v1/deliveries/{item_id}/sharing-record":
         shown = set(answer.json())
         return [] if shown <= set(SharingRecord.model_fields) else [f"{where}: {shown}"]
+    if template == "/api/v1/deliveries/{item_id}/family-summary":
+        shown = set(answer.json())
+        return [] if shown == set(FamilySummaryOut.model_fields) else [f"{where}: {shown}"]
+    if template == "/api/v1/family/outstanding":
+        rows = answer.json()["items"]
+        return [
+            f"{where}: a row of another's queue" for r in rows if r["recipient_id"] != "sw-amara"
+        ]
     if template.startswith("/items/"):
         child = mentions(answer.text, world_child())
         if caller == "worker" and "/child" not in template and not child:

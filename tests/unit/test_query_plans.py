@@ -35,6 +35,7 @@ from sqlalchemy import MetaData, Table, Text, event, select, text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from consumers.inbox.consent_store import InboxConsents
+from consumers.inbox.family_store import FamilyStore
 from consumers.inbox.store import InboxStore
 from consumers.inbox.throttle import SignInGuard
 from consumers.monitor import QueueMonitor
@@ -49,6 +50,7 @@ from producers.consent_requests import ConsentRequests
 from producers.outbox import OutboxStore
 from safeguard import samples
 from safeguard.store_tables import tables_of
+from sgx.domain.family import DisclosureKind, FamilyDecision, FamilyException
 from sgx.domain.identifiers import make_nhs_number, make_upn
 from sgx.kafka.quarantine import QuarantineCount
 from sgx.keys.pseudonym import Pseudonymiser
@@ -266,9 +268,37 @@ async def _queue(engine: AsyncEngine, schema: str | None) -> AsyncIterator[None]
     await guard.succeeded(h(2), "198.51.100.8")
     await inbox.shares([h(3), h(9)])  # an item page
     await inbox.share(3)
+    request = str(uuid.uuid4())  # a share asked (registered as a disclosure), then answered
+    await inbox.share_asked(
+        request_id=request, item_id=3, notification_id=h(3), requested_by="x", to_id="x",
+        to_category="LA_SOCIAL_CARE", to_name="x", purpose="p",
+    )  # fmt: skip
+    await inbox.share_decided(
+        request, {"allowed": True, "broken": [], "reason": "r", "decided_at": NOW}
+    )
     consents = InboxConsents(engine, MetaData(schema=schema))
     await consents.of([h(3)])
     await consents.get(3)
+    await _families(inbox.families, worker, team)
+
+
+async def _families(families: FamilyStore, *selections: QueueSelection) -> None:
+    """The family-informed record: the outstanding page and its gauge, an item's shares."""
+    for who in selections:
+        await families.outstanding(who)  # the outstanding page and API
+    await families.outstanding_by_team()  # the monitor
+    share = DisclosureKind.ONWARD_SHARE
+    ref, notification = str(10**7), str(uuid.uuid4())  # rows the filler made are not real
+    await families.register(
+        None, kind=share, ref=ref, item_id=3, notification_id=notification, to_name="x",
+        to_category="OTHER_PROFESSIONAL", purpose="p", asked_by="x", made=True, at=NOW,
+    )  # fmt: skip
+    await families.of([notification, str(uuid.uuid4())])  # the family-facing summary
+    await families.current(share, [ref, h(9)])  # an item page's shares
+    found = await families.get(share, ref)  # recording a decision
+    told = FamilyDecision(False, "x", NOW, exception=FamilyException.UNDUE_DELAY, reason="r")
+    await families.record(found.disclosure_id, told, recorded_by="x", recorder_kind="person")
+    await families.history(found.disclosure_id)
 
 
 async def _outbox(engine: AsyncEngine, schema: str | None) -> AsyncIterator[None]:

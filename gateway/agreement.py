@@ -18,11 +18,11 @@ from pathlib import Path
 from typing import Any
 
 from sgx.errors import ConfigError
+from sgx.keys.kinds import AGENCY_KINDS
 from sgx.wire.contract import FULL_NAMES, SHORT_NAMES, Contract
 
 ROLES = ("social_worker", "supervisor", "mash_duty", "onward", "key_adult")
 ALWAYS_VISIBLE = ("notification_id", "author", "child", "sharing")
-AGENCY_KINDS = ("school", "health", "police", "local_authority")
 
 
 def _covered(path: str, entries: Iterable[str]) -> bool:

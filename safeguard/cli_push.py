@@ -31,6 +31,7 @@ from producers.consent_requests import ConsentDesk, ConsentRequests
 from producers.openapi import openapi_document, render
 from producers.outbox import OutboxStore
 from producers.push import Accept, push_app
+from producers.push_referrals import ReferralBoard
 from producers.push_tokens import (
     DEFAULT_DAYS,
     SCOPES,
@@ -40,6 +41,7 @@ from producers.push_tokens import (
     revoke_tokens,
     tokens_file,
 )
+from producers.referral_outcomes import ReferralOutcomes
 from producers.relay import RelayOptions
 from safeguard.cli_common import (
     async_command,
@@ -101,6 +103,7 @@ async def run_push(
         accepts: dict[str, Accept] = {}
         stores: dict[str, OutboxStore] = {}
         desks: dict[str, ConsentDesk] = {}
+        boards: dict[str, ReferralBoard] = {}
         services: list[asyncio.Task[None]] = []
         registries = _registries(agencies, registry)
         for agency, metrics in registries.items():
@@ -110,10 +113,12 @@ async def run_push(
             accepts[agency], stores[agency] = outbox.add, outbox.store
             book = ConsentRequests(outbox.store.engine, schema=outbox.store.schema)
             desks[agency] = ConsentDesk(book, outbox)
+            outcomes = ReferralOutcomes(outbox.store.engine, schema=outbox.store.schema)
+            boards[agency] = ReferralBoard(outbox.store, outcomes, agency)
             services += tasks
         readiness = await stack.enter_async_context(producer_monitoring(rt, registries, stores))
         await stack.enter_async_context(serving_metrics(rt, registry, readiness))
-        app = push_app(accepts, tokens, contract=rt.contract(), consents=desks)
+        app = push_app(accepts, tokens, contract=rt.contract(), consents=desks, referrals=boards)
         config = uvicorn.Config(app, host=host, port=port, lifespan="off", log_config=None)
         await _serve(_QuietServer(config), stop, ready, services)
 

@@ -234,6 +234,7 @@ async def run_gateway(
         feed_topics = set(allocation_topics(trust))
         await feed.start([tp for tp in group if tp.topic in feed_topics])
         log.info("allocation directory caught up: %d allocation(s)", len(allocations))
+        referral_book = ReferralBook(requests.engine, schema=requests.schema)
         judge = Judge(
             opener=Opener(identity, trust),
             contract=contract,
@@ -247,7 +248,7 @@ async def run_gateway(
             referrals=ReferralClock(
                 partnership=partnership,
                 calendar=CalendarSettings().calendar(),
-                book=ReferralBook(requests.engine, schema=requests.schema),
+                book=referral_book,
             ),
         )
         await stack.enter_async_context(watching_trust(rt, trust, [identity], registry))
@@ -291,6 +292,7 @@ async def run_gateway(
                 consents=consents,
                 trust=rt.trust,
                 consumer=consumer,
+                referrals=referral_book,
                 registry=registry,
                 readiness=readiness,
                 checkpoint=checkpoint,

@@ -21,6 +21,7 @@ from gateway.store import GatewayStore
 from producers.consent_requests import ConsentRequests
 from producers.open_cases import OpenCaseStore
 from producers.outbox import OutboxStore
+from producers.referral_outcomes import ReferralOutcomes
 from producers.school import PushedStore
 from sgx.kafka.quarantine_replay import ReplayLog
 from sgx.keys.pseudonym import Pseudonymiser
@@ -48,6 +49,7 @@ def _requests(engine: AsyncEngine, m: MetaData) -> None:
 def _outbox(engine: AsyncEngine, m: MetaData) -> None:
     OutboxStore(engine, m)
     _copy(ConsentRequests(engine, schema=m.schema)._metadata, m)
+    _copy(ReferralOutcomes(engine, schema=m.schema).metadata, m)
 
 
 def _queue(engine: AsyncEngine, m: MetaData) -> None:

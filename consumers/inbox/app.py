@@ -182,6 +182,7 @@ def inbox_app(
         Route("/items/{item_id:id}/share", web.share, methods=["POST"]),
         Route("/shares/{share_id:id}/consent", web.ask_consent, methods=["POST"]),
         Route("/items/{item_id:id}/child", web.child, methods=["GET"]),
+        Route("/items/{item_id:id}/referral", web.respond, methods=["POST"]),
         Route("/static/inbox.css", web.stylesheet, methods=["GET"]),
         Route(f"{PREFIX}/deliveries", api.deliveries, methods=["GET"]),
         Route(PREFIX + "/deliveries/{item_id:id}", api.delivery, methods=["GET"]),
@@ -192,6 +193,10 @@ def inbox_app(
         Route(PREFIX + "/consents/{consent_id:id}", api.consent, methods=["GET"]),
         Route(
             PREFIX + "/deliveries/{item_id:id}/sharing-record", api.sharing_record, methods=["GET"]
+        ),
+        Route(PREFIX + "/deliveries/{item_id:id}/referral", api.referral, methods=["GET"]),
+        Route(
+            PREFIX + "/deliveries/{item_id:id}/referral/responses", api.respond, methods=["POST"]
         ),
         Route(f"{PREFIX}/openapi.json", openapi, methods=["GET"]),
         Route("/healthz", healthz, methods=["GET"]),

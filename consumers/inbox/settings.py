@@ -31,6 +31,9 @@ class InboxSettings(BaseSettings):
         " with each further failure, to 15 minutes (consumers/inbox/throttle.py)",
     )
     share_timeout_s: float = Field(default=30.0, gt=0)
+    # What a response to a referral offers the referrer as the LA's contact, unless the
+    # worker gives another (the front door's telephone and secure email).
+    referral_contact: str = ""
 
     # The LA's identity provider (discovery at <issuer>/.well-known/openid-configuration).
     oidc_issuer: str | None = None

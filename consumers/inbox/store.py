@@ -52,6 +52,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from consumers.inbox.access import Principal, Role, check_scopes, role_from
 from consumers.inbox.consent_store import InboxConsents
+from consumers.inbox.referral_store import InboxReferralResponses
 from consumers.inbox.sessions import Sessions
 from consumers.inbox.throttle import SignInGuard
 from sgx.errors import ConfigError, NotFound
@@ -180,6 +181,7 @@ class InboxStore(Database):
         super().__init__(engine, metadata)
         self._accounts, self._clients, self._reads, self._shares = _tables(metadata)
         self.consents = InboxConsents(engine, metadata)
+        self.referrals = InboxReferralResponses(engine, metadata)
         self.sign_ins = SignInGuard(engine, metadata)
         self.sessions = Sessions(engine, metadata)
 

@@ -35,6 +35,7 @@ from sgx.wire.validation import (
     HEALTH_UPDATE,
     POLICE_NOTIFICATION,
     REFERRAL,
+    REFERRAL_RESPONSE,
     RULES,
     compile_structure,
 )
@@ -56,9 +57,11 @@ __all__ = [
     "POLICE_NOTIFICATION",
     "RECEIPT_BATCH",
     "REFERRAL",
+    "REFERRAL_RESPONSE",
     "SHARE_DECISION",
     "SHARE_REQUEST",
     "SHORT_NAMES",
+    "SIGNED_REFERRAL_RESPONSE",
     "Contract",
     "default_contract",
 ]
@@ -72,6 +75,7 @@ SHARE_REQUEST = _NS + "ShareRequest"
 SHARE_DECISION = _NS + "ShareDecision"
 DISCLOSURE_REQUEST = _NS + "DisclosureRequest"
 CONSENT_OUTCOME = _NS + "ConsentOutcome"  # the gateway's word to the asking LA
+SIGNED_REFERRAL_RESPONSE = _NS + "SignedReferralResponse"  # an LA's answer to a referrer
 ENVELOPE = _NS + "wire.Envelope"
 ENVELOPE_HEADER = _NS + "wire.EnvelopeHeader"
 

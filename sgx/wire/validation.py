@@ -37,6 +37,7 @@ DISCLOSURE_REQUEST = _NS + "DisclosureRequest"
 CONSENT_REQUEST = _NS + "ConsentRequest"
 CONSENT_ANSWER = _NS + "ConsentAnswer"
 REFERRAL = _NS + "Referral"
+REFERRAL_RESPONSE = _NS + "ReferralResponse"
 
 
 def _text(record: Mapping[str, Any], key: str) -> bool:
@@ -252,10 +253,26 @@ def check_disclosure_request(record: Mapping[str, Any]) -> None:
         raise ContractError("period_end", "is before period_start", schema=schema)
 
 
+def check_referral_response(record: Mapping[str, Any]) -> None:
+    """A decision names itself and an acknowledgement does not; the LA, the referrer, the
+    contact and who responded are named."""
+    schema = REFERRAL_RESPONSE
+    for path in ("local_authority", "referrer", "la_contact", "responded_by"):
+        if not _text(record, path):
+            raise ContractError(path, "must not be empty", schema=schema)
+    decided, decision = record["stage"] == "DECIDED", record.get("decision")
+    if decided and decision is None:
+        raise ContractError("decision", "is required when stage is DECIDED", schema=schema)
+    if not decided and decision is not None:
+        problem = "is for a DECIDED response; an acknowledgement decides nothing yet"
+        raise ContractError("decision", problem, schema=schema)
+
+
 RULES: dict[str, Callable[[Mapping[str, Any]], None]] = {
     **{name: functools.partial(check_notification, name) for name in _TYPE_RULES},
     DISCLOSURE_REQUEST: check_disclosure_request,
     CONSENT_REQUEST: functools.partial(consent.check_request, schema=CONSENT_REQUEST),
     CONSENT_ANSWER: functools.partial(consent.check_answer, schema=CONSENT_ANSWER),
+    REFERRAL_RESPONSE: check_referral_response,
 }
 """The contract rules beyond Avro structure, by schema name (Contract.check applies them)."""

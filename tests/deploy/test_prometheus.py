@@ -72,7 +72,8 @@ def test_every_rule_has_a_firing_and_a_not_firing_case() -> None:
     expected = {
         "SgxServiceDown", "SgxDeliveryStalled", "SgxQuarantineGrowing", "SgxConsumerLagHigh",
         "SgxEncompassDeadlineAtRisk", "SgxDisclosureDeadlineAtRisk", "SgxDisclosureOverdue",
-        "SgxKeyNearExpiry", "SgxUrgentUnread",
+        "SgxKeyNearExpiry", "SgxUrgentUnread", "SgxReferralNotAcknowledged",
+        "SgxReferralNotDecided",
     }  # fmt: skip
     assert expected <= names
 

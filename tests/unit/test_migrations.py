@@ -97,7 +97,7 @@ def test_release_0_1_databases_are_refused_then_upgraded_with_every_row(tmp_path
     asyncio.run(_refused(home))
     result = CliRunner().invoke(main, ["db", "upgrade", "--home", str(home)])
     assert result.exit_code == 0, result.output
-    assert "queue-la-north.db: release 0.1 (unversioned) -> queue_0005" in result.output
+    assert "queue-la-north.db: release 0.1 (unversioned) -> queue_0006" in result.output
     assert "gateway.db: release 0.1 (unversioned) -> gateway_0005" in result.output
     asyncio.run(_rows_intact(home))
     status = CliRunner().invoke(main, ["db", "status", "--home", str(home)])
@@ -133,12 +133,12 @@ async def test_an_older_or_a_newer_revision_is_refused_by_name(tmp_path: Path) -
     finally:
         await engine.dispose()
     with pytest.raises(
-        ConfigError, match="revision queue_0001, older than this release's queue_0005"
+        ConfigError, match="revision queue_0001, older than this release's queue_0006"
     ):
         await QueueStore.open(None, path, owner="la-test")
     engine = open_engine(None, path)
     try:
-        assert await migrate.upgrade(engine, "queue") == ("queue_0001", "queue_0005")
+        assert await migrate.upgrade(engine, "queue") == ("queue_0001", "queue_0006")
         async with engine.begin() as conn:
             await conn.execute(text("UPDATE sgx_schema_queue SET version_num = 'queue_0099'"))
     finally:
@@ -172,7 +172,7 @@ async def test_a_release_0_1_schema_on_postgres_upgrades_with_its_rows(tmp_path:
             await QueueStore.open(db.dsn, db.sqlite_path, schema=db.schema, owner="la-test")
         engine = open_engine(db.dsn, db.sqlite_path)
         try:
-            assert await migrate.upgrade(engine, "queue", db.schema) == (None, "queue_0005")
+            assert await migrate.upgrade(engine, "queue", db.schema) == (None, "queue_0006")
         finally:
             await engine.dispose()
         async with await QueueStore.open(

@@ -30,6 +30,13 @@ def _when(at: dt.datetime | None) -> str:
     return f"{at:%d %b %Y %H:%M} UTC" if at else "not given"
 
 
+def _sentence(text: str | None) -> str | None:
+    """The LA's words ending as a sentence (once)."""
+    if not text:
+        return None
+    return text if text.rstrip().endswith((".", "!", "?")) else text.rstrip() + "."
+
+
 def _row(r: ResponseRecord) -> dict[str, Any]:
     what = "Acknowledged" if r.stage == "ACKNOWLEDGED" else DECISIONS.get(r.decision or "", "?")
     words = STATUS_WORDS.get(r.status, r.status)
@@ -43,8 +50,8 @@ def _row(r: ResponseRecord) -> dict[str, Any]:
         "responded_as": r.responded_as,
         "responded_by": r.responded_by,
         "at": _when(r.responded_at),
-        "reasons": r.reasons,
-        "next_steps": r.next_steps,
+        "reasons": _sentence(r.reasons),
+        "next_steps": _sentence(r.next_steps),
         "la_contact": r.la_contact,
         "la_reference": r.la_reference,
     }

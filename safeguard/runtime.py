@@ -84,6 +84,8 @@ GATEWAY_WRITES = (
     c.CONSENT_OUTCOME,
     c.OPEN_CASE_LIST,
     c.DISCLOSURE_REQUEST,
+    c.SIGNED_REFERRAL_RESPONSE,  # an LA's, forwarded to the referrer
+    c.REFERRAL_RESPONSE,  # inside it, as the LA encoded it
     *sorted(c.NOTIFICATION_TYPES),
 )
 _Client = TypeVar("_Client", AIOKafkaProducer, AIOKafkaConsumer)

@@ -18,6 +18,7 @@ from safeguard.runtime import Runtime
 from sgx.domain.identifiers import make_nhs_number
 from sgx.kafka.wiring import start_producer
 from sgx.wire import contract as c
+from sgx.wire.ids import new_id
 
 MIA = samples.child(make_nhs_number(707), None, given="Mia", family="Referred", residence=LA_GSS)
 CONTACT = "Camden MASH: 020 7974 3317, mash@camden.example"
@@ -28,7 +29,7 @@ WaitFor = Callable[[Callable[[], Awaitable[bool]], str], Awaitable[None]]
 def _response(referral_id: uuid.UUID, referrer: str, **said: Any) -> dict[str, Any]:
     now = datetime.now(UTC)
     return {
-        "response_id": uuid.uuid4(),
+        "response_id": new_id(),
         "referral_id": referral_id,
         "local_authority": LA,
         "referrer": referrer,

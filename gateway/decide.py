@@ -16,6 +16,8 @@ hands the record to the judge of its kind:
   updates must reach every gateway instance, :mod:`gateway.allocation_feed`);
 * a NOTIFICATION envelope holding a ``ConsentAnswer`` (an author answering a consent
   request): :mod:`gateway.consents`;
+* a NOTIFICATION envelope holding a ``SignedReferralResponse`` (an LA acknowledging or
+  deciding a referral): :mod:`gateway.referral_responses`, to the referrer only;
 * a SHARE_REQUEST envelope (a share, or a consent request): :mod:`gateway.shares`.
 
 Anything that fails verification, decoding or a check is quarantined with its reason.
@@ -38,6 +40,8 @@ from gateway.notifications import NotificationJudge
 from gateway.partnership import Partnership
 from gateway.protocol import DisclosureRequestJudge
 from gateway.records import Judged
+from gateway.referral_responses import ReferralResponseJudge
+from gateway.referrals import ReferralClock
 from gateway.requests import DisclosureRequests
 from gateway.routing import Router
 from gateway.shares import ShareJudge
@@ -75,6 +79,7 @@ class Judge:
         trust: TrustDirectory,
         requests: DisclosureRequests,
         consents: ConsentBook,
+        referrals: ReferralClock | None = None,
     ) -> None:
         self._opener = opener
         self._contract = contract
@@ -86,9 +91,15 @@ class Judge:
             pseudonyms=pseudonyms,
             trust=trust,
             requests=requests,
+            referrals=referrals,
         )
         self._requests = DisclosureRequestJudge(
             pseudonyms=pseudonyms, trust=trust, requests=requests
+        )
+        self._responses = (
+            ReferralResponseJudge(contract=contract, trust=trust, book=referrals.book)
+            if referrals is not None
+            else None
         )
         self._allocations = AllocationJudge(contract=contract, feed=feed, trust=trust)
         self._shares = ShareJudge(
@@ -163,6 +174,8 @@ class Judge:
             return await self._requests.judge(opened, record)
         if name == c.CONSENT_ANSWER:
             return await self._shares.answer(opened, record)
+        if name == c.SIGNED_REFERRAL_RESPONSE and self._responses is not None:
+            return await self._responses.judge(opened, record)
         if name not in c.NOTIFICATION_TYPES:
             raise Quarantine("invalid_record", f"a NOTIFICATION envelope holds a {name}")
         decision = await self._notifications.judge(opened, name, record)

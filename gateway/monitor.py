@@ -16,7 +16,11 @@
 * ``sgx_consent_requests_awaiting{party}`` and ``sgx_consent_request_oldest_age_seconds{party}``
   — consent requests forwarded to each author (:mod:`gateway.consent_book`) that it has
   not answered, and how long the oldest has waited (an author with none is not shown):
-  nothing may wait unseen, and an LA's share waits on the answer.
+  nothing may wait unseen, and an LA's share waits on the answer;
+* ``sgx_referrals_overdue{la,stage}`` — referrals (:mod:`gateway.referral_book`) an LA has
+  not acknowledged (``acknowledgement``) or not decided (``decision``) by the deadline its
+  agreement sets in working days; every LA of the directory and both stages always
+  exported (0 when none), so the alert rules see the series.
 
 Labels are party ids, key ids and buckets: no request reference, no child. The clock is
 injected, so a test moves time past the 14-day mark. :func:`gateway_monitors` runs it
@@ -34,6 +38,7 @@ from aiokafka import AIOKafkaConsumer
 from prometheus_client import CollectorRegistry
 
 from gateway.consent_book import ConsentBook
+from gateway.referral_book import STAGES, ReferralBook
 from gateway.requests import DisclosureRequests, OpenRequest
 from gateway.store import GatewayStore
 from sgx.kafka.quarantine import QuarantineCount
@@ -84,9 +89,11 @@ class GatewayMonitor:
         metrics: GatewayStateMetrics,
         *,
         consents: ConsentBook,
+        referrals: ReferralBook | None = None,
         clock: Clock = utc_now,
     ) -> None:
         self._store = store
+        self._referrals = referrals
         self._quarantined = QuarantineCount(store.engine, store.quarantine_table, clock)
         self._requests = requests
         self._consents = consents
@@ -107,6 +114,17 @@ class GatewayMonitor:
         for bucket in DUE_BUCKETS:
             m.disclosure_requests.labels(due=bucket).set(due[bucket])
         await self._awaiting_authors()
+        await self._overdue_referrals()
+
+    async def _overdue_referrals(self) -> None:
+        if self._referrals is None:
+            return
+        overdue = await self._referrals.overdue(self._clock())
+        for la in self._trust().parties("local_authority"):
+            for stage in STAGES:
+                self._metrics.referrals_overdue.labels(la=la.id, stage=stage).set(
+                    overdue[la.id, stage]
+                )
 
     async def _awaiting_authors(self) -> None:
         m, now = self._metrics, self._clock()
@@ -127,6 +145,7 @@ async def gateway_monitors(
     consents: ConsentBook,
     trust: Callable[[], TrustDirectory],
     consumer: AIOKafkaConsumer,
+    referrals: ReferralBook | None = None,
     registry: CollectorRegistry,
     readiness: Readiness,
     settings: MonitorSettings | None = None,
@@ -141,8 +160,9 @@ async def gateway_monitors(
     readiness.add("gateway database", database_check(store.engine))
     readiness.add("disclosure request database", database_check(requests.engine))
     state = GatewayMonitor(
-        store, requests, trust, GatewayStateMetrics(registry), consents=consents, clock=clock
-    )
+        store, requests, trust, GatewayStateMetrics(registry), consents=consents,
+        referrals=referrals, clock=clock,
+    )  # fmt: skip
     lag = LagMonitor(consumer, LagMetrics(registry))
     async with AsyncExitStack() as stack:
         await stack.enter_async_context(refreshing("gateway", state.refresh, settings.interval_s))

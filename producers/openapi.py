@@ -33,6 +33,7 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
+from producers.openapi_referrals import REFERRAL_COMPONENTS, referral_paths
 from sgx.errors import ConfigError, ContractError
 from sgx.wire import contract as c
 from sgx.wire.contract import Contract
@@ -397,6 +398,7 @@ def openapi_document(contract: Contract) -> dict[str, Any]:
             full_name, request
         )
     paths.update(_consent_paths())
+    paths.update(referral_paths(_ERRORS))
     paths["/healthz"] = _plain_get("healthz", "the endpoint is up", "text/plain")
     paths["/openapi.json"] = _plain_get("openapi", "this document", "application/json")
     return {
@@ -426,6 +428,7 @@ def openapi_document(contract: Contract) -> dict[str, Any]:
                 **dict(sorted(generator.defs.items())),
                 **_SHARED_COMPONENTS,
                 **_CONSENT_COMPONENTS,
+                **REFERRAL_COMPONENTS,
             },
         },
     }

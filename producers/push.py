@@ -1,6 +1,7 @@
 """The push endpoint: agency systems POST notifications as JSON over HTTP.
 
-The author's side of consent (``/v1/consent-requests``) is :mod:`producers.push_consent`.
+The author's side of consent (``/v1/consent-requests``) is :mod:`producers.push_consent`;
+what LAs said of the agency's referrals (``/v1/referrals``) :mod:`producers.push_referrals`.
 
 ``POST /v1/notifications/{type}`` (``attendance_update``, ``health_update``,
 ``police_notification``) with a per-agency bearer token and a JSON body in the mapping of
@@ -64,6 +65,7 @@ from producers.consent_requests import ConsentDesk
 from producers.feeds import Submit
 from producers.openapi import NOTIFICATIONS_PATH, openapi_document
 from producers.push_consent import CONSENT_PATH, ConsentRoutes
+from producers.push_referrals import REFERRALS_PATH, RESPONSES_PATH, ReferralBoard, ReferralRoutes
 from producers.push_tokens import PushTokens, Scope
 from sgx.errors import AlreadyAnswered, ContractError, ExchangeError, NotFound
 from sgx.wire import contract as c
@@ -410,13 +412,16 @@ def push_app(
     contract: Contract | None = None,
     max_body_bytes: int = MAX_BODY_BYTES,
     consents: Mapping[str, ConsentDesk] | None = None,
+    referrals: Mapping[str, ReferralBoard] | None = None,
 ) -> Starlette:
     """The push endpoint's ASGI app.
 
     ``accepts`` maps each served agency id to its ``accept(full type name, record)``,
     which validates the record (ContractError → 422), stores it durably and returns the
     notification id. ``consents`` maps agencies to their consent desks, served under
-    ``/v1/consent-requests`` (:mod:`producers.push_consent`).
+    ``/v1/consent-requests`` (:mod:`producers.push_consent`); ``referrals`` maps them to
+    what the LAs said of their referrals, under ``/v1/referrals`` and
+    ``/v1/referral-responses`` (:mod:`producers.push_referrals`).
     """
     service = _PushService(accepts, tokens, contract or default_contract(), max_body_bytes)
     desks = ConsentRoutes(
@@ -424,11 +429,14 @@ def push_app(
         functools.partial(service.authenticate, scope="consent"),
         service.read_json,
     )
+    boards = ReferralRoutes(referrals or {}, service.authenticate)
     return Starlette(
         routes=[
             Route(NOTIFICATIONS_PATH + "/{type}", service.push, methods=["POST"]),
             Route(CONSENT_PATH, desks.list, methods=["GET"]),
             Route(CONSENT_PATH + "/{request_id}/answer", desks.answer, methods=["POST"]),
+            Route(REFERRALS_PATH + "/{referral_id}", boards.referral, methods=["GET"]),
+            Route(RESPONSES_PATH, boards.responses, methods=["GET"]),
             Route("/openapi.json", service.openapi, methods=["GET"]),
             Route("/healthz", _healthz, methods=["GET"]),
         ],

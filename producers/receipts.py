@@ -12,7 +12,9 @@ are committed only after that commit. A crash replays the batch, and recording t
 receipt twice writes the same answer. Records of other purposes on the same topic (a
 local authority's SHARE_DECISION answers) belong to the share client and are skipped; a
 consent request the gateway forwards to this agency as author (SHARE_REQUEST) is kept in
-the outbox's database with the receipts read beside it.
+the outbox's database with the receipts read beside it, and so is a local authority's
+signed response to one of the agency's referrals (a ``SignedReferralResponse`` among the
+RECEIPTS, :mod:`producers.referral_outcomes`), once the LA's signature verifies.
 
 :class:`ReceiptRecorder` is what records mean to the outbox, :class:`ReceiptListener`
 consumes the topic in the agency's group, and :func:`catch_up` reads it once to its end
@@ -30,19 +32,22 @@ from collections.abc import Iterable
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from producers.consent_requests import ConsentRequest, ConsentRequests
 from producers.outbox import RECEIPT_OUTCOMES, OutboxStore, ReceiptUpdate
+from producers.referral_outcomes import ReferralHeard, ReferralOutcomes
 from sgx.errors import ContractError, ExchangeError
 from sgx.kafka.backoff import Backoff
 from sgx.kafka.quarantine import Source, from_gateway, sources
 from sgx.kafka.schema_topic import SchemaRegistry, read_learning
 from sgx.kafka.wiring import kafka_errors, read_topic, receipts_topic, run_batches
-from sgx.keys.trust import utc_now
+from sgx.keys.trust import TrustDirectory, utc_now
 from sgx.settings import KafkaSettings
 from sgx.wire import contract as c
 from sgx.wire.contract import Contract
 from sgx.wire.envelope import Opener, Purpose
+from sgx.wire.referral_signature import verify_response
 
 log = logging.getLogger(__name__)
 
@@ -61,12 +66,18 @@ class ReceiptRecorder:
         contract: Contract,
         registry: SchemaRegistry | None = None,
         consents: ConsentRequests | None = None,
+        trust: TrustDirectory | None = None,
+        outcomes: ReferralOutcomes | None = None,
     ) -> None:
-        """``consents`` keeps the consent requests the gateway forwards (default: in the
-        outbox's database)."""
+        """``consents`` keeps the consent requests the gateway forwards and ``outcomes`` the
+        LAs' responses to the agency's referrals (default: in the outbox's database);
+        ``trust`` verifies an LA's signature on a response (without it, a response is kept
+        in quarantine: unverified words are not an LA's)."""
         self.agency = agency
         self._store = store
         self._consents = consents or ConsentRequests(store.engine, schema=store.schema)
+        self._outcomes = outcomes or ReferralOutcomes(store.engine, schema=store.schema)
+        self._trust = trust
         self._opener = opener
         self._contract = contract
         self._registry = registry
@@ -79,13 +90,22 @@ class ReceiptRecorder:
         read, quarantined, _ = await read_learning(found, self._read, self._registry)
         receipts = [r for r in read if isinstance(r, ReceiptUpdate)]
         asked = [r for r in read if isinstance(r, ConsentRequest)]
-        also = functools.partial(self._consents.persist, requests=asked) if asked else None
-        await self._store.apply_receipts(self.agency, receipts, quarantined, also=also)
+        heard = [r for r in read if isinstance(r, ReferralHeard)]
+        also = functools.partial(self._persist, asked=asked, heard=heard)
+        await self._store.apply_receipts(
+            self.agency, receipts, quarantined, also=also if asked or heard else None
+        )
         for q in quarantined:
             log.warning("receipts of %s: kept a record as %s", self.agency, q.reason)
         return len(receipts), len(asked)
 
-    def _read(self, source: Source) -> list[ReceiptUpdate | ConsentRequest]:
+    async def _persist(
+        self, conn: AsyncConnection, *, asked: list[ConsentRequest], heard: list[ReferralHeard]
+    ) -> None:
+        await self._consents.persist(conn, asked)
+        await self._outcomes.persist(conn, heard)
+
+    def _read(self, source: Source) -> list[ReceiptUpdate | ConsentRequest | ReferralHeard]:
         opened = self._opener.open(source.envelope())
         if opened.purpose is Purpose.SHARE_REQUEST:
             from_gateway(opened, "a consent request")
@@ -94,8 +114,22 @@ class ReceiptRecorder:
         if opened.purpose is not Purpose.RECEIPTS:
             return []  # a share decision or consent outcome: the LA's share client reads those
         from_gateway(opened, "receipts")
-        batch = self._contract.decode_as(c.RECEIPT_BATCH, opened.plaintext)
-        return [_update(r) for r in batch["receipts"]]
+        name, record = self._contract.decode(opened.plaintext)
+        if name == c.SIGNED_REFERRAL_RESPONSE:
+            return [self._heard(record)]
+        if name != c.RECEIPT_BATCH:
+            raise ContractError("$", f"a RECEIPTS envelope holds a {name}", schema=name)
+        return [_update(r) for r in record["receipts"]]
+
+    def _heard(self, signed: dict[str, Any]) -> ReferralHeard:
+        """An LA's response to one of this agency's referrals, once its signature verifies
+        (an EnvelopeError otherwise: the record is kept in quarantine)."""
+        if self._trust is None:
+            raise ContractError("$", "no trust directory to verify the LA's signature with")
+        response = verify_response(self._trust, self._contract, signed)
+        if response["referrer"] != self.agency:
+            raise ContractError("referrer", f"a response for {response['referrer']}, not us")
+        return ReferralHeard.of(self.agency, signed, response, utc_now())
 
 
 async def catch_up(recorder: ReceiptRecorder, settings: KafkaSettings) -> int:

@@ -31,6 +31,7 @@ from producers.consent_requests import ConsentDesk, ConsentRequests
 from producers.openapi import openapi_document, render
 from producers.outbox import OutboxStore
 from producers.push import Accept, push_app
+from producers.push_referrals import ReferralBoard
 from producers.push_tokens import (
     DEFAULT_DAYS,
     SCOPES,
@@ -40,6 +41,7 @@ from producers.push_tokens import (
     revoke_tokens,
     tokens_file,
 )
+from producers.referral_outcomes import ReferralOutcomes
 from producers.relay import RelayOptions
 from safeguard.cli_common import (
     async_command,
@@ -52,11 +54,12 @@ from safeguard.monitoring import producer_monitoring
 from safeguard.outbox_wiring import outbox_services
 from safeguard.runtime import Runtime, serving_metrics
 from sgx.errors import ConfigError, UnknownSender
+from sgx.keys.kinds import AGENCY_KINDS
 
 log = logging.getLogger(__name__)
 
 START_LIMIT_S = 10.0
-PUSHING_KINDS = frozenset({"school", "health", "police", "local_authority"})
+PUSHING_KINDS = frozenset(AGENCY_KINDS)
 
 
 def _check_agency(rt: Runtime, agency: str) -> None:
@@ -100,6 +103,7 @@ async def run_push(
         accepts: dict[str, Accept] = {}
         stores: dict[str, OutboxStore] = {}
         desks: dict[str, ConsentDesk] = {}
+        boards: dict[str, ReferralBoard] = {}
         services: list[asyncio.Task[None]] = []
         registries = _registries(agencies, registry)
         for agency, metrics in registries.items():
@@ -109,10 +113,12 @@ async def run_push(
             accepts[agency], stores[agency] = outbox.add, outbox.store
             book = ConsentRequests(outbox.store.engine, schema=outbox.store.schema)
             desks[agency] = ConsentDesk(book, outbox)
+            outcomes = ReferralOutcomes(outbox.store.engine, schema=outbox.store.schema)
+            boards[agency] = ReferralBoard(outbox.store, outcomes, agency)
             services += tasks
         readiness = await stack.enter_async_context(producer_monitoring(rt, registries, stores))
         await stack.enter_async_context(serving_metrics(rt, registry, readiness))
-        app = push_app(accepts, tokens, contract=rt.contract(), consents=desks)
+        app = push_app(accepts, tokens, contract=rt.contract(), consents=desks, referrals=boards)
         config = uvicorn.Config(app, host=host, port=port, lifespan="off", log_config=None)
         await _serve(_QuietServer(config), stop, ready, services)
 

@@ -8,7 +8,9 @@ it, and through a transfer from Camden to Islington. An allocation update from C
 that names Islington's cases is refused; an invalid and a forged record are quarantined.
 Then it prints every queue of both LAs, an onward share refused and one allowed, a
 share refused for want of the author's consent that the author, asked through the
-exchange, grants, the quarantine, each LA's audit and the chain's verification.
+exchange, grants, a GP's referral acknowledged and decided by Camden's MASH and told to
+the GP alone (:mod:`safeguard.demo_referral`), the quarantine, each LA's audit and the
+chain's verification.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from consumers.reader import detail, summary_line
 from producers.consent_requests import ConsentRequests
 from safeguard import samples
 from safeguard.demo_inbox import serve_demo_inboxes
+from safeguard.demo_referral import referral_both_ways
 from safeguard.outbox_wiring import running_outbox
 from safeguard.parties import (
     DEMO_PARTIES,
@@ -158,6 +161,10 @@ class _Demo:
         labels = {"type": type_, "outcome": outcome}
         return self.registry.get_sample_value("sgx_gateway_notifications_total", labels) or 0.0
 
+    def quarantined(self, reason: str) -> float:
+        labels = {"reason": reason}
+        return self.registry.get_sample_value("sgx_gateway_quarantined_total", labels) or 0.0
+
     async def allocations(self, sender: str, update: dict[str, Any], what: str) -> None:
         """Publish an allocation update and wait until the gateway has judged it."""
         before = sum(self.count("allocation_update", o) for o in ("applied", "refused"))
@@ -213,6 +220,8 @@ async def _exchange(rt: Runtime, inbox_port: int | None) -> None:
         item = await _show(rt)
         await _shares(rt, item)
         await _consent(rt)
+        heading("A GP refers a child to the front door; Camden answers the GP, and only the GP")
+        await referral_both_ways(rt, say, wait_for, demo.quarantined)
         if inbox_port is not None:
             heading("The inboxes (safeguard inbox serve): sign in as each to see the difference")
             await serve_demo_inboxes(rt, inbox_port, say)
@@ -394,7 +403,7 @@ async def _quarantine_and_audit(rt: Runtime) -> None:
                 to = f" → {r.recipient}" if r.recipient else ""
                 withheld = f" (withheld {', '.join(r.withheld)})" if r.withheld else ""
                 why = f" — {r.detail}" if r.notification_type == "allocation_update" else ""
-                what = f"{r.decision:<17} {r.notification_type:<19}"
+                what = f"{r.decision:<17} {r.notification_type or '-':<19}"
                 say(f"  {r.decided_at:%H:%M:%S} {what} "
                     f"{r.sender}{to}: {r.reason}{withheld}{why}")  # fmt: skip
         verified = await store.verify_chains()

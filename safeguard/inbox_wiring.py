@@ -24,6 +24,7 @@ from consumers.inbox.service import Inbox, InboxMetrics
 from consumers.inbox.settings import InboxSettings
 from consumers.inbox.store import InboxStore
 from consumers.reader import QueueReader, QueueView
+from consumers.referral_client import ReferralResponder
 from consumers.share import ShareClient
 from safeguard.runtime import Runtime, serving_metrics, watching_trust
 from sgx.domain.calendar import CalendarSettings
@@ -82,6 +83,14 @@ async def serving_inbox(
             settings=rt.kafka,
         )
 
+        responder = ReferralResponder(
+            identity=identity,
+            trust=trust,
+            contract=rt.contract(),
+            producer=producer,
+            settings=rt.kafka,
+        )
+
         async def ask(
             view: QueueView,
             to_id: str,
@@ -120,6 +129,9 @@ async def serving_inbox(
             ask_consent=ask_consent,
             find_consents=shares.consent_answers,
             metrics=InboxMetrics(registry),
+            send_response=responder.send,
+            find_response_receipts=responder.receipts,
+            referral_contact=settings.referral_contact,
         )
         calendar, days = CalendarSettings().calendar(), settings.family_decision_working_days
         family_metrics = FamilyMetrics(registry)

@@ -72,6 +72,7 @@ def receipt_recorder(
         contract=contract,
         registry=SchemaRegistry(rt.kafka, trust, contract),
         consents=ConsentRequests(store.engine, schema=store.schema),
+        trust=trust,
     )
 
 

@@ -33,11 +33,14 @@ from gateway.consent_book import ConsentBook
 from gateway.decide import Judge
 from gateway.monitor import gateway_monitors
 from gateway.partnership import Partnership
+from gateway.referral_book import ReferralBook
+from gateway.referrals import ReferralClock
 from gateway.requests import SQLITE_FILE as REQUESTS_FILE
 from gateway.requests import DisclosureRequests
 from gateway.service import ChainClaims, Gateway, group_topics
 from gateway.store import GatewayStore
 from producers.publisher import Publisher
+from sgx.domain.calendar import CalendarSettings
 from sgx.errors import ConfigError
 from sgx.kafka import schema_topic
 from sgx.kafka.wiring import (
@@ -81,6 +84,8 @@ GATEWAY_WRITES = (
     c.CONSENT_OUTCOME,
     c.OPEN_CASE_LIST,
     c.DISCLOSURE_REQUEST,
+    c.SIGNED_REFERRAL_RESPONSE,  # an LA's, forwarded to the referrer
+    c.REFERRAL_RESPONSE,  # inside it, as the LA encoded it
     *sorted(c.NOTIFICATION_TYPES),
 )
 _Client = TypeVar("_Client", AIOKafkaProducer, AIOKafkaConsumer)
@@ -231,6 +236,7 @@ async def run_gateway(
         feed_topics = set(allocation_topics(trust))
         await feed.start([tp for tp in group if tp.topic in feed_topics])
         log.info("allocation directory caught up: %d allocation(s)", len(allocations))
+        referral_book = ReferralBook(requests.engine, schema=requests.schema)
         judge = Judge(
             opener=Opener(identity, trust),
             contract=contract,
@@ -241,6 +247,11 @@ async def run_gateway(
             trust=trust,
             requests=requests,
             consents=consents,
+            referrals=ReferralClock(
+                partnership=partnership,
+                calendar=CalendarSettings().calendar(),
+                book=referral_book,
+            ),
         )
         await stack.enter_async_context(watching_trust(rt, trust, [identity], registry))
         metrics = GatewayMetrics(registry)
@@ -283,6 +294,7 @@ async def run_gateway(
                 consents=consents,
                 trust=rt.trust,
                 consumer=consumer,
+                referrals=referral_book,
                 registry=registry,
                 readiness=readiness,
                 checkpoint=checkpoint,

@@ -13,7 +13,8 @@ mash_duty     themselves, and the LA's MASH queue (``mash:<la>``)
 ============  ==============================================================
 
 A system (a case-management client) has scopes: actions (``deliveries:read``,
-``deliveries:ack``, ``shares:write``, ``sharing-record:read``) and the queues it covers
+``deliveries:ack``, ``shares:write``, ``sharing-record:read``, ``referrals:respond``) and
+the queues it covers
 (``queue:worker:<id>``, ``queue:team:<team>``, ``queue:mash``, ``queue:all``). OAuth2 scopes
 are separated by spaces, so a team or worker id in a scope is percent-encoded
 (``queue:team:Assessment%20Team%201``). A person may
@@ -43,7 +44,8 @@ READ = "deliveries:read"
 ACK = "deliveries:ack"
 SHARE = "shares:write"
 RECORD = "sharing-record:read"
-ACTIONS = frozenset({READ, ACK, SHARE, RECORD})
+RESPOND = "referrals:respond"  # acknowledge and decide a referral, told to the referrer
+ACTIONS = frozenset({READ, ACK, SHARE, RECORD, RESPOND})
 QUEUE_PREFIX = "queue:"
 
 

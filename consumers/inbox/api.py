@@ -8,16 +8,17 @@ routing facts only; fetching one opens it (audited). Errors are ``{"errors": [{"
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from consumers.inbox import auth
-from consumers.inbox.access import Principal
+from consumers.inbox.access import RESPOND, Principal
 from consumers.inbox.api_models import (
     AckOut,
     ConsentOut,
@@ -25,6 +26,9 @@ from consumers.inbox.api_models import (
     DeliveryPage,
     DeliverySummary,
     ReceivedOut,
+    ReferralOut,
+    ResponseIn,
+    ResponseOut,
     RestrictionOut,
     ShareIn,
     ShareOut,
@@ -34,18 +38,22 @@ from consumers.inbox.consent_store import ConsentRecord
 from consumers.inbox.family_models import decision_out
 from consumers.inbox.family_store import Disclosure
 from consumers.inbox.oidc import IdentityProvider
+from consumers.inbox.referral_store import ResponseRecord
+from consumers.inbox.referrals import ReferralState
 from consumers.inbox.service import PAGE_LIMIT, Inbox
 from consumers.inbox.store import ShareRecord
 from consumers.inbox.views import LARGEST_ID, jsonable, restrictions, whole_number
 from consumers.inbox.web import share_status
 from consumers.queue import QueueItem
 from sgx.domain.family import DisclosureKind
-from sgx.errors import ContractError
+from sgx.errors import ContractError, NotFound
+from sgx.wire import contract as c
 
 if TYPE_CHECKING:
     from consumers.inbox.family import Families
 
 PREFIX = "/api/v1"
+_In = TypeVar("_In", bound=BaseModel)
 
 
 def body(model: BaseModel, status: int = 200) -> Response:
@@ -189,21 +197,9 @@ class Api:
 
     async def share(self, request: Request) -> Response:
         who = await self._who(request)
-        raw = await request.body()
-        try:
-            sent = json.loads(raw)
-        except json.JSONDecodeError as exc:
-            return _not_json(f"{exc.msg} at line {exc.lineno} column {exc.colno}")
-        except UnicodeDecodeError:
-            return _not_json("it is not UTF-8")
-        except RecursionError:
-            return _not_json("it is nested too deeply")
-        try:
-            asked = ShareIn.model_validate(sent)
-        except ValidationError as exc:
-            return errors(
-                422, [(_path(e["loc"]), e["msg"]) for e in exc.errors(include_input=False)]
-            )
+        asked = await _body(request, ShareIn)
+        if isinstance(asked, Response):
+            return asked
         families, told = self.families, None
         if asked.family is not None and families is not None:  # checked before sharing
             fields = asked.family.model_dump(exclude_none=True)
@@ -220,6 +216,35 @@ class Api:
             await families.recorded(who, found, told)
         family = await self._families_of([share])
         return body(_share(share, family.get(share.share_id)), 201)
+
+    async def referral(self, request: Request) -> Response:
+        """GET /api/v1/deliveries/{item_id}/referral: deadlines and responses."""
+        who = await self._who(request)
+        view = await self._inbox.open(who, int(request.path_params["item_id"]), "fetched")
+        if view.item.notification_type != c.REFERRAL:
+            raise NotFound(f"item {view.item.item_id} is not a referral")
+        state = await self._inbox.referrals.state(view)
+        return body(_referral(view.item.item_id, view.delivery["sender_agency"], state))
+
+    async def respond(self, request: Request) -> Response:
+        """POST /api/v1/deliveries/{item_id}/referral/responses: acknowledge or decide."""
+        who = await self._who(request)
+        who.require(RESPOND)  # before the body is read: a client without the scope learns nothing
+        asked = await _body(request, ResponseIn)
+        if isinstance(asked, Response):
+            return asked
+        made = await self._inbox.referrals.respond(
+            who,
+            int(request.path_params["item_id"]),
+            stage=asked.stage,
+            decision=asked.decision,
+            reasons=asked.reasons,
+            next_steps=asked.next_steps,
+            la_contact=asked.la_contact,
+            la_reference=asked.la_reference,
+            responded_as=asked.responded_by,
+        )
+        return body(_response(made), 201)
 
     async def share_decision(self, request: Request) -> Response:
         who = await self._who(request)
@@ -264,6 +289,53 @@ class Api:
         family = await self._families_of(record.shares)
         shared = [_share(s, family.get(s.share_id)) for s in record.shares]
         return body(SharingRecord(received=received, shared=shared))
+
+
+async def _body(request: Request, model: type[_In]) -> _In | Response:
+    """The request's JSON body as ``model``, or the error response (400, 422) saying why."""
+    raw = await request.body()
+    try:
+        sent = json.loads(raw)
+    except json.JSONDecodeError as exc:
+        return _not_json(f"{exc.msg} at line {exc.lineno} column {exc.colno}")
+    except UnicodeDecodeError:
+        return _not_json("it is not UTF-8")
+    except RecursionError:
+        return _not_json("it is nested too deeply")
+    try:
+        return model.model_validate(sent)
+    except ValidationError as exc:
+        return errors(422, [(_path(e["loc"]), e["msg"]) for e in exc.errors(include_input=False)])
+
+
+def _response(r: ResponseRecord) -> ResponseOut:
+    return ResponseOut(
+        response_id=r.response_id,
+        stage="DECIDED" if r.stage == "DECIDED" else "ACKNOWLEDGED",
+        decision=r.decision,
+        reasons=r.reasons,
+        next_steps=r.next_steps,
+        la_contact=r.la_contact,
+        la_reference=r.la_reference,
+        responded_by=r.responded_as,
+        requested_by=r.responded_by,
+        responded_at=r.responded_at,
+        status=r.status,
+        detail=r.outcome_detail,
+    )
+
+
+def _referral(item_id: int, referrer: str, state: ReferralState) -> ReferralOut:
+    decided = state.decided
+    return ReferralOut(
+        item_id=item_id,
+        referrer=referrer,
+        acknowledge_by=state.acknowledge_by,
+        decide_by=state.decide_by,
+        overdue=state.overdue(dt.datetime.now(dt.UTC)),
+        decision=decided.decision if decided else None,
+        responses=[_response(r) for r in state.responses],
+    )
 
 
 def _not_json(problem: str) -> Response:

@@ -158,6 +158,68 @@ class SharingRecord(_Out):
     shared: list[ShareOut]
 
 
+Decision = Literal[
+    "NO_FURTHER_ACTION",
+    "INFORMATION_AND_ADVICE",
+    "EARLY_HELP",
+    "SECTION_17_ASSESSMENT",
+    "SECTION_47_ENQUIRIES",
+    "IMMEDIATE_PROTECTION",
+]
+
+
+class ResponseIn(BaseModel):
+    """An acknowledgement of a referral, or the decision on it, for the referrer."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    stage: Literal["ACKNOWLEDGED", "DECIDED"]
+    decision: Decision | None = Field(default=None, description="required when DECIDED")
+    responded_by: str = Field(
+        min_length=1, max_length=300, description="who responded, as the referrer may know them"
+    )
+    la_contact: str = Field(
+        min_length=1, max_length=1000, description="whom the referrer contacts about it"
+    )
+    reasons: str | None = Field(default=None, max_length=4000, description="why, for the referrer")
+    next_steps: str | None = Field(
+        default=None, max_length=4000, description="what the LA asks of the referrer"
+    )
+    la_reference: str | None = Field(default=None, max_length=200)
+
+
+class ResponseOut(_Out):
+    response_id: str
+    stage: Literal["ACKNOWLEDGED", "DECIDED"]
+    decision: str | None
+    reasons: str | None
+    next_steps: str | None
+    la_contact: str
+    la_reference: str | None
+    responded_by: str = Field(description="what the referrer is told of who responded")
+    requested_by: str = Field(description="the worker or client who responded")
+    responded_at: dt.datetime
+    status: Literal["sending", "sent", "delivered", "refused", "quarantined"] = Field(
+        description="sending: kept, not yet on the broker (sent again when read); sent: no "
+        "receipt yet; delivered: passed to the referrer; refused or quarantined: not told"
+    )
+    detail: str | None = Field(description="the exchange's words on it, once receipted")
+
+
+class ReferralOut(_Out):
+    """A referral's deadlines for this LA and what the LA has told the referrer."""
+
+    item_id: int
+    referrer: str
+    acknowledge_by: dt.datetime | None
+    decide_by: dt.datetime | None
+    overdue: Literal["acknowledgement", "decision"] | None = Field(
+        description="the deadline that has passed with nothing done, if any"
+    )
+    decision: str | None = Field(description="the decision in force, if any")
+    responses: list[ResponseOut]
+
+
 MODELS: tuple[type[BaseModel], ...] = (
     Errors,
     DeliveryPage,
@@ -168,4 +230,6 @@ MODELS: tuple[type[BaseModel], ...] = (
     ConsentOut,
     SharingRecord,
     *FAMILY_MODELS,
+    ResponseIn,
+    ReferralOut,
 )

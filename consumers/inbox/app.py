@@ -197,6 +197,7 @@ def inbox_app(
         Route("/family", family_web.outstanding, methods=["GET"]),
         Route("/shares/{share_id:id}/family", family_web.record, methods=["POST"]),
         Route("/items/{item_id:id}/family-summary", family_web.summary, methods=["GET"]),
+        Route("/items/{item_id:id}/referral", web.respond, methods=["POST"]),
         Route("/static/inbox.css", web.stylesheet, methods=["GET"]),
         Route(f"{PREFIX}/deliveries", api.deliveries, methods=["GET"]),
         Route(PREFIX + "/deliveries/{item_id:id}", api.delivery, methods=["GET"]),
@@ -221,6 +222,10 @@ def inbox_app(
         Route(f"{PREFIX}/family/outstanding", family_api.outstanding, methods=["GET"]),
         Route(
             PREFIX + "/deliveries/{item_id:id}/family-summary", family_api.summary, methods=["GET"]
+        ),
+        Route(PREFIX + "/deliveries/{item_id:id}/referral", api.referral, methods=["GET"]),
+        Route(
+            PREFIX + "/deliveries/{item_id:id}/referral/responses", api.respond, methods=["POST"]
         ),
         Route(f"{PREFIX}/openapi.json", openapi, methods=["GET"]),
         Route("/healthz", healthz, methods=["GET"]),

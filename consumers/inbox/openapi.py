@@ -140,6 +140,34 @@ OPERATIONS: dict[tuple[str, str], dict[str, Any]] = {
             }
         ],
     ),
+    ("/api/v1/deliveries/{item_id}/referral", "get"): _op(
+        "A referral's deadlines for this LA (acknowledge, decide: working days under the "
+        "agreement) and what the LA has told the referrer (the read is audited)",
+        "deliveries:read",
+        {"200": _json("ReferralOut", "the referral's state")},
+        parameters=[_ITEM],
+    ),
+    ("/api/v1/deliveries/{item_id}/referral/responses", "post"): _op(
+        "Acknowledge a referral, or record the decision on it (no further action, advice, "
+        "early help, s.17, s.47, immediate protection): signed by the LA and told to the "
+        "referring agency only",
+        "referrals:respond",
+        {
+            "201": _json("ResponseOut", "recorded and sent (or kept, to be sent again)"),
+            "400": _json("Errors", "the body is not JSON"),
+            "409": _json("Errors", "the referral was acknowledged already"),
+            "413": _json("Errors", "the body is larger than the inbox reads"),
+            "422": _json(
+                "Errors",
+                "the body breaks its schema, or the item is not a referral (path names it)",
+            ),
+        },
+        parameters=[_ITEM],
+        requestBody={
+            "required": True,
+            "content": {"application/json": {"schema": _ref("ResponseIn")}},
+        },
+    ),
     ("/api/v1/deliveries/{item_id}/sharing-record", "get"): _op(
         "What the LA received about this item's child, and what it shared onward",
         "sharing-record:read",
@@ -195,6 +223,7 @@ SCOPES = {
     "deliveries:ack": "acknowledge deliveries",
     "shares:write": "ask for onward shares and the authors' consent, and read the answers",
     "sharing-record:read": "read a child's sharing record",
+    "referrals:respond": "acknowledge referrals and record decisions, told to the referrer",
     "queue:all": "every queue of the LA",
     "queue:mash": "the LA's MASH queue",
     "queue:worker:<id>": "one worker's queue (a scope per worker)",

@@ -1,6 +1,7 @@
 """What the inbox does, for the web page and the API alike: list, open, acknowledge, ask
-for an onward share, ask the author's consent to one the exchange refused, and build a
-child's sharing record, each checked against the caller
+for an onward share, ask the author's consent to one the exchange refused, respond to a
+referral (:mod:`consumers.inbox.referrals`), and build a child's sharing record, each
+checked against the caller
 (:class:`~consumers.inbox.access.Principal`) and each read audited."""
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from prometheus_client import CollectorRegistry, Counter
 
 from consumers.inbox.access import ACK, READ, RECORD, SHARE, Principal, not_yours
 from consumers.inbox.consent_store import ConsentRecord
+from consumers.inbox.referrals import FindReceipts, ReferralDesk, SendResponse
 from consumers.inbox.store import InboxStore, ReadAction, ShareRecord
 from consumers.inbox.views import child_key
 from consumers.queue import QueueItem, QueueSelection, QueueStore
@@ -103,7 +105,14 @@ class Inbox:
         find_answers: FindAnswers | None = None,
         ask_consent: AskConsent | None = None,
         find_consents: FindAnswers | None = None,
+        send_response: SendResponse | None = None,
+        find_response_receipts: FindReceipts | None = None,
+        referral_contact: str = "",
     ) -> None:
+        """``send_response`` sends the LA's signed response to a referral to the gateway
+        and ``find_response_receipts`` reads the gateway's receipts for them
+        (:mod:`consumers.inbox.referrals`); ``referral_contact`` is the contact a response
+        offers the referrer unless the worker gives another."""
         self.la = la
         self.queue = queue
         self.reader = reader
@@ -113,6 +122,17 @@ class Inbox:
         self._ask_consent = ask_consent
         self._find_consents = find_consents
         self.metrics = metrics
+        self.referral_contact = referral_contact
+        self.referrals = ReferralDesk(
+            store=store,
+            open_item=self._opened,
+            send=send_response,
+            find_receipts=find_response_receipts,
+            la=la,
+        )
+
+    async def _opened(self, who: Principal, item_id: int) -> QueueView:
+        return await self.open(who, item_id, "opened")
 
     async def _audit(self, who: Principal, action: ReadAction, views: list[QueueView]) -> None:
         await self.store.record_reads(

@@ -38,6 +38,9 @@ class InboxSettings(BaseSettings):
         " working days after it was made (weekdays but bank holidays: SGX_SCHOOL_TIMEZONE,"
         " SGX_SCHOOL_BANK_HOLIDAYS)",
     )
+    # What a response to a referral offers the referrer as the LA's contact, unless the
+    # worker gives another (the front door's telephone and secure email).
+    referral_contact: str = ""
 
     # The LA's identity provider (discovery at <issuer>/.well-known/openid-configuration).
     oidc_issuer: str | None = None

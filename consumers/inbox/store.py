@@ -56,6 +56,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from consumers.inbox.access import Principal, Role, check_scopes, role_from
 from consumers.inbox.consent_store import InboxConsents
 from consumers.inbox.family_store import FamilyStore
+from consumers.inbox.referral_store import InboxReferralResponses
 from consumers.inbox.sessions import Sessions
 from consumers.inbox.throttle import SignInGuard
 from sgx.domain.family import DisclosureKind
@@ -187,6 +188,7 @@ class InboxStore(Database):
         self._accounts, self._clients, self._reads, self._shares = _tables(metadata)
         self.consents = InboxConsents(engine, metadata)
         self.families = FamilyStore(engine, metadata)
+        self.referrals = InboxReferralResponses(engine, metadata)
         self.sign_ins = SignInGuard(engine, metadata)
         self.sessions = Sessions(engine, metadata)
 

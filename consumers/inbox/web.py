@@ -20,6 +20,7 @@ from consumers.inbox import auth
 from consumers.inbox.access import ROLE_LABELS, Principal
 from consumers.inbox.consent_store import ConsentRecord
 from consumers.inbox.oidc import IdentityProvider
+from consumers.inbox.referral_pages import referral_context, responded_as
 from consumers.inbox.service import ACKED_PAGE, Inbox, NotYourCopy
 from consumers.inbox.store import ShareRecord
 from consumers.inbox.views import (
@@ -206,7 +207,11 @@ class Web:
         older = acked[-1].item_id if len(acked) == ACKED_PAGE else None
         now = dt.datetime.now(dt.UTC)
         rows = []
-        for view in await self._inbox.listed(who, items):
+        listed = await self._inbox.listed(who, items)
+        referrals = await self._inbox.referrals.states(
+            [v for v in listed if isinstance(v, QueueView)]
+        )
+        for view in listed:
             if isinstance(view, QueueView):
                 item, child, what = view.item, child_name(view.notification), type_words(view)
                 sender = _author(view.notification)
@@ -225,8 +230,15 @@ class Web:
                     "recipient": item.recipient_id,
                     "waited": duration(waited(item, now)),
                     "acked_by": item.acked_by,
+                    "referral": None,
+                    "referral_overdue": False,
                 }
             )
+            state = referrals.get(item.notification_id) if isinstance(view, QueueView) else None
+            if state is not None:
+                rows[-1].update(
+                    referral=state.words(now), referral_overdue=bool(state.overdue(now))
+                )
         return self._render(
             request,
             "queue.html",
@@ -236,6 +248,7 @@ class Web:
             older=older,
             unread=sum(r["unread"] for r in rows),
             overdue=sum(r["overdue"] for r in rows),
+            referrals_overdue=sum(r["referral_overdue"] for r in rows),
         )
 
     async def item(self, request: Request) -> Response:
@@ -266,7 +279,27 @@ class Web:
             categories=list(CATEGORY_LABELS.items()),
             family=family,
             family_form=families.form(who) if families else None,
+            referral=await referral_context(self._inbox, view, now),
         )
+
+    async def respond(self, request: Request) -> Response:
+        """Acknowledge a referral, or record the decision: told to the referrer."""
+        who = await self._who(request)
+        form = await request.form()
+        auth.check_csrf(request, form.get(auth.CSRF_FIELD))
+        item_id = int(request.path_params["item_id"])
+        made = await self._inbox.referrals.respond(
+            who,
+            item_id,
+            stage=str(form.get("stage", "")),
+            decision=str(form.get("decision", "")) or None,
+            reasons=str(form.get("reasons", "")),
+            next_steps=str(form.get("next_steps", "")),
+            la_contact=str(form.get("la_contact", "")),
+            la_reference=str(form.get("la_reference", "")),
+            responded_as=responded_as(who),
+        )
+        return RedirectResponse(f"/items/{item_id}#response-{made.response_row}", 303)
 
     async def ask_consent(self, request: Request) -> Response:
         """Ask the author's consent to a refused share; the item page says what came of it."""

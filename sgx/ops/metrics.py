@@ -325,6 +325,13 @@ class GatewayStateMetrics:
             ["party"],
             registry=registry,
         )
+        self.referrals_overdue = Gauge(
+            "sgx_referrals_overdue",
+            "Referrals an LA has not acknowledged (stage=acknowledgement), or not decided"
+            " (stage=decision), by the deadline its agreement sets in working days.",
+            ["la", "stage"],
+            registry=registry,
+        )
 
 
 class EncompassMetrics:

@@ -43,6 +43,9 @@ FULL = frozenset(
         _NS + "AttendanceUpdate",
         _NS + "HealthUpdate",
         _NS + "PoliceNotification",
+        _NS + "Referral",
+        _NS + "ReferralResponse",  # inside the signed response: the LA writes, the referrer reads
+        _NS + "SignedReferralResponse",
         _NS + "DisclosureRequest",
         _NS + "Delivery",
         _NS + "ReceiptBatch",

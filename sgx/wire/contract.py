@@ -34,6 +34,8 @@ from sgx.wire.validation import (
     CONSENT_REQUEST,
     HEALTH_UPDATE,
     POLICE_NOTIFICATION,
+    REFERRAL,
+    REFERRAL_RESPONSE,
     RULES,
     compile_structure,
 )
@@ -54,9 +56,12 @@ __all__ = [
     "OPEN_CASE_LIST",
     "POLICE_NOTIFICATION",
     "RECEIPT_BATCH",
+    "REFERRAL",
+    "REFERRAL_RESPONSE",
     "SHARE_DECISION",
     "SHARE_REQUEST",
     "SHORT_NAMES",
+    "SIGNED_REFERRAL_RESPONSE",
     "Contract",
     "default_contract",
 ]
@@ -70,14 +75,16 @@ SHARE_REQUEST = _NS + "ShareRequest"
 SHARE_DECISION = _NS + "ShareDecision"
 DISCLOSURE_REQUEST = _NS + "DisclosureRequest"
 CONSENT_OUTCOME = _NS + "ConsentOutcome"  # the gateway's word to the asking LA
+SIGNED_REFERRAL_RESPONSE = _NS + "SignedReferralResponse"  # an LA's answer to a referrer
 ENVELOPE = _NS + "wire.Envelope"
 ENVELOPE_HEADER = _NS + "wire.EnvelopeHeader"
 
-NOTIFICATION_TYPES = frozenset({ATTENDANCE_UPDATE, HEALTH_UPDATE, POLICE_NOTIFICATION})
+NOTIFICATION_TYPES = frozenset({ATTENDANCE_UPDATE, HEALTH_UPDATE, POLICE_NOTIFICATION, REFERRAL})
 SHORT_NAMES: dict[str, str] = {
     ATTENDANCE_UPDATE: "attendance_update",
     HEALTH_UPDATE: "health_update",
     POLICE_NOTIFICATION: "police_notification",
+    REFERRAL: "referral",
 }
 FULL_NAMES: dict[str, str] = {short: full for full, short in SHORT_NAMES.items()}
 

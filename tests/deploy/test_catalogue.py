@@ -15,7 +15,7 @@ from tests.deploy.catalogue import catalogue
 # closed-set labels only (docs/metrics.md, "The label rule")
 ALLOWED_LABELS = {"type", "outcome", "reason", "urgency", "due", "topic", "partition", "party",
                   "kid", "team", "la", "job", "instance", "chain", "event",
-                  "route", "status", "action", "method", "identifier"}  # fmt: skip
+                  "route", "status", "action", "method", "identifier", "stage"}  # fmt: skip
 
 
 def _defined() -> list[MetricWrapperBase]:

@@ -73,6 +73,7 @@ def test_every_rule_has_a_firing_and_a_not_firing_case() -> None:
         "SgxServiceDown", "SgxDeliveryStalled", "SgxQuarantineGrowing", "SgxConsumerLagHigh",
         "SgxEncompassDeadlineAtRisk", "SgxDisclosureDeadlineAtRisk", "SgxDisclosureOverdue",
         "SgxKeyNearExpiry", "SgxUrgentUnread", "SgxFamilyDecisionOverdue",
+        "SgxReferralNotAcknowledged", "SgxReferralNotDecided",
     }  # fmt: skip
     assert expected <= names
 

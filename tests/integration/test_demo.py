@@ -39,6 +39,10 @@ async def test_the_demo_runs_and_speaks_in_words() -> None:
         "the same share again: allowed: the author's consent (request",
         "to the family's GP: REFUSED (THIRD_PARTY_AUTHOR_CONSENT)",
         "consent_granted   attendance_update   school-hillside → la-camden",
+        # a referral both ways: to the MASH with its deadlines, the outcome to the GP only
+        "Camden's MASH has it (residence mash): acknowledge by",
+        "la-camden: section 47 enquiries, by Mo Duty",
+        "not_the_referrer",
         "bad_signature",
         "all verified",
         "Demo finished in",

@@ -22,9 +22,12 @@ from joserfc.jwk import RSAKey
 from playwright.async_api import Browser, Page, async_playwright, expect
 
 from producers.consent_requests import ConsentRequests
+from safeguard import samples
 from safeguard.inbox_wiring import inbox_store
 from safeguard.outbox_wiring import running_outbox
-from safeguard.parties import HEALTH, LA
+from safeguard.parties import GP, HEALTH, LA, LA_GSS
+from sgx.domain.identifiers import make_nhs_number
+from sgx.wire import contract as c
 from tests.integration.inbox_world import CHILDREN, PASSWORD, World, inbox_world
 from tests.integration.oidc_provider import OpenIDProvider
 from tests.integration.test_author_consent import asked_of
@@ -320,6 +323,51 @@ async def test_every_page_passes_axe_cores_wcag_aa_checks_and_works_by_keyboard(
     found = " ".join(await accessibility_problems(page))
     assert "label (critical)" in found
     assert "html-has-lang" in found
+
+
+async def test_the_mash_duty_worker_acknowledges_a_referral_and_records_the_decision(
+    world: World, browser: Browser, tmp_path: Path
+) -> None:
+    """A GP refers a child open to no LA, living in Camden: the MASH queue shows when to
+    acknowledge it; the duty worker acknowledges it and records the decision, which the
+    gateway passes to the GP only; the page passes axe-core's checks."""
+    ex = world.exchange
+    child = samples.child(make_nhs_number(7505), None, given="Rosa", family="Test")
+    child["residence_la"] = LA_GSS
+    referral_id = await ex.publish(GP, c.REFERRAL, samples.referral(child))
+    await ex.wait_items(f"mash:{LA}", 2)
+    page = await (await browser.new_context()).new_page()
+    base = localhost(world)
+    await sign_in(page, base, "mash")
+    row = page.locator("table.queue tbody tr", has_text="Rosa Test")
+    await expect(row).to_contain_text("Acknowledge by")
+    await row.get_by_role("link", name="Rosa Test").click()
+    await expect(page.get_by_role("heading", name="Respond to the referrer")).to_be_visible()
+    assert await accessibility_problems(page) == []
+    contact = "Camden MASH, 020 7974 3317"
+    await page.locator("#ack_contact").fill(contact)  # no SGX_INBOX_REFERRAL_CONTACT here
+    await page.get_by_role("button", name="Acknowledge to the referrer").click()
+    told = page.locator("li.response")
+    await expect(told).to_have_count(1)
+    await page.get_by_label("Decision").select_option("EARLY_HELP")
+    await page.get_by_label("Reasons, for the referrer").fill("Early help will support Rosa.")
+    await page.locator("#decision_contact").fill(contact)
+    await page.get_by_role("button", name="Tell the referrer the decision").click()
+    await expect(told).to_have_count(2)
+    for _ in range(100):  # the gateway's receipts, shown when the page is read again
+        if await page.locator("li.response-delivered").count() == 2:
+            break
+        await asyncio.sleep(0.2)
+        await page.reload()
+    await expect(page.locator("li.response-delivered")).to_have_count(2)
+    await expect(page.locator("#referral")).to_contain_text("Decided: Early help")
+    await expect(page.locator("#referral")).not_to_contain_text("Acknowledge to the referrer")
+    await page.screenshot(path=tmp_path / "inbox-referral.png", full_page=True)
+    assert await accessibility_problems(page) == []
+    await page.goto(f"{base}/queue")
+    decided = page.locator("table.queue tbody tr", has_text="Rosa Test")
+    await expect(decided).to_contain_text("Decided: Early help")
+    assert str(referral_id)  # the GP's own id: what it hears back under (test_referral_outcomes)
 
 
 async def test_a_systems_client_credentials_token_from_the_provider_holds_its_scopes(

@@ -54,7 +54,7 @@ CLIENTS = (
 )
 CALLERS = ("anonymous", *PERSONS, *CLIENTS)
 EVERY_SCOPE = ["deliveries:read", "deliveries:ack", "shares:write", "sharing-record:read"]
-EVERY_SCOPE.append("queue:all")
+EVERY_SCOPE += ["referrals:respond", "queue:all"]
 MISSING = 999_999  # no share, no consent request has this id
 
 
@@ -89,6 +89,8 @@ MATRIX: dict[tuple[str, str], dict[str, int | None]] = {
     ("GET", "/items/{item_id}/child"): page(worker=200, supervisor=200, **NOT_THEIRS),
     ("POST", "/items/{item_id}/ack"): page(worker=None, supervisor=None, **NOT_THEIRS),
     ("POST", "/items/{item_id}/share"): page(worker=None, supervisor=403, **NOT_THEIRS),
+    # the item is not a referral: its worker is told so (422); its supervisor's copy is not it
+    ("POST", "/items/{item_id}/referral"): page(worker=422, supervisor=403, **NOT_THEIRS),
     ("POST", "/shares/{share_id}/consent"): page(
         worker=404, colleague=404, supervisor=404, other_supervisor=404, mash=404
     ),
@@ -106,6 +108,15 @@ MATRIX: dict[tuple[str, str], dict[str, int | None]] = {
     ),
     ("GET", "/api/v1/deliveries/{item_id}/sharing-record"): api(
         client_read=403, client_all=200, client_other=403
+    ),
+    ("GET", "/api/v1/deliveries/{item_id}/referral"): api(
+        client_read=404,
+        client_all=404,
+        client_other=404,  # not a referral; not theirs
+    ),
+    # the body is a share's: refused (422) once the scope lets the client through
+    ("POST", "/api/v1/deliveries/{item_id}/referral/responses"): api(
+        client_read=403, client_all=422, client_other=403
     ),
     ("GET", "/api/v1/shares/{share_id}"): api(client_read=404, client_all=404, client_other=404),
     ("POST", "/api/v1/shares/{share_id}/consent"): api(

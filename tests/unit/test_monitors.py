@@ -20,13 +20,15 @@ from consumers.monitor import QueueMonitor
 from consumers.queue import QueueStore
 from gateway.consent_book import ConsentAnswered, ConsentAsk, ConsentBook
 from gateway.monitor import GatewayMonitor, key_expiries
+from gateway.referral_book import ReferralBook, ReferralReceived
 from gateway.requests import DisclosureRequests
 from gateway.store import GatewayStore
 from producers.monitor import EncompassMonitor
 from producers.outbox import OutboxStore, ReceiptUpdate
 from producers.publisher import Prepared
-from safeguard.parties import DEMO_PARTIES, LA, POLICE, SCHOOL
-from sgx.domain.calendar import SchoolCalendar
+from safeguard.parties import DEMO_PARTIES, LA, OTHER_LA, POLICE, SCHOOL
+from sgx.domain.calendar import CalendarSettings, SchoolCalendar
+from sgx.domain.working_days import working_days_after
 from sgx.errors import StoreError
 from sgx.keys.key_admin import init_trust, revoke_key, rotate_key
 from sgx.keys.trust import TrustDirectory
@@ -172,6 +174,75 @@ async def test_disclosure_requests_move_through_the_due_buckets_past_14_days(
         assert await due() == {"overdue": 1, "lt_3d": 0, "lt_7d": 1, "lt_14d": 0}
         await requests.answered("REQ-1", str(uuid.uuid4()), clock.now)
         assert await due() == {"overdue": 0, "lt_3d": 0, "lt_7d": 1, "lt_14d": 0}
+
+
+# -- referrals: acknowledgement and decision deadlines ----------------------------------
+
+
+def _referred(referral_id: str, la: str, at: datetime, ack: int, decide: int) -> ReferralReceived:
+    """A referral routed to ``la`` at ``at``, due in so many working days (England's)."""
+    calendar = CalendarSettings().calendar()
+    return ReferralReceived(
+        referral_id, la, "gp-hillside", "gp_practice", None, at,
+        working_days_after(calendar, at, ack), working_days_after(calendar, at, decide),
+    )  # fmt: skip
+
+
+async def test_referrals_not_acknowledged_then_not_decided_in_working_days_are_overdue(
+    db: Backend, tmp_path: Path
+) -> None:
+    """Friday 16:00: due on Monday 16:00 (one working day; Islington decides in two).
+    Over the weekend nothing is overdue; on Monday evening Camden's is, until answered."""
+    friday = datetime(2025, 3, 7, 16, 0, tzinfo=LONDON)
+    clock = Clock(friday + timedelta(hours=1))
+    registry = CollectorRegistry()
+    trust = init_trust(tmp_path / "trust", DEMO_PARTIES)
+    gateway_db = dataclasses.replace(db, sqlite_path=tmp_path / "gateway.db")
+    async with (
+        await DisclosureRequests.open(
+            db.dsn, db.sqlite_path, schema=db.schema, owner="gateway"
+        ) as requests,
+        await GatewayStore.open(
+            gateway_db.dsn, gateway_db.sqlite_path, schema=db.schema, owner="gateway"
+        ) as store,
+    ):
+        book = ReferralBook(requests.engine, schema=db.schema)
+        await book.received(
+            [_referred("r-1", LA, friday, 1, 1), _referred("r-2", OTHER_LA, friday, 1, 2)]
+        )
+        monitor = GatewayMonitor(
+            store, requests, lambda: trust, GatewayStateMetrics(registry),
+            consents=ConsentBook(store.engine, schema=db.schema), referrals=book, clock=clock,
+        )  # fmt: skip
+
+        async def overdue() -> dict[tuple[str, str], float | None]:
+            await monitor.refresh()
+            return {
+                (la, stage): value(registry, "sgx_referrals_overdue", la=la, stage=stage)
+                for la in (LA, OTHER_LA)
+                for stage in ("acknowledgement", "decision")
+            }
+
+        none = dict.fromkeys(await overdue(), 0.0)
+        assert await overdue() == none  # every series exported, none overdue
+        clock.now = datetime(2025, 3, 10, 15, 59, tzinfo=LONDON)  # Monday, a minute early
+        assert await overdue() == none
+        clock.now = datetime(2025, 3, 10, 16, 1, tzinfo=LONDON)
+        assert await overdue() == none | {
+            (LA, "acknowledgement"): 1, (LA, "decision"): 1, (OTHER_LA, "acknowledgement"): 1,
+        }  # fmt: skip
+        await book.responded("r-1", LA, clock.now, None)  # acknowledged, late, not decided
+        await book.responded("r-2", OTHER_LA, clock.now, None)
+        assert await overdue() == none | {(LA, "decision"): 1}
+        clock.now = datetime(2025, 3, 11, 16, 1, tzinfo=LONDON)  # Islington's two days too
+        assert await overdue() == none | {(LA, "decision"): 1, (OTHER_LA, "decision"): 1}
+        await book.responded("r-1", LA, clock.now, "EARLY_HELP")
+        await book.responded("r-2", OTHER_LA, clock.now, "NO_FURTHER_ACTION")
+        assert await overdue() == none
+        answered = await book.get("r-1", LA)
+        assert answered is not None
+        assert answered.acknowledged_at == datetime(2025, 3, 10, 16, 1, tzinfo=LONDON)
+        assert answered.decision == "EARLY_HELP"
 
 
 # -- consent requests awaiting their authors -------------------------------------------

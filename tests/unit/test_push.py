@@ -44,6 +44,7 @@ SAMPLES: dict[str, Callable[[], dict[str, Any]]] = {
     c.ATTENDANCE_UPDATE: lambda: samples.attendance_update(copy.deepcopy(CHILD)),
     c.HEALTH_UPDATE: lambda: samples.health_update(copy.deepcopy(CHILD)),
     c.POLICE_NOTIFICATION: lambda: samples.police_notification(copy.deepcopy(CHILD)),
+    c.REFERRAL: lambda: samples.referral(copy.deepcopy(CHILD)),
 }
 ATTENDANCE_URL = "/v1/notifications/attendance_update"
 PERSONAL = (CHILD["given_name"], CHILD["family_name"], CHILD["nhs_number"], CHILD["upn"])
@@ -591,6 +592,9 @@ PUSH_MATRIX: dict[tuple[str, str], dict[str, int]] = {
     ("POST", "/v1/consent-requests/{request_id}/answer"): _push_row(
         404, sender=403, consent_only=404
     ),
+    # no referral board in this app: 404 once a sender's token is let through
+    ("GET", "/v1/referrals/{referral_id}"): _push_row(404, sender=404, consent_only=403),
+    ("GET", "/v1/referral-responses"): _push_row(404, sender=404, consent_only=403),
     ("GET", "/openapi.json"): dict.fromkeys(PUSH_CALLERS, 200),
     ("GET", "/healthz"): dict.fromkeys(PUSH_CALLERS, 200),
 }
@@ -628,7 +632,11 @@ async def test_every_push_route_answers_every_kind_of_caller_as_the_matrix_says(
         if method != "HEAD"
     }
     assert set(PUSH_MATRIX) == served, "a route without a row, or a row without a route"
-    ids = {"type": "attendance_update", "request_id": str(uuid.uuid4())}
+    ids = {
+        "type": "attendance_update",
+        "request_id": str(uuid.uuid4()),
+        "referral_id": str(uuid.uuid4()),
+    }
     paths = openapi_document(CONTRACT)["paths"]
     for (method, template), row in PUSH_MATRIX.items():  # every answer is documented
         documented = paths[template.replace("{type}", ids["type"])][method.lower()]

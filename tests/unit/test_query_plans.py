@@ -36,6 +36,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from consumers.inbox.consent_store import InboxConsents
 from consumers.inbox.family_store import FamilyStore
+from consumers.inbox.referral_store import InboxReferralResponses
 from consumers.inbox.store import InboxStore
 from consumers.inbox.throttle import SignInGuard
 from consumers.monitor import QueueMonitor
@@ -44,10 +45,12 @@ from gateway.allocations import AllocationDirectory
 from gateway.checkpoints import Checkpoints
 from gateway.consent_book import ConsentBook
 from gateway.records import Judged
+from gateway.referral_book import ReferralBook
 from gateway.requests import DisclosureRequests
 from gateway.store import GatewayStore
 from producers.consent_requests import ConsentRequests
 from producers.outbox import OutboxStore
+from producers.referral_outcomes import ReferralOutcomes
 from safeguard import samples
 from safeguard.store_tables import tables_of
 from sgx.domain.family import DisclosureKind, FamilyDecision, FamilyException
@@ -240,6 +243,10 @@ async def _requests(engine: AsyncEngine, schema: str | None) -> AsyncIterator[No
     yield
     await requests.open_requests(NOW)  # the monitor
     await requests.status(h(7))  # a disclosure request or answer
+    referrals = ReferralBook(engine, schema=schema)
+    await referrals.overdue(NOW)  # the monitor
+    await referrals.get(h(7), h(7))  # an LA's response to a referral
+    await referrals.responded(h(7), h(7), NOW, "EARLY_HELP")
 
 
 async def _queue(engine: AsyncEngine, schema: str | None) -> AsyncIterator[None]:
@@ -280,6 +287,10 @@ async def _queue(engine: AsyncEngine, schema: str | None) -> AsyncIterator[None]
     await consents.of([h(3)])
     await consents.get(3)
     await _families(inbox.families, worker, team)
+    responses = InboxReferralResponses(engine, MetaData(schema=schema))
+    await responses.of([h(3), h(9)])  # a referral's item page, the queue page's referrals
+    await responses.sent(h(3))
+    await responses.receipted(h(3), "DELIVERED", "passed on")
 
 
 async def _families(families: FamilyStore, *selections: QueueSelection) -> None:
@@ -309,6 +320,9 @@ async def _outbox(engine: AsyncEngine, schema: str | None) -> AsyncIterator[None
     await store.depth(h(2))  # after each pass
     requests = ConsentRequests(engine, schema=schema)
     await requests.list(h(2), open_only=True)  # the push endpoint's open requests
+    outcomes = ReferralOutcomes(engine, schema=schema)
+    await outcomes.of(h(2), [uuid.uuid4()])  # the push endpoint's referral
+    await outcomes.after(h(2), 100, 50)  # the push endpoint's poll for responses
 
 
 WORKLOADS: dict[str, Workload] = {

@@ -1,0 +1,80 @@
+"""An LA's responses to referrals: signed by the LA, sent to the gateway, receipted.
+
+The LA signs its ``ReferralResponse`` (:mod:`sgx.wire.referral_signature`) so the referrer
+can check the words are the LA's, seals the ``SignedReferralResponse`` for the gateway
+and publishes it on its inbound topic (purpose NOTIFICATION, message id = the response
+id), like any record it sends. The gateway forwards it to the referrer only and answers
+the LA with a receipt (DELIVERED: passed to the referrer; QUARANTINED: e.g. addressed to
+an agency that did not refer) on the LA's receipts topic, which :meth:`ReferralResponder.
+receipts` reads.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from aiokafka import AIOKafkaProducer
+
+from sgx.errors import EnvelopeError
+from sgx.kafka.wiring import inbound_topic, kafka_errors, read_topic, receipts_topic
+from sgx.keys.identity import Identity
+from sgx.keys.trust import TrustDirectory
+from sgx.settings import KafkaSettings
+from sgx.wire import contract as c
+from sgx.wire.contract import Contract
+from sgx.wire.envelope import Opener, Purpose, Sealer
+from sgx.wire.referral_signature import sign_response
+
+
+class ReferralResponder:
+    """Sends one LA's signed responses to referrals and finds the gateway's receipts."""
+
+    def __init__(
+        self,
+        *,
+        identity: Identity,
+        trust: TrustDirectory,
+        contract: Contract,
+        producer: AIOKafkaProducer,
+        settings: KafkaSettings,
+    ) -> None:
+        self._identity = identity
+        self._contract = contract
+        self._producer = producer
+        self._settings = settings
+        self._sealer = Sealer(identity, trust, "gateway")
+        self._opener = Opener(identity, trust)
+
+    def signed(self, response: dict[str, Any]) -> dict[str, Any]:
+        """``response`` (a ReferralResponse of this LA) signed by the LA."""
+        return sign_response(self._identity, self._contract, response)
+
+    async def send(self, response: dict[str, Any]) -> None:
+        """Sign ``response`` and publish it for the gateway; returns once the broker has it
+        (TransportError if it cannot be reached)."""
+        plaintext = self._contract.encode(c.SIGNED_REFERRAL_RESPONSE, self.signed(response))
+        message_id = uuid.UUID(str(response["response_id"]))
+        value = self._sealer.seal(Purpose.NOTIFICATION, message_id, plaintext)
+        async with kafka_errors("publish a referral response"):
+            await (await self._producer.send(inbound_topic(self._identity.party_id), value))
+
+    async def receipts(self, response_ids: set[uuid.UUID]) -> dict[uuid.UUID, dict[str, Any]]:
+        """The gateway's receipts for these responses on the LA's receipts topic now (one
+        read to its end; a response not judged yet is not in the result)."""
+        found: dict[uuid.UUID, dict[str, Any]] = {}
+        topic = receipts_topic(self._identity.party_id)
+        for record in await read_topic(self._settings, topic):
+            try:
+                opened = self._opener.open(bytes(record.value or b""))
+            except EnvelopeError:
+                continue  # not for us to judge here; the gateway's records are authoritative
+            if opened.purpose is not Purpose.RECEIPTS or opened.sender.kind != "gateway":
+                continue
+            name, batch = self._contract.decode(opened.plaintext)
+            if name != c.RECEIPT_BATCH:
+                continue
+            for receipt in batch["receipts"]:
+                if receipt["message_id"] in response_ids:
+                    found.setdefault(receipt["message_id"], receipt)
+        return found

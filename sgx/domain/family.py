@@ -29,12 +29,13 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Any, TypeVar
 
-from sgx.domain.calendar import SEARCH_DAYS, SchoolCalendar
-from sgx.errors import ConfigError, ContractError
+from sgx.domain.calendar import SchoolCalendar
+from sgx.domain.working_days import working_days_after
+from sgx.errors import ContractError
 
 NAME_MAX = 200
 TEXT_MAX = 1000
@@ -207,37 +208,8 @@ def decision_from(
 
 
 # -- when a decision not yet recorded is overdue ------------------------------------------
-_WEEKEND = frozenset({5, 6})
-_DAY = timedelta(days=1)
-
-
-def is_working_day(calendar: SchoolCalendar, day: date) -> bool:
-    """A weekday that is not a bank holiday (a school's own closures are not the LA's)."""
-    if day.weekday() in _WEEKEND:
-        return False
-    return calendar.bank_holidays is None or day not in calendar.bank_holidays
-
-
-def _next_working_day(calendar: SchoolCalendar, day: date) -> date:
-    for _ in range(SEARCH_DAYS):
-        day += _DAY
-        if is_working_day(calendar, day):
-            return day
-    raise ConfigError(f"the calendar has no working day within {SEARCH_DAYS} days")
-
-
 def decision_due(calendar: SchoolCalendar, disclosed_at: datetime, days: int) -> datetime:
     """When the decision on a disclosure made at ``disclosed_at`` is overdue: the same
     clock time ``days`` working days on (a disclosure outside a working day counts from
-    the start of the next one), in UTC."""
-    if disclosed_at.tzinfo is None:
-        raise ValueError("decision_due needs an aware datetime")
-    if days < 0:
-        raise ValueError(f"days must not be negative: {days}")
-    local = disclosed_at.astimezone(calendar.zone)
-    day, clock = local.date(), local.time().replace(tzinfo=None)
-    if not is_working_day(calendar, day):
-        day, clock = _next_working_day(calendar, day), time(0, 0)
-    for _ in range(days):
-        day = _next_working_day(calendar, day)
-    return datetime.combine(day, clock, tzinfo=calendar.zone).astimezone(UTC)
+    the start of the next one), in UTC (:func:`sgx.domain.working_days.working_days_after`)."""
+    return working_days_after(calendar, disclosed_at, days)

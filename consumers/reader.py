@@ -141,9 +141,15 @@ def detail(view: QueueView) -> str:
         lines.append(f"  historical information; relevant because: {a['historical_relevance']}")
     if a.get("child_views"):
         lines.append(f"  child's views: {compact(a['child_views'])}")
-    for key in ("attendance", "health", "police"):
+    for key in ("attendance", "health", "police", "referral"):
         if key in n:
             lines.append(f"  {key}: {compact(n[key])}")
+    if d.get("referral_due"):
+        due = d["referral_due"]
+        lines.append(
+            f"  acknowledge by {due['acknowledge_by']:%Y-%m-%d %H:%M} UTC; decide by "
+            f"{due['decide_by']:%Y-%m-%d %H:%M} UTC"
+        )
     reason = f" — without consent: {s['no_consent_reason']}" if s.get("no_consent_reason") else ""
     lines.append(
         f"  consent {s['consent']}; lawful basis {s['lawful_basis']} ({s['legal_gateway']}){reason}"

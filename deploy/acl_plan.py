@@ -70,6 +70,7 @@ from sgx.kafka.wiring import (
     open_cases_group,
     receipts_group,
 )
+from sgx.keys.kinds import AGENCY_KINDS, AgencyKind
 from sgx.keys.trust import GSS_CODE
 from sgx.wire.schema_registry import TOPIC as SCHEMAS_TOPIC
 
@@ -92,14 +93,14 @@ DELIVERY_PARTITIONS = 3  # as KafkaSettings.delivery_partitions
 DELIVERY_KINDS = frozenset({"local_authority", "school", "police"})
 RECEIPTS_PARTITIONS = 1
 
-Kind = Literal["school", "health", "police", "local_authority"]
+Kind = AgencyKind  # every agency kind of the trust directory (sgx.keys.kinds)
 Operation = Literal["Read", "Write", "Describe"]
 ResourceType = Literal["topic", "group"]
 Pattern = Literal["literal", "prefixed"]
 
 # A party id names topics, SCRAM users and Kubernetes objects: the narrowest of the three.
 _PARTY_ID = re.compile(r"^[a-z0-9]([a-z0-9-]{0,48}[a-z0-9])?$")
-_KINDS: tuple[Kind, ...] = ("school", "health", "police", "local_authority")
+_KINDS: tuple[Kind, ...] = AGENCY_KINDS
 
 
 _GSS_CODE = re.compile(GSS_CODE)

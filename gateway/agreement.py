@@ -7,6 +7,10 @@ gateway at start-up instead of silently sharing too much.
 Minimisation nulls every nullable field a role may not see. The author, the child's
 identity and the sharing basis always travel; non-nullable fields are mandatory in the
 contract and so always travel too.
+
+``[referrals]`` says within how many working days the receiving LA acknowledges a referral
+and decides its response (:class:`ReferralTimes`; Working Together's one working day each
+when the agreement is silent).
 """
 
 from __future__ import annotations
@@ -18,11 +22,11 @@ from pathlib import Path
 from typing import Any
 
 from sgx.errors import ConfigError
+from sgx.keys.kinds import AGENCY_KINDS
 from sgx.wire.contract import FULL_NAMES, SHORT_NAMES, Contract
 
 ROLES = ("social_worker", "supervisor", "mash_duty", "onward", "key_adult")
 ALWAYS_VISIBLE = ("notification_id", "author", "child", "sharing")
-AGENCY_KINDS = ("school", "health", "police", "local_authority")
 
 
 def _covered(path: str, entries: Iterable[str]) -> bool:
@@ -77,6 +81,17 @@ def _null_path(record: dict[str, Any], parts: list[str]) -> bool:
     return removed
 
 
+MAX_WORKING_DAYS = 20  # a longer time to answer a referral is a typo, not an agreement
+
+
+@dataclass(frozen=True, slots=True)
+class ReferralTimes:
+    """Within how many working days an LA acknowledges a referral and decides on it."""
+
+    acknowledge: int = 1
+    decide: int = 1
+
+
 @dataclass(frozen=True, slots=True)
 class Agreement:
     """A loaded, contract-checked information-sharing agreement."""
@@ -84,6 +99,7 @@ class Agreement:
     senders: Mapping[str, frozenset[str]]
     withheld: Mapping[tuple[str, str], tuple[str, ...]]
     source: str
+    referral_times: ReferralTimes = ReferralTimes()
 
     @classmethod
     def load(cls, path: Path, contract: Contract) -> Agreement:
@@ -101,6 +117,7 @@ class Agreement:
             senders=_senders(data.get("senders"), source),
             withheld=_roles(data.get("roles"), contract, source),
             source=source,
+            referral_times=_referral_times(data.get("referrals", {}), source),
         )
 
     def may_send(self, agency_kind: str, type_name: str) -> bool:
@@ -132,6 +149,34 @@ def _senders(section: Any, source: str) -> dict[str, frozenset[str]]:
             raise ConfigError(f"{where}: must be a list of notification types")
         senders[kind] = frozenset(_full_name(str(t), where) for t in types)
     return senders
+
+
+def _referral_times(section: Any, source: str) -> ReferralTimes:
+    where = f"{source}: referrals"
+    if not isinstance(section, dict):
+        raise ConfigError(f"{where}: must be a table")
+    keys = {
+        "acknowledge_within_working_days": "acknowledge",
+        "decide_within_working_days": "decide",
+    }
+    unknown = sorted(set(section) - set(keys))
+    if unknown:
+        raise ConfigError(f"{where}: unknown key(s) {unknown} (known: {', '.join(keys)})")
+    days = {}
+    for key, name in keys.items():
+        value = section.get(key, 1)
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{where}.{key}: must be a whole number of working days")
+        if not 1 <= value <= MAX_WORKING_DAYS:
+            raise ConfigError(f"{where}.{key}: must be from 1 to {MAX_WORKING_DAYS} working days")
+        days[name] = value
+    times = ReferralTimes(**days)
+    if times.decide < times.acknowledge:
+        raise ConfigError(
+            f"{where}.decide_within_working_days: is sooner than the acknowledgement; a "
+            "decision acknowledges the referral too"
+        )
+    return times
 
 
 def _roles(section: Any, contract: Contract, source: str) -> dict[tuple[str, str], tuple[str, ...]]:

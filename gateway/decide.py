@@ -38,6 +38,7 @@ from gateway.notifications import NotificationJudge
 from gateway.partnership import Partnership
 from gateway.protocol import DisclosureRequestJudge
 from gateway.records import Judged
+from gateway.referrals import ReferralClock
 from gateway.requests import DisclosureRequests
 from gateway.routing import Router
 from gateway.shares import ShareJudge
@@ -75,6 +76,7 @@ class Judge:
         trust: TrustDirectory,
         requests: DisclosureRequests,
         consents: ConsentBook,
+        referrals: ReferralClock | None = None,
     ) -> None:
         self._opener = opener
         self._contract = contract
@@ -86,6 +88,7 @@ class Judge:
             pseudonyms=pseudonyms,
             trust=trust,
             requests=requests,
+            referrals=referrals,
         )
         self._requests = DisclosureRequestJudge(
             pseudonyms=pseudonyms, trust=trust, requests=requests

@@ -9,7 +9,8 @@ receipt says how many receiving LAs refused, never which LA holds the child.
 An Operation Encompass police notification naming a school also goes to that school's key
 adult (``key-adult:<school>``, role ``key_adult``), wherever the school is. A 2013 / 2024
 Protocol disclosure that answers a request goes back to the requesting LA only, and closes
-the request (:class:`~gateway.requests.DisclosureRequests`).
+the request (:class:`~gateway.requests.DisclosureRequests`). A referral is routed the same
+way, and each LA it reaches gets its deadlines (:class:`~gateway.referrals.ReferralClock`).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from typing import Any
 
 from gateway.decision import Decision, Quarantine, View, audit_entry, deliver, ledger_entry, receipt
 from gateway.partnership import Partnership
+from gateway.referrals import ReferralClock
 from gateway.requests import DisclosureRequests
 from gateway.restrictions import attach
 from gateway.routing import Route, Router
@@ -45,13 +47,17 @@ class NotificationJudge:
         pseudonyms: Pseudonymiser,
         trust: TrustDirectory,
         requests: DisclosureRequests,
+        referrals: ReferralClock | None = None,
     ) -> None:
+        """``referrals`` starts the clocks of the referrals delivered (none: not tracked,
+        as in a test of routing alone)."""
         self._contract = contract
         self._partnership = partnership
         self._router = router
         self._pseudonyms = pseudonyms
         self._trust = trust
         self._requests = requests
+        self._referrals = referrals
 
     async def judge(self, opened: Opened, name: str, record: dict[str, Any]) -> Decision:
         if record["notification_id"] != opened.message_id:
@@ -75,6 +81,8 @@ class NotificationJudge:
             else self._router.routes(opened.sender.id, nhs_key, upn_key, child.get("residence_la"))
         )
         refusals = [why for route in routes if (why := self._to_la(decision, view, route))]
+        if name == c.REFERRAL and self._referrals is not None:
+            await self._referrals.routed(view, decision.deliveries)
         if name == c.POLICE_NOTIFICATION:
             note = self._police(decision, view) or note
         return self._settled(decision, view, len(routes), refusals, note)

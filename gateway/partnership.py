@@ -8,6 +8,8 @@ information-sharing agreement differs, that LA's own entries::
     police = ["police_notification"]
     [authorities.la-islington.roles.supervisor]   # replaces these types' field lists
     health_update = ["assessment.professional_opinion"]
+    [authorities.la-islington.referrals]          # replaces these referral times
+    decide_within_working_days = 2
 
 Whatever an LA does not say is the partnership's. The gateway minimises each delivery by
 the receiving LA's agreement, so one notification can reach two LAs differently minimised.
@@ -99,10 +101,16 @@ def _is_party(trust: TrustDirectory, party_id: str) -> bool:
 
 def _merged(base: Mapping[str, Any], own: Mapping[str, Any], where: str) -> dict[str, Any]:
     """The partnership's agreement with ``own``'s senders and field lists put over it."""
-    unknown = set(own) - {"senders", "roles"}
+    unknown = set(own) - {"senders", "roles", "referrals"}
     if unknown:
-        raise ConfigError(f"{where}: unknown key(s) {sorted(unknown)} (known: senders, roles)")
+        known = "senders, roles, referrals"
+        raise ConfigError(f"{where}: unknown key(s) {sorted(unknown)} (known: {known})")
     merged = dict(base)
+    if "referrals" in own:
+        merged["referrals"] = {
+            **_table(base.get("referrals", {}), where),
+            **_table(own["referrals"], where),
+        }
     if "senders" in own:
         merged["senders"] = {**_table(base.get("senders"), where), **_table(own["senders"], where)}
     roles = {role: dict(types) for role, types in _table(base.get("roles"), where).items()}

@@ -15,8 +15,9 @@ from collections.abc import Iterable
 from typing import Any
 
 from sgx.domain.restrictions import TEXT
+from sgx.keys.kinds import PARTNER_KINDS
 
-THIRD_PARTY_KINDS = frozenset({"school", "health", "police"})
+THIRD_PARTY_KINDS = PARTNER_KINDS  # every agency but a local authority
 
 
 def defaults(sender_kind: str) -> tuple[str, ...]:

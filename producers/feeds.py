@@ -1,4 +1,4 @@
-"""What the agency feeds (school, health, police) share.
+"""What the agency feeds (school, health, police, the referral form) share.
 
 * :data:`Submit`: the callable a feed hands each record to (the agency's outbox ``add``;
   :meth:`producers.publisher.Publisher.publish` in tests).
@@ -16,6 +16,7 @@ from typing import Any, Literal
 
 __all__ = [
     "AuthorRestriction",
+    "ConcernCategory",
     "ConsentStatus",
     "IdentifierAbsentReason",
     "LawfulBasis",
@@ -41,6 +42,13 @@ IdentifierAbsentReason = Literal["NOT_KNOWN", "UNREASONABLE_DELAY", "NOT_ISSUED"
 RecipientCategory = Literal[
     "LA_SOCIAL_CARE", "PARENT_OR_CARER", "OTHER_PROFESSIONAL", "CARE_PROCEEDINGS"
 ]
+ConcernCategory = Literal[
+    "PHYSICAL_ABUSE", "EMOTIONAL_ABUSE", "SEXUAL_ABUSE", "NEGLECT", "DOMESTIC_ABUSE",
+    "CHILD_CRIMINAL_EXPLOITATION", "CHILD_SEXUAL_EXPLOITATION", "MISSING", "SELF_HARM",
+    "MENTAL_HEALTH", "PARENTAL_MENTAL_HEALTH", "PARENTAL_SUBSTANCE_MISUSE", "ONLINE_HARM",
+    "RADICALISATION", "FEMALE_GENITAL_MUTILATION", "HOUSING", "YOUNG_CARER", "DISABILITY",
+    "OTHER",
+]  # fmt: skip
 # The RestrictionCode symbols an author may set; the gateway attaches the other two.
 AuthorRestriction = Literal["NO_ONWARD_SHARING", "NOT_TO_PARENTS", "NOT_TO_OTHER_AGENCIES"]
 

@@ -10,6 +10,7 @@ in ``safeguard/cli_*.py`` are registered at the end of this module::
     safeguard producer school ingest FILE | watch DIR   attendance exports (cli_school)
     safeguard producer health ingest FILE               FHIR R4 bundles (cli_health)
     safeguard producer police encompass FILE | disclosure FILE    force exports (cli_police)
+    safeguard producer referral send FILE | list | show ID   referrals and outcomes (cli_referral)
     safeguard push token | revoke | serve | openapi     the HTTP push endpoint (cli_push)
     safeguard inbox serve | user add | client add | openapi   an LA's inbox (cli_inbox)
     safeguard family outstanding | record | history | summary  families informed (cli_family)
@@ -54,6 +55,7 @@ from safeguard.cli_police import police, police_feed
 from safeguard.cli_producer import producer
 from safeguard.cli_push import push
 from safeguard.cli_quarantine import quarantine
+from safeguard.cli_referral import referral
 from safeguard.cli_schemas import schemas
 from safeguard.cli_school import school
 from safeguard.families import families
@@ -476,6 +478,7 @@ async def demo(keep: Path | None, inbox_port: int | None) -> None:
 producer.add_command(school)
 producer.add_command(health)
 producer.add_command(police_feed)
+producer.add_command(referral)  # `producer referral send|list|show`: as referrer
 producer.add_command(producer_consent)  # `producer consent list|grant|refuse`: as author
 main.add_command(producer)
 # `safeguard consent ask|status`: an LA asks an item's author for consent to share it.

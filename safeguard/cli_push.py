@@ -52,11 +52,12 @@ from safeguard.monitoring import producer_monitoring
 from safeguard.outbox_wiring import outbox_services
 from safeguard.runtime import Runtime, serving_metrics
 from sgx.errors import ConfigError, UnknownSender
+from sgx.keys.kinds import AGENCY_KINDS
 
 log = logging.getLogger(__name__)
 
 START_LIMIT_S = 10.0
-PUSHING_KINDS = frozenset({"school", "health", "police", "local_authority"})
+PUSHING_KINDS = frozenset(AGENCY_KINDS)
 
 
 def _check_agency(rt: Runtime, agency: str) -> None:

@@ -2,6 +2,9 @@
 
 Camden and Islington each run their own front door (MASH) and each have a primary school;
 the Royal Free's A&E and the Metropolitan Police serve both boroughs, as they do in life.
+A GP practice, a community health service (health visiting and school nursing) and a
+voluntary organisation refer children to the front door (their referrals follow the child
+like any notification) and hear back the LA's acknowledgement and decision.
 A notification follows the child: to the LA (or LAs) holding the child's case, else to the
 MASH of the LA the child lives in, else to the sender's default LA under the agreement.
 """
@@ -18,6 +21,9 @@ SCHOOL = "school-hillside"
 OTHER_SCHOOL = "school-canonbury"
 HEALTH = "nhs-royal-free"
 POLICE = "met-police"
+GP = "gp-hillside"
+COMMUNITY_HEALTH = "whittington-health"
+VOLUNTARY = "family-action-camden"
 BOTH = (LA, OTHER_LA)
 
 DEMO_PARTIES = (
@@ -30,4 +36,12 @@ DEMO_PARTIES = (
     PartySpec(OTHER_SCHOOL, "school", "Canonbury Primary School", (OTHER_LA,)),
     PartySpec(HEALTH, "health", "Royal Free London NHS Foundation Trust", BOTH),
     PartySpec(POLICE, "police", "Metropolitan Police Service", BOTH),
+    PartySpec(GP, "gp_practice", "Hillside Medical Practice", (LA,)),
+    PartySpec(
+        COMMUNITY_HEALTH,
+        "community_health",
+        "Whittington Health 0-19 Service (health visiting and school nursing)",
+        (OTHER_LA,),
+    ),
+    PartySpec(VOLUNTARY, "voluntary", "Family Action Camden", (LA,)),
 )

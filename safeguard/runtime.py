@@ -33,11 +33,14 @@ from gateway.consent_book import ConsentBook
 from gateway.decide import Judge
 from gateway.monitor import gateway_monitors
 from gateway.partnership import Partnership
+from gateway.referral_book import ReferralBook
+from gateway.referrals import ReferralClock
 from gateway.requests import SQLITE_FILE as REQUESTS_FILE
 from gateway.requests import DisclosureRequests
 from gateway.service import ChainClaims, Gateway, group_topics
 from gateway.store import GatewayStore
 from producers.publisher import Publisher
+from sgx.domain.calendar import CalendarSettings
 from sgx.errors import ConfigError
 from sgx.kafka import schema_topic
 from sgx.kafka.wiring import (
@@ -241,6 +244,11 @@ async def run_gateway(
             trust=trust,
             requests=requests,
             consents=consents,
+            referrals=ReferralClock(
+                partnership=partnership,
+                calendar=CalendarSettings().calendar(),
+                book=ReferralBook(requests.engine, schema=requests.schema),
+            ),
         )
         await stack.enter_async_context(watching_trust(rt, trust, [identity], registry))
         metrics = GatewayMetrics(registry)

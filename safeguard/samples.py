@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
-from safeguard.parties import DEMO_PARTIES, HEALTH, LA, POLICE, SCHOOL
+from safeguard.parties import DEMO_PARTIES, GP, HEALTH, LA, POLICE, SCHOOL
 from sgx.wire.ids import new_id
 
 AGENCY_NAMES = {party.id: party.name for party in DEMO_PARTIES}
@@ -186,6 +186,47 @@ def police_notification(the_child: dict[str, Any], **overrides: Any) -> dict[str
         },
         "disclosure": None,
         "offence_details": "Adult male arrested for assault occasioning ABH.",
+    }
+    record.update(overrides)
+    return record
+
+
+def referral(the_child: dict[str, Any], agency: str = GP, **overrides: Any) -> dict[str, Any]:
+    """A referral to children's social care (from a GP practice unless ``agency``)."""
+    record = _common(
+        agency,
+        ("Dr Priya Nair", "GP partner and practice safeguarding lead"),
+        the_child,
+        "Missed her 12-month and 2-year immunisations and two booked reviews; weight below"
+        " the 2nd centile at today's appointment; untreated nappy rash with broken skin.",
+        urgency="PRIORITY",
+    )
+    record["sharing"] = _sharing(consent="GIVEN", no_consent_reason=None)
+    record["assessment"].update(
+        professional_opinion="Faltering growth with missed care: her needs are not being met.",
+        risk_level="HIGH",
+        support_offered="Weekly weight checks with the practice nurse.",
+    )
+    record["referral"] = {
+        "concerns": ["NEGLECT"],
+        "how_it_arose": "Seen today with her mother, who attended for her own appointment.",
+        "child_needs": "Faltering growth; immunisations overdue.",
+        "parenting_capacity": "Mother says she is struggling to cope since her partner returned.",
+        "family_and_environment": "Lives with mother and mother's partner in a one-bedroom flat.",
+        "household": [
+            {
+                "name": "Lara Example",
+                "relationship": "mother",
+                "date_of_birth": None,
+                "lives_with_child": True,
+            },
+        ],
+        "parents_told": True,
+        "parents_not_told_reason": None,
+        "parents_views": "Mother agreed help would be welcome.",
+        "others_informed": ["Health visitor, 0-19 team"],
+        "discussed_with": "Dr Sam Okafor, named GP for safeguarding",
+        "referrer_reference": "HMP-SG-2026-118",
     }
     record.update(overrides)
     return record

@@ -15,6 +15,7 @@ from consumers.queue import QueueStore
 from gateway.allocations import AllocationDirectory
 from gateway.checkpoints import Checkpoints
 from gateway.consent_book import ConsentBook
+from gateway.referral_book import ReferralBook
 from gateway.requests import DisclosureRequests
 from gateway.store import GatewayStore
 from producers.consent_requests import ConsentRequests
@@ -39,6 +40,11 @@ def _gateway(engine: AsyncEngine, m: MetaData) -> None:
     _copy(ConsentBook(engine, schema=m.schema)._metadata, m)
 
 
+def _requests(engine: AsyncEngine, m: MetaData) -> None:
+    DisclosureRequests(engine, m)
+    _copy(ReferralBook(engine, schema=m.schema).metadata, m)
+
+
 def _outbox(engine: AsyncEngine, m: MetaData) -> None:
     OutboxStore(engine, m)
     _copy(ConsentRequests(engine, schema=m.schema)._metadata, m)
@@ -52,7 +58,7 @@ def _queue(engine: AsyncEngine, m: MetaData) -> None:
 
 TABLES: dict[str, Callable[[AsyncEngine, MetaData], object]] = {
     "gateway": _gateway,
-    "requests": DisclosureRequests,
+    "requests": _requests,
     "queue": _queue,
     "outbox": _outbox,
     "open_cases": OpenCaseStore,

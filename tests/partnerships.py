@@ -31,7 +31,17 @@ KINDS: dict[str, tuple[PartyKind, str]] = {
     "school": ("school", c.ATTENDANCE_UPDATE),
     "health": ("health", c.HEALTH_UPDATE),
     "police": ("police", c.POLICE_NOTIFICATION),
+    # agencies that only refer (any agency may refer too: Notify.refer)
+    "gp_practice": ("gp_practice", c.REFERRAL),
+    "community_health": ("community_health", c.REFERRAL),
+    "youth_justice": ("youth_justice", c.REFERRAL),
+    "probation": ("probation", c.REFERRAL),
+    "early_years": ("early_years", c.REFERRAL),
+    "voluntary": ("voluntary", c.REFERRAL),
+    "housing": ("housing", c.REFERRAL),
 }
+
+FEEDS = ("school", "health", "police")
 
 
 def la_id(i: int) -> str:
@@ -109,6 +119,10 @@ class Notify:
     child: int
     residence: int | str | None  # an LA index, OUTSIDE_GSS, or not stated
     names: Naming = ALL
+    refer: bool = False  # a referral, whatever the agency's own type
+
+    def is_referral(self, spec: Spec) -> bool:
+        return self.refer or KINDS[spec.agencies[self.agency].kind][1] == c.REFERRAL
 
 
 Step = Allocate | Close | Intrude | Notify
@@ -164,11 +178,12 @@ class Spec:
             the_child["residence_la"] = gss(step.residence)
         elif isinstance(step.residence, str):
             the_child["residence_la"] = step.residence
-        _kind, name = KINDS[agency.kind]
+        name = c.REFERRAL if step.is_referral(self) else KINDS[agency.kind][1]
         build = {
             c.ATTENDANCE_UPDATE: samples.attendance_update,
             c.HEALTH_UPDATE: samples.health_update,
             c.POLICE_NOTIFICATION: samples.police_notification,
+            c.REFERRAL: samples.referral,
         }[name]
         record = build(the_child)
         record["author"] = {**record["author"], "agency_id": agency.id, "agency_name": agency.id}
@@ -308,7 +323,8 @@ def check_routed(model: Model, step: Notify, received: Iterable[tuple[str, str, 
 def agencies(draw: st.DrawFn, las: int, count: int) -> tuple[Agency, ...]:
     found = []
     for i in range(count):
-        kind = draw(st.sampled_from(sorted(KINDS)))
+        # the feeds' kinds as often as every kind together (most of which only refer)
+        kind = draw(st.one_of(st.sampled_from(FEEDS), st.sampled_from(sorted(KINDS))))
         any_la = draw(st.booleans()) if kind != "school" else False
         serves = None if any_la else tuple(
             sorted(draw(st.sets(st.integers(0, las - 1), min_size=1, max_size=las)))
@@ -317,7 +333,7 @@ def agencies(draw: st.DrawFn, las: int, count: int) -> tuple[Agency, ...]:
         defaults: tuple[int, ...] = ()
         if len(served) > 1:
             defaults = tuple(sorted(draw(st.sets(st.sampled_from(served), min_size=1))))
-        found.append(Agency(f"ag-{i}-{kind}", kind, serves, defaults))
+        found.append(Agency(f"ag-{i}-{kind.replace('_', '-')}", kind, serves, defaults))
     return tuple(found)
 
 
@@ -373,7 +389,8 @@ def steps(
     if kind == "intrude":
         sender = draw(any_la.filter(lambda sender: sender != la))
         return Intrude(sender, la, child, names)
-    return Notify(draw(st.integers(0, agencies - 1)), child, draw(residence), names)
+    refer = draw(st.integers(0, 3)) == 0  # now and then a referral, from any kind of agency
+    return Notify(draw(st.integers(0, agencies - 1)), child, draw(residence), names, refer)
 
 
 @st.composite

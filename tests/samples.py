@@ -199,3 +199,37 @@ def police_notification(
     }
     record["sharing"]["no_consent_reason"] = "PREJUDICE_CRIMINAL_INVESTIGATION"
     return _apply(record, overrides)
+
+
+def referral(
+    *, nhs_number: str | None = NHS_NUMBER, upn: str | None = None, **overrides: Any
+) -> dict[str, Any]:
+    """A GP practice's referral to children's social care about a child no LA may hold."""
+    gp = author(
+        "gp-hillside", "Hillside Medical Practice", "Dr P Nair", "Practice safeguarding lead"
+    )
+    record = _common(gp, nhs_number, upn) | {
+        "assessment": assessment("Weight below the 2nd centile; two reviews missed.", "HIGH"),
+        "referral": {
+            "concerns": ["NEGLECT"],
+            "how_it_arose": "Seen at the practice with her mother.",
+            "child_needs": "Faltering growth.",
+            "parenting_capacity": None,
+            "family_and_environment": None,
+            "household": [
+                {
+                    "name": "Lara Example",
+                    "relationship": "mother",
+                    "date_of_birth": dt.date(2001, 6, 30),
+                    "lives_with_child": True,
+                },
+            ],
+            "parents_told": True,
+            "parents_not_told_reason": None,
+            "parents_views": None,
+            "others_informed": [],
+            "discussed_with": None,
+            "referrer_reference": "HMP-1",
+        },
+    }
+    return _apply(record, overrides)

@@ -191,7 +191,9 @@ def item_page(view: QueueView) -> ItemPage:
     if s.get("no_consent_reason"):
         consent.append(Part("shared without consent because", words(s["no_consent_reason"])))
     details = [
-        (key.capitalize(), _parts(n[key])) for key in ("attendance", "health", "police") if key in n
+        (key.capitalize(), _parts(n[key]))
+        for key in ("attendance", "health", "police", "referral")
+        if key in n
     ]
     return ItemPage(
         view=view,

@@ -42,3 +42,6 @@ store sgx_school_hillside  # school-hillside
 store sgx_school_canonbury  # school-canonbury
 store sgx_nhs_royal_free  # nhs-royal-free
 store sgx_met_police  # met-police
+store sgx_gp_hillside  # gp-hillside
+store sgx_whittington_health  # whittington-health
+store sgx_family_action_camden  # family-action-camden

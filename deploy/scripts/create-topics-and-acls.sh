@@ -57,6 +57,12 @@ topic sgx.receipts.nhs-royal-free 1 3
 topic sgx.inbound.met-police 3 3
 topic sgx.receipts.met-police 1 3
 topic sgx.delivery.met-police 3 3
+topic sgx.inbound.gp-hillside 3 3
+topic sgx.receipts.gp-hillside 1 3
+topic sgx.inbound.whittington-health 3 3
+topic sgx.receipts.whittington-health 1 3
+topic sgx.inbound.family-action-camden 3 3
+topic sgx.receipts.family-action-camden 1 3
 
 # principals
 user sgx-gateway
@@ -71,6 +77,9 @@ user sgx-consumer-school-canonbury
 user nhs-royal-free
 user met-police
 user sgx-consumer-met-police
+user gp-hillside
+user whittington-health
+user family-action-camden
 
 # allow-ACLs (no ACL, no access: allow.everyone.if.no.acl.found=false)
 acl sgx-gateway Read topic prefixed sgx.inbound.
@@ -137,5 +146,20 @@ acl sgx-consumer-met-police Read topic literal sgx.delivery.met-police
 acl sgx-consumer-met-police Read group literal sgx-consumer-met-police
 acl sgx-consumer-met-police Describe topic prefixed sgx.
 acl sgx-consumer-met-police Read topic literal sgx.schemas
+acl gp-hillside Write topic literal sgx.inbound.gp-hillside
+acl gp-hillside Read topic literal sgx.receipts.gp-hillside
+acl gp-hillside Read group literal sgx-producer-gp-hillside
+acl gp-hillside Describe topic prefixed sgx.
+acl gp-hillside Read topic literal sgx.schemas
+acl whittington-health Write topic literal sgx.inbound.whittington-health
+acl whittington-health Read topic literal sgx.receipts.whittington-health
+acl whittington-health Read group literal sgx-producer-whittington-health
+acl whittington-health Describe topic prefixed sgx.
+acl whittington-health Read topic literal sgx.schemas
+acl family-action-camden Write topic literal sgx.inbound.family-action-camden
+acl family-action-camden Read topic literal sgx.receipts.family-action-camden
+acl family-action-camden Read group literal sgx-producer-family-action-camden
+acl family-action-camden Describe topic prefixed sgx.
+acl family-action-camden Read topic literal sgx.schemas
 
 echo "topics, users and ACLs applied"

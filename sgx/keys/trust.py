@@ -46,11 +46,10 @@ from pydantic import (
 
 from sgx.errors import ConfigError, UnknownKey, UnknownSender
 from sgx.keys.files import validation_error
+from sgx.keys.kinds import PartyKind as PartyKind  # re-exported: the kinds live there
 
 if TYPE_CHECKING:
     pass
-
-PartyKind = Literal["school", "health", "police", "local_authority", "gateway"]
 
 DIRECTORY_FILE = "directory.json"
 SIGNING_PEM_SUFFIX = ".signing.pem"

@@ -43,6 +43,7 @@ FULL = frozenset(
         _NS + "AttendanceUpdate",
         _NS + "HealthUpdate",
         _NS + "PoliceNotification",
+        _NS + "Referral",
         _NS + "DisclosureRequest",
         _NS + "Delivery",
         _NS + "ReceiptBatch",

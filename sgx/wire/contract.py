@@ -34,6 +34,7 @@ from sgx.wire.validation import (
     CONSENT_REQUEST,
     HEALTH_UPDATE,
     POLICE_NOTIFICATION,
+    REFERRAL,
     RULES,
     compile_structure,
 )
@@ -54,6 +55,7 @@ __all__ = [
     "OPEN_CASE_LIST",
     "POLICE_NOTIFICATION",
     "RECEIPT_BATCH",
+    "REFERRAL",
     "SHARE_DECISION",
     "SHARE_REQUEST",
     "SHORT_NAMES",
@@ -73,11 +75,12 @@ CONSENT_OUTCOME = _NS + "ConsentOutcome"  # the gateway's word to the asking LA
 ENVELOPE = _NS + "wire.Envelope"
 ENVELOPE_HEADER = _NS + "wire.EnvelopeHeader"
 
-NOTIFICATION_TYPES = frozenset({ATTENDANCE_UPDATE, HEALTH_UPDATE, POLICE_NOTIFICATION})
+NOTIFICATION_TYPES = frozenset({ATTENDANCE_UPDATE, HEALTH_UPDATE, POLICE_NOTIFICATION, REFERRAL})
 SHORT_NAMES: dict[str, str] = {
     ATTENDANCE_UPDATE: "attendance_update",
     HEALTH_UPDATE: "health_update",
     POLICE_NOTIFICATION: "police_notification",
+    REFERRAL: "referral",
 }
 FULL_NAMES: dict[str, str] = {short: full for full, short in SHORT_NAMES.items()}
 

@@ -36,6 +36,7 @@ POLICE_NOTIFICATION = _NS + "PoliceNotification"
 DISCLOSURE_REQUEST = _NS + "DisclosureRequest"
 CONSENT_REQUEST = _NS + "ConsentRequest"
 CONSENT_ANSWER = _NS + "ConsentAnswer"
+REFERRAL = _NS + "Referral"
 
 
 def _text(record: Mapping[str, Any], key: str) -> bool:
@@ -165,10 +166,46 @@ def _check_absence_flags(
             )
 
 
+def _check_referral(record: Mapping[str, Any], schema: str) -> None:
+    """A referral says how to reach the referrer again, what it is about and how it arose,
+    and, when the parents were not told of it, why (Camden's and Working Together's
+    exceptions: the statutory reasons for sharing without consent)."""
+    if not _text(record["author"], "contact"):
+        raise ContractError(
+            "author.contact",
+            "is required in a referral: how the local authority can reach the referrer again",
+            schema=schema,
+        )
+    details = record["referral"]
+    if not details["concerns"]:
+        raise ContractError("referral.concerns", "must name at least one concern", schema=schema)
+    if not _text(details, "how_it_arose"):
+        raise ContractError("referral.how_it_arose", "must not be empty", schema=schema)
+    told, reason = details["parents_told"], details.get("parents_not_told_reason")
+    if not told and reason is None:
+        raise ContractError(
+            "referral.parents_not_told_reason",
+            "is required when parents_told is false: say why the parents were not told",
+            schema=schema,
+        )
+    if told and reason is not None:
+        raise ContractError(
+            "referral.parents_not_told_reason",
+            "is for parents who were not told, but parents_told is true",
+            schema=schema,
+        )
+    for i, member in enumerate(details.get("household") or ()):
+        for key in ("name", "relationship"):
+            if not _text(member, key):
+                path = f"referral.household[{i}].{key}"
+                raise ContractError(path, "must not be empty", schema=schema)
+
+
 _TYPE_RULES: dict[str, Callable[[Mapping[str, Any], str], None]] = {
     ATTENDANCE_UPDATE: _check_attendance,
     HEALTH_UPDATE: lambda record, schema: None,
     POLICE_NOTIFICATION: _check_police,
+    REFERRAL: _check_referral,
 }
 
 NOTIFICATION_RULE_TYPES = frozenset(_TYPE_RULES)

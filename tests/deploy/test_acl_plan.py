@@ -310,6 +310,9 @@ def test_the_committed_partnership_spans_two_local_authorities() -> None:
         "school-canonbury": ("la-islington",),
         "nhs-royal-free": ("la-camden", "la-islington"),
         "met-police": ("la-camden", "la-islington"),
+        "gp-hillside": ("la-camden",),  # referrers: a GP practice, health visiting, a charity
+        "whittington-health": ("la-islington",),
+        "family-action-camden": ("la-camden",),
     }
     principals = plan(parties.values()).principals
     assert {consumer_principal(la) for la in las} <= set(principals)

@@ -97,7 +97,7 @@ def test_default_las_name_every_agency_and_satisfy_the_gateway(tmp_path: Path) -
     # The repository's partnership-wide agreement, without Islington's own entries.
     data = tomllib.loads(text)
     assert "authorities" not in data
-    assert data["senders"]["school"] == ["attendance_update"]
+    assert data["senders"]["school"] == ["attendance_update", "referral"]
     with pytest.raises(ConfigError, match="serves"):
         _partnership(plan, trust, agreement_text({}))
 

@@ -46,6 +46,7 @@ BUILDERS: dict[str, Builder] = {
     c.ATTENDANCE_UPDATE: samples.attendance_update,
     c.HEALTH_UPDATE: samples.health_update,
     c.POLICE_NOTIFICATION: samples.police_notification,
+    c.REFERRAL: samples.referral,
 }
 
 

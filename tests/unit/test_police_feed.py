@@ -423,6 +423,7 @@ def test_the_gateway_decoding_a_request_applies_the_same_rules() -> None:
         (feeds.LawfulBasis, "LawfulBasis", set()),
         (feeds.NoConsentReason, "NoConsentReason", set()),
         (feeds.IdentifierAbsentReason, "IdentifierAbsentReason", set()),
+        (feeds.ConcernCategory, "ConcernCategory", set()),  # the referral form's
         (
             feeds.AuthorRestriction,
             "RestrictionCode",

@@ -44,6 +44,7 @@ SAMPLES: dict[str, Callable[[], dict[str, Any]]] = {
     c.ATTENDANCE_UPDATE: lambda: samples.attendance_update(copy.deepcopy(CHILD)),
     c.HEALTH_UPDATE: lambda: samples.health_update(copy.deepcopy(CHILD)),
     c.POLICE_NOTIFICATION: lambda: samples.police_notification(copy.deepcopy(CHILD)),
+    c.REFERRAL: lambda: samples.referral(copy.deepcopy(CHILD)),
 }
 ATTENDANCE_URL = "/v1/notifications/attendance_update"
 PERSONAL = (CHILD["given_name"], CHILD["family_name"], CHILD["nhs_number"], CHILD["upn"])

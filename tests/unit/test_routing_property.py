@@ -10,7 +10,10 @@ another's UPN), and the model follows the rule for an LA's cases (docs/design.md
 receive a child their LA does not hold; a MASH receives only children open nowhere,
 resident in (or defaulted to) its LA; every addressee has its own audit record, written
 to the chain; each school's open-case list holds exactly the identifiers open in the LAs
-it serves. The end-to-end variant is in tests/integration/test_partnership_e2e.py.
+it serves. Referrals, from agencies that only refer and now and then from any agency, are
+routed by the same rule, and each LA a referral reaches (and no other) gets its deadlines
+and a clock naming the sender as the referrer. The end-to-end variant is in
+tests/integration/test_partnership_e2e.py.
 """
 
 from __future__ import annotations
@@ -36,8 +39,11 @@ from gateway.decide import Judge
 from gateway.decision import Decision
 from gateway.open_cases import lists_for
 from gateway.partnership import Partnership
+from gateway.referral_book import ReferralBook
+from gateway.referrals import ReferralClock
 from gateway.requests import DisclosureRequests
 from gateway.store import GatewayStore
+from sgx.domain.calendar import CalendarSettings
 from sgx.domain.identifiers import make_nhs_number, make_upn
 from sgx.kafka.quarantine import Source
 from sgx.kafka.wiring import allocations_topic, inbound_topic
@@ -49,6 +55,7 @@ from sgx.wire import contract as c
 from sgx.wire.contract import Contract, default_contract
 from sgx.wire.envelope import Opener, Purpose, Sealer
 from tests.partnerships import (
+    FEEDS,
     Agency,
     Allocate,
     Child,
@@ -154,6 +161,10 @@ class _Run:
         await self.feed.start()
         data = {**_agreement(), "default_las": self.spec.default_las()}
         partnership = Partnership.from_mapping(data, self.contract, self.trust, source="test")
+        self.referrals = ReferralBook(self.requests.engine)
+        clock = ReferralClock(
+            partnership=partnership, calendar=CalendarSettings().calendar(), book=self.referrals
+        )
         self.judge = Judge(
             opener=opener,
             contract=self.contract,
@@ -164,6 +175,7 @@ class _Run:
             trust=self.trust,
             requests=self.requests,
             consents=ConsentBook(self.store.engine),
+            referrals=clock,
         )
         return self
 
@@ -231,6 +243,8 @@ async def _play(spec: Spec, contract: Contract) -> None:
                     decision = await run.send(sender, Purpose.NOTIFICATION, name, record)
                     assert decision.outcome == "delivered", decision.receipt
                     check_routed(model, step, _received(decision))
+                    if name == c.REFERRAL:
+                        await _check_referral_clocks(run, sender, record, decision)
                     continue
                 sender, update = spec.update(step)
                 decision = await run.send(sender, Purpose.ALLOCATIONS, c.ALLOCATION_UPDATE, update)
@@ -247,6 +261,26 @@ async def _play(spec: Spec, contract: Contract) -> None:
                 else:
                     assert decision.outcome == "applied", (step, decision.receipt)
                     _check_open_case_lists(spec, model, run.open_case_lists)
+
+
+async def _check_referral_clocks(
+    run: _Run, sender: str, record: dict[str, Any], decision: Decision
+) -> None:
+    """A referral's every delivery carries its LA's deadlines, and each LA it reached (and
+    no other) has its clock started, naming the sender as the referrer: the one agency the
+    LA's answer may go back to."""
+    referral_id = str(record["notification_id"])
+    reached = {d.party for d in decision.deliveries}
+    for delivery in decision.deliveries:
+        due = delivery.record["referral_due"]
+        assert due["acknowledge_by"] <= due["decide_by"]
+        assert due["acknowledge_by"] > datetime.now(UTC)
+        row = await run.referrals.get(referral_id, delivery.party)
+        assert row is not None, (referral_id, delivery.party)
+        assert (row.referrer, row.acknowledge_due) == (sender, due["acknowledge_by"])
+    for la in range(run.spec.las):
+        if la_id(la) not in reached:
+            assert await run.referrals.get(referral_id, la_id(la)) is None
 
 
 def _check_open_case_lists(spec: Spec, model: Model, lists: dict[str, dict[str, Any]]) -> None:
@@ -381,12 +415,20 @@ def test_steps_cover_every_kind() -> None:
     found: set[type] = set()
     names: set[tuple[bool, bool, bool]] = set()
     refused = partial_closure = 0
+    referrals: set[bool] = (
+        set()
+    )  # by an agency with a feed of its own (True), or one only referring
 
     @settings(max_examples=300, deadline=None, derandomize=True)
     @given(specs())
     def collect(spec: Spec) -> None:
         nonlocal refused, partial_closure
         found.update(type(step) for step in spec.steps)
+        referrals.update(
+            spec.agencies[s.agency].kind in FEEDS
+            for s in spec.steps
+            if isinstance(s, Notify) and s.is_referral(spec)
+        )
         names.update((s.names.nhs, s.names.upn, s.names.upn_of is not None) for s in spec.steps)
         model = Model(spec)
         for step in spec.steps:
@@ -405,3 +447,4 @@ def test_steps_cover_every_kind() -> None:
                      (True, True, True)}  # fmt: skip
     assert refused, "no script puts two NHS numbers in one case"
     assert partial_closure, "no script closes a case naming part of it"
+    assert referrals == {True, False}, "referrals by a feed's agency and by a referrer alone"

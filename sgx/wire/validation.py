@@ -21,7 +21,7 @@ import functools
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from sgx.domain import consent
+from sgx.domain import consent, network_checks
 from sgx.domain.identifiers import check_gss_code, check_nhs_number, check_upn
 from sgx.domain.restrictions import FORBIDS
 from sgx.errors import ContractError
@@ -37,6 +37,8 @@ DISCLOSURE_REQUEST = _NS + "DisclosureRequest"
 CONSENT_REQUEST = _NS + "ConsentRequest"
 CONSENT_ANSWER = _NS + "ConsentAnswer"
 REFERRAL = _NS + "Referral"
+INFORMATION_REQUEST = _NS + "InformationRequest"
+INFORMATION_ANSWER = _NS + "InformationAnswer"
 
 
 def _text(record: Mapping[str, Any], key: str) -> bool:
@@ -257,5 +259,9 @@ RULES: dict[str, Callable[[Mapping[str, Any]], None]] = {
     DISCLOSURE_REQUEST: check_disclosure_request,
     CONSENT_REQUEST: functools.partial(consent.check_request, schema=CONSENT_REQUEST),
     CONSENT_ANSWER: functools.partial(consent.check_answer, schema=CONSENT_ANSWER),
+    INFORMATION_REQUEST: functools.partial(
+        network_checks.check_request, schema=INFORMATION_REQUEST
+    ),
+    INFORMATION_ANSWER: functools.partial(network_checks.check_answer, schema=INFORMATION_ANSWER),
 }
 """The contract rules beyond Avro structure, by schema name (Contract.check applies them)."""

@@ -31,6 +31,8 @@ from gateway.allocations import AllocationDirectory
 from gateway.checkpoints import Checkpoints
 from gateway.consent_book import ConsentBook
 from gateway.decide import Judge
+from gateway.information import InformationJudge
+from gateway.information_book import InformationBook
 from gateway.monitor import gateway_monitors
 from gateway.partnership import Partnership
 from gateway.referral_book import ReferralBook
@@ -84,6 +86,9 @@ GATEWAY_WRITES = (
     c.CONSENT_OUTCOME,
     c.OPEN_CASE_LIST,
     c.DISCLOSURE_REQUEST,
+    c.INFORMATION_REQUEST,
+    c.INFORMATION_STATUS,
+    c.INFORMATION_ANSWER,
     *sorted(c.NOTIFICATION_TYPES),
 )
 _Client = TypeVar("_Client", AIOKafkaProducer, AIOKafkaConsumer)
@@ -218,6 +223,8 @@ async def run_gateway(
         requests = await stack.enter_async_context(await rt.disclosure_requests())
         allocations = AllocationDirectory(store.engine, pseudonyms, schema=store.schema)
         consents = ConsentBook(store.engine, schema=store.schema)
+        information = InformationBook(store.engine, schema=store.schema)
+        calendar = CalendarSettings().calendar()
         feed = AllocationFeed(
             directory=allocations,
             opener=Opener(identity, trust),
@@ -246,8 +253,15 @@ async def run_gateway(
             consents=consents,
             referrals=ReferralClock(
                 partnership=partnership,
-                calendar=CalendarSettings().calendar(),
+                calendar=calendar,
                 book=ReferralBook(requests.engine, schema=requests.schema),
+            ),
+            information=InformationJudge(
+                partnership=partnership,
+                trust=trust,
+                calendar=calendar,
+                pseudonyms=pseudonyms,
+                book=information,
             ),
         )
         await stack.enter_async_context(watching_trust(rt, trust, [identity], registry))
@@ -277,6 +291,7 @@ async def run_gateway(
             producer=producer,
             metrics=metrics,
             claims=claims,
+            information=information,
         )
         readiness = Readiness()
         readiness.add("allocation directory", functools.partial(_caught_up, feed))

@@ -15,6 +15,7 @@ from consumers.queue import QueueStore
 from gateway.allocations import AllocationDirectory
 from gateway.checkpoints import Checkpoints
 from gateway.consent_book import ConsentBook
+from gateway.information_book import InformationBook
 from gateway.referral_book import ReferralBook
 from gateway.requests import DisclosureRequests
 from gateway.store import GatewayStore
@@ -38,6 +39,7 @@ def _gateway(engine: AsyncEngine, m: MetaData) -> None:
     _copy(Checkpoints(engine, schema=m.schema)._metadata, m)
     _copy(ReplayLog(engine, store.quarantine_table, schema=m.schema)._metadata, m)
     _copy(ConsentBook(engine, schema=m.schema)._metadata, m)
+    _copy(InformationBook(engine, schema=m.schema).metadata, m)
 
 
 def _requests(engine: AsyncEngine, m: MetaData) -> None:

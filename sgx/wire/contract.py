@@ -55,6 +55,7 @@ __all__ = [
     "HEALTH_UPDATE",
     "INFORMATION_ANSWER",
     "INFORMATION_REQUEST",
+    "INFORMATION_STATUS",
     "NOTIFICATION_TYPES",
     "OPEN_CASE_LIST",
     "POLICE_NOTIFICATION",
@@ -76,6 +77,7 @@ SHARE_REQUEST = _NS + "ShareRequest"
 SHARE_DECISION = _NS + "ShareDecision"
 DISCLOSURE_REQUEST = _NS + "DisclosureRequest"
 CONSENT_OUTCOME = _NS + "ConsentOutcome"  # the gateway's word to the asking LA
+INFORMATION_STATUS = _NS + "InformationStatus"  # ... on an information request
 ENVELOPE = _NS + "wire.Envelope"
 ENVELOPE_HEADER = _NS + "wire.EnvelopeHeader"
 

@@ -96,6 +96,7 @@ def request(**fields: Any) -> dict[str, Any]:
 def answer(**fields: Any) -> dict[str, Any]:
     return {
         "answer_id": uuid.uuid4(), "request_id": uuid.uuid4(), "outcome": "HELD",
+        "local_authority": "la-camden",
         "facts": "Attendance 82% this term", "professional_opinion": None,
         "answered_by": "DSL", "answered_at": datetime.now(UTC),
         **fields,

@@ -33,6 +33,7 @@ from gateway.consent_book import ConsentBook
 from gateway.decide import Judge
 from gateway.information import InformationJudge
 from gateway.information_book import InformationBook
+from gateway.information_monitor import InformationMetrics, InformationMonitor
 from gateway.monitor import gateway_monitors
 from gateway.partnership import Partnership
 from gateway.referral_book import ReferralBook
@@ -62,7 +63,14 @@ from sgx.keys.identity import Identity
 from sgx.keys.pseudonym import Pseudonymiser
 from sgx.keys.trust import TrustDirectory
 from sgx.ops import heap
-from sgx.ops.metrics import ConsumerMetrics, GatewayMetrics, ProducerMetrics, TrustMetrics
+from sgx.ops.metrics import (
+    ConsumerMetrics,
+    GatewayMetrics,
+    MonitorSettings,
+    ProducerMetrics,
+    TrustMetrics,
+    refreshing,
+)
 from sgx.ops.serving import MetricsServer, Readiness
 from sgx.ops.trust_reload import TrustWatcher, watching
 from sgx.settings import ExchangeSettings, KafkaSettings, StoreSettings
@@ -311,6 +319,11 @@ async def run_gateway(
                 checkpoint=checkpoint,
                 checkpoint_interval_s=rt.exchange.checkpoint_interval_s,
             )
+        )
+        overdue = InformationMonitor(information, InformationMetrics(registry))
+        interval = MonitorSettings().interval_s
+        await stack.enter_async_context(
+            refreshing("information requests", overdue.refresh, interval)
         )
         try:
             await _serve(rt, registry, ready, gateway.run(stop), readiness)

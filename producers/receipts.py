@@ -11,8 +11,8 @@ or read (kept with its reason, never dropped) in ONE transaction; the consumer o
 are committed only after that commit. A crash replays the batch, and recording the same
 receipt twice writes the same answer. Records of other purposes on the same topic (a
 local authority's SHARE_DECISION answers) belong to the share client and are skipped; a
-consent request the gateway forwards to this agency as author (SHARE_REQUEST) is kept in
-the outbox's database with the receipts read beside it.
+consent request the gateway forwards to this agency as author, or a MASH's information
+request (SHARE_REQUEST), is kept in the outbox's database with the receipts read beside it.
 
 :class:`ReceiptRecorder` is what records mean to the outbox, :class:`ReceiptListener`
 consumes the topic in the agency's group, and :func:`catch_up` reads it once to its end
@@ -23,15 +23,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import logging
 import uuid
 from collections.abc import Iterable
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from producers.consent_requests import ConsentRequest, ConsentRequests
+from producers.information_requests import InformationRequest, InformationRequests
 from producers.outbox import RECEIPT_OUTCOMES, OutboxStore, ReceiptUpdate
 from sgx.errors import ContractError, ExchangeError
 from sgx.kafka.backoff import Backoff
@@ -63,10 +64,11 @@ class ReceiptRecorder:
         consents: ConsentRequests | None = None,
     ) -> None:
         """``consents`` keeps the consent requests the gateway forwards (default: in the
-        outbox's database)."""
+        outbox's database), as the information requests are kept beside them."""
         self.agency = agency
         self._store = store
         self._consents = consents or ConsentRequests(store.engine, schema=store.schema)
+        self._information = InformationRequests(store.engine, schema=store.schema)
         self._opener = opener
         self._contract = contract
         self._registry = registry
@@ -79,16 +81,25 @@ class ReceiptRecorder:
         read, quarantined, _ = await read_learning(found, self._read, self._registry)
         receipts = [r for r in read if isinstance(r, ReceiptUpdate)]
         asked = [r for r in read if isinstance(r, ConsentRequest)]
-        also = functools.partial(self._consents.persist, requests=asked) if asked else None
+        checks = [r for r in read if isinstance(r, InformationRequest)]
+
+        async def keep(conn: AsyncConnection) -> None:
+            await self._consents.persist(conn, asked)
+            await self._information.persist(conn, checks)
+
+        also = keep if asked or checks else None
         await self._store.apply_receipts(self.agency, receipts, quarantined, also=also)
         for q in quarantined:
             log.warning("receipts of %s: kept a record as %s", self.agency, q.reason)
-        return len(receipts), len(asked)
+        return len(receipts), len(asked) + len(checks)
 
-    def _read(self, source: Source) -> list[ReceiptUpdate | ConsentRequest]:
+    def _read(self, source: Source) -> list[ReceiptUpdate | ConsentRequest | InformationRequest]:
         opened = self._opener.open(source.envelope())
         if opened.purpose is Purpose.SHARE_REQUEST:
-            from_gateway(opened, "a consent request")
+            from_gateway(opened, "a consent or information request")
+            name, record = self._contract.decode(opened.plaintext)
+            if name == c.INFORMATION_REQUEST:
+                return [InformationRequest.of(self.agency, record, utc_now())]
             record = self._contract.decode_as(c.CONSENT_REQUEST, opened.plaintext)
             return [ConsentRequest.of(self.agency, record, utc_now())]
         if opened.purpose is not Purpose.RECEIPTS:

@@ -20,6 +20,7 @@ from gateway.referral_book import ReferralBook
 from gateway.requests import DisclosureRequests
 from gateway.store import GatewayStore
 from producers.consent_requests import ConsentRequests
+from producers.information_requests import InformationRequests
 from producers.open_cases import OpenCaseStore
 from producers.outbox import OutboxStore
 from producers.school import PushedStore
@@ -50,6 +51,7 @@ def _requests(engine: AsyncEngine, m: MetaData) -> None:
 def _outbox(engine: AsyncEngine, m: MetaData) -> None:
     OutboxStore(engine, m)
     _copy(ConsentRequests(engine, schema=m.schema)._metadata, m)
+    _copy(InformationRequests(engine, schema=m.schema).metadata, m)
 
 
 def _queue(engine: AsyncEngine, m: MetaData) -> None:

@@ -26,6 +26,7 @@ from sgx.kafka.wiring import read_topic, receipts_topic, start_producer
 from sgx.wire import contract as c
 from sgx.wire.envelope import Opener, Purpose
 from tests.integration.harness import Exchange, eventually, running_exchange
+from tests.integration.test_author_consent import cli
 
 pytestmark = pytest.mark.broker
 
@@ -172,3 +173,61 @@ async def test_requests_the_agreement_does_not_allow_are_refused(tmp_path: Path)
             request_id=uuid.uuid4(), la=LA, agency=SCHOOL, rating="RED", child=CHILD,
             asked="x", requested_by="m", told=False, exception=None, decided_by="m",
         )  # fmt: skip
+
+
+async def test_the_school_lists_answers_and_its_feed_answers_from_the_register(
+    tmp_path: Path,
+) -> None:
+    other = {**CHILD, "upn": make_upn(52), "given_name": "Leo"}
+    unknown = {**CHILD, "upn": make_upn(53), "given_name": "Zed"}
+    export = tmp_path / "attendance.csv"
+    export.write_text(
+        "upn,date,session,mark\n"
+        + "".join(f"{other['upn']},2026-11-0{d},{s},{'N' if d == 3 else '/'}\n"
+                  for d in (2, 3, 4) for s in ("AM", "PM")),
+        encoding="utf-8",
+    )  # fmt: skip
+    async with running_exchange(tmp_path, consumer=False) as ex, mash(ex) as client:
+        by_person = ask(SCHOOL)
+        from_register = {**ask(SCHOOL), "child": other}
+        no_match = {**ask(SCHOOL, "RED"), "child": unknown}
+        for sent in (by_person, from_register, no_match):
+            assert (await client.ask(sent))["state"] == "ASKED"
+
+        listed = await cli(ex, "producer", "information", "list", "--agency", SCHOOL)
+        assert listed.exit_code == 0, listed.output
+        assert "3 information request(s), 3 awaiting an answer, 0 overdue" in listed.output
+        assert f"upn={CHILD['upn']}" in listed.output
+        assert str(CHILD["nhs_number"]) not in listed.output  # a school is never sent it
+        answered = await cli(
+            ex, "producer", "information", "answer", str(by_person["request_id"]),
+            "--agency", SCHOOL, "--outcome", "held", "--facts", "Two exclusions this year",
+            "--opinion", "We are worried", "--by", "Ms Patel, DSL",
+        )  # fmt: skip
+        assert answered.exit_code == 0, answered.output
+        again = await cli(
+            ex, "producer", "information", "answer", str(by_person["request_id"]),
+            "--agency", SCHOOL, "--outcome", "nothing-held", "--by", "Ms Patel, DSL",
+        )  # fmt: skip
+        assert again.exit_code != 0
+        assert "answered already" in again.output
+        auto = await cli(ex, "producer", "information", "auto-answer", "--agency", SCHOOL,
+                         "--export", str(export))  # fmt: skip
+        assert auto.exit_code == 0, auto.output
+        assert "2 information request(s) answered from the register" in auto.output
+
+        async def all_answered() -> bool:
+            return len(await client.read(c.INFORMATION_ANSWER)) == 3
+
+        await eventually(all_answered, "three answers to reach the MASH")
+        heard = {rid: said[0] for rid, said in (await client.read(c.INFORMATION_ANSWER)).items()}
+        person = heard[by_person["request_id"]]
+        assert (person["outcome"], person["automatic"]) == ("HELD", False)
+        assert person["professional_opinion"] == "We are worried"
+        register = heard[from_register["request_id"]]
+        assert (register["outcome"], register["automatic"]) == ("HELD", True)
+        assert "missed 2 of 6 possible sessions" in register["facts"]
+        assert register["professional_opinion"] is None
+        assert heard[no_match["request_id"]]["outcome"] == "CANNOT_MATCH"
+        listed = await cli(ex, "producer", "information", "list", "--agency", SCHOOL, "--open")
+        assert "0 information request(s), 0 awaiting an answer" in listed.output

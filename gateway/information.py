@@ -199,6 +199,7 @@ def _status(
     return {
         "request_id": UUID(str(record["request_id"])),
         "agency": record["agency"],
+        "rating": record["rating"],
         "state": state,
         "deadline": deadline,
         "identifiers_sent": sent or [],

@@ -51,7 +51,7 @@ class NetworkCheck:
 
     disclosure: Disclosure
     agency: str
-    rating: str
+    rating: str  # as the gateway repeated it ("" before its word arrives)
     asked: str
     state: str  # SENT (no word from the gateway yet), ASKED, REFUSED or ANSWERED
     deadline: datetime | None
@@ -62,16 +62,6 @@ class NetworkCheck:
     @property
     def request_id(self) -> str:
         return self.disclosure.ref
-
-
-def purpose_of(rating: str, asked: str) -> str:
-    """The disclosure's purpose: the rating and what was asked (read back by :func:`_split`)."""
-    return f"{rating}: {asked}"
-
-
-def _split(purpose: str) -> tuple[str, str]:
-    rating, _, asked = purpose.partition(": ")
-    return rating, asked
 
 
 class NetworkChecks:
@@ -156,7 +146,7 @@ class NetworkChecks:
             await families.register(
                 None, kind=KIND, ref=ref, item_id=item_id,
                 notification_id=view.item.notification_id, to_name=agency,
-                to_category="OTHER_PROFESSIONAL", purpose=purpose_of(rating, asked),
+                to_category="OTHER_PROFESSIONAL", purpose=asked,
                 asked_by=who.subject,
             )  # fmt: skip
             found = await families.get(KIND, ref)
@@ -204,14 +194,14 @@ class NetworkChecks:
         said, answered = statuses.get(request_id), answers.get(request_id)
         status = said[-1] if said else None
         answer = answered[0] if answered else None  # the first closes the request
-        rating, asked = _split(found.purpose)
         deadline = status["deadline"] if status else None
         state = "SENT" if status is None else str(status["state"])
         if answer is not None:
             state = "ANSWERED"
         overdue = state == "ASKED" and deadline is not None and deadline <= now.astimezone(UTC)
         return NetworkCheck(
-            disclosure=found, agency=found.to_name, rating=rating, asked=asked, state=state,
+            disclosure=found, agency=found.to_name, rating=status["rating"] if status else "",
+            asked=found.purpose, state=state,
             deadline=deadline, reason=status["reason"] if status else None, answer=answer,
             overdue=overdue,
         )  # fmt: skip

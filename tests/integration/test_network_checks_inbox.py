@@ -108,6 +108,7 @@ async def test_the_mash_rates_asks_and_sees_the_answer_on_the_item(world: World)
         )
     assert disclosures == []  # keyed by the item's notification, not the request
     (check,) = recorded.values()
+    assert check.purpose == asked["asked"]  # the family may read it: no risk rating in it
     assert check.made is True
     assert check.decision is not None
     assert check.decision.decision.exception == "RISK_TO_CHILD"

@@ -17,10 +17,11 @@ from __future__ import annotations
 
 import tomllib
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from gateway.information_terms import InformationTerms
 from sgx.errors import ConfigError
 from sgx.keys.kinds import AGENCY_KINDS
 from sgx.wire.contract import FULL_NAMES, SHORT_NAMES, Contract
@@ -100,6 +101,7 @@ class Agreement:
     withheld: Mapping[tuple[str, str], tuple[str, ...]]
     source: str
     referral_times: ReferralTimes = ReferralTimes()
+    information: InformationTerms = field(default_factory=InformationTerms)  # MASH requests
 
     @classmethod
     def load(cls, path: Path, contract: Contract) -> Agreement:
@@ -118,6 +120,7 @@ class Agreement:
             withheld=_roles(data.get("roles"), contract, source),
             source=source,
             referral_times=_referral_times(data.get("referrals", {}), source),
+            information=InformationTerms.parse(data.get("information_requests", {}), source),
         )
 
     def may_send(self, agency_kind: str, type_name: str) -> bool:

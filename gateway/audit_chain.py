@@ -48,7 +48,8 @@ from sgx.store.db import decode_strings, encode_strings, utc
 GENESIS_HASH = "0" * 64
 DECISIONS = frozenset(
     {"delivered", "refused", "quarantined", "share_allowed", "share_refused", "applied",
-     "duplicate", "consent_requested", "consent_granted", "consent_refused"}
+     "duplicate", "consent_requested", "consent_granted", "consent_refused",
+     "information_requested", "information_answered"}
 )  # fmt: skip
 
 

@@ -18,7 +18,10 @@ hands the record to the judge of its kind:
   request): :mod:`gateway.consents`;
 * a NOTIFICATION envelope holding a ``SignedReferralResponse`` (an LA acknowledging or
   deciding a referral): :mod:`gateway.referral_responses`, to the referrer only;
-* a SHARE_REQUEST envelope (a share, or a consent request): :mod:`gateway.shares`.
+* a NOTIFICATION envelope holding an ``InformationAnswer`` (an agency answering a MASH's
+  information request): :mod:`gateway.information`;
+* a SHARE_REQUEST envelope (a share, or a consent request): :mod:`gateway.shares`; one
+  holding an ``InformationRequest`` (a network check): :mod:`gateway.information`.
 
 Anything that fails verification, decoding or a check is quarantined with its reason.
 """
@@ -36,6 +39,7 @@ from gateway.decision import (
     quarantine,
     replayed,
 )
+from gateway.information import InformationJudge
 from gateway.notifications import NotificationJudge
 from gateway.partnership import Partnership
 from gateway.protocol import DisclosureRequestJudge
@@ -80,6 +84,7 @@ class Judge:
         requests: DisclosureRequests,
         consents: ConsentBook,
         referrals: ReferralClock | None = None,
+        information: InformationJudge | None = None,
     ) -> None:
         self._opener = opener
         self._contract = contract
@@ -105,6 +110,7 @@ class Judge:
         self._shares = ShareJudge(
             contract=contract, partnership=partnership, store=store, book=consents
         )
+        self._information = information
 
     async def judge(
         self, source: Source, judged: dict[tuple[str, str], Judged] | None = None
@@ -165,7 +171,15 @@ class Judge:
             return await self._allocations.judge(source, opened)
         if opened.purpose is Purpose.NOTIFICATION:
             return await self._routed(opened)
-        return await self._shares.judge(opened)
+        name, record = self._contract.decode(opened.plaintext)
+        if name == c.INFORMATION_REQUEST:
+            return await self._info().ask(opened, record)
+        return await self._shares.judge(opened, name, record)
+
+    def _info(self) -> InformationJudge:
+        if self._information is None:
+            raise Quarantine("not_permitted_by_agreement", "this gateway takes no network checks")
+        return self._information
 
     async def _routed(self, opened: Opened) -> Decision:
         """A NOTIFICATION envelope: dispatch on the schema of the record it carries."""
@@ -176,6 +190,8 @@ class Judge:
             return await self._shares.answer(opened, record)
         if name == c.SIGNED_REFERRAL_RESPONSE and self._responses is not None:
             return await self._responses.judge(opened, record)
+        if name == c.INFORMATION_ANSWER:
+            return await self._info().answer(opened, record)
         if name not in c.NOTIFICATION_TYPES:
             raise Quarantine("invalid_record", f"a NOTIFICATION envelope holds a {name}")
         decision = await self._notifications.judge(opened, name, record)

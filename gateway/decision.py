@@ -18,6 +18,7 @@ from gateway.agreement import Agreement
 from gateway.allocations import AllocationChange
 from gateway.audit_chain import AuditEntry
 from gateway.consent_book import ConsentWrite
+from gateway.information_book import InformationWrite
 from gateway.records import Judged, LedgerEntry
 from sgx.kafka.quarantine import Quarantined, Source
 from sgx.kafka.wiring import agency_of
@@ -78,6 +79,7 @@ class Decision:
     receipt: tuple[str, dict[str, Any]] | None = None
     messages: list[Message] = field(default_factory=list)  # sealed for their party
     consents: list[ConsentWrite] = field(default_factory=list)  # written with the batch
+    information: list[InformationWrite] = field(default_factory=list)  # likewise
     allocation_changes: list[AllocationChange] = field(default_factory=list)  # for the snapshot
     open_cases_of: set[str] = field(default_factory=set)  # LAs whose schools get a fresh list
     outcome: str = ""

@@ -101,15 +101,20 @@ def _is_party(trust: TrustDirectory, party_id: str) -> bool:
 
 def _merged(base: Mapping[str, Any], own: Mapping[str, Any], where: str) -> dict[str, Any]:
     """The partnership's agreement with ``own``'s senders and field lists put over it."""
-    unknown = set(own) - {"senders", "roles", "referrals"}
+    unknown = set(own) - {"senders", "roles", "referrals", "information_requests"}
     if unknown:
-        known = "senders, roles, referrals"
+        known = "senders, roles, referrals, information_requests"
         raise ConfigError(f"{where}: unknown key(s) {sorted(unknown)} (known: {known})")
     merged = dict(base)
     if "referrals" in own:
         merged["referrals"] = {
             **_table(base.get("referrals", {}), where),
             **_table(own["referrals"], where),
+        }
+    if "information_requests" in own:  # each key replaces the partnership's
+        merged["information_requests"] = {
+            **_table(base.get("information_requests", {}), where),
+            **_table(own["information_requests"], where),
         }
     if "senders" in own:
         merged["senders"] = {**_table(base.get("senders"), where), **_table(own["senders"], where)}

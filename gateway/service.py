@@ -41,10 +41,11 @@ from gateway.allocation_feed import AllocationFeed, allocation_topics
 from gateway.consent_book import ConsentBook
 from gateway.decide import Judge
 from gateway.decision import Decision, Message
+from gateway.information_book import InformationBook
 from gateway.open_cases import lists_for
 from gateway.records import Judged
 from gateway.store import GatewayStore
-from sgx.errors import Fenced, StoreError
+from sgx.errors import ConfigError, Fenced, StoreError
 from sgx.kafka.backoff import Backoff
 from sgx.kafka.quarantine import Source, sources
 from sgx.kafka.wiring import (
@@ -139,6 +140,7 @@ class Gateway:
         metrics: GatewayMetrics,
         claims: ChainClaims | None = None,
         max_records: int = 500,
+        information: InformationBook | None = None,
     ) -> None:
         """``claims`` holds the epochs of the chains the group gave this instance; without
         it (no group: a test, a tool) each chain is claimed when first written."""
@@ -146,6 +148,7 @@ class Gateway:
         self._feed = feed
         self._store = store
         self._consents = consents
+        self._information = information
         self._identity = identity
         self._trust = trust
         self._contract = contract
@@ -192,6 +195,11 @@ class Gateway:
             also.append(functools.partial(self._feed.directory.persist, changes=changes))
         if consents:
             also.append(functools.partial(self._consents.persist, writes=consents))
+        information = [write for d in decisions for write in d.information]
+        if information:
+            if self._information is None:
+                raise ConfigError("the gateway judged information requests with no book for them")
+            also.append(functools.partial(self._information.persist, writes=information))
         try:
             places = await self._store.record_places(
                 audit,

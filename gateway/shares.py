@@ -53,12 +53,12 @@ class ShareJudge:
         """An author's answer to a consent request (:mod:`gateway.consents`)."""
         return await self._consents.answer(opened, record)
 
-    async def judge(self, opened: Opened) -> Decision:
+    async def judge(self, opened: Opened, name: str, record: dict[str, Any]) -> Decision:
+        """A SHARE_REQUEST envelope's record (decoded by the caller)."""
         if opened.sender.kind != "local_authority":
             raise Quarantine(
                 "not_permitted_by_agreement", f"{opened.sender.kind} sent a share request"
             )
-        name, record = self._contract.decode(opened.plaintext)
         if name == c.CONSENT_REQUEST:
             return await self._consents.ask(opened, record)
         if name != c.SHARE_REQUEST:

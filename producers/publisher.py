@@ -27,6 +27,7 @@ from sgx.wire.envelope import Purpose, Sealer
 from sgx.wire.ids import new_id
 
 GATEWAY = "gateway"
+_ANSWER_LABELS = {c.CONSENT_ANSWER: "consent_answer", c.INFORMATION_ANSWER: "information_answer"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,11 +74,12 @@ class Publisher:
         return [p.message_id for p in prepared]
 
     def prepare(self, name: str, record: Mapping[str, Any]) -> Prepared:
-        """Validate and encode one notification, or an author's ``ConsentAnswer``
-        (ContractError names the field); no I/O."""
-        if name == c.CONSENT_ANSWER:
-            # An author's answer to a consent request: keyed by the request, so every
-            # answer to one request is judged in order on one partition.
+        """Validate and encode one notification, an author's ``ConsentAnswer`` or an
+        agency's ``InformationAnswer`` (ContractError names the field); no I/O."""
+        if name in (c.CONSENT_ANSWER, c.INFORMATION_ANSWER):
+            # An author's answer to a consent request, or an agency's to a MASH's
+            # information request: keyed by the request, so every answer to one request is
+            # judged in order on one partition.
             plaintext = self._contract.encode(name, record)
             request = uuid.UUID(str(record["request_id"]))
             return Prepared(uuid.UUID(str(record["answer_id"])), name, request.bytes, plaintext)
@@ -106,7 +108,7 @@ class Publisher:
         async with kafka_errors(f"publish to {self._topic}"):
             await asyncio.gather(*await send_batched(self._producer, self._topic, sealed))
         for item in items:
-            label = c.SHORT_NAMES.get(item.name, "consent_answer")
+            label = c.SHORT_NAMES.get(item.name) or _ANSWER_LABELS[item.name]
             self._metrics.notifications.labels(type=label, outcome="published").inc()
 
     async def publish_allocations(self, update: Mapping[str, Any]) -> uuid.UUID:

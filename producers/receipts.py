@@ -11,10 +11,11 @@ or read (kept with its reason, never dropped) in ONE transaction; the consumer o
 are committed only after that commit. A crash replays the batch, and recording the same
 receipt twice writes the same answer. Records of other purposes on the same topic (a
 local authority's SHARE_DECISION answers) belong to the share client and are skipped; a
-consent request the gateway forwards to this agency as author (SHARE_REQUEST) is kept in
-the outbox's database with the receipts read beside it, and so is a local authority's
-signed response to one of the agency's referrals (a ``SignedReferralResponse`` among the
-RECEIPTS, :mod:`producers.referral_outcomes`), once the LA's signature verifies.
+consent request the gateway forwards to this agency as author, or a MASH's information
+request (SHARE_REQUEST), is kept in the outbox's database with the receipts read beside it,
+and so is a local authority's signed response to one of the agency's referrals (a
+``SignedReferralResponse`` among the RECEIPTS, :mod:`producers.referral_outcomes`), once the
+LA's signature verifies.
 
 :class:`ReceiptRecorder` is what records mean to the outbox, :class:`ReceiptListener`
 consumes the topic in the agency's group, and :func:`catch_up` reads it once to its end
@@ -35,6 +36,7 @@ from aiokafka import AIOKafkaConsumer
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from producers.consent_requests import ConsentRequest, ConsentRequests
+from producers.information_requests import InformationRequest, InformationRequests
 from producers.outbox import RECEIPT_OUTCOMES, OutboxStore, ReceiptUpdate
 from producers.referral_outcomes import ReferralHeard, ReferralOutcomes
 from sgx.errors import ContractError, ExchangeError
@@ -70,13 +72,15 @@ class ReceiptRecorder:
         outcomes: ReferralOutcomes | None = None,
     ) -> None:
         """``consents`` keeps the consent requests the gateway forwards and ``outcomes`` the
-        LAs' responses to the agency's referrals (default: in the outbox's database);
-        ``trust`` verifies an LA's signature on a response (without it, a response is kept
-        in quarantine: unverified words are not an LA's)."""
+        LAs' responses to the agency's referrals (default: in the outbox's database), as the
+        information requests are kept beside them; ``trust`` verifies an LA's signature on a
+        response (without it, a response is kept in quarantine: unverified words are not an
+        LA's)."""
         self.agency = agency
         self._store = store
         self._consents = consents or ConsentRequests(store.engine, schema=store.schema)
         self._outcomes = outcomes or ReferralOutcomes(store.engine, schema=store.schema)
+        self._information = InformationRequests(store.engine, schema=store.schema)
         self._trust = trust
         self._opener = opener
         self._contract = contract
@@ -91,24 +95,36 @@ class ReceiptRecorder:
         receipts = [r for r in read if isinstance(r, ReceiptUpdate)]
         asked = [r for r in read if isinstance(r, ConsentRequest)]
         heard = [r for r in read if isinstance(r, ReferralHeard)]
-        also = functools.partial(self._persist, asked=asked, heard=heard)
+        checks = [r for r in read if isinstance(r, InformationRequest)]
+        also = functools.partial(self._persist, asked=asked, heard=heard, checks=checks)
         await self._store.apply_receipts(
-            self.agency, receipts, quarantined, also=also if asked or heard else None
+            self.agency, receipts, quarantined, also=also if asked or heard or checks else None
         )
         for q in quarantined:
             log.warning("receipts of %s: kept a record as %s", self.agency, q.reason)
-        return len(receipts), len(asked)
+        return len(receipts), len(asked) + len(checks)
 
     async def _persist(
-        self, conn: AsyncConnection, *, asked: list[ConsentRequest], heard: list[ReferralHeard]
+        self,
+        conn: AsyncConnection,
+        *,
+        asked: list[ConsentRequest],
+        heard: list[ReferralHeard],
+        checks: list[InformationRequest],
     ) -> None:
         await self._consents.persist(conn, asked)
         await self._outcomes.persist(conn, heard)
+        await self._information.persist(conn, checks)
 
-    def _read(self, source: Source) -> list[ReceiptUpdate | ConsentRequest | ReferralHeard]:
+    def _read(
+        self, source: Source
+    ) -> list[ReceiptUpdate | ConsentRequest | ReferralHeard | InformationRequest]:
         opened = self._opener.open(source.envelope())
         if opened.purpose is Purpose.SHARE_REQUEST:
-            from_gateway(opened, "a consent request")
+            from_gateway(opened, "a consent or information request")
+            name, record = self._contract.decode(opened.plaintext)
+            if name == c.INFORMATION_REQUEST:
+                return [InformationRequest.of(self.agency, record, utc_now())]
             record = self._contract.decode_as(c.CONSENT_REQUEST, opened.plaintext)
             return [ConsentRequest.of(self.agency, record, utc_now())]
         if opened.purpose is not Purpose.RECEIPTS:

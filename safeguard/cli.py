@@ -51,6 +51,7 @@ from safeguard.cli_family import (
 )
 from safeguard.cli_health import health
 from safeguard.cli_inbox import inbox
+from safeguard.cli_information import producer_information
 from safeguard.cli_police import police, police_feed
 from safeguard.cli_producer import producer
 from safeguard.cli_push import push
@@ -480,6 +481,7 @@ producer.add_command(health)
 producer.add_command(police_feed)
 producer.add_command(referral)  # `producer referral send|list|show`: as referrer
 producer.add_command(producer_consent)  # `producer consent list|grant|refuse`: as author
+producer.add_command(producer_information)  # `producer information list|answer|auto-answer`
 main.add_command(producer)
 # `safeguard consent ask|status`: an LA asks an item's author for consent to share it.
 main.add_command(consent)

@@ -19,10 +19,12 @@ from consumers.inbox.app import inbox_app
 from consumers.inbox.auth import checked_secret, session_secret
 from consumers.inbox.family import Families
 from consumers.inbox.family_monitor import FamilyMonitor
+from consumers.inbox.network_checks import NetworkChecks
 from consumers.inbox.oidc import IdentityProvider
 from consumers.inbox.service import Inbox, InboxMetrics
 from consumers.inbox.settings import InboxSettings
 from consumers.inbox.store import InboxStore
+from consumers.network_checks import NetworkCheckClient
 from consumers.reader import QueueReader, QueueView
 from consumers.referral_client import ReferralResponder
 from consumers.share import ShareClient
@@ -76,6 +78,13 @@ async def serving_inbox(
         producer = await start_producer(rt.kafka)
         stack.push_async_callback(producer.stop)
         shares = ShareClient(
+            identity=identity,
+            trust=trust,
+            contract=rt.contract(),
+            producer=producer,
+            settings=rt.kafka,
+        )
+        network = NetworkCheckClient(
             identity=identity,
             trust=trust,
             contract=rt.contract(),
@@ -159,6 +168,9 @@ async def serving_inbox(
             idp=idp,
             ready=ready,
             families=families,
+            network_checks=NetworkChecks(
+                inbox, families, trust=trust, ask=network.ask, read=network.read
+            ),
         )
         server = await stack.enter_async_context(HttpServer(app, settings.host, settings.port))
         await stack.enter_async_context(serving_metrics(rt, registry, readiness))

@@ -31,6 +31,9 @@ from gateway.allocations import AllocationDirectory
 from gateway.checkpoints import Checkpoints
 from gateway.consent_book import ConsentBook
 from gateway.decide import Judge
+from gateway.information import InformationJudge
+from gateway.information_book import InformationBook
+from gateway.information_monitor import InformationMetrics, InformationMonitor
 from gateway.monitor import gateway_monitors
 from gateway.partnership import Partnership
 from gateway.referral_book import ReferralBook
@@ -60,7 +63,14 @@ from sgx.keys.identity import Identity
 from sgx.keys.pseudonym import Pseudonymiser
 from sgx.keys.trust import TrustDirectory
 from sgx.ops import heap
-from sgx.ops.metrics import ConsumerMetrics, GatewayMetrics, ProducerMetrics, TrustMetrics
+from sgx.ops.metrics import (
+    ConsumerMetrics,
+    GatewayMetrics,
+    MonitorSettings,
+    ProducerMetrics,
+    TrustMetrics,
+    refreshing,
+)
 from sgx.ops.serving import MetricsServer, Readiness
 from sgx.ops.trust_reload import TrustWatcher, watching
 from sgx.settings import ExchangeSettings, KafkaSettings, StoreSettings
@@ -86,6 +96,9 @@ GATEWAY_WRITES = (
     c.DISCLOSURE_REQUEST,
     c.SIGNED_REFERRAL_RESPONSE,  # an LA's, forwarded to the referrer
     c.REFERRAL_RESPONSE,  # inside it, as the LA encoded it
+    c.INFORMATION_REQUEST,
+    c.INFORMATION_STATUS,
+    c.INFORMATION_ANSWER,
     *sorted(c.NOTIFICATION_TYPES),
 )
 _Client = TypeVar("_Client", AIOKafkaProducer, AIOKafkaConsumer)
@@ -220,6 +233,8 @@ async def run_gateway(
         requests = await stack.enter_async_context(await rt.disclosure_requests())
         allocations = AllocationDirectory(store.engine, pseudonyms, schema=store.schema)
         consents = ConsentBook(store.engine, schema=store.schema)
+        information = InformationBook(store.engine, schema=store.schema)
+        calendar = CalendarSettings().calendar()
         feed = AllocationFeed(
             directory=allocations,
             opener=Opener(identity, trust),
@@ -249,8 +264,15 @@ async def run_gateway(
             consents=consents,
             referrals=ReferralClock(
                 partnership=partnership,
-                calendar=CalendarSettings().calendar(),
+                calendar=calendar,
                 book=referral_book,
+            ),
+            information=InformationJudge(
+                partnership=partnership,
+                trust=trust,
+                calendar=calendar,
+                pseudonyms=pseudonyms,
+                book=information,
             ),
         )
         await stack.enter_async_context(watching_trust(rt, trust, [identity], registry))
@@ -280,6 +302,7 @@ async def run_gateway(
             producer=producer,
             metrics=metrics,
             claims=claims,
+            information=information,
         )
         readiness = Readiness()
         readiness.add("allocation directory", functools.partial(_caught_up, feed))
@@ -300,6 +323,11 @@ async def run_gateway(
                 checkpoint=checkpoint,
                 checkpoint_interval_s=rt.exchange.checkpoint_interval_s,
             )
+        )
+        overdue = InformationMonitor(information, InformationMetrics(registry))
+        interval = MonitorSettings().interval_s
+        await stack.enter_async_context(
+            refreshing("information requests", overdue.refresh, interval)
         )
         try:
             await _serve(rt, registry, ready, gateway.run(stop), readiness)

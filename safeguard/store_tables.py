@@ -15,10 +15,12 @@ from consumers.queue import QueueStore
 from gateway.allocations import AllocationDirectory
 from gateway.checkpoints import Checkpoints
 from gateway.consent_book import ConsentBook
+from gateway.information_book import InformationBook
 from gateway.referral_book import ReferralBook
 from gateway.requests import DisclosureRequests
 from gateway.store import GatewayStore
 from producers.consent_requests import ConsentRequests
+from producers.information_requests import InformationRequests
 from producers.open_cases import OpenCaseStore
 from producers.outbox import OutboxStore
 from producers.referral_outcomes import ReferralOutcomes
@@ -39,6 +41,7 @@ def _gateway(engine: AsyncEngine, m: MetaData) -> None:
     _copy(Checkpoints(engine, schema=m.schema)._metadata, m)
     _copy(ReplayLog(engine, store.quarantine_table, schema=m.schema)._metadata, m)
     _copy(ConsentBook(engine, schema=m.schema)._metadata, m)
+    _copy(InformationBook(engine, schema=m.schema).metadata, m)
 
 
 def _requests(engine: AsyncEngine, m: MetaData) -> None:
@@ -50,6 +53,7 @@ def _outbox(engine: AsyncEngine, m: MetaData) -> None:
     OutboxStore(engine, m)
     _copy(ConsentRequests(engine, schema=m.schema)._metadata, m)
     _copy(ReferralOutcomes(engine, schema=m.schema).metadata, m)
+    _copy(InformationRequests(engine, schema=m.schema).metadata, m)
 
 
 def _queue(engine: AsyncEngine, m: MetaData) -> None:

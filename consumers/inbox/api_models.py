@@ -10,6 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from consumers.inbox.family_models import MODELS as FAMILY_MODELS
 from consumers.inbox.family_models import FamilyDecisionIn, FamilyDecisionOut
+from consumers.inbox.network_checks_models import MODELS as NETWORK_CHECK_MODELS
 
 Category = Literal["LA_SOCIAL_CARE", "PARENT_OR_CARER", "OTHER_PROFESSIONAL", "CARE_PROCEEDINGS"]
 
@@ -232,4 +233,5 @@ MODELS: tuple[type[BaseModel], ...] = (
     *FAMILY_MODELS,
     ResponseIn,
     ReferralOut,
+    *NETWORK_CHECK_MODELS,
 )

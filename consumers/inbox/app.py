@@ -32,6 +32,9 @@ from consumers.inbox.api import PREFIX, Api, errors
 from consumers.inbox.family import Families
 from consumers.inbox.family_api import FamilyApi
 from consumers.inbox.family_web import FamilyWeb
+from consumers.inbox.network_checks import NetworkChecks
+from consumers.inbox.network_checks_api import NetworkChecksApi
+from consumers.inbox.network_checks_web import NetworkChecksWeb
 from consumers.inbox.oidc import IdentityProvider
 from consumers.inbox.openapi import openapi_document
 from consumers.inbox.service import Inbox
@@ -154,6 +157,7 @@ def inbox_app(
     idp: IdentityProvider | None = None,
     ready: Callable[[], Awaitable[bool]] | None = None,
     families: Families | None = None,
+    network_checks: NetworkChecks | None = None,
 ) -> Starlette:
     web = Web(
         inbox,
@@ -167,6 +171,9 @@ def inbox_app(
     web.families, api.families = FamilyWeb(web, families), families
     family_web, family_api = web.families, FamilyApi(inbox, families, idp)
     share = DisclosureKind.ONWARD_SHARE
+    network = network_checks or NetworkChecks(inbox, families, trust=None, ask=None, read=None)
+    checks = NetworkChecksApi(inbox, network, idp)
+    checks_web = NetworkChecksWeb(web, family_web, network)
 
     async def healthz(_: Request) -> Response:
         return PlainTextResponse("ok\n")
@@ -198,6 +205,8 @@ def inbox_app(
         Route("/shares/{share_id:id}/family", family_web.record, methods=["POST"]),
         Route("/items/{item_id:id}/family-summary", family_web.summary, methods=["GET"]),
         Route("/items/{item_id:id}/referral", web.respond, methods=["POST"]),
+        Route("/items/{item_id:id}/network-checks", checks_web.page, methods=["GET"]),
+        Route("/items/{item_id:id}/network-checks", checks_web.ask, methods=["POST"]),
         Route("/static/inbox.css", web.stylesheet, methods=["GET"]),
         Route(f"{PREFIX}/deliveries", api.deliveries, methods=["GET"]),
         Route(PREFIX + "/deliveries/{item_id:id}", api.delivery, methods=["GET"]),
@@ -227,6 +236,8 @@ def inbox_app(
         Route(
             PREFIX + "/deliveries/{item_id:id}/referral/responses", api.respond, methods=["POST"]
         ),
+        Route(PREFIX + "/deliveries/{item_id:id}/network-checks", checks.ask, methods=["POST"]),
+        Route(PREFIX + "/deliveries/{item_id:id}/network-checks", checks.list, methods=["GET"]),
         Route(f"{PREFIX}/openapi.json", openapi, methods=["GET"]),
         Route("/healthz", healthz, methods=["GET"]),
         Route("/readyz", readyz, methods=["GET"]),

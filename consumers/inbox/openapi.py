@@ -215,6 +215,33 @@ OPERATIONS: dict[tuple[str, str], dict[str, Any]] = {
         {"200": _json("FamilySummaryOut", "the summary")},
         parameters=[_ITEM],
     ),
+    # -- network checks (consumers/inbox/network_checks_api.py)
+    ("/api/v1/deliveries/{item_id}/network-checks", "post"): _op(
+        "From a MASH item: rate it (BRAG), ask the chosen partner agencies (or all serving "
+        "the LA) what they hold, with the family-informed decision, which is recorded before "
+        "anything is sent; the gateway sets each deadline from the rating and the agreement",
+        "shares:write",
+        {
+            "201": _json("NetworkChecksOut", "asked: every check of the item, as it stands"),
+            "400": _json("Errors", "the body is not JSON"),
+            "403": _json("Errors", "not a MASH item, or the scope does not allow sharing"),
+            "422": _json("Errors", "the request breaks a rule (path names the field)"),
+            "503": _json("Errors", "the exchange could not be reached; try again"),
+        },
+        parameters=[_ITEM],
+        requestBody={
+            "required": True,
+            "content": {"application/json": {"schema": _ref("NetworkCheckIn")}},
+        },
+    ),
+    ("/api/v1/deliveries/{item_id}/network-checks", "get"): _op(
+        "The network checks asked from this item: each agency, its rating and deadline, "
+        "what the gateway said, the answer once given (facts apart from opinion, with the "
+        "agency's restrictions), and whether it is overdue",
+        "deliveries:read",
+        {"200": _json("NetworkChecksOut", "the item's network checks")},
+        parameters=[_ITEM],
+    ),
 }
 
 

@@ -52,6 +52,9 @@ FULL = frozenset(
         _NS + "ShareDecision",
         _NS + "ConsentRequest",  # the LA writes it, the gateway forwards it to the author
         _NS + "ConsentOutcome",
+        _NS + "InformationRequest",  # the LA writes it, the gateway forwards it to the agency
+        _NS + "InformationAnswer",  # the agency writes it, the gateway forwards it to the LA
+        _NS + "InformationStatus",
         _NS + "OpenCaseList",
         _NS + "wire.Envelope",
         _NS + "wire.EnvelopeHeader",

@@ -33,6 +33,8 @@ from sgx.wire.validation import (
     CONSENT_ANSWER,
     CONSENT_REQUEST,
     HEALTH_UPDATE,
+    INFORMATION_ANSWER,
+    INFORMATION_REQUEST,
     POLICE_NOTIFICATION,
     REFERRAL,
     REFERRAL_RESPONSE,
@@ -52,6 +54,9 @@ __all__ = [
     "ENVELOPE_HEADER",
     "FULL_NAMES",
     "HEALTH_UPDATE",
+    "INFORMATION_ANSWER",
+    "INFORMATION_REQUEST",
+    "INFORMATION_STATUS",
     "NOTIFICATION_TYPES",
     "OPEN_CASE_LIST",
     "POLICE_NOTIFICATION",
@@ -76,6 +81,7 @@ SHARE_DECISION = _NS + "ShareDecision"
 DISCLOSURE_REQUEST = _NS + "DisclosureRequest"
 CONSENT_OUTCOME = _NS + "ConsentOutcome"  # the gateway's word to the asking LA
 SIGNED_REFERRAL_RESPONSE = _NS + "SignedReferralResponse"  # an LA's answer to a referrer
+INFORMATION_STATUS = _NS + "InformationStatus"  # ... on an information request
 ENVELOPE = _NS + "wire.Envelope"
 ENVELOPE_HEADER = _NS + "wire.EnvelopeHeader"
 

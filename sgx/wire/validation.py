@@ -21,7 +21,7 @@ import functools
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from sgx.domain import consent
+from sgx.domain import consent, network_checks
 from sgx.domain.identifiers import check_gss_code, check_nhs_number, check_upn
 from sgx.domain.restrictions import FORBIDS
 from sgx.errors import ContractError
@@ -38,6 +38,8 @@ CONSENT_REQUEST = _NS + "ConsentRequest"
 CONSENT_ANSWER = _NS + "ConsentAnswer"
 REFERRAL = _NS + "Referral"
 REFERRAL_RESPONSE = _NS + "ReferralResponse"
+INFORMATION_REQUEST = _NS + "InformationRequest"
+INFORMATION_ANSWER = _NS + "InformationAnswer"
 
 
 def _text(record: Mapping[str, Any], key: str) -> bool:
@@ -274,5 +276,9 @@ RULES: dict[str, Callable[[Mapping[str, Any]], None]] = {
     CONSENT_REQUEST: functools.partial(consent.check_request, schema=CONSENT_REQUEST),
     CONSENT_ANSWER: functools.partial(consent.check_answer, schema=CONSENT_ANSWER),
     REFERRAL_RESPONSE: check_referral_response,
+    INFORMATION_REQUEST: functools.partial(
+        network_checks.check_request, schema=INFORMATION_REQUEST
+    ),
+    INFORMATION_ANSWER: functools.partial(network_checks.check_answer, schema=INFORMATION_ANSWER),
 }
 """The contract rules beyond Avro structure, by schema name (Contract.check applies them)."""

@@ -144,6 +144,16 @@ MATRIX: dict[tuple[str, str], dict[str, int | None]] = {
     ("GET", "/api/v1/deliveries/{item_id}/family-summary"): api(
         client_read=403, client_all=200, client_other=403
     ),
+    # network checks are asked from MASH items only (the item here is a worker's: 403 for a
+    # caller who may share and sees it); any caller who sees the item lists its checks
+    ("GET", "/items/{item_id}/network-checks"): page(worker=403, supervisor=403, **NOT_THEIRS),
+    ("POST", "/items/{item_id}/network-checks"): page(worker=403, supervisor=403, **NOT_THEIRS),
+    ("POST", "/api/v1/deliveries/{item_id}/network-checks"): api(
+        client_read=403, client_all=403, client_other=403
+    ),
+    ("GET", "/api/v1/deliveries/{item_id}/network-checks"): api(
+        client_read=200, client_all=200, client_other=404
+    ),
 }
 
 

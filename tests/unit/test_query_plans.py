@@ -25,7 +25,7 @@ import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -44,11 +44,13 @@ from consumers.queue import QueueSelection, QueueStore
 from gateway.allocations import AllocationDirectory
 from gateway.checkpoints import Checkpoints
 from gateway.consent_book import ConsentBook
+from gateway.information_book import InformationBook
 from gateway.records import Judged
 from gateway.referral_book import ReferralBook
 from gateway.requests import DisclosureRequests
 from gateway.store import GatewayStore
 from producers.consent_requests import ConsentRequests
+from producers.information_requests import InformationRequests
 from producers.outbox import OutboxStore
 from producers.referral_outcomes import ReferralOutcomes
 from safeguard import samples
@@ -174,6 +176,8 @@ def _value(table: Table, name: str, i: int) -> Any:
         return NOW - timedelta(seconds=i)
     if kind is bytes:
         return i.to_bytes(16, "big")
+    if kind is date:
+        return date(2010, 1, 1) + timedelta(days=i % 5000)
     raise AssertionError(f"no synthetic value for {table.name}.{name} ({kind})")
 
 
@@ -229,6 +233,9 @@ async def _gateway(engine: AsyncEngine, schema: str | None) -> AsyncIterator[Non
     await book.awaiting()  # the monitor
     await book.request(h(5))  # a consent answer
     await book.grants(h(5), h(5), h(5))  # a share that meets a restriction
+    information = InformationBook(engine, schema=schema)
+    await information.overdue(NOW)  # the monitor
+    await information.request(h(5))  # an information answer
     moved = [(None, children[0][1], "sw-2", "T", "tm-1")]  # a re-allocation by UPN alone
     closed = [(children[1][0], None)]  # a closure by NHS number alone
     change = directory.change(samples.allocation_update(moved, closed, la="la-x"))
@@ -323,6 +330,8 @@ async def _outbox(engine: AsyncEngine, schema: str | None) -> AsyncIterator[None
     outcomes = ReferralOutcomes(engine, schema=schema)
     await outcomes.of(h(2), [uuid.uuid4()])  # the push endpoint's referral
     await outcomes.after(h(2), 100, 50)  # the push endpoint's poll for responses
+    checks = InformationRequests(engine, schema=schema)
+    await checks.list(h(2), open_only=True)  # the agency's open information requests
 
 
 WORKLOADS: dict[str, Workload] = {

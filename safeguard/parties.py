@@ -4,10 +4,16 @@ Camden and Islington each run their own front door (MASH) and each have a primar
 the Royal Free's A&E and the Metropolitan Police serve both boroughs, as they do in life.
 A notification follows the child: to the LA (or LAs) holding the child's case, else to the
 MASH of the LA the child lives in, else to the sender's default LA under the agreement.
+
+Two more primary schools, one in each borough, publish through their hosted
+management-information system, a connector (``mis-north-london``) that carries both: one
+inbound topic for the two, each envelope signed by its school. Hillside and Canonbury
+are their own connectors, as every agency was before connectors.
 """
 
 from __future__ import annotations
 
+from sgx.keys.connectors import Connector
 from sgx.keys.trust import PartySpec
 
 LA = "la-camden"
@@ -18,6 +24,9 @@ SCHOOL = "school-hillside"
 OTHER_SCHOOL = "school-canonbury"
 HEALTH = "nhs-royal-free"
 POLICE = "met-police"
+CONNECTED_SCHOOL = "school-gospel-oak"  # Camden, through the connector
+OTHER_CONNECTED_SCHOOL = "school-highbury-fields"  # Islington, through the connector
+CONNECTOR = "mis-north-london"
 BOTH = (LA, OTHER_LA)
 
 DEMO_PARTIES = (
@@ -28,6 +37,16 @@ DEMO_PARTIES = (
     PartySpec(OTHER_LA, "local_authority", "Islington Children's Services", gss_code=OTHER_LA_GSS),
     PartySpec(SCHOOL, "school", "Hillside Primary School", (LA,)),
     PartySpec(OTHER_SCHOOL, "school", "Canonbury Primary School", (OTHER_LA,)),
+    PartySpec(CONNECTED_SCHOOL, "school", "Gospel Oak Primary School", (LA,)),
+    PartySpec(OTHER_CONNECTED_SCHOOL, "school", "Highbury Fields School", (OTHER_LA,)),
     PartySpec(HEALTH, "health", "Royal Free London NHS Foundation Trust", BOTH),
     PartySpec(POLICE, "police", "Metropolitan Police Service", BOTH),
+)
+
+DEMO_CONNECTORS = (
+    Connector(
+        id=CONNECTOR,
+        name="North London schools' MIS (hosted)",
+        carries=[CONNECTED_SCHOOL, OTHER_CONNECTED_SCHOOL],
+    ),
 )

@@ -52,11 +52,16 @@ topic sgx.delivery.school-hillside 3 3
 topic sgx.inbound.school-canonbury 3 3
 topic sgx.receipts.school-canonbury 1 3
 topic sgx.delivery.school-canonbury 3 3
+topic sgx.receipts.school-gospel-oak 1 3
+topic sgx.delivery.school-gospel-oak 3 3
+topic sgx.receipts.school-highbury-fields 1 3
+topic sgx.delivery.school-highbury-fields 3 3
 topic sgx.inbound.nhs-royal-free 3 3
 topic sgx.receipts.nhs-royal-free 1 3
 topic sgx.inbound.met-police 3 3
 topic sgx.receipts.met-police 1 3
 topic sgx.delivery.met-police 3 3
+topic sgx.inbound.mis-north-london 3 3
 
 # principals
 user sgx-gateway
@@ -68,9 +73,12 @@ user school-hillside
 user sgx-consumer-school-hillside
 user school-canonbury
 user sgx-consumer-school-canonbury
+user sgx-consumer-school-gospel-oak
+user sgx-consumer-school-highbury-fields
 user nhs-royal-free
 user met-police
 user sgx-consumer-met-police
+user mis-north-london
 
 # allow-ACLs (no ACL, no access: allow.everyone.if.no.acl.found=false)
 acl sgx-gateway Read topic prefixed sgx.inbound.
@@ -123,6 +131,14 @@ acl sgx-consumer-school-canonbury Read topic literal sgx.delivery.school-canonbu
 acl sgx-consumer-school-canonbury Read group literal sgx-consumer-school-canonbury
 acl sgx-consumer-school-canonbury Describe topic prefixed sgx.
 acl sgx-consumer-school-canonbury Read topic literal sgx.schemas
+acl sgx-consumer-school-gospel-oak Read topic literal sgx.delivery.school-gospel-oak
+acl sgx-consumer-school-gospel-oak Read group literal sgx-consumer-school-gospel-oak
+acl sgx-consumer-school-gospel-oak Describe topic prefixed sgx.
+acl sgx-consumer-school-gospel-oak Read topic literal sgx.schemas
+acl sgx-consumer-school-highbury-fields Read topic literal sgx.delivery.school-highbury-fields
+acl sgx-consumer-school-highbury-fields Read group literal sgx-consumer-school-highbury-fields
+acl sgx-consumer-school-highbury-fields Describe topic prefixed sgx.
+acl sgx-consumer-school-highbury-fields Read topic literal sgx.schemas
 acl nhs-royal-free Write topic literal sgx.inbound.nhs-royal-free
 acl nhs-royal-free Read topic literal sgx.receipts.nhs-royal-free
 acl nhs-royal-free Read group literal sgx-producer-nhs-royal-free
@@ -137,5 +153,14 @@ acl sgx-consumer-met-police Read topic literal sgx.delivery.met-police
 acl sgx-consumer-met-police Read group literal sgx-consumer-met-police
 acl sgx-consumer-met-police Describe topic prefixed sgx.
 acl sgx-consumer-met-police Read topic literal sgx.schemas
+acl mis-north-london Write topic literal sgx.inbound.mis-north-london
+acl mis-north-london Read topic literal sgx.receipts.school-gospel-oak
+acl mis-north-london Read group literal sgx-producer-school-gospel-oak
+acl mis-north-london Read group literal sgx-open-cases-school-gospel-oak
+acl mis-north-london Read topic literal sgx.receipts.school-highbury-fields
+acl mis-north-london Read group literal sgx-producer-school-highbury-fields
+acl mis-north-london Read group literal sgx-open-cases-school-highbury-fields
+acl mis-north-london Read topic literal sgx.schemas
+acl mis-north-london Describe topic prefixed sgx.
 
 echo "topics, users and ACLs applied"

@@ -31,7 +31,7 @@ from deploy.acl_plan import (
     Pattern,
     ResourceType,
     consumer_principal,
-    load_parties,
+    load_partnership,
     plan,
 )
 from sgx.errors import BrokerRefused, TransportError
@@ -250,7 +250,7 @@ def broker_acls(apache_kafka: ApacheKafka) -> set[Binding]:
 async def test_the_broker_holds_the_plan_topics_and_exactly_its_acls(
     apache_kafka: ApacheKafka,
 ) -> None:
-    the_plan = plan(load_parties(PARTIES_FILE))
+    the_plan = plan(*load_partnership(PARTIES_FILE))
     admin = apache_kafka.plaintext_settings()
     topics = set(await list_topics(admin))
     for topic in the_plan.topics:

@@ -31,7 +31,7 @@ import pytest
 from aiokafka import ConsumerRecord, TopicPartition
 from aiokafka.admin import RecordsToDelete
 
-from deploy.acl_plan import PARTIES_FILE, load_parties, plan
+from deploy.acl_plan import PARTIES_FILE, load_partnership, plan
 from producers.consent_requests import ConsentRequests
 from safeguard import samples
 from safeguard.outbox_wiring import running_outbox
@@ -68,7 +68,7 @@ async def emptied_plan_topics(kafka: ApacheKafka) -> None:
     sealed under keys this run does not know, are skipped) and the compacted registry's."""
     topics = [
         t
-        for t in plan(load_parties(PARTIES_FILE)).topics
+        for t in plan(*load_partnership(PARTIES_FILE)).topics
         if not t.compacted and not t.name.startswith(ALLOCATIONS_PREFIX)
     ]
     every = {

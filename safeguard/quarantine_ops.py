@@ -35,7 +35,7 @@ from sgx.kafka.wiring import (
     kafka_errors,
     start_producer,
 )
-from sgx.wire.envelope import Opener
+from sgx.wire.envelope import Opener, peek
 
 Outcome = tuple[int, Result, str | None, str]
 
@@ -52,7 +52,9 @@ def _origin(held: Held) -> str | None:
     if q.topic.startswith(INBOUND_PREFIX):
         return q.topic
     if q.topic == REPLAY_TOPIC and q.sender_claimed:  # quarantined again after a replay
-        return inbound_topic(q.sender_claimed)
+        # the connector it claims to be sealed for (format 2), else its sender's own topic
+        claims = peek(q.raw)
+        return inbound_topic(claims.connector if claims and claims.connector else q.sender_claimed)
     return None
 
 

@@ -402,6 +402,7 @@ async def publisher(
             pseudonyms=rt.pseudonyms(),
             producer=producer,
             metrics=ProducerMetrics(registry or CollectorRegistry()),
+            connector=rt.exchange.connector,
         )
     finally:
         await producer.stop()

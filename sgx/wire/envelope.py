@@ -67,7 +67,6 @@ from sgx.wire.header import (
     LEGACY_FORMAT_VERSION,
     PURPOSE_BYTE,
     LocatedHeader,
-    Purpose,
     SignedFields,
     decode_signed,
     locate_header,
@@ -75,6 +74,7 @@ from sgx.wire.header import (
     split_envelope,
 )
 from sgx.wire.header import EnvelopeClaims as EnvelopeClaims
+from sgx.wire.header import Purpose as Purpose
 from sgx.wire.header import message_id_of as message_id_of
 from sgx.wire.header import peek as peek
 

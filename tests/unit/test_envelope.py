@@ -23,7 +23,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
-import sgx.wire.envelope
+import sgx.wire.codec
 from sgx.errors import (
     BadSignature,
     ConfigError,
@@ -207,11 +207,11 @@ def test_a_single_envelope_is_a_batch_of_one(exchange: Exchange) -> None:
 def test_unpack_reads_blocks_with_byte_counts(exchange: Exchange) -> None:
     """Avro writers may write a block as a negative count followed by its size in bytes."""
     envelopes, _ = _batch(exchange, 2)
-    body = b"".join(sgx.wire.envelope._bytes(e) for e in envelopes)
+    body = b"".join(sgx.wire.codec.avro_bytes(e) for e in envelopes)
     value = (
         BATCH_PREFIX
-        + sgx.wire.envelope._long(-2)
-        + sgx.wire.envelope._long(len(body))
+        + sgx.wire.codec.avro_long(-2)
+        + sgx.wire.codec.avro_long(len(body))
         + body
         + b"\x00"
     )

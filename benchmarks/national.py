@@ -516,6 +516,8 @@ def _env(
         "SGX_KAFKA_FETCH_MAX_WAIT_MS": str(wait),
         "SGX_KAFKA_SESSION_TIMEOUT_MS": str(settings.session_timeout_ms),
         "SGX_KAFKA_HEARTBEAT_INTERVAL_MS": str(settings.heartbeat_interval_ms),
+        # off on the embedded broker, which refuses idempotent producers
+        "SGX_KAFKA_IDEMPOTENCE": str(settings.idempotence).lower(),
         "SGX_METRICS_PORT": str(port),
         "SGX_AGREEMENT_FILE": str(home / AGREEMENT_FILE),
     }

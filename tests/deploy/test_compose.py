@@ -236,3 +236,16 @@ def test_each_partys_services_mount_its_own_store_and_no_other() -> None:
     assert homes, "no service keeps a store"
     assert all(len(parties) == 1 for parties in homes.values()), homes
     assert homes["consumer-la-camden-home"] == {"la-camden"}
+
+
+def test_a_connector_runs_as_its_own_principal_for_the_agencies_it_carries() -> None:
+    _, connectors = acl_plan.load_partnership(acl_plan.PARTIES_FILE)
+    by_id = {c.id: c for c in connectors}
+    running = [s for s in _services().values() if "SGX_CONNECTOR" in s.get("environment", {})]
+    assert running, "no service publishes through a connector"
+    for service in running:
+        connector = by_id[service["environment"]["SGX_CONNECTOR"]]
+        command = service["command"]
+        agencies = [command[i + 1] for i, a in enumerate(command) if a == "--agency"]
+        assert set(agencies) == set(connector.carries)
+        assert Path(service["env_file"]).name == f"{connector.kafka_principal}.env"

@@ -7,6 +7,7 @@ Highbury Fields (Islington); Hillside and Canonbury are their own connectors.
 
 from __future__ import annotations
 
+import dataclasses
 import uuid
 from pathlib import Path
 from typing import Any
@@ -15,6 +16,7 @@ import pytest
 
 from safeguard import samples
 from safeguard.demo import publish_raw
+from safeguard.outbox_wiring import running_outbox
 from safeguard.parties import (
     CONNECTED_SCHOOL,
     CONNECTOR,
@@ -180,3 +182,38 @@ async def test_what_a_connector_may_not_carry_is_quarantined_in_words(tmp_path: 
         )
         gospel_receipts = await _receipts(rt, CONNECTED_SCHOOL)
         assert gospel_receipts[str(gospel["notification_id"])]["outcome"] == "DELIVERED"
+
+
+async def test_one_connector_process_runs_both_schools_outboxes_with_their_receipts(
+    tmp_path: Path,
+) -> None:
+    """As ``SGX_CONNECTOR=mis-north-london safeguard push serve --agency ... --agency ...``
+    does: each school's outbox, relay and receipt listener in one process, publishing on
+    the connector's topic; each school's receipt comes back to its own outbox."""
+    async with running_exchange(tmp_path) as ex:
+        await ex.start_consumer(party=OTHER_LA)
+        settings = ex.rt.exchange.model_copy(update={"connector": CONNECTOR})  # SGX_CONNECTOR
+        rt = dataclasses.replace(ex.rt, exchange=settings)
+        gospel = _attendance(CONNECTED_SCHOOL, 8, "Hal")
+        highbury = _attendance(OTHER_CONNECTED_SCHOOL, 9, "Ivy")
+        async with (
+            running_outbox(rt, CONNECTED_SCHOOL) as one,
+            running_outbox(rt, OTHER_CONNECTED_SCHOOL) as other,
+        ):
+            sent = [await one.add(c.ATTENDANCE_UPDATE, gospel)]
+            sent.append(await other.add(c.ATTENDANCE_UPDATE, highbury))
+
+            async def receipted() -> bool:
+                mine = await one.store.entries(CONNECTED_SCHOOL)
+                theirs = await other.store.entries(OTHER_CONNECTED_SCHOOL)
+                return all(e.receipt_outcome is not None for e in [*mine, *theirs])
+
+            await eventually(receipted, "both schools' receipts")
+            entries = [
+                *(await one.store.entries(CONNECTED_SCHOOL)),
+                *(await other.store.entries(OTHER_CONNECTED_SCHOOL)),
+            ]
+        assert sorted(e.message_id for e in entries) == sorted(sent)
+        assert {e.receipt_outcome for e in entries} == {"DELIVERED"}
+        assert await _mash(ex, LA) == {str(gospel["notification_id"])}
+        assert await _mash(ex, OTHER_LA) == {str(highbury["notification_id"])}

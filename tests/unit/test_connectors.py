@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from producers.publisher import connector_for
 from sgx.errors import ConfigError
 from sgx.keys.connectors import Connector
 from sgx.keys.key_admin import init_trust, revoke_key, rotate_key
@@ -139,3 +140,25 @@ def test_a_connector_that_does_not_fit_is_refused_naming_the_field(
 def test_two_connectors_of_one_id_are_refused(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match=r"connectors\[1\]\.id': 'mis-acme' is already"):
         init_trust(tmp_path / "trust", SPECS, [CONNECTORS[0], CONNECTORS[0]])
+
+
+def test_a_producer_publishes_through_its_connector_or_on_its_own(trust_dir: Path) -> None:
+    trust = TrustDirectory.load(trust_dir)
+    assert connector_for(trust, SCHOOL) == MIS  # the one connector that carries it
+    assert connector_for(trust, SCHOOL, MIS) == MIS  # SGX_CONNECTOR, as it is
+    assert connector_for(trust, OWN_SCHOOL) == OWN_SCHOOL  # no connector: its own topic
+    assert connector_for(trust, LA) == LA
+    with pytest.raises(ConfigError, match=r"'mis-acme' may not carry school-oak.*unset"):
+        connector_for(trust, OWN_SCHOOL, MIS)
+    with pytest.raises(
+        ConfigError, match=r"'records-north' may not carry school-hillside.*mis-acme"
+    ):
+        connector_for(trust, SCHOOL, RECORDS)
+
+
+def test_an_agency_under_two_connectors_must_name_one(tmp_path: Path) -> None:
+    both = [*CONNECTORS, Connector(id="mis-other", name="Other MIS", carries=[SCHOOL])]
+    trust = init_trust(tmp_path / "trust", SPECS, both)
+    with pytest.raises(ConfigError, match="mis-acme, mis-other: set SGX_CONNECTOR"):
+        connector_for(trust, SCHOOL)
+    assert connector_for(trust, SCHOOL, "mis-other") == "mis-other"

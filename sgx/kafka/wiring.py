@@ -58,6 +58,9 @@ _PARTY_ID = re.compile(r"^[A-Za-z0-9_-]{1,200}$")
 _TOPIC_EXISTS = 36  # Kafka error code TOPIC_ALREADY_EXISTS
 _POLL_MS = 200
 TOPIC_WAIT_S = 10.0  # how long ensure_topics waits for new topics to show in metadata
+# Topics asked for in one CreateTopics request: a broker answers one of 50,000 (receipts
+# and deliveries of a national partnership's agencies) only after the client gave up.
+CREATE_CHUNK = 1_000
 READ_LIMIT_S = 60.0  # how long read_topic may take to reach the end of a topic
 INBOUND_PREFIX = "sgx.inbound."
 ALLOCATIONS_PREFIX = "sgx.allocations."
@@ -297,8 +300,8 @@ async def ensure_topics(settings: KafkaSettings, topics: Mapping[str, int]) -> N
     async with admin_client(settings) as admin:
         existing = await _metadata(admin)
         missing = [NewTopic(name, n, 1) for name, n in topics.items() if name not in existing]
-        if missing:
-            await _create(admin, missing)
+        for start in range(0, len(missing), CREATE_CHUNK):  # a nation's topics: tens of thousands
+            await _create(admin, missing[start : start + CREATE_CHUNK])
         await _wait_for_topics(admin, topics.keys())
 
 

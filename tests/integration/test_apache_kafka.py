@@ -54,6 +54,7 @@ pytestmark = pytest.mark.broker
 
 CAMDEN, ISLINGTON = "la-camden", "la-islington"
 HILLSIDE, CANONBURY = "school-hillside", "school-canonbury"
+CONNECTOR = "mis-north-london"  # carries Gospel Oak and Highbury Fields
 GATEWAY = "sgx-gateway"
 REFUSAL_S = 10.0  # a refused client must fail within this, not hang
 
@@ -179,6 +180,17 @@ async def test_a_school_cannot_write_another_schools_inbound_topic(
             await producer.send_and_wait(inbound_topic(CANONBURY), unique("forged"))
         with pytest.raises(TopicAuthorizationFailedError):
             await producer.send_and_wait(delivery_topic(CAMDEN), unique("forged"))
+    finally:
+        await producer.stop()
+
+
+async def test_a_connector_writes_only_its_own_topic(apache_kafka: ApacheKafka) -> None:
+    producer = await start_producer(apache_kafka.scram_settings(CONNECTOR))
+    try:
+        await producer.send_and_wait(inbound_topic(CONNECTOR), unique("carried"))  # its own
+        for topic in (inbound_topic(HILLSIDE), delivery_topic(CAMDEN), receipts_topic(HILLSIDE)):
+            with pytest.raises(TopicAuthorizationFailedError):
+                await producer.send_and_wait(topic, unique("forged"))
     finally:
         await producer.stop()
 

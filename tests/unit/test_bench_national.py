@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import tomllib
 from collections import Counter
 from pathlib import Path
@@ -16,6 +17,7 @@ from benchmarks.national import (
     record,
 )
 from benchmarks.national import allocation_updates as updates_of
+from benchmarks.national_topics import measure
 from benchmarks.partnership import agreement_text
 from gateway.allocations import AllocationDirectory
 from gateway.partnership import Partnership
@@ -113,3 +115,16 @@ def test_agencies_are_carried_by_connectors_of_their_kind_but_the_own_few(tmp_pa
 def test_too_many_connectors_for_the_agencies_are_refused() -> None:
     with pytest.raises(ValueError, match="cannot share"):
         build(las=4, schools=5, trusts=1, forces=1, allocations=4_000, connectors=7, own=1)
+
+
+def test_connectors_cut_the_inbound_topics_but_not_the_agencies_own_topics() -> None:
+    args = argparse.Namespace(las=6, schools=60, trusts=6, forces=2, connectors=5, own=3,
+                              inbound_partitions=3)  # fmt: skip
+    figures = measure(args)
+    with_connectors, before = figures["with_connectors"], figures["every_agency_its_own"]
+    assert with_connectors["inbound_topics"] == 5 + 3 + 6  # connectors, own agencies, LAs
+    assert before["inbound_topics"] == 68 + 6
+    # the gateway reads the inbound (3 partitions each) and allocation topics, and replay
+    assert with_connectors["gateway_group_partitions"] == 14 * 3 + 6 + 1
+    # receipts and deliveries stay per agency
+    assert before["topics"] - with_connectors["topics"] == 68 - 8

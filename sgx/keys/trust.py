@@ -2,7 +2,8 @@
 
 Layout of a trust directory::
 
-    <trust_dir>/directory.json                     parties and public keys (shared)
+    <trust_dir>/directory.json                     parties and public keys, and the
+                                                   connectors (shared)
     <trust_dir>/private/                           0700
     <trust_dir>/private/pseudonym.key              32 random bytes, 0600 (the exchange's)
     <trust_dir>/private/<party_id>/<kid>.signing.pem   Ed25519, PKCS8, 0600
@@ -17,7 +18,8 @@ A signing key in an HSM (:func:`rotate_key_into_token`) has, in place of its PEM
 reference naming the token and key (format in :mod:`sgx.keys.hsm`); the token only signs.
 
 :class:`TrustDirectory` answers "which public key verifies this sender's key id at this
-moment" and "which box key do I seal to"; a party's own private keys are its
+moment", "which box key do I seal to" and "may this connector carry this agency"
+(:mod:`sgx.keys.connectors`); a party's own private keys are its
 :class:`sgx.keys.identity.Identity`, read from the files laid out above.
 """
 

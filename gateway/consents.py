@@ -12,7 +12,8 @@ the LA is answered UNKNOWN_NOTIFICATION, a share nothing forbids NOT_NEEDED; nei
 to the author.
 
 **An answer.** The author's agency answers (a ``ConsentAnswer`` in a NOTIFICATION
-envelope on its own inbound topic, signed with its key like everything it sends). Only the
+envelope on its own inbound topic or its connector's, signed with its key like everything it
+sends). Only the
 agency the request was put to may answer it; an answer to a request the gateway never
 forwarded, or from another agency, is quarantined with its reason (kept, and replayable
 once the cause is fixed). The first answer stands: a later, different one is refused and

@@ -46,7 +46,7 @@ class ReplayReport:
     skipped: list[tuple[int, str]] = field(default_factory=list)  # (id, why not replayed)
 
 
-def _origin(held: Held) -> str | None:
+def first_topic(held: Held) -> str | None:
     """The inbound topic a quarantined envelope was written to, if it was one."""
     q = held.entry
     if q.topic.startswith(INBOUND_PREFIX):
@@ -73,7 +73,7 @@ async def replay_gateway(
         producer = await start_producer(rt.kafka)
         try:
             for row in held:
-                origin = _origin(row)
+                origin = first_topic(row)
                 if origin is None:
                     report.skipped.append(
                         (

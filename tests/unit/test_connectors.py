@@ -3,15 +3,24 @@
 from __future__ import annotations
 
 import json
+import uuid
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from producers.publisher import connector_for
+from safeguard.quarantine_ops import first_topic
 from sgx.errors import ConfigError
+from sgx.kafka.quarantine import Quarantined
+from sgx.kafka.quarantine_replay import Held
+from sgx.kafka.wiring import REPLAY_TOPIC
 from sgx.keys.connectors import Connector
+from sgx.keys.identity import Identity
 from sgx.keys.key_admin import init_trust, revoke_key, rotate_key
 from sgx.keys.trust import DIRECTORY_FILE, PartySpec, TrustDirectory
+from sgx.wire.envelope import Purpose, Sealer
 
 LA, OTHER_LA = "la-northshire", "la-southvale"
 SCHOOL, OTHER_SCHOOL, OWN_SCHOOL, POLICE = (
@@ -162,3 +171,20 @@ def test_an_agency_under_two_connectors_must_name_one(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="mis-acme, mis-other: set SGX_CONNECTOR"):
         connector_for(trust, SCHOOL)
     assert connector_for(trust, SCHOOL, "mis-other") == "mis-other"
+
+
+@pytest.mark.parametrize(("options", "topic"), [
+    ({"connector": MIS}, f"sgx.inbound.{MIS}"),  # format 2: the connector it was sealed for
+    ({"format_version": 1}, f"sgx.inbound.{SCHOOL}"),  # format 1: its sender's own topic
+])  # fmt: skip
+def test_a_replay_quarantined_again_goes_back_to_its_connectors_topic(
+    trust_dir: Path, options: dict[str, Any], topic: str
+) -> None:
+    trust = TrustDirectory.load(trust_dir)
+    sealer = Sealer(Identity.load(trust_dir, SCHOOL, directory=trust), trust, "gateway", **options)
+    value = sealer.seal(Purpose.NOTIFICATION, uuid.uuid4(), b"x")
+    kept = Quarantined(
+        topic=REPLAY_TOPIC, partition=0, offset=0, item=0, reason="not_carried", detail="",
+        raw=value, quarantined_at=datetime.now(UTC), sender_claimed=SCHOOL,
+    )  # fmt: skip
+    assert first_topic(Held(1, kept)) == topic

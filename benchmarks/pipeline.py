@@ -53,6 +53,7 @@ from safeguard import samples
 from safeguard.parties import DEMO_PARTIES, LA, SCHOOL
 from safeguard.runtime import Runtime, create_topics, publisher, run_consumer, run_gateway
 from sgx.domain.identifiers import make_nhs_number
+from sgx.keys.connectors import Connector
 from sgx.keys.key_admin import init_trust
 from sgx.keys.trust import PartySpec
 from sgx.settings import ExchangeSettings, KafkaSettings
@@ -377,10 +378,15 @@ async def producer_stage(
 
 
 async def prepare_home(
-    home: Path, settings: KafkaSettings, parties: Sequence[PartySpec], agreement: str
+    home: Path,
+    settings: KafkaSettings,
+    parties: Sequence[PartySpec],
+    agreement: str,
+    connectors: Sequence[Connector] = (),
 ) -> Runtime:
-    """A phase's home: trust directory, agreement file and every topic the parties use."""
-    init_trust(home / "trust", parties)
+    """A phase's home: trust directory (with ``connectors``), agreement file and every
+    topic the parties and connectors use."""
+    init_trust(home / "trust", parties, connectors)
     (home / AGREEMENT_FILE).write_text(agreement, encoding="utf-8")
     rt = phase_runtime(home, settings)
     await create_topics(rt)

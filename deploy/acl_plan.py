@@ -24,6 +24,19 @@ Principals (SCRAM user names)::
                          committing nothing), which topic READ alone allows
     sgx-consumer-<id>    READ sgx.delivery.<id> and its group sgx-consumer-<id>, for each
                          party the gateway delivers to (local authority, school, police)
+    <connector>          a connector (``[[connector]]``: a system publishing for the agencies
+                         it ``carries``, e.g. a schools' MIS supplier), as its ``principal``
+                         (default its id): WRITE its own inbound topic sgx.inbound.<connector>
+                         and nothing else inbound, READ the receipts topic of each agency it
+                         carries and that agency's groups (it runs their outboxes)
+
+An agency a connector carries has no inbound topic and no principal of its own: it
+reaches the exchange only through its connector(s), so the inbound partitions grow with
+the connectors, not with the agencies. Its receipts topic (the gateway's answers, sealed
+for the agency) and, for a school, its delivery topic and consumer stay its own. An
+agency no connector carries is its own connector, with its own inbound topic as before.
+The ACL lets a connector write only its topic; which agencies it may carry is the
+gateway's check (the envelope's signature names the connector it was sealed for).
 
 The schema registry topic ``sgx.schemas`` (compacted) is WRITE for the gateway only and
 READ (no group) for every principal: a reader of an older release finds there the newer
@@ -52,17 +65,20 @@ Regenerate after editing the parties file::
 from __future__ import annotations
 
 import argparse
-import re
 import sys
-import tomllib
-from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
 
-from sgx.errors import ConfigError
+from deploy.partnership_file import GATEWAY as GATEWAY
+from deploy.partnership_file import PARTIES_FILE as PARTIES_FILE
+from deploy.partnership_file import Party as Party
+from deploy.partnership_file import checked_connectors, checked_parties
+from deploy.partnership_file import load_parties as load_parties
+from deploy.partnership_file import load_partnership as load_partnership
 from sgx.kafka.wiring import (
     GATEWAY_GROUP,
     REPLAY_TOPIC,
@@ -70,18 +86,15 @@ from sgx.kafka.wiring import (
     open_cases_group,
     receipts_group,
 )
-from sgx.keys.kinds import AGENCY_KINDS, AgencyKind
-from sgx.keys.trust import GSS_CODE
+from sgx.keys.connectors import Connector, carriers
 from sgx.wire.schema_registry import TOPIC as SCHEMAS_TOPIC
 
 DEPLOY_DIR = Path(__file__).resolve().parent
-PARTIES_FILE = DEPLOY_DIR / "parties.toml"
 SCRIPT_FILE = DEPLOY_DIR / "scripts" / "create-topics-and-acls.sh"
 TOPICS_FILE = DEPLOY_DIR / "k8s" / "kafka" / "topics.yaml"
 USERS_FILE = DEPLOY_DIR / "k8s" / "kafka" / "users.yaml"
 
 CLUSTER = "sgx"  # the Strimzi Kafka resource's name
-GATEWAY = GATEWAY_GROUP  # the gateway principal is named as its group
 REPLICAS = 3
 MIN_INSYNC = 2
 INBOUND_PARTITIONS = 3  # as KafkaSettings.inbound_partitions
@@ -93,34 +106,9 @@ DELIVERY_PARTITIONS = 3  # as KafkaSettings.delivery_partitions
 DELIVERY_KINDS = frozenset({"local_authority", "school", "police"})
 RECEIPTS_PARTITIONS = 1
 
-Kind = AgencyKind  # every agency kind of the trust directory (sgx.keys.kinds)
 Operation = Literal["Read", "Write", "Describe"]
 ResourceType = Literal["topic", "group"]
 Pattern = Literal["literal", "prefixed"]
-
-# A party id names topics, SCRAM users and Kubernetes objects: the narrowest of the three.
-_PARTY_ID = re.compile(r"^[a-z0-9]([a-z0-9-]{0,48}[a-z0-9])?$")
-_KINDS: tuple[Kind, ...] = AGENCY_KINDS
-
-
-_GSS_CODE = re.compile(GSS_CODE)
-_REQUIRED_KEYS = frozenset({"id", "kind"})
-_OPTIONAL_KEYS = frozenset({"gss_code", "serves", "serves_any"})
-
-
-@dataclass(frozen=True, slots=True)
-class Party:
-    """A member of the partnership (never the gateway).
-
-    A local authority has its ONS GSS code and serves itself; any other agency gives the
-    ids of the LAs it serves, or ``serves_any`` (as ``sgx.keys.trust.Party``).
-    """
-
-    id: str
-    kind: Kind
-    gss_code: str | None = field(default=None, kw_only=True)
-    serves: tuple[str, ...] = field(default=(), kw_only=True)
-    serves_any: bool = field(default=False, kw_only=True)
 
 
 @dataclass(frozen=True, slots=True)
@@ -178,21 +166,23 @@ def agency_groups(party: Party) -> tuple[str, ...]:
     return (receipts, open_cases_group(party.id)) if party.kind == "school" else (receipts,)
 
 
-def plan(parties: Iterable[Party]) -> Plan:
-    """The topics, principals and ACL bindings for ``parties``."""
-    members = _checked(parties)
+def plan(parties: Iterable[Party], connectors: Sequence[Connector] = ()) -> Plan:
+    """The topics, principals and ACL bindings for ``parties`` and their ``connectors``."""
+    members = checked_parties(parties)
+    checked_connectors(members, connectors)
+    carried = carriers(connectors)
     # The schema registry (sgx.wire.schema_registry): the gateway writes, everyone reads.
     topics: list[Topic] = [Topic(SCHEMAS_TOPIC, 1, compacted=True), Topic(REPLAY_TOPIC, 1)]
     bindings: list[Binding] = _gateway_bindings()
     principals = [GATEWAY]
     for party in members:
-        topics += [
-            Topic(f"sgx.inbound.{party.id}", INBOUND_PARTITIONS),
-            Topic(f"sgx.receipts.{party.id}", RECEIPTS_PARTITIONS),
-        ]
-        principals.append(party.id)
-        bindings += _agency_bindings(party)
-        bindings.append(Binding(party.id, "Read", "topic", SCHEMAS_TOPIC))
+        if party.id not in carried:  # its own connector
+            topics.append(Topic(f"sgx.inbound.{party.id}", INBOUND_PARTITIONS))
+        topics.append(Topic(f"sgx.receipts.{party.id}", RECEIPTS_PARTITIONS))
+        if party.id not in carried:
+            principals.append(party.id)
+            bindings += _agency_bindings(party)
+            bindings.append(Binding(party.id, "Read", "topic", SCHEMAS_TOPIC))
         if party.kind == "local_authority":
             # Kept for ever: a gateway started on an empty database rebuilds its
             # directory from the LA's whole allocation history.
@@ -205,7 +195,26 @@ def plan(parties: Iterable[Party]) -> Plan:
             principals.append(consumer_principal(party.id))
             bindings += _consumer_bindings(party.id)
             bindings.append(Binding(consumer_principal(party.id), "Read", "topic", SCHEMAS_TOPIC))
+    by_id = {party.id: party for party in members}
+    for connector in connectors:
+        topics.append(Topic(f"sgx.inbound.{connector.id}", INBOUND_PARTITIONS))
+        principal = connector.kafka_principal
+        if principal not in principals:
+            principals.append(principal)
+        bindings += _connector_bindings(connector, [by_id[a] for a in connector.carries])
     return Plan(tuple(topics), tuple(principals), tuple(bindings))
+
+
+def _connector_bindings(connector: Connector, carried: Sequence[Party]) -> list[Binding]:
+    """A connector writes its own inbound topic and reads, for each agency it carries, that
+    agency's receipts topic in the agency's groups (it runs the agency's outbox)."""
+    principal = connector.kafka_principal
+    bindings = [Binding(principal, "Write", "topic", f"sgx.inbound.{connector.id}")]
+    for agency in carried:
+        bindings.append(Binding(principal, "Read", "topic", f"sgx.receipts.{agency.id}"))
+        bindings += [Binding(principal, "Read", "group", g) for g in agency_groups(agency)]
+    bindings += [Binding(principal, "Read", "topic", SCHEMAS_TOPIC), _describe_all(principal)]
+    return bindings
 
 
 def _describe_all(principal: str) -> Binding:
@@ -245,100 +254,6 @@ def _consumer_bindings(party_id: str) -> list[Binding]:
         Binding(principal, "Read", "group", principal),
         _describe_all(principal),
     ]
-
-
-def partnership_problem(party: Party, kinds: Mapping[str, str]) -> tuple[str, str] | None:
-    """(field, problem) if ``party``'s GSS code or served LAs do not fit its kind; the rules
-    of the trust directory (``sgx.keys.trust``), ``kinds`` being every party's kind by id."""
-    if party.kind == "local_authority":
-        if party.gss_code is None:
-            return "gss_code", (
-                'a local authority needs its ONS GSS code (e.g. "E09000007" for Camden,'
-                ' "E09000019" for Islington): add gss_code to this party'
-            )
-        if not _GSS_CODE.fullmatch(party.gss_code):
-            return "gss_code", (
-                f"{party.gss_code!r} is not an ONS GSS code (a letter E, N, S or W and eight"
-                ' digits, e.g. "E09000007")'
-            )
-        if party.serves_any or any(la != party.id for la in party.serves):
-            return "serves", f"a local authority serves only itself ({party.id!r})"
-        return None
-    if party.gss_code is not None:
-        return "gss_code", f"only a local authority has a GSS code, not a {party.kind}"
-    if party.serves_any and party.serves:
-        return "serves", "give either serves or serves_any, not both"
-    for j, la in enumerate(party.serves):
-        if kinds.get(la) != "local_authority":
-            return f"serves[{j}]", f"{la!r} is not a local authority in this partnership"
-    return None
-
-
-def _checked(parties: Iterable[Party], source: Path | None = None) -> list[Party]:
-    """``parties``, or ConfigError naming the party (and ``source``, the file) if wrong."""
-    members = list(parties)
-    kinds = {p.id: p.kind for p in members}
-    seen: set[str] = set()
-    codes: dict[str, str] = {}
-    for i, party in enumerate(members):
-        where = f"{source}: party[{i}] ({party.id!r})" if source else f"parties[{i}] ({party.id!r})"
-        if not _PARTY_ID.fullmatch(party.id):
-            raise ConfigError(f"{where}: id must be 1-50 of a-z 0-9 - (it names users and objects)")
-        if party.kind not in _KINDS:
-            raise ConfigError(f"{where}: kind {party.kind!r} is not one of {', '.join(_KINDS)}")
-        if party.id in seen or party.id == GATEWAY or party.id.startswith("sgx-"):
-            raise ConfigError(f"{where}: id is a duplicate or reserved (sgx-*)")
-        seen.add(party.id)
-        problem = partnership_problem(party, kinds)
-        if problem:
-            raise ConfigError(f"{where}: field '{problem[0]}': {problem[1]}")
-        if party.gss_code is not None:
-            other = codes.setdefault(party.gss_code, party.id)
-            if other != party.id:
-                taken = f"{party.gss_code} is already the GSS code of {other!r}"
-                raise ConfigError(f"{where}: field 'gss_code': {taken}")
-    return members
-
-
-def load_parties(path: Path) -> list[Party]:
-    """The ``[[party]]`` tables of a TOML parties file: ``id``, ``kind`` and, as the kind
-    needs, ``gss_code``, ``serves`` or ``serves_any``; ConfigError naming the file, the
-    party and the field if one is missing, malformed or does not fit the partnership."""
-    try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except (OSError, tomllib.TOMLDecodeError) as exc:
-        raise ConfigError(f"cannot read parties file {path}: {exc}") from exc
-    entries = data.get("party", [])
-    if not isinstance(entries, list):
-        raise ConfigError(f"{path}: party must be an array of tables ([[party]])")
-    parties = [_party_entry(path, i, entry) for i, entry in enumerate(entries)]
-    return _checked(parties, path)
-
-
-def _party_entry(path: Path, i: int, entry: object) -> Party:
-    if not isinstance(entry, dict) or not set(entry) >= _REQUIRED_KEYS:
-        raise ConfigError(f"{path}: party[{i}] must have the keys id and kind")
-    where = f"{path}: party[{i}] ({entry['id']!r})"
-    unknown = sorted(set(entry) - _REQUIRED_KEYS - _OPTIONAL_KEYS)
-    if unknown:
-        allowed = ", ".join(sorted(_REQUIRED_KEYS | _OPTIONAL_KEYS))
-        raise ConfigError(f"{where}: field '{unknown[0]}' is not one of {allowed}")
-    for key in ("id", "kind", "gss_code"):
-        if key in entry and not isinstance(entry[key], str):
-            raise ConfigError(f"{where}: field '{key}' must be a string")
-    serves = entry.get("serves", [])
-    if not isinstance(serves, list) or not all(isinstance(la, str) for la in serves):
-        raise ConfigError(f"{where}: field 'serves' must be a list of LA ids")
-    serves_any = entry.get("serves_any", False)
-    if not isinstance(serves_any, bool):
-        raise ConfigError(f"{where}: field 'serves_any' must be true or false")
-    return Party(
-        entry["id"],
-        entry["kind"],
-        gss_code=entry.get("gss_code"),
-        serves=tuple(serves),
-        serves_any=serves_any,
-    )
 
 
 # -- shell rendering -------------------------------------------------------------------
@@ -468,7 +383,7 @@ def yaml_documents(documents: Sequence[dict[str, Any]]) -> str:
 
 def rendered(parties_file: Path = PARTIES_FILE) -> dict[Path, str]:
     """Every generated file, by path, for the parties in ``parties_file``."""
-    p = plan(load_parties(parties_file))
+    p = plan(*load_partnership(parties_file))
     return {
         SCRIPT_FILE: shell_script(p),
         TOPICS_FILE: yaml_documents(kafka_topics(p)),

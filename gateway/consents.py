@@ -12,13 +12,13 @@ the LA is answered UNKNOWN_NOTIFICATION, a share nothing forbids NOT_NEEDED; nei
 to the author.
 
 **An answer.** The author's agency answers (a ``ConsentAnswer`` in a NOTIFICATION
-envelope on its own inbound topic, signed with its key like everything it sends). Only the
-agency the request was put to may answer it; an answer to a request the gateway never
-forwarded, or from another agency, is quarantined with its reason (kept, and replayable
-once the cause is fixed). The first answer stands: a later, different one is refused and
-the author told so. The answer is written on the request's row (:mod:`gateway.consent_book`),
-audited (``consent_granted`` or ``consent_refused``), acknowledged to the author with a
-receipt and passed to the LA as a ``ConsentOutcome``.
+envelope on its own inbound topic or its connector's, signed with its key like everything
+it sends). Only the agency the request was put to may answer it; an answer to a request
+the gateway never forwarded, or from another agency, is quarantined with its reason
+(kept, and replayable once the cause is fixed). The first answer stands: a later,
+different one is refused and the author told so. The answer is written on the request's
+row (:mod:`gateway.consent_book`), audited (``consent_granted`` or ``consent_refused``),
+acknowledged to the author with a receipt and passed to the LA as a ``ConsentOutcome``.
 
 A grant lifts the restrictions for exactly that item, LA, category and purpose
 (:mod:`gateway.shares` asks for it when the share comes); police material confidential

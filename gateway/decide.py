@@ -30,6 +30,7 @@ from __future__ import annotations
 
 from gateway.allocation_feed import AllocationFeed
 from gateway.allocation_updates import AllocationJudge
+from gateway.connectors import CONNECTOR_MISMATCH, check_connector
 from gateway.consent_book import ConsentBook
 from gateway.decision import (
     Decision,
@@ -52,13 +53,7 @@ from gateway.shares import ShareJudge
 from gateway.store import GatewayStore
 from sgx.errors import ContractError, EnvelopeError, UnknownSender
 from sgx.kafka.quarantine import Source, reason_of
-from sgx.kafka.wiring import (
-    ALLOCATIONS_PREFIX,
-    INBOUND_PREFIX,
-    agency_of,
-    allocations_topic,
-    inbound_agency,
-)
+from sgx.kafka.wiring import ALLOCATIONS_PREFIX, INBOUND_PREFIX, agency_of, allocations_topic
 from sgx.keys.pseudonym import Pseudonymiser
 from sgx.keys.trust import TrustDirectory, utc_now
 from sgx.wire import contract as c
@@ -122,6 +117,7 @@ class Judge:
         sender and message id); a copy of one read elsewhere is a duplicate. Each message
         judged here is added to it, so a second copy in the same batch is one too.
         """
+        opened: Opened | None = None
         try:
             opened = self._opener.open(source.envelope(), purposes=INBOUND_PURPOSES)
             self._check_topic(source, opened)
@@ -131,9 +127,12 @@ class Judge:
                 return duplicate(source, opened, prior, self._la_of(source))
             decision = await self._judged(source, opened)
         except (EnvelopeError, ContractError) as exc:
-            return quarantine(source, reason_of(exc), str(exc), self._la_of(source))
+            reason, detail = reason_of(exc), str(exc)
+            answer = self._answer_to(source, opened, reason)
+            return quarantine(source, reason, detail, self._la_of(source), answer=answer)
         except Quarantine as exc:
-            return quarantine(source, exc.reason, exc.detail, self._la_of(source))
+            answer = self._answer_to(source, opened, exc.reason)
+            return quarantine(source, exc.reason, exc.detail, self._la_of(source), answer=answer)
         if source.origin is not None:
             decision.audit = [replayed(entry, source.origin) for entry in decision.audit]
         decision.judged = Judged(
@@ -153,10 +152,7 @@ class Judge:
             return  # the sender's own allocation topic: checked by the allocation judge
         if source.origin is not None and not source.origin.startswith(INBOUND_PREFIX):
             raise Quarantine("wrong_topic", f"a replay names {source.origin}, not an inbound topic")
-        if opened.sender.id != inbound_agency(source.written_to):
-            raise Quarantine(
-                "sender_topic_mismatch", f"{opened.sender.id} wrote to {source.written_to}"
-            )
+        check_connector(self._trust, opened, source.written_to)
         if opened.purpose is Purpose.ALLOCATIONS:
             where = allocations_topic(opened.sender.id)
             raise Quarantine(
@@ -197,6 +193,18 @@ class Judge:
         decision = await self._notifications.judge(opened, name, record)
         decision.identifier = (opened.sender.id, identifier_quality(record["child"]))
         return decision
+
+    def _answer_to(self, source: Source, opened: Opened | None, reason: str) -> str | None:
+        """Whom to tell of a quarantined record: the agency whose own topic it was read
+        from (as ever); on a connector's topic, the agency that signed it, if it opened
+        and was not copied there from another connector's topic (its own connector then
+        has it, and a QUARANTINED receipt would contradict the answer to that copy)."""
+        writer = agency_of(source.written_to)
+        if self._trust.connector(writer) is None:
+            return writer
+        if opened is None or reason == CONNECTOR_MISMATCH:
+            return None
+        return opened.sender.id
 
     def _la_of(self, source: Source) -> str | None:
         """The LA whose topic a quarantined record came from, if it is an LA's."""

@@ -319,14 +319,26 @@ def replayed(entry: AuditEntry, origin: str) -> AuditEntry:
     return dataclasses.replace(entry, detail=detail)
 
 
-def quarantine(source: Source, reason: str, detail: str, la: str | None = None) -> Decision:
-    """Keep the raw record with its reason, audit it, and tell the topic's agency.
+_TOPICS_AGENCY = "the topic's agency"
+
+
+def quarantine(
+    source: Source,
+    reason: str,
+    detail: str,
+    la: str | None = None,
+    *,
+    answer: str | None = _TOPICS_AGENCY,
+) -> Decision:
+    """Keep the raw record with its reason, audit it, and tell ``answer`` (by default the
+    agency whose topic it was read from; None: nobody, as for a record on a connector's
+    topic whose signer is not known or not to be believed).
 
     ``la`` is the local authority the record came from, when the topic is an LA's.
     """
     now = utc_now()
     kept = Quarantined.of(source, reason, detail, now)
-    agency = agency_of(source.written_to)
+    agency = agency_of(source.written_to)  # the writer: an agency, or a connector
     decision = Decision(outcome="quarantined", quarantine=[kept])
     decision.audit.append(
         AuditEntry(
@@ -354,9 +366,9 @@ def quarantine(source: Source, reason: str, detail: str, la: str | None = None) 
         # the replay log (``safeguard quarantine replay``) reports what came of it now.
         decision.audit[0] = replayed(decision.audit[0], source.origin)
         return decision
-    if kept.message_id is not None:
-        answer = receipt(UUID(kept.message_id), "QUARANTINED", reason, detail)
-        decision.receipt = (agency, answer)
+    told = agency if answer == _TOPICS_AGENCY else answer
+    if kept.message_id is not None and told is not None:
+        decision.receipt = (told, receipt(UUID(kept.message_id), "QUARANTINED", reason, detail))
     return decision
 
 

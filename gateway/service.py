@@ -123,7 +123,8 @@ class ChainClaims(ConsumerRebalanceListener):  # type: ignore[misc]
 
 
 class Gateway:
-    """Consumes every agency's inbound topic and publishes sealed deliveries."""
+    """Consumes every inbound topic (connectors' and agencies' own) and publishes sealed
+    deliveries."""
 
     def __init__(
         self,
@@ -355,8 +356,9 @@ class Gateway:
 
 
 def inbound_topics(trust: TrustDirectory) -> list[str]:
-    """Every agency's inbound topic (the gateway itself sends nothing inbound)."""
-    return sorted(inbound_topic(p.id) for p in trust.parties() if p.kind != "gateway")
+    """Every inbound topic: each connector's, and each agency's that is its own connector
+    (one no connector carries). The gateway itself sends nothing inbound."""
+    return sorted(inbound_topic(owner) for owner in trust.inbound_connectors())
 
 
 def group_topics(trust: TrustDirectory) -> list[str]:

@@ -1,4 +1,11 @@
-"""An agency's producer: validate, encode, seal and publish to its inbound topic.
+"""An agency's producer: validate, encode, seal and publish to its connector's topic.
+
+An agency publishes through its connector (design.md, glossary): a system that publishes
+for several agencies on one topic, ``sgx.inbound.<connector>``, or the agency itself on
+its own ``sgx.inbound.<agency>`` when no connector carries it. Every envelope is signed
+by the agency and sealed for that connector (wire format 2), so the gateway can tell it
+arrived where it was meant to. One connector process carries several agencies with one
+Publisher each (each with the agency's identity) over one Kafka producer.
 
 A record is validated against its Avro schema and the contract's rules before anything is
 sealed; an invalid one is refused with a ContractError naming the field and the problem,
@@ -15,7 +22,7 @@ from typing import Any
 
 from aiokafka import AIOKafkaProducer
 
-from sgx.errors import ContractError
+from sgx.errors import ConfigError, ContractError
 from sgx.kafka.wiring import allocations_topic, inbound_topic, kafka_errors, send_batched
 from sgx.keys.identity import Identity
 from sgx.keys.pseudonym import Pseudonymiser
@@ -40,8 +47,29 @@ class Prepared:
     plaintext: bytes  # single-object Avro encoding, already validated
 
 
+def connector_for(trust: TrustDirectory, agency: str, connector: str | None = None) -> str:
+    """The connector ``agency`` publishes through: ``connector`` if given (it must carry the
+    agency), else the one connector the trust directory lists as carrying it, else the
+    agency itself. ConfigError, saying what to set, where that cannot be."""
+    if connector is not None:
+        if not trust.may_carry(connector, agency):
+            raise ConfigError(
+                f"connector {connector!r} may not carry {agency}: the trust directory does not"
+                f" list {agency} among its agencies (it is carried by"
+                f" {', '.join(trust.carriers(agency)) or 'no connector: unset SGX_CONNECTOR'})"
+            )
+        return connector
+    carriers = trust.carriers(agency)
+    if len(carriers) > 1:
+        raise ConfigError(
+            f"{agency} is carried by the connectors {', '.join(carriers)}: set SGX_CONNECTOR"
+            " to the one this producer publishes through"
+        )
+    return carriers[0] if carriers else agency
+
+
 class Publisher:
-    """Publishes one agency's sealed records to its inbound topic."""
+    """Publishes one agency's sealed records to its connector's inbound topic."""
 
     def __init__(
         self,
@@ -52,13 +80,16 @@ class Publisher:
         pseudonyms: Pseudonymiser,
         producer: AIOKafkaProducer,
         metrics: ProducerMetrics,
+        connector: str | None = None,
     ) -> None:
+        """``connector``: the one it publishes through (:func:`connector_for`)."""
         self._contract = contract
         self._pseudonyms = pseudonyms
         self._producer = producer
         self._metrics = metrics
-        self._sealer = Sealer(identity, trust, GATEWAY)
-        self._topic = inbound_topic(identity.party_id)
+        self.connector = connector_for(trust, identity.party_id, connector)
+        self._sealer = Sealer(identity, trust, GATEWAY, connector=self.connector)
+        self._topic = inbound_topic(self.connector)
         self._identity_id = identity.party_id
         self.agency = identity.party_id
 

@@ -84,15 +84,18 @@ def keys() -> None:
 @click.argument("directory", type=click.Path(path_type=Path))
 def keys_init(directory: Path) -> None:
     """Generate a working demo trust directory in DIRECTORY."""
-    from safeguard.parties import DEMO_PARTIES
+    from safeguard.parties import DEMO_CONNECTORS, DEMO_PARTIES
     from sgx.keys.key_admin import init_trust
 
     try:
-        trust = init_trust(directory, DEMO_PARTIES)
+        trust = init_trust(directory, DEMO_PARTIES, DEMO_CONNECTORS)
     except ExchangeError as exc:
         raise click.ClickException(str(exc)) from exc
     for party in trust.parties():
         click.echo(f"{party.id:<18} {party.kind:<16} key {party.keys[-1].kid}")
+    for connector in trust.connectors():
+        carries = ", ".join(connector.carries)
+        click.echo(f"{connector.id:<18} {'connector':<16} carries {carries}")
     click.echo(f"private keys under {directory / 'private'} (owner-only)")
 
 

@@ -34,6 +34,7 @@ from safeguard.demo_inbox import serve_demo_inboxes
 from safeguard.demo_referral import referral_both_ways
 from safeguard.outbox_wiring import running_outbox
 from safeguard.parties import (
+    DEMO_CONNECTORS,
     DEMO_PARTIES,
     HEALTH,
     LA,
@@ -126,7 +127,7 @@ async def run_demo(keep: Path | None, inbox_port: int | None = None) -> None:
     started = time.monotonic()
     try:
         heading("The partnership's trust directory (safeguard keys init)")
-        trust = init_trust(home / "trust", DEMO_PARTIES)
+        trust = init_trust(home / "trust", DEMO_PARTIES, DEMO_CONNECTORS)
         for party in trust.parties():
             serves = f"GSS {party.gss_code}" if party.gss_code else ""
             if party.kind not in ("local_authority", "gateway"):

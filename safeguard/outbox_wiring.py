@@ -95,6 +95,7 @@ async def offline_outbox(
             pseudonyms=rt.pseudonyms(),
             producer=unstarted,
             metrics=ProducerMetrics(registry or CollectorRegistry()),
+            connector=rt.exchange.connector,
         )
         async with await open_outbox_store(rt, agency) as store:
             yield Outbox(store, preparer, agency)
@@ -205,6 +206,7 @@ async def outbox_services(
             pseudonyms=rt.pseudonyms(),
             producer=producer,
             metrics=metrics,
+            connector=rt.exchange.connector,
         )
         outbox = Outbox(store, publisher, agency)
         relay = OutboxRelay(outbox, publisher, metrics=metrics, options=options)

@@ -35,7 +35,7 @@ from sgx.kafka.wiring import (
     kafka_errors,
     start_producer,
 )
-from sgx.wire.envelope import Opener
+from sgx.wire.envelope import Opener, peek
 
 Outcome = tuple[int, Result, str | None, str]
 
@@ -46,13 +46,15 @@ class ReplayReport:
     skipped: list[tuple[int, str]] = field(default_factory=list)  # (id, why not replayed)
 
 
-def _origin(held: Held) -> str | None:
+def first_topic(held: Held) -> str | None:
     """The inbound topic a quarantined envelope was written to, if it was one."""
     q = held.entry
     if q.topic.startswith(INBOUND_PREFIX):
         return q.topic
     if q.topic == REPLAY_TOPIC and q.sender_claimed:  # quarantined again after a replay
-        return inbound_topic(q.sender_claimed)
+        # the connector it claims to be sealed for (format 2), else its sender's own topic
+        claims = peek(q.raw)
+        return inbound_topic(claims.connector if claims and claims.connector else q.sender_claimed)
     return None
 
 
@@ -71,7 +73,7 @@ async def replay_gateway(
         producer = await start_producer(rt.kafka)
         try:
             for row in held:
-                origin = _origin(row)
+                origin = first_topic(row)
                 if origin is None:
                     report.skipped.append(
                         (

@@ -178,10 +178,11 @@ class Runtime:
 def exchange_topics(trust: TrustDirectory, kafka: KafkaSettings) -> dict[str, int]:
     """Every topic the exchange uses, with its partition count."""
     topics: dict[str, int] = {schema_registry.TOPIC: 1, REPLAY_TOPIC: 1}
+    for connector in trust.inbound_connectors():  # connectors, and agencies that are their own
+        topics[inbound_topic(connector)] = kafka.inbound_partitions
     for party in trust.parties():
         if party.kind == "gateway":
             continue
-        topics[inbound_topic(party.id)] = kafka.inbound_partitions
         topics[receipts_topic(party.id)] = 1
         if party.kind in DELIVERY_KINDS:
             topics[delivery_topic(party.id)] = kafka.delivery_partitions
@@ -441,6 +442,7 @@ async def publisher(
             pseudonyms=rt.pseudonyms(),
             producer=producer,
             metrics=ProducerMetrics(registry or CollectorRegistry()),
+            connector=rt.exchange.connector,
         )
     finally:
         await producer.stop()

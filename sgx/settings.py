@@ -96,6 +96,11 @@ class ExchangeSettings(BaseSettings):
     # The share of each sender's notifications that should name the child by NHS number:
     # exported as sgx_gateway_nhs_number_target_ratio, the identifier-quality alert's bar.
     nhs_number_target: float = Field(default=0.95, ge=0.0, le=1.0)
+    # The connector an agency's producer publishes through (SGX_CONNECTOR): a system that
+    # publishes for several agencies, on its own topic. Unset: the connector the trust
+    # directory lists as carrying the agency, if exactly one does; else the agency is its
+    # own connector and publishes on its own topic.
+    connector: str | None = Field(default=None, pattern=r"^[a-z0-9][a-z0-9-]{0,63}$")
     # How often a running service looks for trust-directory changes (also at once on SIGHUP).
     trust_reload_s: float = Field(default=5.0, gt=0)
     checkpoint_interval_s: float = Field(

@@ -40,6 +40,8 @@ store sgx_la_camden  # la-camden
 store sgx_la_islington  # la-islington
 store sgx_school_hillside  # school-hillside
 store sgx_school_canonbury  # school-canonbury
+store sgx_school_gospel_oak  # school-gospel-oak
+store sgx_school_highbury_fields  # school-highbury-fields
 store sgx_nhs_royal_free  # nhs-royal-free
 store sgx_met_police  # met-police
 store sgx_gp_hillside  # gp-hillside

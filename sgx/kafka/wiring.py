@@ -58,6 +58,9 @@ _PARTY_ID = re.compile(r"^[A-Za-z0-9_-]{1,200}$")
 _TOPIC_EXISTS = 36  # Kafka error code TOPIC_ALREADY_EXISTS
 _POLL_MS = 200
 TOPIC_WAIT_S = 10.0  # how long ensure_topics waits for new topics to show in metadata
+# Topics asked for in one CreateTopics request: a broker answers one of 50,000 (receipts
+# and deliveries of a national partnership's agencies) only after the client gave up.
+CREATE_CHUNK = 1_000
 READ_LIMIT_S = 60.0  # how long read_topic may take to reach the end of a topic
 INBOUND_PREFIX = "sgx.inbound."
 ALLOCATIONS_PREFIX = "sgx.allocations."
@@ -292,14 +295,16 @@ async def ensure_topics(settings: KafkaSettings, topics: Mapping[str, int]) -> N
     """Create the missing ``topics`` (name → partitions) and wait until metadata shows them.
 
     A topic that already exists is left as it is, whatever its partition count. Raises
-    TransportError if a new topic is not in metadata after ``TOPIC_WAIT_S`` seconds.
+    TransportError if a new topic is not in metadata after ``TOPIC_WAIT_S`` seconds (and
+    10 ms for each topic created: a broker shows thousands of new topics slowly).
     """
     async with admin_client(settings) as admin:
         existing = await _metadata(admin)
         missing = [NewTopic(name, n, 1) for name, n in topics.items() if name not in existing]
-        if missing:
-            await _create(admin, missing)
-        await _wait_for_topics(admin, topics.keys())
+        for start in range(0, len(missing), CREATE_CHUNK):  # a nation's topics: tens of thousands
+            await _create(admin, missing[start : start + CREATE_CHUNK])
+        # a broker takes its time to show thousands of new topics: 10 ms more for each
+        await _wait_for_topics(admin, topics.keys(), TOPIC_WAIT_S + 0.01 * len(missing))
 
 
 async def _create(admin: AIOKafkaAdminClient, topics: list[NewTopic]) -> None:
@@ -311,17 +316,21 @@ async def _create(admin: AIOKafkaAdminClient, topics: list[NewTopic]) -> None:
             raise TransportError(f"create Kafka topic {name}: broker error code {code}")
 
 
-async def _wait_for_topics(admin: AIOKafkaAdminClient, names: Iterable[str]) -> None:
+async def _wait_for_topics(
+    admin: AIOKafkaAdminClient, names: Iterable[str], limit_s: float = TOPIC_WAIT_S
+) -> None:
     absent = set(names)
     try:
-        async with asyncio.timeout(TOPIC_WAIT_S):
+        async with asyncio.timeout(limit_s):
             while absent:
                 known = await _metadata(admin)
                 absent = {name for name in absent if not known.get(name)}
                 await asyncio.sleep(0.05 if absent else 0)
     except TimeoutError as exc:
+        shown = sorted(absent)
+        more = f" and {len(shown) - 10} more" if len(shown) > 10 else ""
         raise TransportError(
-            f"topics not in metadata after {TOPIC_WAIT_S:g}s: {sorted(absent)}"
+            f"topics not in metadata after {limit_s:g}s: {shown[:10]}{more}"
         ) from exc
 
 

@@ -8,10 +8,14 @@ sender to one recipient (design.md, "Wire format (version 1)")::
                              info = "SGX-WRAP1" ‖ lp(sender) ‖ lp(recipient)
                                     ‖ lp(recipient_key_id) ‖ ephemeral_public)
     wrapped    = AES-256-GCM(kek, nonce = 0^12, dek, aad = data_key_id)        48 bytes
-    transcript = "SGX-DK1\\0" ‖ lp(sender) ‖ lp(sender_key_id) ‖ lp(recipient)
-                 ‖ lp(recipient_key_id) ‖ data_key_id ‖ ephemeral_public ‖ wrapped
-                 ‖ be64(not_after)
+    transcript = "SGX-DK2\\0" ‖ lp(sender) ‖ lp(sender_key_id) ‖ lp(recipient)
+                 ‖ lp(recipient_key_id) ‖ lp(connector) ‖ data_key_id ‖ ephemeral_public
+                 ‖ wrapped ‖ be64(not_after)
     signature  = Ed25519(sender_key_id, transcript)
+
+In wire format 1 (no connector) the transcript is "SGX-DK1\\0" and has no lp(connector).
+The connector is the one the sender seals for (the owner of the topic it publishes
+on); signing it means an envelope copied onto another connector's topic is found out.
 
 ``lp(s)`` is a 2-byte big-endian length and the UTF-8 bytes. The kek is single-use (a fresh
 ephemeral key per data key), so the fixed zero nonce of the wrap is never reused.
@@ -42,6 +46,7 @@ WRAPPED_LEN = DEK_LEN + 16
 DEFAULT_MAX_USES = 5_000_000
 _WRAP_INFO = b"SGX-WRAP1"
 _TRANSCRIPT_TAG = b"SGX-DK1\0"
+_TRANSCRIPT_TAG_2 = b"SGX-DK2\0"  # with the connector
 _ZERO_NONCE = bytes(NONCE_LEN)
 
 
@@ -50,12 +55,14 @@ class DataKeyExhausted(ExchangeError):
 
 
 class Binding(NamedTuple):
-    """The parties and key ids a data key is bound to (wrapped for, signed over)."""
+    """The parties and key ids a data key is bound to (wrapped for, signed over), and the
+    connector it is sealed for (None: wire format 1, which names none)."""
 
     sender: str
     sender_key_id: str
     recipient: str
     recipient_key_id: str
+    connector: str | None = None
 
 
 class DataKeyBlock(NamedTuple):
@@ -76,12 +83,14 @@ def lp(text: str) -> bytes:
 
 def transcript(binding: Binding, block: DataKeyBlock) -> bytes:
     """The bytes the sender signs for a data key (the block's signature excluded)."""
+    connector = b"" if binding.connector is None else lp(binding.connector)
     return b"".join((
-        _TRANSCRIPT_TAG,
+        _TRANSCRIPT_TAG if binding.connector is None else _TRANSCRIPT_TAG_2,
         lp(binding.sender),
         lp(binding.sender_key_id),
         lp(binding.recipient),
         lp(binding.recipient_key_id),
+        connector,
         block.data_key_id,
         block.ephemeral_public,
         block.wrapped_key,

@@ -34,6 +34,7 @@ from sgx.errors import ConfigError
 if TYPE_CHECKING:
     from sgx.keys.hsm import TokenConfig
 
+from sgx.keys.connectors import Connector
 from sgx.keys.files import validation_error  # fmt: skip
 from sgx.keys.trust import (
     DIRECTORY_FILE,
@@ -49,7 +50,7 @@ from sgx.keys.trust import (
     TrustDirectory,
     check_consistent,
     key_file_stem,
-    read_directory,
+    read_whole,
     utc_now,
     write_directory,
 )
@@ -57,17 +58,20 @@ from sgx.keys.trust import (
 # --------------------------------------------------------------------------- writing keys
 
 
-def init_trust(trust_dir: Path, parties: Sequence[PartySpec]) -> TrustDirectory:
-    """Create a trust directory: keys for every party and the exchange's pseudonym key."""
+def init_trust(
+    trust_dir: Path, parties: Sequence[PartySpec], connectors: Sequence[Connector] = ()
+) -> TrustDirectory:
+    """Create a trust directory: keys for every party and the exchange's pseudonym key,
+    and the ``connectors`` that publish for some of them (they have no keys)."""
     if (trust_dir / DIRECTORY_FILE).exists():
         raise ConfigError(f"{trust_dir / DIRECTORY_FILE} exists; refusing to overwrite keys")
     _private_dir(trust_dir / PRIVATE_DIR)
     now = utc_now()
     built = [_new_party(trust_dir, spec, now) for spec in parties]
-    check_consistent(trust_dir / DIRECTORY_FILE, built)
+    check_consistent(trust_dir / DIRECTORY_FILE, built, connectors)
     write_private_file(trust_dir / PRIVATE_DIR / PSEUDONYM_KEY_FILE, secrets.token_bytes(32))
-    write_directory(trust_dir, built)
-    return TrustDirectory(built)
+    write_directory(trust_dir, built, connectors)
+    return TrustDirectory(built, connectors)
 
 
 def _new_party(trust_dir: Path, spec: PartySpec, now: datetime) -> Party:
@@ -108,27 +112,27 @@ def rotate_key_into_token(
 def _add_key(
     trust_dir: Path, party_id: str, not_before: datetime | None, token: TokenConfig | None
 ) -> str:
-    parties = read_directory(trust_dir / DIRECTORY_FILE)
+    parties, connectors = read_whole(trust_dir / DIRECTORY_FILE)
     index = _index_of(trust_dir, parties, party_id)
     party = parties[index]
     now = utc_now()
     taken = {k.kid for k in party.keys}
     key = _new_key(trust_dir, party_id, taken, now, not_before, token=token)
     parties[index] = party.model_copy(update={"keys": [*party.keys, key]})
-    write_directory(trust_dir, parties)
+    write_directory(trust_dir, parties, connectors)
     return key.kid
 
 
 def revoke_key(trust_dir: Path, party_id: str, kid: str) -> None:
     """Mark ``kid`` revoked: it no longer verifies and is never sealed to."""
-    parties = read_directory(trust_dir / DIRECTORY_FILE)
+    parties, connectors = read_whole(trust_dir / DIRECTORY_FILE)
     index = _index_of(trust_dir, parties, party_id)
     party = parties[index]
     if kid not in {k.kid for k in party.keys}:
         raise ConfigError(f"{trust_dir / DIRECTORY_FILE}: {party_id} has no key {kid!r}")
     keys = [k.model_copy(update={"revoked": True}) if k.kid == kid else k for k in party.keys]
     parties[index] = party.model_copy(update={"keys": keys})
-    write_directory(trust_dir, parties)
+    write_directory(trust_dir, parties, connectors)
 
 
 def _index_of(trust_dir: Path, parties: Sequence[Party], party_id: str) -> int:

@@ -2,7 +2,8 @@
 
 Layout of a trust directory::
 
-    <trust_dir>/directory.json                     parties and public keys (shared)
+    <trust_dir>/directory.json                     parties and public keys, and the
+                                                   connectors (shared)
     <trust_dir>/private/                           0700
     <trust_dir>/private/pseudonym.key              32 random bytes, 0600 (the exchange's)
     <trust_dir>/private/<party_id>/<kid>.signing.pem   Ed25519, PKCS8, 0600
@@ -17,7 +18,8 @@ A signing key in an HSM (:func:`rotate_key_into_token`) has, in place of its PEM
 reference naming the token and key (format in :mod:`sgx.keys.hsm`); the token only signs.
 
 :class:`TrustDirectory` answers "which public key verifies this sender's key id at this
-moment" and "which box key do I seal to"; a party's own private keys are its
+moment", "which box key do I seal to" and "may this connector carry this agency"
+(:mod:`sgx.keys.connectors`); a party's own private keys are its
 :class:`sgx.keys.identity.Identity`, read from the files laid out above.
 """
 
@@ -45,6 +47,7 @@ from pydantic import (
 )
 
 from sgx.errors import ConfigError, UnknownKey, UnknownSender
+from sgx.keys.connectors import Connector, carriers, connector_problem
 from sgx.keys.files import validation_error
 from sgx.keys.kinds import PartyKind as PartyKind  # re-exported: the kinds live there
 
@@ -132,6 +135,7 @@ class _DirectoryFile(BaseModel):
 
     version: Literal[1] = 1
     parties: list[Party]
+    connectors: list[Connector] = Field(default_factory=list)
 
 
 @dataclass(frozen=True, slots=True)
@@ -181,9 +185,11 @@ class TrustDirectory:
     so a holder that caches what it derived from a key (a sealer's data key) knows to
     derive it again."""
 
-    def __init__(self, parties: Sequence[Party]) -> None:
+    def __init__(self, parties: Sequence[Party], connectors: Sequence[Connector] = ()) -> None:
         self.generation = 0
         self._parties = {party.id: party for party in parties}
+        self._connectors = {connector.id: connector for connector in connectors}
+        self._carriers = carriers(connectors)
         self._by_gss = {p.gss_code: p for p in parties if p.gss_code is not None}
         self._all_las = tuple(sorted(p.id for p in parties if p.kind == "local_authority"))
         self._verify: dict[tuple[str, str], tuple[PartyKey, Ed25519PublicKey]] = {}
@@ -197,11 +203,12 @@ class TrustDirectory:
     @classmethod
     def load(cls, trust_dir: Path) -> TrustDirectory:
         """Read ``trust_dir/directory.json``; ConfigError naming the file and field if wrong."""
-        return cls(read_directory(trust_dir / DIRECTORY_FILE))
+        return cls(*read_whole(trust_dir / DIRECTORY_FILE))
 
     def refresh(self, newer: TrustDirectory) -> None:
         """Become ``newer`` (a fresh load of the same file), in place; bumps the generation."""
         self._parties, self._by_gss = newer._parties, newer._by_gss
+        self._connectors, self._carriers = newer._connectors, newer._carriers
         self._all_las, self._verify, self._box = newer._all_las, newer._verify, newer._box
         self.generation += 1
 
@@ -213,6 +220,33 @@ class TrustDirectory:
 
     def parties(self, kind: PartyKind | None = None) -> list[Party]:
         return [p for p in self._parties.values() if kind is None or p.kind == kind]
+
+    def connectors(self) -> list[Connector]:
+        """Every connector, as the directory lists them."""
+        return list(self._connectors.values())
+
+    def connector(self, connector_id: str) -> Connector | None:
+        """The connector of this id, if the directory has one."""
+        return self._connectors.get(connector_id)
+
+    def carriers(self, agency_id: str) -> tuple[str, ...]:
+        """The ids of the connectors that carry ``agency_id`` (none: it is its own)."""
+        return self._carriers.get(agency_id, ())
+
+    def may_carry(self, connector_id: str, agency_id: str) -> bool:
+        """Whether ``connector_id`` may publish for ``agency_id``: a connector that lists
+        it, or the agency itself (an agency may always be its own connector)."""
+        if connector_id == agency_id:
+            return agency_id in self._parties
+        connector = self._connectors.get(connector_id)
+        return connector is not None and agency_id in connector.carries
+
+    def inbound_connectors(self) -> list[str]:
+        """Whose inbound topics the exchange has: every connector, and every party but the
+        gateway that no connector carries (its own connector), sorted."""
+        carried = self._carriers
+        own = [p.id for p in self._parties.values() if p.kind != "gateway" and p.id not in carried]
+        return sorted([*self._connectors, *own])
 
     def authority(self, gss_code: str) -> Party | None:
         """The local authority with this ONS GSS code, if it is in the directory."""
@@ -259,6 +293,12 @@ def _invalid_reason(key: PartyKey, at: datetime) -> str:
 
 
 def read_directory(path: Path) -> list[Party]:
+    """The parties of the trust directory file at ``path`` (checked)."""
+    return read_whole(path)[0]
+
+
+def read_whole(path: Path) -> tuple[list[Party], list[Connector]]:
+    """The parties and the connectors of the trust directory file at ``path`` (checked)."""
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
@@ -267,11 +307,15 @@ def read_directory(path: Path) -> list[Party]:
         parsed = _DirectoryFile.model_validate_json(text)
     except ValidationError as exc:
         raise validation_error(path, exc) from exc
-    check_consistent(path, parsed.parties)
-    return parsed.parties
+    check_consistent(path, parsed.parties, parsed.connectors)
+    return parsed.parties, parsed.connectors
 
 
-def check_consistent(path: Path, parties: Sequence[Party]) -> None:
+def check_consistent(
+    path: Path, parties: Sequence[Party], connectors: Sequence[Connector] = ()
+) -> None:
+    """ConfigError naming the file and the field where the parties or connectors do not fit
+    together (duplicates, GSS codes, served LAs, key ids, what a connector carries)."""
     kinds = {p.id: p.kind for p in parties}
     seen: set[str] = set()
     codes: dict[str, str] = {}
@@ -289,6 +333,13 @@ def check_consistent(path: Path, parties: Sequence[Party]) -> None:
                 taken = f"GSS code {party.gss_code} is already {other}'s"
                 raise ConfigError(f"{path}: field '{where}.gss_code': {taken}")
         _check_keys(path, where, party)
+    names: dict[str, str] = {}
+    for i, connector in enumerate(connectors):
+        problem = connector_problem(connector, kinds, names)
+        if problem:
+            raise ConfigError(f"{path}: field 'connectors[{i}].{problem[0]}': {problem[1]}")
+        names[connector.id] = f"connector {connector.id}"
+        names.setdefault(connector.kafka_principal, f"connector {connector.id}'s principal")
 
 
 def _partnership_problem(party: Party, kinds: Mapping[str, str]) -> tuple[str, str] | None:
@@ -329,9 +380,13 @@ def _check_keys(path: Path, where: str, party: Party) -> None:
         kids.add(key.kid)
 
 
-def write_directory(trust_dir: Path, parties: Sequence[Party]) -> None:
+def write_directory(
+    trust_dir: Path, parties: Sequence[Party], connectors: Sequence[Connector] = ()
+) -> None:
     """Write directory.json atomically (write a temporary file, then rename)."""
-    text = _DirectoryFile(parties=list(parties)).model_dump_json(indent=2)
+    contents = _DirectoryFile(parties=list(parties), connectors=list(connectors))
+    # a directory without connectors is written as before them, so older readers read it
+    text = contents.model_dump_json(indent=2, exclude=None if connectors else {"connectors"})
     path = trust_dir / DIRECTORY_FILE
     tmp = path.with_suffix(".json.tmp")
     tmp.write_text(text + "\n", encoding="utf-8")

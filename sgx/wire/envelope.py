@@ -1,8 +1,16 @@
-"""Sealed envelopes, wire format version 1 (design.md, "Wire format (version 1)").
+"""Sealed envelopes, wire format version 2 (design.md, "Wire format (version 2)").
 
 Every record value is the Avro single-object encoding of ``wire.Envelope``
 ``{header: bytes, ciphertext: bytes}``; ``header`` is itself the single-object encoding
 of ``wire.EnvelopeHeader`` and is the AES-GCM associated data of ``ciphertext``.
+
+Version 2 adds the ``connector`` the envelope is published through (the owner of the
+topic it is written to: the sender itself when it is its own connector) to the header
+and to the signed data key, so an envelope copied onto another connector's topic is
+refused. Version 1 headers (no connector; their own schema fingerprint) are still read
+and opened; :attr:`Opened.connector` is then None, and the gateway accepts them only on
+the sender's own topic. A :class:`Sealer` writes version 2, or version 1 when asked
+(``format_version=1``: a producer of the release before, in tests).
 
 :class:`Sealer` keeps one data key per recipient (see :mod:`sgx.keys.data_keys`) and pays one
 X25519 exchange and one Ed25519 signature per data key, then one AES-GCM per envelope.
@@ -10,30 +18,27 @@ X25519 exchange and one Ed25519 signature per data key, then one AES-GCM per env
 signature, so a steady stream costs one AES-GCM open per envelope.
 
 The two wire records are encoded and parsed here by hand (a few zig-zag varints and
-length-prefixed strings) because a generic fastavro call per record costs more than all
-the cryptography on the steady path. The codec is pinned to the schemas' fingerprints:
-if ``schemas/`` changes, :func:`check_schemas` refuses to run, and the unit tests compare
-every byte with fastavro's encoding.
+length-prefixed strings, :mod:`sgx.wire.codec`) because a generic fastavro call per
+record costs more than all the cryptography on the steady path. The codec is pinned to
+the schemas' fingerprints: if ``schemas/`` changes, :func:`check_schemas` refuses to run,
+and the unit tests compare every byte with fastavro's encoding.
 """
 
 from __future__ import annotations
 
-import enum
 import os
 from collections import OrderedDict
-from collections.abc import Callable, Collection, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from functools import cache, partial
 from typing import NamedTuple
 from uuid import UUID
 
 from sgx.errors import ConfigError, MalformedEnvelope, UnknownKey, WrongRecipient
 from sgx.keys.data_keys import (
-    DATA_KEY_ID_LEN,
     DEFAULT_MAX_USES,
     NONCE_LEN,
-    WRAPPED_LEN,
     Binding,
     DataKey,
     DataKeyBlock,
@@ -45,50 +50,41 @@ from sgx.keys.data_keys import (
 from sgx.keys.identity import Identity
 from sgx.keys.trust import Party, PartyKey, TrustDirectory, utc_now
 from sgx.settings import REPO_ROOT
-from sgx.wire.avro import MAGIC, SchemaSet
-
-FORMAT_VERSION = 1
-ENVELOPE_SCHEMA = "org.safeguarding.exchange.wire.Envelope"
-HEADER_SCHEMA = "org.safeguarding.exchange.wire.EnvelopeHeader"
-BATCH_SCHEMA = "org.safeguarding.exchange.wire.EnvelopeBatch"
-# CRC-64-AVRO fingerprints of the schemas this codec implements (format version 1).
-PINNED_FINGERPRINTS = {
-    ENVELOPE_SCHEMA: bytes.fromhex("8924b4fc4188f51b"),
-    HEADER_SCHEMA: bytes.fromhex("4c8299f9d8f8a602"),
-    BATCH_SCHEMA: bytes.fromhex("aaa201a5f0a36c2d"),
-}
-ENVELOPE_PREFIX = MAGIC + PINNED_FINGERPRINTS[ENVELOPE_SCHEMA]
-HEADER_PREFIX = MAGIC + PINNED_FINGERPRINTS[HEADER_SCHEMA]
-BATCH_PREFIX = MAGIC + PINNED_FINGERPRINTS[BATCH_SCHEMA]
-_ENVELOPE_PREFIX_LEN = len(ENVELOPE_PREFIX)
-_HEADER_PREFIX_LEN = len(HEADER_PREFIX)
-_BATCH_PREFIX_LEN = len(BATCH_PREFIX)
-MESSAGE_ID_LEN = 16
-SIGNATURE_LEN = 64
-EPHEMERAL_LEN = 32
-TAG_LEN = 16
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-_MS = timedelta(milliseconds=1)
-
-
-class Purpose(enum.Enum):
-    """What an envelope's ciphertext holds (the ``wire.Purpose`` Avro symbols, in order)."""
-
-    NOTIFICATION = "NOTIFICATION"
-    DELIVERY = "DELIVERY"
-    RECEIPTS = "RECEIPTS"
-    ALLOCATIONS = "ALLOCATIONS"
-    SHARE_REQUEST = "SHARE_REQUEST"
-    SHARE_DECISION = "SHARE_DECISION"
-
-
-_PURPOSES = tuple(Purpose)
-_PURPOSE_BYTE = {purpose: bytes([2 * i]) for i, purpose in enumerate(_PURPOSES)}
+from sgx.wire.avro import SchemaSet
+from sgx.wire.codec import (
+    ENVELOPE_PREFIX,
+    HEADER_PREFIX,
+    HEADER_V1_PREFIX,
+    PINNED_FINGERPRINTS,
+)
+from sgx.wire.codec import avro_bytes as _bytes
+from sgx.wire.codec import avro_long as _long
+from sgx.wire.codec import avro_string as _string
+from sgx.wire.codec import pack as pack
+from sgx.wire.codec import unpack as unpack
+from sgx.wire.header import FORMAT_VERSION as FORMAT_VERSION
+from sgx.wire.header import (
+    LEGACY_FORMAT_VERSION,
+    PURPOSE_BYTE,
+    LocatedHeader,
+    SignedFields,
+    decode_signed,
+    locate_header,
+    millis,
+    split_envelope,
+)
+from sgx.wire.header import EnvelopeClaims as EnvelopeClaims
+from sgx.wire.header import Purpose as Purpose
+from sgx.wire.header import message_id_of as message_id_of
+from sgx.wire.header import peek as peek
 
 
 @dataclass(frozen=True, slots=True)
 class Opened:
-    """An envelope that opened: authenticated sender, header facts and the plaintext."""
+    """An envelope that opened: authenticated sender, header facts and the plaintext.
+
+    ``connector`` is the connector the sender sealed it for (signed: format 2), or None
+    for a format 1 envelope, which names none."""
 
     purpose: Purpose
     message_id: UUID
@@ -96,27 +92,7 @@ class Opened:
     sender_key_id: str
     sealed_at: datetime
     plaintext: bytes
-
-
-@dataclass(frozen=True, slots=True)
-class EnvelopeClaims:
-    """What an envelope's header *claims*, unauthenticated (for quarantine bookkeeping)."""
-
-    message_id: UUID
-    sender: str
-    recipient: str
-    purpose: Purpose
-    sealed_at: datetime
-
-
-def millis(at: datetime) -> int:
-    """Avro timestamp-millis of an aware datetime (floored to the millisecond)."""
-    return (at - _EPOCH) // _MS
-
-
-def from_millis(ms: int) -> datetime:
-    seconds, rest = divmod(ms, 1000)
-    return _EPOCH + timedelta(0, seconds, rest * 1000)
+    connector: str | None = None
 
 
 @cache
@@ -125,7 +101,9 @@ def _default_schemas() -> SchemaSet:
 
 
 def check_schemas(schemas: SchemaSet | None = None) -> None:
-    """ConfigError unless the wire schemas are the ones this codec implements."""
+    """ConfigError unless the wire schemas are the ones this codec implements (the format
+    1 header it still reads is ``schemas/history``'s EnvelopeHeader v1: a unit test
+    pins its fingerprint)."""
     schemas = schemas or _default_schemas()
     for name, pinned in PINNED_FINGERPRINTS.items():
         actual = schemas.fingerprint(name)
@@ -136,31 +114,14 @@ def check_schemas(schemas: SchemaSet | None = None) -> None:
             )
 
 
-# --------------------------------------------------------------------------- encoding
-
-
-def _long(value: int) -> bytes:
-    """Avro ``long``: zig-zag, then base-128 varint, least significant group first."""
-    zigzag = (value << 1) ^ (value >> 63)
-    out = bytearray()
-    while zigzag > 0x7F:
-        out.append((zigzag & 0x7F) | 0x80)
-        zigzag >>= 7
-    out.append(zigzag)
-    return bytes(out)
-
-
-def _bytes(value: bytes) -> bytes:
-    return _long(len(value)) + value
-
-
-def _string(value: str) -> bytes:
-    return _bytes(value.encode())
-
-
 def _encode_parties(binding: Binding) -> bytes:
-    """``sender``, ``sender_key_id``, ``recipient``, ``recipient_key_id`` (header order)."""
-    names = (binding.sender, binding.sender_key_id, binding.recipient, binding.recipient_key_id)
+    """``sender``, ``sender_key_id``, ``recipient``, ``recipient_key_id`` and, in format
+    2, ``connector`` (header order)."""
+    names: tuple[str, ...] = (
+        binding.sender, binding.sender_key_id, binding.recipient, binding.recipient_key_id,
+    )  # fmt: skip
+    if binding.connector is not None:
+        names += (binding.connector,)
     return b"".join(_string(name) for name in names)
 
 
@@ -172,237 +133,6 @@ def _encode_block(block: DataKeyBlock) -> bytes:
         _long(block.not_after_ms),
         block.signature,
     ))  # fmt: skip
-
-
-# --------------------------------------------------------------------------- batches
-#
-# A Kafka record value is either one Envelope or an EnvelopeBatch: the single-object
-# encoding of ``{envelopes: array<bytes>}`` whose items are complete envelopes. Batching
-# changes nothing about what protects a notification (each envelope keeps its own header,
-# nonce and AEAD tag, and is opened, judged and quarantined on its own); it lets one
-# produce, one fetch and one broker append carry many envelopes, as Kafka's own record
-# batches do.
-
-
-def pack(envelopes: Sequence[bytes]) -> bytes:
-    """One record value carrying ``envelopes`` (an EnvelopeBatch, a single array block)."""
-    if not envelopes:
-        raise ValueError("an envelope batch holds at least one envelope")
-    parts = [BATCH_PREFIX, _long(len(envelopes))]
-    for envelope in envelopes:
-        parts.append(_long(len(envelope)))
-        parts.append(envelope)
-    parts.append(b"\x00")
-    return b"".join(parts)
-
-
-def unpack(value: bytes) -> list[bytes]:
-    """The envelopes a record value carries: itself if it is one envelope, else a batch's.
-
-    MalformedEnvelope if the value is neither, or the batch is truncated, empty or has
-    bytes after its end. The envelopes themselves are not checked here: each is opened
-    (and, if need be, quarantined) on its own.
-    """
-    if value[:_ENVELOPE_PREFIX_LEN] == ENVELOPE_PREFIX:
-        return [value]
-    if value[:_BATCH_PREFIX_LEN] != BATCH_PREFIX:
-        raise MalformedEnvelope("record is neither an envelope nor an envelope batch")
-    envelopes: list[bytes] = []
-    try:
-        count, pos = _varint(value, _BATCH_PREFIX_LEN)
-        while count != 0:
-            if count < 0:  # Avro: a negative count is followed by the block's size in bytes
-                count = -count
-                _, pos = _length(value, pos)
-            for _ in range(count):
-                size, pos = _length(value, pos)
-                envelopes.append(value[pos : pos + size])
-                pos += size
-            count, pos = _varint(value, pos)
-    except IndexError as exc:
-        raise MalformedEnvelope("truncated envelope batch") from exc
-    if pos != len(value) or not envelopes:
-        raise MalformedEnvelope("envelope batch is empty or does not fit the record")
-    return envelopes
-
-
-# --------------------------------------------------------------------------- parsing
-#
-# A header is read in two steps. ``locate_header`` reads the per-envelope fields (version,
-# purpose, message_id, sealed_at, nonce) and finds the signed ones (the four party/key-id
-# strings and the data-key block) without decoding them; their raw bytes are the Opener's
-# cache key. ``decode_signed`` decodes them on a cache miss; on a hit they are byte-for-byte
-# a header that already decoded, so nothing is skipped that could be malformed.
-#
-# Slicing is not bounds-checked field by field: reading a varint past the end raises
-# IndexError (translated to MalformedEnvelope), and a field that ran past the end leaves
-# ``pos`` beyond the end, which the final "consumed exactly" check refuses. Lengths are
-# checked non-negative so ``pos`` only grows.
-
-
-def _varint(buf: bytes, pos: int) -> tuple[int, int]:
-    """Avro ``long`` at ``pos``: (value, next position). IndexError if the bytes run out."""
-    byte = buf[pos]
-    if byte < 0x80:
-        return (byte >> 1) ^ -(byte & 1), pos + 1
-    acc, shift = byte & 0x7F, 7
-    while True:
-        pos += 1
-        byte = buf[pos]
-        acc |= (byte & 0x7F) << shift
-        if byte < 0x80:
-            return (acc >> 1) ^ -(acc & 1), pos + 1
-        shift += 7
-        if shift > 63:
-            raise MalformedEnvelope("overlong Avro long")
-
-
-def _length(buf: bytes, pos: int) -> tuple[int, int]:
-    size, pos = _varint(buf, pos)
-    if size < 0:
-        raise MalformedEnvelope(f"negative length {size} at offset {pos}")
-    return size, pos
-
-
-def _text(buf: bytes, pos: int) -> tuple[str, int]:
-    size, pos = _length(buf, pos)
-    end = pos + size
-    return buf[pos:end].decode(), end
-
-
-class _Header(NamedTuple):
-    """A located header: the per-envelope fields, and the signed fields still encoded."""
-
-    purpose: Purpose
-    message_id: bytes
-    sealed_at_ms: int
-    sealed_at: datetime
-    nonce: bytes
-    signed: bytes  # signed fields and signature exactly as on the wire (the cache key)
-    parties_at: int
-    block_at: int
-
-
-class _Signed(NamedTuple):
-    """The decoded fields a data-key signature covers."""
-
-    binding: Binding
-    block: DataKeyBlock
-
-
-def split_envelope(value: bytes) -> tuple[bytes, memoryview]:
-    """(header bytes, ciphertext view) of an Envelope; MalformedEnvelope if it is not one."""
-    if value[:_ENVELOPE_PREFIX_LEN] != ENVELOPE_PREFIX:
-        raise MalformedEnvelope("not a version 1 envelope (bad magic or schema fingerprint)")
-    try:
-        size, pos = _length(value, _ENVELOPE_PREFIX_LEN)
-        header, pos = value[pos : pos + size], pos + size
-        size, pos = _length(value, pos)
-    except IndexError as exc:
-        raise MalformedEnvelope("truncated envelope") from exc
-    if size < TAG_LEN or pos + size != len(value):
-        raise MalformedEnvelope(f"ciphertext length {size} does not fit the record")
-    return header, memoryview(value)[pos:]
-
-
-def parse_header(header: bytes) -> tuple[_Header, _Signed]:
-    """Parse an EnvelopeHeader (single-object encoded); MalformedEnvelope if it is not one."""
-    located = locate_header(header)
-    return located, decode_signed(header, located)
-
-
-def locate_header(buf: bytes) -> _Header:
-    """Read the per-envelope fields and find the signed ones without decoding them."""
-    if buf[:_HEADER_PREFIX_LEN] != HEADER_PREFIX:
-        raise MalformedEnvelope("header is not an EnvelopeHeader (bad magic or fingerprint)")
-    try:
-        version, pos = _varint(buf, _HEADER_PREFIX_LEN)
-        if version != FORMAT_VERSION:
-            raise MalformedEnvelope(f"unsupported envelope format_version {version}")
-        index, pos = _varint(buf, pos)
-        message_id, parties_at = buf[pos : pos + MESSAGE_ID_LEN], pos + MESSAGE_ID_LEN
-        pos = _skip_strings(buf, parties_at, 4)
-        sealed_at_ms, nonce_at = _varint(buf, pos)
-    except IndexError as exc:
-        raise MalformedEnvelope("truncated header") from exc
-    block_at = nonce_at + NONCE_LEN
-    return _Header(
-        _purpose(index), message_id, sealed_at_ms, _timestamp(sealed_at_ms),
-        buf[nonce_at:block_at], buf[parties_at:pos] + buf[block_at:], parties_at, block_at,
-    )  # fmt: skip
-
-
-def _skip_strings(buf: bytes, pos: int, count: int) -> int:
-    for _ in range(count):
-        size, pos = _length(buf, pos)
-        pos += size
-    return pos
-
-
-def decode_signed(buf: bytes, header: _Header) -> _Signed:
-    """Decode the signed fields of a located header; MalformedEnvelope if they are not."""
-    try:
-        sender, pos = _text(buf, header.parties_at)
-        sender_key_id, pos = _text(buf, pos)
-        recipient, pos = _text(buf, pos)
-        recipient_key_id, pos = _text(buf, pos)
-        block, end = _block(buf, header.block_at)
-    except IndexError as exc:
-        raise MalformedEnvelope("truncated header") from exc
-    except UnicodeDecodeError as exc:
-        raise MalformedEnvelope(f"invalid UTF-8 in a header string: {exc}") from exc
-    if end != len(buf):
-        raise MalformedEnvelope(f"header length {len(buf)} does not match its fields ({end})")
-    return _Signed(Binding(sender, sender_key_id, recipient, recipient_key_id), block)
-
-
-def _block(buf: bytes, pos: int) -> tuple[DataKeyBlock, int]:
-    data_key_id, pos = buf[pos : pos + DATA_KEY_ID_LEN], pos + DATA_KEY_ID_LEN
-    ephemeral_public, pos = buf[pos : pos + EPHEMERAL_LEN], pos + EPHEMERAL_LEN
-    size, pos = _length(buf, pos)
-    if size != WRAPPED_LEN:
-        raise MalformedEnvelope(f"wrapped_key is {size} bytes, not {WRAPPED_LEN}")
-    wrapped_key, pos = buf[pos : pos + size], pos + size
-    not_after_ms, pos = _varint(buf, pos)
-    signature, pos = buf[pos : pos + SIGNATURE_LEN], pos + SIGNATURE_LEN
-    return DataKeyBlock(data_key_id, ephemeral_public, wrapped_key, not_after_ms, signature), pos
-
-
-def _purpose(index: int) -> Purpose:
-    if not 0 <= index < len(_PURPOSES):
-        raise MalformedEnvelope(f"unknown purpose index {index}")
-    return _PURPOSES[index]
-
-
-def _timestamp(ms: int) -> datetime:
-    try:
-        return from_millis(ms)
-    except OverflowError as exc:
-        raise MalformedEnvelope(f"sealed_at {ms} is out of range") from exc
-
-
-def message_id_of(value: bytes) -> UUID | None:
-    """The message id an envelope's header claims (unauthenticated, and cheap: the signed
-    fields are not decoded); None if the record is no envelope."""
-    try:
-        return UUID(bytes=locate_header(split_envelope(value)[0]).message_id)
-    except (MalformedEnvelope, ValueError):
-        return None
-
-
-def peek(value: bytes) -> EnvelopeClaims | None:
-    """Best-effort, UNAUTHENTICATED header claims of a record; None if it does not parse."""
-    try:
-        header, signed = parse_header(split_envelope(value)[0])
-    except MalformedEnvelope:
-        return None
-    return EnvelopeClaims(
-        message_id=UUID(bytes=header.message_id),
-        sender=signed.binding.sender,
-        recipient=signed.binding.recipient,
-        purpose=header.purpose,
-        sealed_at=header.sealed_at,
-    )
 
 
 # --------------------------------------------------------------------------- sealing
@@ -418,6 +148,11 @@ class _Current:
 class Sealer:
     """Seals envelopes from ``identity`` to ``recipient``, reusing one data key at a time.
 
+    Each envelope is sealed for ``connector``, the connector whose topic it is published
+    on (default: the sender itself, its own connector); the data key's signature covers
+    it. ``format_version=1`` seals the format before connectors, as a producer of the
+    release before did (no connector).
+
     A new data key (one X25519 exchange, one Ed25519 signature) is made when the current
     one reaches ``max_uses`` or its ``not_after``. ``not_after`` is ``max_age`` after
     creation, brought forward to the moment the sender's signing key or the recipient's
@@ -431,6 +166,8 @@ class Sealer:
         trust: TrustDirectory,
         recipient: str,
         *,
+        connector: str | None = None,
+        format_version: int = FORMAT_VERSION,
         schemas: SchemaSet | None = None,
         max_uses: int = DEFAULT_MAX_USES,
         max_age: timedelta = timedelta(hours=1),
@@ -442,6 +179,17 @@ class Sealer:
             raise ConfigError(f"recipient {recipient!r} is not in the trust directory")
         if not 0 < max_uses <= 2 ** (8 * NONCE_LEN):
             raise ConfigError(f"max_uses must be positive and fit the nonce, got {max_uses}")
+        if format_version == FORMAT_VERSION:
+            self._connector: str | None = connector or identity.party_id
+            self._head = HEADER_PREFIX + _long(FORMAT_VERSION)
+        elif format_version == LEGACY_FORMAT_VERSION and connector is None:
+            self._connector = None
+            self._head = HEADER_V1_PREFIX + _long(LEGACY_FORMAT_VERSION)
+        else:
+            raise ConfigError(
+                f"wire format {format_version} cannot seal for a connector ({connector!r}):"
+                f" format {FORMAT_VERSION} names the connector, format 1 names none"
+            )
         self._identity = identity
         self._trust = trust
         self._recipient = recipient
@@ -451,7 +199,6 @@ class Sealer:
         self._random = random
         self._current: _Current | None = None
         self._generation = trust.generation
-        self._head = HEADER_PREFIX + _long(FORMAT_VERSION)
 
     @property
     def data_key(self) -> DataKey | None:
@@ -468,7 +215,7 @@ class Sealer:
         if current is None or not current.key.usable(now_ms):
             current = self._current = self._rekey(now)
         head = b"".join((
-            self._head, _PURPOSE_BYTE[purpose], message_id.bytes, current.parties, _long(now_ms),
+            self._head, PURPOSE_BYTE[purpose], message_id.bytes, current.parties, _long(now_ms),
         ))  # fmt: skip
         header, ciphertext = current.key.seal(now_ms, head, current.tail, plaintext)
         return b"".join((
@@ -478,7 +225,9 @@ class Sealer:
     def _rekey(self, now: datetime) -> _Current:
         recipient_kid, recipient_box = self._trust.box_key(self._recipient, now)
         sender_kid = self._identity.current_signing_kid(now)
-        binding = Binding(self._identity.party_id, sender_kid, self._recipient, recipient_kid)
+        binding = Binding(
+            self._identity.party_id, sender_kid, self._recipient, recipient_kid, self._connector
+        )
         not_after = min(
             now + self._max_age,
             _key_deadline(self._identity.keys, sender_kid, now),
@@ -506,7 +255,7 @@ def _key_deadline(keys: Iterable[PartyKey], kid: str, now: datetime) -> datetime
 
 
 class _Cached(NamedTuple):
-    signed: _Signed
+    signed: SignedFields
     key: ReceivedDataKey
 
 
@@ -548,10 +297,11 @@ class Opener:
             sender_key_id=signed.binding.sender_key_id,
             sealed_at=header.sealed_at,
             plaintext=key.open(header.nonce, ciphertext, header_bytes),
+            connector=signed.binding.connector,
         )
 
     def _authenticate(
-        self, header: _Header, signed: _Signed, cached: _Cached | None
+        self, header: LocatedHeader, signed: SignedFields, cached: _Cached | None
     ) -> tuple[Party, ReceivedDataKey]:
         binding = signed.binding
         if binding.recipient != self._identity.party_id:
@@ -575,7 +325,7 @@ class Opener:
             self._cache.popitem(last=False)
 
 
-def _check_within(header: _Header, block: DataKeyBlock) -> None:
+def _check_within(header: LocatedHeader, block: DataKeyBlock) -> None:
     if header.sealed_at_ms > block.not_after_ms:
         raise UnknownKey(
             f"data key {block.data_key_id.hex()} expired (not_after {block.not_after_ms} ms)"

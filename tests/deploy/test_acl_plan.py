@@ -9,10 +9,12 @@ import pytest
 
 from deploy import acl_plan
 from deploy.acl_plan import GATEWAY, Party, Plan, consumer_principal, plan
+from deploy.partnership_file import load_partnership
 from safeguard.runtime import exchange_topics
 from sgx.errors import ConfigError
 from sgx.kafka.wiring import GATEWAY_GROUP, open_cases_group, receipts_group
 from sgx.kafka.wiring import REPLAY_TOPIC as REPLAY
+from sgx.keys.connectors import Connector
 from sgx.keys.key_admin import init_trust
 from sgx.keys.trust import PartySpec
 from sgx.settings import KafkaSettings
@@ -308,6 +310,8 @@ def test_the_committed_partnership_spans_two_local_authorities() -> None:
     assert {p.id: p.serves for p in parties.values() if p.kind != "local_authority"} == {
         "school-hillside": ("la-camden",),
         "school-canonbury": ("la-islington",),
+        "school-gospel-oak": ("la-camden",),
+        "school-highbury-fields": ("la-islington",),
         "nhs-royal-free": ("la-camden", "la-islington"),
         "met-police": ("la-camden", "la-islington"),
         "gp-hillside": ("la-camden",),  # referrers: a GP practice, health visiting, a charity
@@ -329,7 +333,7 @@ def test_committed_script_and_strimzi_resources_are_generated_from_the_plan() ->
 def test_script_is_valid_bash_and_grants_every_binding() -> None:
     script = acl_plan.SCRIPT_FILE
     subprocess.run(["bash", "-n", str(script)], check=True)
-    the_plan = plan(acl_plan.load_parties(acl_plan.PARTIES_FILE))
+    the_plan = plan(*acl_plan.load_partnership(acl_plan.PARTIES_FILE))
     text = script.read_text(encoding="utf-8")
     for b in the_plan.bindings:
         assert f"acl {b.principal} {b.operation} {b.resource} {b.pattern} {b.name}\n" in text
@@ -337,3 +341,105 @@ def test_script_is_valid_bash_and_grants_every_binding() -> None:
         retention = "" if t.retention_ms is None else f" --config retention.ms={t.retention_ms}"
         retention += " --config cleanup.policy=compact" if t.compacted else ""
         assert f"topic {t.name} {t.partitions} {t.replicas}{retention}\n" in text
+
+
+# -- connectors ------------------------------------------------------------------------
+OTHER_SCHOOL = Party("school-elm", "school", serves=(LA_B,))
+MIS = Connector(id="mis-acme", name="Acme MIS", carries=[SCHOOL, OTHER_SCHOOL.id])
+
+
+def connected_plan() -> Plan:
+    return plan([*PARTIES, OTHER_SCHOOL], [MIS])
+
+
+def test_a_connector_has_one_inbound_topic_for_the_agencies_it_carries() -> None:
+    names = {t.name for t in connected_plan().topics}
+    inbound = {n for n in names if n.startswith("sgx.inbound.")}
+    # the carried schools have none of their own; the LAs and the police are their own
+    assert inbound == {f"sgx.inbound.{p}" for p in (LA_A, LA_B, POLICE, MIS.id)}
+    # their receipts and their key adults' deliveries stay theirs
+    for school in (SCHOOL, OTHER_SCHOOL.id):
+        assert {f"sgx.receipts.{school}", f"sgx.delivery.{school}"} <= names
+
+
+def test_a_connector_writes_only_its_topic_and_reads_its_agencies_receipts() -> None:
+    the_plan = connected_plan()
+    topics = [t.name for t in the_plan.topics]
+    writable = {t for t in topics if the_plan.allows(MIS.id, "Write", "topic", t)}
+    readable = {t for t in topics if the_plan.allows(MIS.id, "Read", "topic", t)}
+    assert writable == {f"sgx.inbound.{MIS.id}"}
+    assert readable == {f"sgx.receipts.{SCHOOL}", f"sgx.receipts.{OTHER_SCHOOL.id}", SCHEMAS}
+    for school in (SCHOOL, OTHER_SCHOOL.id):
+        assert the_plan.allows(MIS.id, "Read", "group", receipts_group(school))
+        assert the_plan.allows(MIS.id, "Read", "group", open_cases_group(school))
+    assert not the_plan.allows(MIS.id, "Read", "group", receipts_group(POLICE))
+    assert not the_plan.allows(MIS.id, "Read", "topic", f"sgx.delivery.{SCHOOL}")
+    # a carried school has no principal of its own, nor any grant
+    assert SCHOOL not in the_plan.principals
+    assert MIS.id in the_plan.principals
+    assert not any(b.principal == SCHOOL for b in the_plan.bindings)
+    # and the gateway reads the connector's topic by its inbound prefix
+    assert the_plan.allows(GATEWAY, "Read", "topic", f"sgx.inbound.{MIS.id}")
+
+
+def test_a_connector_may_connect_as_a_principal_of_its_own_name() -> None:
+    named = Connector(id="mis-acme", name="Acme", principal="acme-cloud", carries=[SCHOOL])
+    the_plan = plan(PARTIES, [named])
+    assert "acme-cloud" in the_plan.principals
+    assert "mis-acme" not in the_plan.principals
+    assert the_plan.allows("acme-cloud", "Write", "topic", "sgx.inbound.mis-acme")
+
+
+def test_the_connected_plan_has_the_topics_the_services_create(tmp_path: Path) -> None:
+    parties = [*PARTIES, OTHER_SCHOOL]
+    specs = [PartySpec("gateway", "gateway", "gateway")]
+    specs += [PartySpec(p.id, p.kind, p.id, p.serves, gss_code=p.gss_code) for p in parties]
+    trust = init_trust(tmp_path / "trust", specs, [MIS])
+    services = exchange_topics(trust, KafkaSettings())
+    assert {t.name: t.partitions for t in connected_plan().topics} == services
+
+
+@pytest.mark.parametrize(
+    ("connector", "problem"),
+    [
+        (Connector(id=SCHOOL, name="x", carries=[POLICE]), r"field 'id': 'school-oak' is a party"),
+        (Connector(id="mis-x", name="x", carries=[LA_A]), r"'la-alpha' is a local_authority"),
+        (Connector(id="mis-x", name="x", carries=["nobody"]), r"'nobody' is not a party"),
+        (Connector(id="mis-x", name="x", carries=[SCHOOL, SCHOOL]), r"listed twice"),
+        (Connector(id="sgx-mis", name="x", carries=[SCHOOL]), r"not sgx-\*"),
+        (Connector(id="mis-x", name="x", principal=POLICE, carries=[SCHOOL]), "principal"),
+    ],
+)
+def test_the_plan_refuses_a_connector_that_does_not_fit(connector: Connector, problem: str) -> None:
+    with pytest.raises(ConfigError, match=problem):
+        plan(PARTIES, [connector])
+
+
+def test_two_connectors_may_not_share_an_id() -> None:
+    with pytest.raises(ConfigError, match=r"connector\[1\].*field 'id'.*already"):
+        plan(PARTIES, [MIS.model_copy(update={"carries": [SCHOOL]}), MIS])
+
+
+def test_a_connector_table_in_the_parties_file(tmp_path: Path) -> None:
+    path = tmp_path / "parties.toml"
+    text = acl_plan.PARTIES_FILE.read_text(encoding="utf-8")
+    path.write_text(text + '[[connector]]\nid = "mis-y"\ncarries = ["met-police"]\n')
+    _parties, connectors = load_partnership(path)
+    assert connectors[-1] == Connector(id="mis-y", name="mis-y", carries=["met-police"])
+    path.write_text(text + '[[connector]]\nid = "mis-y"\ncarries = ["met-police"]\nx = 1\n')
+    with pytest.raises(ConfigError, match=r"connector\[1\] \('mis-y'\): field 'x'"):
+        load_partnership(path)
+    path.write_text(text + '[[connector]]\nid = "mis-y"\ncarries = []\n')
+    with pytest.raises(ConfigError, match=r"connector\[1\].*carries"):
+        load_partnership(path)
+
+
+def test_the_committed_partnership_has_a_connector_for_two_schools() -> None:
+    parties, connectors = load_partnership(acl_plan.PARTIES_FILE)
+    assert [(c.id, c.carries) for c in connectors] == [
+        ("mis-north-london", ["school-gospel-oak", "school-highbury-fields"])
+    ]
+    names = {t.name for t in plan(parties, connectors).topics}
+    assert "sgx.inbound.mis-north-london" in names
+    assert "sgx.inbound.school-gospel-oak" not in names
+    assert "sgx.inbound.school-hillside" in names  # a school that is its own connector

@@ -22,7 +22,7 @@ import pytest
 
 from deploy import acl_plan
 from safeguard.cli import main as safeguard_cli
-from safeguard.parties import DEMO_PARTIES
+from safeguard.parties import DEMO_CONNECTORS, DEMO_PARTIES
 from sgx.keys.key_admin import init_trust
 from tests.deploy.catalogue import REPO
 from tests.deploy.yaml_strict import load
@@ -150,7 +150,7 @@ def _resolve(args: list[str]) -> click.Command:
 
 
 def test_exchange_services_run_real_safeguard_commands_as_real_principals() -> None:
-    principals = set(acl_plan.plan(acl_plan.load_parties(acl_plan.PARTIES_FILE)).principals)
+    principals = set(acl_plan.plan(*acl_plan.load_partnership(acl_plan.PARTIES_FILE)).principals)
     image_services = {
         n: s for n, s in _services().items() if "safeguarding-exchange" in s.get("image", "")
     }
@@ -203,7 +203,7 @@ def test_each_local_authority_of_the_partnership_has_its_delivery_consumer() -> 
 
 def test_the_acl_plan_and_the_trust_directory_describe_one_partnership() -> None:
     # keys init writes DEMO_PARTIES; the cluster's users come from parties.toml
-    parties = acl_plan.load_parties(acl_plan.PARTIES_FILE)
+    parties, connectors = acl_plan.load_partnership(acl_plan.PARTIES_FILE)
     planned = {(p.id, p.kind, p.gss_code, p.serves, p.serves_any) for p in parties}
     demo = {
         (s.id, s.kind, s.gss_code, tuple(s.serves), s.serves_any)
@@ -211,6 +211,10 @@ def test_the_acl_plan_and_the_trust_directory_describe_one_partnership() -> None
         if s.kind != "gateway"
     }
     assert planned == demo
+    # and the same connectors, carrying the same agencies (the names are for people)
+    assert [(c.id, c.kafka_principal, c.carries) for c in connectors] == [
+        (c.id, c.kafka_principal, c.carries) for c in DEMO_CONNECTORS
+    ]
 
 
 def test_each_partys_services_mount_its_own_store_and_no_other() -> None:
@@ -232,3 +236,16 @@ def test_each_partys_services_mount_its_own_store_and_no_other() -> None:
     assert homes, "no service keeps a store"
     assert all(len(parties) == 1 for parties in homes.values()), homes
     assert homes["consumer-la-camden-home"] == {"la-camden"}
+
+
+def test_a_connector_runs_as_its_own_principal_for_the_agencies_it_carries() -> None:
+    _, connectors = acl_plan.load_partnership(acl_plan.PARTIES_FILE)
+    by_id = {c.id: c for c in connectors}
+    running = [s for s in _services().values() if "SGX_CONNECTOR" in s.get("environment", {})]
+    assert running, "no service publishes through a connector"
+    for service in running:
+        connector = by_id[service["environment"]["SGX_CONNECTOR"]]
+        command = service["command"]
+        agencies = [command[i + 1] for i, a in enumerate(command) if a == "--agency"]
+        assert set(agencies) == set(connector.carries)
+        assert Path(service["env_file"]).name == f"{connector.kafka_principal}.env"

@@ -84,7 +84,7 @@ def test_kafka_is_kraft_with_three_nodes_and_a_scram_tls_listener() -> None:
 
 
 def test_topics_and_users_match_the_acl_plan() -> None:
-    the_plan = acl_plan.plan(acl_plan.load_parties(acl_plan.PARTIES_FILE))
+    the_plan = acl_plan.plan(*acl_plan.load_partnership(acl_plan.PARTIES_FILE))
     topics = {t["spec"]["topicName"]: t["spec"]["partitions"] for t in _of_kind("KafkaTopic")}
     assert topics == {t.name: t.partitions for t in the_plan.topics}
     users = {u["metadata"]["name"]: u for u in _of_kind("KafkaUser")}
@@ -219,7 +219,7 @@ def test_the_inbox_asks_for_shares_as_its_la_and_may_not_read_deliveries() -> No
     assert env["SGX_KAFKA_SASL_USERNAME"] == "la-camden"
     assert env["SGX_INBOX_LOCAL_ACCOUNTS"] == "false"
     assert env["SGX_INBOX_SESSION_SECRET"]["secretKeyRef"]["name"] == "sgx-inbox-la-camden"
-    plan = acl_plan.plan(acl_plan.load_parties(acl_plan.PARTIES_FILE))
+    plan = acl_plan.plan(*acl_plan.load_partnership(acl_plan.PARTIES_FILE))
     assert plan.allows("la-camden", "Write", "topic", "sgx.inbound.la-camden")
     assert plan.allows("la-camden", "Read", "topic", "sgx.receipts.la-camden")
     assert not plan.allows("la-camden", "Read", "topic", "sgx.delivery.la-camden")

@@ -30,10 +30,11 @@ from pydantic import SecretStr
 
 from consumers.reader import QueueView
 from gateway.store import GatewayStore
-from safeguard.parties import DEMO_PARTIES, LA
+from safeguard.parties import DEMO_CONNECTORS, DEMO_PARTIES, LA
 from safeguard.runtime import Runtime, create_topics, publisher, run_consumer, run_gateway
 from sgx.kafka.embedded import EmbeddedBroker
 from sgx.kafka.wiring import GATEWAY_GROUP, delivery_group
+from sgx.keys.connectors import Connector
 from sgx.keys.key_admin import init_trust
 from sgx.keys.trust import PartySpec
 from sgx.settings import ExchangeSettings, KafkaSettings, StoreSettings
@@ -275,6 +276,7 @@ async def running_exchange(
     schema: str | None = None,
     consumer: bool = True,
     parties: Sequence[PartySpec] = DEMO_PARTIES,
+    connectors: Sequence[Connector] | None = None,
     metrics_ports: tuple[int, int] = (-1, -1),
     agreement: Path | None = None,
     broker: str | None = None,
@@ -284,9 +286,12 @@ async def running_exchange(
     ``metrics_ports``: where the gateway and the consumer serve /metrics (-1: nowhere).
     ``agreement``: the agreement file, if not the repository's (which names the demo
     parties' default LAs). ``broker``: ``kafka`` or ``tansu``, if not ``SGX_TEST_BROKER``'s.
+    ``connectors``: the trust directory's (default: the demo's, with the demo parties).
     """
     gateway_port, consumer_port = metrics_ports
-    init_trust(home / "trust", parties)
+    if connectors is None:
+        connectors = DEMO_CONNECTORS if parties is DEMO_PARTIES else ()
+    init_trust(home / "trust", parties, connectors)
     async with empty_broker(home, broker) as (bootstrap, embedded):
         rt = make_runtime(home, bootstrap, dsn, schema, agreement, idempotence=embedded is None)
         exchange = Exchange(rt, broker=embedded)

@@ -31,7 +31,7 @@ from deploy.acl_plan import (
     Pattern,
     ResourceType,
     consumer_principal,
-    load_parties,
+    load_partnership,
     plan,
 )
 from sgx.errors import BrokerRefused, TransportError
@@ -54,6 +54,7 @@ pytestmark = pytest.mark.broker
 
 CAMDEN, ISLINGTON = "la-camden", "la-islington"
 HILLSIDE, CANONBURY = "school-hillside", "school-canonbury"
+CONNECTOR = "mis-north-london"  # carries Gospel Oak and Highbury Fields
 GATEWAY = "sgx-gateway"
 REFUSAL_S = 10.0  # a refused client must fail within this, not hang
 
@@ -183,6 +184,17 @@ async def test_a_school_cannot_write_another_schools_inbound_topic(
         await producer.stop()
 
 
+async def test_a_connector_writes_only_its_own_topic(apache_kafka: ApacheKafka) -> None:
+    producer = await start_producer(apache_kafka.scram_settings(CONNECTOR))
+    try:
+        await producer.send_and_wait(inbound_topic(CONNECTOR), unique("carried"))  # its own
+        for topic in (inbound_topic(HILLSIDE), delivery_topic(CAMDEN), receipts_topic(HILLSIDE)):
+            with pytest.raises(TopicAuthorizationFailedError):
+                await producer.send_and_wait(topic, unique("forged"))
+    finally:
+        await producer.stop()
+
+
 async def test_a_school_cannot_join_the_gateways_group(apache_kafka: ApacheKafka) -> None:
     school = apache_kafka.scram_settings(HILLSIDE)
     # a topic it may read, in a group it may not: the group ACL alone refuses it
@@ -250,7 +262,7 @@ def broker_acls(apache_kafka: ApacheKafka) -> set[Binding]:
 async def test_the_broker_holds_the_plan_topics_and_exactly_its_acls(
     apache_kafka: ApacheKafka,
 ) -> None:
-    the_plan = plan(load_parties(PARTIES_FILE))
+    the_plan = plan(*load_partnership(PARTIES_FILE))
     admin = apache_kafka.plaintext_settings()
     topics = set(await list_topics(admin))
     for topic in the_plan.topics:

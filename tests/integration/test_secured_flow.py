@@ -31,11 +31,22 @@ import pytest
 from aiokafka import ConsumerRecord, TopicPartition
 from aiokafka.admin import RecordsToDelete
 
-from deploy.acl_plan import PARTIES_FILE, load_parties, plan
+from deploy.acl_plan import PARTIES_FILE, load_partnership, plan
 from producers.consent_requests import ConsentRequests
 from safeguard import samples
 from safeguard.outbox_wiring import running_outbox
-from safeguard.parties import DEMO_PARTIES, HEALTH, LA, OTHER_LA, OTHER_SCHOOL, POLICE, SCHOOL
+from safeguard.parties import (
+    CONNECTED_SCHOOL,
+    CONNECTOR,
+    DEMO_CONNECTORS,
+    DEMO_PARTIES,
+    HEALTH,
+    LA,
+    OTHER_LA,
+    OTHER_SCHOOL,
+    POLICE,
+    SCHOOL,
+)
 from safeguard.runtime import Runtime, publisher
 from safeguard.sharing import ask_consent, consent_outcomes
 from sgx.domain.identifiers import make_nhs_number, make_upn
@@ -68,7 +79,7 @@ async def emptied_plan_topics(kafka: ApacheKafka) -> None:
     sealed under keys this run does not know, are skipped) and the compacted registry's."""
     topics = [
         t
-        for t in plan(load_parties(PARTIES_FILE)).topics
+        for t in plan(*load_partnership(PARTIES_FILE)).topics
         if not t.compacted and not t.name.startswith(ALLOCATIONS_PREFIX)
     ]
     every = {
@@ -86,7 +97,7 @@ async def secured_exchange(home: Path, kafka: ApacheKafka) -> AsyncIterator[Exch
     the gateway and both LAs' consumers running. The runtime's own broker settings (the
     PLAINTEXT super user) are used by nothing here."""
     await emptied_plan_topics(kafka)
-    init_trust(home / "trust", DEMO_PARTIES)
+    init_trust(home / "trust", DEMO_PARTIES, DEMO_CONNECTORS)
     ex = Exchange(make_runtime(home, kafka.plaintext), principals=kafka.scram_settings)
     try:
         await ex.start_gateway()
@@ -151,6 +162,20 @@ async def test_every_party_as_its_own_principal_over_tls_the_whole_flow(
             await eventually(heard, "Camden to hear the school's grant")
             assert granted[0]["answered_by"] == "Ms Head"
 
+        # a school behind the connector: its outbox run by the connector, as its principal
+        name = samples.AGENCY_NAMES[CONNECTED_SCHOOL]
+        record = samples.from_agency(samples.attendance_update(AMIRA), CONNECTED_SCHOOL, name)
+        async with running_outbox(ex.as_principal(CONNECTOR), CONNECTED_SCHOOL) as carried:
+            through = await carried.add(c.ATTENDANCE_UPDATE, record)
+            amara = await ex.wait_items("sw-amara", 3)
+            assert str(through) in {v.item.notification_id for v in amara}
+
+            async def carried_receipt() -> bool:
+                entries = await carried.store.entries(CONNECTED_SCHOOL)
+                return [e.status for e in entries if e.message_id == through] == ["DELIVERED"]
+
+            await eventually(carried_receipt, "Gospel Oak's receipt, read by its connector")
+
 
 async def test_a_school_beyond_its_grant_is_refused_and_the_exchange_says_so(
     apache_kafka: ApacheKafka, tmp_path: Path
@@ -158,7 +183,7 @@ async def test_a_school_beyond_its_grant_is_refused_and_the_exchange_says_so(
     """As school-hillside: publishing on another school's inbound topic, reading Camden's
     delivery topic, joining the gateway's group. Each is refused by the broker and comes
     out of the exchange's wiring as BrokerRefused, naming what was refused."""
-    init_trust(tmp_path / "trust", DEMO_PARTIES)
+    init_trust(tmp_path / "trust", DEMO_PARTIES, DEMO_CONNECTORS)
     hillside = apache_kafka.scram_settings(SCHOOL)
     rt = make_runtime(tmp_path, apache_kafka.plaintext)
     as_hillside = dataclasses.replace(rt, kafka=hillside)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import tomllib
 from collections import Counter
 from pathlib import Path
@@ -16,6 +17,7 @@ from benchmarks.national import (
     record,
 )
 from benchmarks.national import allocation_updates as updates_of
+from benchmarks.national_topics import measure
 from benchmarks.partnership import agreement_text
 from gateway.allocations import AllocationDirectory
 from gateway.partnership import Partnership
@@ -29,7 +31,7 @@ from sgx.wire.contract import default_contract
 def test_the_full_size_partnership_has_every_la_covered_by_one_force() -> None:
     national = build()
     assert len(national.las) == 152
-    assert len(national.serves) == 2_400 + 200 + 43
+    assert len(national.serves) == 25_000
     assert sum(national.quota) == 1_000_000
     forces = [national.serves[f] for f in national.by_kind["police"]]
     assert len(forces[0]) == FIRST_FORCE_LAS
@@ -89,3 +91,40 @@ def test_lag_that_climbs_through_the_morning_is_called_growing() -> None:
     growing = lag_verdict([5, 100, 200, 300, 400, 500, 600, 700])
     assert growing["grows"]
     assert growing["at_end"] == 700
+
+
+def test_agencies_are_carried_by_connectors_of_their_kind_but_the_own_few(tmp_path: Path) -> None:
+    national = build(las=8, schools=300, trusts=12, forces=3, allocations=8_000,
+                     connectors=20, own=10)  # fmt: skip
+    assert len(national.connectors) == 20
+    carried = Counter(a for conn in national.connectors for a in conn.carries)
+    assert set(carried.values()) == {1}  # each carried by one connector
+    assert len(national.serves) - len(carried) == 10
+    kinds = {p.id: p.kind for p in national.parties}
+    for conn in national.connectors:
+        assert len({kinds[a] for a in conn.carries}) == 1, conn.id  # one kind each
+        assert conn.carries  # and none empty
+    by_kind = Counter(conn.id.split("-")[1] for conn in national.connectors)
+    assert by_kind["school"] > by_kind["health"] >= by_kind["police"] >= 1
+    # the trust directory takes them: its inbound topics are the connectors, the own
+    # agencies and the LAs
+    trust = init_trust(tmp_path / "trust", national.parties, national.connectors)
+    assert len(trust.inbound_connectors()) == 20 + 10 + 8
+
+
+def test_too_many_connectors_for_the_agencies_are_refused() -> None:
+    with pytest.raises(ValueError, match="cannot share"):
+        build(las=4, schools=5, trusts=1, forces=1, allocations=4_000, connectors=7, own=1)
+
+
+def test_connectors_cut_the_inbound_topics_but_not_the_agencies_own_topics() -> None:
+    args = argparse.Namespace(las=6, schools=60, trusts=6, forces=2, connectors=5, own=3,
+                              inbound_partitions=3)  # fmt: skip
+    figures = measure(args)
+    with_connectors, before = figures["with_connectors"], figures["every_agency_its_own"]
+    assert with_connectors["inbound_topics"] == 5 + 3 + 6  # connectors, own agencies, LAs
+    assert before["inbound_topics"] == 68 + 6
+    # the gateway reads the inbound (3 partitions each) and allocation topics, and replay
+    assert with_connectors["gateway_group_partitions"] == 14 * 3 + 6 + 1
+    # receipts and deliveries stay per agency
+    assert before["topics"] - with_connectors["topics"] == 68 - 8

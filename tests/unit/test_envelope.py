@@ -1,6 +1,7 @@
-"""Sealing and opening envelopes (wire format v1), including the golden-bytes fixture.
+"""Sealing and opening envelopes (wire format v2, and v1 still read), including the
+golden-bytes fixtures of both formats.
 
-Regenerate the fixture (only when the format changes on purpose, with a new version)::
+Regenerate the fixtures (only when the format changes on purpose, with a new version)::
 
     .venv/bin/python -m tests.unit.test_envelope
 """
@@ -22,7 +23,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
-import sgx.wire.envelope
+import sgx.wire.codec
 from sgx.errors import (
     BadSignature,
     ConfigError,
@@ -47,12 +48,15 @@ from sgx.keys.trust import (
 )
 from sgx.settings import REPO_ROOT
 from sgx.wire import avro
-from sgx.wire.envelope import (
+from sgx.wire.codec import (
     BATCH_PREFIX,
     BATCH_SCHEMA,
     ENVELOPE_PREFIX,
     ENVELOPE_SCHEMA,
     HEADER_SCHEMA,
+    HEADER_V1_FINGERPRINT,
+)
+from sgx.wire.envelope import (
     EnvelopeClaims,
     Opener,
     Purpose,
@@ -77,6 +81,9 @@ PLAINTEXT = bytes(range(256)) * 4  # 1 KB
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
 GOLDEN_FILE = FIXTURES / "envelope_v1.bin"
+GOLDEN_V2_FILE = FIXTURES / "envelope_v2.bin"
+GOLDEN_CONNECTOR = "mis-golden"
+GOLDEN_V2_PLAINTEXT = b"golden plaintext: wire format version 2, through a connector"
 GOLDEN_KEYS = FIXTURES / "envelope_keys"
 GOLDEN_AT = datetime(2026, 11, 21, 6, 2, 3, 456_000, tzinfo=UTC)
 GOLDEN_ID = uuid.UUID("6f1c2a9e-3b7d-4e58-9a0c-5d2e8f4b1a37")
@@ -165,9 +172,10 @@ def test_round_trip_for_each_purpose(exchange: Exchange, purpose: Purpose) -> No
 def test_hand_codec_is_byte_identical_to_fastavro(exchange: Exchange) -> None:
     value = seal(exchange.sealer(HEALTH, GATEWAY), Purpose.SHARE_DECISION)
     envelope, header = decoded(value)
-    assert header["format_version"] == 1
+    assert header["format_version"] == 2
     assert header["purpose"] == "SHARE_DECISION"
     assert header["sender"] == HEALTH
+    assert header["connector"] == HEALTH  # its own connector, by default
     assert header["recipient"] == GATEWAY
     assert len(header["data_key"]["wrapped_key"]) == 48
     assert avro.encode(SCHEMAS, HEADER_SCHEMA, header) == envelope["header"]
@@ -199,11 +207,11 @@ def test_a_single_envelope_is_a_batch_of_one(exchange: Exchange) -> None:
 def test_unpack_reads_blocks_with_byte_counts(exchange: Exchange) -> None:
     """Avro writers may write a block as a negative count followed by its size in bytes."""
     envelopes, _ = _batch(exchange, 2)
-    body = b"".join(sgx.wire.envelope._bytes(e) for e in envelopes)
+    body = b"".join(sgx.wire.codec.avro_bytes(e) for e in envelopes)
     value = (
         BATCH_PREFIX
-        + sgx.wire.envelope._long(-2)
-        + sgx.wire.envelope._long(len(body))
+        + sgx.wire.codec.avro_long(-2)
+        + sgx.wire.codec.avro_long(len(body))
         + body
         + b"\x00"
     )
@@ -441,8 +449,8 @@ def test_other_schema_fingerprint_is_malformed(exchange: Exchange) -> None:
 
 def test_other_format_version_is_malformed(exchange: Exchange) -> None:
     value = seal(exchange.sealer(SCHOOL, GATEWAY))
-    with pytest.raises(MalformedEnvelope, match="format_version 2"):
-        exchange.opener(GATEWAY).open(rewrite(value, format_version=2))
+    with pytest.raises(MalformedEnvelope, match="format_version 3"):
+        exchange.opener(GATEWAY).open(rewrite(value, format_version=3))
 
 
 def test_wrapped_key_of_the_wrong_length_is_malformed(exchange: Exchange) -> None:
@@ -585,11 +593,18 @@ def fixed_random(seed: bytes) -> Callable[[int], bytes]:
     return draw
 
 
-def golden_sealer(keys: Path) -> Sealer:
+def golden_sealer(keys: Path, version: int = 1) -> Sealer:
+    """The sealer of the golden envelope of wire format ``version`` (2: for a connector)."""
     trust = TrustDirectory.load(keys)
     identity = Identity.load(keys, SCHOOL, directory=trust)
+    if version == 1:
+        draw = fixed_random(b"sgx-golden-v1")
+        return Sealer(
+            identity, trust, GATEWAY, format_version=1, clock=lambda: GOLDEN_AT, random=draw
+        )
+    draw = fixed_random(b"sgx-golden-v2")
     return Sealer(
-        identity, trust, GATEWAY, clock=lambda: GOLDEN_AT, random=fixed_random(b"sgx-golden-v1")
+        identity, trust, GATEWAY, connector=GOLDEN_CONNECTOR, clock=lambda: GOLDEN_AT, random=draw
     )
 
 
@@ -629,6 +644,70 @@ def test_golden_fixture_opens(golden_keys: Path) -> None:
     assert opened.sealed_at == GOLDEN_AT
     assert opened.sender.id == SCHOOL
     assert opened.sender.serves == [LA]  # its old local_authority, read as serves
+    assert opened.connector is None  # format 1 names no connector
+
+
+def test_golden_v2_bytes(golden_keys: Path) -> None:
+    sealer = golden_sealer(golden_keys, version=2)
+    value = sealer.seal(Purpose.NOTIFICATION, GOLDEN_ID, GOLDEN_V2_PLAINTEXT)
+    assert value == GOLDEN_V2_FILE.read_bytes()
+
+
+def test_golden_v2_fixture_opens_naming_its_connector(golden_keys: Path) -> None:
+    trust = TrustDirectory.load(golden_keys)
+    opener = Opener(Identity.load(golden_keys, GATEWAY, directory=trust), trust)
+    opened = opener.open(GOLDEN_V2_FILE.read_bytes(), purposes={Purpose.NOTIFICATION})
+    assert opened.plaintext == GOLDEN_V2_PLAINTEXT
+    assert opened.sender.id == SCHOOL
+    assert opened.connector == GOLDEN_CONNECTOR
+    claims = peek(GOLDEN_V2_FILE.read_bytes())
+    assert claims is not None
+    assert claims.connector == GOLDEN_CONNECTOR
+
+
+def test_golden_v2_fixture_is_the_avro_schema() -> None:
+    value = GOLDEN_V2_FILE.read_bytes()
+    envelope, header = decoded(value)
+    assert header["format_version"] == 2
+    assert header["connector"] == GOLDEN_CONNECTOR
+    assert header["sender"] == SCHOOL
+    assert avro.encode(SCHEMAS, HEADER_SCHEMA, header) == envelope["header"]
+    assert avro.encode(SCHEMAS, ENVELOPE_SCHEMA, envelope) == value
+
+
+def test_the_format_1_header_is_the_history_schema_the_codec_reads() -> None:
+    # the codec parses format 1 by hand; fastavro reads it through schemas/history
+    assert SCHEMAS.historical(HEADER_V1_FINGERPRINT) is not None
+    _, header = decoded(GOLDEN_FILE.read_bytes())
+    assert header["format_version"] == 1
+    assert header["connector"] == ""  # the field's default, for a header without it
+
+
+def test_a_changed_connector_is_refused(exchange: Exchange) -> None:
+    value = seal(exchange.sealer(SCHOOL, GATEWAY))
+    with pytest.raises(BadSignature):
+        exchange.opener(GATEWAY).open(rewrite(value, connector="mis-elsewhere"))
+    with pytest.raises(MalformedEnvelope, match="names no connector"):
+        exchange.opener(GATEWAY).open(rewrite(value, connector=""))
+
+
+def test_a_connector_is_signed_with_the_data_key_and_cached_apart(exchange: Exchange) -> None:
+    identity, trust = exchange.identity(SCHOOL), exchange.trust
+    through = Sealer(identity, trust, GATEWAY, connector="mis-a")
+    own = Sealer(identity, trust, GATEWAY)
+    legacy = Sealer(identity, trust, GATEWAY, format_version=1)
+    opener = exchange.opener(GATEWAY)
+    assert opener.open(seal(through)).connector == "mis-a"
+    assert opener.open(seal(own)).connector == SCHOOL
+    assert opener.open(seal(legacy)).connector is None
+
+
+def test_format_1_cannot_name_a_connector(exchange: Exchange) -> None:
+    identity, trust = exchange.identity(SCHOOL), exchange.trust
+    with pytest.raises(ConfigError, match="format 1 names none"):
+        Sealer(identity, trust, GATEWAY, connector="mis-a", format_version=1)
+    with pytest.raises(ConfigError):
+        Sealer(identity, trust, GATEWAY, format_version=3)
 
 
 def test_golden_fixture_is_the_avro_schema(golden_keys: Path) -> None:
@@ -681,6 +760,8 @@ def regenerate_golden() -> None:
     write_directory(GOLDEN_KEYS, [party for party, _, _ in parties])
     value = golden_sealer(GOLDEN_KEYS).seal(Purpose.NOTIFICATION, GOLDEN_ID, GOLDEN_PLAINTEXT)
     GOLDEN_FILE.write_bytes(value)
+    v2 = golden_sealer(GOLDEN_KEYS, 2).seal(Purpose.NOTIFICATION, GOLDEN_ID, GOLDEN_V2_PLAINTEXT)
+    GOLDEN_V2_FILE.write_bytes(v2)
 
 
 if __name__ == "__main__":

@@ -95,6 +95,13 @@ def school_referral() -> dict[str, Any]:
     record["referral"].update(
         concerns=["PHYSICAL_ABUSE"],
         how_it_arose="Sami told his teacher at morning registration.",
+        child_needs="Safety at home; his attendance and learning.",
+        parenting_capacity="Mother says the father's temper has worsened since he lost his job.",
+        family_and_environment="Lives with his mother and father; no other children.",
+        household=[],
+        parents_views="Mother agreed the school should ask for help.",
+        others_informed=[],
+        discussed_with="Ms Patel, deputy DSL",
         referrer_reference="HPS-DSL-2026-031",
     )
     return record

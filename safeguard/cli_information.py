@@ -5,10 +5,13 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 
 import click
 
+from producers.health import map_bundle
+from producers.information_health import attendance_answer_from_health
 from producers.information_requests import (
     InformationRequest,
     InformationRequests,
@@ -24,6 +27,7 @@ from safeguard.cli_common import (
     say_relayed,
     send_timeout_option,
 )
+from safeguard.cli_health import load_defaults
 from safeguard.outbox_wiring import (
     offline_outbox,
     open_outbox_store,
@@ -136,36 +140,95 @@ async def information_answer(
 @home_option
 @agency_option()
 @click.option(
-    "--export", "export_path", type=click.Path(exists=True, dir_okay=False, path_type=Path),
-    required=True, help="the attendance export the school's feed holds (CSV)",
+    "--export",
+    "export_path",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    default=None,
+    help="(a school) the attendance export the school's feed holds (CSV)",
+)
+@click.option(
+    "--bundle",
+    "bundle_path",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    default=None,
+    help="(a health body) the FHIR R4 bundle its feed holds (JSON)",
+)
+@click.option(
+    "--defaults", "defaults_path", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    default=None, help="(with --bundle) the health feed's defaults (TOML), as for ingest",
 )  # fmt: skip
 @send_timeout_option
 @async_command
 async def information_auto_answer(
-    home: Path | None, agency: str, export_path: Path, send_timeout: float
+    home: Path | None,
+    agency: str,
+    export_path: Path | None,
+    bundle_path: Path | None,
+    defaults_path: Path | None,
+    send_timeout: float,
 ) -> None:
-    """(A school's feed) answer every open request from the attendance export, without a
-    person: the pupil's figures where the UPN matches, else cannot match. The gateway
-    accepts these only where the LA's agreement lets schools answer automatically."""
+    """(A school's or health body's feed) answer open requests from what the feed holds,
+    without a person. A school, from its attendance export: the pupil's figures where the
+    UPN matches, else cannot match. A health body, from its FHIR bundle: the child's A&E
+    attendances where the NHS number matches; a request it holds none for stays open for a
+    person. The gateway accepts these only where the asking LA's agreement lets that kind
+    answer automatically."""
     rt = runtime(home)
-    if rt.trust().party(agency).kind != "school":
-        raise ConfigError(f"{agency} is not a school: only a school's feed answers from a register")
-    text = await asyncio.to_thread(export_path.read_text, encoding="utf-8-sig")
-    export = parse_export(text)
+    kind = rt.trust().party(agency).kind
+    answer = await _feed_answerer(rt, agency, kind, export_path, bundle_path, defaults_path)
     await _collect(rt, agency)
     answered = 0
     async with offline_outbox(rt, agency) as outbox:
         book = InformationRequests(outbox.store.engine, schema=outbox.store.schema)
         for request in await book.list(agency, open_only=True):
-            outcome, facts = attendance_answer(request, export)
+            said = answer(request)
+            if said is None:
+                click.echo(f"left for a person: information request {request.request_id}")
+                continue
+            outcome, facts = said
             try:
                 await book.answer(
                     outbox, request.request_id, outcome=outcome, facts=facts,
-                    answered_by=f"{agency} attendance feed", automatic=True,
+                    answered_by=f"{agency} {FEEDS[kind]}", automatic=True,
                 )  # fmt: skip
             except AlreadyAnswered:
                 continue
             answered += 1
             click.echo(f"{outcome.lower()}: information request {request.request_id}")
-    click.echo(f"{answered} information request(s) answered from the register")
+    click.echo(f"{answered} information request(s) answered from {SOURCES[kind]}")
     say_relayed(await relay_pending(rt, agency, timeout=send_timeout), agency)
+
+
+FEEDS = {"school": "attendance feed", "health": "A&E feed"}  # who answered
+SOURCES = {"school": "the register", "health": "the A&E feed"}  # from what
+Answerer = Callable[[InformationRequest], tuple[str, str | None] | None]
+
+
+async def _feed_answerer(
+    rt: Runtime,
+    agency: str,
+    kind: str,
+    export_path: Path | None,
+    bundle_path: Path | None,
+    defaults_path: Path | None,
+) -> Answerer:
+    """How this agency's feed answers a request (None: it cannot; a person must)."""
+    if kind == "school" and export_path is not None and bundle_path is None:
+        text = await asyncio.to_thread(export_path.read_text, encoding="utf-8-sig")
+        export = parse_export(text)
+        return lambda request: attendance_answer(request, export)
+    if kind == "health" and bundle_path is not None and export_path is None:
+        defaults = load_defaults(defaults_path, agency, rt)
+        data = await asyncio.to_thread(bundle_path.read_bytes)
+        mapped, _ = await asyncio.to_thread(map_bundle, data, defaults, contract=rt.contract())
+        updates = [m.record for m in mapped]
+
+        def from_health(request: InformationRequest) -> tuple[str, str | None] | None:
+            facts = attendance_answer_from_health(request, updates)
+            return None if facts is None else ("HELD", facts)
+
+        return from_health
+    raise ConfigError(
+        f"{agency} is a {kind}: a school's feed answers from its attendance export (--export), "
+        "a health body's from its FHIR bundle (--bundle); no other feed answers by itself"
+    )

@@ -9,7 +9,10 @@ that names Islington's cases is refused; an invalid and a forged record are quar
 Then it prints every queue of both LAs, an onward share refused and one allowed, a
 share refused for want of the author's consent that the author, asked through the
 exchange, grants, a GP's referral acknowledged and decided by Camden's MASH and told to
-the GP alone (:mod:`safeguard.demo_referral`), the quarantine, each LA's audit and the
+the GP alone (:mod:`safeguard.demo_referral`), a school's referral that Camden's MASH rates
+and checks with four agencies, one answering automatically and one late (the overdue
+alert), before it decides and tells the school (:mod:`safeguard.demo_network`), the
+quarantine, each LA's audit and the
 chain's verification.
 """
 
@@ -31,6 +34,7 @@ from consumers.reader import detail, summary_line
 from producers.consent_requests import ConsentRequests
 from safeguard import samples
 from safeguard.demo_inbox import serve_demo_inboxes
+from safeguard.demo_network import network_checks
 from safeguard.demo_referral import referral_both_ways
 from safeguard.outbox_wiring import running_outbox
 from safeguard.parties import (
@@ -223,6 +227,8 @@ async def _exchange(rt: Runtime, inbox_port: int | None) -> None:
         await _consent(rt)
         heading("A GP refers a child to the front door; Camden answers the GP, and only the GP")
         await referral_both_ways(rt, say, wait_for, demo.quarantined)
+        heading("A school refers a child to Camden's MASH, which checks with the network")
+        await network_checks(rt, say, wait_for)
         if inbox_port is not None:
             heading("The inboxes (safeguard inbox serve): sign in as each to see the difference")
             await serve_demo_inboxes(rt, inbox_port, say)

@@ -26,7 +26,7 @@ Say = Callable[[str], None]
 WaitFor = Callable[[Callable[[], Awaitable[bool]], str], Awaitable[None]]
 
 
-def _response(referral_id: uuid.UUID, referrer: str, **said: Any) -> dict[str, Any]:
+def la_response(referral_id: uuid.UUID, referrer: str, **said: Any) -> dict[str, Any]:
     now = datetime.now(UTC)
     return {
         "response_id": new_id(),
@@ -73,16 +73,16 @@ async def referral_both_ways(
                 identity=rt.identity(LA, trust), trust=trust, contract=rt.contract(),
                 producer=producer, settings=rt.kafka,
             )  # fmt: skip
-            await camden.send(_response(referral_id, GP))
+            await camden.send(la_response(referral_id, GP))
             say("  the MASH acknowledges it (signed by Camden)")
-            decision = _response(
+            decision = la_response(
                 referral_id, GP, stage="DECIDED", decision="SECTION_47_ENQUIRIES",
                 reasons="What you describe meets the threshold for enquiries under s.47.",
                 next_steps="Please join the strategy discussion tomorrow at 10:00.",
             )  # fmt: skip
             await camden.send(decision)
             say("  and decides: s.47 enquiries; tells the GP why and what it asks of them")
-            await camden.send(_response(referral_id, SCHOOL))
+            await camden.send(la_response(referral_id, SCHOOL))
             say("  a third response, addressed to Hillside school instead of the GP ...")
         finally:
             await producer.stop()

@@ -1,0 +1,131 @@
+"""The demo's network checks (issue 24) through the real broker, asserted on every queue and
+every agency: a school DSL's referral about a child open to no LA reaches Camden's MASH and
+no worker's queue (nor Islington's); the school, the trust, the police and the GP each hold
+exactly the request put to them and no agency another's; every answer shows on the MASH
+item, the school's automatically; the police's, read at a later clock, was overdue; the LA's
+acknowledgement and decision reach the school's outbox and no other agency's; the
+family-informed decision is recorded on each check.
+"""
+
+from __future__ import annotations
+
+import uuid
+from pathlib import Path
+
+import pytest
+
+from consumers.network_checks import NetworkCheckClient
+from producers.information_requests import InformationRequest, InformationRequests
+from producers.receipts import catch_up
+from producers.referral_outcomes import ReferralHeard, ReferralOutcomes
+from safeguard.demo import CAMDEN, ISLINGTON, QUEUES
+from safeguard.demo_network import ASKED_OF, LATE, network_checks
+from safeguard.inbox_wiring import inbox_store
+from safeguard.outbox_wiring import open_outbox_store, receipt_recorder
+from safeguard.parties import DEMO_PARTIES, GP, LA, OTHER_LA, SCHOOL
+from safeguard.runtime import Runtime
+from sgx.domain.family import DisclosureKind
+from sgx.kafka.wiring import start_producer
+from sgx.wire import contract as c
+from tests.integration.harness import eventually, running_exchange
+
+pytestmark = pytest.mark.broker
+AGENCIES = [p.id for p in DEMO_PARTIES if p.kind not in ("gateway", "local_authority")]
+
+
+async def collected(
+    rt: Runtime, agency: str, referral_id: uuid.UUID
+) -> tuple[list[ReferralHeard], list[InformationRequest]]:
+    """Everything waiting on the agency's receipts topic kept in its outbox, as the agency's
+    own `safeguard producer ... list` keeps it; then the LA's word on the referral it holds,
+    and the information requests put to it."""
+    trust = rt.trust()
+    async with await open_outbox_store(rt, agency) as store:
+        recorder = receipt_recorder(rt, store, rt.identity(agency, trust), trust, rt.contract())
+        await catch_up(recorder, rt.kafka)
+        heard = await ReferralOutcomes(store.engine, schema=store.schema).of(agency, [referral_id])
+        held = await InformationRequests(store.engine, schema=store.schema).list(agency)
+    return heard, held
+
+
+async def test_the_demo_story_on_every_queue_and_agency(tmp_path: Path) -> None:
+    said: list[str] = []
+    async with running_exchange(tmp_path) as ex:
+        await ex.start_consumer(party=OTHER_LA)
+        await ex.allocate(CAMDEN)
+        await ex.allocate(ISLINGTON)
+        story = await network_checks(ex.rt, said.append, eventually)
+        referral = str(story.referral_id)
+
+        # The MASH of residence has the referral; no worker of either LA, nor Islington's MASH.
+        for la, recipients in QUEUES.items():
+            for recipient in recipients:
+                ids = [v.item.notification_id for v in await ex.queue(recipient, la)]
+                expected = 1 if recipient == f"mash:{LA}" else 0
+                assert ids.count(referral) == expected, (la, recipient, ids)
+
+        # The LA's acknowledgement and decision: in the school's outbox, in no other.
+        # Each agency asked holds exactly its own request, every other agency none.
+        assert set(story.requests) == set(ASKED_OF)
+        for agency in AGENCIES:
+            heard, held = await collected(ex.rt, agency, story.referral_id)
+            if agency == SCHOOL:
+                assert [(h.stage, h.decision) for h in heard] == [
+                    ("ACKNOWLEDGED", None), ("DECIDED", "SECTION_47_ENQUIRIES"),
+                ]  # fmt: skip
+                assert all(h.local_authority == LA for h in heard)
+            else:
+                assert heard == [], agency
+            if agency in ASKED_OF:
+                assert [r.request_id for r in held] == [story.requests[agency]], agency
+                (request,) = held
+                assert request.local_authority == LA
+                assert request.family_told is True
+                assert request.answer_id is not None  # every one answered, the police late
+                assert (request.automatic is True) == (agency == SCHOOL), agency
+                if agency == LATE:
+                    assert story.overdue_at is not None
+                    assert request.deadline < story.overdue_at
+                    assert request.answered_at is not None
+                    assert request.answered_at < request.deadline  # late only by the clock
+            else:
+                assert held == [], agency
+
+        # Every answer reached Camden, on the MASH item; Islington heard none of them.
+        trust = ex.rt.trust()
+        producer = await start_producer(ex.rt.kafka)
+        try:
+            answers = {}
+            for la in (LA, OTHER_LA):
+                client = NetworkCheckClient(
+                    identity=ex.rt.identity(la, trust), trust=trust, contract=ex.rt.contract(),
+                    producer=producer, settings=ex.rt.kafka,
+                )  # fmt: skip
+                answers[la] = await client.read(c.INFORMATION_ANSWER)
+        finally:
+            await producer.stop()
+        assert answers[OTHER_LA] == {}
+        by_agency = {a: answers[LA][rid] for a, rid in story.requests.items()}
+        assert all(len(said_) == 1 for said_ in by_agency.values()), by_agency
+        assert by_agency[SCHOOL][0]["automatic"] is True
+        assert "missed 3 of 8 possible sessions" in by_agency[SCHOOL][0]["facts"]
+        assert by_agency[GP][0]["automatic"] is False
+        assert any(f"#{story.item_id} (GET " in line for line in said)
+        assert any("SgxInformationRequestOverdue fires" in line for line in said)
+
+        # The family-informed decision, one per agency asked, each check made.
+        refs = [str(r) for r in story.requests.values()]
+        async with await inbox_store(ex.rt, LA) as store:
+            recorded = await store.families.current(DisclosureKind.NETWORK_CHECK, refs)
+        assert set(recorded) == set(refs)
+        for disclosure in recorded.values():
+            assert disclosure.made is True
+            assert disclosure.item_id == story.item_id
+            assert disclosure.decision is not None
+            assert disclosure.decision.decision.informed is True
+
+        async with ex.gateway_store() as gateway:
+            for agency, rid in story.requests.items():
+                audit = await gateway.audit_records(notification_id=str(rid))
+                decisions = [a.decision for a in audit]
+                assert decisions == ["information_requested", "information_answered"], agency

@@ -95,8 +95,16 @@ class Judge:
             contract=contract, partnership=partnership, store=store, book=consents
         )
 
+    def open(self, source: Source) -> Opened:
+        """Verify and open one envelope (EnvelopeError if it does not open): what a batch
+        is looked up by (its verified senders and message ids) before it is judged."""
+        return self._opener.open(source.envelope(), purposes=INBOUND_PURPOSES)
+
     async def judge(
-        self, source: Source, judged: dict[tuple[str, str], Judged] | None = None
+        self,
+        source: Source,
+        judged: dict[tuple[str, str], Judged] | None = None,
+        opened: Opened | EnvelopeError | None = None,
     ) -> Decision:
         """The decision on one envelope read from an agency's inbound topic or an LA's
         allocation topic.
@@ -104,9 +112,14 @@ class Judge:
         ``judged`` holds the messages of the batch already judged (from the store, by
         sender and message id); a copy of one read elsewhere is a duplicate. Each message
         judged here is added to it, so a second copy in the same batch is one too.
+        ``opened`` is what :meth:`open` made of it already (the envelope, or why it did
+        not open), so its header is read once; None: it is opened here.
         """
         try:
-            opened = self._opener.open(source.envelope(), purposes=INBOUND_PURPOSES)
+            if opened is None:
+                opened = self.open(source)
+            elif isinstance(opened, EnvelopeError):
+                raise opened
             self._check_topic(source, opened)
             key = (opened.sender.id, str(opened.message_id))
             prior = judged.get(key) if judged is not None else None

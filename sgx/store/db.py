@@ -27,6 +27,7 @@ datetime) raises ``ValueError`` instead, because retrying cannot fix it.
 
 from __future__ import annotations
 
+import functools
 import json
 import sqlite3
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
@@ -341,8 +342,18 @@ _JSON = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)
 
 
 def encode_strings(values: Sequence[str]) -> str:
-    """A tuple of strings as the compact JSON array stored in a text column."""
-    return _JSON.encode(list(values)) if values else "[]"
+    """A tuple of strings as the compact JSON array stored in a text column (a tuple's
+    text is kept: the same few restriction codes and withheld paths recur in every row)."""
+    if not values:
+        return "[]"
+    if type(values) is tuple:
+        return _encoded(values)
+    return _JSON.encode(list(values))
+
+
+@functools.lru_cache(maxsize=4096)
+def _encoded(values: tuple[str, ...]) -> str:
+    return _JSON.encode(list(values))
 
 
 def decode_strings(text: str) -> tuple[str, ...]:

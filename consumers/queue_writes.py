@@ -17,7 +17,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Sequence
 from datetime import datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Table
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -76,7 +76,14 @@ class QueueWrites:
         self, entries: Sequence[QueueEntry], quarantined: Sequence[Quarantined], at: datetime
     ) -> int:
         """Write the batch; how many rows were new."""
-        stamp = self._items.timestamp
+        times: dict[datetime, Any] = {}  # an addressee's times are its delivery's: once each
+
+        def stamp(value: datetime) -> Any:
+            known = times.get(value)
+            if known is None:
+                known = times[value] = self._items.timestamp(value)
+            return known
+
         queued = stamp(at)
         ids = [delivery_id(e) for e in entries]
         rows = [

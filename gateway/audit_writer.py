@@ -126,7 +126,7 @@ def _statements(engine: AsyncEngine, chains: Table, audit: Table) -> _Statements
         known=f"SELECT decision_key, chain, sequence FROM {records} WHERE ",
         ensure=(
             f"INSERT INTO {heads} (chain, head_sequence, head_hash, epoch, owner, claimed_at) "
-            "SELECT c, 0, $2, 0, '', $3 FROM unnest($1::varchar[]) AS c "
+            "SELECT c, 0, $2::varchar, 0, '', $3::timestamptz FROM unnest($1::varchar[]) AS c "
             "ON CONFLICT (chain) DO NOTHING"
         ),
     )

@@ -150,6 +150,23 @@ async def test_a_delivery_sealed_again_for_rows_already_queued_is_not_kept(
     assert items == {"a": b"first" * 100, "b": b"first" * 100, "c": b"grown" * 100}
 
 
+async def test_a_batch_is_the_same_few_driver_calls_for_one_row_or_four_hundred(
+    store: QueueStore,
+) -> None:
+    from tests.unit.test_audit_writer import counted
+
+    calls = []
+    for first, count in ((1, 1), (1000, 200)):
+        batch = [entry(n, who) for n in range(first, first + count) for who in ("a", "b")]
+        with counted() as made:
+            assert await store.store_batch(batch, [bad_record(first)]) == len(batch)
+        calls.append(made)
+    assert calls[0] == calls[1]
+    assert calls[0].count("transaction") == 1
+    # (PostgreSQL: the queue's lock) the rows, their deliveries, the quarantine
+    assert len(calls[0]) == (4 if store.engine.dialect.name == "sqlite" else 5), calls[0]
+
+
 async def test_failing_batch_leaves_nothing(store: QueueStore) -> None:
     broken = bad_record(7, topic=cast("str", None))  # NOT NULL violated after the entries
     with pytest.raises(StoreError) as caught:

@@ -125,6 +125,7 @@ class AllocationFeed:
             await self._refuse_a_gap(self._consumer)
             for tp in self._partitions:
                 self._consumer.seek(tp, self._next.get((tp.topic, tp.partition), 0))
+            self._consumer.pause(*self._partitions)  # fetched only while catching up
             await self.catch_up()
         self.ready = True
 
@@ -162,6 +163,7 @@ class AllocationFeed:
         if not behind:
             return 0
         before = self.applied
+        consumer.resume(*behind)
         try:
             async with asyncio.timeout(CATCH_UP_LIMIT_S):
                 while behind:
@@ -176,6 +178,11 @@ class AllocationFeed:
             raise TransportError(
                 f"allocation topics not read to their end in {CATCH_UP_LIMIT_S:g}s"
             ) from exc
+        finally:
+            # No fetch between catch-ups: a partition not paused is fetched again and again
+            # (every SGX_KAFKA_FETCH_MAX_WAIT_MS while the topics are idle, as they mostly
+            # are), and parsing those empty fetches was CPU every second whatever the traffic.
+            consumer.pause(*self._partitions)
         return self.applied - before
 
     def _behind(self, tp: TopicPartition, end: int) -> bool:

@@ -25,7 +25,8 @@ restrictions and sizes of the live rows:
   do not verify);
 * ``share_ledger``: N entries, one per message;
 * ``queue_item`` (each receiving LA's queue): N rows, the audit records' deliveries,
-  acknowledged but the newest ``--history-unread`` (5,000), with ~200-byte envelopes
+  acknowledged but the newest ``--history-unread`` (5,000), each pair naming one of N / 2
+  ~200-byte envelopes in ``queue_delivery``
   (live ones are ~1.2 KB: the table's pages hold more rows, its indexes are the same).
 
 The stores are opened once with the project's own open (which migrates them and so
@@ -371,17 +372,30 @@ class _Chains:
 QUEUE_COLUMNS = (
     "notification_id", "recipient_id", "recipient_role", "team", "route_reason",
     "notification_type", "urgency", "sender_agency", "authored_at", "routed_at",
-    "restrictions", "withheld", "envelope", "source_offset", "queued_at", "status",
+    "restrictions", "withheld", "delivery_id", "source_offset", "queued_at", "status",
     "acked_at", "acked_by",
 )  # fmt: skip
 
 
 def _fill_queue(writer: _Writer, plan: _Plan, la: str) -> None:
+    """The rows, and each delivery they name kept once (queue_delivery), as the queue
+    keeps them since queue 0006."""
     writer.insert("queue_item", QUEUE_COLUMNS, _queue_rows(plan, la))
+    writer.insert("queue_delivery", ("delivery_id", "envelope"), _deliveries(plan))
+
+
+def _delivery_id(plan: _Plan, message: int) -> str:
+    """The history's delivery of ``message`` (worker and supervisor see one view)."""
+    return f"d-{plan.ids[message]}"
+
+
+def _deliveries(plan: _Plan) -> Iterator[tuple[str, bytes]]:
+    rng = random.Random(plan.seed + 2)
+    for row in range(0, plan.rows, 2):  # a message's two rows name one delivery
+        yield _delivery_id(plan, _recipient(plan, row)[0]), rng.randbytes(ENVELOPE_BYTES)
 
 
 def _queue_rows(plan: _Plan, la: str) -> Iterator[tuple[Any, ...]]:
-    rng = random.Random(plan.seed + 2)
     topic = delivery_topic(la)
     restrictions, withheld = encode_strings(RESTRICTIONS), encode_strings(())
     acked_from = plan.rows - plan.unread
@@ -394,7 +408,7 @@ def _queue_rows(plan: _Plan, la: str) -> Iterator[tuple[Any, ...]]:
         yield (
             plan.ids[message], recipient, role, team, reason, c.ATTENDANCE_UPDATE, "ROUTINE",
             plan.sender, iso(routed - timedelta(seconds=5)), iso(routed), restrictions, withheld,
-            rng.randbytes(ENVELOPE_BYTES), f"{topic}/{partition}/{offset}/{item}", iso(queued),
+            _delivery_id(plan, message), f"{topic}/{partition}/{offset}/{item}", iso(queued),
             "acked" if acked else "unread", iso(queued + timedelta(hours=2)) if acked else None,
             recipient if acked else None,
         )  # fmt: skip

@@ -12,15 +12,25 @@ batch takes the same transaction-scoped advisory lock before it inserts), so a r
 that pages with "items after id N" (:meth:`QueueStore.select`, the inbox's cursor) never
 misses a row that a slower concurrent transaction commits later with a smaller id.
 
-The envelope column holds the sealed delivery exactly as it came off the topic: the queue
-keeps it encrypted at rest, and the reader opens it with the local authority's key. The
-other columns are routing facts the queue needs to list and count items (ids, type,
-urgency, restriction codes); no child identifier is among them.
+The sealed delivery is kept exactly as it came off the topic, ONCE however many
+addressees it names (``queue_delivery``, by the envelope's message id; each addressee's row
+names it, ``delivery_id``): the queue keeps it encrypted at rest, and the reader opens it
+with the local authority's key. Rows queued before queue 0006 hold their envelope in their
+own ``envelope`` column, and are read as they are. The other columns are routing facts
+the queue needs to list and count items (ids, type, urgency, restriction codes); no
+child identifier is among them.
+
+A batch is one transaction of a few driver calls (:mod:`sgx.store.driver`): the rows,
+the deliveries they name, the quarantine. A delivery is kept only if one of its rows is:
+a delivery whose every addressee is already queued (the gateway published it again
+after a crash, sealed anew) is not kept a second time.
 
 Tables (``schema`` places them in a PostgreSQL schema):
 
-* ``queue_item`` — item_id (serial), the :class:`QueueEntry` fields, queued_at, status
+* ``queue_item`` — item_id (serial), the :class:`QueueEntry` fields (the envelope as
+  ``delivery_id``; ``envelope`` only in rows of queue 0005 and before), queued_at, status
   (``unread`` | ``acked``), acked_at, acked_by; unique (notification_id, recipient_id).
+* ``queue_delivery`` — delivery_id (the sealed delivery's message id), envelope.
 * ``known_schema`` — writer schemas of a newer release the consumer learned from the
   schema registry (fingerprint, type, canonical form), so every process reading this queue
   can open what it holds (:mod:`sgx.wire.schema_registry`).
@@ -33,7 +43,7 @@ from __future__ import annotations
 
 import builtins
 from collections.abc import Sequence
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal, get_args
 
@@ -51,23 +61,20 @@ from sqlalchemy import (
     func,
     or_,
     select,
-    text,
     true,
     update,
 )
 from sqlalchemy.engine import RowMapping
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from consumers.queue_writes import QueueWrites
 from sgx.errors import NotFound
-from sgx.kafka.quarantine import Quarantined, quarantine_row, quarantined_from_row
+from sgx.kafka.quarantine import Quarantined, quarantined_from_row
 from sgx.store.database import Database
 from sgx.store.db import (
-    BulkInsert,
     UtcDateTime,
     decode_strings,
-    encode_strings,
     insert_ignoring_duplicates,
-    is_sqlite,
     quarantine_columns,
     serial,
     store_errors,
@@ -76,8 +83,6 @@ from sgx.store.db import (
 
 QueueStatus = Literal["unread", "acked"]
 STATUSES: tuple[QueueStatus, ...] = get_args(QueueStatus)
-# PostgreSQL advisory lock key the queue's writers share ("sgxqueue" as a 64-bit integer)
-_WRITE_LOCK = 0x7367_7871_7565_7565
 
 
 @dataclass(frozen=True)
@@ -108,6 +113,10 @@ class QueueEntry:
     withheld: tuple[str, ...]
     envelope: bytes
     source_offset: str
+    # the sealed delivery's message id, under which the queue keeps its envelope once for
+    # all its addressees (None: one is made from the envelope's bytes); None in a row
+    # queued before queue 0006, which holds its envelope itself
+    delivery_id: str | None = field(default=None, kw_only=True)
 
 
 @dataclass(frozen=True)
@@ -121,7 +130,6 @@ class QueueItem(QueueEntry):
     acked_by: str | None
 
 
-_ENTRY_FIELDS = tuple(f.name for f in fields(QueueEntry))
 _STRING_TUPLES = ("restrictions", "withheld")
 
 
@@ -142,7 +150,8 @@ def _item_table(metadata: MetaData) -> Table:
         Column("routed_at", UtcDateTime, nullable=False),
         Column("restrictions", Text, nullable=False),
         Column("withheld", Text, nullable=False),
-        Column("envelope", LargeBinary, nullable=False),
+        Column("envelope", LargeBinary),  # rows of queue 0005 and before
+        Column("delivery_id", String(64)),  # queue_delivery's, for rows since queue 0006
         Column("source_offset", String(300), nullable=False),
         Column("queued_at", UtcDateTime, nullable=False),
         Column("status", String(10), nullable=False),
@@ -154,6 +163,16 @@ def _item_table(metadata: MetaData) -> Table:
         # by recipient above, and the monitor's unread rows by team: each reads its own
         # rows, not the queue's history (queue 0004)
         Index("ix_queue_item_status", "status", "team", "item_id"),
+    )
+
+
+def _delivery_table(metadata: MetaData) -> Table:
+    """Each sealed delivery once, by its message id, for every addressee's row naming it."""
+    return Table(
+        "queue_delivery",
+        metadata,
+        Column("delivery_id", String(64), primary_key=True),
+        Column("envelope", LargeBinary, nullable=False),
     )
 
 
@@ -189,15 +208,6 @@ def _covers(items: Table, selection: QueueSelection) -> ColumnElement[bool]:
     return or_(*clauses) if clauses else false()
 
 
-def _entry_row(entry: QueueEntry, queued_at: datetime) -> dict[str, Any]:
-    row = {name: getattr(entry, name) for name in _ENTRY_FIELDS}
-    for name in _STRING_TUPLES:
-        row[name] = encode_strings(row[name])
-    row["queued_at"] = queued_at
-    row["status"] = "unread"
-    return row
-
-
 def _item(row: RowMapping) -> QueueItem:
     values = dict(row)
     for name in _STRING_TUPLES:
@@ -213,26 +223,20 @@ class QueueStore(Database):
     def __init__(self, engine: AsyncEngine, metadata: MetaData) -> None:
         super().__init__(engine, metadata)
         self._items = _item_table(metadata)
+        self._deliveries = _delivery_table(metadata)
         self._quarantine = _quarantine_table(metadata)
         self._schemas = _schema_table(metadata)
-        self._add_items = insert_ignoring_duplicates(
-            engine, self._items, "notification_id", "recipient_id"
-        ).returning(self._items.c.item_id)
-        self._add_quarantine = insert_ignoring_duplicates(
-            engine, self._quarantine, "topic", "partition", "offset", "item"
-        )
-        # SQLite: one driver executemany (sqlite3 counts what it inserted). PostgreSQL: one
-        # multi-row INSERT ... RETURNING, because asyncpg's executemany reports no count.
-        self._bulk_items = (
-            BulkInsert(
-                engine,
-                self._items,
-                (*_ENTRY_FIELDS, "queued_at", "status"),
-                ignoring=("notification_id", "recipient_id"),
-            )
-            if is_sqlite(engine)
-            else None
-        )
+        self._writes = QueueWrites(engine, self._items, self._deliveries, self._quarantine)
+        items, deliveries = self._items, self._deliveries
+        # a row with its envelope: its own (before queue 0006) or its delivery's
+        self._rows = select(
+            *(c for c in items.c if c.name != "envelope"),
+            func.coalesce(items.c.envelope, deliveries.c.envelope).label("envelope"),
+        ).select_from(items.outerjoin(deliveries, items.c.delivery_id == deliveries.c.delivery_id))
+
+    async def close(self) -> None:
+        await self._writes.close()
+        await super().close()
 
     async def store_batch(
         self, entries: Sequence[QueueEntry], quarantined: Sequence[Quarantined] = ()
@@ -244,44 +248,14 @@ class QueueStore(Database):
         """
         if not entries and not quarantined:
             return 0
-        queued_at = datetime.now(UTC)
-        bad = [quarantine_row(entry, self._quarantine) for entry in quarantined]
         with store_errors("store a queue batch"):
-            async with write_transaction(self._engine) as conn:
-                if not is_sqlite(self._engine):  # ids in commit order: see the module doc
-                    await conn.execute(text(f"SELECT pg_advisory_xact_lock({_WRITE_LOCK})"))
-                inserted = await self._insert_items(conn, entries, queued_at)
-                if bad:
-                    await conn.execute(self._add_quarantine, bad)
-                return inserted
-
-    async def _insert_items(
-        self, conn: AsyncConnection, entries: Sequence[QueueEntry], queued_at: datetime
-    ) -> int:
-        if not entries:
-            return 0
-        bulk = self._bulk_items
-        if bulk is None:
-            rows = [_entry_row(entry, queued_at) for entry in entries]
-            return len((await conn.execute(self._add_items, rows)).all())
-        ts = bulk.timestamp
-        queued = ts(queued_at)
-        tuples = [
-            (
-                e.notification_id, e.recipient_id, e.recipient_role, e.team, e.route_reason,
-                e.notification_type, e.urgency, e.sender_agency, ts(e.authored_at),
-                ts(e.routed_at), encode_strings(e.restrictions), encode_strings(e.withheld),
-                e.envelope, e.source_offset, queued, "unread",
-            )
-            for e in entries
-        ]  # fmt: skip
-        return await bulk.run(conn, tuples) or 0
+            return await self._writes.store(entries, quarantined, datetime.now(UTC))
 
     async def list(
         self, recipient_id: str, *, include_acked: bool = False
     ) -> builtins.list[QueueItem]:
         """The recipient's items, oldest first; unread ones only unless ``include_acked``."""
-        query = select(self._items).where(self._items.c.recipient_id == recipient_id)
+        query = self._rows.where(self._items.c.recipient_id == recipient_id)
         if not include_acked:
             query = query.where(self._items.c.status == "unread")
         with store_errors("list a queue"):
@@ -300,7 +274,7 @@ class QueueStore(Database):
     ) -> builtins.list[QueueItem]:
         """Rows ``selection`` covers with ids above ``after``, in id (= commit) order."""
         c = self._items.c
-        query = select(self._items).where(_covers(self._items, selection), c.item_id > after)
+        query = self._rows.where(_covers(self._items, selection), c.item_id > after)
         # naming every status lets the (recipient or team, status, item_id) indexes range
         # over item_id for each status, instead of reading the recipient's whole history
         query = query.where(c.status.in_(STATUSES if include_acked else ("unread",)))
@@ -332,7 +306,7 @@ class QueueStore(Database):
         with store_errors("select queue items"):
             async with self._engine.connect() as conn:
                 for one in ranges:
-                    query = select(self._items).where(one, c.status == status)
+                    query = self._rows.where(one, c.status == status)
                     if before is not None:
                         query = query.where(c.item_id < before)
                     query = query.order_by(c.item_id.desc()).limit(limit)
@@ -348,7 +322,7 @@ class QueueStore(Database):
                 return await self._fetch(conn, item_id)
 
     async def _fetch(self, conn: AsyncConnection, item_id: int) -> QueueItem:
-        query = select(self._items).where(self._items.c.item_id == item_id)
+        query = self._rows.where(self._items.c.item_id == item_id)
         row = (await conn.execute(query)).mappings().first()
         if row is None:
             raise NotFound(f"no queue item {item_id}")

@@ -52,7 +52,8 @@ class DeliveryReader:
         self._registry = registry
 
     def entries(self, source: Source) -> list[QueueEntry]:
-        """One queue entry per addressee of the delivery, all holding the same envelope."""
+        """One queue entry per addressee of the delivery, all naming the same envelope
+        (kept once, under the envelope's message id)."""
         envelope = source.envelope()
         opened = self._opener.open(envelope, purposes=(Purpose.DELIVERY,))
         from_gateway(opened, "delivery")
@@ -64,7 +65,7 @@ class DeliveryReader:
             raise ContractError("recipients", "a delivery names no recipient", schema=c.DELIVERY)
         restrictions = tuple(r["code"] for r in delivery["restrictions"])
         withheld = tuple(delivery["withheld"])
-        where = source.where
+        where, delivery_id = source.where, str(opened.message_id)
         return [
             QueueEntry(
                 notification_id=str(delivery["notification_id"]),
@@ -81,6 +82,7 @@ class DeliveryReader:
                 withheld=withheld,
                 envelope=envelope,
                 source_offset=where,
+                delivery_id=delivery_id,
             )
             for addressee in delivery["recipients"]
         ]

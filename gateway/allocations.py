@@ -227,9 +227,14 @@ class AllocationDirectory:
     ) -> AllocationChange:
         """The keys one AllocationUpdate names (allocations, then ended), to be settled."""
         p = self._pseudonyms
+        shared: dict[Allocation, Allocation] = {}  # one object per worker, not per entry
         allocations = tuple(
-            (named_keys(p, entry["nhs_number"], entry["upn"]), _from_entry(entry))
+            (
+                named_keys(p, entry["nhs_number"], entry["upn"]),
+                shared.setdefault(allocation, allocation),
+            )
             for entry in update["allocations"]
+            for allocation in (_from_entry(entry),)
         )
         ended = tuple(
             named_keys(p, child["nhs_number"], child["upn"]) for child in update.get("ended") or ()

@@ -98,20 +98,23 @@ def iso_ms(value: datetime) -> str:
     return utc(value).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
-def canonical_entry(entry: AuditEntry, sequence: int, chain: str) -> bytes:
-    """The bytes hashed for ``entry`` at ``sequence`` of ``chain`` (see the module docstring)."""
+def canonical_entry(entry: AuditEntry, sequence: int, chain: str, at: str | None = None) -> bytes:
+    """The bytes hashed for ``entry`` at ``sequence`` of ``chain`` (see the module
+    docstring); ``at`` is ``iso_ms(entry.decided_at)`` if the caller has it already."""
     e = entry
     return _COMPACT.encode([
         chain, sequence, e.decision, e.message_id, e.notification_id, e.sender, e.recipient,
         e.recipient_role, e.local_authority, e.notification_type, e.child_pseudonym, e.reason,
         e.lawful_basis, e.consent, e.no_consent_reason, list(e.restrictions), list(e.withheld),
-        e.detail, iso_ms(e.decided_at),
+        e.detail, at or iso_ms(e.decided_at),
     ]).encode("utf-8")  # fmt: skip
 
 
-def chain_hash(prev_hash: str, entry: AuditEntry, sequence: int, chain: str) -> str:
+def chain_hash(
+    prev_hash: str, entry: AuditEntry, sequence: int, chain: str, at: str | None = None
+) -> str:
     """hash_n = SHA-256(prev hash bytes || canonical entry), as lower-case hex."""
-    canonical = canonical_entry(entry, sequence, chain)
+    canonical = canonical_entry(entry, sequence, chain, at)
     return hashlib.sha256(bytes.fromhex(prev_hash) + canonical).hexdigest()
 
 
@@ -131,6 +134,9 @@ def _to_ms(value: datetime) -> datetime:
     return value.replace(microsecond=value.microsecond // 1000 * 1000)
 
 
+Times = dict[datetime, tuple[str, Any]]  # decided_at: its canonical text, its stored value
+
+
 def audit_row(
     entry: AuditEntry,
     chain: str,
@@ -138,22 +144,34 @@ def audit_row(
     prev_hash: str,
     key: str,
     timestamp: Callable[[datetime], Any] = lambda value: value,
+    times: Times | None = None,
 ) -> tuple[Any, ...]:
     """The stored columns of ``entry`` at ``sequence`` of ``chain``, in :data:`AUDIT_COLUMNS`
     order.
 
     ``decided_at`` is truncated to the millisecond and passed through ``timestamp`` (a
-    driver's value for an insert; as is to compare with a row read back).
+    driver's value for an insert; as is to compare with a row read back). ``times`` keeps
+    both forms of each time across a batch, whose records share one time per decision.
     """
     e = entry
-    digest = chain_hash(prev_hash, e, sequence, chain)
+    at, stored = _times(e.decided_at, timestamp, {} if times is None else times)
+    digest = chain_hash(prev_hash, e, sequence, chain, at)
     return (
         chain, sequence, e.decision, e.message_id, e.notification_id, e.sender, e.recipient,
         e.recipient_role, e.local_authority, e.notification_type, e.child_pseudonym, e.reason,
         e.lawful_basis, e.consent, e.no_consent_reason, encode_strings(e.restrictions),
-        encode_strings(e.withheld), e.detail, timestamp(_to_ms(e.decided_at)), key, prev_hash,
-        digest,
+        encode_strings(e.withheld), e.detail, stored, key, prev_hash, digest,
     )  # fmt: skip
+
+
+def _times(
+    decided_at: datetime, timestamp: Callable[[datetime], Any], times: Times
+) -> tuple[str, Any]:
+    """(canonical text, stored value) of a decision time, formatted once per time."""
+    known = times.get(decided_at)
+    if known is None:
+        known = times[decided_at] = (iso_ms(decided_at), timestamp(_to_ms(decided_at)))
+    return known
 
 
 def audit_record(row: RowMapping) -> AuditRecord:
@@ -177,10 +195,11 @@ def chain_rows(
     ``known``, and every decision's (chain, sequence); ``heads`` (by chain) is advanced."""
     rows: list[tuple[Any, ...]] = []
     places: list[tuple[str, int]] = []
+    times: Times = {}
     for entry, chain, key in zip(audit, chains, keys, strict=True):
         if key not in known:
             sequence, prev = heads[chain]
-            row = audit_row(entry, chain, sequence + 1, prev, key, timestamp)
+            row = audit_row(entry, chain, sequence + 1, prev, key, timestamp, times)
             rows.append(row)
             heads[chain] = (sequence + 1, row[-1])  # the hash column
             known[key] = (chain, sequence + 1)

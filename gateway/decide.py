@@ -107,8 +107,16 @@ class Judge:
         )
         self._information = information
 
+    def open(self, source: Source) -> Opened:
+        """Verify and open one envelope (EnvelopeError if it does not open): what a batch
+        is looked up by (its verified senders and message ids) before it is judged."""
+        return self._opener.open(source.envelope(), purposes=INBOUND_PURPOSES)
+
     async def judge(
-        self, source: Source, judged: dict[tuple[str, str], Judged] | None = None
+        self,
+        source: Source,
+        judged: dict[tuple[str, str], Judged] | None = None,
+        opened: Opened | EnvelopeError | None = None,
     ) -> Decision:
         """The decision on one envelope read from an agency's inbound topic or an LA's
         allocation topic.
@@ -116,10 +124,14 @@ class Judge:
         ``judged`` holds the messages of the batch already judged (from the store, by
         sender and message id); a copy of one read elsewhere is a duplicate. Each message
         judged here is added to it, so a second copy in the same batch is one too.
+        ``opened`` is what :meth:`open` made of it already (the envelope, or why it did
+        not open), so its header is read once; None: it is opened here.
         """
-        opened: Opened | None = None
         try:
-            opened = self._opener.open(source.envelope(), purposes=INBOUND_PURPOSES)
+            if opened is None:
+                opened = self.open(source)
+            elif isinstance(opened, EnvelopeError):
+                raise opened
             self._check_topic(source, opened)
             key = (opened.sender.id, str(opened.message_id))
             prior = judged.get(key) if judged is not None else None
@@ -128,10 +140,10 @@ class Judge:
             decision = await self._judged(source, opened)
         except (EnvelopeError, ContractError) as exc:
             reason, detail = reason_of(exc), str(exc)
-            answer = self._answer_to(source, opened, reason)
+            answer = self._answer_to(source, _opened(opened), reason)
             return quarantine(source, reason, detail, self._la_of(source), answer=answer)
         except Quarantine as exc:
-            answer = self._answer_to(source, opened, exc.reason)
+            answer = self._answer_to(source, _opened(opened), exc.reason)
             return quarantine(source, exc.reason, exc.detail, self._la_of(source), answer=answer)
         if source.origin is not None:
             decision.audit = [replayed(entry, source.origin) for entry in decision.audit]
@@ -213,3 +225,8 @@ class Judge:
         except (UnknownSender, ValueError):
             return None
         return party.id if party.kind == "local_authority" else None
+
+
+def _opened(opened: Opened | EnvelopeError | None) -> Opened | None:
+    """The envelope, if it opened (a refusal's receipt goes to its signer)."""
+    return opened if isinstance(opened, Opened) else None

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 from uuid import UUID
 
@@ -107,6 +108,7 @@ class _Said:
     child_pseudonym: str
     restriction_codes: tuple[str, ...]
     basis: str
+    at: datetime  # when it was decided: every record of it, its deliveries and ledger
 
 
 @dataclass(frozen=True, slots=True)
@@ -141,6 +143,7 @@ class View:
             key.hex(),
             tuple(r["code"] for r in restrictions),
             basis(record["sharing"], record["author"]),
+            utc_now(),
         )
         return cls(opened, name, record, plaintext, "", None, key, restrictions, said)
 
@@ -201,7 +204,7 @@ def deliver(
                 "notification_type": view.name,
                 "urgency": record["urgency"],
                 "authored_at": record["authored_at"],
-                "routed_at": utc_now(),
+                "routed_at": view.said.at,
                 "restrictions": view.restrictions,
                 "onward_consent": list(record["sharing"]["onward_consent"]),
                 "withheld": withheld,
@@ -242,7 +245,7 @@ def audit_entry(
         restrictions=said.restriction_codes if restricted else (),
         withheld=tuple(withheld),
         detail=f"{detail}; {said.basis}" if detail else said.basis,
-        decided_at=utc_now(),
+        decided_at=said.at,
     )
 
 
@@ -299,7 +302,7 @@ def ledger_entry(view: View) -> LedgerEntry:
         child_pseudonym=said.child_pseudonym,
         restrictions=said.restriction_codes,
         onward_consent=tuple(view.record["sharing"]["onward_consent"]),
-        recorded_at=utc_now(),
+        recorded_at=said.at,
     )
 
 

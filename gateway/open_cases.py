@@ -55,7 +55,9 @@ async def lists_for(
             if school.id in lists:
                 continue
             served = trust.served(school.id)
-            if served not in unions:
-                unions[served] = await directory.open_case_keys(served)
-            lists[school.id] = open_case_list(school.id, unions[served], issued_at)
+            if served not in unions:  # sorted and unique: checked once, shared by its schools
+                keys = await directory.open_case_keys(served)
+                unions[served] = open_case_list(school.id, keys, issued_at)["child_keys"]
+            keys = unions[served]
+            lists[school.id] = {"school_id": school.id, "issued_at": issued_at, "child_keys": keys}
     return lists

@@ -9,7 +9,7 @@ Every table is defined here once: the store builds them, and the migration histo
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, fields
 from datetime import datetime
 from typing import Any
@@ -26,7 +26,14 @@ from sqlalchemy import (
 )
 from sqlalchemy.engine import RowMapping
 
-from sgx.store.db import UtcDateTime, decode_strings, encode_strings, quarantine_columns, serial
+from sgx.store.db import (
+    UtcDateTime,
+    decode_strings,
+    encode_strings,
+    quarantine_columns,
+    serial,
+    utc,
+)
 
 
 @dataclass(frozen=True)
@@ -186,6 +193,17 @@ class Judged:
 
 
 JUDGED_COLUMNS = tuple(f.name for f in fields(Judged))
+
+
+def judged_from(row: Sequence[Any]) -> Judged:
+    """A judged message from a driver's row of :data:`JUDGED_COLUMNS` (its time as SQLite
+    keeps it, ISO-8601 text, or as PostgreSQL's driver returns it)."""
+    sender, message_id, topic, partition, offset, item, outcome, type_label, at = row
+    when = datetime.fromisoformat(at) if isinstance(at, str) else at
+    return Judged(
+        str(sender), str(message_id), str(topic), int(partition), int(offset), int(item),
+        str(outcome), str(type_label), utc(when),
+    )  # fmt: skip
 
 
 @dataclass(frozen=True, slots=True)

@@ -45,7 +45,7 @@ from gateway.information_book import InformationBook
 from gateway.open_cases import lists_for
 from gateway.records import Judged
 from gateway.store import GatewayStore
-from sgx.errors import ConfigError, Fenced, StoreError
+from sgx.errors import ConfigError, EnvelopeError, Fenced, StoreError
 from sgx.kafka.backoff import Backoff
 from sgx.kafka.quarantine import Source, sources
 from sgx.kafka.wiring import (
@@ -64,7 +64,7 @@ from sgx.keys.trust import TrustDirectory, utc_now
 from sgx.ops.metrics import GatewayMetrics
 from sgx.wire import contract as c
 from sgx.wire.contract import Contract
-from sgx.wire.envelope import Purpose, Sealer, message_id_of
+from sgx.wire.envelope import Opened, Purpose, Sealer
 from sgx.wire.ids import new_id
 
 log = logging.getLogger(__name__)
@@ -180,10 +180,11 @@ class Gateway:
         started = time.perf_counter()
         await self._feed.catch_up()  # every allocation change taken before these records
         read = [s for r in records for s in sources(r)]
+        opened = [self._open(source) for source in read]  # each header read once, here
         judged = await self._store.judged(
-            {str(mid) for s in read if s.broken is None and (mid := message_id_of(s.value))}
+            {str(o.message_id) for o in opened if not isinstance(o, EnvelopeError)}
         )
-        decisions = await self._judge_all(read, judged)
+        decisions = await self._judge_all(read, opened, judged)
         audit = [entry for d in decisions for entry in d.audit]
         chains = [
             chain_of(s.topic, s.partition) for s, d in zip(read, decisions, strict=True)
@@ -228,8 +229,17 @@ class Gateway:
             await self._consumer.commit(read_offsets(self._consumer, records))
         self._observe(decisions, time.perf_counter() - started)
 
+    def _open(self, source: Source) -> Opened | EnvelopeError:
+        try:
+            return self._judge.open(source)
+        except EnvelopeError as exc:
+            return exc  # quarantined when judged, with its reason
+
     async def _judge_all(
-        self, read: list[Source], judged: dict[tuple[str, str], Judged]
+        self,
+        read: list[Source],
+        opened: list[Opened | EnvelopeError],
+        judged: dict[tuple[str, str], Judged],
     ) -> list[Decision]:
         """Each record's decision, in order. Judging is CPU only, so a batch of large
         allocation updates (thousands of entries each) would hold the event loop for
@@ -237,8 +247,8 @@ class Gateway:
         every :data:`YIELD_EVERY_S`."""
         decisions: list[Decision] = []
         turn = time.perf_counter() + YIELD_EVERY_S
-        for source in read:
-            decisions.append(await self._judge.judge(source, judged))
+        for source, envelope in zip(read, opened, strict=True):
+            decisions.append(await self._judge.judge(source, judged, envelope))
             if time.perf_counter() > turn:
                 await asyncio.sleep(0)
                 turn = time.perf_counter() + YIELD_EVERY_S

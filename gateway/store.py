@@ -42,65 +42,43 @@ Tables (``schema`` places them in a PostgreSQL schema): ``audit_record``,
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
 
 from sqlalchemy import MetaData, Table, func, select, update
 from sqlalchemy.engine import RowMapping
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from gateway import records
 from gateway.audit_chain import (
-    AUDIT_COLUMNS,
     GENESIS_HASH,
     AuditEntry,
     AuditRecord,
     Head,
     audit_record,
-    chain_rows,
     check_anchor,
     check_anchor_hash,
     check_decisions,
     decision_key,
     verify_row,
 )
+from gateway.audit_writer import Also, AuditWriter, Batch
 from gateway.records import ChainState, Judged, LedgerEntry
-from sgx.errors import AuditChainBroken, Fenced
-from sgx.kafka.quarantine import Quarantined, quarantine_row, quarantined_from_row
+from sgx.errors import AuditChainBroken
+from sgx.kafka.quarantine import Quarantined, quarantined_from_row
 from sgx.keys.trust import utc_now
 from sgx.store.database import Database
 from sgx.store.db import (
-    BulkInsert,
     insert_ignoring_duplicates,
     one_of,
     store_errors,
     write_transaction,
 )
+from sgx.store.driver import sql_in
 
 _PAGE = 1000  # records per query when walking the chain
-_KEY_CHUNK = 500  # decision keys per IN (...) lookup
-
-
-def _chunks(keys: Iterable[str]) -> Iterable[list[str]]:
-    unique = sorted(set(keys))
-    return (unique[i : i + _KEY_CHUNK] for i in range(0, len(unique), _KEY_CHUNK))
-
+_ID_CHUNK = 500  # message ids per look-up
 
 DEFAULT_CHAIN = "gateway"  # the chain of a writer that names none (a tool, a test)
-
-
-@dataclass(slots=True)
-class _Batch:
-    audit: Sequence[AuditEntry]
-    chains: list[str]
-    keys: list[str]
-    bad: list[dict[str, Any]]
-    facts: list[tuple[Any, ...]]
-    fence: Mapping[str, int] | None
-    also: Sequence[Callable[[AsyncConnection], Awaitable[None]]]
-    judged: list[tuple[Any, ...]]
 
 
 class GatewayStore(Database):
@@ -115,21 +93,25 @@ class GatewayStore(Database):
         self._judged = records.judged_table(metadata)
         self._quarantine = records.quarantine_table(metadata)
         self._ledger = records.ledger_table(metadata)
-        self._add_quarantine = insert_ignoring_duplicates(
-            engine, self._quarantine, "topic", "partition", "offset", "item"
-        )
         self._add_chain = insert_ignoring_duplicates(engine, self._chains, "chain")
-        # Audit and ledger rows go to the driver as ready tuples (sgx.store.db.BulkInsert).
-        self._bulk_audit = BulkInsert(engine, self._audit, AUDIT_COLUMNS)
-        self._bulk_ledger = BulkInsert(
+        # A batch's rows go to the driver as ready tuples, in a few driver calls
+        self._writer = AuditWriter(
             engine,
-            self._ledger,
-            records.LEDGER_COLUMNS,
-            ignoring=("notification_id", "local_authority"),
+            audit=self._audit,
+            chains=self._chains,
+            ledger=self._ledger,
+            judged=self._judged,
+            quarantine=self._quarantine,
         )
-        self._bulk_judged = BulkInsert(
-            engine, self._judged, records.JUDGED_COLUMNS, ignoring=("sender", "message_id")
+        q = engine.dialect.identifier_preparer
+        self._judged_sql = (
+            f"SELECT {', '.join(q.quote(c) for c in records.JUDGED_COLUMNS)} "
+            f"FROM {q.format_table(self._judged)} WHERE "
         )
+
+    async def close(self) -> None:
+        await self._writer.close()
+        await super().close()
 
     # --- claiming chains ----------------------------------------------------------------
 
@@ -151,9 +133,13 @@ class GatewayStore(Database):
                     .values(epoch=c.epoch + 1, owner=owner, claimed_at=now)
                 )
                 result = await conn.execute(
-                    select(c.chain, c.epoch).where(one_of(self._engine, c.chain, names))
+                    select(c.chain, c.epoch, c.head_sequence, c.head_hash).where(
+                        one_of(self._engine, c.chain, names)
+                    )
                 )
-                return {row[0]: int(row[1]) for row in result}
+                rows = result.all()
+        self._writer.saw({row[0]: (int(row[2]), str(row[3])) for row in rows})
+        return {row[0]: int(row[1]) for row in rows}
 
     async def _ensure_chains(
         self, conn: AsyncConnection, names: Sequence[str], now: datetime
@@ -199,7 +185,7 @@ class GatewayStore(Database):
         *,
         chains: Sequence[str] | None = None,
         fence: Mapping[str, int] | None = None,
-        also: Sequence[Callable[[AsyncConnection], Awaitable[None]]] = (),
+        also: Sequence[Also] = (),
         judged: Sequence[Judged] = (),
     ) -> list[tuple[str, int]]:
         """:meth:`record`, returning each entry's (chain, sequence)."""
@@ -207,106 +193,36 @@ class GatewayStore(Database):
         named = list(chains) if chains is not None else [DEFAULT_CHAIN] * len(audit)
         if len(named) != len(audit):
             raise ValueError(f"{len(audit)} audit entries but {len(named)} chains")
-        batch = _Batch(
+        stamp = self._writer.timestamp
+        batch = Batch(
             audit=audit,
             chains=named,
             keys=[decision_key(entry) for entry in audit],
-            bad=[quarantine_row(entry, self._quarantine) for entry in quarantine],
-            facts=[records.ledger_row(entry, self._bulk_ledger.timestamp) for entry in ledger],
+            quarantine=[self._writer.quarantine_row(entry) for entry in quarantine],
+            ledger=[records.ledger_row(entry, stamp) for entry in ledger],
+            judged=[records.judged_row(j, stamp) for j in judged],
             fence=fence,
             also=also,
-            judged=[records.judged_row(j, self._bulk_judged.timestamp) for j in judged],
         )
         with store_errors("record gateway decisions"):
-            try:  # the usual case: every decision is new, so nothing needs looking up
-                return await self._write(batch, look_up=False)
-            except IntegrityError:
-                pass  # a decision already held (a replayed batch), or a bad row: look up
-            return await self._write(batch, look_up=True)
-
-    async def _write(self, batch: _Batch, *, look_up: bool) -> list[tuple[str, int]]:
-        async with write_transaction(self._engine) as conn:
-            heads = await self._locked_heads(conn, sorted(set(batch.chains)), batch.fence)
-            known = await self._known(conn, batch.keys) if look_up else {}
-            before = dict(heads)
-            rows, places = chain_rows(
-                batch.audit, batch.chains, batch.keys, known, heads, self._bulk_audit.timestamp
-            )
-            await self._bulk_audit.run(conn, rows)
-            if batch.bad:
-                await conn.execute(self._add_quarantine, batch.bad)
-            await self._bulk_ledger.run(conn, batch.facts)
-            await self._bulk_judged.run(conn, batch.judged)
-            for write in batch.also:
-                await write(conn)
-            await self._advance(conn, before, heads)
-        return places
-
-    async def _locked_heads(
-        self, conn: AsyncConnection, names: list[str], fence: Mapping[str, int] | None
-    ) -> dict[str, Head]:
-        """Each chain's head, its row locked for this transaction; Fenced if a chain's
-        epoch is not the one ``fence`` holds."""
-        if not names:
-            return {}
-        c = self._chains.c
-        query = (
-            select(c.chain, c.head_sequence, c.head_hash, c.epoch)
-            .where(one_of(self._engine, c.chain, names))
-            .with_for_update()
-        )
-        rows = {row[0]: row for row in await conn.execute(query)}
-        missing = [name for name in names if name not in rows]
-        if missing:
-            await self._ensure_chains(conn, missing, utc_now())
-            rows.update({row[0]: row for row in await conn.execute(query)})
-        heads: dict[str, Head] = {}
-        for name in names:
-            _, sequence, digest, epoch = rows[name]
-            if fence is not None and fence.get(name) != epoch:
-                raise Fenced(name, fence.get(name, 0), int(epoch))
-            heads[name] = (int(sequence), str(digest))
-        return heads
-
-    async def _advance(
-        self, conn: AsyncConnection, before: dict[str, Head], after: dict[str, Head]
-    ) -> None:
-        c = self._chains.c
-        for name, head in after.items():
-            if head != before[name]:
-                await conn.execute(
-                    update(self._chains)
-                    .where(c.chain == name)
-                    .values(head_sequence=head[0], head_hash=head[1])
-                )
-
-    async def _known(
-        self, conn: AsyncConnection, keys: Iterable[str]
-    ) -> dict[str, tuple[str, int]]:
-        """The (chain, sequence) of the decisions (by key) already recorded."""
-        a = self._audit.c
-        known: dict[str, tuple[str, int]] = {}
-        for chunk in _chunks(keys):
-            query = select(a.decision_key, a.chain, a.sequence).where(
-                one_of(self._engine, a.decision_key, chunk)
-            )
-            result = await conn.execute(query)
-            known.update({row[0]: (row[1], row[2]) for row in result})
-        return known
+            return await self._writer.write(batch)
 
     # --- reading ------------------------------------------------------------------------
 
     async def judged(self, message_ids: Iterable[str]) -> dict[tuple[str, str], Judged]:
-        """The messages among ``message_ids`` already judged, by (sender, message id)."""
+        """The messages among ``message_ids`` already judged, by (sender, message id):
+        one driver call per 500 ids."""
         found: dict[tuple[str, str], Judged] = {}
-        column = self._judged.c.message_id
+        unique = sorted(set(message_ids))
+        sqlite = self._writer.driver.sqlite
         with store_errors("look up judged messages"):
-            async with self._engine.connect() as conn:
-                for chunk in _chunks(message_ids):
-                    query = select(self._judged).where(one_of(self._engine, column, chunk))
-                    for row in (await conn.execute(query)).mappings():
-                        judged = Judged(**dict(row))
-                        found[judged.sender, judged.message_id] = judged
+            for start in range(0, len(unique), _ID_CHUNK):
+                chunk = unique[start : start + _ID_CHUNK]
+                where, array = sql_in(sqlite, "message_id", len(chunk))
+                query = self._judged_sql + where
+                for row in await self._writer.driver.read(query, [chunk] if array else chunk):
+                    judged = records.judged_from(row)
+                    found[judged.sender, judged.message_id] = judged
         return found
 
     async def chain_heads(self) -> dict[str, ChainState]:

@@ -62,6 +62,18 @@ TOPIC_WAIT_S = 10.0  # how long ensure_topics waits for new topics to show in me
 # and deliveries of a national partnership's agencies) only after the client gave up.
 CREATE_CHUNK = 1_000
 READ_LIMIT_S = 60.0  # how long read_topic may take to reach the end of a topic
+# Record values one batch of work holds at most (run_batches), and so what one fetch asks
+# the broker for: a fetch of aiokafka's default 50 MB (a gateway's first start fetching a
+# backlog of allocation updates) was parsed, held beside the next one prefetched, and
+# mostly read again after the batch was cut at this bound. 2 MB is a dozen allocation
+# updates of 2,500 entries (their changes, snapshot rows and open-case lists are what a
+# batch holds at once) and 1,700 notifications: more per batch saves nothing measurable.
+MAX_WORK_BYTES = 2 * 1024 * 1024
+# What one partition's fetch asks for: aiokafka keeps one fetched response buffered per
+# partition (prefetching each as soon as its last is taken), so a backlog over many
+# partitions (a first start's 152 allocation topics) was buffered whole, 1 MB each. A
+# record (a batch) larger than this still comes, alone (KIP-74; Tansu too).
+MAX_PARTITION_FETCH_BYTES = 128 * 1024
 INBOUND_PREFIX = "sgx.inbound."
 ALLOCATIONS_PREFIX = "sgx.allocations."
 # Quarantined inbound envelopes sent to be judged again (``safeguard quarantine replay``):
@@ -239,6 +251,8 @@ async def start_consumer(
         "enable_auto_commit": False,
         "auto_offset_reset": "earliest",
         "fetch_max_wait_ms": settings.fetch_max_wait_ms,
+        "fetch_max_bytes": MAX_WORK_BYTES,
+        "max_partition_fetch_bytes": MAX_PARTITION_FETCH_BYTES,
         "session_timeout_ms": settings.session_timeout_ms,
         "heartbeat_interval_ms": settings.heartbeat_interval_ms,
         **overrides,
@@ -425,9 +439,6 @@ async def _reached(
     return tp in ends and await consumer.position(tp) >= ends[tp]
 
 
-MAX_WORK_BYTES = 8 * 1024 * 1024  # record values one batch of work holds, at most
-
-
 async def run_batches(
     consumer: AIOKafkaConsumer,
     stop: asyncio.Event,
@@ -448,8 +459,7 @@ async def run_batches(
     """
     while not stop.is_set():
         async with kafka_errors(action):
-            batches = await consumer.getmany(timeout_ms=_POLL_MS, max_records=max_records)
-        records = [record for batch in batches.values() for record in batch]
+            records = await _take(consumer, max_records, max_bytes)
         taken, size = 0, 0
         for record in records:
             size += len(record.value) if record.value is not None else 0
@@ -460,6 +470,28 @@ async def run_batches(
             seek_back(consumer, records[taken:])
         if records:
             await process(records[:taken])
+
+
+TAKE_CHUNK = 16  # records taken from the consumer's buffer at a time
+
+
+async def _take(consumer: AIOKafkaConsumer, max_records: int, max_bytes: int) -> list[Any]:
+    """Up to ``max_records`` fetched records, taken a few at a time until they hold
+    ``max_bytes``: aiokafka makes a record of each buffered one it hands out, and a
+    gateway's allocation updates are 100-200 KB each (500 of them were 50 MB in hand)."""
+    records: list[Any] = []
+    size = 0
+    wait_ms = _POLL_MS
+    while len(records) < max_records and size <= max_bytes:
+        chunk = min(TAKE_CHUNK, max_records - len(records))
+        batches = await consumer.getmany(timeout_ms=wait_ms, max_records=chunk)
+        taken = [record for batch in batches.values() for record in batch]
+        if not taken:
+            break
+        records += taken
+        size += sum(len(r.value) for r in taken if r.value is not None)
+        wait_ms = 0  # then only what is buffered already
+    return records
 
 
 def read_offsets(

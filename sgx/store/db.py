@@ -27,6 +27,7 @@ datetime) raises ``ValueError`` instead, because retrying cannot fix it.
 
 from __future__ import annotations
 
+import functools
 import json
 import sqlite3
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
@@ -35,6 +36,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 from sqlalchemy import (
     BigInteger,
     Column,
@@ -215,51 +217,6 @@ def insert_ignoring_duplicates(engine: AsyncEngine, table: Table, *unique: str) 
     return dialect_insert(engine)(table).on_conflict_do_nothing(index_elements=columns)
 
 
-class BulkInsert:
-    """``INSERT INTO table (columns) VALUES (...)`` for many rows as ONE driver executemany.
-
-    SQLAlchemy's Core executemany spends ~20 µs per row on parameter processing before
-    the driver sees it; the hot paths (queue rows, audit records) write hundreds of rows
-    per batch, so they hand the driver ready tuples instead. Rows are tuples in
-    ``columns`` order holding driver values: timestamps through :meth:`timestamp`, string
-    tuples through :func:`encode_strings`. ``ignoring`` adds ``ON CONFLICT (...) DO
-    NOTHING`` on those columns.
-    """
-
-    def __init__(
-        self,
-        engine: AsyncEngine,
-        table: Table,
-        columns: Sequence[str],
-        *,
-        ignoring: Sequence[str] = (),
-    ) -> None:
-        self._sqlite = is_sqlite(engine)
-        quote = engine.dialect.identifier_preparer.quote
-        target = engine.dialect.identifier_preparer.format_table(table)
-        names = ", ".join(quote(name) for name in columns)
-        if self._sqlite:
-            marks = ", ".join("?" for _ in columns)
-        else:  # asyncpg's numeric_dollar paramstyle
-            marks = ", ".join(f"${i}" for i in range(1, len(columns) + 1))
-        sql = f"INSERT INTO {target} ({names}) VALUES ({marks})"
-        if ignoring:
-            sql += f" ON CONFLICT ({', '.join(quote(n) for n in ignoring)}) DO NOTHING"
-        self.sql = sql
-        self.columns = tuple(columns)
-
-    def timestamp(self, value: datetime) -> Any:
-        """A UtcDateTime column's driver value (what :class:`UtcDateTime` would bind)."""
-        return utc(value).isoformat(timespec="microseconds") if self._sqlite else utc(value)
-
-    async def run(self, conn: AsyncConnection, rows: Sequence[tuple[Any, ...]]) -> int | None:
-        """Insert ``rows``; the number inserted if the driver reports it (SQLite), else None."""
-        if not rows:
-            return 0
-        result = await conn.exec_driver_sql(self.sql, list(rows))
-        return result.rowcount if self._sqlite else None
-
-
 def quarantine_columns(constraint: str) -> list[Column[Any] | UniqueConstraint]:
     """The columns every quarantine table shares, unique on where the envelope was read.
 
@@ -296,7 +253,13 @@ def one_of(
 
 # --- errors -----------------------------------------------------------------------------
 
-_STORE_FAILURES = (SQLAlchemyError, OSError, sqlite3.Error)
+_STORE_FAILURES = (
+    SQLAlchemyError,
+    OSError,
+    sqlite3.Error,
+    asyncpg.PostgresError,  # the driver's own, from sgx.store.driver's statements
+    asyncpg.InterfaceError,
+)
 
 
 @contextmanager
@@ -379,8 +342,18 @@ _JSON = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)
 
 
 def encode_strings(values: Sequence[str]) -> str:
-    """A tuple of strings as the compact JSON array stored in a text column."""
-    return _JSON.encode(list(values)) if values else "[]"
+    """A tuple of strings as the compact JSON array stored in a text column (a tuple's
+    text is kept: the same few restriction codes and withheld paths recur in every row)."""
+    if not values:
+        return "[]"
+    if type(values) is tuple:
+        return _encoded(values)
+    return _JSON.encode(list(values))
+
+
+@functools.lru_cache(maxsize=4096)
+def _encoded(values: tuple[str, ...]) -> str:
+    return _JSON.encode(list(values))
 
 
 def decode_strings(text: str) -> tuple[str, ...]:

@@ -61,6 +61,7 @@ async def test_every_table_gets_its_rows(filled: tuple[Runtime, Filled]) -> None
         "audit_chain": HISTORY_CHAINS,
         "audit_checkpoint": ROWS,  # one per record: fewer records than 30-s intervals
         "queue_item": ROWS,
+        "queue_delivery": ROWS // 2,  # one delivery for each message's two addressees
     }
     assert set(made.seconds) == set(made.rows)
     assert (Path(rt.exchange.home) / "gateway.db").exists()
@@ -133,6 +134,8 @@ async def test_the_queue_reads_the_history(filled: tuple[Runtime, Filled]) -> No
         assert all(r.acked_at is not None and _recent(r.acked_at) for r in rows)
         assert all(_recent(r.queued_at) and r.authored_at < r.routed_at for r in rows)
         assert rows[0].restrictions == ("THIRD_PARTY_AUTHOR_CONSENT",)
+        assert rows[0].envelope == rows[1].envelope != rows[2].envelope  # kept once each
+        assert rows[0].delivery_id == rows[1].delivery_id
         unread = await queue.list("sw-0")
         assert unread
         assert all(item.status == "unread" for item in unread)

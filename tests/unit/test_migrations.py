@@ -5,6 +5,7 @@ upgrade`, then opens with every row intact; older and newer revisions are refuse
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import shutil
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -19,7 +20,7 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from consumers.inbox.store import InboxStore
-from consumers.queue import QueueSelection, QueueStore
+from consumers.queue import QueueEntry, QueueItem, QueueSelection, QueueStore
 from gateway.store import GatewayStore
 from producers.outbox import OutboxStore
 from safeguard.cli import main
@@ -113,6 +114,7 @@ async def _rows_intact(home: Path) -> None:
         assert (items[0].status, items[0].acked_by) == ("acked", "sw-anna")
         assert [len(i.envelope) for i in items] == [702] * 4
         assert len(await queue.quarantine_list()) == 1
+        await _queued_beside_old_rows(queue, items[0])
     async with await InboxStore.open(None, home / "queue-la-north.db", owner="la-test") as inbox:
         token = await inbox.add_client("cms", ["deliveries:read", "queue:all"])
         assert await inbox.client_for("la-north", token) is not None
@@ -120,6 +122,27 @@ async def _rows_intact(home: Path) -> None:
         chains = await gateway.verify_chains()
         assert sum(count for count, _ in chains.values()) == 5, "every audit record, still chained"
         assert len(await gateway.quarantine_list()) == 1
+
+
+async def _queued_beside_old_rows(queue: QueueStore, old: QueueItem) -> None:
+    """A delivery queued after the upgrade keeps its envelope once, for both addressees,
+    beside the rows of 0.1 that hold their own; both read back whole."""
+    entries = [
+        QueueEntry(**{**_entry_fields(old), "notification_id": "n-new", "recipient_id": who,
+                      "envelope": b"sealed" * 100, "delivery_id": "d-new"})
+        for who in ("sw-new", "tm-new")
+    ]  # fmt: skip
+    assert await queue.store_batch(entries) == 2
+    items = await queue.select(QueueSelection(everything=True))
+    assert [len(i.envelope) for i in items] == [702] * 4 + [600] * 2
+    assert [i.delivery_id for i in items] == [None] * 4 + ["d-new"] * 2
+    async with queue.engine.connect() as conn:
+        count = text("SELECT count(*) FROM queue_delivery")
+        assert (await conn.execute(count)).scalar_one() == 1
+
+
+def _entry_fields(item: QueueItem) -> dict[str, Any]:
+    return {f.name: getattr(item, f.name) for f in dataclasses.fields(QueueEntry)}
 
 
 async def test_an_older_or_a_newer_revision_is_refused_by_name(tmp_path: Path) -> None:

@@ -60,6 +60,7 @@ from sgx.domain.identifiers import make_nhs_number, make_upn
 from sgx.kafka.quarantine import QuarantineCount
 from sgx.keys.pseudonym import Pseudonymiser
 from sgx.ops.metrics import QueueMetrics
+from sgx.store import driver
 from sgx.store.database import Database
 from sgx.store.db import UtcDateTime, is_sqlite, write_transaction
 from tests.conftest_db import BACKENDS, Backend, backend
@@ -89,8 +90,40 @@ class Statement:
 
 @contextmanager
 def captured(engine: AsyncEngine) -> Iterator[list[Statement]]:
-    """Every single statement ``engine`` sends while the block runs (not executemany)."""
+    """Every single statement ``engine`` sends while the block runs (not executemany),
+    and every statement the hot paths send to the driver itself (:mod:`sgx.store.driver`;
+    an executemany with its first row)."""
     seen: list[Statement] = []
+    with _driver_statements(seen), _engine_statements(engine, seen):
+        yield seen
+
+
+_DRIVER_CALLS = (
+    (driver._SqliteTx, "many"), (driver._SqliteTx, "execute"), (driver._SqliteTx, "fetch"),
+    (driver._PostgresTx, "many"), (driver._PostgresTx, "execute"),
+    (driver._PostgresTx, "fetch"), (driver.Driver, "read"),
+)  # fmt: skip
+
+
+@contextmanager
+def _driver_statements(seen: list[Statement]) -> Iterator[None]:
+    def spy(call: Any, many: bool) -> Any:
+        async def spied(self: Any, sql: str, params: Any = ()) -> Any:
+            if re.match(r"\s*(SELECT|UPDATE|DELETE|INSERT|WITH)\b", sql, re.I):
+                first = params[0] if many and params else params
+                seen.append(Statement(sql, tuple(first)))
+            return await call(self, sql, params)
+
+        return spied
+
+    with pytest.MonkeyPatch.context() as patch:
+        for owner, name in _DRIVER_CALLS:
+            patch.setattr(owner, name, spy(getattr(owner, name), name == "many"))
+        yield
+
+
+@contextmanager
+def _engine_statements(engine: AsyncEngine, seen: list[Statement]) -> Iterator[None]:
 
     def before(
         _conn: Any, _cursor: Any, sql: str, parameters: Any, _context: Any, many: bool
@@ -100,7 +133,7 @@ def captured(engine: AsyncEngine) -> Iterator[list[Statement]]:
 
     event.listen(engine.sync_engine, "before_cursor_execute", before)
     try:
-        yield seen
+        yield
     finally:
         event.remove(engine.sync_engine, "before_cursor_execute", before)
 
@@ -243,6 +276,7 @@ async def _gateway(engine: AsyncEngine, schema: str | None) -> AsyncIterator[Non
         await directory.persist(conn, [change])
     await directory.open_case_keys([h(1)])  # a batch naming open-case lists
     await directory.first_read([(h(2), h(2)), (h(3), h(9))])  # allocation records read
+    await store.close()  # the connection its batches held
 
 
 async def _requests(engine: AsyncEngine, schema: str | None) -> AsyncIterator[None]:
@@ -262,6 +296,7 @@ async def _queue(engine: AsyncEngine, schema: str | None) -> AsyncIterator[None]
     await monitor.quarantine_size()  # the first count reads the table once
     yield
     await store.store_batch([entry(1, recipient=h(4))], [bad_record(10**9)])  # every batch
+    await store.store_batch([entry(1, recipient=h(4))])  # a batch the gateway published again
     worker = QueueSelection(recipients=frozenset({h(4), h(5)}))
     team = QueueSelection(recipients=frozenset({h(4)}), teams=frozenset({h(8)}))
     for who in (worker, team):
@@ -298,6 +333,7 @@ async def _queue(engine: AsyncEngine, schema: str | None) -> AsyncIterator[None]
     await responses.of([h(3), h(9)])  # a referral's item page, the queue page's referrals
     await responses.sent(h(3))
     await responses.receipted(h(3), "DELIVERED", "passed on")
+    await store.close()  # the connection its batches held
 
 
 async def _families(families: FamilyStore, *selections: QueueSelection) -> None:
@@ -396,11 +432,13 @@ async def test_the_check_catches_a_scan(db: Backend) -> None:
         with captured(engine) as statements:
             async with engine.connect() as conn:
                 await conn.execute(select(judged).where(judged.c.type_label.in_([h(1), h(2)])))
+        # and the look-up by message id the gateway makes uses its index
+        with captured(engine) as lookups:
+            store = GatewayStore(engine, MetaData(schema=db.schema))
+            await store.judged([h(1), h(2)])
+            await store.close()
         async with engine.connect() as conn:
             assert await scans(conn, statements[0]) == {"judged_message"}
-            # and the look-up by message id the gateway makes uses its index
-            with captured(engine) as lookups:
-                await GatewayStore(engine, MetaData(schema=db.schema)).judged([h(1), h(2)])
             assert await scans(conn, lookups[0]) == set()
     finally:
         await engine.dispose()

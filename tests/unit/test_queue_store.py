@@ -13,6 +13,7 @@ from typing import cast
 import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from prometheus_client import CollectorRegistry
+from sqlalchemy import text
 
 from consumers.queue import QueueEntry, QueueItem, QueueSelection, QueueStore
 from consumers.service import DeliveryConsumer
@@ -48,6 +49,7 @@ def entry(n: int, recipient: str = "sw-anna", **changes: object) -> QueueEntry:
         withheld=("child.address", "child.date_of_birth"),
         envelope=bytes([n % 256]) * 700 + b"\x00\xff",
         source_offset=f"sgx.delivery.la-north/0/{n}",
+        delivery_id=f"delivery-{n}",
     )
     return dataclasses.replace(made, **changes)  # type: ignore[arg-type]
 
@@ -106,6 +108,63 @@ async def test_one_notification_for_two_recipients_is_two_rows(store: QueueStore
         (entry(1).notification_id, "sw-anna"): 1,
         (entry(1).notification_id, "sw-ben"): 1,
     }
+
+
+async def _deliveries_kept(store: QueueStore) -> list[str]:
+    async with store.engine.connect() as conn:
+        query = text(f"SELECT delivery_id FROM {_table(store, 'queue_delivery')} ORDER BY 1")
+        return [str(row[0]) for row in await conn.execute(query)]
+
+
+def _table(store: QueueStore, name: str) -> str:
+    return f'"{store.schema}"."{name}"' if store.schema else f'"{name}"'
+
+
+async def test_a_delivery_for_two_addressees_is_kept_once(store: QueueStore) -> None:
+    shared = b"sealed once" * 70
+    both = [entry(1, who, envelope=shared, delivery_id="d-1") for who in ("sw-anna", "tm-jo")]
+    assert await store.store_batch(both) == 2
+    assert await _deliveries_kept(store) == ["d-1"]
+    items = await store.select(QueueSelection(everything=True))
+    assert [(i.recipient_id, i.envelope, i.delivery_id) for i in items] == [
+        ("sw-anna", shared, "d-1"), ("tm-jo", shared, "d-1"),
+    ]  # fmt: skip
+
+
+async def test_a_delivery_sealed_again_for_rows_already_queued_is_not_kept(
+    store: QueueStore,
+) -> None:
+    """The gateway publishes a batch again after a crash, each delivery sealed anew (a new
+    message id): its rows are already queued, so its envelope would be named by none."""
+    first = [entry(1, who, envelope=b"first" * 100, delivery_id="d-1") for who in ("a", "b")]
+    await store.store_batch(first)
+    again = [entry(1, who, envelope=b"again" * 100, delivery_id="d-2") for who in ("a", "b")]
+    assert await store.store_batch(again) == 0
+    assert await _deliveries_kept(store) == ["d-1"]
+    # a row of it that is new (an addressee not queued the first time) keeps it
+    grown = [entry(1, who, envelope=b"grown" * 100, delivery_id="d-3") for who in ("a", "c")]
+    assert await store.store_batch(grown) == 1
+    assert await _deliveries_kept(store) == ["d-1", "d-3"]
+    everything = await store.select(QueueSelection(everything=True))
+    items = {i.recipient_id: i.envelope for i in everything}
+    assert items == {"a": b"first" * 100, "b": b"first" * 100, "c": b"grown" * 100}
+
+
+async def test_a_batch_is_the_same_few_driver_calls_for_one_row_or_four_hundred(
+    store: QueueStore,
+) -> None:
+    from tests.unit.test_audit_writer import counted
+
+    calls = []
+    for first, count in ((1, 1), (1000, 200)):
+        batch = [entry(n, who) for n in range(first, first + count) for who in ("a", "b")]
+        with counted() as made:
+            assert await store.store_batch(batch, [bad_record(first)]) == len(batch)
+        calls.append(made)
+    assert calls[0] == calls[1]
+    assert calls[0].count("transaction") == 1
+    # (PostgreSQL: the queue's lock) the rows, their deliveries, the quarantine
+    assert len(calls[0]) == (4 if store.engine.dialect.name == "sqlite" else 5), calls[0]
 
 
 async def test_failing_batch_leaves_nothing(store: QueueStore) -> None:
@@ -341,7 +400,7 @@ async def test_queue_writers_take_turns_on_postgres_so_ids_follow_commit_order(
 
     from sqlalchemy import text
 
-    from consumers.queue import _WRITE_LOCK
+    from consumers.queue_writes import WRITE_LOCK as _WRITE_LOCK
 
     async with backend("postgres", tmp_path) as db, await QueueStore.open(
         db.dsn, db.sqlite_path, schema=db.schema, owner="la-test"

@@ -56,8 +56,13 @@ class ReferralResponder:
         plaintext = self._contract.encode(c.SIGNED_REFERRAL_RESPONSE, self.signed(response))
         message_id = uuid.UUID(str(response["response_id"]))
         value = self._sealer.seal(Purpose.NOTIFICATION, message_id, plaintext)
+        # keyed by the referral: an LA's responses to one referral reach the gateway in the
+        # order sent (one partition). Unkeyed, a decision could be judged before the
+        # acknowledgement sent first, which the gateway then refused as a second one.
+        key = str(response["referral_id"]).encode()
         async with kafka_errors("publish a referral response"):
-            await (await self._producer.send(inbound_topic(self._identity.party_id), value))
+            topic = inbound_topic(self._identity.party_id)
+            await (await self._producer.send(topic, value, key=key))
 
     async def receipts(self, response_ids: set[uuid.UUID]) -> dict[uuid.UUID, dict[str, Any]]:
         """The gateway's receipts for these responses on the LA's receipts topic now (one

@@ -49,7 +49,7 @@ from safeguard.parties import (
 from sgx.domain.identifiers import make_nhs_number, make_upn
 from sgx.kafka.wiring import inbound_topic, read_topic, receipts_topic, start_producer
 from sgx.wire import contract as c
-from sgx.wire.envelope import Opener, Purpose, Sealer, unpack
+from sgx.wire.envelope import Opener, Purpose, Sealer, message_id_of, unpack
 from sgx.wire.referral_signature import DOMAIN
 from tests.integration.harness import Exchange, eventually, running_exchange
 from tests.integration.test_author_consent import cli
@@ -385,3 +385,40 @@ async def _send_forged(ex: Exchange, islington: ReferralResponder, forged: dict[
         await (await producer.send(inbound_topic(OTHER_LA), value))
     finally:
         await producer.stop()
+
+
+async def test_an_las_responses_to_one_referral_reach_the_gateway_in_the_order_sent(
+    tmp_path: Path,
+) -> None:
+    """An LA's acknowledgement and decision on one referral are on one partition of its
+    inbound topic, in the order sent: unkeyed, they were spread over its partitions, a
+    decision could be judged before the acknowledgement sent first, and the gateway then
+    refused that acknowledgement as a second one (the referrer heard one response of two;
+    seen as the demo timing out now and then)."""
+    async with running_exchange(tmp_path, consumer=False) as ex:
+        producer = await start_producer(ex.rt.kafka)
+        try:
+            camden = _responder(ex, LA, producer)
+            sent: dict[uuid.UUID, list[uuid.UUID]] = {}
+            for _ in range(6):
+                referral_id = uuid.uuid4()
+                ack = _response(referral_id, LA, referrer=GP)
+                decided = ack | {
+                    "response_id": uuid.uuid4(),
+                    "stage": "DECIDED",
+                    "decision": "EARLY_HELP",
+                    "reasons": "r",
+                    "next_steps": "n",
+                }
+                for response in (ack, decided):
+                    await camden.send(response)
+                sent[referral_id] = [ack["response_id"], decided["response_id"]]
+        finally:
+            await producer.stop()
+        records = await read_topic(ex.rt.kafka, inbound_topic(LA))
+        partitions = {r.partition for r in records}
+        assert len(partitions) > 1, "the six referrals used one partition: nothing is shown"
+        for referral_id, ids in sent.items():
+            mine = [r for r in records if r.key == str(referral_id).encode()]
+            assert len({r.partition for r in mine}) == 1, referral_id
+            assert [message_id_of(r.value) for r in mine] == ids

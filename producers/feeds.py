@@ -6,13 +6,19 @@
   agency's own configuration or export (a test holds them equal to the schemas' enums).
 * :func:`pydantic_path` and :func:`pydantic_problem`: a pydantic error as the field path
   and problem a :class:`sgx.errors.ContractError` carries (never the value).
+* :func:`json_objects` and :func:`checked`: a file of JSON objects read, and a record
+  checked against the contract with its error's path under the object's place in the file.
 """
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
+
+from sgx.errors import ContractError
+from sgx.wire.contract import Contract, default_contract
 
 __all__ = [
     "AuthorRestriction",
@@ -67,3 +73,34 @@ def pydantic_path(loc: Sequence[int | str], prefix: str = "") -> str:
 def pydantic_problem(message: str) -> str:
     """A pydantic message on one line, without its 'Value error, ' prefix."""
     return " ".join(message.split()).removeprefix("Value error, ")
+
+
+_R = TypeVar("_R", bound=Mapping[str, Any])
+
+
+def json_objects(text: str | bytes, schema: str) -> list[Any]:
+    """The objects of a file (a JSON object or an array of them); a ContractError naming
+    ``schema`` (the file's format) and where, if it is not that."""
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        where = f"line {exc.lineno} column {exc.colno}"
+        raise ContractError("$", f"not valid JSON at {where}: {exc.msg}", schema=schema) from None
+    except UnicodeDecodeError:
+        raise ContractError("$", "not UTF-8 text", schema=schema) from None
+    items = data if isinstance(data, list) else [data]
+    for index, item in enumerate(items):
+        if not isinstance(item, dict):
+            raise ContractError(f"[{index}]", "expected a JSON object", schema=schema)
+    return items
+
+
+def checked(contract: Contract | None, name: str, record: _R, at: str) -> _R:
+    """``record`` once the contract's ``name`` holds it; its error's path is put under
+    ``at`` (the object's place in its file, e.g. ``[3]``)."""
+    try:
+        (contract or default_contract()).check(name, record)
+    except ContractError as exc:
+        path = exc.path if not at else f"{at}.{exc.path}".replace(".$", "")
+        raise ContractError(path, exc.problem, schema=exc.schema) from None
+    return record

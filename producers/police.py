@@ -52,7 +52,6 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-import json
 import uuid
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -80,6 +79,8 @@ from producers.feeds import (
     RiskLevel,
     Submit,
     Urgency,
+    checked,
+    json_objects,
     pydantic_path,
     pydantic_problem,
 )
@@ -314,28 +315,12 @@ def map_police_export(
     except ValidationError as exc:
         raise _from_pydantic(exc, at) from None
     record = _encompass(item) if isinstance(item, EncompassIn) else _disclosure(item)
-    try:
-        (contract or default_contract()).check(c.POLICE_NOTIFICATION, record)
-    except ContractError as exc:
-        path = exc.path if not at else f"{at}.{exc.path}".replace(".$", "")
-        raise ContractError(path, exc.problem, schema=exc.schema) from None
-    return record
+    return checked(contract, c.POLICE_NOTIFICATION, record, at)
 
 
 def parse_police_export(text: str | bytes) -> list[Any]:
     """The objects of an export (a JSON object or an array of them)."""
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as exc:
-        where = f"line {exc.lineno} column {exc.colno}"
-        raise ContractError("$", f"not valid JSON at {where}: {exc.msg}", schema=EXPORT) from None
-    except UnicodeDecodeError:
-        raise ContractError("$", "not UTF-8 text", schema=EXPORT) from None
-    items = data if isinstance(data, list) else [data]
-    for index, item in enumerate(items):
-        if not isinstance(item, dict):
-            raise ContractError(f"[{index}]", "expected a JSON object", schema=EXPORT)
-    return items
+    return json_objects(text, EXPORT)
 
 
 def map_police_file(

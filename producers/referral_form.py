@@ -52,7 +52,6 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-import json
 import uuid
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
@@ -80,12 +79,14 @@ from producers.feeds import (
     RiskLevel,
     Submit,
     Urgency,
+    checked,
+    json_objects,
     pydantic_path,
     pydantic_problem,
 )
 from sgx.errors import ContractError
 from sgx.wire import contract as c
-from sgx.wire.contract import Contract, default_contract
+from sgx.wire.contract import Contract
 from sgx.wire.ids import new_id
 
 FORM = "referral form"
@@ -254,28 +255,12 @@ def map_referral_form(
         problem = f"is not {agency}, the agency sending this form"
         raise ContractError(pydantic_path(["referrer", "agency_id"], at), problem, schema=FORM)
     record = _record(form, agency, now or dt.datetime.now(dt.UTC))
-    try:
-        (contract or default_contract()).check(c.REFERRAL, record)
-    except ContractError as exc:
-        path = exc.path if not at else f"{at}.{exc.path}".replace(".$", "")
-        raise ContractError(path, exc.problem, schema=exc.schema) from None
-    return record
+    return checked(contract, c.REFERRAL, record, at)
 
 
 def parse_forms(text: str | bytes) -> list[Any]:
     """The forms of a file (a JSON object or an array of them)."""
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as exc:
-        where = f"line {exc.lineno} column {exc.colno}"
-        raise ContractError("$", f"not valid JSON at {where}: {exc.msg}", schema=FORM) from None
-    except UnicodeDecodeError:
-        raise ContractError("$", "not UTF-8 text", schema=FORM) from None
-    items = data if isinstance(data, list) else [data]
-    for index, item in enumerate(items):
-        if not isinstance(item, dict):
-            raise ContractError(f"[{index}]", "expected a JSON object", schema=FORM)
-    return items
+    return json_objects(text, FORM)
 
 
 # --- a file of forms into the agency's outbox ----------------------------------------------

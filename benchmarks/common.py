@@ -16,12 +16,15 @@ from __future__ import annotations
 import argparse
 import asyncio
 import cProfile
+import faulthandler
 import json
 import multiprocessing
 import os
 import platform
 import queue
+import signal
 import struct
+import sys
 import tempfile
 import time
 from collections.abc import AsyncIterator, Callable, Coroutine, Iterable, Sequence
@@ -294,6 +297,9 @@ def publish(results: Sequence[Result], settings: dict[str, Any], json_path: str 
 def _run_stage(name: str, stage: Stage, args: tuple[Any, ...], reports: Queue[Any]) -> None:
     """Child process entry: run one stage on a fresh event loop, reporting any failure."""
 
+    # a stage that does not report in time is asked where it is (Stages.expect): every
+    # thread's stack (SIGUSR1) and every asyncio task's (SIGUSR2) to stderr
+    faulthandler.register(signal.SIGUSR1, all_threads=True)
     profile_dir = os.environ.get(PROFILE_ENV)
     profiler = None
     if profile_dir:  # SGX_BENCH_PROFILE_CPU=1: the main thread's CPU time, not wall time
@@ -311,7 +317,7 @@ def _run_stage(name: str, stage: Stage, args: tuple[Any, ...], reports: Queue[An
     try:
         if profiler is not None:
             profiler.enable()
-        asyncio.run(stage(report, *args))
+        asyncio.run(_answering_where(stage(report, *args)))
     except BaseException as exc:
         report("error", detail=f"{type(exc).__name__}: {exc}")
         raise
@@ -320,6 +326,18 @@ def _run_stage(name: str, stage: Stage, args: tuple[Any, ...], reports: Queue[An
             profiler.disable()
             Path(profile_dir).mkdir(parents=True, exist_ok=True)
             profiler.dump_stats(Path(profile_dir) / f"{name}-{os.getpid()}.prof")
+
+
+async def _answering_where(running: Coroutine[Any, Any, None]) -> None:
+    """Run a stage, printing every task's stack when asked (SIGUSR2)."""
+
+    def where() -> None:
+        for task in asyncio.all_tasks():
+            print(f"--- task {task.get_name()}", file=sys.stderr)
+            task.print_stack(limit=30, file=sys.stderr)
+
+    asyncio.get_running_loop().add_signal_handler(signal.SIGUSR2, where)
+    await running
 
 
 class StageFailed(RuntimeError):
@@ -374,11 +392,21 @@ class Stages:
                         waiting.discard(message["stage"])
                         got[message["stage"]] = message
         except TimeoutError as exc:
+            self._dump_stacks(waiting)
             said = "; ".join(f"{name}: {_said(last.get(name))}" for name in sorted(waiting))
             raise StageFailed(
                 f"no {event!r} within {limit_s:g}s from {', '.join(sorted(waiting))} ({said})"
             ) from exc
         return got
+
+    def _dump_stacks(self, names: Iterable[str]) -> None:
+        """Have each named stage print where its threads are (a stage that hangs)."""
+        for name in sorted(names):
+            process = self._processes.get(name)
+            if process is not None and process.pid is not None and process.exitcode is None:
+                os.kill(process.pid, signal.SIGUSR1)
+                os.kill(process.pid, signal.SIGUSR2)
+        time.sleep(1.0)  # the stages write to the same stderr
 
     async def _next_report(self) -> dict[str, Any] | None:
         message = await asyncio.to_thread(self._poll)

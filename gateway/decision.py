@@ -98,7 +98,7 @@ class Quarantine(Exception):
         self.detail = detail
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class _Said:
     """What every audit record of one notification repeats, worked out once."""
 
@@ -111,7 +111,7 @@ class _Said:
     at: datetime  # when it was decided: every record of it, its deliveries and ledger
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class View:
     """A notification on its way to recipients: its record, its author's bytes, its route."""
 

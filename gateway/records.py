@@ -36,7 +36,7 @@ from sgx.store.db import (
 )
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)  # not frozen, as AuditEntry: one per delivery to an LA
 class LedgerEntry:
     """Non-content facts about a notification delivered to one LA, to judge a later onward
     share by that LA (a notification delivered to two LAs has an entry for each)."""

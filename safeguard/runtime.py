@@ -282,7 +282,9 @@ async def run_gateway(
         metrics.nhs_number_target.set(rt.exchange.nhs_number_target)
         checkpoints = await Checkpoints(store.engine, schema=store.schema).open()
         claims = ChainClaims(store, instance_id(), metrics)
-        producer = await _started(stack, await start_producer(rt.kafka))
+        # No linger: a batch's records are all sent at once and its acks awaited at once
+        # (gateway.service), so lingering only delayed every batch by SGX_KAFKA_LINGER_MS.
+        producer = await _started(stack, await start_producer(rt.kafka, linger_ms=0))
         # Readers of an older release find the schemas this gateway writes in the registry.
         await schema_topic.publish(producer, identity, contract, GATEWAY_WRITES)
         consumer = await _started(

@@ -36,6 +36,8 @@ class KafkaSettings(BaseSettings):
     fetch_max_wait_ms: int = 20
     session_timeout_ms: int = 6000
     heartbeat_interval_ms: int = 1000
+    # How long a producer waits to fill a batch; not the gateway's, which sends a batch's
+    # records at once and awaits their acks (safeguard.runtime.run_gateway: 0).
     linger_ms: int = 5
     # Idempotent producers (a retried batch is written once). Apache Kafka has them; the
     # embedded broker (Tansu) refuses them, so the demo and its users turn this off.

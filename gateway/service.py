@@ -85,6 +85,11 @@ CLAIM_RETRY_S = 0.2  # the first wait before claiming audit chains again, doubli
 CLAIM_RETRY_CAP_S = 2.0
 CLAIM_LIMIT_S = 60.0  # then the group hears of the failure
 YIELD_EVERY_S = 0.05  # judging gives the event loop a turn at least this often
+# An instance with no batch to judge still reads the allocation updates this often: its
+# directory (and sgx_gateway_allocation_records_total) stays current while the group gives
+# its partitions to others, and the batch after a long quiet spell does not begin with a
+# catch-up of everything published meanwhile. One ListOffsets on the feed's own connection.
+IDLE_CATCH_UP_S = 5.0
 
 
 def chain_of(topic: str, partition: int) -> str:
@@ -163,6 +168,7 @@ class Gateway:
         self.processed = 0
         self.fenced = 0
         self._applied_counted = 0  # of feed.applied, what the metrics have counted
+        self._caught_up_at = time.monotonic()  # the last catch-up, a batch's or an idle one
         self._count_allocations()  # those applied at start
 
     async def run(self, stop: asyncio.Event) -> None:
@@ -173,12 +179,24 @@ class Gateway:
             self.process,
             max_records=self._max_records,
             action="fetch inbound records",
+            idle=self.keep_up,
         )
+
+    async def keep_up(self) -> None:
+        """With nothing to judge, read the allocation updates published since the last
+        catch-up, if that was :data:`IDLE_CATCH_UP_S` ago (between batches: never while
+        one is judged)."""
+        if time.monotonic() - self._caught_up_at < IDLE_CATCH_UP_S:
+            return
+        await self._feed.catch_up()
+        self._caught_up_at = time.monotonic()
+        self._count_allocations()
 
     async def process(self, records: Iterable[Any]) -> None:
         records = list(records)  # read, sought back or committed below
         started = time.perf_counter()
         await self._feed.catch_up()  # every allocation change taken before these records
+        self._caught_up_at = time.monotonic()
         read = [s for r in records for s in sources(r)]
         opened = [self._open(source) for source in read]  # each header read once, here
         judged = await self._store.judged(

@@ -447,8 +447,10 @@ async def run_batches(
     max_records: int,
     action: str,
     max_bytes: int = MAX_WORK_BYTES,
+    idle: Callable[[], Awaitable[None]] | None = None,
 ) -> None:
     """Fetch and ``process`` batches until ``stop`` is set; the batch in hand is finished.
+    ``idle`` (if given) is called, between batches, after a fetch that brought nothing.
 
     ``process`` owns the commit: a role commits offsets only once its own work is durable.
     A batch holds at most ``max_bytes`` of record values (and at least one record): what
@@ -470,6 +472,8 @@ async def run_batches(
             seek_back(consumer, records[taken:])
         if records:
             await process(records[:taken])
+        elif idle is not None:
+            await idle()
 
 
 TAKE_CHUNK = 16  # records taken from the consumer's buffer at a time

@@ -86,11 +86,16 @@ class Exchange:
         exchange = rt.exchange.model_copy(update={"metrics_port": port})
         return dataclasses.replace(rt, exchange=exchange)
 
-    async def start_gateway(self, metrics_port: int = -1) -> None:
+    async def start_gateway(
+        self,
+        metrics_port: int = -1,
+        name: str = "gateway",
+        registry: CollectorRegistry | None = None,
+    ) -> None:
+        """Start a gateway instance: ``name`` and ``registry`` for a second one in the group."""
         rt = self._with_port(metrics_port, GATEWAY_GROUP)  # its principal is named so too
-        await self._start(
-            "gateway", lambda stop, ready: run_gateway(rt, stop, self.gateway_metrics, ready)
-        )
+        metrics = self.gateway_metrics if registry is None else registry
+        await self._start(name, lambda stop, ready: run_gateway(rt, stop, metrics, ready))
 
     async def start_consumer(self, metrics_port: int = -1, party: str = LA) -> None:
         """Start ``party``'s consumer: named "consumer" for the LA, else "consumer:<party>"."""

@@ -17,6 +17,7 @@ from aiokafka import ConsumerRecord, TopicPartition
 from prometheus_client import CollectorRegistry
 
 from gateway import allocation_feed
+from gateway import service as gateway_service
 from gateway.allocation_feed import AllocationFeed
 from safeguard import samples
 from safeguard.parties import LA, SCHOOL
@@ -25,7 +26,7 @@ from sgx.domain.identifiers import make_nhs_number, make_upn
 from sgx.errors import TransportError
 from sgx.kafka.wiring import allocations_topic
 from sgx.wire import contract as c
-from tests.integration.harness import Exchange, running_exchange
+from tests.integration.harness import Exchange, eventually, running_exchange
 
 pytestmark = pytest.mark.broker
 
@@ -93,3 +94,54 @@ async def test_a_catch_up_that_reads_nothing_while_behind_says_where_it_stands(
         said = str(refused.value)
         assert f"nothing read for {STALL_S:g}s while behind" in said
         assert f"{allocations_topic(LA)}:0 at " in said, said
+
+
+def _sample(registry: CollectorRegistry, name: str) -> float:
+    return registry.get_sample_value(name) or 0.0
+
+
+async def test_an_instance_with_nothing_to_judge_still_reads_the_allocation_updates(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two gateways share the group; an update lands on one allocation partition, which one
+    of them owns and audits. The other has no batch at all (nothing inbound), yet its
+    directory reads the update within the idle catch-up's interval: it caught up only before
+    a batch, so an idle instance's directory stood still (a benchmark's second gateway
+    waited for ever for the updates already on the broker) and its first batch after a
+    quiet spell began with a catch-up of everything published meanwhile."""
+    monkeypatch.setattr(gateway_service, "IDLE_CATCH_UP_S", 0.5)
+    second = CollectorRegistry()
+    async with running_exchange(tmp_path) as ex:
+        await ex.start_gateway(name="gateway-2", registry=second)
+        instances = (ex.gateway_metrics, second)
+
+        def shared_out() -> bool:
+            assigned = [_sample(r, "sgx_gateway_assigned_partitions") for r in instances]
+            total = _sample(ex.gateway_metrics, "sgx_gateway_group_partitions")
+            return all(assigned) and sum(assigned) == total
+
+        await eventually(shared_out, "the group to share its partitions out to both")
+        before = [_sample(r, "sgx_gateway_allocation_records_total") for r in instances]
+        async with publisher(ex.rt, LA) as la:
+            await la.publish_allocations(
+                samples.allocation_update(
+                    [(k["nhs_number"], k["upn"], "sw-amara", "T1", "tm-jones") for k in CHILDREN]
+                )
+            )
+
+        def both_read_it() -> bool:
+            now = [_sample(r, "sgx_gateway_allocation_records_total") for r in instances]
+            return all(n > b for n, b in zip(now, before, strict=True))
+
+        await eventually(both_read_it, "both instances' directories to read the update", 20)
+        assert ex.gateway_count("allocation_update", "applied") + _sample_applied(second) == 1
+
+
+def _sample_applied(registry: CollectorRegistry) -> float:
+    """The owner of the update's partition audits it as applied; the other only reads it."""
+    return (
+        registry.get_sample_value(
+            "sgx_gateway_notifications_total", {"type": "allocation_update", "outcome": "applied"}
+        )
+        or 0.0
+    )

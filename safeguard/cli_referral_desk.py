@@ -30,6 +30,7 @@ import click
 from consumers.inbox.referral_store import ResponseRecord
 from consumers.inbox.referrals import DECISIONS, ReferralState, is_referral
 from consumers.inbox.service import Inbox
+from consumers.inbox.settings import InboxSettings
 from consumers.reader import QueueView, child_label
 from safeguard.cli_common import async_command, home_option, la_option, runtime
 from safeguard.referral_desk import operator, referral_inbox
@@ -196,13 +197,17 @@ async def _respond(
     reasons: str | None = None,
     next_steps: str | None = None,
 ) -> int:
+    contact = contact or InboxSettings().referral_contact
+    for option, given in (("--by", by), (OPTION_OF["la_contact"], contact)):
+        if not given.strip():  # said before anything is opened, or sent again
+            raise click.UsageError(f"{option}: must not be empty")
     async with referral_inbox(runtime(home), la) as inbox:
         view = await _opened(inbox, by, la, item)
         with named_options():
             made = await inbox.referrals.respond(
                 operator(la, by), item, stage=stage, decision=decision, reasons=reasons,
-                next_steps=next_steps, la_contact=contact or inbox.referral_contact,
-                la_reference=reference, responded_as=by,
+                next_steps=next_steps, la_contact=contact, la_reference=reference,
+                responded_as=by,
             )  # fmt: skip
         made = await _receipted(inbox, view, made, wait)
     what = "acknowledged" if stage == "ACKNOWLEDGED" else "decided"

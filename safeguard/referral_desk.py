@@ -27,6 +27,7 @@ from aiokafka import AIOKafkaProducer
 from prometheus_client import CollectorRegistry
 
 from consumers.inbox.access import READ, RESPOND, Principal
+from consumers.inbox.referral_store import ResponseRecord
 from consumers.inbox.service import Inbox, InboxMetrics
 from consumers.inbox.settings import InboxSettings
 from consumers.reader import QueueReader, QueueView
@@ -112,3 +113,26 @@ async def referral_inbox(rt: Runtime, la: str) -> AsyncIterator[Inbox]:
             )  # fmt: skip
     finally:
         await sender.close()
+
+
+async def respond(
+    rt: Runtime,
+    la: str,
+    item_id: int,
+    *,
+    by: str,
+    stage: str,
+    la_contact: str,
+    decision: str | None = None,
+    reasons: str | None = None,
+    next_steps: str | None = None,
+    la_reference: str | None = None,
+) -> ResponseRecord:
+    """Acknowledge or decide the referral of ``item_id`` as ``safeguard referral`` does:
+    recorded, signed by the LA and sent (the demo's MASH responds this way)."""
+    async with referral_inbox(rt, la) as inbox:
+        return await inbox.referrals.respond(
+            operator(la, by), item_id, stage=stage, decision=decision, reasons=reasons,
+            next_steps=next_steps, la_contact=la_contact, la_reference=la_reference,
+            responded_as=by,
+        )  # fmt: skip

@@ -31,10 +31,12 @@ from consumers.inbox.referral_store import ResponseRecord
 from consumers.inbox.referrals import DECISIONS, ReferralState, is_referral
 from consumers.inbox.service import Inbox
 from consumers.inbox.settings import InboxSettings
+from consumers.queue import QueueItem
 from consumers.reader import QueueView, child_label
 from safeguard.cli_common import async_command, home_option, la_option, runtime
 from safeguard.referral_desk import operator, referral_inbox
 from sgx.errors import ContractError
+from sgx.wire import contract as c
 
 DECISION_OPTIONS = {
     "no-further-action": "NO_FURTHER_ACTION",
@@ -113,9 +115,16 @@ async def referral_list(
     who = operator(la, "operator", workers=frozenset(workers), teams=frozenset(teams),
                    mash=mash)  # fmt: skip
     async with referral_inbox(runtime(home), la) as inbox:
-        rows = [i for i in await inbox.items(who) if who.may_open(i)]
+        rows = [  # only referrals are opened (and their reads audited), one row each
+            i for i in await inbox.items(who)
+            if i.notification_type == c.REFERRAL and who.may_open(i)
+        ]  # fmt: skip
+        first: dict[str, QueueItem] = {}
+        for row in rows:  # a supervisor's copy beside the worker's: the first row stands
+            first.setdefault(row.notification_id, row)
+        rows = list(first.values())
         views = [v for v in await inbox.listed(who, rows) if isinstance(v, QueueView)]
-        referrals = {v.item.notification_id: v for v in views if is_referral(v)}  # one each
+        referrals = {v.item.notification_id: v for v in views}
         states = await inbox.referrals.states(list(referrals.values()))
     now = dt.datetime.now(dt.UTC)
     shown = [

@@ -52,6 +52,14 @@ async def test_the_la_acknowledges_and_decides_from_its_cli_and_the_referrer_is_
         assert listed.exit_code == 0, listed.output
         assert f"{LA}: 2 referral(s) awaiting a response, 0 overdue" in listed.output
         assert "Acknowledge by" in listed.output
+        async with await inbox_store(ex.rt, LA) as store:  # the listing's reads, audited
+            reads = {(r["item_id"], r["reader"], r["action"]) for r in await store.reads()}
+        # the referrals only (one row each: not the supervisor's copy); not the attendance
+        read = {item for item, _, _ in reads}
+        assert len(read) == 2
+        assert mia in read
+        assert attendance.item.item_id not in read
+        assert {(who, how) for _, who, how in reads} == {("cli:operator", "listed")}
         mash_only = await cli(ex, "referral", "list", "--la", LA, "--mash")
         assert "1 referral(s)" in mash_only.output
         assert f"#{mia} " in mash_only.output

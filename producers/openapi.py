@@ -33,6 +33,7 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
+from producers.openapi_information import INFORMATION_COMPONENTS, information_paths
 from producers.openapi_referrals import REFERRAL_COMPONENTS, referral_paths
 from sgx.errors import ConfigError, ContractError
 from sgx.wire import contract as c
@@ -399,6 +400,7 @@ def openapi_document(contract: Contract) -> dict[str, Any]:
         )
     paths.update(_consent_paths())
     paths.update(referral_paths(_ERRORS))
+    paths.update(information_paths(_ERRORS))
     paths["/healthz"] = _plain_get("healthz", "the endpoint is up", "text/plain")
     paths["/openapi.json"] = _plain_get("openapi", "this document", "application/json")
     return {
@@ -429,6 +431,7 @@ def openapi_document(contract: Contract) -> dict[str, Any]:
                 **_SHARED_COMPONENTS,
                 **_CONSENT_COMPONENTS,
                 **REFERRAL_COMPONENTS,
+                **INFORMATION_COMPONENTS,
             },
         },
     }

@@ -1,7 +1,9 @@
 """The push endpoint: agency systems POST notifications as JSON over HTTP.
 
 The author's side of consent (``/v1/consent-requests``) is :mod:`producers.push_consent`;
-what LAs said of the agency's referrals (``/v1/referrals``) :mod:`producers.push_referrals`.
+what LAs said of the agency's referrals (``/v1/referrals``) :mod:`producers.push_referrals`;
+the MASH information requests put to the agency, and its answers
+(``/v1/information-requests``), :mod:`producers.push_information`.
 
 ``POST /v1/notifications/{type}`` (``attendance_update``, ``health_update``,
 ``police_notification``) with a per-agency bearer token and a JSON body in the mapping of
@@ -65,6 +67,7 @@ from producers.consent_requests import ConsentDesk
 from producers.feeds import Submit
 from producers.openapi import NOTIFICATIONS_PATH, openapi_document
 from producers.push_consent import CONSENT_PATH, ConsentRoutes
+from producers.push_information import INFORMATION_PATH, InformationBoard, InformationRoutes
 from producers.push_referrals import REFERRALS_PATH, RESPONSES_PATH, ReferralBoard, ReferralRoutes
 from producers.push_tokens import PushTokens, Scope
 from sgx.errors import AlreadyAnswered, ContractError, ExchangeError, NotFound
@@ -413,6 +416,7 @@ def push_app(
     max_body_bytes: int = MAX_BODY_BYTES,
     consents: Mapping[str, ConsentDesk] | None = None,
     referrals: Mapping[str, ReferralBoard] | None = None,
+    information: Mapping[str, InformationBoard] | None = None,
 ) -> Starlette:
     """The push endpoint's ASGI app.
 
@@ -421,7 +425,9 @@ def push_app(
     notification id. ``consents`` maps agencies to their consent desks, served under
     ``/v1/consent-requests`` (:mod:`producers.push_consent`); ``referrals`` maps them to
     what the LAs said of their referrals, under ``/v1/referrals`` and
-    ``/v1/referral-responses`` (:mod:`producers.push_referrals`).
+    ``/v1/referral-responses`` (:mod:`producers.push_referrals`); ``information`` to
+    the information requests put to them, under ``/v1/information-requests``
+    (:mod:`producers.push_information`).
     """
     service = _PushService(accepts, tokens, contract or default_contract(), max_body_bytes)
     desks = ConsentRoutes(
@@ -430,6 +436,11 @@ def push_app(
         service.read_json,
     )
     boards = ReferralRoutes(referrals or {}, service.authenticate)
+    checks = InformationRoutes(
+        information or {},
+        functools.partial(service.authenticate, scope="information"),
+        service.read_json,
+    )
     return Starlette(
         routes=[
             Route(NOTIFICATIONS_PATH + "/{type}", service.push, methods=["POST"]),
@@ -437,6 +448,8 @@ def push_app(
             Route(CONSENT_PATH + "/{request_id}/answer", desks.answer, methods=["POST"]),
             Route(REFERRALS_PATH + "/{referral_id}", boards.referral, methods=["GET"]),
             Route(RESPONSES_PATH, boards.responses, methods=["GET"]),
+            Route(INFORMATION_PATH, checks.list, methods=["GET"]),
+            Route(INFORMATION_PATH + "/{request_id}/answer", checks.answer, methods=["POST"]),
             Route("/openapi.json", service.openapi, methods=["GET"]),
             Route("/healthz", _healthz, methods=["GET"]),
         ],

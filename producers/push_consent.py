@@ -27,7 +27,7 @@ from producers.openapi import CONSENT_PATH
 from sgx.errors import ContractError, NotFound
 from sgx.wire import contract as c
 
-__all__ = ["CONSENT_PATH", "ConsentRoutes", "answer_from_json", "request_json"]
+__all__ = ["CONSENT_PATH", "ConsentRoutes", "answer_from_json", "open_only", "request_json"]
 
 _ANSWER_FIELDS = {"granted": bool, "answered_by": str, "reason": str, "court_order": str}
 _REQUIRED = ("granted", "answered_by")
@@ -79,7 +79,7 @@ def answer_from_json(data: Any) -> dict[str, Any]:
     return {name: data.get(name) for name in _ANSWER_FIELDS}
 
 
-def _open_only(request: Request) -> bool:
+def open_only(request: Request) -> bool:
     """The ``open`` query parameter: true or false (false if left out)."""
     sent = request.query_params.get("open", "false").lower()
     if sent not in ("true", "false"):
@@ -110,7 +110,7 @@ class ConsentRoutes:
 
     async def list(self, request: Request) -> Response:
         desk = self._desk(request)
-        requests = await desk.list(open_only=_open_only(request))
+        requests = await desk.list(open_only=open_only(request))
         return JSONResponse({"consent_requests": [request_json(r) for r in requests]})
 
     async def answer(self, request: Request) -> Response:

@@ -7,9 +7,11 @@ hash adds nothing for a 256-bit random secret. A presented token's digest is com
 with every stored digest by :func:`hmac.compare_digest`. An agency may hold several
 tokens (rotation); ``safeguard push revoke AGENCY`` removes them all.
 
-A token carries **scopes**: ``notifications`` (send notifications, the default) and
-``consent`` (answer the consent requests put to the agency, court orders included): a
-system that only sends cannot grant. A token also **expires** (``--days``, 90 by
+A token carries **scopes**: ``notifications`` (send notifications, the default),
+``consent`` (answer the consent requests put to the agency, court orders included) and
+``information`` (list the MASH information requests put to the agency and answer them,
+:mod:`producers.push_information`): a system that only sends cannot grant consent, nor
+read what MASHs are asking about which children. A token also **expires** (``--days``, 90 by
 default). A running endpoint reads the file again whenever it changes (checked at most
 once a second), so a revocation or a new token takes effect within seconds, without a
 restart. Tokens of release 0.1 have no scopes or expiry recorded: they may send
@@ -37,8 +39,8 @@ from sgx.errors import ConfigError
 __all__ = ["SCOPES", "TOKEN_PREFIX", "PushTokens", "mint_token", "revoke_tokens", "tokens_file"]
 
 TOKEN_PREFIX = "sgxp_"  # noqa: S105 - a public prefix, not a secret
-Scope = Literal["notifications", "consent"]
-SCOPES: tuple[Scope, ...] = ("notifications", "consent")
+Scope = Literal["notifications", "consent", "information"]
+SCOPES: tuple[Scope, ...] = ("notifications", "consent", "information")
 DEFAULT_DAYS = 90
 RELOAD_EVERY_S = 1.0
 

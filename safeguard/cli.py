@@ -57,6 +57,7 @@ from safeguard.cli_producer import producer
 from safeguard.cli_push import push
 from safeguard.cli_quarantine import quarantine
 from safeguard.cli_referral import referral
+from safeguard.cli_referral_desk import referral_desk
 from safeguard.cli_schemas import schemas
 from safeguard.cli_school import school
 from safeguard.families import families
@@ -493,6 +494,7 @@ main.add_command(consent)
 main.add_command(push)
 main.add_command(inbox)
 main.add_command(family)  # `safeguard family outstanding|record|history|summary`
+main.add_command(referral_desk)  # `safeguard referral list|show|acknowledge|decide`: as LA
 main.add_command(schemas)
 main.add_command(quarantine)
 main.add_command(db)

@@ -17,6 +17,7 @@ from producers.information_requests import (
     InformationRequests,
     attendance_answer,
 )
+from producers.push_information import AUTHOR_RESTRICTIONS, restrictions_of
 from producers.receipts import catch_up
 from producers.school import parse_export
 from safeguard.cli_common import (
@@ -39,6 +40,7 @@ from sgx.errors import AlreadyAnswered, ConfigError, TransportError
 from sgx.keys.trust import utc_now
 
 OUTCOMES = {"held": "HELD", "nothing-held": "NOTHING_HELD", "cannot-match": "CANNOT_MATCH"}
+RESTRICTIONS = {code.lower().replace("_", "-"): code for code in AUTHOR_RESTRICTIONS}
 
 
 @click.group("information")
@@ -111,6 +113,10 @@ async def information_list(home: Path | None, agency: str, open_only: bool, offl
 @click.option("--outcome", type=click.Choice(sorted(OUTCOMES)), required=True)
 @click.option("--facts", default=None, help="what the agency holds, as facts (when held)")
 @click.option("--opinion", default=None, help="the agency's professional opinion, apart")
+@click.option(
+    "--restrict", "restrict", multiple=True, type=click.Choice(RESTRICTIONS),
+    help="a restriction on onward use (repeat for several)",
+)  # fmt: skip
 @click.option("--by", required=True, help="who answers (name and role)")
 @send_timeout_option
 @async_command
@@ -121,16 +127,18 @@ async def information_answer(
     outcome: str,
     facts: str | None,
     opinion: str | None,
+    restrict: tuple[str, ...],
     by: str,
     send_timeout: float,
 ) -> None:
     """Answer REQUEST_ID: what is held (facts apart from opinion), nothing, or no match."""
     rt = runtime(home)
+    codes = list(dict.fromkeys(RESTRICTIONS[r] for r in restrict))
     async with offline_outbox(rt, agency) as outbox:
         book = InformationRequests(outbox.store.engine, schema=outbox.store.schema)
         answered = await book.answer(
             outbox, request_id, outcome=OUTCOMES[outcome], answered_by=by, facts=facts,
-            opinion=opinion,
+            opinion=opinion, restrictions=restrictions_of(codes, "--restrict"),
         )  # fmt: skip
     click.echo(f"{outcome}: information request {request_id} (asked by {answered.local_authority})")
     say_relayed(await relay_pending(rt, agency, timeout=send_timeout), agency)

@@ -28,9 +28,11 @@ from prometheus_client.metrics_core import Metric
 from prometheus_client.registry import Collector
 
 from producers.consent_requests import ConsentDesk, ConsentRequests
+from producers.information_requests import InformationRequests
 from producers.openapi import openapi_document, render
 from producers.outbox import OutboxStore
 from producers.push import Accept, push_app
+from producers.push_information import InformationBoard
 from producers.push_referrals import ReferralBoard
 from producers.push_tokens import (
     DEFAULT_DAYS,
@@ -104,6 +106,7 @@ async def run_push(
         stores: dict[str, OutboxStore] = {}
         desks: dict[str, ConsentDesk] = {}
         boards: dict[str, ReferralBoard] = {}
+        checks: dict[str, InformationBoard] = {}
         services: list[asyncio.Task[None]] = []
         registries = _registries(agencies, registry)
         for agency, metrics in registries.items():
@@ -115,10 +118,15 @@ async def run_push(
             desks[agency] = ConsentDesk(book, outbox)
             outcomes = ReferralOutcomes(outbox.store.engine, schema=outbox.store.schema)
             boards[agency] = ReferralBoard(outbox.store, outcomes, agency)
+            asked = InformationRequests(outbox.store.engine, schema=outbox.store.schema)
+            checks[agency] = InformationBoard(asked, outbox)
             services += tasks
         readiness = await stack.enter_async_context(producer_monitoring(rt, registries, stores))
         await stack.enter_async_context(serving_metrics(rt, registry, readiness))
-        app = push_app(accepts, tokens, contract=rt.contract(), consents=desks, referrals=boards)
+        app = push_app(
+            accepts, tokens, contract=rt.contract(), consents=desks, referrals=boards,
+            information=checks,
+        )  # fmt: skip
         config = uvicorn.Config(app, host=host, port=port, lifespan="off", log_config=None)
         await _serve(_QuietServer(config), stop, ready, services)
 
@@ -210,7 +218,8 @@ def push() -> None:
     multiple=True,
     default=("notifications",),
     show_default=True,
-    help="notifications: send them; consent: answer consent requests (repeat for both)",
+    help="notifications: send them; consent: answer consent requests; information: list and "
+    "answer MASH information requests (repeat for several)",
 )
 @click.option("--days", type=int, default=DEFAULT_DAYS, show_default=True, help="it expires then")
 @exchange_errors

@@ -24,7 +24,6 @@ import httpx
 from prometheus_client import CollectorRegistry
 
 from consumers.inbox.settings import InboxSettings
-from consumers.referral_client import ReferralResponder
 from gateway.information_book import InformationBook
 from gateway.information_monitor import InformationMetrics, InformationMonitor
 from producers.information_requests import InformationRequests, attendance_answer
@@ -32,14 +31,14 @@ from producers.outbox import Outbox
 from producers.referral_outcomes import ReferralOutcomes
 from producers.school import parse_export
 from safeguard import samples
-from safeguard.demo_referral import la_response
+from safeguard.demo_referral import CONTACT
 from safeguard.inbox_wiring import inbox_store, serving_inbox
 from safeguard.outbox_wiring import running_outbox
 from safeguard.parties import GP, HEALTH, LA, LA_GSS, POLICE, SCHOOL
+from safeguard.referral_desk import respond
 from safeguard.runtime import Runtime
 from sgx.domain.family import DisclosureKind
 from sgx.domain.identifiers import make_nhs_number, make_upn
-from sgx.kafka.wiring import start_producer
 from sgx.wire import contract as c
 
 SAMI = samples.child(
@@ -115,15 +114,10 @@ async def network_checks(rt: Runtime, say: Say, wait_for: WaitFor) -> Story:
             for agency in ASKED_OF
         }
         story = await _refer(rt, outboxes[SCHOOL], say, wait_for)
-        producer = await start_producer(rt.kafka)
-        stack.push_async_callback(producer.stop)
-        trust = rt.trust()
-        camden = ReferralResponder(
-            identity=rt.identity(LA, trust), trust=trust, contract=rt.contract(),
-            producer=producer, settings=rt.kafka,
-        )  # fmt: skip
-        await camden.send(la_response(story.referral_id, SCHOOL, responded_by=DUTY))
-        say("  Camden's MASH acknowledges it (signed by Camden)")
+        await respond(rt, LA, story.item_id, by=DUTY, stage="ACKNOWLEDGED", la_contact=CONTACT,
+                      la_reference="MASH-2026-0808")  # fmt: skip
+        say("  Camden's MASH acknowledges it (signed by Camden), from its command line: "
+            f"safeguard referral acknowledge {story.item_id}")  # fmt: skip
         running = await stack.enter_async_context(
             serving_inbox(rt, LA, InboxSettings(host="127.0.0.1", port=0))
         )
@@ -138,7 +132,7 @@ async def network_checks(rt: Runtime, say: Say, wait_for: WaitFor) -> Story:
         await _answer(rt, outboxes, story, say, wait_for)
         await _late(rt, outboxes[LATE], story, say, wait_for)
         await _on_the_item(http, story, say, wait_for)
-        await _decide(camden, outboxes[SCHOOL], story, say, wait_for)
+        await _decide(rt, outboxes[SCHOOL], story, say, wait_for)
         await _family_record(rt, story, say)
     return story
 
@@ -284,17 +278,15 @@ async def _on_the_item(http: httpx.AsyncClient, story: Story, say: Say, wait_for
             say(f"      opinion: {answer['professional_opinion']}")
 
 
-async def _decide(
-    camden: ReferralResponder, school: Outbox, story: Story, say: Say, wait_for: WaitFor
-) -> None:
-    decision = la_response(
-        story.referral_id, SCHOOL, stage="DECIDED", decision="SECTION_47_ENQUIRIES",
-        responded_by=DUTY, la_reference="MASH-2026-0808",
+async def _decide(rt: Runtime, school: Outbox, story: Story, say: Say, wait_for: WaitFor) -> None:
+    await respond(
+        rt, LA, story.item_id, by=DUTY, stage="DECIDED", decision="SECTION_47_ENQUIRIES",
+        la_contact=CONTACT, la_reference="MASH-2026-0808",
         reasons="The agencies' answers together meet the threshold for enquiries under s.47.",
         next_steps="Keep Sami in school's sight today; a social worker will visit by 15:00.",
     )  # fmt: skip
-    await camden.send(decision)
-    say("  Camden decides: s.47 enquiries, and tells the school why and what it asks")
+    say(f"  Camden decides: s.47 enquiries (safeguard referral decide {story.item_id}), and "
+        "tells the school why and what it asks")  # fmt: skip
     outcomes = ReferralOutcomes(school.store.engine, schema=school.store.schema)
 
     async def told() -> bool:

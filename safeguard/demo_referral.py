@@ -14,6 +14,7 @@ from producers.referral_outcomes import ReferralOutcomes
 from safeguard import samples
 from safeguard.outbox_wiring import running_outbox
 from safeguard.parties import GP, LA, LA_GSS, SCHOOL
+from safeguard.referral_desk import respond
 from safeguard.runtime import Runtime
 from sgx.domain.identifiers import make_nhs_number
 from sgx.kafka.wiring import start_producer
@@ -66,22 +67,24 @@ async def referral_both_ways(
         say(f"  Camden's MASH has it ({view.item.route_reason.lower().replace('_', ' ')}): "
             f"acknowledge by {due['acknowledge_by']:%a %d %b %H:%M} UTC, decide by "
             f"{due['decide_by']:%a %d %b %H:%M} UTC (one working day each)")  # fmt: skip
+        item, by = view.item.item_id, "Mo Duty, MASH duty social worker"
+        await respond(rt, LA, item, by=by, stage="ACKNOWLEDGED", la_contact=CONTACT,
+                      la_reference="MASH-2026-0707")  # fmt: skip
+        say(f"  the MASH acknowledges it (signed by Camden): safeguard referral acknowledge {item}")
+        await respond(
+            rt, LA, item, by=by, stage="DECIDED", decision="SECTION_47_ENQUIRIES",
+            reasons="What you describe meets the threshold for enquiries under s.47.",
+            next_steps="Please join the strategy discussion tomorrow at 10:00.",
+            la_contact=CONTACT, la_reference="MASH-2026-0707",
+        )  # fmt: skip
+        say("  and decides: s.47 enquiries; tells the GP why and what it asks of them")
         producer = await start_producer(rt.kafka)
-        try:
+        try:  # a response the LA's desk would never make: sent by hand, past it
             trust = rt.trust()
             camden = ReferralResponder(
                 identity=rt.identity(LA, trust), trust=trust, contract=rt.contract(),
                 producer=producer, settings=rt.kafka,
             )  # fmt: skip
-            await camden.send(la_response(referral_id, GP))
-            say("  the MASH acknowledges it (signed by Camden)")
-            decision = la_response(
-                referral_id, GP, stage="DECIDED", decision="SECTION_47_ENQUIRIES",
-                reasons="What you describe meets the threshold for enquiries under s.47.",
-                next_steps="Please join the strategy discussion tomorrow at 10:00.",
-            )  # fmt: skip
-            await camden.send(decision)
-            say("  and decides: s.47 enquiries; tells the GP why and what it asks of them")
             await camden.send(la_response(referral_id, SCHOOL))
             say("  a third response, addressed to Hillside school instead of the GP ...")
         finally:

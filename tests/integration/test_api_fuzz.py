@@ -42,6 +42,7 @@ from schemathesis.specs.openapi.checks import (
 from consumers.inbox.openapi import OPERATIONS
 from producers.openapi import openapi_document
 from producers.push import to_json
+from producers.push_information import INFORMATION_PATH
 from safeguard.inbox_wiring import inbox_store
 from safeguard.parties import LA, SCHOOL
 from sgx.wire import contract as c
@@ -49,6 +50,7 @@ from sgx.wire.contract import default_contract
 from tests.integration.inbox_world import World, inbox_world
 from tests.integration.test_inbox_matrix import api_clients
 from tests.unit.test_push import SAMPLES, school_endpoint
+from tests.unit.test_push_information import HELD
 
 # schemathesis's strategies draw from the global `random` (seeded by hypothesis for each
 # example, so runs stay reproducible); hypothesis deprecates that, and says so each draw
@@ -237,7 +239,10 @@ PUSH_OPERATIONS = sorted(
 
 
 def _samples(path: str) -> list[Any]:
-    """A valid body of the path's notification type, by the school, if it is one."""
+    """A valid body of the path's notification type, by the school, if it is one (or a
+    valid answer to an information request)."""
+    if path.endswith("/answer") and path.startswith(INFORMATION_PATH):
+        return [HELD, {"outcome": "NOTHING_HELD", "answered_by": "Ms Patel, DSL"}]
     for name, sample in SAMPLES.items():
         if path.endswith("/" + c.SHORT_NAMES[name]):
             body = to_json(default_contract(), name, sample())
@@ -262,7 +267,7 @@ async def test_the_push_endpoint_answers_as_its_document_says(
 ) -> None:
     async with school_endpoint(tmp_path) as push:
         callers = callers_of(push.tokens, "both", caller)
-        ids: list[Ids] = [None, *({"request_id": r} for r in push.requests)]
+        ids: list[Ids] = [None, *({"request_id": r} for r in push.requests + push.checks)]
         schema = await served(push.http, "/openapi.json")
         operation = operation_of(schema, path, method)
         requests = requests_for(operation, callers, ids, _samples(path)).map(_by_the_school)

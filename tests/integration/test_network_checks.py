@@ -203,6 +203,7 @@ async def test_the_school_lists_answers_and_its_feed_answers_from_the_register(
             ex, "producer", "information", "answer", str(by_person["request_id"]),
             "--agency", SCHOOL, "--outcome", "held", "--facts", "Two exclusions this year",
             "--opinion", "We are worried", "--by", "Ms Patel, DSL",
+            "--restrict", "not-to-parents",
         )  # fmt: skip
         assert answered.exit_code == 0, answered.output
         again = await cli(
@@ -224,6 +225,7 @@ async def test_the_school_lists_answers_and_its_feed_answers_from_the_register(
         person = heard[by_person["request_id"]]
         assert (person["outcome"], person["automatic"]) == ("HELD", False)
         assert person["professional_opinion"] == "We are worried"
+        assert "NOT_TO_PARENTS" in [r["code"] for r in person["restrictions"]]
         register = heard[from_register["request_id"]]
         assert (register["outcome"], register["automatic"]) == ("HELD", True)
         assert "missed 2 of 6 possible sessions" in register["facts"]

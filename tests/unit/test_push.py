@@ -23,10 +23,12 @@ from referencing.jsonschema import DRAFT202012
 from starlette.routing import Route
 
 from producers.consent_requests import ConsentDesk, ConsentRequest, ConsentRequests
+from producers.information_requests import InformationRequests
 from producers.openapi import json_schema, openapi_document, render
 from producers.outbox import OutboxStore
 from producers.push import MAX_BODY_BYTES, from_json, push_app, to_json
-from producers.push_tokens import PushTokens, mint_token, revoke_tokens, tokens_file
+from producers.push_information import InformationBoard
+from producers.push_tokens import SCOPES, PushTokens, mint_token, revoke_tokens, tokens_file
 from safeguard import samples
 from safeguard.cli_push import push
 from safeguard.parties import DEMO_PARTIES, HEALTH, POLICE, SCHOOL
@@ -36,6 +38,7 @@ from sgx.keys.key_admin import init_trust
 from sgx.settings import REPO_ROOT
 from sgx.wire import contract as c
 from sgx.wire.contract import default_contract
+from tests.unit.information_requests import information_request, keep
 from tests.unit.test_consent import NOW, keep_requests, offline_outbox, request_record
 
 CONTRACT = default_contract()
@@ -522,12 +525,14 @@ class SchoolEndpoint:
     http: httpx.AsyncClient
     tokens: dict[str, str]  # by caller, as push_callers mints them
     requests: list[str]  # the consent requests put to the school: open, answered
+    checks: list[str]  # the information requests put to the school: open, answered
 
 
 @contextlib.asynccontextmanager
 async def school_endpoint(tmp_path: Path) -> AsyncIterator[SchoolEndpoint]:
-    """The push endpoint serving the school in process, with its consent desk (over an
-    outbox whose broker client never starts) holding one open request and one answered."""
+    """The push endpoint serving the school in process, with its consent desk and its
+    information requests (over an outbox whose broker client never starts), each holding
+    one open request and one answered."""
     tokens = push_callers(tokens_file(tmp_path))
     async with (
         await OutboxStore.open(None, tmp_path / "outbox.db", owner=SCHOOL) as store,
@@ -537,14 +542,24 @@ async def school_endpoint(tmp_path: Path) -> AsyncIterator[SchoolEndpoint]:
         asked = [ConsentRequest.of(SCHOOL, request_record(), NOW) for _ in range(2)]
         await keep_requests(store.engine, book, *asked)
         await book.answer(outbox, asked[1].request_id, granted=False, answered_by="Ms Head")
+        checks = InformationRequests(store.engine)
+        checked = [information_request(SCHOOL) for _ in range(2)]
+        await keep(store.engine, checks, *checked)
+        await checks.answer(
+            outbox, checked[1].request_id, outcome="CANNOT_MATCH", answered_by="Ms Head"
+        )
         app = push_app(
             {SCHOOL: Recorder()},
             PushTokens.load(tokens_file(tmp_path)),
             consents={SCHOOL: ConsentDesk(book, outbox)},
+            information={SCHOOL: InformationBoard(checks, outbox)},
         )
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://push.test") as http:
-            yield SchoolEndpoint(http, tokens, [str(a.request_id) for a in asked])
+            yield SchoolEndpoint(
+                http, tokens, [str(a.request_id) for a in asked],
+                [str(r.request_id) for r in checked],
+            )  # fmt: skip
 
 
 async def test_listing_consent_requests_reads_open_as_true_or_false_only(
@@ -595,6 +610,11 @@ PUSH_MATRIX: dict[tuple[str, str], dict[str, int]] = {
     # no referral board in this app: 404 once a sender's token is let through
     ("GET", "/v1/referrals/{referral_id}"): _push_row(404, sender=404, consent_only=403),
     ("GET", "/v1/referral-responses"): _push_row(404, sender=404, consent_only=403),
+    # no information board in this app: 404 once an information token is let through
+    ("GET", "/v1/information-requests"): _push_row(404, sender=403, consent_only=403),
+    ("POST", "/v1/information-requests/{request_id}/answer"): _push_row(
+        404, sender=403, consent_only=403
+    ),
     ("GET", "/openapi.json"): dict.fromkeys(PUSH_CALLERS, 200),
     ("GET", "/healthz"): dict.fromkeys(PUSH_CALLERS, 200),
 }
@@ -606,7 +626,7 @@ def push_callers(path: Path) -> dict[str, str]:
     tokens = {
         "sender": mint_token(path, SCHOOL),
         "consent_only": mint_token(path, SCHOOL, ("consent",)),
-        "both": mint_token(path, SCHOOL, ("notifications", "consent")),
+        "both": mint_token(path, SCHOOL, SCOPES),  # every scope
         "other_agency": mint_token(path, HEALTH, ("notifications", "consent")),
         "revoked": mint_token(path, POLICE, ("notifications", "consent")),
         "expired": mint_token(path, SCHOOL, ("notifications", "consent")),

@@ -28,6 +28,7 @@ Tables (beside ``queue_item``; ``schema`` places them in a PostgreSQL schema):
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
 import secrets
 from collections.abc import Sequence
@@ -79,8 +80,19 @@ TOKEN_PREFIX = "sgxi_"  # noqa: S105 - a public prefix (lets secret scanners spo
 # the read audit's actions; ``family``: a family-informed decision recorded about the item
 ReadAction = Literal["listed", "opened", "fetched", "record", "family"]
 _HASHER = PasswordHasher()
-# Verified when the username is unknown, so a wrong name costs as long as a wrong password.
-_DUMMY_HASH = _HASHER.hash(secrets.token_urlsafe(16))
+
+
+@functools.cache
+def _dummy_hash() -> str:
+    """Verified when the username is unknown, so a wrong name costs as long as a wrong
+    password. Made at the first sign-in, not at import: an argon2 hash is ~0.2-0.8 s of
+    CPU, which every ``safeguard`` command (all import this module) paid at start."""
+    return _HASHER.hash(secrets.token_urlsafe(16))
+
+
+def _verify(password_hash: str | None, password: str) -> None:
+    """Raise VerificationError unless ``password`` matches (``None``: an unknown user)."""
+    _HASHER.verify(password_hash if password_hash is not None else _dummy_hash(), password)
 
 
 @dataclass(frozen=True, slots=True)
@@ -265,9 +277,7 @@ class InboxStore(Database):
             async with self._engine.connect() as conn:
                 row = (await conn.execute(query)).mappings().first()
         try:  # ~160 ms of CPU: off the event loop, which serves everyone else meanwhile
-            await asyncio.to_thread(
-                _HASHER.verify, row["password_hash"] if row else _DUMMY_HASH, password
-            )
+            await asyncio.to_thread(_verify, row["password_hash"] if row else None, password)
         except (VerificationError, InvalidHashError):
             return None
         if row is None or row["disabled"]:

@@ -35,6 +35,7 @@ from sgx.domain.family import DisclosureKind
 from sgx.domain.network_checks import ASKED_MAX, MATCH_FIELDS, RATINGS
 from sgx.errors import ContractError, Forbidden, NotFound, TransportError
 from sgx.keys.trust import Clock, TrustDirectory, utc_now
+from sgx.wire import contract as c
 from sgx.wire.ids import new_id
 
 KIND = DisclosureKind.NETWORK_CHECK
@@ -95,6 +96,11 @@ class NetworkChecks:
         (Forbidden), sees it (NotFound), and it is the MASH queue's (Forbidden)."""
         who.require(SHARE)
         item = await self._inbox.item(who, item_id)
+        if item.notification_type == c.INFORMATION_ANSWER:
+            raise Forbidden(
+                f"item {item_id} is an agency's answer to a network check: ask from the MASH "
+                "item it answers"
+            )
         if item.recipient_role != MASH_ROLE:
             raise Forbidden(
                 f"item {item_id} is in {item.recipient_id}'s queue: network checks are asked "

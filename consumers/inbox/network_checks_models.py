@@ -55,6 +55,9 @@ class NetworkCheckOut(_Out):
     reason: str | None = Field(description="the gateway's words (why refused, or the deadline)")
     family_told: bool | None
     answer: AnswerOut | None
+    answer_item: int | None = Field(
+        description="the MASH queue's item holding the answer (GET /deliveries/{id})"
+    )
 
 
 class NetworkChecksOut(_Out):

@@ -17,6 +17,7 @@ in ``safeguard/cli_*.py`` are registered at the end of this module::
     safeguard schemas check [--lock]                  schema compatibility (cli_schemas)
     safeguard db upgrade | status                     the stores' schema versions (cli_db)
     safeguard police requests                           open Protocol requests (cli_police)
+    safeguard queue checks ITEM                         a MASH item's network checks (cli_network)
 """
 
 from __future__ import annotations
@@ -52,6 +53,7 @@ from safeguard.cli_family import (
 from safeguard.cli_health import health
 from safeguard.cli_inbox import inbox
 from safeguard.cli_information import producer_information
+from safeguard.cli_network import queue_checks
 from safeguard.cli_police import police, police_feed
 from safeguard.cli_producer import producer
 from safeguard.cli_push import push
@@ -492,6 +494,7 @@ main.add_command(consent)
 # (one process can serve several agencies), like `gateway run`.
 main.add_command(push)
 main.add_command(inbox)
+queue.add_command(queue_checks)
 main.add_command(family)  # `safeguard family outstanding|record|history|summary`
 main.add_command(schemas)
 main.add_command(quarantine)

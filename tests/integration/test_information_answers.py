@@ -26,6 +26,7 @@ from sgx.domain.restrictions import TEXT
 from sgx.wire import contract as c
 from tests.integration.harness import eventually
 from tests.integration.inbox_world import CHILDREN, World, inbox_world
+from tests.integration.test_author_consent import cli
 from tests.integration.test_inbox_api import items_of, person, token
 
 pytestmark = pytest.mark.broker
@@ -164,3 +165,11 @@ async def test_answers_are_mash_items_and_their_restrictions_bind_onward_shares(
         )  # fmt: skip
         assert checked.status_code == 403
         assert "answer" in checked.json()["errors"][0]["problem"]
+
+    # The command line reads the same rows: each agency asked, answered, with the item.
+    listed_cli = await cli(ex, "queue", "checks", "--la", LA, str(maya))
+    assert listed_cli.exit_code == 0, listed_cli.output
+    assert f"#{maya}: 2 network check(s)" in listed_cli.output
+    for agency in (SCHOOL, HEALTH):
+        line = next(x for x in listed_cli.output.splitlines() if x.strip().startswith(agency))
+        assert f"answered: #{items[agency]}" in line, line

@@ -101,6 +101,22 @@ async def test_the_demo_story_on_every_queue_and_agency(tmp_path: Path) -> None:
         assert by_agency[SCHOOL].notification["automatic"] is True
         assert "missed 3 of 8 possible sessions" in by_agency[SCHOOL].notification["facts"]
         assert by_agency[GP].notification["automatic"] is False
+        assert {a: v.item.item_id for a, v in by_agency.items()} == story.answers
+
+        # The answers' restrictions bound the MASH's onward shares: the police's answer to
+        # the school refused, the GP's to a Camden colleague delivered into her queue.
+        assert any(
+            f"{LATE}'s answer to {SCHOOL} (other professional): REFUSED "
+            "(THIRD_PARTY_AUTHOR_CONSENT, POLICE_CONFIDENTIAL_TO_PROCEEDINGS)" in line
+            for line in said
+        ), said
+        gp_answer = by_agency[GP].item.notification_id
+        onward = [v for v in await ex.queue("sw-amara") if v.item.notification_id == gp_answer]
+        assert [(v.item.route_reason, v.is_answer) for v in onward] == [("ONWARD_SHARE", True)]
+        async with ex.gateway_store() as gateway:
+            police = by_agency[LATE].item.notification_id
+            refused = await gateway.audit_records(notification_id=police)
+        assert [(a.decision, a.reason) for a in refused] == [("share_refused", "restriction")]
         assert any(f"#{story.item_id} (GET " in line for line in said)
         assert any("SgxInformationRequestOverdue fires" in line for line in said)
 

@@ -31,6 +31,7 @@ from consumers.inbox.service import Inbox
 from consumers.information_rows import InformationStatusRow
 from consumers.network_checks import request_record
 from consumers.queue import QueueItem
+from consumers.reader import QueueView
 from sgx.domain.family import DisclosureKind
 from sgx.domain.network_checks import ASKED_MAX, MATCH_FIELDS, RATINGS
 from sgx.errors import ContractError, Forbidden, NotFound, TransportError
@@ -59,6 +60,8 @@ class NetworkCheck:
     answer: dict[str, Any] | None
     overdue: bool
     answer_item: int | None = None  # the MASH queue's item holding the answer
+    # the answer's restrictions on onward use as delivered: the agency's and the defaults
+    restrictions: tuple[str, ...] = ()
 
     @property
     def request_id(self) -> str:
@@ -179,13 +182,12 @@ class NetworkChecks:
         queue = self._inbox.queue
         refs = [d.ref for d in found]
         statuses = await queue.information.status_of(refs)
-        answers: dict[str, tuple[int, dict[str, Any]]] = {}
+        answers: dict[str, QueueView] = {}
         for ref, answer_item in (await queue.answering(refs)).items():
             try:
-                view = await self._inbox.open(who, answer_item, "opened")  # audited
+                answers[ref] = await self._inbox.open(who, answer_item, "opened")  # audited
             except NotFound:
                 continue  # not in what the caller may see
-            answers[ref] = (answer_item, view.notification)
         await self._inbox.store.record_reads(who, "opened", [(item_id, item.notification_id)])
         now = self._clock()
         return [self._check(d, statuses.get(d.ref), answers.get(d.ref), now) for d in found]
@@ -194,7 +196,7 @@ class NetworkChecks:
     def _check(
         found: Disclosure,
         status: InformationStatusRow | None,
-        answered: tuple[int, dict[str, Any]] | None,
+        answered: QueueView | None,
         now: datetime,
     ) -> NetworkCheck:
         deadline = status.deadline if status else None
@@ -206,6 +208,7 @@ class NetworkChecks:
             disclosure=found, agency=found.to_name, rating=status.rating if status else "",
             asked=found.purpose, state=state, deadline=deadline,
             reason=status.reason if status else None,
-            answer=answered[1] if answered else None, overdue=overdue,
-            answer_item=answered[0] if answered else None,
+            answer=answered.notification if answered else None, overdue=overdue,
+            answer_item=answered.item.item_id if answered else None,
+            restrictions=answered.item.restrictions if answered else (),
         )  # fmt: skip

@@ -44,7 +44,7 @@ def _out(check: NetworkCheck) -> NetworkCheckOut:
         answer=None if answer is None else AnswerOut(
             outcome=answer["outcome"], facts=answer["facts"],
             professional_opinion=answer["professional_opinion"],
-            restrictions=[r["code"] for r in answer["restrictions"]],
+            restrictions=list(check.restrictions),
             answered_by=answer["answered_by"], automatic=answer["automatic"],
             answered_at=answer["answered_at"],
         ),

@@ -36,7 +36,10 @@ class AnswerOut(_Out):
     outcome: str = Field(description="HELD, NOTHING_HELD or CANNOT_MATCH")
     facts: str | None
     professional_opinion: str | None
-    restrictions: list[str] = Field(description="restriction codes on onward use")
+    restrictions: list[str] = Field(
+        description="restriction codes on onward use, as delivered: the agency's own and "
+        "the exchange's defaults for its kind"
+    )
     answered_by: str
     automatic: bool
     answered_at: dt.datetime

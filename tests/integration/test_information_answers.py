@@ -81,7 +81,10 @@ async def test_answers_are_mash_items_and_their_restrictions_bind_onward_shares(
             check["agency"]: check
             for check in (await http.get(checks_url, headers=headers)).json()["checks"]
         }
-        assert listed[SCHOOL]["answer"]["restrictions"] == ["NO_ONWARD_SHARING"]
+        assert listed[SCHOOL]["answer"]["restrictions"] == [
+            "NO_ONWARD_SHARING", "THIRD_PARTY_AUTHOR_CONSENT",
+        ]  # fmt: skip
+        assert listed[HEALTH]["answer"]["restrictions"] == ["THIRD_PARTY_AUTHOR_CONSENT"]
         items = {agency: check["answer_item"] for agency, check in listed.items()}
         assert set(await items_of(world, f"mash:{LA}")) == {maya, *items.values()}
 
@@ -152,6 +155,9 @@ async def test_answers_are_mash_items_and_their_restrictions_bind_onward_shares(
         assert "answer to a network check" in page.text
         assert no_onward["facts"] in page.text
         assert "Network checks: rate this contact" not in page.text
+        checks_page = (await mash.request("GET", f"/items/{maya}/network-checks")).text
+        assert f'href="/items/{items[SCHOOL]}"' in checks_page
+        assert "Third-party information: it may be shared" in checks_page
         child = await mash.request("GET", f"/items/{items[SCHOOL]}/child")
         assert child.status_code == 200, child.text
         assert CHILDREN["maya"].given in child.text  # the child of the item it answers

@@ -37,6 +37,7 @@ from sgx.wire.envelope import Opener, Purpose
 # what a delivery topic's envelope is kept as: a queue row per addressee (and, for an
 # information answer, its request's link), or an information request's status
 Kept = QueueEntry | InformationStatusRow | AnswerLink
+ANSWER_LABEL = "information_answer"  # the metrics' type of an information answer
 
 
 class DeliveryReader:
@@ -113,10 +114,15 @@ class DeliveryReader:
                 "notification_id", "the delivery names another answer than it holds",
                 schema=c.DELIVERY,
             )  # fmt: skip
+        asking = [a for a in delivery["recipients"] if a["route_reason"] == "REQUESTING_LA_MASH"]
+        if any(a["id"] != f"mash:{answer['local_authority']}" for a in asking):
+            raise ContractError(
+                "recipients", "an answer delivered to a MASH other than the asking LA's",
+                schema=c.DELIVERY,
+            )  # fmt: skip
         return [
             AnswerLink(str(answer["request_id"]), str(answer["answer_id"]), a["id"], where)
-            for a in delivery["recipients"]
-            if a["route_reason"] == "REQUESTING_LA_MASH"
+            for a in asking
         ]
 
     async def read(
@@ -193,7 +199,9 @@ class DeliveryConsumer:
                 (now - entry.authored_at).total_seconds()
             )
         for (name, urgency), seconds in latencies.items():
-            label = c.SHORT_NAMES.get(name, "unknown")
+            label = (
+                ANSWER_LABEL if name == c.INFORMATION_ANSWER else c.SHORT_NAMES.get(name, "unknown")
+            )
             self._metrics.notifications.labels(type=label, outcome="queued").inc(len(seconds))
             histogram = self._metrics.latency.labels(type=label, urgency=urgency)
             for value in seconds:

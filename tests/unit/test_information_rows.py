@@ -106,6 +106,11 @@ async def test_statuses_and_answers_are_kept_once_and_the_untrusted_quarantined(
     not_a_status = sealed(
         gateway, Purpose.SHARE_DECISION, c.INFORMATION_ANSWER, answer(other, other)
     )
+    elsewhere = uuid.uuid4()  # an answer naming another LA, in this LA's MASH queue
+    islingtons = sealed(
+        gateway, Purpose.DELIVERY, c.DELIVERY,
+        delivery(answer(other, elsewhere) | {"local_authority": "la-islington"}, elsewhere, rt),
+    )  # fmt: skip
     commits = _Commits({TopicPartition(TOPIC, 0)})
     consumer = DeliveryConsumer(
         opener=Opener(rt.identity(LA, trust), trust), contract=contract, store=store,
@@ -114,7 +119,7 @@ async def test_statuses_and_answers_are_kept_once_and_the_untrusted_quarantined(
     batch = [
         _Record(TOPIC, 0, 0, pack([said, answered])),
         _Record(TOPIC, 0, 1, no),
-        _Record(TOPIC, 0, 2, pack([forged, mismatched, not_a_status])),
+        _Record(TOPIC, 0, 2, pack([forged, mismatched, not_a_status, islingtons])),
     ]
     await consumer.process(batch)
     await consumer.process(batch)  # Kafka delivers it again (a crash before the commit)
@@ -139,4 +144,7 @@ async def test_statuses_and_answers_are_kept_once_and_the_untrusted_quarantined(
     assert consumer.queued == 1
 
     held = [(q.offset, q.item, q.reason) for q in await store.quarantine_list()]
-    assert held == [(2, 0, "not_from_gateway"), (2, 1, "invalid_record"), (2, 2, "invalid_record")]
+    assert held == [
+        (2, 0, "not_from_gateway"), (2, 1, "invalid_record"), (2, 2, "invalid_record"),
+        (2, 3, "invalid_record"),
+    ]  # fmt: skip

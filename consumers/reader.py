@@ -101,7 +101,7 @@ class QueueReader:
 def child_label(notification: dict[str, Any]) -> str:
     child = notification.get("child")
     if child is None:  # an information answer: its request named the child
-        return f"answer to information request {notification['request_id']}"
+        return "answer to a network check"
     name = (
         " ".join(p for p in (child.get("given_name"), child.get("family_name")) if p)
         or "(name withheld)"
@@ -227,6 +227,7 @@ def _answer_detail(view: QueueView) -> str:
     lines = [
         summary_line(view),
         f"  {readable(n['outcome'])}, answered {how} at {n['answered_at']:%Y-%m-%d %H:%M} UTC",
+        f"  to information request {n['request_id']} (safeguard queue checks on its MASH item)",
     ]
     if n.get("facts"):
         lines.append(f"  facts: {n['facts']}")

@@ -16,10 +16,11 @@ from pathlib import Path
 
 import click
 
-from consumers.reader import summary_line
+from consumers.reader import readable
 from safeguard.cli_common import async_command, home_option, la_option, runtime
 from safeguard.inbox_wiring import inbox_store
 from sgx.domain.family import DisclosureKind
+from sgx.wire import contract as c
 
 
 @click.command("checks")
@@ -41,11 +42,16 @@ async def queue_checks(home: Path | None, la: str, item: int) -> None:
         statuses = await store.information.status_of(refs)
         answering = await store.answering(refs)
         reader = await rt.queue_reader(la, store)
+        if row.notification_type == c.INFORMATION_ANSWER:
+            click.echo(f"#{item} is an answer to a network check: list its MASH item's checks")
+            return
         click.echo(f"#{item}: {len(asked)} network check(s)")
         for d in asked:
             status = statuses.get(d.ref)
             if d.ref in answering:
-                said = "answered: " + summary_line(await reader.show(answering[d.ref]))
+                answer = (await reader.show(answering[d.ref])).notification
+                how = "automatically" if answer["automatic"] else f"by {answer['answered_by']}"
+                said = f"answered: item #{answering[d.ref]}, {readable(answer['outcome'])}, {how}"
             elif status is None:
                 said = "sent; no word from the gateway yet"
             elif status.state == "REFUSED":

@@ -178,4 +178,4 @@ async def test_answers_are_mash_items_and_their_restrictions_bind_onward_shares(
     assert f"#{maya}: 2 network check(s)" in listed_cli.output
     for agency in (SCHOOL, HEALTH):
         line = next(x for x in listed_cli.output.splitlines() if x.strip().startswith(agency))
-        assert f"answered: #{items[agency]}" in line, line
+        assert f"answered: item #{items[agency]}, held, by Ms Patel, DSL" in line, line

@@ -171,6 +171,11 @@ class InformationJudge:
         if record["answer_id"] != opened.message_id:
             raise Quarantine("invalid_record", "the answer's id is not its envelope's message id")
         closed = ask.answer_id or self._closed.get(request_id)
+        if closed == str(opened.message_id):
+            # this very answer, judged again after a crash between the batch's commit and
+            # its publish: delivered again (the audit records are found by their keys, the
+            # ledger keeps its first entry, the queue ignores rows it holds)
+            return _answered(opened, record, ask)
         if closed is not None:
             raise Quarantine(
                 "information_request_closed",

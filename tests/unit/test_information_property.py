@@ -282,6 +282,12 @@ async def _answer(
     assert decision.receipt is not None
     assert decision.receipt[0] == sender
     assert [e.local_authority for e in decision.audit] == [asking]
+    # The same answer judged again (a crash between the commit and the publish): delivered
+    # again to the same MASH, not quarantined as closed by itself.
+    again = await run.send(sender, Purpose.NOTIFICATION, c.INFORMATION_ANSWER, record,
+                           answer_id)  # fmt: skip
+    assert again.outcome == "information_answered", again
+    assert [d.record["recipients"][0]["id"] for d in again.deliveries] == [f"mash:{asking}"]
 
 
 @settings(

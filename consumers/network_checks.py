@@ -2,10 +2,12 @@
 
 The MASH seals each ``InformationRequest`` (one per agency asked; the message id is the
 request id) for the gateway and publishes it on the LA's inbound topic with purpose
-SHARE_REQUEST, like a share. The gateway answers on the LA's receipts topic, sealed for
-the LA with purpose SHARE_DECISION: first an ``InformationStatus`` (ASKED with the deadline
-it set and the identifiers it sent, or REFUSED and why), then, once the agency answers,
-the agency's ``InformationAnswer`` (only ever to the LA that asked).
+SHARE_REQUEST, like a share. The gateway answers on the LA's delivery topic, where the
+LA's consumer keeps what it hears (:mod:`consumers.information_rows`): first an
+``InformationStatus`` (ASKED with the deadline it set and the identifiers it sent, or
+REFUSED and why), then, once the agency answers, the agency's ``InformationAnswer`` as an
+item of the MASH queue (only ever to the LA that asked). :meth:`NetworkCheckClient.ask`
+waits for the status row; nothing here reads a topic.
 
 Asking requires the family-informed decision: :func:`request_record` refuses to build a
 request without one (told, or the exception that applied), and the contract checks it
@@ -23,15 +25,15 @@ from typing import Any
 
 from aiokafka import AIOKafkaProducer
 
+from consumers.information_rows import InformationRows, InformationStatusRow
 from sgx.domain.family import FamilyException
-from sgx.errors import ContractError, EnvelopeError
-from sgx.kafka.wiring import inbound_topic, kafka_errors, read_topic, receipts_topic
+from sgx.errors import ContractError
+from sgx.kafka.wiring import inbound_topic, kafka_errors
 from sgx.keys.identity import Identity
 from sgx.keys.trust import TrustDirectory
-from sgx.settings import KafkaSettings
 from sgx.wire import contract as c
 from sgx.wire.contract import Contract
-from sgx.wire.envelope import Opener, Purpose, Sealer
+from sgx.wire.envelope import Purpose, Sealer
 
 WAIT_S = 30.0
 
@@ -83,57 +85,38 @@ class NetworkCheckClient:
         trust: TrustDirectory,
         contract: Contract,
         producer: AIOKafkaProducer,
-        settings: KafkaSettings,
+        rows: InformationRows,
     ) -> None:
         self._identity = identity
         self._contract = contract
         self._producer = producer
-        self._settings = settings
+        self._rows = rows
         self._sealer = Sealer(identity, trust, "gateway")
-        self._opener = Opener(identity, trust)
 
-    async def ask(self, request: dict[str, Any], *, timeout: float = WAIT_S) -> dict[str, Any]:
-        """Publish ``request`` and wait for the gateway's InformationStatus on it."""
+    async def send(self, request: dict[str, Any]) -> None:
+        """Publish ``request`` (sealed for the gateway, on the LA's inbound topic)."""
         plaintext = self._contract.encode(c.INFORMATION_REQUEST, request)
         request_id = request["request_id"]
         value = self._sealer.seal(Purpose.SHARE_REQUEST, request_id, plaintext)
         async with kafka_errors("publish an information request"):
             topic = inbound_topic(self._identity.party_id)
             await (await self._producer.send(topic, value, key=request_id.bytes))
+
+    async def ask(
+        self, request: dict[str, Any], *, timeout: float = WAIT_S
+    ) -> InformationStatusRow:
+        """Publish ``request`` and wait for the LA's consumer to keep the gateway's
+        InformationStatus on it (TimeoutError: not yet; it lands when it comes)."""
+        await self.send(request)
+        return await self.status(request["request_id"], timeout=timeout)
+
+    async def status(self, request_id: uuid.UUID, *, timeout: float) -> InformationStatusRow:
+        """The gateway's word on ``request_id`` once the consumer has kept it."""
         deadline = time.monotonic() + timeout
         while True:
-            found = (await self.read(c.INFORMATION_STATUS)).get(request_id)
-            if found:
-                return found[-1]
+            found = (await self._rows.status_of([str(request_id)])).get(str(request_id))
+            if found is not None:
+                return found
             if time.monotonic() >= deadline:
                 raise TimeoutError(f"no word from the gateway on request {request_id} yet")
             await asyncio.sleep(0.1)
-
-    async def read(self, schema: str) -> dict[uuid.UUID, list[dict[str, Any]]]:
-        """Every ``schema`` record the gateway sent the LA (statuses or answers), by request,
-        oldest first (one read of the receipts topic to its end)."""
-        found: dict[uuid.UUID, list[dict[str, Any]]] = {}
-        for record in await read_topic(self._settings, receipts_topic(self._identity.party_id)):
-            said = self._said(bytes(record.value or b""), schema)
-            if said is not None:
-                found.setdefault(said["request_id"], []).append(said)
-        for said_of in found.values():
-            said_of.sort(key=_when)
-        return found
-
-    def _said(self, value: bytes, schema: str) -> dict[str, Any] | None:
-        try:
-            opened = self._opener.open(value)
-        except EnvelopeError:
-            return None  # not ours to judge here: the receipts listener keeps what it cannot open
-        if opened.purpose is not Purpose.SHARE_DECISION or opened.sender.kind != "gateway":
-            return None
-        name, record = self._contract.decode(opened.plaintext)
-        return record if name == schema else None
-
-
-def _when(said: dict[str, Any]) -> datetime:
-    """When the gateway decided (a status) or the agency answered (an answer)."""
-    when = said.get("decided_at") or said["answered_at"]
-    assert isinstance(when, datetime)
-    return when

@@ -34,6 +34,9 @@ Tables (``schema`` places them in a PostgreSQL schema):
 * ``known_schema`` — writer schemas of a newer release the consumer learned from the
   schema registry (fingerprint, type, canonical form), so every process reading this queue
   can open what it holds (:mod:`sgx.wire.schema_registry`).
+* ``information_status``, ``information_answer`` — the MASH's network checks: the
+  gateway's word on each request, and which item answers it
+  (:mod:`consumers.information_rows`).
 * ``consumer_quarantine`` — the :class:`~sgx.kafka.quarantine.Quarantined` fields but
   ``sender_claimed``; unique (topic, partition, offset, item), so a redelivered bad
   envelope is kept once.
@@ -67,6 +70,7 @@ from sqlalchemy import (
 from sqlalchemy.engine import RowMapping
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from consumers.information_rows import AnswerLink, InformationRows, InformationStatusRow
 from consumers.queue_writes import QueueWrites
 from sgx.errors import NotFound
 from sgx.kafka.quarantine import Quarantined, quarantined_from_row
@@ -226,7 +230,10 @@ class QueueStore(Database):
         self._deliveries = _delivery_table(metadata)
         self._quarantine = _quarantine_table(metadata)
         self._schemas = _schema_table(metadata)
-        self._writes = QueueWrites(engine, self._items, self._deliveries, self._quarantine)
+        self.information = InformationRows(engine, metadata)
+        self._writes = QueueWrites(
+            engine, self._items, self._deliveries, self._quarantine, self.information
+        )
         items, deliveries = self._items, self._deliveries
         # a row with its envelope: its own (before queue 0006) or its delivery's
         self._rows = select(
@@ -239,17 +246,25 @@ class QueueStore(Database):
         await super().close()
 
     async def store_batch(
-        self, entries: Sequence[QueueEntry], quarantined: Sequence[Quarantined] = ()
+        self,
+        entries: Sequence[QueueEntry],
+        quarantined: Sequence[Quarantined] = (),
+        *,
+        statuses: Sequence[InformationStatusRow] = (),
+        answers: Sequence[AnswerLink] = (),
     ) -> int:
         """Store a batch in ONE transaction; return how many queue rows were new.
 
-        Entries already queued (same notification and recipient) and records already
-        quarantined (same topic, partition and offset) are ignored.
+        Entries already queued (same notification and recipient), records already
+        quarantined (same topic, partition and offset) and network-check rows already kept
+        (same request) are ignored.
         """
-        if not entries and not quarantined:
+        if not entries and not quarantined and not statuses and not answers:
             return 0
         with store_errors("store a queue batch"):
-            return await self._writes.store(entries, quarantined, datetime.now(UTC))
+            return await self._writes.store(
+                entries, quarantined, datetime.now(UTC), statuses, answers
+            )
 
     async def list(
         self, recipient_id: str, *, include_acked: bool = False
@@ -320,6 +335,27 @@ class QueueStore(Database):
         with store_errors("read a queue item"):
             async with self._engine.connect() as conn:
                 return await self._fetch(conn, item_id)
+
+    async def answering(self, request_ids: Sequence[str]) -> dict[str, int]:
+        """The queue item (its id) answering each of these information requests that has
+        an answer: the request's link row, then the item by its unique (notification,
+        recipient)."""
+        links, items = self.information.answers, self._items
+        query = select(links.c.request_id, items.c.item_id).select_from(
+            links.join(
+                items,
+                (items.c.notification_id == links.c.notification_id)
+                & (items.c.recipient_id == links.c.recipient_id),
+            )
+        )
+        found: dict[str, int] = {}
+        with store_errors("read the answers to information requests"):
+            async with self._engine.connect() as conn:
+                for start in range(0, len(request_ids), 500):
+                    chunk = list(request_ids[start : start + 500])
+                    result = await conn.execute(query.where(links.c.request_id.in_(chunk)))
+                    found.update({str(r): int(i) for r, i in result.all()})
+        return found
 
     async def _fetch(self, conn: AsyncConnection, item_id: int) -> QueueItem:
         query = self._rows.where(self._items.c.item_id == item_id)

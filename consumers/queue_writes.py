@@ -9,7 +9,10 @@ quarantine, in ONE transaction of a few driver calls (:mod:`sgx.store.driver`).
    new (the usual case); else only those a stored row of the batch's notifications
    names, so a delivery the gateway published again after a crash (sealed anew, its
    addressees already queued with the first copy) is not kept beside it;
-4. the records quarantined.
+4. the network checks' rows the batch brought (:mod:`consumers.information_rows`): the
+   gateway's word on each request and the link from a request to the item answering it,
+   each once (a redelivered one is ignored);
+5. the records quarantined.
 """
 
 from __future__ import annotations
@@ -22,6 +25,13 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import Table
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from consumers.information_rows import (
+    ANSWER_COLUMNS,
+    STATUS_COLUMNS,
+    AnswerLink,
+    InformationRows,
+    InformationStatusRow,
+)
 from sgx.kafka.quarantine import Quarantined
 from sgx.store.db import encode_strings
 from sgx.store.driver import BulkInsert, Driver, Row, Tx, sql_in
@@ -55,7 +65,12 @@ class QueueWrites:
     """A queue's batch writes (see the module docstring)."""
 
     def __init__(
-        self, engine: AsyncEngine, items: Table, deliveries: Table, quarantine: Table
+        self,
+        engine: AsyncEngine,
+        items: Table,
+        deliveries: Table,
+        quarantine: Table,
+        information: InformationRows,
     ) -> None:
         self.driver = Driver(engine)
         self._items = BulkInsert(
@@ -66,6 +81,13 @@ class QueueWrites:
         )
         where_read = ("topic", "partition", "offset", "item")
         self._quarantine = BulkInsert(engine, quarantine, QUARANTINE_COLUMNS, ignoring=where_read)
+        self._information = information
+        self._statuses = BulkInsert(
+            engine, information.statuses, STATUS_COLUMNS, ignoring=("request_id",)
+        )
+        self._answers = BulkInsert(
+            engine, information.answers, ANSWER_COLUMNS, ignoring=("request_id",)
+        )
         table = engine.dialect.identifier_preparer.format_table(items)
         self._named = f"SELECT DISTINCT delivery_id FROM {table} WHERE "
 
@@ -73,7 +95,12 @@ class QueueWrites:
         await self.driver.close()
 
     async def store(
-        self, entries: Sequence[QueueEntry], quarantined: Sequence[Quarantined], at: datetime
+        self,
+        entries: Sequence[QueueEntry],
+        quarantined: Sequence[Quarantined],
+        at: datetime,
+        statuses: Sequence[InformationStatusRow] = (),
+        answers: Sequence[AnswerLink] = (),
     ) -> int:
         """Write the batch; how many rows were new."""
         times: dict[datetime, Any] = {}  # an addressee's times are its delivery's: once each
@@ -108,6 +135,14 @@ class QueueWrites:
             if inserted < len(rows):
                 envelopes = await self._still_named(tx, entries, envelopes)
             await self._deliveries.run(tx, list(envelopes.items()))
+            await self._statuses.run(
+                tx, [self._information.status_values(row, stamp) for row in statuses]
+            )
+            await self._answers.run(
+                tx,
+                [(a.request_id, a.notification_id, a.recipient_id, a.source_offset)
+                 for a in answers],
+            )  # fmt: skip
             await self._quarantine.run(tx, bad)
         return inserted
 

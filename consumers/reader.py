@@ -43,7 +43,14 @@ class QueueView:
         return self.item.notification_type == c.DISCLOSURE_REQUEST
 
     @property
+    def is_answer(self) -> bool:
+        """An agency's answer to the MASH's information request (a network check)."""
+        return self.item.notification_type == c.INFORMATION_ANSWER
+
+    @property
     def type_label(self) -> str:
+        if self.is_answer:
+            return "information_answer"
         return c.SHORT_NAMES.get(self.item.notification_type, self.item.notification_type)
 
 
@@ -92,7 +99,9 @@ class QueueReader:
 
 
 def child_label(notification: dict[str, Any]) -> str:
-    child = notification["child"]
+    child = notification.get("child")
+    if child is None:  # an information answer: its request named the child
+        return "answer to a network check"
     name = (
         " ".join(p for p in (child.get("given_name"), child.get("family_name")) if p)
         or "(name withheld)"
@@ -106,6 +115,8 @@ def child_label(notification: dict[str, Any]) -> str:
 def _author(view: QueueView) -> dict[str, Any]:
     """Who wrote the item: a notification's author, or the officer who made a request."""
     n = view.notification
+    if view.is_answer:
+        return {"name": n["answered_by"], "agency_name": view.item.sender_agency}
     return dict(n["requested_by"] if view.is_request else n["author"])
 
 
@@ -121,6 +132,8 @@ def summary_line(view: QueueView) -> str:
 def detail(view: QueueView) -> str:
     if view.is_request:
         return _request_detail(view)
+    if view.is_answer:
+        return _answer_detail(view)
     d, n, to = view.delivery, view.notification, view.addressee
     a, s = n["assessment"], n["sharing"]
     lines = [
@@ -205,4 +218,21 @@ def _request_detail(view: QueueView) -> str:
             f"  RESTRICTION {restriction['code']} ({restriction['source'].lower()}): "
             f"{restriction['text']}"
         )
+    return "\n".join(lines)
+
+
+def _answer_detail(view: QueueView) -> str:
+    d, n = view.delivery, view.notification
+    how = "automatically" if n["automatic"] else f"by {n['answered_by']}"
+    lines = [
+        summary_line(view),
+        f"  {readable(n['outcome'])}, answered {how} at {n['answered_at']:%Y-%m-%d %H:%M} UTC",
+        f"  to information request {n['request_id']} (safeguard queue checks on its MASH item)",
+    ]
+    if n.get("facts"):
+        lines.append(f"  facts: {n['facts']}")
+    if n.get("professional_opinion"):
+        lines.append(f"  opinion: {n['professional_opinion']}")
+    for r in d["restrictions"]:
+        lines.append(f"  RESTRICTION {r['code']} ({r['source'].lower()}): {r['text']}")
     return "\n".join(lines)

@@ -9,8 +9,8 @@ now. The quarantine rows themselves are never deleted (the caller logs each outc
 
 from __future__ import annotations
 
-from consumers.queue import QueueStore
-from consumers.service import DeliveryReader
+from consumers.queue import QueueEntry, QueueStore
+from consumers.service import DeliveryReader, keep
 from sgx.kafka.quarantine import Source
 from sgx.kafka.quarantine_replay import Held, Result
 from sgx.keys.trust import utc_now
@@ -31,7 +31,8 @@ async def replay(reader: DeliveryReader, store: QueueStore, held: list[Held]) ->
                 (row.quarantine_id, "still_quarantined", kept[0].reason, kept[0].detail)
             )
             continue
-        inserted = await store.store_batch(entries)
-        detail = f"{inserted} new queue row(s) of {len(entries)} addressee(s)"
+        inserted = await keep(store, entries, [])
+        addressees = sum(1 for e in entries if isinstance(e, QueueEntry))
+        detail = f"{inserted} new queue row(s) of {addressees} addressee(s)"
         outcomes.append((row.quarantine_id, "delivered", None, detail))
     return outcomes

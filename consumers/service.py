@@ -1,5 +1,9 @@
 """The delivery consumer: a local authority's delivery topic into its social workers' queues.
 
+The topic also carries the gateway's word on the MASH's information requests (an
+``InformationStatus``, purpose SHARE_DECISION), and information answers come as
+deliveries to the MASH queue; both are kept with the batch (:mod:`consumers.information_rows`).
+
 Per batch: split each record into its envelopes, verify and open each (it must come from
 the gateway), decode the delivery (one view, for one or more addressees), and insert one
 queue entry per addressee and every quarantined envelope in ONE database transaction;
@@ -18,6 +22,7 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer
 
+from consumers.information_rows import AnswerLink, InformationStatusRow, status_from
 from consumers.queue import QueueEntry, QueueStore
 from sgx.errors import ContractError, UnknownSchema
 from sgx.kafka.quarantine import Quarantined, Source, from_gateway, sources
@@ -28,6 +33,11 @@ from sgx.wire import avro
 from sgx.wire import contract as c
 from sgx.wire.contract import Contract
 from sgx.wire.envelope import Opener, Purpose
+
+# what a delivery topic's envelope is kept as: a queue row per addressee (and, for an
+# information answer, its request's link), or an information request's status
+Kept = QueueEntry | InformationStatusRow | AnswerLink
+ANSWER_LABEL = "information_answer"  # the metrics' type of an information answer
 
 
 class DeliveryReader:
@@ -51,12 +61,17 @@ class DeliveryReader:
         self._store = store
         self._registry = registry
 
-    def entries(self, source: Source) -> list[QueueEntry]:
+    def entries(self, source: Source) -> list[Kept]:
         """One queue entry per addressee of the delivery, all naming the same envelope
-        (kept once, under the envelope's message id)."""
+        (kept once, under the envelope's message id); for an information answer also the
+        link from its request to it. An information request's status (purpose
+        SHARE_DECISION) is kept as a status row."""
         envelope = source.envelope()
-        opened = self._opener.open(envelope, purposes=(Purpose.DELIVERY,))
+        opened = self._opener.open(envelope, purposes=(Purpose.DELIVERY, Purpose.SHARE_DECISION))
         from_gateway(opened, "delivery")
+        if opened.purpose is Purpose.SHARE_DECISION:
+            status = self._contract.decode_as(c.INFORMATION_STATUS, opened.plaintext)
+            return [status_from(status, source.where)]
         delivery = self._contract.decode_as(c.DELIVERY, opened.plaintext)
         digest, _ = avro.split(delivery["notification"])  # only opened when read: known?
         if not self._contract.knows(digest):
@@ -66,7 +81,7 @@ class DeliveryReader:
         restrictions = tuple(r["code"] for r in delivery["restrictions"])
         withheld = tuple(delivery["withheld"])
         where, delivery_id = source.where, str(opened.message_id)
-        return [
+        kept: list[Kept] = [
             QueueEntry(
                 notification_id=str(delivery["notification_id"]),
                 recipient_id=addressee["id"],
@@ -86,16 +101,47 @@ class DeliveryReader:
             )
             for addressee in delivery["recipients"]
         ]
+        if delivery["notification_type"] == c.INFORMATION_ANSWER:
+            kept += self._answers(delivery, where)
+        return kept
+
+    def _answers(self, delivery: dict[str, Any], where: str) -> list[Kept]:
+        """The link from the request an information answer answers to its item, in the
+        asking MASH's queue (not an onward recipient's: the request is the MASH's)."""
+        answer = self._contract.decode_as(c.INFORMATION_ANSWER, delivery["notification"])
+        if answer["answer_id"] != delivery["notification_id"]:
+            raise ContractError(
+                "notification_id", "the delivery names another answer than it holds",
+                schema=c.DELIVERY,
+            )  # fmt: skip
+        asking = [a for a in delivery["recipients"] if a["route_reason"] == "REQUESTING_LA_MASH"]
+        if any(a["id"] != f"mash:{answer['local_authority']}" for a in asking):
+            raise ContractError(
+                "recipients", "an answer delivered to a MASH other than the asking LA's",
+                schema=c.DELIVERY,
+            )  # fmt: skip
+        return [
+            AnswerLink(str(answer["request_id"]), str(answer["answer_id"]), a["id"], where)
+            for a in asking
+        ]
 
     async def read(
         self, found: Sequence[Source], clock: Callable[[], datetime]
-    ) -> tuple[list[QueueEntry], list[Quarantined]]:
-        """Entries and quarantine of these envelopes, learning newer schemas on the way."""
-        entries, quarantined, learned = await read_learning(
-            found, self.entries, self._registry, clock
-        )
+    ) -> tuple[list[Kept], list[Quarantined]]:
+        """What these envelopes hold and their quarantine, learning newer schemas on the way."""
+        kept, quarantined, learned = await read_learning(found, self.entries, self._registry, clock)
         await self._store.remember_schemas([(e.digest.hex(), e.name, e.schema) for e in learned])
-        return entries, quarantined
+        return kept, quarantined
+
+
+async def keep(store: QueueStore, kept: Sequence[Kept], quarantined: Sequence[Quarantined]) -> int:
+    """Store what a batch's envelopes hold, in ONE transaction; how many queue rows were new."""
+    return await store.store_batch(
+        [k for k in kept if isinstance(k, QueueEntry)],
+        quarantined,
+        statuses=[k for k in kept if isinstance(k, InformationStatusRow)],
+        answers=[k for k in kept if isinstance(k, AnswerLink)],
+    )
 
 
 class DeliveryConsumer:
@@ -136,8 +182,9 @@ class DeliveryConsumer:
     async def process(self, records: Iterable[Any]) -> None:
         records = list(records)
         found = [source for record in records for source in sources(record)]
-        entries, quarantined = await self._reader.read(found, self._clock)
-        inserted = await self._store.store_batch(entries, quarantined)
+        kept, quarantined = await self._reader.read(found, self._clock)
+        entries = [k for k in kept if isinstance(k, QueueEntry)]
+        inserted = await keep(self._store, kept, quarantined)
         async with kafka_errors("commit delivery offsets"):
             await self._consumer.commit(read_offsets(self._consumer, records))
         self._observe(entries, quarantined, inserted)
@@ -152,7 +199,9 @@ class DeliveryConsumer:
                 (now - entry.authored_at).total_seconds()
             )
         for (name, urgency), seconds in latencies.items():
-            label = c.SHORT_NAMES.get(name, "unknown")
+            label = (
+                ANSWER_LABEL if name == c.INFORMATION_ANSWER else c.SHORT_NAMES.get(name, "unknown")
+            )
             self._metrics.notifications.labels(type=label, outcome="queued").inc(len(seconds))
             histogram = self._metrics.latency.labels(type=label, urgency=urgency)
             for value in seconds:

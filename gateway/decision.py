@@ -63,12 +63,15 @@ class Delivery:
 @dataclass(frozen=True, slots=True)
 class Message:
     """A record the gateway sends a party on its receipts topic: a share decision, a
-    consent request forwarded to an author, a consent outcome for the asking LA."""
+    consent request forwarded to an author, a consent outcome for the asking LA; or, with
+    ``on_delivery``, on its delivery topic (an information request's status, which the
+    LA's consumer keeps with the answers: :mod:`gateway.information_delivery`)."""
 
     party: str
     purpose: Purpose
     schema: str
     record: dict[str, Any]
+    on_delivery: bool = False
 
 
 @dataclass(slots=True)

@@ -19,8 +19,11 @@ asked, for a request still open, and (when it says it was given by the agency's 
 without a person) only where the LA's agreement lets that kind answer automatically;
 anything else is quarantined with its reason (kept, and replayable once the cause is
 fixed). An accepted answer closes the request, is audited (``information_answered``, late
-or not), acknowledged to the agency with a receipt and delivered to the asking LA only, on
-its receipts topic, with the agency's restrictions on onward use.
+or not), acknowledged to the agency with a receipt and delivered to the asking LA's MASH
+queue only, with the agency's restrictions on onward use and the defaults, and kept in the
+share ledger so an onward share of it is judged like a notification's
+(:mod:`gateway.information_delivery`). The gateway's word on a request goes to the LA's
+delivery topic too, where its consumer keeps it.
 """
 
 from __future__ import annotations
@@ -32,6 +35,14 @@ from uuid import UUID
 from gateway.audit_chain import AuditEntry
 from gateway.decision import Decision, Message, Quarantine, receipt
 from gateway.information_book import InformationAnswered, InformationAsk, InformationBook
+from gateway.information_delivery import (
+    TYPE_LABEL,
+    URGENCY,
+    answer_ledger,
+    deliver_answer,
+    restriction_codes,
+    status_message,
+)
 from gateway.partnership import Partnership
 from sgx.domain.calendar import SchoolCalendar
 from sgx.domain.network_checks import MATCH_FIELDS, working_hours_after
@@ -130,9 +141,8 @@ class InformationJudge:
             Message(agency, Purpose.SHARE_REQUEST, c.INFORMATION_REQUEST, forwarded)
         )
         decision.messages.append(
-            Message(la, Purpose.SHARE_DECISION, c.INFORMATION_STATUS,
-                    _status(record, "ASKED", why, deadline=deadline, sent=sent))
-        )  # fmt: skip
+            status_message(la, _status(record, "ASKED", why, deadline=deadline, sent=sent))
+        )
         decision.information.append(ask)
         return decision
 
@@ -161,6 +171,11 @@ class InformationJudge:
         if record["answer_id"] != opened.message_id:
             raise Quarantine("invalid_record", "the answer's id is not its envelope's message id")
         closed = ask.answer_id or self._closed.get(request_id)
+        if closed == str(opened.message_id):
+            # this very answer, judged again after a crash between the batch's commit and
+            # its publish: delivered again (the audit records are found by their keys, the
+            # ledger keeps its first entry, the queue ignores rows it holds)
+            return _answered(opened, record, ask)
         if closed is not None:
             raise Quarantine(
                 "information_request_closed",
@@ -253,9 +268,7 @@ def _refused(opened: Opened, record: dict[str, Any], why: str) -> Decision:
             detail=f"information request to {record['agency']}: {why}", decided_at=utc_now(),
         )
     )  # fmt: skip
-    decision.messages.append(
-        Message(la, Purpose.SHARE_DECISION, c.INFORMATION_STATUS, _status(record, "REFUSED", why))
-    )
+    decision.messages.append(status_message(la, _status(record, "REFUSED", why)))
     return decision
 
 
@@ -264,12 +277,27 @@ def _answered(opened: Opened, record: dict[str, Any], ask: InformationAsk) -> De
     late = record["answered_at"] > ask.deadline or utc_now() > ask.deadline
     said = f"{outcome.lower()} by {by}" + (" (automatically)" if record["automatic"] else "")
     said += f"; {'late: due' if late else 'due'} {ask.deadline.isoformat()}"
-    codes = tuple(r["code"] for r in record["restrictions"])
-    decision = Decision(outcome="information_answered", type_label="information_answer")
-    decision.audit.append(
-        _entry(opened, ask, "information_answered", "late" if late else "in_time",
-               f"request {ask.request_id}: {said}", sender=ask.agency,
-               recipient=ask.local_authority, restrictions=codes)
+    codes = restriction_codes(record, ask.agency_kind)
+    la, now = ask.local_authority, utc_now()
+    decision = Decision(outcome="information_answered", type_label=TYPE_LABEL)
+    mash = {"id": f"mash:{la}", "role": "MASH_DUTY", "team": "MASH", "name": "MASH duty"}
+    entry = _entry(
+        opened, ask, "information_answered", "late" if late else "in_time",
+        f"request {ask.request_id}: {said}; delivered to {mash['id']}", sender=ask.agency,
+        recipient=mash["id"], restrictions=codes,
+    )  # fmt: skip
+    key = bytes.fromhex(ask.child_pseudonym) if ask.child_pseudonym else opened.message_id.bytes
+    deliver_answer(
+        decision, la=la, record=record, plaintext=opened.plaintext, recipient=mash,
+        reason="REQUESTING_LA_MASH", sender_agency=ask.agency, sender_kind=ask.agency_kind,
+        codes=codes, urgency=URGENCY.get(ask.rating, "PRIORITY"), key=key, audit=entry,
+        routed_at=now,
+    )  # fmt: skip
+    decision.ledger.append(
+        answer_ledger(
+            record=record, la=la, sender=ask.agency, sender_kind=ask.agency_kind,
+            child_pseudonym=ask.child_pseudonym, codes=codes, at=now,
+        )
     )  # fmt: skip
     decision.information.append(
         InformationAnswered(
@@ -277,12 +305,9 @@ def _answered(opened: Opened, record: dict[str, Any], ask: InformationAsk) -> De
             record["answered_at"],
         )
     )  # fmt: skip
-    decision.messages.append(
-        Message(ask.local_authority, Purpose.SHARE_DECISION, c.INFORMATION_ANSWER, record)
-    )
     decision.receipt = (
         ask.agency,
         receipt(opened.message_id, "DELIVERED", "information_answered",
-                f"{said}; passed to {ask.local_authority}'s MASH"),
+                f"{said}; passed to {la}'s MASH"),
     )  # fmt: skip
     return decision

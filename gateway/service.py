@@ -322,21 +322,28 @@ class Gateway:
 
     async def _send_answers(self, outbox: _Outbox) -> list[asyncio.Future[Any]]:
         """Receipts, messages (share decisions, consent requests and outcomes) and open-case
-        lists, each to its party's receipts topic."""
+        lists, each to its party's receipts topic; an information request's status to the
+        LA's delivery topic (its consumer keeps it)."""
         answers = [
-            (agency, Purpose.RECEIPTS, c.RECEIPT_BATCH, {"receipts": receipts})
+            (receipts_topic(agency), agency, Purpose.RECEIPTS, c.RECEIPT_BATCH,
+             {"receipts": receipts})
             for agency, receipts in outbox.receipts.items()
-        ]
-        answers += [(m.party, m.purpose, m.schema, m.record) for m in outbox.messages]
+        ]  # fmt: skip
         answers += [
-            (school, Purpose.ALLOCATIONS, c.OPEN_CASE_LIST, cases)
+            (
+                (delivery_topic if m.on_delivery else receipts_topic)(m.party),
+                m.party, m.purpose, m.schema, m.record,
+            )
+            for m in outbox.messages
+        ]  # fmt: skip
+        answers += [
+            (receipts_topic(school), school, Purpose.ALLOCATIONS, c.OPEN_CASE_LIST, cases)
             for school, cases in outbox.open_case_lists.items()
         ]
         futures = []
-        for party, purpose, name, record in answers:
+        for topic, party, purpose, name, record in answers:
             message_id = new_id()
             value = self._seal(party, purpose, message_id, name, record)
-            topic = receipts_topic(party)
             futures.append(await self._producer.send(topic, value, key=message_id.bytes))
         return futures
 

@@ -22,6 +22,7 @@ from typing import Any
 from gateway.consent_book import ConsentBook
 from gateway.consents import ConsentJudge
 from gateway.decision import Decision, Message, Quarantine, View, deliver, onward_entry
+from gateway.information_delivery import deliver_answer
 from gateway.partnership import Partnership
 from gateway.records import LedgerEntry
 from gateway.restrictions import describe
@@ -94,20 +95,23 @@ class ShareJudge:
         if request["to"]["category"] != "LA_SOCIAL_CARE":
             return decision  # the LA shares through its own channel; the decision is audited
         name, record = self._contract.decode(request["notification"])
-        if (
-            name not in c.NOTIFICATION_TYPES
-            or record["notification_id"] != request["notification_id"]
-        ):
-            raise Quarantine("invalid_record", "the shared item is not the notification named")
         key = (
             bytes.fromhex(ledger.child_pseudonym)
             if ledger.child_pseudonym
             else opened.message_id.bytes
         )
         la = opened.sender.id
-        restrictions = describe(ledger.restrictions, ledger.sender_kind)
         to = request["to"]
         recipient = {"id": to["id"], "role": "ONWARD", "team": None, "name": to["name"]}
+        if name == c.INFORMATION_ANSWER and record["answer_id"] == request["notification_id"]:
+            _answer_onward(decision, opened, request, record, ledger, recipient, key)
+            return decision
+        if (
+            name not in c.NOTIFICATION_TYPES
+            or record["notification_id"] != request["notification_id"]
+        ):
+            raise Quarantine("invalid_record", "the shared item is not the notification named")
+        restrictions = describe(ledger.restrictions, ledger.sender_kind)
         view = View.of(opened, name, record, request["notification"], key, restrictions).to(la, la)
         deliver(
             decision,
@@ -119,6 +123,35 @@ class ShareJudge:
             sender_kind=ledger.sender_kind,  # the author's kind, not the requesting LA's
         )
         return decision
+
+
+def _answer_onward(
+    decision: Decision,
+    opened: Opened,
+    request: dict[str, Any],
+    record: dict[str, Any],
+    ledger: LedgerEntry,
+    recipient: dict[str, Any],
+    key: bytes,
+) -> None:
+    """An information answer shared within the LA: delivered, unchanged and with the
+    ledger's restrictions, to the onward recipient (:mod:`gateway.information_delivery`)."""
+    la, now = opened.sender.id, utc_now()
+    entry = onward_entry(
+        "delivered", opened,
+        {"notification_id": ledger.notification_id, "category": "ONWARD",
+         "local_authority": la},
+        ledger, sender=ledger.sender, recipient=recipient["id"], reason="ONWARD_SHARE",
+        restrictions=ledger.restrictions,
+        detail=f"information answer shared by {request['requested_by']} for "
+        f"{request['purpose']!r}",
+    )  # fmt: skip
+    deliver_answer(
+        decision, la=la, record=record, plaintext=request["notification"],
+        recipient=recipient, reason="ONWARD_SHARE", sender_agency=ledger.sender,
+        sender_kind=ledger.sender_kind, codes=ledger.restrictions, urgency="ROUTINE", key=key,
+        audit=entry, routed_at=now,
+    )  # fmt: skip
 
 
 def consented(grant: Grant | None) -> str:

@@ -18,6 +18,7 @@ in ``safeguard/cli_*.py`` are registered at the end of this module::
     safeguard schemas check [--lock]                  schema compatibility (cli_schemas)
     safeguard db upgrade | status                     the stores' schema versions (cli_db)
     safeguard police requests                           open Protocol requests (cli_police)
+    safeguard queue checks ITEM                         a MASH item's network checks (cli_network)
 """
 
 from __future__ import annotations
@@ -54,6 +55,7 @@ from safeguard.cli_health import health
 from safeguard.cli_inbox import inbox
 from safeguard.cli_information import producer_information
 from safeguard.cli_keys import keys
+from safeguard.cli_network import queue_checks
 from safeguard.cli_police import police, police_feed
 from safeguard.cli_producer import producer
 from safeguard.cli_push import push
@@ -375,6 +377,7 @@ main.add_command(consent)
 # (one process can serve several agencies), like `gateway run`.
 main.add_command(push)
 main.add_command(inbox)
+queue.add_command(queue_checks)
 main.add_command(family)  # `safeguard family outstanding|record|history|summary`
 main.add_command(referral_desk)  # `safeguard referral list|show|acknowledge|decide`: as LA
 main.add_command(schemas)

@@ -4,8 +4,10 @@ which acknowledges it, rates it Amber and asks the school, the Royal Free trust,
 and the GP what they hold, the family told first. The school's feed answers from its
 attendance register without a person, the trust and the GP by a person; the police answer
 late, after the gateway's overdue gauge (read at a later clock time, not by waiting) has
-put ``SgxInformationRequestOverdue`` on. The answers show on the MASH item; Camden decides
-and tells the school, and no one else; the family-informed record is shown.
+put ``SgxInformationRequestOverdue`` on. The answers show on the MASH item, each an item of
+the MASH queue of its own; their restrictions bind onward shares (the police's answer to
+the school is refused, the GP's to a Camden colleague delivered); Camden decides and tells
+the school, and no one else; the family-informed record is shown.
 
 :func:`network_checks` is the story; the broker test walks the same one and asserts it on
 every queue and every agency (tests/integration/test_demo_network.py).
@@ -76,6 +78,7 @@ class Story:
     item_id: int = 0
     requests: dict[str, uuid.UUID] = field(default_factory=dict)  # by agency asked
     overdue_at: datetime | None = None  # the clock time the gauge was read at
+    answers: dict[str, int] = field(default_factory=dict)  # by agency: its MASH queue item
 
 
 def words(code: str) -> str:
@@ -132,6 +135,7 @@ async def network_checks(rt: Runtime, say: Say, wait_for: WaitFor) -> Story:
         await _answer(rt, outboxes, story, say, wait_for)
         await _late(rt, outboxes[LATE], story, say, wait_for)
         await _on_the_item(http, story, say, wait_for)
+        await _share_answers(http, story, say)
         await _decide(rt, outboxes[SCHOOL], story, say, wait_for)
         await _family_record(rt, story, say)
     return story
@@ -268,14 +272,37 @@ async def _on_the_item(http: httpx.AsyncClient, story: Story, say: Say, wait_for
         return all(check["state"] == "ANSWERED" for check in checks)
 
     await wait_for(all_answered, "every answer to show on the MASH item")
-    say(f"  the answers on Camden's MASH item #{story.item_id} (GET {url}):")
+    say(f"  the answers on Camden's MASH item #{story.item_id} (GET {url}), each an item of "
+        "the MASH queue of its own, kept by Camden's consumer:")  # fmt: skip
     for check in (await http.get(url)).json()["checks"]:
         answer = check["answer"]
+        story.answers[check["agency"]] = check["answer_item"]
         how = "automatically" if answer["automatic"] else f"by {answer['answered_by']}"
-        say(f"    {check['agency']:<16} {words(answer['outcome'])}, {how}")
+        say(f"    {check['agency']:<16} {words(answer['outcome'])}, {how} "
+            f"(item #{check['answer_item']})")  # fmt: skip
         say(f"      facts: {answer['facts']}")
         if answer["professional_opinion"]:
             say(f"      opinion: {answer['professional_opinion']}")
+
+
+async def _share_answers(http: httpx.AsyncClient, story: Story, say: Say) -> None:
+    """An answer's restrictions bind onward shares as a notification's: the gateway holds
+    each answer in its ledger."""
+    say("  the answers carry their restrictions onward, judged by the gateway's ledger:")
+    for agency, category, to, purpose in (
+        (LATE, "OTHER_PROFESSIONAL", SCHOOL, "so the DSL can plan Sami's day"),
+        (GP, "LA_SOCIAL_CARE", "sw-amara", "the s.47 enquiry's lead worker"),
+    ):
+        item = story.answers[agency]
+        asked = await http.post(
+            f"/api/v1/deliveries/{item}/shares",
+            json={"category": category, "to_name": to, "purpose": purpose},
+        )
+        asked.raise_for_status()
+        share = asked.json()
+        broken = f" ({', '.join(share['broken'])})" if share["broken"] else ""
+        say(f"    {agency}'s answer to {to} ({words(category)}): "
+            f"{share['status'].upper()}{broken}")  # fmt: skip
 
 
 async def _decide(rt: Runtime, school: Outbox, story: Story, say: Say, wait_for: WaitFor) -> None:

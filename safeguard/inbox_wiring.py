@@ -89,7 +89,7 @@ async def serving_inbox(
             trust=trust,
             contract=rt.contract(),
             producer=producer,
-            settings=rt.kafka,
+            rows=queue.information,
         )
 
         responder = ReferralResponder(
@@ -168,9 +168,7 @@ async def serving_inbox(
             idp=idp,
             ready=ready,
             families=families,
-            network_checks=NetworkChecks(
-                inbox, families, trust=trust, ask=network.ask, read=network.read
-            ),
+            network_checks=NetworkChecks(inbox, families, trust=trust, ask=network.ask),
         )
         server = await stack.enter_async_context(HttpServer(app, settings.host, settings.port))
         await stack.enter_async_context(serving_metrics(rt, registry, readiness))

@@ -171,7 +171,7 @@ def inbox_app(
     web.families, api.families = FamilyWeb(web, families), families
     family_web, family_api = web.families, FamilyApi(inbox, families, idp)
     share = DisclosureKind.ONWARD_SHARE
-    network = network_checks or NetworkChecks(inbox, families, trust=None, ask=None, read=None)
+    network = network_checks or NetworkChecks(inbox, families, trust=None, ask=None)
     checks = NetworkChecksApi(inbox, network, idp)
     checks_web = NetworkChecksWeb(web, family_web, network)
 

@@ -55,6 +55,7 @@ KIND_WORDS = {  # a notification type (the contract's short name), as a family w
     "attendance_update": "School attendance information",
     "health_update": "Health information",
     "police_notification": "Information from the police",
+    "information_answer": "Information we asked for",  # an answer to a network check
 }
 
 

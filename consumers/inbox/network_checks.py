@@ -9,15 +9,16 @@ its ref the request id), registered with the decision before the request is sent
 family-facing summary and the outstanding list know it; the gateway's word (ASKED with the
 deadline, or REFUSED and why) marks it made or not.
 
-What the gateway said, and each agency's answer, are read from the LA's receipts topic
-when the item's checks are listed (:meth:`NetworkChecks.of_item`): an answer shows on the
-MASH item it was asked from, and a request past its deadline with no answer shows as
-overdue. Every read is audited against the item as the inbox audits everything.
+What the gateway said, and each agency's answer, are the rows the LA's consumer kept
+(:mod:`consumers.information_rows`; each a primary-key look-up, whatever the history):
+when the item's checks are listed (:meth:`NetworkChecks.of_item`) each answer, an item
+of the MASH queue of its own, is opened and shows on the MASH item it was asked from,
+and a request past its deadline with no answer shows as overdue. Every read is audited
+against the item it opens, as the inbox audits everything.
 """
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -27,11 +28,13 @@ from consumers.inbox.access import SHARE, Principal
 from consumers.inbox.family import Families
 from consumers.inbox.family_store import Disclosure
 from consumers.inbox.service import Inbox
+from consumers.information_rows import InformationStatusRow
 from consumers.network_checks import request_record
 from consumers.queue import QueueItem
+from consumers.reader import QueueView
 from sgx.domain.family import DisclosureKind
 from sgx.domain.network_checks import ASKED_MAX, MATCH_FIELDS, RATINGS
-from sgx.errors import ContractError, Forbidden, TransportError
+from sgx.errors import ContractError, Forbidden, NotFound, TransportError
 from sgx.keys.trust import Clock, TrustDirectory, utc_now
 from sgx.wire import contract as c
 from sgx.wire.ids import new_id
@@ -39,10 +42,8 @@ from sgx.wire.ids import new_id
 KIND = DisclosureKind.NETWORK_CHECK
 MASH_ROLE = "MASH_DUTY"  # the recipient role of the MASH queue's rows
 ALL = "all"
-# an InformationRequest -> the gateway's InformationStatus on it
-AskAgency = Callable[[dict[str, Any]], Awaitable[dict[str, Any]]]
-# a schema name -> what the gateway sent the LA of that schema, by request id
-ReadSaid = Callable[[str], Awaitable[dict[uuid.UUID, list[dict[str, Any]]]]]
+# an InformationRequest -> the gateway's InformationStatus on it, once the consumer kept it
+AskAgency = Callable[[dict[str, Any]], Awaitable[InformationStatusRow]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,6 +59,9 @@ class NetworkCheck:
     reason: str | None
     answer: dict[str, Any] | None
     overdue: bool
+    answer_item: int | None = None  # the MASH queue's item holding the answer
+    # the answer's restrictions on onward use as delivered: the agency's and the defaults
+    restrictions: tuple[str, ...] = ()
 
     @property
     def request_id(self) -> str:
@@ -72,14 +76,12 @@ class NetworkChecks:
         *,
         trust: TrustDirectory | None,
         ask: AskAgency | None,
-        read: ReadSaid | None,
         clock: Clock = utc_now,
     ) -> None:
         self._inbox = inbox
         self._families = families
         self._trust = trust
         self._ask = ask
-        self._read = read
         self._clock = clock
 
     def partners(self) -> list[str]:
@@ -97,6 +99,11 @@ class NetworkChecks:
         (Forbidden), sees it (NotFound), and it is the MASH queue's (Forbidden)."""
         who.require(SHARE)
         item = await self._inbox.item(who, item_id)
+        if item.notification_type == c.INFORMATION_ANSWER:
+            raise Forbidden(
+                f"item {item_id} is an agency's answer to a network check: ask from the MASH "
+                "item it answers"
+            )
         if item.recipient_role != MASH_ROLE:
             raise Forbidden(
                 f"item {item_id} is in {item.recipient_id}'s queue: network checks are asked "
@@ -160,7 +167,7 @@ class NetworkChecks:
                 status = await ask(record)
             except (TimeoutError, TransportError):
                 continue  # SENT: of_item looks for the gateway's word again
-            await families.made(None, KIND, ref, status["state"] == "ASKED", status["decided_at"])
+            await families.made(None, KIND, ref, status.state == "ASKED", status.decided_at)
         return await self.of_item(who, item_id)
 
     async def of_item(self, who: Principal, item_id: int) -> list[NetworkCheck]:
@@ -172,36 +179,36 @@ class NetworkChecks:
         ]  # fmt: skip
         if not found:
             return []
-        try:
-            if self._read is None:
-                raise TransportError("this inbox has no connection to the exchange")
-            statuses = await self._read(c.INFORMATION_STATUS)
-            answers = await self._read(c.INFORMATION_ANSWER)
-        except TransportError:
-            statuses, answers = {}, {}
+        queue = self._inbox.queue
+        refs = [d.ref for d in found]
+        statuses = await queue.information.status_of(refs)
+        answers: dict[str, QueueView] = {}
+        for ref, answer_item in (await queue.answering(refs)).items():
+            try:
+                answers[ref] = await self._inbox.open(who, answer_item, "opened")  # audited
+            except NotFound:
+                continue  # not in what the caller may see
         await self._inbox.store.record_reads(who, "opened", [(item_id, item.notification_id)])
         now = self._clock()
-        return [self._check(d, statuses, answers, now) for d in found]
+        return [self._check(d, statuses.get(d.ref), answers.get(d.ref), now) for d in found]
 
+    @staticmethod
     def _check(
-        self,
         found: Disclosure,
-        statuses: Mapping[uuid.UUID, list[dict[str, Any]]],
-        answers: Mapping[uuid.UUID, list[dict[str, Any]]],
+        status: InformationStatusRow | None,
+        answered: QueueView | None,
         now: datetime,
     ) -> NetworkCheck:
-        request_id = uuid.UUID(found.ref)
-        said, answered = statuses.get(request_id), answers.get(request_id)
-        status = said[-1] if said else None
-        answer = answered[0] if answered else None  # the first closes the request
-        deadline = status["deadline"] if status else None
-        state = "SENT" if status is None else str(status["state"])
-        if answer is not None:
+        deadline = status.deadline if status else None
+        state = "SENT" if status is None else status.state
+        if answered is not None:
             state = "ANSWERED"
         overdue = state == "ASKED" and deadline is not None and deadline <= now.astimezone(UTC)
         return NetworkCheck(
-            disclosure=found, agency=found.to_name, rating=status["rating"] if status else "",
-            asked=found.purpose, state=state,
-            deadline=deadline, reason=status["reason"] if status else None, answer=answer,
-            overdue=overdue,
+            disclosure=found, agency=found.to_name, rating=status.rating if status else "",
+            asked=found.purpose, state=state, deadline=deadline,
+            reason=status.reason if status else None,
+            answer=answered.notification if answered else None, overdue=overdue,
+            answer_item=answered.item.item_id if answered else None,
+            restrictions=answered.item.restrictions if answered else (),
         )  # fmt: skip

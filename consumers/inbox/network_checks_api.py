@@ -40,10 +40,11 @@ def _out(check: NetworkCheck) -> NetworkCheckOut:
         asked_at=check.disclosure.asked_at, state=check.state, deadline=check.deadline,
         overdue=check.overdue, reason=check.reason,
         family_told=None if decision is None else decision.decision.informed,
+        answer_item=check.answer_item,
         answer=None if answer is None else AnswerOut(
             outcome=answer["outcome"], facts=answer["facts"],
             professional_opinion=answer["professional_opinion"],
-            restrictions=[r["code"] for r in answer["restrictions"]],
+            restrictions=list(check.restrictions),
             answered_by=answer["answered_by"], automatic=answer["automatic"],
             answered_at=answer["answered_at"],
         ),

@@ -36,7 +36,10 @@ class AnswerOut(_Out):
     outcome: str = Field(description="HELD, NOTHING_HELD or CANNOT_MATCH")
     facts: str | None
     professional_opinion: str | None
-    restrictions: list[str] = Field(description="restriction codes on onward use")
+    restrictions: list[str] = Field(
+        description="restriction codes on onward use, as delivered: the agency's own and "
+        "the exchange's defaults for its kind"
+    )
     answered_by: str
     automatic: bool
     answered_at: dt.datetime
@@ -55,6 +58,9 @@ class NetworkCheckOut(_Out):
     reason: str | None = Field(description="the gateway's words (why refused, or the deadline)")
     family_told: bool | None
     answer: AnswerOut | None
+    answer_item: int | None = Field(
+        description="the MASH queue's item holding the answer (GET /deliveries/{id})"
+    )
 
 
 class NetworkChecksOut(_Out):

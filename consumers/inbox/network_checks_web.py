@@ -22,6 +22,7 @@ from starlette.responses import RedirectResponse, Response
 from consumers.inbox import auth
 from consumers.inbox.family_web import FamilyWeb, form_fields
 from consumers.inbox.network_checks import ALL, NetworkCheck, NetworkChecks
+from sgx.domain.restrictions import TEXT
 from sgx.errors import ContractError
 
 if TYPE_CHECKING:
@@ -66,7 +67,8 @@ class NetworkChecksWeb:
             "answer": None if answer is None else {
                 "outcome": OUTCOME_WORDS.get(answer["outcome"], answer["outcome"]),
                 "facts": answer["facts"], "opinion": answer["professional_opinion"],
-                "restrictions": [r["text"] for r in answer["restrictions"]],
+                "restrictions": [TEXT[code] for code in check.restrictions],
+                "item": check.answer_item,
                 "by": answer["answered_by"], "automatic": answer["automatic"],
                 "at": f"{answer['answered_at'].astimezone(zone):%d %b %Y %H:%M}",
             },

@@ -20,6 +20,7 @@ from consumers.inbox.store import InboxStore, ReadAction, ShareRecord
 from consumers.inbox.views import child_key
 from consumers.queue import QueueItem, QueueSelection, QueueStore
 from consumers.reader import QueueReader, QueueView
+from sgx.domain.family import DisclosureKind
 from sgx.errors import AlreadyAsked, ContractError, Forbidden, NotFound, TransportError
 from sgx.wire.ids import new_id
 
@@ -330,24 +331,49 @@ class Inbox:
         return [await self.store.share(s.share_id) for s in shares]
 
     async def child(self, who: Principal, item_id: int) -> ChildRecord:
-        """The child of ``item_id``: every item about them in the caller's queues, and every
-        onward share asked of any of those (each item read is audited as ``record``)."""
+        """The child of ``item_id``: every item about them in the caller's queues (with the
+        agencies' answers to the network checks asked from them), and every onward share
+        asked of any of those (each item read is audited as ``record``). An answer's child
+        is the child of the MASH item it was asked from."""
         who.require(RECORD)
         item = await self.item(who, item_id)
         if not who.may_open(item):  # a team member's copy: not even to find the child by
             raise NotYourCopy(item, await self.own_copy(who, item))
         anchor = await self.reader.open(item)
+        if anchor.is_answer:
+            anchor = await self._asked_from(who, anchor)
         key = child_key(anchor.notification)
         views: dict[str, QueueView] = {}  # one per notification (a supervisor sees two rows)
+        answers: dict[str, QueueView] = {}  # by the request each answers
         for row in await self.queue.select(who.selection()):
             if not who.may_open(row):
                 continue  # a team member's copy: the supervisor's own is in the selection
             view = await self.reader.open(row)
             if child_key(view.notification) == key:
                 views.setdefault(row.notification_id, view)
+            elif view.is_answer:
+                answers[str(view.notification["request_id"])] = view
+        items = {v.item.item_id for v in views.values()}
+        for asked in await self.store.families.of(sorted(views)):
+            answer = answers.get(asked.ref)
+            if asked.kind == DisclosureKind.NETWORK_CHECK and asked.item_id in items and answer:
+                views.setdefault(answer.item.notification_id, answer)
         found = list(views.values())
         await self._audit(who, "record", found)
         return ChildRecord(found, await self.answered(await self.store.shares(sorted(views))))
+
+    async def _asked_from(self, who: Principal, answer: QueueView) -> QueueView:
+        """The MASH item an answer's request was asked from, if the caller may open it
+        (else the answer itself)."""
+        ref = str(answer.notification["request_id"])
+        try:
+            asked = await self.store.families.get(DisclosureKind.NETWORK_CHECK, ref)
+            item = await self.queue.get(asked.item_id)
+        except NotFound:
+            return answer
+        if not who.sees(item) or not who.may_open(item):
+            return answer
+        return await self.reader.open(item)
 
 
 def _already(earlier: ConsentRecord) -> str:

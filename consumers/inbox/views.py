@@ -9,7 +9,7 @@ from __future__ import annotations
 import datetime as dt
 import uuid
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from consumers.queue import QueueItem
@@ -80,15 +80,23 @@ def queue_order(items: Iterable[QueueItem]) -> list[QueueItem]:
     )
 
 
+ANSWERED_CHILD = "the child of a network check"  # an answer names no child: its request did
+
+
 def child_name(notification: dict[str, Any]) -> str:
-    child = notification["child"]
+    child = notification.get("child")
+    if child is None:  # an information answer
+        return ANSWERED_CHILD
     parts = (child.get("given_name"), child.get("family_name"))
     return " ".join(p for p in parts if p) or "(name withheld)"
 
 
 def child_key(notification: dict[str, Any]) -> tuple[str, ...]:
-    """What identifies the child across items: NHS number, else UPN, else name and birth."""
-    child = notification["child"]
+    """What identifies the child across items: NHS number, else UPN, else name and birth
+    (an information answer, which names no child: the request it answers)."""
+    child = notification.get("child")
+    if child is None:
+        return ("answer", str(notification["request_id"]))
     if child.get("nhs_number"):
         return ("nhs", child["nhs_number"])
     if child.get("upn"):
@@ -121,6 +129,7 @@ class ItemPage:
     restrictions: list[dict[str, str]]
     withheld: list[str]
     request: list[Part]  # a disclosure request's own parts (empty for a notification)
+    answer: list[Part] = field(default_factory=list)  # an information answer's own parts
 
     @property
     def type_label(self) -> str:
@@ -147,8 +156,29 @@ def _parts(record: dict[str, Any] | None) -> list[Part]:
     ]
 
 
+def _answer_page(view: QueueView) -> ItemPage:
+    """An agency's answer to the MASH's information request (it names no child: the
+    request did, and the MASH item it was asked from shows the child)."""
+    n = view.notification
+    by = {"name": n["answered_by"], "role": "automatic answer" if n["automatic"] else "",
+          "agency_name": view.item.sender_agency}  # fmt: skip
+    answer = [
+        Part("outcome", words(n["outcome"])),
+        Part("answered", "automatically, from data the agency holds" if n["automatic"]
+             else f"by {n['answered_by']}"),
+        Part("request", str(n["request_id"])),
+    ]  # fmt: skip
+    return ItemPage(
+        view, by, [Part("name", ANSWERED_CHILD)], n.get("facts") or words(n["outcome"]),
+        n.get("professional_opinion"), "", None, None, [], None, [], [], restrictions(view),
+        list(view.delivery["withheld"]), [], answer,
+    )  # fmt: skip
+
+
 def item_page(view: QueueView) -> ItemPage:
     n = view.notification
+    if view.is_answer:
+        return _answer_page(view)
     child = n["child"]
     child_parts = [Part("name", child_name(n))]
     for key, label in (("nhs_number", "NHS number"), ("upn", "UPN"), ("date_of_birth", "born")):

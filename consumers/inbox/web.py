@@ -388,12 +388,16 @@ class Web:
 
 
 def _author(notification: dict[str, Any]) -> str:
+    if "answered_by" in notification:  # an information answer
+        return str(notification["answered_by"])
     a = notification.get("author") or notification.get("requested_by") or {}
     return f"{a.get('name')}, {a.get('role')}, {a.get('agency_name')}"
 
 
 def _basis(notification: dict[str, Any]) -> str:
     s = notification.get("sharing")
+    if "answered_by" in notification:
+        return "an answer to the MASH's information request (network check)"
     if not s:
         return "2013/2024 Protocol request"
     return f"{words(s['lawful_basis'])} ({s['legal_gateway']})"

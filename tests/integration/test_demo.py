@@ -59,6 +59,9 @@ async def test_the_demo_runs_and_speaks_in_words() -> None:
         "    school-hillside  held, automatically",
         "    nhs-royal-free   held, by Dr Ada Nwosu",
         "      facts: Attendance register: From 2 November 2026 to 5 November 2026: missed 3 of 8",
+        "met-police's answer to school-hillside (other professional): REFUSED "
+        "(THIRD_PARTY_AUTHOR_CONSENT, POLICE_CONFIDENTIAL_TO_PROCEEDINGS)",
+        "gp-hillside's answer to sw-amara (la social care): ALLOWED",
         "Hillside hears (safeguard producer referral show)",
         "    la-camden: section 47 enquiries, by Mo Duty",
         "the family-informed record: 4 network checks, each with its decision",

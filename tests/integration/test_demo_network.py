@@ -14,7 +14,6 @@ from pathlib import Path
 
 import pytest
 
-from consumers.network_checks import NetworkCheckClient
 from producers.information_requests import InformationRequest, InformationRequests
 from producers.receipts import catch_up
 from producers.referral_outcomes import ReferralHeard, ReferralOutcomes
@@ -25,9 +24,8 @@ from safeguard.outbox_wiring import open_outbox_store, receipt_recorder
 from safeguard.parties import DEMO_PARTIES, GP, LA, OTHER_LA, SCHOOL
 from safeguard.runtime import Runtime
 from sgx.domain.family import DisclosureKind
-from sgx.kafka.wiring import start_producer
-from sgx.wire import contract as c
 from tests.integration.harness import eventually, running_exchange
+from tests.integration.mash import answer_items
 
 pytestmark = pytest.mark.broker
 AGENCIES = [p.id for p in DEMO_PARTIES if p.kind not in ("gateway", "local_authority")]
@@ -91,25 +89,34 @@ async def test_the_demo_story_on_every_queue_and_agency(tmp_path: Path) -> None:
             else:
                 assert held == [], agency
 
-        # Every answer reached Camden, on the MASH item; Islington heard none of them.
-        trust = ex.rt.trust()
-        producer = await start_producer(ex.rt.kafka)
-        try:
-            answers = {}
-            for la in (LA, OTHER_LA):
-                client = NetworkCheckClient(
-                    identity=ex.rt.identity(la, trust), trust=trust, contract=ex.rt.contract(),
-                    producer=producer, settings=ex.rt.kafka,
-                )  # fmt: skip
-                answers[la] = await client.read(c.INFORMATION_ANSWER)
-        finally:
-            await producer.stop()
+        # Every answer reached Camden's MASH queue as an item of its own, linked to its
+        # request; Islington kept none of them.
+        answers = {}
+        for la in (LA, OTHER_LA):
+            async with await ex.rt.queue_store(la) as queue:
+                answers[la] = await answer_items(ex, queue, la)
         assert answers[OTHER_LA] == {}
         by_agency = {a: answers[LA][rid] for a, rid in story.requests.items()}
-        assert all(len(said_) == 1 for said_ in by_agency.values()), by_agency
-        assert by_agency[SCHOOL][0]["automatic"] is True
-        assert "missed 3 of 8 possible sessions" in by_agency[SCHOOL][0]["facts"]
-        assert by_agency[GP][0]["automatic"] is False
+        assert all(v.item.recipient_id == f"mash:{LA}" for v in by_agency.values())
+        assert by_agency[SCHOOL].notification["automatic"] is True
+        assert "missed 3 of 8 possible sessions" in by_agency[SCHOOL].notification["facts"]
+        assert by_agency[GP].notification["automatic"] is False
+        assert {a: v.item.item_id for a, v in by_agency.items()} == story.answers
+
+        # The answers' restrictions bound the MASH's onward shares: the police's answer to
+        # the school refused, the GP's to a Camden colleague delivered into her queue.
+        assert any(
+            f"{LATE}'s answer to {SCHOOL} (other professional): REFUSED "
+            "(THIRD_PARTY_AUTHOR_CONSENT, POLICE_CONFIDENTIAL_TO_PROCEEDINGS)" in line
+            for line in said
+        ), said
+        gp_answer = by_agency[GP].item.notification_id
+        onward = [v for v in await ex.queue("sw-amara") if v.item.notification_id == gp_answer]
+        assert [(v.item.route_reason, v.is_answer) for v in onward] == [("ONWARD_SHARE", True)]
+        async with ex.gateway_store() as gateway:
+            police = by_agency[LATE].item.notification_id
+            refused = await gateway.audit_records(notification_id=police)
+        assert [(a.decision, a.reason) for a in refused] == [("share_refused", "restriction")]
         assert any(f"#{story.item_id} (GET " in line for line in said)
         assert any("SgxInformationRequestOverdue fires" in line for line in said)
 

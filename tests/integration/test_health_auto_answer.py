@@ -16,10 +16,10 @@ import pytest
 
 from safeguard.parties import HEALTH
 from sgx.settings import ExchangeSettings
-from sgx.wire import contract as c
 from tests.integration.harness import eventually, running_exchange
+from tests.integration.mash import mash
 from tests.integration.test_author_consent import cli
-from tests.integration.test_network_checks import CHILD, ask, mash
+from tests.integration.test_network_checks import CHILD, ask
 
 pytestmark = pytest.mark.broker
 FHIR = Path(__file__).resolve().parents[1] / "fixtures" / "fhir"
@@ -43,7 +43,7 @@ async def test_the_health_feed_answers_from_the_a_and_e_attendances_it_holds(
 ) -> None:
     agreement = agreement_letting_health_answer(tmp_path)
     async with (
-        running_exchange(tmp_path, consumer=False, agreement=agreement) as ex,
+        running_exchange(tmp_path, agreement=agreement) as ex,
         mash(ex) as client,
     ):
         held = {**ask(HEALTH), "child": AMIRA}
@@ -61,12 +61,12 @@ async def test_the_health_feed_answers_from_the_a_and_e_attendances_it_holds(
             assert f"left for a person: information request {left['request_id']}" in auto.output
 
         async def answered() -> bool:
-            return held["request_id"] in await client.read(c.INFORMATION_ANSWER)
+            return held["request_id"] in await client.answers()
 
         await eventually(answered, "the health feed's answer to reach the MASH")
-        heard = await client.read(c.INFORMATION_ANSWER)
+        heard = await client.answers()
         assert set(heard) == {held["request_id"]}
-        (said,) = heard[held["request_id"]]
+        said = heard[held["request_id"]]
         assert (said["outcome"], said["automatic"]) == ("HELD", True)
         assert said["facts"] == (
             "A&E attendances in the trust's feed: 1 (09 Nov 2026 23:40 UTC at "

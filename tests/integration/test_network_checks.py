@@ -9,23 +9,22 @@ does not allow, is quarantined with its reason.
 
 from __future__ import annotations
 
-import contextlib
 import uuid
-from collections.abc import AsyncIterator
 from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from consumers.network_checks import NetworkCheckClient, request_record
+from consumers.network_checks import request_record
 from safeguard.parties import HEALTH, LA, OTHER_LA, OTHER_SCHOOL, POLICE, SCHOOL
 from sgx.domain.identifiers import make_nhs_number, make_upn
 from sgx.errors import ContractError
-from sgx.kafka.wiring import read_topic, receipts_topic, start_producer
+from sgx.kafka.wiring import read_topic, receipts_topic
 from sgx.wire import contract as c
 from sgx.wire.envelope import Opener, Purpose
 from tests.integration.harness import Exchange, eventually, running_exchange
+from tests.integration.mash import Mash, mash
 from tests.integration.test_author_consent import cli
 
 pytestmark = pytest.mark.broker
@@ -38,19 +37,6 @@ CHILD: dict[str, str | date | None] = {
     "date_of_birth": date(2016, 4, 1),
     "postcode": "NW1 2AB",
 }
-
-
-@contextlib.asynccontextmanager
-async def mash(ex: Exchange, la: str = LA) -> AsyncIterator[NetworkCheckClient]:
-    trust = ex.rt.trust()
-    producer = await start_producer(ex.rt.kafka)
-    try:
-        yield NetworkCheckClient(
-            identity=ex.rt.identity(la, trust), trust=trust, contract=ex.rt.contract(),
-            producer=producer, settings=ex.rt.kafka,
-        )  # fmt: skip
-    finally:
-        await producer.stop()
 
 
 def ask(agency: str, rating: str = "AMBER", *, told: bool = True) -> dict[str, Any]:
@@ -86,8 +72,12 @@ async def forwarded_to(ex: Exchange, agency: str) -> list[dict[str, Any]]:
     return found
 
 
+async def _has(client: Mash, request_id: uuid.UUID) -> bool:
+    return request_id in await client.answers()
+
+
 async def test_the_mash_asks_and_hears_the_answer_only_it_may_see(tmp_path: Path) -> None:
-    async with running_exchange(tmp_path, consumer=False) as ex, mash(ex) as client:
+    async with running_exchange(tmp_path) as ex, mash(ex) as client:
         sent = ask(SCHOOL)
         status = await client.ask(sent)
         assert status["state"] == "ASKED", status
@@ -108,14 +98,20 @@ async def test_the_mash_asks_and_hears_the_answer_only_it_may_see(tmp_path: Path
         await ex.publish(SCHOOL, c.INFORMATION_ANSWER, said)
 
         async def answered() -> bool:
-            return sent["request_id"] in await client.read(c.INFORMATION_ANSWER)
+            return sent["request_id"] in await client.answers()
 
         await eventually(answered, "the school's answer to reach the MASH")
-        (heard,) = (await client.read(c.INFORMATION_ANSWER))[sent["request_id"]]
+        (item,) = (await client.answer_items()).values()
+        heard = item.notification
         assert heard["facts"] == said["facts"]
         assert heard["professional_opinion"] == said["professional_opinion"]
+        # An item of the MASH queue of its own, with the exchange's default restriction.
+        routed = (item.item.recipient_id, item.item.route_reason)
+        assert routed == (f"mash:{LA}", "REQUESTING_LA_MASH")
+        assert item.item.notification_type == c.INFORMATION_ANSWER
+        assert item.item.restrictions == ("THIRD_PARTY_AUTHOR_CONSENT",)
         async with mash(ex, OTHER_LA) as islington:
-            assert await islington.read(c.INFORMATION_ANSWER) == {}
+            assert await islington.answers() == {}
         async with ex.gateway_store() as store:
             audit = await store.audit_records(notification_id=str(sent["request_id"]))
         assert [a.decision for a in audit] == ["information_requested", "information_answered"]
@@ -125,7 +121,7 @@ async def test_the_mash_asks_and_hears_the_answer_only_it_may_see(tmp_path: Path
 async def test_answers_from_the_wrong_agency_la_or_request_are_quarantined(
     tmp_path: Path,
 ) -> None:
-    async with running_exchange(tmp_path, consumer=False) as ex, mash(ex) as client:
+    async with running_exchange(tmp_path) as ex, mash(ex) as client:
         school, health = ask(SCHOOL), ask(HEALTH)
         assert (await client.ask(school))["state"] == "ASKED"
         assert (await client.ask(health))["state"] == "ASKED"
@@ -149,13 +145,14 @@ async def test_answers_from_the_wrong_agency_la_or_request_are_quarantined(
         await eventually(
             lambda: ex.quarantined("information_request_closed") == 1, "a second answer"
         )
-        (only,) = (await client.read(c.INFORMATION_ANSWER))[rid]
+        await eventually(lambda: _has(client, rid), "the school's answer")
+        only = (await client.answers())[rid]
         assert only["outcome"] == "NOTHING_HELD"
-        assert health["request_id"] not in await client.read(c.INFORMATION_ANSWER)
+        assert health["request_id"] not in await client.answers()
 
 
 async def test_requests_the_agreement_does_not_allow_are_refused(tmp_path: Path) -> None:
-    async with running_exchange(tmp_path, consumer=False) as ex, mash(ex) as client:
+    async with running_exchange(tmp_path) as ex, mash(ex) as client:
         blue = await client.ask(ask(POLICE, "BLUE"))
         assert blue["state"] == "REFUSED"
         assert "sets no time to answer a BLUE request" in blue["reason"]
@@ -187,7 +184,7 @@ async def test_the_school_lists_answers_and_its_feed_answers_from_the_register(
                   for d in (2, 3, 4) for s in ("AM", "PM")),
         encoding="utf-8",
     )  # fmt: skip
-    async with running_exchange(tmp_path, consumer=False) as ex, mash(ex) as client:
+    async with running_exchange(tmp_path) as ex, mash(ex) as client:
         by_person = ask(SCHOOL)
         from_register = {**ask(SCHOOL), "child": other}
         no_match = {**ask(SCHOOL, "RED"), "child": unknown}
@@ -218,10 +215,10 @@ async def test_the_school_lists_answers_and_its_feed_answers_from_the_register(
         assert "2 information request(s) answered from the register" in auto.output
 
         async def all_answered() -> bool:
-            return len(await client.read(c.INFORMATION_ANSWER)) == 3
+            return len(await client.answers()) == 3
 
         await eventually(all_answered, "three answers to reach the MASH")
-        heard = {rid: said[0] for rid, said in (await client.read(c.INFORMATION_ANSWER)).items()}
+        heard = await client.answers()
         person = heard[by_person["request_id"]]
         assert (person["outcome"], person["automatic"]) == ("HELD", False)
         assert person["professional_opinion"] == "We are worried"

@@ -95,6 +95,23 @@ async def test_the_mash_duty_worker_rates_asks_and_sees_answers_arrive(
     await expect(rows.filter(has_text=POLICE)).to_contain_text("asked, awaiting an answer")
     await page.screenshot(path=tmp_path / "network-checks-answered.png", full_page=True)
 
+    # The answer is an item of the MASH queue: opened from the check, shared onward only
+    # as its restrictions allow (to the police: the school's consent is needed).
+    await school_row.get_by_role("link", name="Open the answer").click()
+    await expect(page.get_by_role("heading", level=1)).to_have_text(
+        "Information answer about the child of a network check"
+    )
+    await expect(page.get_by_text("Attendance 64% this term")).to_be_visible()
+    await page.get_by_label("Recipient category").select_option("OTHER_PROFESSIONAL")
+    await page.get_by_label("Recipient", exact=True).fill("met-police")
+    await page.get_by_label("Purpose").fill("strategy discussion")
+    await page.get_by_role("button", name="Ask the exchange").click()
+    shared = page.locator(".share").first
+    await expect(shared).to_contain_text("Refused", timeout=25_000)
+    await expect(shared).to_contain_text("THIRD_PARTY_AUTHOR_CONSENT")
+    assert await accessibility_problems(page) == []
+    await page.screenshot(path=tmp_path / "network-checks-answer-item.png", full_page=True)
+
     amara = await (await browser.new_context()).new_page()
     await sign_in(amara, localhost(world), "amara")
     answer = await amara.goto(f"{localhost(world)}/items/{maya}/network-checks")

@@ -20,9 +20,9 @@ import pytest
 from producers.push_tokens import mint_token, tokens_file
 from safeguard.parties import HEALTH, OTHER_LA, SCHOOL
 from sgx.kafka.embedded import free_port
-from sgx.wire import contract as c
 from tests.integration.harness import eventually, running_exchange
-from tests.integration.test_network_checks import CHILD, ask, mash
+from tests.integration.mash import mash
+from tests.integration.test_network_checks import CHILD, ask
 from tests.integration.test_push import serving
 
 pytestmark = pytest.mark.broker
@@ -37,7 +37,7 @@ ANSWER = {
 
 
 async def test_the_school_answers_the_mash_over_its_push_endpoint(tmp_path: Path) -> None:
-    async with running_exchange(tmp_path, consumer=False) as ex, mash(ex) as client:
+    async with running_exchange(tmp_path) as ex, mash(ex) as client:
         path = tokens_file(tmp_path)
         school = mint_token(path, SCHOOL, ("notifications", "information"))
         health = mint_token(path, HEALTH, ("notifications", "information"))
@@ -88,15 +88,15 @@ async def test_the_school_answers_the_mash_over_its_push_endpoint(tmp_path: Path
             assert again.status_code == 409
 
             async def heard() -> bool:
-                return asked["request_id"] in await client.read(c.INFORMATION_ANSWER)
+                return asked["request_id"] in await client.answers()
 
             await eventually(heard, "the school's answer to reach Camden's MASH")
-        (said,) = (await client.read(c.INFORMATION_ANSWER))[uuid.UUID(rid)]
+        said = (await client.answers())[uuid.UUID(rid)]
         assert said["outcome"] == "HELD"
         assert said["facts"] == ANSWER["facts"]
         assert said["professional_opinion"] == ANSWER["professional_opinion"]
         assert said["answered_by"] == "Ms Patel, DSL"
         assert "NOT_TO_PARENTS" in [r["code"] for r in said["restrictions"]]
         async with mash(ex, OTHER_LA) as islington:
-            assert await islington.read(c.INFORMATION_ANSWER) == {}
+            assert await islington.answers() == {}
         assert ex.quarantined("not_the_agency_asked") == 0  # the endpoint stopped it first

@@ -33,10 +33,25 @@ ZONE = ZoneInfo("Europe/London")
 NOW = dt.datetime(2026, 12, 7, 12, 0, tzinfo=dt.UTC)
 CODES = sorted(FORBIDS)
 CATEGORIES = ["LA_SOCIAL_CARE", "PARENT_OR_CARER", "OTHER_PROFESSIONAL", "CARE_PROCEEDINGS"]
+
+
+def information_answer() -> dict[str, Any]:
+    """An agency's answer to a network check, shared onward like any item (it has no
+    ``sharing``: its restrictions are the delivery's)."""
+    return {
+        "answer_id": "00000000-0000-4000-8000-000000000001",
+        "request_id": "00000000-0000-4000-8000-000000000002",
+        "local_authority": "la-camden", "outcome": "HELD", "facts": "held facts",
+        "professional_opinion": "an opinion", "restrictions": [],
+        "answered_by": "Ms Patel, DSL", "automatic": False, "answered_at": NOW,
+    }  # fmt: skip
+
+
 BUILDERS = {
     "attendance_update": samples.attendance_update,
     "health_update": samples.health_update,
     "police_notification": samples.police_notification,
+    "information_answer": information_answer,
 }
 
 
@@ -68,7 +83,9 @@ class World:
 def sources(draw: st.DrawFn, n: int) -> tuple[str, Source, dict[str, str]]:
     kind = draw(st.sampled_from(sorted(BUILDERS)))
     record = BUILDERS[kind]()
-    record["sharing"]["onward_consent"] = draw(st.lists(st.sampled_from(CATEGORIES), unique=True))
+    consents = draw(st.lists(st.sampled_from(CATEGORIES), unique=True))
+    if "sharing" in record:
+        record["sharing"]["onward_consent"] = consents
     markers: dict[str, str] = {}
     notification = marked(record, f"n{n}", markers)
     court = draw(st.booleans())
@@ -228,3 +245,25 @@ def test_an_author_restriction_hides_even_the_kind_of_information() -> None:
     assert not family_may_know(sources["p"])  # police Protocol bar: only a court order
     with_order = dataclasses.replace(sources["p"], grants=(Grant("r", "p", "x", "order"),))
     assert family_may_know(with_order)
+
+
+def test_an_answer_to_a_network_check_shared_onward_reads_as_information_we_asked_for() -> None:
+    """An agency's answer carries the third-party default, so shared with a professional
+    it is 'information we hold'; once the agency consented to parents knowing, it is
+    named as information we asked for, never by what it says or who answered."""
+    answer = information_answer()
+    source = Source(answer, "information_answer", NOW, ("THIRD_PARTY_AUTHOR_CONSENT",))
+    told_by_phone = FamilyDecision(True, "Mo", NOW, NOW, "Mo", InformMethod.PHONE, None, None, None)
+    record = DecisionRecord(1, 1, told_by_phone, "mash-duty-1", "person", NOW, None)
+    shared = Disclosure(
+        1, DisclosureKind.ONWARD_SHARE, "1", 1, "a", "Dr Patel", "OTHER_PROFESSIONAL",
+        "to plan Maya's support", "mash-duty-1", NOW, True, NOW, record,
+    )  # fmt: skip
+    (line,) = family_summary("Maya", [shared], {"a": source}, ZONE).lines
+    assert line.what == "Information we hold about Maya"
+    granted = dataclasses.replace(source, grants=(Grant("r", "p", "x", None),))
+    (line,) = family_summary("Maya", [shared], {"a": granted}, ZONE).lines
+    assert line.what == "Information we asked for from another agency, written 7 December 2026"
+    text = family_summary("Maya", [shared], {"a": granted}, ZONE).text()
+    for said in ("held facts", "Ms Patel", "an opinion"):
+        assert said not in text

@@ -201,10 +201,15 @@ async def _ask(run: _Run, step: Ask) -> tuple[dict[str, Any], bool]:
     if not forwarded:
         assert decision.outcome == "information_refused", decision
         assert parties == [(la, c.INFORMATION_STATUS)]
+        assert decision.messages[0].on_delivery  # kept by the LA's consumer
         assert decision.messages[0].record["state"] == "REFUSED"
         return record, False
     assert decision.outcome == "information_asked", decision
     assert parties == [(agency.id, c.INFORMATION_REQUEST), (la, c.INFORMATION_STATUS)]
+    assert [m.on_delivery for m in decision.messages] == [
+        False,
+        True,
+    ]  # the status: to the LA's consumer
     out = decision.messages[0].record["child"]
     allowed = set(run.match[kind])
     assert {f for f in MATCH_FIELDS if out[f] is not None} == {
@@ -264,11 +269,25 @@ async def _answer(
     assert step.request is not None
     closed.add(step.request)
     assert decision.outcome == "information_answered", decision
-    assert [(m.party, m.schema) for m in decision.messages] == [(asking, c.INFORMATION_ANSWER)]
-    assert decision.deliveries == []
+    # delivered to the asking LA's MASH queue only, and in the ledger for that LA only
+    assert decision.messages == []
+    assert [(d.party, d.record["notification_type"]) for d in decision.deliveries] == [
+        (asking, c.INFORMATION_ANSWER)
+    ]
+    (to,) = decision.deliveries[0].record["recipients"]
+    assert (to["id"], to["route_reason"]) == (f"mash:{asking}", "REQUESTING_LA_MASH")
+    assert [(e.notification_id, e.local_authority) for e in decision.ledger] == [
+        (str(answer_id), asking)
+    ]
     assert decision.receipt is not None
     assert decision.receipt[0] == sender
     assert [e.local_authority for e in decision.audit] == [asking]
+    # The same answer judged again (a crash between the commit and the publish): delivered
+    # again to the same MASH, not quarantined as closed by itself.
+    again = await run.send(sender, Purpose.NOTIFICATION, c.INFORMATION_ANSWER, record,
+                           answer_id)  # fmt: skip
+    assert again.outcome == "information_answered", again
+    assert [d.record["recipients"][0]["id"] for d in again.deliveries] == [f"mash:{asking}"]
 
 
 @settings(

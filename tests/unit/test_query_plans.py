@@ -39,6 +39,7 @@ from consumers.inbox.family_store import FamilyStore
 from consumers.inbox.referral_store import InboxReferralResponses
 from consumers.inbox.store import InboxStore
 from consumers.inbox.throttle import SignInGuard
+from consumers.information_rows import AnswerLink, InformationStatusRow
 from consumers.monitor import QueueMonitor
 from consumers.queue import QueueSelection, QueueStore
 from gateway.allocations import AllocationDirectory
@@ -297,6 +298,10 @@ async def _queue(engine: AsyncEngine, schema: str | None) -> AsyncIterator[None]
     yield
     await store.store_batch([entry(1, recipient=h(4))], [bad_record(10**9)])  # every batch
     await store.store_batch([entry(1, recipient=h(4))])  # a batch the gateway published again
+    said = InformationStatusRow(h(3), "x", "RED", "ASKED", NOW, ("upn",), "r", NOW, "t/0/1/0")
+    await store.store_batch(  # a batch with a network check's status and answer
+        [], statuses=[said], answers=[AnswerLink(h(3), h(3), h(4), "t/0/2/0")]
+    )
     worker = QueueSelection(recipients=frozenset({h(4), h(5)}))
     team = QueueSelection(recipients=frozenset({h(4)}), teams=frozenset({h(8)}))
     for who in (worker, team):
@@ -307,6 +312,9 @@ async def _queue(engine: AsyncEngine, schema: str | None) -> AsyncIterator[None]
     await store.select(QueueSelection(everything=True), after=100, limit=50)
     await store.get(3)  # an item page
     await store.ack(3, h(4))  # acknowledge
+    checks = [h(3), h(7), str(uuid.uuid4())]  # a MASH item's network checks, by request id
+    await store.information.status_of(checks)  # the page, the API, the client's wait
+    await store.answering(checks)  # ... and the items answering them
     await monitor.teams(NOW)  # the monitor
     await monitor.quarantine_size()
     inbox = InboxStore(engine, MetaData(schema=schema))

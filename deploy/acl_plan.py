@@ -208,7 +208,8 @@ def plan(parties: Iterable[Party], connectors: Sequence[Connector] = ()) -> Plan
         # it carries a school or a force
         outbound = [by_id[a] for a in connector.carries if carried[a][0] == connector.id]
         topics.append(Topic(f"sgx.inbound.{connector.id}", INBOUND_PARTITIONS))
-        topics.append(Topic(f"sgx.receipts.{connector.id}", INBOUND_PARTITIONS))
+        if outbound:  # (a connector only second to carry every agency it lists hears nothing)
+            topics.append(Topic(f"sgx.receipts.{connector.id}", INBOUND_PARTITIONS))
         if any(agency.kind in DELIVERY_KINDS for agency in outbound):
             topics.append(Topic(f"sgx.delivery.{connector.id}", DELIVERY_PARTITIONS))
         principal = connector.kafka_principal
@@ -223,10 +224,9 @@ def _connector_bindings(connector: Connector, outbound: Sequence[Party]) -> list
     receipts topic, and its delivery topic if it has one) in the groups of the agencies
     whose answers and deliveries come there (it runs their outboxes and consumers)."""
     principal = connector.kafka_principal
-    bindings = [
-        Binding(principal, "Write", "topic", f"sgx.inbound.{connector.id}"),
-        Binding(principal, "Read", "topic", f"sgx.receipts.{connector.id}"),
-    ]
+    bindings = [Binding(principal, "Write", "topic", f"sgx.inbound.{connector.id}")]
+    if outbound:
+        bindings.append(Binding(principal, "Read", "topic", f"sgx.receipts.{connector.id}"))
     if any(agency.kind in DELIVERY_KINDS for agency in outbound):
         bindings.append(Binding(principal, "Read", "topic", f"sgx.delivery.{connector.id}"))
     for agency in outbound:

@@ -9,9 +9,9 @@ every party, as ``safeguard keys init`` does) and loaded as every service loads 
 ``tracemalloc``; then the topics the exchange creates for it
 (:func:`safeguard.runtime.exchange_topics`), and which of them the gateway group reads,
 are counted with its connectors and as if every agency were its own connector (as before
-connectors). The morning itself needs a broker that holds every agency's receipts topic
-(and every school's delivery topic): see ``benchmarks/README.md`` for why the embedded
-one cannot at this size.
+connectors). With connectors both ways, a carried agency's receipts and deliveries are on
+its connector's topics (``sgx.kafka.outbound``), so the exchange's topics are per
+connector, per agency of its own and per LA (``benchmarks/README.md`` has the figures).
 """
 
 from __future__ import annotations

@@ -1,4 +1,8 @@
-"""The delivery consumer: a local authority's delivery topic into its social workers' queues.
+"""The delivery consumer: a party's delivery topic into its recipients' queues.
+
+A local authority's topic is its own (``sgx.delivery.<la>``); a school or a police force a
+connector carries reads its connector's (``sgx.delivery.<connector>``) and queues only the
+records naming it (:mod:`sgx.kafka.outbound`).
 
 The topic also carries the gateway's word on the MASH's information requests (an
 ``InformationStatus``, purpose SHARE_DECISION), and information answers come as
@@ -25,6 +29,7 @@ from aiokafka import AIOKafkaConsumer
 from consumers.information_rows import AnswerLink, InformationStatusRow, status_from
 from consumers.queue import QueueEntry, QueueStore
 from sgx.errors import ContractError, UnknownSchema
+from sgx.kafka.outbound import for_agency
 from sgx.kafka.quarantine import Quarantined, Source, from_gateway, sources
 from sgx.kafka.schema_topic import SchemaRegistry, read_learning
 from sgx.kafka.wiring import kafka_errors, read_offsets, run_batches
@@ -158,7 +163,12 @@ class DeliveryConsumer:
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         max_records: int = 500,
         registry: SchemaRegistry | None = None,
+        party: str | None = None,
     ) -> None:
+        """``party``: whose deliveries this consumer queues, where its topic is its
+        connector's (another agency's records there are skipped unopened); None reads every
+        record of the topic (a party's own topic)."""
+        self._party = party
         self._reader = DeliveryReader(
             opener=opener, contract=contract, store=store, registry=registry
         )
@@ -180,8 +190,9 @@ class DeliveryConsumer:
         )
 
     async def process(self, records: Iterable[Any]) -> None:
-        records = list(records)
-        found = [source for record in records for source in sources(record)]
+        records = list(records)  # every one is committed, another agency's too
+        mine = records if self._party is None else for_agency(records, self._party)
+        found = [source for record in mine for source in sources(record)]
         kept, quarantined = await self._reader.read(found, self._clock)
         entries = [k for k in kept if isinstance(k, QueueEntry)]
         inserted = await keep(self._store, kept, quarantined)

@@ -27,16 +27,22 @@ Principals (SCRAM user names)::
     <connector>          a connector (``[[connector]]``: a system publishing for the agencies
                          it ``carries``, e.g. a schools' MIS supplier), as its ``principal``
                          (default its id): WRITE its own inbound topic sgx.inbound.<connector>
-                         and nothing else inbound, READ the receipts topic of each agency it
-                         carries and that agency's groups (it runs their outboxes)
+                         and nothing else inbound; READ its own outbound topics,
+                         sgx.receipts.<connector> and (if it carries a school or a force)
+                         sgx.delivery.<connector>, in the groups of the agencies it carries:
+                         sgx-producer-<agency>, sgx-open-cases-<school> and
+                         sgx-consumer-<agency> (it runs their outboxes and consumers)
 
-An agency a connector carries has no inbound topic and no principal of its own: it
-reaches the exchange only through its connector(s), so the inbound partitions grow with
-the connectors, not with the agencies. Its receipts topic (the gateway's answers, sealed
-for the agency) and, for a school, its delivery topic and consumer stay its own. An
-agency no connector carries is its own connector, with its own inbound topic as before.
-The ACL lets a connector write only its topic; which agencies it may carry is the
-gateway's check (the envelope's signature names the connector it was sealed for).
+An agency a connector carries has no topic, principal or consumer principal of its own:
+it reaches the exchange only through its connector, both ways, so the partitions grow
+with the connectors, not with the agencies. What the gateway sends it (receipts,
+requests, open-case lists, a key adult's or a SPOC's deliveries) goes on the connector's
+outbound topics, keyed by the agency, naming it in a header and sealed for it alone
+(``sgx.kafka.outbound``): the connector carries what it cannot read. An agency carried
+by several connectors hears on the first one's topics (the directory's order). An
+agency no connector carries is its own connector, with its own topics as before. The
+ACL lets a connector write only its topic; which agencies it may carry is the gateway's
+check (the envelope's signature names the connector it was sealed for).
 
 The schema registry topic ``sgx.schemas`` (compacted) is WRITE for the gateway only and
 READ (no group) for every principal: a reader of an older release finds there the newer
@@ -176,13 +182,13 @@ def plan(parties: Iterable[Party], connectors: Sequence[Connector] = ()) -> Plan
     bindings: list[Binding] = _gateway_bindings()
     principals = [GATEWAY]
     for party in members:
-        if party.id not in carried:  # its own connector
-            topics.append(Topic(f"sgx.inbound.{party.id}", INBOUND_PARTITIONS))
+        if party.id in carried:  # its connector's topics carry it both ways
+            continue
+        topics.append(Topic(f"sgx.inbound.{party.id}", INBOUND_PARTITIONS))
         topics.append(Topic(f"sgx.receipts.{party.id}", RECEIPTS_PARTITIONS))
-        if party.id not in carried:
-            principals.append(party.id)
-            bindings += _agency_bindings(party)
-            bindings.append(Binding(party.id, "Read", "topic", SCHEMAS_TOPIC))
+        principals.append(party.id)
+        bindings += _agency_bindings(party)
+        bindings.append(Binding(party.id, "Read", "topic", SCHEMAS_TOPIC))
         if party.kind == "local_authority":
             # Kept for ever: a gateway started on an empty database rebuilds its
             # directory from the LA's whole allocation history.
@@ -197,22 +203,36 @@ def plan(parties: Iterable[Party], connectors: Sequence[Connector] = ()) -> Plan
             bindings.append(Binding(consumer_principal(party.id), "Read", "topic", SCHEMAS_TOPIC))
     by_id = {party.id: party for party in members}
     for connector in connectors:
+        # what the gateway sends the agencies whose first carrier it is (as
+        # TrustDirectory.outbound_connector): its receipts topic, and its delivery topic if
+        # it carries a school or a force
+        outbound = [by_id[a] for a in connector.carries if carried[a][0] == connector.id]
         topics.append(Topic(f"sgx.inbound.{connector.id}", INBOUND_PARTITIONS))
+        if outbound:  # (a connector only second to carry every agency it lists hears nothing)
+            topics.append(Topic(f"sgx.receipts.{connector.id}", INBOUND_PARTITIONS))
+        if any(agency.kind in DELIVERY_KINDS for agency in outbound):
+            topics.append(Topic(f"sgx.delivery.{connector.id}", DELIVERY_PARTITIONS))
         principal = connector.kafka_principal
         if principal not in principals:
             principals.append(principal)
-        bindings += _connector_bindings(connector, [by_id[a] for a in connector.carries])
+        bindings += _connector_bindings(connector, outbound)
     return Plan(tuple(topics), tuple(principals), tuple(bindings))
 
 
-def _connector_bindings(connector: Connector, carried: Sequence[Party]) -> list[Binding]:
-    """A connector writes its own inbound topic and reads, for each agency it carries, that
-    agency's receipts topic in the agency's groups (it runs the agency's outbox)."""
+def _connector_bindings(connector: Connector, outbound: Sequence[Party]) -> list[Binding]:
+    """A connector writes its own inbound topic and reads its own outbound topics (its
+    receipts topic, and its delivery topic if it has one) in the groups of the agencies
+    whose answers and deliveries come there (it runs their outboxes and consumers)."""
     principal = connector.kafka_principal
     bindings = [Binding(principal, "Write", "topic", f"sgx.inbound.{connector.id}")]
-    for agency in carried:
-        bindings.append(Binding(principal, "Read", "topic", f"sgx.receipts.{agency.id}"))
+    if outbound:
+        bindings.append(Binding(principal, "Read", "topic", f"sgx.receipts.{connector.id}"))
+    if any(agency.kind in DELIVERY_KINDS for agency in outbound):
+        bindings.append(Binding(principal, "Read", "topic", f"sgx.delivery.{connector.id}"))
+    for agency in outbound:
         bindings += [Binding(principal, "Read", "group", g) for g in agency_groups(agency)]
+        if agency.kind in DELIVERY_KINDS:
+            bindings.append(Binding(principal, "Read", "group", delivery_group(agency.id)))
     bindings += [Binding(principal, "Read", "topic", SCHEMAS_TOPIC), _describe_all(principal)]
     return bindings
 

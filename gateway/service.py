@@ -3,6 +3,9 @@
 Deliveries go to the receiving party's ``sgx.delivery.<party>`` (a local authority, a
 school's key adult, a police force's SPOC); receipts, share decisions and open-case lists
 (purpose ALLOCATIONS, the newest per school in the batch) to ``sgx.receipts.<party>``.
+For an agency a connector carries, both go on the connector's topics instead
+(``sgx.delivery.<connector>``, ``sgx.receipts.<connector>``), keyed by the agency and
+naming it in a header, still sealed for the agency (:mod:`sgx.kafka.outbound`).
 
 Per batch of records: bring the allocation directory up to the end of every allocation
 topic (:meth:`AllocationFeed.catch_up`), judge each record (verify, open, validate, route,
@@ -47,6 +50,7 @@ from gateway.records import Judged
 from gateway.store import GatewayStore
 from sgx.errors import ConfigError, EnvelopeError, Fenced, StoreError
 from sgx.kafka.backoff import Backoff
+from sgx.kafka.outbound import agency_headers, send_for_agency
 from sgx.kafka.quarantine import Source, sources
 from sgx.kafka.wiring import (
     REPLAY_TOPIC,
@@ -317,7 +321,13 @@ class Gateway:
                 (key, self._seal(party, Purpose.DELIVERY, new_id(), c.DELIVERY, record))
                 for key, record in items
             ]
-            futures += await send_batched(self._producer, delivery_topic(party), sealed)
+            owner = self._trust.outbound_connector(party)
+            if owner == party:  # its own topic, keyed by child as before connectors
+                futures += await send_batched(self._producer, delivery_topic(party), sealed)
+            else:  # its connector's, keyed by and naming the agency (sgx.kafka.outbound)
+                envelopes = [envelope for _, envelope in sealed]
+                topic = delivery_topic(owner)
+                futures += await send_for_agency(self._producer, topic, party, envelopes)
         return futures
 
     async def _send_answers(self, outbox: _Outbox) -> list[asyncio.Future[Any]]:
@@ -344,7 +354,13 @@ class Gateway:
         for topic, party, purpose, name, record in answers:
             message_id = new_id()
             value = self._seal(party, purpose, message_id, name, record)
-            futures.append(await self._producer.send(topic, value, key=message_id.bytes))
+            owner = self._trust.outbound_connector(party)
+            if owner == party:  # its own topic, as above (an LA's status: its delivery topic)
+                futures.append(await self._producer.send(topic, value, key=message_id.bytes))
+            else:  # its connector's receipts topic: keyed by the agency, named in the header
+                key, headers = party.encode(), agency_headers(party)
+                topic = receipts_topic(owner)
+                futures.append(await self._producer.send(topic, value, key=key, headers=headers))
         return futures
 
     def _seal(

@@ -2,7 +2,8 @@
 
 The gateway sends each school an ``OpenCaseList`` (child pseudonyms of every child open
 to social care in any LA the school serves: one union list, which does not say which LA
-holds which child) sealed with purpose ALLOCATIONS on the school's receipts topic.
+holds which child) sealed with purpose ALLOCATIONS on the school's receipts topic (its
+connector's, for a school a connector carries: another school's records are skipped).
 :class:`OpenCaseListener` opens those envelopes (only from a party of kind ``gateway``),
 decodes the list and keeps the newest in :class:`OpenCaseStore` (SQLite by default).
 Every other purpose on that topic (receipts) is left for the receipts reader.
@@ -24,6 +25,7 @@ import sqlalchemy as sa
 from aiokafka import AIOKafkaConsumer, ConsumerRecord
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from sgx.kafka.outbound import for_agency
 from sgx.kafka.quarantine import Source, from_gateway, read_all
 from sgx.kafka.wiring import kafka_errors, read_topic, receipts_topic, run_batches
 from sgx.keys.pseudonym import Pseudonymiser
@@ -106,16 +108,25 @@ class OpenCaseListener:
     """Applies the gateway's open-case lists found on a school's receipts topic."""
 
     def __init__(
-        self, *, school_id: str, opener: Opener, contract: Contract, store: OpenCaseStore
+        self,
+        *,
+        school_id: str,
+        opener: Opener,
+        contract: Contract,
+        store: OpenCaseStore,
+        topic: str | None = None,
     ) -> None:
-        self._topic = receipts_topic(school_id)
+        """``topic``: where the gateway answers the school (its connector's receipts topic,
+        :func:`sgx.kafka.outbound.receipts_topic_of`); by default its own."""
+        self._school = school_id
+        self._topic = topic or receipts_topic(school_id)
         self._opener = opener
         self._contract = contract
         self._store = store
 
     async def process(self, records: Iterable[ConsumerRecord]) -> int:
         """Open and store every open-case list among ``records``; returns how many were newer."""
-        lists, ignored = read_all(records, self._lists)
+        lists, ignored = read_all(for_agency(records, self._school), self._lists)
         for bad in ignored:
             # Party ids, key ids and field paths only: nothing about a child.
             where = (bad.topic, bad.partition, bad.offset, bad.item)

@@ -2,7 +2,9 @@
 
 The gateway answers each envelope with a receipt — DELIVERED, REFUSED (agreement) or
 QUARANTINED, with reason and detail — gathered in one ``ReceiptBatch`` per sender per
-gateway batch, sealed for the sender on ``sgx.receipts.<agency>`` (purpose RECEIPTS).
+gateway batch, sealed for the sender on ``sgx.receipts.<agency>`` (purpose RECEIPTS), or,
+for an agency a connector carries, on ``sgx.receipts.<connector>`` among the connector's
+other agencies' records, which the recorder skips unopened (:mod:`sgx.kafka.outbound`).
 
 Per batch of records: split each record into its envelopes (a record may carry one or an
 EnvelopeBatch), open each (it must come from the gateway), decode the receipts, and
@@ -41,6 +43,7 @@ from producers.outbox import RECEIPT_OUTCOMES, OutboxStore, ReceiptUpdate
 from producers.referral_outcomes import ReferralHeard, ReferralOutcomes
 from sgx.errors import ContractError, ExchangeError
 from sgx.kafka.backoff import Backoff
+from sgx.kafka.outbound import for_agency, receipts_topic_of
 from sgx.kafka.quarantine import Source, from_gateway, sources
 from sgx.kafka.schema_topic import SchemaRegistry, read_learning
 from sgx.kafka.wiring import kafka_errors, read_topic, receipts_topic, run_batches
@@ -70,13 +73,18 @@ class ReceiptRecorder:
         consents: ConsentRequests | None = None,
         trust: TrustDirectory | None = None,
         outcomes: ReferralOutcomes | None = None,
+        topic: str | None = None,
     ) -> None:
         """``consents`` keeps the consent requests the gateway forwards and ``outcomes`` the
         LAs' responses to the agency's referrals (default: in the outbox's database), as the
         information requests are kept beside them; ``trust`` verifies an LA's signature on a
         response (without it, a response is kept in quarantine: unverified words are not an
-        LA's)."""
+        LA's). ``topic`` is where the gateway answers the agency: by default its connector's
+        receipts topic as ``trust`` says, else its own (:mod:`sgx.kafka.outbound`)."""
         self.agency = agency
+        if topic is None:
+            topic = receipts_topic(agency) if trust is None else receipts_topic_of(trust, agency)
+        self.topic = topic
         self._store = store
         self._consents = consents or ConsentRequests(store.engine, schema=store.schema)
         self._outcomes = outcomes or ReferralOutcomes(store.engine, schema=store.schema)
@@ -90,7 +98,9 @@ class ReceiptRecorder:
         """Record what ``records`` hold in ONE transaction; (receipts, consent requests)."""
         # A newer gateway's receipts (a schema this release has not seen) are read once the
         # registry has taught the schema (sgx.wire.schema_registry).
-        found = [source for record in records for source in sources(record)]
+        # on a connector's topic, another agency's records are skipped unopened
+        mine = for_agency(records, self.agency)
+        found = [source for record in mine for source in sources(record)]
         read, quarantined, _ = await read_learning(found, self._read, self._registry)
         receipts = [r for r in read if isinstance(r, ReceiptUpdate)]
         asked = [r for r in read if isinstance(r, ConsentRequest)]
@@ -153,7 +163,7 @@ async def catch_up(recorder: ReceiptRecorder, settings: KafkaSettings) -> int:
     group (nothing committed), and record what is on it; returns the consent requests read.
     For an agency whose relay does not run as a service: what the listener would have
     recorded is recorded now (again, harmlessly, for what it recorded already)."""
-    _, asked = await recorder.record(await read_topic(settings, receipts_topic(recorder.agency)))
+    _, asked = await recorder.record(await read_topic(settings, recorder.topic))
     return asked
 
 

@@ -39,7 +39,8 @@ from safeguard.cli_common import (
 from safeguard.outbox_wiring import running_outbox
 from safeguard.runtime import Runtime
 from sgx.errors import TransportError
-from sgx.kafka.wiring import open_cases_group, receipts_topic, start_consumer
+from sgx.kafka.outbound import receipts_topic_of
+from sgx.kafka.wiring import open_cases_group, start_consumer
 from sgx.wire.envelope import Opener
 
 _school_options = [
@@ -92,6 +93,7 @@ def open_case_listener(rt: Runtime, school_id: str, store: OpenCaseStore) -> Ope
         opener=Opener(rt.identity(school_id, trust), trust),
         contract=rt.contract(),
         store=store,
+        topic=receipts_topic_of(trust, school_id),
     )
 
 
@@ -170,7 +172,9 @@ async def watch_command(
         ):
             listener = open_case_listener(rt, school_id, feed.open_cases)
             consumer = await start_consumer(
-                rt.kafka, [receipts_topic(school_id)], group_id=open_cases_group(school_id)
+                rt.kafka,
+                [receipts_topic_of(rt.trust(), school_id)],
+                group_id=open_cases_group(school_id),
             )
             try:
                 async with asyncio.TaskGroup() as tasks:

@@ -39,7 +39,7 @@ from producers.relay import OutboxRelay, RelayOptions
 from safeguard.runtime import Runtime
 from sgx.errors import TransportError
 from sgx.kafka.schema_topic import SchemaRegistry
-from sgx.kafka.wiring import receipts_group, receipts_topic, start_consumer, start_producer
+from sgx.kafka.wiring import receipts_group, start_consumer, start_producer
 from sgx.keys.identity import Identity
 from sgx.keys.trust import TrustDirectory
 from sgx.ops.metrics import ProducerMetrics
@@ -195,9 +195,9 @@ async def outbox_services(
             store = await stack.enter_async_context(await open_outbox_store(rt, agency))
         producer = await start_producer(rt.kafka)
         stack.push_async_callback(producer.stop)
-        consumer = await start_consumer(
-            rt.kafka, [receipts_topic(agency)], group_id=receipts_group(agency)
-        )
+        recorder = receipt_recorder(rt, store, identity, trust, contract)
+        # its connector's receipts topic, or its own; in the agency's own group either way
+        consumer = await start_consumer(rt.kafka, [recorder.topic], group_id=receipts_group(agency))
         stack.push_async_callback(consumer.stop)
         publisher = Publisher(
             identity=identity,
@@ -210,7 +210,6 @@ async def outbox_services(
         )
         outbox = Outbox(store, publisher, agency)
         relay = OutboxRelay(outbox, publisher, metrics=metrics, options=options)
-        recorder = receipt_recorder(rt, store, identity, trust, contract)
         listener = ReceiptListener(recorder, consumer)
         async with _running(relay.run, listener.run) as tasks:
             yield outbox, tasks

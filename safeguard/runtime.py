@@ -46,6 +46,7 @@ from producers.publisher import Publisher
 from sgx.domain.calendar import CalendarSettings
 from sgx.errors import ConfigError
 from sgx.kafka import schema_topic
+from sgx.kafka.outbound import delivery_topic_of
 from sgx.kafka.wiring import (
     GATEWAY_GROUP,
     REPLAY_TOPIC,
@@ -182,6 +183,12 @@ def exchange_topics(trust: TrustDirectory, kafka: KafkaSettings) -> dict[str, in
         topics[inbound_topic(connector)] = kafka.inbound_partitions
     for party in trust.parties():
         if party.kind == "gateway":
+            continue
+        owner = trust.outbound_connector(party.id)  # the party, or the connector carrying it
+        if owner != party.id:  # its connector's outbound topics carry it (sgx.kafka.outbound)
+            topics[receipts_topic(owner)] = kafka.inbound_partitions
+            if party.kind in DELIVERY_KINDS:
+                topics[delivery_topic(owner)] = kafka.delivery_partitions
             continue
         topics[receipts_topic(party.id)] = 1
         if party.kind in DELIVERY_KINDS:
@@ -386,11 +393,10 @@ async def run_consumer(
     async with contextlib.AsyncExitStack() as stack:
         await stack.enter_async_context(watching_trust(rt, trust, [identity], registry))
         store = await stack.enter_async_context(await rt.queue_store(party_id))
+        # its connector's delivery topic, or its own; its own group either way
+        topic = delivery_topic_of(trust, party_id)
         consumer = await _started(
-            stack,
-            await start_consumer(
-                rt.kafka, [delivery_topic(party_id)], group_id=delivery_group(party_id)
-            ),
+            stack, await start_consumer(rt.kafka, [topic], group_id=delivery_group(party_id))
         )
         service = DeliveryConsumer(
             opener=Opener(identity, trust),
@@ -399,6 +405,7 @@ async def run_consumer(
             consumer=consumer,
             metrics=metrics,
             registry=schema_topic.SchemaRegistry(rt.kafka, trust, rt.contract()),
+            party=None if topic == delivery_topic(party_id) else party_id,
         )
         readiness = Readiness()
         await stack.enter_async_context(

@@ -52,10 +52,6 @@ topic sgx.delivery.school-hillside 3 3
 topic sgx.inbound.school-canonbury 3 3
 topic sgx.receipts.school-canonbury 1 3
 topic sgx.delivery.school-canonbury 3 3
-topic sgx.receipts.school-gospel-oak 1 3
-topic sgx.delivery.school-gospel-oak 3 3
-topic sgx.receipts.school-highbury-fields 1 3
-topic sgx.delivery.school-highbury-fields 3 3
 topic sgx.inbound.nhs-royal-free 3 3
 topic sgx.receipts.nhs-royal-free 1 3
 topic sgx.inbound.met-police 3 3
@@ -68,6 +64,8 @@ topic sgx.receipts.whittington-health 1 3
 topic sgx.inbound.family-action-camden 3 3
 topic sgx.receipts.family-action-camden 1 3
 topic sgx.inbound.mis-north-london 3 3
+topic sgx.receipts.mis-north-london 3 3
+topic sgx.delivery.mis-north-london 3 3
 
 # principals
 user sgx-gateway
@@ -79,8 +77,6 @@ user school-hillside
 user sgx-consumer-school-hillside
 user school-canonbury
 user sgx-consumer-school-canonbury
-user sgx-consumer-school-gospel-oak
-user sgx-consumer-school-highbury-fields
 user nhs-royal-free
 user met-police
 user sgx-consumer-met-police
@@ -140,14 +136,6 @@ acl sgx-consumer-school-canonbury Read topic literal sgx.delivery.school-canonbu
 acl sgx-consumer-school-canonbury Read group literal sgx-consumer-school-canonbury
 acl sgx-consumer-school-canonbury Describe topic prefixed sgx.
 acl sgx-consumer-school-canonbury Read topic literal sgx.schemas
-acl sgx-consumer-school-gospel-oak Read topic literal sgx.delivery.school-gospel-oak
-acl sgx-consumer-school-gospel-oak Read group literal sgx-consumer-school-gospel-oak
-acl sgx-consumer-school-gospel-oak Describe topic prefixed sgx.
-acl sgx-consumer-school-gospel-oak Read topic literal sgx.schemas
-acl sgx-consumer-school-highbury-fields Read topic literal sgx.delivery.school-highbury-fields
-acl sgx-consumer-school-highbury-fields Read group literal sgx-consumer-school-highbury-fields
-acl sgx-consumer-school-highbury-fields Describe topic prefixed sgx.
-acl sgx-consumer-school-highbury-fields Read topic literal sgx.schemas
 acl nhs-royal-free Write topic literal sgx.inbound.nhs-royal-free
 acl nhs-royal-free Read topic literal sgx.receipts.nhs-royal-free
 acl nhs-royal-free Read group literal sgx-producer-nhs-royal-free
@@ -178,12 +166,14 @@ acl family-action-camden Read group literal sgx-producer-family-action-camden
 acl family-action-camden Describe topic prefixed sgx.
 acl family-action-camden Read topic literal sgx.schemas
 acl mis-north-london Write topic literal sgx.inbound.mis-north-london
-acl mis-north-london Read topic literal sgx.receipts.school-gospel-oak
+acl mis-north-london Read topic literal sgx.receipts.mis-north-london
+acl mis-north-london Read topic literal sgx.delivery.mis-north-london
 acl mis-north-london Read group literal sgx-producer-school-gospel-oak
 acl mis-north-london Read group literal sgx-open-cases-school-gospel-oak
-acl mis-north-london Read topic literal sgx.receipts.school-highbury-fields
+acl mis-north-london Read group literal sgx-consumer-school-gospel-oak
 acl mis-north-london Read group literal sgx-producer-school-highbury-fields
 acl mis-north-london Read group literal sgx-open-cases-school-highbury-fields
+acl mis-north-london Read group literal sgx-consumer-school-highbury-fields
 acl mis-north-london Read topic literal sgx.schemas
 acl mis-north-london Describe topic prefixed sgx.
 

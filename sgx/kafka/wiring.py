@@ -2,9 +2,12 @@
 
 Topics (see the design's Topics table)::
 
-    sgx.inbound.<agency>    an agency's envelopes to the gateway
-    sgx.receipts.<agency>   the gateway's receipts (and share decisions) to an agency
-    sgx.delivery.<la>       the gateway's deliveries to a local authority's consumer
+    sgx.inbound.<connector> envelopes of the agencies a connector carries (or of an
+                            agency that is its own connector) to the gateway
+    sgx.receipts.<owner>    the gateway's receipts (and share decisions) to an agency, or
+                            to every agency a connector carries (sgx.kafka.outbound)
+    sgx.delivery.<owner>    the gateway's deliveries to a party's consumer (an LA; a
+                            school's key adult or a force's SPOC, or their connector's)
     sgx.allocations.<la>    an LA's allocation updates, read by every gateway instance
 
 Clients are configured from :class:`~sgx.settings.KafkaSettings` only; a SASL password
@@ -555,12 +558,13 @@ async def send_batched(
         grouped.setdefault(partitions[index], []).append(envelope)
     futures = []
     for partition, envelopes in grouped.items():
-        for chunk in _chunks(envelopes, max_envelopes, max_bytes):
+        for chunk in envelope_chunks(envelopes, max_envelopes, max_bytes):
             futures.append(await producer.send(topic, pack(chunk), partition=partition))
     return futures
 
 
-def _chunks(envelopes: list[bytes], most: int, max_bytes: int) -> Iterable[list[bytes]]:
+def envelope_chunks(envelopes: list[bytes], most: int, max_bytes: int) -> Iterable[list[bytes]]:
+    """``envelopes`` in order, in runs of at most ``most`` and about ``max_bytes``."""
     chunk: list[bytes] = []
     size = 0
     for envelope in envelopes:

@@ -241,6 +241,14 @@ class TrustDirectory:
         connector = self._connectors.get(connector_id)
         return connector is not None and agency_id in connector.carries
 
+    def outbound_connector(self, party_id: str) -> str:
+        """Whose outbound topics carry what the gateway sends ``party_id`` (its receipts,
+        requests, open-case lists and deliveries): the first connector the directory lists
+        as carrying it, or the party itself when none does (its own connector, its own
+        ``sgx.receipts.<party>`` as before connectors)."""
+        carriers = self._carriers.get(party_id)
+        return carriers[0] if carriers else party_id
+
     def inbound_connectors(self) -> list[str]:
         """Whose inbound topics the exchange has: every connector, and every party but the
         gateway that no connector carries (its own connector), sorted."""

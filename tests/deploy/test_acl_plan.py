@@ -357,9 +357,31 @@ def test_a_connector_has_one_inbound_topic_for_the_agencies_it_carries() -> None
     inbound = {n for n in names if n.startswith("sgx.inbound.")}
     # the carried schools have none of their own; the LAs and the police are their own
     assert inbound == {f"sgx.inbound.{p}" for p in (LA_A, LA_B, POLICE, MIS.id)}
-    # their receipts and their key adults' deliveries stay theirs
+    # their receipts and their key adults' deliveries come on the connector's topics too
     for school in (SCHOOL, OTHER_SCHOOL.id):
-        assert {f"sgx.receipts.{school}", f"sgx.delivery.{school}"} <= names
+        assert not {f"sgx.receipts.{school}", f"sgx.delivery.{school}"} & names
+    assert {f"sgx.receipts.{MIS.id}", f"sgx.delivery.{MIS.id}"} <= names
+    # an agency of its own keeps its own
+    assert {f"sgx.receipts.{POLICE}", f"sgx.delivery.{POLICE}"} <= names
+
+
+def test_a_connector_carrying_no_school_or_force_has_no_delivery_topic() -> None:
+    epr = Connector(id="epr-east", name="East EPR", carries=[HEALTH.id])
+    names = {t.name for t in plan([*PARTIES, HEALTH], [epr]).topics}
+    assert {"sgx.inbound.epr-east", "sgx.receipts.epr-east"} <= names
+    assert "sgx.delivery.epr-east" not in names
+    assert f"sgx.receipts.{HEALTH.id}" not in names
+
+
+def test_an_agency_carried_twice_hears_on_its_first_connectors_topics() -> None:
+    second = Connector(id="mis-beta", name="Beta MIS", carries=[SCHOOL])
+    the_plan = plan([*PARTIES, OTHER_SCHOOL], [MIS, second])
+    assert the_plan.allows(second.id, "Write", "topic", "sgx.inbound.mis-beta")
+    assert not the_plan.allows(second.id, "Read", "group", receipts_group(SCHOOL))
+    assert the_plan.allows(MIS.id, "Read", "group", receipts_group(SCHOOL))
+    names = {t.name for t in the_plan.topics}
+    assert not {"sgx.receipts.mis-beta", "sgx.delivery.mis-beta"} & names  # it hears nothing
+    assert not the_plan.allows(second.id, "Read", "topic", "sgx.receipts.mis-beta")
 
 
 def test_a_connector_writes_only_its_topic_and_reads_its_agencies_receipts() -> None:
@@ -368,16 +390,26 @@ def test_a_connector_writes_only_its_topic_and_reads_its_agencies_receipts() -> 
     writable = {t for t in topics if the_plan.allows(MIS.id, "Write", "topic", t)}
     readable = {t for t in topics if the_plan.allows(MIS.id, "Read", "topic", t)}
     assert writable == {f"sgx.inbound.{MIS.id}"}
-    assert readable == {f"sgx.receipts.{SCHOOL}", f"sgx.receipts.{OTHER_SCHOOL.id}", SCHEMAS}
+    # its own outbound topics only, in its schools' groups (it runs their services)
+    assert readable == {f"sgx.receipts.{MIS.id}", f"sgx.delivery.{MIS.id}", SCHEMAS}
     for school in (SCHOOL, OTHER_SCHOOL.id):
         assert the_plan.allows(MIS.id, "Read", "group", receipts_group(school))
         assert the_plan.allows(MIS.id, "Read", "group", open_cases_group(school))
+        assert the_plan.allows(MIS.id, "Read", "group", consumer_principal(school))
     assert not the_plan.allows(MIS.id, "Read", "group", receipts_group(POLICE))
-    assert not the_plan.allows(MIS.id, "Read", "topic", f"sgx.delivery.{SCHOOL}")
-    # a carried school has no principal of its own, nor any grant
-    assert SCHOOL not in the_plan.principals
+    assert not the_plan.allows(MIS.id, "Read", "group", consumer_principal(POLICE))
+    assert not the_plan.allows(MIS.id, "Read", "topic", f"sgx.delivery.{POLICE}")
+    # a carried school has no principal of its own, nor a consumer's, nor any grant
+    for principal in (SCHOOL, consumer_principal(SCHOOL)):
+        assert principal not in the_plan.principals
+        assert not any(b.principal == principal for b in the_plan.bindings)
     assert MIS.id in the_plan.principals
-    assert not any(b.principal == SCHOOL for b in the_plan.bindings)
+    # nobody else reads the connector's outbound topics; the gateway writes them
+    for topic in (f"sgx.receipts.{MIS.id}", f"sgx.delivery.{MIS.id}"):
+        readers = {b.principal for b in the_plan.bindings if b.matches("topic", topic)
+                   and b.operation == "Read"}  # fmt: skip
+        assert readers == {MIS.id}
+        assert the_plan.allows(GATEWAY, "Write", "topic", topic)
     # and the gateway reads the connector's topic by its inbound prefix
     assert the_plan.allows(GATEWAY, "Read", "topic", f"sgx.inbound.{MIS.id}")
 
@@ -390,13 +422,23 @@ def test_a_connector_may_connect_as_a_principal_of_its_own_name() -> None:
     assert the_plan.allows("acme-cloud", "Write", "topic", "sgx.inbound.mis-acme")
 
 
-def test_the_connected_plan_has_the_topics_the_services_create(tmp_path: Path) -> None:
-    parties = [*PARTIES, OTHER_SCHOOL]
+@pytest.mark.parametrize(
+    "connectors",
+    [[MIS], [MIS, Connector(id="mis-beta", name="Beta", carries=[SCHOOL, HEALTH.id])]],
+    ids=["one", "an-agency-carried-twice"],
+)
+def test_the_connected_plan_has_the_topics_the_services_create(
+    tmp_path: Path, connectors: list[Connector]
+) -> None:
+    parties = [*PARTIES, OTHER_SCHOOL, HEALTH]
     specs = [PartySpec("gateway", "gateway", "gateway")]
-    specs += [PartySpec(p.id, p.kind, p.id, p.serves, gss_code=p.gss_code) for p in parties]
-    trust = init_trust(tmp_path / "trust", specs, [MIS])
+    specs += [
+        PartySpec(p.id, p.kind, p.id, p.serves, gss_code=p.gss_code, serves_any=p.serves_any)
+        for p in parties
+    ]
+    trust = init_trust(tmp_path / "trust", specs, connectors)
     services = exchange_topics(trust, KafkaSettings())
-    assert {t.name: t.partitions for t in connected_plan().topics} == services
+    assert {t.name: t.partitions for t in plan(parties, connectors).topics} == services
 
 
 @pytest.mark.parametrize(

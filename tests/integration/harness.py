@@ -97,9 +97,12 @@ class Exchange:
         metrics = self.gateway_metrics if registry is None else registry
         await self._start(name, lambda stop, ready: run_gateway(rt, stop, metrics, ready))
 
-    async def start_consumer(self, metrics_port: int = -1, party: str = LA) -> None:
-        """Start ``party``'s consumer: named "consumer" for the LA, else "consumer:<party>"."""
-        rt = self._with_port(metrics_port, delivery_group(party))  # its principal too
+    async def start_consumer(
+        self, metrics_port: int = -1, party: str = LA, principal: str | None = None
+    ) -> None:
+        """Start ``party``'s consumer: named "consumer" for the LA, else "consumer:<party>".
+        It connects as ``principal`` (a carried party's connector), else as its own."""
+        rt = self._with_port(metrics_port, principal or delivery_group(party))
         if party == LA:
             name, registry = "consumer", self.consumer_metrics
         else:

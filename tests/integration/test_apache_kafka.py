@@ -188,7 +188,10 @@ async def test_a_connector_writes_only_its_own_topic(apache_kafka: ApacheKafka) 
     producer = await start_producer(apache_kafka.scram_settings(CONNECTOR))
     try:
         await producer.send_and_wait(inbound_topic(CONNECTOR), unique("carried"))  # its own
-        for topic in (inbound_topic(HILLSIDE), delivery_topic(CAMDEN), receipts_topic(HILLSIDE)):
+        # nor its own outbound topics: only the gateway writes a record naming an agency
+        outbound = (receipts_topic(CONNECTOR), delivery_topic(CONNECTOR))
+        others = (inbound_topic(HILLSIDE), delivery_topic(CAMDEN), receipts_topic(HILLSIDE))
+        for topic in (*others, *outbound):
             with pytest.raises(TopicAuthorizationFailedError):
                 await producer.send_and_wait(topic, unique("forged"))
     finally:

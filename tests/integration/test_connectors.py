@@ -31,7 +31,8 @@ from safeguard.parties import (
 )
 from safeguard.runtime import Runtime, publisher
 from sgx.domain.identifiers import make_nhs_number, make_upn
-from sgx.kafka.wiring import list_topics, read_topic, receipts_topic
+from sgx.kafka.outbound import for_agency, receipts_topic_of
+from sgx.kafka.wiring import list_topics, read_topic
 from sgx.keys.connectors import Connector
 from sgx.keys.identity import Identity
 from sgx.wire import contract as c
@@ -64,11 +65,14 @@ async def _mash(ex: Exchange, la: str) -> set[str]:
 
 
 async def _receipts(rt: Runtime, agency: str) -> dict[str, dict[str, Any]]:
-    """The receipts on ``agency``'s own receipts topic, opened with its key."""
+    """The receipts for ``agency`` on its receipts topic (its connector's, if one carries
+    it: only the records naming it), opened with its key."""
     identity: Identity = rt.identity(agency)
-    opener, contract = Opener(identity, rt.trust()), rt.contract()
+    trust = rt.trust()
+    opener, contract = Opener(identity, trust), rt.contract()
     found: dict[str, dict[str, Any]] = {}
-    for record in await read_topic(rt.kafka, receipts_topic(agency)):
+    topic = receipts_topic_of(trust, agency)
+    for record in for_agency(await read_topic(rt.kafka, topic), agency):
         opened = opener.open(record.value)
         if opened.purpose is Purpose.RECEIPTS:
             for r in contract.decode_as(c.RECEIPT_BATCH, opened.plaintext)["receipts"]:

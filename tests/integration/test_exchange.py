@@ -12,7 +12,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from safeguard import samples
 from safeguard.demo import forged_identity, publish_raw, seal_unchecked
-from safeguard.parties import HEALTH, LA, POLICE, SCHOOL
+from safeguard.parties import CONNECTED_SCHOOL, CONNECTOR, HEALTH, LA, POLICE, SCHOOL
 from safeguard.runtime import Runtime
 from safeguard.sharing import ask_share
 from sgx.domain.identifiers import make_nhs_number, make_upn
@@ -313,10 +313,13 @@ async def test_a_policy_refusal_is_audited_and_receipted(tmp_path: Path) -> None
 async def test_no_child_identifier_or_fact_in_plain_text_on_any_topic(tmp_path: Path) -> None:
     async with running_exchange(tmp_path) as ex:
         await ex.allocate(ALLOCATE)
+        police = samples.police_notification(LEO)
+        # its key adult's copy on the school's connector's topic, keyed and named (header)
+        police["police"]["incident"]["school_id"] = CONNECTED_SCHOOL
         records = [
             (SCHOOL, c.ATTENDANCE_UPDATE, samples.attendance_update(AMIRA)),
             (HEALTH, c.HEALTH_UPDATE, samples.health_update(MAYA)),
-            (POLICE, c.POLICE_NOTIFICATION, samples.police_notification(LEO)),
+            (POLICE, c.POLICE_NOTIFICATION, police),
         ]
         for agency, name, record in records:
             await ex.publish(agency, name, record)
@@ -327,11 +330,15 @@ async def test_no_child_identifier_or_fact_in_plain_text_on_any_topic(tmp_path: 
         raw: list[bytes] = []
         topics = await list_topics(ex.rt.kafka)
         assert len([t for t in topics if t.startswith("sgx.")]) >= 9
+        headers = 0
         for topic in topics:
             for rec in await read_topic(ex.rt.kafka, topic):
                 raw.extend([rec.value or b"", rec.key or b""])
                 raw.extend(v for _, v in rec.headers or ())
+                headers += len(rec.headers or ())
         assert len(raw) > 20
+        assert f"sgx.delivery.{CONNECTOR}" in topics
+        assert headers >= 1  # the key adult's delivery names its school
         blob = b"\x00".join(raw)
         leaked = [s for s in secrets if s.encode() in blob]
         assert leaked == []

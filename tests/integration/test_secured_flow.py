@@ -176,6 +176,15 @@ async def test_every_party_as_its_own_principal_over_tls_the_whole_flow(
 
             await eventually(carried_receipt, "Gospel Oak's receipt, read by its connector")
 
+        # its key adult's consumer, run by the connector as its principal, reads the
+        # connector's delivery topic in the school's group
+        await ex.start_consumer(party=CONNECTED_SCHOOL, principal=CONNECTOR)
+        incident = samples.police_notification(AMIRA)
+        incident["police"]["incident"]["school_id"] = CONNECTED_SCHOOL
+        told = await ex.publish(POLICE, c.POLICE_NOTIFICATION, incident)
+        (adult,) = await ex.wait_items(f"key-adult:{CONNECTED_SCHOOL}", 1, party=CONNECTED_SCHOOL)
+        assert adult.item.notification_id == str(told)
+
 
 async def test_a_school_beyond_its_grant_is_refused_and_the_exchange_says_so(
     apache_kafka: ApacheKafka, tmp_path: Path

@@ -117,7 +117,7 @@ def test_too_many_connectors_for_the_agencies_are_refused() -> None:
         build(las=4, schools=5, trusts=1, forces=1, allocations=4_000, connectors=7, own=1)
 
 
-def test_connectors_cut_the_inbound_topics_but_not_the_agencies_own_topics() -> None:
+def test_connectors_cut_the_topics_both_ways() -> None:
     args = argparse.Namespace(las=6, schools=60, trusts=6, forces=2, connectors=5, own=3,
                               inbound_partitions=3)  # fmt: skip
     figures = measure(args)
@@ -126,5 +126,12 @@ def test_connectors_cut_the_inbound_topics_but_not_the_agencies_own_topics() -> 
     assert before["inbound_topics"] == 68 + 6
     # the gateway reads the inbound (3 partitions each) and allocation topics, and replay
     assert with_connectors["gateway_group_partitions"] == 14 * 3 + 6 + 1
-    # receipts and deliveries stay per agency
-    assert before["topics"] - with_connectors["topics"] == 68 - 8
+    # both ways: the schema registry and replay; each LA's inbound, receipts, allocations
+    # and delivery topics; each of the 3 schools of its own its inbound, receipts and
+    # delivery; each connector its inbound and receipts, and a delivery topic where it
+    # carries schools or forces (4 of the 5: not the health bodies')
+    assert with_connectors["topics"] == 2 + 6 * 4 + 3 * 3 + 5 * 2 + 4
+    # before connectors: every agency its inbound and receipts, every school and force
+    # its delivery topic
+    assert before["topics"] == 2 + 6 * 4 + 68 * 2 + 60 + 2
+    assert with_connectors["partitions"] == 2 + 6 * (3 + 1 + 1 + 3) + 3 * 7 + 5 * 6 + 4 * 3

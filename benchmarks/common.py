@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import cProfile
 import faulthandler
 import json
@@ -48,6 +49,7 @@ STAMP = struct.Struct(">QQ")  # sequence number, sender time.time_ns()
 PROCESS_EXIT_S = 10.0
 REPORT_POLL_S = 0.2  # the parent looks at its deadline at least this often
 WHERE_WAIT_S = 5.0  # how long a stage that hangs has to say where its tasks are
+THREADS_DUMP_S = 1.0  # how long one that does not answer is given to print its threads
 
 
 class Report(Protocol):
@@ -328,8 +330,8 @@ def _run_stage(name: str, stage: Stage, args: tuple[Any, ...], reports: Queue[An
     """Child process entry: run one stage on a fresh event loop, reporting any failure."""
 
     # a stage that does not report in time is asked where it is (Stages.expect): every
-    # thread's stack to stderr (SIGUSR1), every asyncio task's chain of awaits in a
-    # "where" report (SIGUSR2)
+    # asyncio task's chain of awaits in a "where" report (SIGUSR2); if its loop does not
+    # answer, every thread's stack to stderr (SIGUSR1)
     faulthandler.register(signal.SIGUSR1, all_threads=True)
     profile_dir = os.environ.get(PROFILE_ENV)
     profiler = None
@@ -428,7 +430,7 @@ class Stages:
             said = "; ".join(f"{name}: {_said(last.get(name))}" for name in sorted(waiting))
             blocked = (
                 f"; no answer from {', '.join(silent)} in {WHERE_WAIT_S:g}s: its event loop is"
-                " busy or blocked (its threads' stacks are above)"
+                " busy or blocked (its threads' stacks are printed above)"
                 if silent
                 else ""
             )
@@ -439,24 +441,34 @@ class Stages:
         return got
 
     async def _dump_stacks(self, names: Iterable[str]) -> list[str]:
-        """Print where each named stage is (a stage that hangs): its threads' stacks
-        (faulthandler writes them itself) and its tasks' chains of awaits (it sends them
-        back in a "where" report). Returns the stages that did not answer in time."""
-        asked = set()
+        """Print where each named stage is (a stage that hangs): its tasks' chains of
+        awaits, which it sends back in a "where" report (SIGUSR2, answered by its event
+        loop); for a stage that does not answer in time (its loop blocked), its threads'
+        stacks, which faulthandler writes itself (SIGUSR1). Returns those stages.
+
+        Not both signals at once: faulthandler reading the main thread's frames from
+        another thread while the main thread ran the SIGUSR2 handler crashed a gateway
+        (SIGSEGV) in one of the runs that found issue 23's hang, and the phase then failed
+        as "died with exit code -11" instead of saying which stage was not ready."""
+        asked: dict[str, int] = {}
         for name in sorted(names):
             process = self._processes.get(name)
             if process is not None and process.pid is not None and process.exitcode is None:
-                os.kill(process.pid, signal.SIGUSR1)
                 os.kill(process.pid, signal.SIGUSR2)
-                asked.add(name)
+                asked[name] = process.pid
         loop = asyncio.get_running_loop()
         deadline = loop.time() + WHERE_WAIT_S
         while asked and loop.time() < deadline:
-            message = await self._next_report()
+            message = await asyncio.to_thread(self._poll)  # a death now hides nothing
             if message is not None and message["event"] == "where":
                 print(f"=== where stage {message['stage']} is", file=sys.stderr)
                 print(message["stacks"], file=sys.stderr, flush=True)
-                asked.discard(message["stage"])
+                asked.pop(message["stage"], None)
+        for pid in asked.values():
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGUSR1)
+        if asked:
+            await asyncio.sleep(THREADS_DUMP_S)  # faulthandler writes to the shared stderr
         return sorted(asked)
 
     async def _next_report(self) -> dict[str, Any] | None:

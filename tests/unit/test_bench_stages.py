@@ -5,6 +5,7 @@ waiting for its allocation updates to be applied)."""
 from __future__ import annotations
 
 import asyncio
+import time
 from typing import Any
 
 import pytest
@@ -63,3 +64,27 @@ async def test_a_stage_that_never_gets_ready_says_where_each_task_awaits(
     assert any(frame.endswith("in stage_stuck_deep_down") for frame in frames), chain
     assert any(frame.endswith("in deep_wait") for frame in frames), chain
     assert any(frame.endswith("in Event.wait") for frame in frames), chain
+
+
+async def stage_blocking_its_loop(report: Report, *_: Any) -> None:
+    time.sleep(30)  # noqa: ASYNC251  # a loop that cannot answer: what this test is about
+
+
+async def a_phase_with_a_blocked_loop() -> None:
+    async with Stages() as stages:
+        stages.spawn("gateway", stage_blocking_its_loop)
+        await stages.expect("ready", ["gateway"], limit_s=2)
+
+
+async def test_a_stage_whose_loop_is_blocked_is_named_with_its_threads_stacks(
+    capfd: pytest.CaptureFixture[str],
+) -> None:
+    """No "where" answer from a blocked loop: its threads' stacks instead (faulthandler,
+    from the child, on the shared stderr), and the phase's failure still says which stage
+    was not ready."""
+    with pytest.raises(StageFailed) as failed:
+        await a_phase_with_a_blocked_loop()
+    said = str(failed.value)
+    assert "no 'ready' within 2s from gateway" in said
+    assert "no answer from gateway in 5s: its event loop is busy or blocked" in said
+    assert "in stage_blocking_its_loop" in capfd.readouterr().err  # the child's main thread

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import cProfile
 import faulthandler
 import json
@@ -37,6 +38,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from benchmarks.local_kafka import delete_every_topic, ensure_local_kafka
+from benchmarks.where import task_stacks
 from sgx.kafka.embedded import EmbeddedBroker
 from sgx.settings import KafkaSettings
 
@@ -45,6 +47,9 @@ PROFILE_CPU_ENV = "SGX_BENCH_PROFILE_CPU"  # "1": profile CPU time (time.thread_
 
 STAMP = struct.Struct(">QQ")  # sequence number, sender time.time_ns()
 PROCESS_EXIT_S = 10.0
+REPORT_POLL_S = 0.2  # the parent looks at its deadline at least this often
+WHERE_WAIT_S = 5.0  # how long a stage that hangs has to say where its tasks are
+THREADS_DUMP_S = 1.0  # how long one that does not answer is given to print its threads
 
 
 class Report(Protocol):
@@ -123,9 +128,10 @@ async def bench_broker(
         finally:
             _broker_pid = None
         return
+    global _embedded
     with tempfile.TemporaryDirectory(prefix="sgx-bench-") as log_dir:
         async with EmbeddedBroker(Path(log_dir)) as embedded:
-            _broker_pid = embedded.pid
+            _broker_pid, _embedded = embedded.pid, True
             try:
                 yield bench_settings(
                     embedded.bootstrap_servers,
@@ -133,10 +139,36 @@ async def bench_broker(
                     idempotence=False,
                 )
             finally:
-                _broker_pid = None
+                _broker_pid, _embedded = None, False
 
 
 _broker_pid: int | None = None
+_embedded = False  # the run's broker is an embedded Tansu that bench_broker started
+
+
+@asynccontextmanager
+async def phase_broker(settings: KafkaSettings) -> AsyncIterator[KafkaSettings]:
+    """The broker one phase of the exchange runs on: in a run on the embedded Tansu, a
+    fresh one of its own (its CPU is the phase's broker CPU); otherwise the run's.
+
+    Tansu 0.6.0 loses a consumer group whose members leave together (sgx/kafka/groups.py):
+    the two-gateway phase's instances stop at once, and the next phase's gateway, in the
+    same group ``sgx-gateway``, then never got its assignment (issue 23: three of fourteen
+    runs of benchmarks.run hung). A fresh broker per phase also gives every phase fresh
+    topics, groups and offsets, as on an emptied Apache Kafka.
+    """
+    global _broker_pid
+    if not _embedded:
+        yield settings
+        return
+    run_pid = _broker_pid
+    with tempfile.TemporaryDirectory(prefix="sgx-bench-phase-") as log_dir:
+        async with EmbeddedBroker(Path(log_dir)) as embedded:
+            _broker_pid = embedded.pid
+            try:
+                yield settings.model_copy(update={"bootstrap_servers": embedded.bootstrap_servers})
+            finally:
+                _broker_pid = run_pid
 
 
 def broker_cpu_used(since: float | None) -> float | None:
@@ -298,7 +330,8 @@ def _run_stage(name: str, stage: Stage, args: tuple[Any, ...], reports: Queue[An
     """Child process entry: run one stage on a fresh event loop, reporting any failure."""
 
     # a stage that does not report in time is asked where it is (Stages.expect): every
-    # thread's stack (SIGUSR1) and every asyncio task's (SIGUSR2) to stderr
+    # asyncio task's chain of awaits in a "where" report (SIGUSR2); if its loop does not
+    # answer, every thread's stack to stderr (SIGUSR1)
     faulthandler.register(signal.SIGUSR1, all_threads=True)
     profile_dir = os.environ.get(PROFILE_ENV)
     profiler = None
@@ -317,7 +350,7 @@ def _run_stage(name: str, stage: Stage, args: tuple[Any, ...], reports: Queue[An
     try:
         if profiler is not None:
             profiler.enable()
-        asyncio.run(_answering_where(stage(report, *args)))
+        asyncio.run(_answering_where(stage(report, *args), report))
     except BaseException as exc:
         report("error", detail=f"{type(exc).__name__}: {exc}")
         raise
@@ -328,13 +361,12 @@ def _run_stage(name: str, stage: Stage, args: tuple[Any, ...], reports: Queue[An
             profiler.dump_stats(Path(profile_dir) / f"{name}-{os.getpid()}.prof")
 
 
-async def _answering_where(running: Coroutine[Any, Any, None]) -> None:
-    """Run a stage, printing every task's stack when asked (SIGUSR2)."""
+async def _answering_where(running: Coroutine[Any, Any, None], report: Report) -> None:
+    """Run a stage, answering SIGUSR2 with every task's chain of awaits (a "where"
+    report: the parent prints it, whole, however busy the shared stderr is)."""
 
     def where() -> None:
-        for task in asyncio.all_tasks():
-            print(f"--- task {task.get_name()}", file=sys.stderr)
-            task.print_stack(limit=30, file=sys.stderr)
+        report("where", stacks=task_stacks())
 
     asyncio.get_running_loop().add_signal_handler(signal.SIGUSR2, where)
     await running
@@ -380,33 +412,64 @@ class Stages:
         waiting = set(names)
         got: dict[str, Any] = {}
         last: dict[str, dict[str, Any]] = {}
-        try:
-            async with asyncio.timeout(limit_s):
-                while waiting:
-                    message = await self._next_report()
-                    if message is None:
-                        continue
-                    self._check(message)
-                    last[message["stage"]] = message
-                    if message["event"] == event and message["stage"] in waiting:
-                        waiting.discard(message["stage"])
-                        got[message["stage"]] = message
-        except TimeoutError as exc:
-            self._dump_stacks(waiting)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + limit_s
+        # each poll ends within REPORT_POLL_S; never cancelled, so no report is lost in a
+        # poll's thread (a timeout cancelling one dropped the "where" answers it got)
+        while waiting and loop.time() < deadline:
+            message = await self._next_report()
+            if message is None:
+                continue
+            self._check(message)
+            last[message["stage"]] = message
+            if message["event"] == event and message["stage"] in waiting:
+                waiting.discard(message["stage"])
+                got[message["stage"]] = message
+        if waiting:
+            silent = await self._dump_stacks(waiting)
             said = "; ".join(f"{name}: {_said(last.get(name))}" for name in sorted(waiting))
+            blocked = (
+                f"; no answer from {', '.join(silent)} in {WHERE_WAIT_S:g}s: its event loop is"
+                " busy or blocked (its threads' stacks are printed above)"
+                if silent
+                else ""
+            )
             raise StageFailed(
                 f"no {event!r} within {limit_s:g}s from {', '.join(sorted(waiting))} ({said})"
-            ) from exc
+                f"{blocked}"
+            )
         return got
 
-    def _dump_stacks(self, names: Iterable[str]) -> None:
-        """Have each named stage print where its threads are (a stage that hangs)."""
+    async def _dump_stacks(self, names: Iterable[str]) -> list[str]:
+        """Print where each named stage is (a stage that hangs): its tasks' chains of
+        awaits, which it sends back in a "where" report (SIGUSR2, answered by its event
+        loop); for a stage that does not answer in time (its loop blocked), its threads'
+        stacks, which faulthandler writes itself (SIGUSR1). Returns those stages.
+
+        Not both signals at once: faulthandler reading the main thread's frames from
+        another thread while the main thread ran the SIGUSR2 handler crashed a gateway
+        (SIGSEGV) in one of the runs that found issue 23's hang, and the phase then failed
+        as "died with exit code -11" instead of saying which stage was not ready."""
+        asked: dict[str, int] = {}
         for name in sorted(names):
             process = self._processes.get(name)
             if process is not None and process.pid is not None and process.exitcode is None:
-                os.kill(process.pid, signal.SIGUSR1)
                 os.kill(process.pid, signal.SIGUSR2)
-        time.sleep(1.0)  # the stages write to the same stderr
+                asked[name] = process.pid
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + WHERE_WAIT_S
+        while asked and loop.time() < deadline:
+            message = await asyncio.to_thread(self._poll)  # a death now hides nothing
+            if message is not None and message["event"] == "where":
+                print(f"=== where stage {message['stage']} is", file=sys.stderr)
+                print(message["stacks"], file=sys.stderr, flush=True)
+                asked.pop(message["stage"], None)
+        for pid in asked.values():
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGUSR1)
+        if asked:
+            await asyncio.sleep(THREADS_DUMP_S)  # faulthandler writes to the shared stderr
+        return sorted(asked)
 
     async def _next_report(self) -> dict[str, Any] | None:
         message = await asyncio.to_thread(self._poll)
@@ -416,7 +479,7 @@ class Stages:
 
     def _poll(self) -> dict[str, Any] | None:
         try:
-            message: dict[str, Any] = self._reports.get(timeout=0.2)
+            message: dict[str, Any] = self._reports.get(timeout=REPORT_POLL_S)
         except queue.Empty:
             return None
         return message

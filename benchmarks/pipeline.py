@@ -48,6 +48,7 @@ from benchmarks.common import (
     host_cpu_s,
     paced,
     percentile,
+    phase_broker,
 )
 from safeguard import samples
 from safeguard.parties import DEMO_PARTIES, LA, SCHOOL
@@ -413,7 +414,7 @@ async def _prepare(home: Path, settings: KafkaSettings, flow: Flow) -> tuple[Run
 
 
 async def run_pipeline_phase(
-    settings: KafkaSettings,
+    run_settings: KafkaSettings,
     name: str,
     count: int,
     rate: float | None,
@@ -435,44 +436,46 @@ async def run_pipeline_phase(
     by_stage = {consumer_name(flow, la): la for la in flow.receivers}
     consumers = ["consumers"] if one_process else list(by_stage)
     names = gateway_names(gateways)
-    with tempfile.TemporaryDirectory(prefix="sgx-bench-pipeline-") as tmp:
-        home = Path(tmp)
-        started_ns = time.time_ns()
-        rt, updates = await _prepare(home, settings, flow)
-        prepared_ns = time.time_ns()
-        filled = await history(home, rt) if history is not None else None
-        filled_ns = time.time_ns()
-        async with Stages() as stages:
-            go, finish = stages.event(), (stages.event() if gateways > 1 else None)
-            for stage in names:
-                stages.spawn(
-                    stage, gateway_stage, str(home), settings, count, updates, idle_s, finish
-                )
-            if one_process:
-                stages.spawn("consumers", consumers_stage, str(home), settings, rows)
-            else:
-                for stage, la in by_stage.items():
-                    stages.spawn(stage, consumer_stage, str(home), settings, rows[la], la)
-            stages.spawn("producer", producer_stage, str(home), settings, count, rate, flow, go)
-            ready = await stages.expect("ready", [*names, *consumers, "producer"], limit_s)
-            if finish is not None:
-                await asyncio.sleep(REBALANCE_S)
-            # CPU counts from here, when every stage is ready, not from each one's report:
-            # a consumer ready before the gateway has applied the allocations waits idle.
-            # (The producer counts its own, from the moment it starts publishing.)
-            start = {name: {"cpu_s": stages.cpu_s(name)} for name in [*names, *consumers]}
-            broker_start, host_start = broker_cpu_s(), host_cpu_s()
-            go.set()
-            if finish is None:
-                done = await stages.expect("done", ["producer", *names, *consumers], limit_s)
-            else:
-                done = await stages.expect("done", ["producer", *consumers], limit_s)
-                finish.set()  # the gateways stop once the queues hold every row
-                done |= await stages.expect("done", names, limit_s)
-            broker_used, host_used = broker_cpu_used(broker_start), host_cpu_s() - host_start
-        since = datetime.fromtimestamp(started_ns / 1e9, UTC)  # not the history's rows
-        latencies = await _latencies(rt, flow.receivers, since) if rate else []
-        routes = await _route_reasons(rt, flow.receivers, since)
+    # on the embedded Tansu a broker of the phase's own (benchmarks.common.phase_broker)
+    async with phase_broker(run_settings) as settings:
+        with tempfile.TemporaryDirectory(prefix="sgx-bench-pipeline-") as tmp:
+            home = Path(tmp)
+            started_ns = time.time_ns()
+            rt, updates = await _prepare(home, settings, flow)
+            prepared_ns = time.time_ns()
+            filled = await history(home, rt) if history is not None else None
+            filled_ns = time.time_ns()
+            async with Stages() as stages:
+                go, finish = stages.event(), (stages.event() if gateways > 1 else None)
+                for stage in names:
+                    stages.spawn(
+                        stage, gateway_stage, str(home), settings, count, updates, idle_s, finish
+                    )
+                if one_process:
+                    stages.spawn("consumers", consumers_stage, str(home), settings, rows)
+                else:
+                    for stage, la in by_stage.items():
+                        stages.spawn(stage, consumer_stage, str(home), settings, rows[la], la)
+                stages.spawn("producer", producer_stage, str(home), settings, count, rate, flow, go)
+                ready = await stages.expect("ready", [*names, *consumers, "producer"], limit_s)
+                if finish is not None:
+                    await asyncio.sleep(REBALANCE_S)
+                # CPU counts from here, when every stage is ready, not from each one's report:
+                # a consumer ready before the gateway has applied the allocations waits idle.
+                # (The producer counts its own, from the moment it starts publishing.)
+                start = {name: {"cpu_s": stages.cpu_s(name)} for name in [*names, *consumers]}
+                broker_start, host_start = broker_cpu_s(), host_cpu_s()
+                go.set()
+                if finish is None:
+                    done = await stages.expect("done", ["producer", *names, *consumers], limit_s)
+                else:
+                    done = await stages.expect("done", ["producer", *consumers], limit_s)
+                    finish.set()  # the gateways stop once the queues hold every row
+                    done |= await stages.expect("done", names, limit_s)
+                broker_used, host_used = broker_cpu_used(broker_start), host_cpu_s() - host_start
+            since = datetime.fromtimestamp(started_ns / 1e9, UTC)  # not the history's rows
+            latencies = await _latencies(rt, flow.receivers, since) if rate else []
+            routes = await _route_reasons(rt, flow.receivers, since)
     cpu = cpu_per_message(done, count, start, broker_used)
     if gateways > 1:
         cpu["gateways"] = round(sum(cpu[name] for name in names), 1)

@@ -36,6 +36,11 @@ class KafkaSettings(BaseSettings):
     fetch_max_wait_ms: int = 20
     session_timeout_ms: int = 6000
     heartbeat_interval_ms: int = 1000
+    # How long a service waits for its consumer group's first assignment before it fails
+    # saying what the group's coordinator did (sgx/kafka/groups.py): a join takes the
+    # session timeout or two when members come and go, and the gateway's claim of its audit
+    # chains (gateway.service.CLAIM_LIMIT_S, 60 s) at most once more.
+    group_join_limit_s: float = Field(default=120.0, gt=0)
     # How long a producer waits to fill a batch; not the gateway's, which sends a batch's
     # records at once and awaits their acks (safeguard.runtime.run_gateway: 0).
     linger_ms: int = 5

@@ -27,9 +27,18 @@ own durable write. aiokafka and OS errors become :class:`~sgx.errors.TransportEr
 from __future__ import annotations
 
 import asyncio
+import functools
 import re
 import ssl
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
+from collections.abc import (
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    Coroutine,
+    Iterable,
+    Mapping,
+    Sequence,
+)
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -54,6 +63,7 @@ from aiokafka.helpers import create_ssl_context
 from aiokafka.partitioner import murmur2
 
 from sgx.errors import BrokerRefused, ConfigError, TransportError
+from sgx.kafka.groups import start_in_group
 from sgx.settings import KafkaSettings
 from sgx.wire.envelope import pack
 
@@ -265,15 +275,25 @@ async def start_consumer(
     else:
         consumer = AIOKafkaConsumer(**options)
         consumer.subscribe(list(topics), listener=listener)
-    await _start(consumer, f"start Kafka consumer on {', '.join(topics) or 'no topic'}")
+    action = f"start Kafka consumer on {', '.join(topics) or 'no topic'}"
+    if group_id is None or not topics:
+        await _start(consumer, action)
+    else:  # waits for the group's first assignment: within SGX_KAFKA_GROUP_JOIN_LIMIT_S
+        admin = functools.partial(admin_client, settings)
+        await _start(consumer, action, start_in_group(consumer, settings, group_id, topics, admin))
     return consumer
 
 
-async def _start(client: AIOKafkaProducer | AIOKafkaConsumer, action: str) -> None:
-    """Start an aiokafka client; on failure stop it (no leaked connections) and translate."""
+async def _start(
+    client: AIOKafkaProducer | AIOKafkaConsumer,
+    action: str,
+    starting: Coroutine[Any, Any, None] | None = None,
+) -> None:
+    """Start an aiokafka client (or await ``starting``, which does); on failure stop it
+    (no leaked connections) and translate."""
     try:
         async with kafka_errors(action):
-            await client.start()
+            await (client.start() if starting is None else starting)
     except BaseException:
         await client.stop()
         raise

@@ -22,19 +22,21 @@ from sgx.wire.ids import new_id
 
 @contextlib.asynccontextmanager
 async def share_client(rt: Runtime, la: str) -> AsyncIterator[ShareClient]:
-    """The LA's share client, with a Kafka producer for as long as the block lasts."""
+    """The LA's share client, with a Kafka producer and the LA's queue database (where its
+    consumer keeps the gateway's answers) for as long as the block lasts."""
     trust = rt.trust()
-    producer = await start_producer(rt.kafka)
-    try:
-        yield ShareClient(
-            identity=rt.identity(la, trust),
-            trust=trust,
-            contract=rt.contract(),
-            producer=producer,
-            settings=rt.kafka,
-        )
-    finally:
-        await producer.stop()
+    async with await rt.queue_store(la) as queue:
+        producer = await start_producer(rt.kafka)
+        try:
+            yield ShareClient(
+                identity=rt.identity(la, trust),
+                trust=trust,
+                contract=rt.contract(),
+                producer=producer,
+                rows=queue.answered,
+            )
+        finally:
+            await producer.stop()
 
 
 async def ask_share(
@@ -95,7 +97,15 @@ async def ask_consent(
         return await client.ask_consent(view, category=category, purpose=purpose, requested_by=by)
 
 
-async def consent_outcomes(rt: Runtime, la: str) -> dict[uuid.UUID, list[dict[str, Any]]]:
-    """Every consent outcome the gateway sent the LA, by request, oldest first."""
-    async with share_client(rt, la) as client:
-        return await client.consent_outcomes()
+async def consent_outcomes(
+    rt: Runtime, la: str, request_ids: set[uuid.UUID] | None = None
+) -> dict[uuid.UUID, list[dict[str, Any]]]:
+    """The consent outcomes the gateway sent the LA on these requests (None: on every
+    request, for a listing), by request, oldest first, as the LA's consumer keeps them:
+    read from the LA's queue database, no broker needed."""
+    async with await rt.queue_store(la) as queue:
+        return await queue.answered.said(rt.contract(), "consent", _sorted(request_ids))
+
+
+def _sorted(request_ids: set[uuid.UUID] | None) -> list[uuid.UUID] | None:
+    return None if request_ids is None else sorted(request_ids)

@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import contextlib
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 from consumers.share import ShareClient
 from safeguard.inbox_wiring import inbox_store
 from safeguard.runtime import Runtime
+from sgx.errors import NotAnsweredYet
 from sgx.kafka.wiring import start_producer
 from sgx.wire.ids import new_id
 
@@ -77,10 +78,11 @@ async def share_and_record(
             request_id=str(request_id), item_id=item_id, notification_id=view.item.notification_id,
             requested_by=by, to_id=to_id, to_category=category, to_name=to_name, purpose=purpose,
         )  # fmt: skip
-        decision = await client.request(
-            view, to_id=to_id, category=category, to_name=to_name, purpose=purpose,
-            requested_by=by, request_id=request_id,
-        )  # fmt: skip
+        with _waited(la, f"share {share_id} is recorded as pending"):
+            decision = await client.request(
+                view, to_id=to_id, category=category, to_name=to_name, purpose=purpose,
+                requested_by=by, request_id=request_id,
+            )  # fmt: skip
         await inbox.share_decided(str(request_id), decision)
     return share_id, decision
 
@@ -94,7 +96,23 @@ async def ask_consent(
     async with await rt.queue_store(la) as store:
         view = await (await rt.queue_reader(la, store)).show(item_id)
     async with share_client(rt, la) as client:
-        return await client.ask_consent(view, category=category, purpose=purpose, requested_by=by)
+        with _waited(la, f"'safeguard consent status --la {la}' shows it when it comes"):
+            return await client.ask_consent(
+                view, category=category, purpose=purpose, requested_by=by
+            )
+
+
+@contextlib.contextmanager
+def _waited(la: str, then: str) -> Iterator[None]:
+    """A wait for the gateway's answer that ran out, as NotAnsweredYet saying what to check."""
+    try:
+        yield
+    except TimeoutError as exc:
+        raise NotAnsweredYet(
+            f"{exc}: the gateway answers on the LA's receipts topic and the LA's consumer "
+            f"keeps the answer; is it running ('safeguard consumer run --la {la}'), and the "
+            f"gateway? The request stands: {then}"
+        ) from exc
 
 
 async def consent_outcomes(

@@ -37,6 +37,9 @@ Tables (``schema`` places them in a PostgreSQL schema):
 * ``information_status``, ``information_answer`` — the MASH's network checks: the
   gateway's word on each request, and which item answers it
   (:mod:`consumers.information_rows`).
+* ``gateway_answer``, ``gateway_receipt`` — the gateway's answers on the LA's receipts
+  topic: share decisions and consent outcomes by request, receipts by message
+  (:mod:`consumers.answer_rows`).
 * ``consumer_quarantine`` — the :class:`~sgx.kafka.quarantine.Quarantined` fields but
   ``sender_claimed``; unique (topic, partition, offset, item), so a redelivered bad
   envelope is kept once.
@@ -70,6 +73,7 @@ from sqlalchemy import (
 from sqlalchemy.engine import RowMapping
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from consumers.answer_rows import AnswerRows, GatewayAnswer, GatewayReceipt
 from consumers.information_rows import AnswerLink, InformationRows, InformationStatusRow
 from consumers.queue_writes import QueueWrites
 from sgx.errors import NotFound
@@ -231,9 +235,11 @@ class QueueStore(Database):
         self._quarantine = _quarantine_table(metadata)
         self._schemas = _schema_table(metadata)
         self.information = InformationRows(engine, metadata)
+        self.answered = AnswerRows(engine, metadata)
         self._writes = QueueWrites(
-            engine, self._items, self._deliveries, self._quarantine, self.information
-        )
+            engine, self._items, self._deliveries, self._quarantine, self.information,
+            self.answered,
+        )  # fmt: skip
         items, deliveries = self._items, self._deliveries
         # a row with its envelope: its own (before queue 0006) or its delivery's
         self._rows = select(
@@ -252,18 +258,20 @@ class QueueStore(Database):
         *,
         statuses: Sequence[InformationStatusRow] = (),
         answers: Sequence[AnswerLink] = (),
+        gateway: Sequence[GatewayAnswer | GatewayReceipt] = (),
     ) -> int:
         """Store a batch in ONE transaction; return how many queue rows were new.
 
         Entries already queued (same notification and recipient), records already
-        quarantined (same topic, partition and offset) and network-check rows already kept
-        (same request) are ignored.
+        quarantined (same topic, partition and offset), network-check rows already kept
+        (same request) and gateway answers already kept (same request and state; a receipt
+        for the same message) are ignored.
         """
-        if not entries and not quarantined and not statuses and not answers:
+        if not (entries or quarantined or statuses or answers or gateway):
             return 0
         with store_errors("store a queue batch"):
             return await self._writes.store(
-                entries, quarantined, datetime.now(UTC), statuses, answers
+                entries, quarantined, datetime.now(UTC), statuses, answers, gateway
             )
 
     async def list(

@@ -12,7 +12,9 @@ quarantine, in ONE transaction of a few driver calls (:mod:`sgx.store.driver`).
 4. the network checks' rows the batch brought (:mod:`consumers.information_rows`): the
    gateway's word on each request and the link from a request to the item answering it,
    each once (a redelivered one is ignored);
-5. the records quarantined.
+5. the gateway's answers the batch brought from the LA's receipts topic
+   (:mod:`consumers.answer_rows`), each once (a redelivered one is ignored);
+6. the records quarantined.
 """
 
 from __future__ import annotations
@@ -25,6 +27,15 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import Table
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from consumers.answer_rows import (
+    ANSWER_COLUMNS as GATEWAY_ANSWER_COLUMNS,
+)
+from consumers.answer_rows import (
+    RECEIPT_COLUMNS,
+    AnswerRows,
+    GatewayAnswer,
+    GatewayReceipt,
+)
 from consumers.information_rows import (
     ANSWER_COLUMNS,
     STATUS_COLUMNS,
@@ -71,6 +82,7 @@ class QueueWrites:
         deliveries: Table,
         quarantine: Table,
         information: InformationRows,
+        answered: AnswerRows,
     ) -> None:
         self.driver = Driver(engine)
         self._items = BulkInsert(
@@ -88,6 +100,14 @@ class QueueWrites:
         self._answers = BulkInsert(
             engine, information.answers, ANSWER_COLUMNS, ignoring=("request_id",)
         )
+        self._answered = answered
+        self._gateway_answers = BulkInsert(
+            engine, answered.answers, GATEWAY_ANSWER_COLUMNS,
+            ignoring=("request_id", "kind", "state"),
+        )  # fmt: skip
+        self._receipts = BulkInsert(
+            engine, answered.receipts, RECEIPT_COLUMNS, ignoring=("message_id",)
+        )
         table = engine.dialect.identifier_preparer.format_table(items)
         self._named = f"SELECT DISTINCT delivery_id FROM {table} WHERE "
 
@@ -101,6 +121,7 @@ class QueueWrites:
         at: datetime,
         statuses: Sequence[InformationStatusRow] = (),
         answers: Sequence[AnswerLink] = (),
+        gateway: Sequence[GatewayAnswer | GatewayReceipt] = (),
     ) -> int:
         """Write the batch; how many rows were new."""
         times: dict[datetime, Any] = {}  # an addressee's times are its delivery's: once each
@@ -142,6 +163,16 @@ class QueueWrites:
                 tx,
                 [(a.request_id, a.notification_id, a.recipient_id, a.source_offset)
                  for a in answers],
+            )  # fmt: skip
+            await self._gateway_answers.run(
+                tx,
+                [self._answered.answer_values(g, stamp) for g in gateway
+                 if isinstance(g, GatewayAnswer)],
+            )  # fmt: skip
+            await self._receipts.run(
+                tx,
+                [self._answered.receipt_values(g, stamp) for g in gateway
+                 if isinstance(g, GatewayReceipt)],
             )  # fmt: skip
             await self._quarantine.run(tx, bad)
         return inserted

@@ -5,8 +5,9 @@ can check the words are the LA's, seals the ``SignedReferralResponse`` for the g
 and publishes it on its inbound topic (purpose NOTIFICATION, message id = the response
 id), like any record it sends. The gateway forwards it to the referrer only and answers
 the LA with a receipt (DELIVERED: passed to the referrer; QUARANTINED: e.g. addressed to
-an agency that did not refer) on the LA's receipts topic, which :meth:`ReferralResponder.
-receipts` reads.
+an agency that did not refer) on the LA's receipts topic. The LA's consumer keeps each
+receipt as a row (:mod:`consumers.answer_rows`), which :meth:`ReferralResponder.receipts`
+reads by the response's id.
 """
 
 from __future__ import annotations
@@ -16,14 +17,14 @@ from typing import Any
 
 from aiokafka import AIOKafkaProducer
 
-from sgx.errors import EnvelopeError
-from sgx.kafka.wiring import inbound_topic, kafka_errors, read_topic, receipts_topic
+from consumers.answer_rows import AnswerRows
+from sgx.errors import ConfigError
+from sgx.kafka.wiring import inbound_topic, kafka_errors
 from sgx.keys.identity import Identity
 from sgx.keys.trust import TrustDirectory
-from sgx.settings import KafkaSettings
 from sgx.wire import contract as c
 from sgx.wire.contract import Contract
-from sgx.wire.envelope import Opener, Purpose, Sealer
+from sgx.wire.envelope import Purpose, Sealer
 from sgx.wire.referral_signature import sign_response
 
 
@@ -37,14 +38,15 @@ class ReferralResponder:
         trust: TrustDirectory,
         contract: Contract,
         producer: AIOKafkaProducer,
-        settings: KafkaSettings,
+        rows: AnswerRows | None = None,
     ) -> None:
+        """``rows``: the receipts the LA's consumer keeps (in the LA's queue database);
+        None for a responder that only sends."""
         self._identity = identity
         self._contract = contract
         self._producer = producer
-        self._settings = settings
+        self._rows = rows
         self._sealer = Sealer(identity, trust, "gateway")
-        self._opener = Opener(identity, trust)
 
     def signed(self, response: dict[str, Any]) -> dict[str, Any]:
         """``response`` (a ReferralResponse of this LA) signed by the LA."""
@@ -65,21 +67,8 @@ class ReferralResponder:
             await (await self._producer.send(topic, value, key=key))
 
     async def receipts(self, response_ids: set[uuid.UUID]) -> dict[uuid.UUID, dict[str, Any]]:
-        """The gateway's receipts for these responses on the LA's receipts topic now (one
-        read to its end; a response not judged yet is not in the result)."""
-        found: dict[uuid.UUID, dict[str, Any]] = {}
-        topic = receipts_topic(self._identity.party_id)
-        for record in await read_topic(self._settings, topic):
-            try:
-                opened = self._opener.open(bytes(record.value or b""))
-            except EnvelopeError:
-                continue  # not for us to judge here; the gateway's records are authoritative
-            if opened.purpose is not Purpose.RECEIPTS or opened.sender.kind != "gateway":
-                continue
-            name, batch = self._contract.decode(opened.plaintext)
-            if name != c.RECEIPT_BATCH:
-                continue
-            for receipt in batch["receipts"]:
-                if receipt["message_id"] in response_ids:
-                    found.setdefault(receipt["message_id"], receipt)
-        return found
+        """The gateway's receipts for these responses that the LA's consumer has kept (a
+        response not judged yet is not in the result): a look-up by message id."""
+        if self._rows is None:
+            raise ConfigError("this referral responder sends only: it was given no receipt rows")
+        return await self._rows.receipts_for(sorted(response_ids))

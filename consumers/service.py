@@ -7,6 +7,9 @@ records naming it (:mod:`sgx.kafka.outbound`).
 The topic also carries the gateway's word on the MASH's information requests (an
 ``InformationStatus``, purpose SHARE_DECISION), and information answers come as
 deliveries to the MASH queue; both are kept with the batch (:mod:`consumers.information_rows`).
+An LA's consumer also reads the LA's receipts topic, in the same group: the gateway's
+share decisions, consent outcomes and receipts there are kept as rows with the batch too
+(:mod:`consumers.answer_rows`), so no reader on the LA's side reads that topic.
 
 Per batch: split each record into its envelopes, verify and open each (it must come from
 the gateway), decode the delivery (one view, for one or more addressees), and insert one
@@ -26,13 +29,14 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer
 
+from consumers.answer_rows import AnswerReader, GatewayAnswer, GatewayReceipt
 from consumers.information_rows import AnswerLink, InformationStatusRow, status_from
 from consumers.queue import QueueEntry, QueueStore
 from sgx.errors import ContractError, UnknownSchema
 from sgx.kafka.outbound import for_agency
 from sgx.kafka.quarantine import Quarantined, Source, from_gateway, sources
 from sgx.kafka.schema_topic import SchemaRegistry, read_learning
-from sgx.kafka.wiring import kafka_errors, read_offsets, run_batches
+from sgx.kafka.wiring import RECEIPTS_PREFIX, kafka_errors, read_offsets, run_batches
 from sgx.ops.metrics import ConsumerMetrics
 from sgx.wire import avro
 from sgx.wire import contract as c
@@ -40,8 +44,9 @@ from sgx.wire.contract import Contract
 from sgx.wire.envelope import Opener, Purpose
 
 # what a delivery topic's envelope is kept as: a queue row per addressee (and, for an
-# information answer, its request's link), or an information request's status
-Kept = QueueEntry | InformationStatusRow | AnswerLink
+# information answer, its request's link), or an information request's status; what the
+# LA's receipts topic's envelope is kept as: a gateway answer or receipt
+Kept = QueueEntry | InformationStatusRow | AnswerLink | GatewayAnswer | GatewayReceipt
 ANSWER_LABEL = "information_answer"  # the metrics' type of an information answer
 
 
@@ -65,12 +70,16 @@ class DeliveryReader:
         self._contract = contract
         self._store = store
         self._registry = registry
+        self._gateway = AnswerReader(opener=opener, contract=contract)
 
     def entries(self, source: Source) -> list[Kept]:
         """One queue entry per addressee of the delivery, all naming the same envelope
         (kept once, under the envelope's message id); for an information answer also the
         link from its request to it. An information request's status (purpose
-        SHARE_DECISION) is kept as a status row."""
+        SHARE_DECISION) is kept as a status row. An envelope of the LA's receipts topic is
+        kept as the gateway's answers it holds (:class:`~consumers.answer_rows.AnswerReader`)."""
+        if source.topic.startswith(RECEIPTS_PREFIX):
+            return list(self._gateway.rows(source))
         envelope = source.envelope()
         opened = self._opener.open(envelope, purposes=(Purpose.DELIVERY, Purpose.SHARE_DECISION))
         from_gateway(opened, "delivery")
@@ -146,6 +155,7 @@ async def keep(store: QueueStore, kept: Sequence[Kept], quarantined: Sequence[Qu
         quarantined,
         statuses=[k for k in kept if isinstance(k, InformationStatusRow)],
         answers=[k for k in kept if isinstance(k, AnswerLink)],
+        gateway=[k for k in kept if isinstance(k, GatewayAnswer | GatewayReceipt)],
     )
 
 

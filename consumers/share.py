@@ -2,8 +2,10 @@
 
 The request is sealed by the local authority for the gateway and published on the LA's
 inbound topic; the gateway answers on the LA's receipts topic with a ShareDecision that
-names any restriction the share would break. Only the gateway decides: it holds the
-authoritative record of each notification's restrictions and the author's consents.
+names any restriction the share would break. The LA's consumer keeps that answer as a
+row (:mod:`consumers.answer_rows`); a wait for it polls the rows, and nothing here reads
+the topic. Only the gateway decides: it holds the authoritative record of each
+notification's restrictions and the author's consents.
 
 A share refused for want of the author's consent can be asked of the author
 (:meth:`ShareClient.ask_consent`): the gateway forwards the request to the author's agency
@@ -13,7 +15,6 @@ GRANTED or REFUSED. A later share to that category for that purpose is then allo
 
 from __future__ import annotations
 
-import asyncio
 import time
 import uuid
 from datetime import UTC, datetime
@@ -21,15 +22,14 @@ from typing import Any
 
 from aiokafka import AIOKafkaProducer
 
+from consumers.answer_rows import KINDS, AnswerRows
 from consumers.reader import QueueView
-from sgx.errors import EnvelopeError
-from sgx.kafka.wiring import inbound_topic, kafka_errors, read_topic, receipts_topic
+from sgx.kafka.wiring import inbound_topic, kafka_errors
 from sgx.keys.identity import Identity
 from sgx.keys.trust import TrustDirectory
-from sgx.settings import KafkaSettings
 from sgx.wire import contract as c
 from sgx.wire.contract import Contract
-from sgx.wire.envelope import Opener, Purpose, Sealer
+from sgx.wire.envelope import Purpose, Sealer
 from sgx.wire.ids import new_id
 
 CATEGORIES = ("LA_SOCIAL_CARE", "PARENT_OR_CARER", "OTHER_PROFESSIONAL", "CARE_PROCEEDINGS")
@@ -43,14 +43,15 @@ class ShareClient:
         trust: TrustDirectory,
         contract: Contract,
         producer: AIOKafkaProducer,
-        settings: KafkaSettings,
+        rows: AnswerRows,
     ) -> None:
+        """``rows``: the gateway's answers the LA's consumer keeps (in the LA's queue
+        database), read by key instead of the LA's receipts topic."""
         self._identity = identity
         self._contract = contract
         self._producer = producer
-        self._settings = settings
+        self._rows = rows
         self._sealer = Sealer(identity, trust, "gateway")
-        self._opener = Opener(identity, trust)
 
     async def request(
         self,
@@ -116,73 +117,26 @@ class ShareClient:
         return await self._wait(answer, request["request_id"], time.monotonic() + timeout)
 
     async def answers(self, request_ids: set[uuid.UUID]) -> dict[uuid.UUID, dict[str, Any]]:
-        """The gateway's decisions on these share requests that are on the receipts topic
-        now (one read to its end; a request not yet answered is not in the result)."""
-        return await self._latest(c.SHARE_DECISION, request_ids)
+        """The gateway's decisions on these share requests that the LA's consumer has kept
+        (a request not yet answered is not in the result)."""
+        return await self._rows.latest(self._contract, "share", sorted(request_ids))
 
     async def consent_answers(self, request_ids: set[uuid.UUID]) -> dict[uuid.UUID, dict[str, Any]]:
-        """The latest ConsentOutcome on each of these consent requests on the receipts
-        topic now (the author's answer once there, else the gateway's first word)."""
-        return await self._latest(c.CONSENT_OUTCOME, request_ids)
+        """The latest ConsentOutcome kept on each of these consent requests (the author's
+        answer once there, else the gateway's first word)."""
+        return await self._rows.latest(self._contract, "consent", sorted(request_ids))
 
-    async def consent_outcomes(self) -> dict[uuid.UUID, list[dict[str, Any]]]:
-        """Every consent outcome on the receipts topic now, by request, oldest first (the
-        gateway's ASKED, then the author's answer)."""
-        return await self._read(c.CONSENT_OUTCOME)
-
-    async def _latest(
-        self, schema: str, request_ids: set[uuid.UUID]
-    ) -> dict[uuid.UUID, dict[str, Any]]:
-        found = await self._read(schema)
-        return {rid: said[-1] for rid, said in found.items() if rid in request_ids}
-
-    async def _read(self, schema: str) -> dict[uuid.UUID, list[dict[str, Any]]]:
-        found: dict[uuid.UUID, list[dict[str, Any]]] = {}
-        for record in await read_topic(self._settings, receipts_topic(self._identity.party_id)):
-            answer = self._answer(bytes(record.value or b""), schema, None)
-            if answer is not None:
-                found.setdefault(answer["request_id"], []).append(answer)
-        for said in found.values():
-            said.sort(key=_in_order)
-        return found
+    async def consent_outcomes(
+        self, request_ids: set[uuid.UUID] | None = None
+    ) -> dict[uuid.UUID, list[dict[str, Any]]]:
+        """The consent outcomes kept on these requests (None: on every request the LA
+        made, for a listing of them all), by request, oldest first (the gateway's ASKED,
+        then the author's answer)."""
+        chosen = None if request_ids is None else sorted(request_ids)
+        return await self._rows.said(self._contract, "consent", chosen)
 
     async def _wait(self, schema: str, request_id: uuid.UUID, deadline: float) -> dict[str, Any]:
-        """Read the receipts topic until the answer is there; TimeoutError after
-        ``deadline`` (checked between reads: a read is never cut off half-way, which
-        would leave its broker connection open)."""
-        topic = receipts_topic(self._identity.party_id)
-        seen: set[tuple[int, int]] = set()  # records already opened: never decrypt twice
-        while True:
-            for record in await read_topic(self._settings, topic):
-                if (record.partition, record.offset) in seen:
-                    continue
-                seen.add((record.partition, record.offset))
-                answer = self._answer(bytes(record.value or b""), schema, request_id)
-                if answer is not None:
-                    return answer
-            if time.monotonic() >= deadline:
-                raise TimeoutError(f"no answer to request {request_id} yet")
-            await asyncio.sleep(0.1)
-
-    def _answer(
-        self, value: bytes, schema: str, request_id: uuid.UUID | None
-    ) -> dict[str, Any] | None:
-        """The gateway's answer of type ``schema`` in ``value`` (for ``request_id``, if
-        given), else None."""
-        try:
-            opened = self._opener.open(value)
-        except EnvelopeError:
-            return None  # not for us to judge here; the gateway's own records are authoritative
-        if opened.purpose is not Purpose.SHARE_DECISION or opened.sender.kind != "gateway":
-            return None
-        name, record = self._contract.decode(opened.plaintext)
-        if name != schema:
-            return None
-        return record if request_id is None or record["request_id"] == request_id else None
-
-
-def _in_order(answer: dict[str, Any]) -> tuple[bool, datetime]:
-    """The order the gateway's answers to one request were given in: a consent request's
-    ASKED before the author's answer, else by when decided. The topic cannot say: each
-    answer is keyed by its own message id, so two answers may sit on different partitions."""
-    return answer.get("state") != "ASKED", answer["decided_at"]
+        """Poll the rows the LA's consumer keeps until the answer is there; TimeoutError
+        after ``deadline``."""
+        left = max(0.0, deadline - time.monotonic())
+        return await self._rows.wait(self._contract, KINDS[schema], request_id, left)

@@ -23,7 +23,10 @@ Principals (SCRAM user names)::
                          also reads every allocation topic outside the group (assigned,
                          committing nothing), which topic READ alone allows
     sgx-consumer-<id>    READ sgx.delivery.<id> and its group sgx-consumer-<id>, for each
-                         party the gateway delivers to (local authority, school, police)
+                         party the gateway delivers to (local authority, school, police);
+                         a local authority's also READ sgx.receipts.<la>, in the same
+                         group: it keeps the gateway's answers to the LA (share decisions,
+                         consent outcomes, receipts) as rows (consumers.answer_rows)
     <connector>          a connector (``[[connector]]``: a system publishing for the agencies
                          it ``carries``, e.g. a schools' MIS supplier), as its ``principal``
                          (default its id): WRITE its own inbound topic sgx.inbound.<connector>
@@ -199,7 +202,7 @@ def plan(parties: Iterable[Party], connectors: Sequence[Connector] = ()) -> Plan
         if party.kind in DELIVERY_KINDS:
             topics.append(Topic(f"sgx.delivery.{party.id}", DELIVERY_PARTITIONS))
             principals.append(consumer_principal(party.id))
-            bindings += _consumer_bindings(party.id)
+            bindings += _consumer_bindings(party)
             bindings.append(Binding(consumer_principal(party.id), "Read", "topic", SCHEMAS_TOPIC))
     by_id = {party.id: party for party in members}
     for connector in connectors:
@@ -267,10 +270,13 @@ def _agency_bindings(party: Party) -> list[Binding]:
     ]
 
 
-def _consumer_bindings(party_id: str) -> list[Binding]:
-    principal = consumer_principal(party_id)
+def _consumer_bindings(party: Party) -> list[Binding]:
+    principal = consumer_principal(party.id)
+    read = [f"sgx.delivery.{party.id}"]
+    if party.kind == "local_authority":  # the gateway's answers, kept as rows
+        read.append(f"sgx.receipts.{party.id}")
     return [
-        Binding(principal, "Read", "topic", f"sgx.delivery.{party_id}"),
+        *(Binding(principal, "Read", "topic", topic) for topic in read),
         Binding(principal, "Read", "group", principal),
         _describe_all(principal),
     ]

@@ -387,7 +387,9 @@ async def _consent(rt: Runtime) -> None:
         say("  Hillside grants it (safeguard producer consent grant): signed, sent, audited")
 
         async def granted() -> bool:
-            said = (await consent_outcomes(rt, LA)).get(request.request_id, [])
+            said = (await consent_outcomes(rt, LA, {request.request_id})).get(
+                request.request_id, []
+            )
             return any(o["state"] == "GRANTED" for o in said)
 
         await wait_for(granted, "Camden to hear the school's answer")

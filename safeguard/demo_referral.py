@@ -83,7 +83,7 @@ async def referral_both_ways(
             trust = rt.trust()
             camden = ReferralResponder(
                 identity=rt.identity(LA, trust), trust=trust, contract=rt.contract(),
-                producer=producer, settings=rt.kafka,
+                producer=producer,
             )  # fmt: skip
             await camden.send(la_response(referral_id, SCHOOL))
             say("  a third response, addressed to Hillside school instead of the GP ...")

@@ -82,7 +82,7 @@ async def serving_inbox(
             trust=trust,
             contract=rt.contract(),
             producer=producer,
-            settings=rt.kafka,
+            rows=queue.answered,
         )
         network = NetworkCheckClient(
             identity=identity,
@@ -97,7 +97,7 @@ async def serving_inbox(
             trust=trust,
             contract=rt.contract(),
             producer=producer,
-            settings=rt.kafka,
+            rows=queue.answered,
         )
 
         async def ask(

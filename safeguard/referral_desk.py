@@ -26,6 +26,7 @@ from urllib.parse import quote
 from aiokafka import AIOKafkaProducer
 from prometheus_client import CollectorRegistry
 
+from consumers.answer_rows import AnswerRows
 from consumers.inbox.access import READ, RESPOND, Principal
 from consumers.inbox.referral_store import ResponseRecord
 from consumers.inbox.service import Inbox, InboxMetrics
@@ -62,11 +63,12 @@ async def _no_share(view: QueueView, *args: Any) -> dict[str, Any]:
 class _Sender:
     """Sends the LA's signed responses, starting a Kafka producer at the first send (so
     listing and showing need no broker, and a response is recorded before the broker is
-    tried); reads the gateway's receipts without one."""
+    tried); reads the gateway's receipts from the rows the LA's consumer keeps, without one."""
 
-    def __init__(self, rt: Runtime, la: str) -> None:
+    def __init__(self, rt: Runtime, la: str, rows: AnswerRows) -> None:
         trust = rt.trust()
         self._rt, self._identity, self._trust = rt, rt.identity(la, trust), trust
+        self._rows = rows
         self._producer: AIOKafkaProducer | None = None
         self._sending: ReferralResponder | None = None
         self._unstarted = AIOKafkaProducer(bootstrap_servers=rt.kafka.bootstrap_servers)
@@ -75,7 +77,7 @@ class _Sender:
     def _responder(self, producer: AIOKafkaProducer) -> ReferralResponder:
         return ReferralResponder(
             identity=self._identity, trust=self._trust, contract=self._rt.contract(),
-            producer=producer, settings=self._rt.kafka,
+            producer=producer, rows=self._rows,
         )  # fmt: skip
 
     async def send(self, response: dict[str, Any]) -> None:
@@ -99,9 +101,9 @@ async def referral_inbox(rt: Runtime, la: str) -> AsyncIterator[Inbox]:
     able to send responses, while the block runs."""
     trust = rt.trust()
     identity = rt.identity(la, trust)
-    sender = _Sender(rt, la)
-    try:
-        async with await rt.queue_store(la) as queue, await inbox_store(rt, la) as store:
+    async with await rt.queue_store(la) as queue, await inbox_store(rt, la) as store:
+        sender = _Sender(rt, la, queue.answered)
+        try:
             reader = QueueReader(
                 store=queue, opener=Opener(identity, trust), contract=rt.contract()
             )
@@ -111,8 +113,8 @@ async def referral_inbox(rt: Runtime, la: str) -> AsyncIterator[Inbox]:
                 find_response_receipts=sender.receipts,
                 referral_contact=InboxSettings().referral_contact,
             )  # fmt: skip
-    finally:
-        await sender.close()
+        finally:
+            await sender.close()
 
 
 async def respond(

@@ -370,11 +370,23 @@ def instance_id() -> str:
     return f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
 
 
-def _receiving_party(trust: TrustDirectory, party_id: str) -> None:
+def _receiving_party(trust: TrustDirectory, party_id: str) -> str:
     kind = trust.party(party_id).kind
     if kind not in DELIVERY_KINDS:
         kinds = ", ".join(sorted(DELIVERY_KINDS))
         raise ConfigError(f"party {party_id!r} is a {kind}: the gateway delivers only to {kinds}")
+    return kind
+
+
+def consumer_topics(trust: TrustDirectory, party_id: str, kind: str) -> list[str]:
+    """What a party's delivery consumer reads: its delivery topic (its connector's, for a
+    school or force a connector carries), and for a local authority its receipts topic
+    too, whose answers it keeps as rows (:mod:`consumers.answer_rows`; the ACL plan grants
+    the read)."""
+    topics = [delivery_topic_of(trust, party_id)]
+    if kind == "local_authority":
+        topics.append(receipts_topic(party_id))
+    return topics
 
 
 async def run_consumer(
@@ -387,7 +399,7 @@ async def run_consumer(
     """Run one party's delivery consumer (an LA, a school, a police force) until ``stop``."""
     registry = registry or CollectorRegistry()
     trust = rt.trust()
-    _receiving_party(trust, party_id)
+    kind = _receiving_party(trust, party_id)
     metrics = ConsumerMetrics(registry)
     identity = rt.identity(party_id, trust)
     async with contextlib.AsyncExitStack() as stack:
@@ -396,7 +408,10 @@ async def run_consumer(
         # its connector's delivery topic, or its own; its own group either way
         topic = delivery_topic_of(trust, party_id)
         consumer = await _started(
-            stack, await start_consumer(rt.kafka, [topic], group_id=delivery_group(party_id))
+            stack,
+            await start_consumer(
+                rt.kafka, consumer_topics(trust, party_id, kind), group_id=delivery_group(party_id)
+            ),
         )
         service = DeliveryConsumer(
             opener=Opener(identity, trust),

@@ -139,6 +139,11 @@ class AlreadyAsked(ExchangeError):
     granted in full: a second request would only repeat the first (HTTP 409)."""
 
 
+class NotAnsweredYet(ExchangeError):
+    """The gateway's answer to a request (a share, a consent request) was not kept within
+    the wait: the request stands, and its answer is kept when it comes."""
+
+
 class Fenced(ExchangeError):
     """A writer's claim on an audit chain (its epoch) is older than the chain's: another
     gateway instance took the partition over, so this one must write and publish nothing

@@ -103,6 +103,7 @@ acl la-camden Describe topic prefixed sgx.
 acl la-camden Read topic literal sgx.schemas
 acl la-camden Write topic literal sgx.allocations.la-camden
 acl sgx-consumer-la-camden Read topic literal sgx.delivery.la-camden
+acl sgx-consumer-la-camden Read topic literal sgx.receipts.la-camden
 acl sgx-consumer-la-camden Read group literal sgx-consumer-la-camden
 acl sgx-consumer-la-camden Describe topic prefixed sgx.
 acl sgx-consumer-la-camden Read topic literal sgx.schemas
@@ -113,6 +114,7 @@ acl la-islington Describe topic prefixed sgx.
 acl la-islington Read topic literal sgx.schemas
 acl la-islington Write topic literal sgx.allocations.la-islington
 acl sgx-consumer-la-islington Read topic literal sgx.delivery.la-islington
+acl sgx-consumer-la-islington Read topic literal sgx.receipts.la-islington
 acl sgx-consumer-la-islington Read group literal sgx-consumer-la-islington
 acl sgx-consumer-la-islington Describe topic prefixed sgx.
 acl sgx-consumer-la-islington Read topic literal sgx.schemas

@@ -89,6 +89,7 @@ MAX_WORK_BYTES = 2 * 1024 * 1024
 MAX_PARTITION_FETCH_BYTES = 128 * 1024
 INBOUND_PREFIX = "sgx.inbound."
 ALLOCATIONS_PREFIX = "sgx.allocations."
+RECEIPTS_PREFIX = "sgx.receipts."
 # Quarantined inbound envelopes sent to be judged again (``safeguard quarantine replay``):
 # each record's key is the inbound topic it was first read from, its value the envelope.
 REPLAY_TOPIC = "sgx.replay"

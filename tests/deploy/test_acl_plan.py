@@ -100,14 +100,21 @@ def test_a_school_key_adult_consumer_reads_only_its_school_delivery_topic(the_pl
     assert readable == {f"sgx.delivery.{SCHOOL}", SCHEMAS}
 
 
-def test_a_local_authority_consumer_reads_only_its_own_delivery_topic(the_plan: Plan) -> None:
+def test_a_local_authority_consumer_reads_only_its_own_delivery_and_receipts_topics(
+    the_plan: Plan,
+) -> None:
+    """The LA's consumer keeps the gateway's answers to the LA as rows
+    (consumers.answer_rows): it reads the LA's receipts topic, in its own group, and no
+    other party's."""
     consumer = consumer_principal(LA_A)
     topics = [t.name for t in the_plan.topics]
     assert {t for t in topics if the_plan.allows(consumer, "Read", "topic", t)} == {
         f"sgx.delivery.{LA_A}",
+        f"sgx.receipts.{LA_A}",
         SCHEMAS,
     }
     assert not the_plan.allows(consumer, "Read", "topic", f"sgx.delivery.{LA_B}")
+    assert not the_plan.allows(consumer, "Read", "topic", f"sgx.receipts.{LA_B}")
     assert not any(the_plan.allows(consumer, "Write", "topic", t) for t in topics)
     assert the_plan.allows(consumer, "Read", "group", consumer)
     assert not the_plan.allows(consumer, "Read", "group", consumer_principal(LA_B))

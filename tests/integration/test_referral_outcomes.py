@@ -344,7 +344,6 @@ def _responder(ex: Exchange, la: str, producer: Any) -> ReferralResponder:
         trust=trust,
         contract=ex.rt.contract(),
         producer=producer,
-        settings=ex.rt.kafka,
     )
 
 

@@ -34,6 +34,7 @@ from prometheus_client import CollectorRegistry
 from sqlalchemy import MetaData, Table, Text, event, select, text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from consumers.answer_rows import GatewayAnswer, GatewayReceipt
 from consumers.inbox.consent_store import InboxConsents
 from consumers.inbox.family_store import FamilyStore
 from consumers.inbox.referral_store import InboxReferralResponses
@@ -64,6 +65,8 @@ from sgx.ops.metrics import QueueMetrics
 from sgx.store import driver
 from sgx.store.database import Database
 from sgx.store.db import UtcDateTime, is_sqlite, write_transaction
+from sgx.wire import contract as c
+from sgx.wire.contract import default_contract
 from tests.conftest_db import BACKENDS, Backend, backend
 from tests.unit.test_gateway_store import audit, ledger, quarantined
 from tests.unit.test_queue_store import bad_record, entry
@@ -315,6 +318,23 @@ async def _queue(engine: AsyncEngine, schema: str | None) -> AsyncIterator[None]
     checks = [h(3), h(7), str(uuid.uuid4())]  # a MASH item's network checks, by request id
     await store.information.status_of(checks)  # the page, the API, the client's wait
     await store.answering(checks)  # ... and the items answering them
+    contract = default_contract()  # the gateway's answers on the receipts topic (queue 0010)
+    share, consent, response = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
+    decision = {"request_id": share, "notification_id": uuid.uuid4(), "allowed": True,
+                "broken": [], "reason": "r", "decided_at": NOW}  # fmt: skip
+    await store.store_batch(  # a batch of the LA's receipts topic
+        [],
+        gateway=[
+            GatewayAnswer(str(share), "share", "ALLOWED", NOW,
+                          contract.encode(c.SHARE_DECISION, decision), "t/0/3/0"),
+            GatewayReceipt(str(response), "DELIVERED", "r", "d", NOW, "t/0/4/0"),
+        ],
+    )  # fmt: skip
+    await store.answered.wait(contract, "share", share, 1.0)  # a share asked, waiting
+    await store.answered.latest(contract, "share", [share, uuid.uuid4()])  # pending shares
+    await store.answered.latest(contract, "consent", [consent])  # consents awaiting the author
+    await store.answered.said(contract, "consent", [consent])  # the demo, a test
+    await store.answered.receipts_for([response, uuid.uuid4()])  # a referral's responses
     await monitor.teams(NOW)  # the monitor
     await monitor.quarantine_size()
     inbox = InboxStore(engine, MetaData(schema=schema))

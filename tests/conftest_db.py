@@ -23,6 +23,8 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
 from sqlalchemy.schema import DropSchema
 
+from consumers.queue import QueueStore
+
 PG_DSN = os.environ.get("SGX_TEST_PG_DSN", "postgresql+asyncpg://postgres@127.0.0.1:5432/test")
 
 BACKENDS = [
@@ -67,6 +69,18 @@ async def backend(kind: str, tmp_path: Path) -> AsyncIterator[Backend]:
         yield Backend("postgres", PG_DSN, path, schema)
     finally:
         await drop_schema(PG_DSN, schema)
+
+
+@asynccontextmanager
+async def queue_store_on(kind: str, tmp_path: Path, owner: str) -> AsyncIterator[QueueStore]:
+    """A fresh queue store of ``owner`` on the ``kind`` of database (a BACKENDS entry)."""
+    async with (
+        backend(kind, tmp_path) as where,
+        await QueueStore.open(
+            where.dsn, where.sqlite_path, schema=where.schema, owner=owner
+        ) as opened,
+    ):
+        yield opened
 
 
 async def drop_schema(dsn: str, schema: str) -> None:

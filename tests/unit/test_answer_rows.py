@@ -28,7 +28,7 @@ from sgx.ops.metrics import ConsumerMetrics
 from sgx.settings import ExchangeSettings
 from sgx.wire import contract as c
 from sgx.wire.envelope import Opener, Purpose, Sealer, pack
-from tests.conftest_db import BACKENDS, Backend, backend
+from tests.conftest_db import BACKENDS, queue_store_on
 from tests.unit.test_queue_store import _Commits, _Record
 
 NOW = datetime(2026, 12, 7, 10, 0, tzinfo=UTC)
@@ -37,13 +37,7 @@ TOPIC = f"sgx.receipts.{LA}"
 
 @pytest.fixture(params=BACKENDS)
 async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[QueueStore]:
-    where: Backend
-    async with (
-        backend(request.param, tmp_path) as where,
-        await QueueStore.open(
-            where.dsn, where.sqlite_path, schema=where.schema, owner=LA
-        ) as opened,
-    ):
+    async with queue_store_on(request.param, tmp_path, LA) as opened:
         yield opened
 
 

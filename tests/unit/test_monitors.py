@@ -18,6 +18,7 @@ from prometheus_client import CollectorRegistry
 
 from consumers.monitor import QueueMonitor
 from consumers.queue import QueueStore
+from gateway import monitor as gateway_monitor
 from gateway.consent_book import ConsentAnswered, ConsentAsk, ConsentBook
 from gateway.monitor import GatewayMonitor, key_expiries
 from gateway.referral_book import ReferralBook, ReferralReceived
@@ -375,6 +376,45 @@ async def test_key_expiry_series_follow_a_rotation(db: Backend, tmp_path: Path) 
         assert (
             value(registry, "sgx_key_expiry_timestamp_seconds", party=POLICE, kid=old_kid) is None
         )
+        assert value(registry, "sgx_key_expiry_timestamp_seconds", party=POLICE, kid=new_kid)
+
+
+async def test_key_expiries_are_set_once_per_directory_the_watcher_loads(
+    db: Backend, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The gateway's monitor reads the directory the gateway runs on (refreshed in place by
+    its watcher), and sets the expiries when it changes, not at every refresh: one series
+    per party every few seconds, and a load from disk, grew with the agencies."""
+    trust_dir = tmp_path / "trust"
+    registry = CollectorRegistry()
+    trust = init_trust(trust_dir, DEMO_PARTIES)
+    worked_out: list[TrustDirectory] = []
+
+    def counted(directory: TrustDirectory) -> dict[tuple[str, ...], float]:
+        worked_out.append(directory)
+        return key_expiries(directory)
+
+    monkeypatch.setattr(gateway_monitor, "key_expiries", counted)
+    async with (
+        await GatewayStore.open(db.dsn, db.sqlite_path, schema=db.schema, owner="gateway") as store,
+        await DisclosureRequests.open(
+            db.dsn, tmp_path / "requests.db", schema=db.schema, owner="gateway"
+        ) as req,
+    ):
+        monitor = GatewayMonitor(
+            store, req, lambda: trust, GatewayStateMetrics(registry),
+            consents=ConsentBook(store.engine, schema=db.schema),
+        )  # fmt: skip
+        for _ in range(3):
+            await monitor.refresh()
+        assert len(worked_out) == 1
+        new_kid = rotate_key(trust_dir, POLICE)
+        await monitor.refresh()
+        assert len(worked_out) == 1  # on disk only: the gateway has not reloaded it yet
+        trust.refresh(TrustDirectory.load(trust_dir))  # what its watcher does
+        await monitor.refresh()
+        await monitor.refresh()
+        assert len(worked_out) == 2
         assert value(registry, "sgx_key_expiry_timestamp_seconds", party=POLICE, kid=new_kid)
 
 

@@ -235,4 +235,6 @@ def _answer_detail(view: QueueView) -> str:
         lines.append(f"  opinion: {n['professional_opinion']}")
     for r in d["restrictions"]:
         lines.append(f"  RESTRICTION {r['code']} ({r['source'].lower()}): {r['text']}")
+    if d["withheld"]:
+        lines.append(f"  withheld from you under the agreement: {', '.join(d['withheld'])}")
     return "\n".join(lines)

@@ -8,6 +8,14 @@ Minimisation nulls every nullable field a role may not see. The author, the chil
 identity and the sharing basis always travel; non-nullable fields are mandatory in the
 contract and so always travel too.
 
+An agency's answer to a MASH information request (``InformationAnswer``) is minimised by
+the same lists, under ``information_answer`` in ``[roles.<role>]``. An agreement written
+before answers existed says nothing of them, so that list is optional, and its default is
+the safe one (:data:`ANSWER_DEFAULT`): the MASH that asked (``mash_duty``) sees the whole
+answer, as the answer is to its own question and the agency already kept to what it asked;
+any other role sees nothing optional (the outcome, who answered and when, and the
+restrictions travel; the facts and the opinion do not), as for any allow-list.
+
 ``[referrals]`` says within how many working days the receiving LA acknowledges a referral
 and decides its response (:class:`ReferralTimes`; Working Together's one working day each
 when the agreement is silent).
@@ -24,10 +32,18 @@ from typing import Any
 from gateway.information_terms import InformationTerms
 from sgx.errors import ConfigError
 from sgx.keys.kinds import AGENCY_KINDS
-from sgx.wire.contract import FULL_NAMES, SHORT_NAMES, Contract
+from sgx.wire.contract import FULL_NAMES, INFORMATION_ANSWER, SHORT_NAMES, Contract
 
 ROLES = ("social_worker", "supervisor", "mash_duty", "onward", "key_adult")
 ALWAYS_VISIBLE = ("notification_id", "author", "child", "sharing")
+ANSWER = "information_answer"  # an answer's field lists, in [roles.<role>]
+# What a role sees of an answer when the agreement has no list for it: the MASH that asked,
+# everything; any other role, nothing optional (deny by default, as every list allows).
+ANSWER_DEFAULT: Mapping[str, list[str]] = {"mash_duty": ["*"]}
+
+
+def _short(type_name: str) -> str:
+    return ANSWER if type_name == INFORMATION_ANSWER else SHORT_NAMES[type_name]
 
 
 def _covered(path: str, entries: Iterable[str]) -> bool:
@@ -49,7 +65,7 @@ def withheld_paths(
     paths = contract.field_paths(type_name)
     for entry in visible:
         if entry != "*" and entry not in paths:
-            raise ConfigError(f"{where}: {entry!r} is not a field of {SHORT_NAMES[type_name]}")
+            raise ConfigError(f"{where}: {entry!r} is not a field of {_short(type_name)}")
     if "*" in visible:
         return ()
     shown = [*visible, *ALWAYS_VISIBLE]
@@ -190,6 +206,12 @@ def _roles(section: Any, contract: Contract, source: str) -> dict[tuple[str, str
         types = section.get(role)
         if not isinstance(types, dict):
             raise ConfigError(f"{source}: missing [roles.{role}] table")
+        known = [*SHORT_NAMES.values(), ANSWER]
+        unknown = sorted(set(types) - set(known))
+        if unknown:
+            raise ConfigError(
+                f"{source}: roles.{role}: unknown type(s) {unknown} (known: {', '.join(known)})"
+            )
         for short in SHORT_NAMES.values():
             where = f"{source}: roles.{role}.{short}"
             visible = types.get(short)
@@ -199,4 +221,11 @@ def _roles(section: Any, contract: Contract, source: str) -> dict[tuple[str, str
             withheld[(role, full)] = withheld_paths(
                 contract, full, [str(v) for v in visible], where
             )
+        where = f"{source}: roles.{role}.{ANSWER}"
+        visible = types.get(ANSWER, ANSWER_DEFAULT.get(role, []))
+        if not isinstance(visible, list):
+            raise ConfigError(f"{where}: must be a list of visible fields")
+        withheld[(role, INFORMATION_ANSWER)] = withheld_paths(
+            contract, INFORMATION_ANSWER, [str(v) for v in visible], where
+        )
     return withheld

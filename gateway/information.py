@@ -20,7 +20,8 @@ without a person) only where the LA's agreement lets that kind answer automatica
 anything else is quarantined with its reason (kept, and replayable once the cause is
 fixed). An accepted answer closes the request, is audited (``information_answered``, late
 or not), acknowledged to the agency with a receipt and delivered to the asking LA's MASH
-queue only, with the agency's restrictions on onward use and the defaults, and kept in the
+queue only, minimised for the MASH by the LA's agreement (whose default is all of it: the
+MASH asked), with the agency's restrictions on onward use and the defaults, and kept in the
 share ledger so an onward share of it is judged like a notification's
 (:mod:`gateway.information_delivery`). The gateway's word on a request goes to the LA's
 delivery topic too, where its consumer keeps it.
@@ -32,6 +33,7 @@ from collections import OrderedDict
 from typing import Any
 from uuid import UUID
 
+from gateway.agreement import Agreement
 from gateway.audit_chain import AuditEntry
 from gateway.decision import Decision, Message, Quarantine, receipt
 from gateway.information_book import InformationAnswered, InformationAsk, InformationBook
@@ -50,6 +52,7 @@ from sgx.errors import UnknownSender
 from sgx.keys.pseudonym import Pseudonymiser
 from sgx.keys.trust import TrustDirectory, utc_now
 from sgx.wire import contract as c
+from sgx.wire.contract import Contract
 from sgx.wire.envelope import Opened, Purpose
 
 _REMEMBERED = 10_000  # requests and answers this instance decided, against two in one batch
@@ -60,12 +63,14 @@ class InformationJudge:
     def __init__(
         self,
         *,
+        contract: Contract,
         partnership: Partnership,
         trust: TrustDirectory,
         calendar: SchoolCalendar,
         pseudonyms: Pseudonymiser,
         book: InformationBook,
     ) -> None:
+        self._contract = contract
         self._partnership = partnership
         self._trust = trust
         self._calendar = calendar
@@ -175,7 +180,7 @@ class InformationJudge:
             # this very answer, judged again after a crash between the batch's commit and
             # its publish: delivered again (the audit records are found by their keys, the
             # ledger keeps its first entry, the queue ignores rows it holds)
-            return _answered(opened, record, ask)
+            return self._answered(opened, record, ask)
         if closed is not None:
             raise Quarantine(
                 "information_request_closed",
@@ -189,7 +194,11 @@ class InformationJudge:
                 "without a person",
             )
         self._remember(self._closed, request_id, str(opened.message_id))
-        return _answered(opened, record, ask)
+        return self._answered(opened, record, ask)
+
+    def _answered(self, opened: Opened, record: dict[str, Any], ask: InformationAsk) -> Decision:
+        agreement = self._partnership.agreement(ask.local_authority)
+        return _answered(opened, record, ask, agreement, self._contract)
 
     def _pseudonym(self, child: dict[str, Any]) -> str | None:
         key = self._pseudonyms.child_key(child.get("nhs_number"), child.get("upn"))
@@ -272,7 +281,13 @@ def _refused(opened: Opened, record: dict[str, Any], why: str) -> Decision:
     return decision
 
 
-def _answered(opened: Opened, record: dict[str, Any], ask: InformationAsk) -> Decision:
+def _answered(
+    opened: Opened,
+    record: dict[str, Any],
+    ask: InformationAsk,
+    agreement: Agreement,
+    contract: Contract,
+) -> Decision:
     outcome, by = record["outcome"], record["answered_by"]
     late = record["answered_at"] > ask.deadline or utc_now() > ask.deadline
     said = f"{outcome.lower()} by {by}" + (" (automatically)" if record["automatic"] else "")
@@ -291,7 +306,7 @@ def _answered(opened: Opened, record: dict[str, Any], ask: InformationAsk) -> De
         decision, la=la, record=record, plaintext=opened.plaintext, recipient=mash,
         reason="REQUESTING_LA_MASH", sender_agency=ask.agency, sender_kind=ask.agency_kind,
         codes=codes, urgency=URGENCY.get(ask.rating, "PRIORITY"), key=key, audit=entry,
-        routed_at=now,
+        routed_at=now, agreement=agreement, contract=contract,
     )  # fmt: skip
     decision.ledger.append(
         answer_ledger(

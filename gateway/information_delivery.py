@@ -3,7 +3,10 @@
 An accepted ``InformationAnswer`` goes to the asking LA as any notification does: a
 ``Delivery`` (purpose DELIVERY, on ``sgx.delivery.<la>``) addressed to its MASH queue
 (``mash:<la>``, ``MASH_DUTY``, route ``REQUESTING_LA_MASH``: the LA's own request, answered),
-carrying the agency's bytes unchanged and the restrictions the exchange attaches to
+minimised for the recipient's role by the LA's agreement as a notification is
+(:meth:`gateway.agreement.Agreement.minimise`, the ``information_answer`` lists: the agency's
+bytes unchanged when nothing is withheld, else re-encoded without the withheld fields, which
+the delivery and the audit entry name), with the restrictions the exchange attaches to
 everything that kind of agency writes (the agency's own, then the defaults:
 :func:`gateway.restrictions.attach`). The LA's consumer keeps it as a queue item of its own
 kind, linked to the request it answers. The gateway keeps a ledger entry for it (the
@@ -18,15 +21,18 @@ topic, sealed with purpose SHARE_DECISION, so the LA's consumer keeps it beside 
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import datetime
 from typing import Any
 from uuid import UUID
 
+from gateway.agreement import Agreement
 from gateway.audit_chain import AuditEntry
 from gateway.decision import Decision, Delivery, Message
 from gateway.records import LedgerEntry
 from gateway.restrictions import defaults, describe
 from sgx.wire import contract as c
+from sgx.wire.contract import Contract
 from sgx.wire.envelope import Purpose
 
 TYPE_LABEL = "information_answer"  # the ledger's and the audit's type of an answer
@@ -60,10 +66,18 @@ def deliver_answer(
     key: bytes,
     audit: AuditEntry,
     routed_at: datetime,
+    agreement: Agreement,
+    contract: Contract,
 ) -> None:
-    """Audit ``audit`` (the decision that delivers it) and deliver the answer, unchanged,
-    to ``recipient`` in ``la``."""
-    decision.audit.append(audit)
+    """Audit ``audit`` (the decision that delivers it) and deliver the answer to
+    ``recipient`` in ``la``, minimised for its role by ``agreement`` (``la``'s): what was
+    withheld is named in the delivery and the audit entry."""
+    minimised, withheld = agreement.minimise(
+        recipient["role"].lower(), c.INFORMATION_ANSWER, record
+    )
+    if withheld:
+        plaintext = contract.encode(c.INFORMATION_ANSWER, minimised, check=False)
+    decision.audit.append(dataclasses.replace(audit, withheld=tuple(withheld)))
     addressee = {**recipient, "route_reason": reason, "audit_sequence": 0, "audit_chain": ""}
     decision.deliveries.append(
         Delivery(
@@ -80,7 +94,7 @@ def deliver_answer(
                 "routed_at": routed_at,
                 "restrictions": describe(codes, sender_kind),
                 "onward_consent": [],
-                "withheld": [],
+                "withheld": withheld,
                 "notification": plaintext,
                 "referral_due": None,
             },

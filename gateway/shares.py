@@ -7,7 +7,8 @@ record: in the notification itself, or given later for exactly that category and
 purpose when the LA asked (:mod:`gateway.consents`; police material confidential to the
 proceedings also needs the court order). A refusal says what would let the share through.
 An allowed share to another worker of the same LA (``LA_SOCIAL_CARE``) is delivered
-through the exchange, minimised for the ``onward`` role under that LA's agreement; any
+through the exchange, minimised for the ``onward`` role under that LA's agreement (a
+notification, or an agency's answer to the MASH's information request); any
 other allowed share goes through the LA's own channel. Every answer is audited against
 the requesting LA.
 
@@ -19,6 +20,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from gateway.agreement import Agreement
 from gateway.consent_book import ConsentBook
 from gateway.consents import ConsentJudge
 from gateway.decision import Decision, Message, Quarantine, View, deliver, onward_entry
@@ -104,7 +106,10 @@ class ShareJudge:
         to = request["to"]
         recipient = {"id": to["id"], "role": "ONWARD", "team": None, "name": to["name"]}
         if name == c.INFORMATION_ANSWER and record["answer_id"] == request["notification_id"]:
-            _answer_onward(decision, opened, request, record, ledger, recipient, key)
+            _answer_onward(
+                decision, opened, request, record, ledger, recipient, key,
+                self._partnership.agreement(la), self._contract,
+            )  # fmt: skip
             return decision
         if (
             name not in c.NOTIFICATION_TYPES
@@ -133,9 +138,12 @@ def _answer_onward(
     ledger: LedgerEntry,
     recipient: dict[str, Any],
     key: bytes,
+    agreement: Agreement,
+    contract: Contract,
 ) -> None:
-    """An information answer shared within the LA: delivered, unchanged and with the
-    ledger's restrictions, to the onward recipient (:mod:`gateway.information_delivery`)."""
+    """An information answer shared within the LA: delivered with the ledger's
+    restrictions to the onward recipient, minimised for the ``onward`` role by the LA's
+    agreement (:mod:`gateway.information_delivery`)."""
     la, now = opened.sender.id, utc_now()
     entry = onward_entry(
         "delivered", opened,
@@ -150,7 +158,7 @@ def _answer_onward(
         decision, la=la, record=record, plaintext=request["notification"],
         recipient=recipient, reason="ONWARD_SHARE", sender_agency=ledger.sender,
         sender_kind=ledger.sender_kind, codes=ledger.restrictions, urgency="ROUTINE", key=key,
-        audit=entry, routed_at=now,
+        audit=entry, routed_at=now, agreement=agreement, contract=contract,
     )  # fmt: skip
 
 

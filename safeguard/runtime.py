@@ -276,6 +276,7 @@ async def run_gateway(
                 book=referral_book,
             ),
             information=InformationJudge(
+                contract=contract,
                 partnership=partnership,
                 trust=trust,
                 calendar=calendar,

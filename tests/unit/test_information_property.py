@@ -135,7 +135,7 @@ class _Run:
             store=self.store, pseudonyms=pseudonyms, trust=self.trust, requests=self.requests,
             consents=ConsentBook(self.store.engine),
             information=InformationJudge(
-                partnership=partnership, trust=self.trust,
+                contract=self.contract, partnership=partnership, trust=self.trust,
                 calendar=CalendarSettings().calendar(), pseudonyms=pseudonyms, book=self.book,
             ),
         )  # fmt: skip

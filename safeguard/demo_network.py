@@ -6,7 +6,9 @@ attendance register without a person, the trust and the GP by a person; the poli
 late, after the gateway's overdue gauge (read at a later clock time, not by waiting) has
 put ``SgxInformationRequestOverdue`` on. The answers show on the MASH item, each an item of
 the MASH queue of its own; their restrictions bind onward shares (the police's answer to
-the school is refused, the GP's to a Camden colleague delivered); Camden decides and tells
+the school is refused, the GP's to a Camden colleague delivered, minimised for her role by
+Camden's agreement: the GP's facts, not its opinion, which the audit says was withheld);
+Camden decides and tells
 the school, and no one else; the family-informed record is shown.
 
 :func:`network_checks` is the story; the broker test walks the same one and asserts it on
@@ -60,7 +62,8 @@ EXPORT = "upn,date,session,mark\n" + "".join(
 ANSWERS = {  # what each agency's person says (the school's feed answers by itself)
     HEALTH: ("HELD", "Two A&E attendances in October: a head injury, a scald to the hand",
              "The explanations given did not fit the injuries", "Dr Ada Nwosu, named doctor"),
-    GP: ("HELD", "Registered since 2019; missed the last two asthma reviews", None,
+    GP: ("HELD", "Registered since 2019; missed the last two asthma reviews",
+         "Missed reviews with a household under strain would worry us",
          "Dr Priya Nair, practice safeguarding lead"),
     POLICE: ("HELD", "Two domestic abuse call-outs to the home address this year", None,
              "DS Kemi Bello, MASH police"),
@@ -135,7 +138,7 @@ async def network_checks(rt: Runtime, say: Say, wait_for: WaitFor) -> Story:
         await _answer(rt, outboxes, story, say, wait_for)
         await _late(rt, outboxes[LATE], story, say, wait_for)
         await _on_the_item(http, story, say, wait_for)
-        await _share_answers(http, story, say)
+        await _share_answers(rt, http, story, say, wait_for)
         await _decide(rt, outboxes[SCHOOL], story, say, wait_for)
         await _family_record(rt, story, say)
     return story
@@ -285,9 +288,11 @@ async def _on_the_item(http: httpx.AsyncClient, story: Story, say: Say, wait_for
             say(f"      opinion: {answer['professional_opinion']}")
 
 
-async def _share_answers(http: httpx.AsyncClient, story: Story, say: Say) -> None:
+async def _share_answers(
+    rt: Runtime, http: httpx.AsyncClient, story: Story, say: Say, wait_for: WaitFor
+) -> None:
     """An answer's restrictions bind onward shares as a notification's: the gateway holds
-    each answer in its ledger."""
+    each answer in its ledger. One delivered to a colleague is minimised for her role."""
     say("  the answers carry their restrictions onward, judged by the gateway's ledger:")
     for agency, category, to, purpose in (
         (LATE, "OTHER_PROFESSIONAL", SCHOOL, "so the DSL can plan Sami's day"),
@@ -303,6 +308,21 @@ async def _share_answers(http: httpx.AsyncClient, story: Story, say: Say) -> Non
         broken = f" ({', '.join(share['broken'])})" if share["broken"] else ""
         say(f"    {agency}'s answer to {to} ({words(category)}): "
             f"{share['status'].upper()}{broken}")  # fmt: skip
+    answer_id = (await http.get(f"/api/v1/deliveries/{story.answers[GP]}")).json()[
+        "notification_id"
+    ]
+    withheld: list[str] = []
+
+    async def delivered() -> bool:
+        async with await rt.gateway_store() as store:
+            audit = await store.audit_records(notification_id=answer_id)
+        withheld[:] = [w for a in audit if a.decision == "delivered" for w in a.withheld]
+        return any(a.decision == "delivered" for a in audit)
+
+    await wait_for(delivered, "the gateway to deliver the GP's answer to sw-amara")
+    kept = ", ".join(withheld) or "nothing"
+    say(f"      delivered minimised for her role (an onward share) by {LA}'s agreement: "
+        f"withheld {kept}; the MASH keeps the whole answer")  # fmt: skip
 
 
 async def _decide(rt: Runtime, school: Outbox, story: Story, say: Say, wait_for: WaitFor) -> None:

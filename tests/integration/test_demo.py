@@ -62,6 +62,8 @@ async def test_the_demo_runs_and_speaks_in_words() -> None:
         "met-police's answer to school-hillside (other professional): REFUSED "
         "(THIRD_PARTY_AUTHOR_CONSENT, POLICE_CONFIDENTIAL_TO_PROCEEDINGS)",
         "gp-hillside's answer to sw-amara (la social care): ALLOWED",
+        "delivered minimised for her role (an onward share) by la-camden's agreement: "
+        "withheld professional_opinion",
         "Hillside hears (safeguard producer referral show)",
         "    la-camden: section 47 enquiries, by Mo Duty",
         "the family-informed record: 4 network checks, each with its decision",

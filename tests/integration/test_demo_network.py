@@ -113,6 +113,19 @@ async def test_the_demo_story_on_every_queue_and_agency(tmp_path: Path) -> None:
         gp_answer = by_agency[GP].item.notification_id
         onward = [v for v in await ex.queue("sw-amara") if v.item.notification_id == gp_answer]
         assert [(v.item.route_reason, v.is_answer) for v in onward] == [("ONWARD_SHARE", True)]
+        # minimised for her role by Camden's agreement: the GP's facts, not its opinion,
+        # which the MASH keeps; the gateway's audit of the delivery says what was withheld
+        (copy,) = onward
+        assert copy.notification["facts"] == by_agency[GP].notification["facts"]
+        assert copy.notification["professional_opinion"] is None
+        assert by_agency[GP].notification["professional_opinion"]
+        assert (copy.item.withheld, by_agency[GP].item.withheld) == (("professional_opinion",), ())
+        async with ex.gateway_store() as gateway:
+            shared = await gateway.audit_records(notification_id=gp_answer)
+        assert [a.withheld for a in shared if a.decision == "delivered"] == [
+            ("professional_opinion",)
+        ]
+        assert any("withheld professional_opinion; the MASH keeps" in line for line in said)
         async with ex.gateway_store() as gateway:
             police = by_agency[LATE].item.notification_id
             refused = await gateway.audit_records(notification_id=police)

@@ -8,11 +8,14 @@ default, third-party material, still applies). Both land in the MASH queue as an
 linked to the item they were asked from. An onward share of the school's answer, even
 to a colleague, is refused with the reason; the trust's answer to the police is refused
 (the author's consent is needed), and to a colleague it is delivered into her queue,
-with its restrictions. Every decision is in the gateway's audit trail.
+with its restrictions, minimised for her role by Camden's agreement: the trust's
+professional opinion, which the MASH sees, is withheld from her, and the delivery, her
+item page and the audit entry say so. Every decision is in the gateway's audit trail.
 """
 
 from __future__ import annotations
 
+import html
 import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
@@ -42,10 +45,15 @@ async def world(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[World
         yield w
 
 
-def answer(request_id: str, facts: str, *restricted: str) -> dict[str, Any]:
+OPINION = "Maya-opinion: we are worried about the pattern of attendances"
+
+
+def answer(
+    request_id: str, facts: str, *restricted: str, opinion: str | None = None
+) -> dict[str, Any]:
     return {
         "answer_id": uuid.uuid4(), "request_id": uuid.UUID(request_id), "local_authority": LA,
-        "outcome": "HELD", "facts": facts, "professional_opinion": None,
+        "outcome": "HELD", "facts": facts, "professional_opinion": opinion,
         "restrictions": [{"code": r, "source": "AUTHOR", "text": TEXT[r]} for r in restricted],
         "answered_by": "Ms Patel, DSL", "automatic": False, "answered_at": datetime.now(UTC),
     }  # fmt: skip
@@ -68,7 +76,7 @@ async def test_answers_are_mash_items_and_their_restrictions_bind_onward_shares(
         assert made.status_code == 201, made.text
         asked = {check["agency"]: check["request_id"] for check in made.json()["checks"]}
         no_onward = answer(asked[SCHOOL], "Maya-answer: two exclusions", "NO_ONWARD_SHARING")
-        plain = answer(asked[HEALTH], "Maya-answer: one A&E attendance")
+        plain = answer(asked[HEALTH], "Maya-answer: one A&E attendance", opinion=OPINION)
         await ex.publish(SCHOOL, c.INFORMATION_ANSWER, no_onward)
         await ex.publish(HEALTH, c.INFORMATION_ANSWER, plain)
 
@@ -92,6 +100,10 @@ async def test_answers_are_mash_items_and_their_restrictions_bind_onward_shares(
         fetched = (await http.get(f"/api/v1/deliveries/{items[SCHOOL]}", headers=headers)).json()
         assert fetched["notification"]["facts"] == no_onward["facts"]
         assert fetched["notification_type"] == c.INFORMATION_ANSWER
+        # The MASH asked: it sees the whole answer, opinion and all, nothing withheld.
+        whole = (await http.get(f"/api/v1/deliveries/{items[HEALTH]}", headers=headers)).json()
+        assert whole["notification"]["professional_opinion"] == OPINION
+        assert whole["withheld"] == []
         assert set(fetched["restrictions"]) == {
             "NO_ONWARD_SHARING", "THIRD_PARTY_AUTHOR_CONSENT",
         }  # fmt: skip
@@ -130,6 +142,10 @@ async def test_answers_are_mash_items_and_their_restrictions_bind_onward_shares(
     assert (onward.item.recipient_role, onward.item.route_reason) == ("ONWARD", "ONWARD_SHARE")
     assert onward.notification["facts"] == plain["facts"]
     assert onward.item.restrictions == ("THIRD_PARTY_AUTHOR_CONSENT",)
+    # Camden's agreement lets a colleague see an answer's facts, not the agency's opinion.
+    assert onward.notification["professional_opinion"] is None
+    assert onward.item.withheld == ("professional_opinion",)
+    assert onward.delivery["withheld"] == ["professional_opinion"]
     assert not [
         v for v in await ex.queue("sw-ben") if v.notification.get("facts") == no_onward["facts"]
     ]
@@ -143,6 +159,12 @@ async def test_answers_are_mash_items_and_their_restrictions_bind_onward_shares(
         ("share_refused", "restriction"),
     ]  # fmt: skip
     assert all(a.local_authority == LA for a in school_audit + health_audit)
+    (to_ben,) = [a for a in health_audit if a.decision == "delivered"]
+    assert (to_ben.recipient, to_ben.withheld) == ("sw-ben", ("professional_opinion",))
+    async with ex.gateway_store() as gateway:
+        to_mash = await gateway.audit_records(notification_id=str(plain["request_id"]))
+    (answered,) = [a for a in to_mash if a.decision == "information_answered"]
+    assert (answered.recipient, answered.withheld) == (f"mash:{LA}", ())
 
     # The MASH duty worker's pages show an answer as what it is; an answer cannot itself
     # be network-checked.
@@ -162,8 +184,20 @@ async def test_answers_are_mash_items_and_their_restrictions_bind_onward_shares(
         assert child.status_code == 200, child.text
         assert CHILDREN["maya"].given in child.text  # the child of the item it answers
         assert plain["facts"] not in child.text  # the record lists items, not their content
+        whole_page = (await mash.request("GET", f"/items/{items[HEALTH]}")).text
+        assert OPINION in whole_page
     finally:
         await mash.close()
+    # Ben's page shows the facts, says what was withheld from him, and not the opinion.
+    ben = await person(world, "ben")
+    try:
+        page = await ben.request("GET", f"/items/{onward.item.item_id}")
+        assert page.status_code == 200, page.text
+        assert html.escape(plain["facts"]) in page.text
+        assert "<li>professional_opinion</li>" in page.text
+        assert OPINION not in page.text
+    finally:
+        await ben.close()
     async with httpx.AsyncClient(base_url=world.url, timeout=60) as http:
         checked = await http.post(
             f"/api/v1/deliveries/{items[SCHOOL]}/network-checks", headers=headers,
@@ -179,3 +213,9 @@ async def test_answers_are_mash_items_and_their_restrictions_bind_onward_shares(
     for agency in (SCHOOL, HEALTH):
         line = next(x for x in listed_cli.output.splitlines() if x.strip().startswith(agency))
         assert f"answered: item #{items[agency]}, held, by Ms Patel, DSL" in line, line
+    # ... and Ben's copy, read there, says what the agreement withheld from him.
+    shown = await cli(ex, "queue", "show", "--la", LA, str(onward.item.item_id))
+    assert shown.exit_code == 0, shown.output
+    assert "withheld from you under the agreement: professional_opinion" in shown.output
+    assert f"facts: {plain['facts']}" in shown.output
+    assert OPINION not in shown.output

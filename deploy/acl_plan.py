@@ -288,7 +288,9 @@ _SCRIPT_HEAD = """\
 # GENERATED from deploy/parties.toml by deploy/acl_plan.py: do not edit.
 # Creates the exchange's topics, SCRAM-SHA-512 users and allow-ACLs on an Apache Kafka
 # cluster (run by the compose `kafka-setup` job, or by hand with the admin certificate).
-# Idempotent: existing topics are kept, users' passwords and ACLs are (re)set.
+# Idempotent: existing topics are kept, users' passwords and ACLs are (re)set, and an
+# allow-ACL on the exchange's topics and groups (names beginning sgx) that the plan no
+# longer has is removed: an agency moved behind a connector loses what it held.
 #   KAFKA_BIN     Kafka's bin directory                      (default /opt/kafka/bin)
 #   BOOTSTRAP     a broker listener the admin may use        (default kafka-1:19092)
 #   ADMIN_CONFIG  client properties of the admin principal   (default /secrets/admin.properties)
@@ -316,9 +318,34 @@ user() {  # name: SCRAM-SHA-512 credentials from $SASL_DIR/<name>.password
     --add-config "SCRAM-SHA-512=[iterations=8192,password=$password]" >/dev/null
 }
 
+planned=()
 acl() {  # principal operation resource-type pattern-type name
+  planned+=("$1 $2 $3 $4 $5")
   "$KAFKA_BIN/kafka-acls.sh" "${admin[@]}" --add --allow-principal "User:$1" \\
     --operation "$2" --resource-pattern-type "$4" "--$3" "$5" >/dev/null
+}
+
+revoke_stale() {  # allow-ACLs on sgx* topics and groups that no acl line above granted
+  local line kind="" name="" pattern="" principal operation key
+  local on='resourceType=([A-Z]+), name=([^,]+), patternType=([A-Z]+)'
+  local allows='principal=User:([^,]+), host=[*], operation=([A-Z]+), permissionType=ALLOW'
+  declare -A wanted=()
+  for key in "${planned[@]}"; do wanted[$key]=1; done
+  while IFS= read -r line; do
+    if [[ $line =~ $on ]]; then
+      kind=${BASH_REMATCH[1],,} name=${BASH_REMATCH[2]} pattern=${BASH_REMATCH[3],,}
+    elif [[ $line =~ $allows ]]; then
+      principal=${BASH_REMATCH[1]} operation=${BASH_REMATCH[2],,}
+      operation=${operation^}
+      if [[ $kind != topic && $kind != group ]] || [[ $name != sgx* ]]; then continue; fi
+      key="$principal $operation $kind $pattern $name"
+      [[ -n ${wanted[$key]:-} ]] && continue
+      echo "revoking $key (not in the plan)"
+      "$KAFKA_BIN/kafka-acls.sh" "${admin[@]}" --remove --force --allow-principal \\
+        "User:$principal" --operation "$operation" --resource-pattern-type "$pattern" \\
+        "--$kind" "$name" >/dev/null
+    fi
+  done < <("$KAFKA_BIN/kafka-acls.sh" "${admin[@]}" --list)
 }
 """
 
@@ -347,6 +374,7 @@ def shell_script(p: Plan) -> str:
     lines += [
         f"acl {b.principal} {b.operation} {b.resource} {b.pattern} {b.name}" for b in p.bindings
     ]
+    lines += ["", "# what an earlier plan granted and this one does not", "revoke_stale"]
     lines += ["", 'echo "topics, users and ACLs applied"', ""]
     return "\n".join(lines)
 

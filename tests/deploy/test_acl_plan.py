@@ -492,3 +492,67 @@ def test_the_committed_partnership_has_a_connector_for_two_schools() -> None:
     assert "sgx.inbound.mis-north-london" in names
     assert "sgx.inbound.school-gospel-oak" not in names
     assert "sgx.inbound.school-hillside" in names  # a school that is its own connector
+
+
+_LISTED = """\
+Current ACLs for resource `ResourcePattern(resourceType=TOPIC, name=sgx.delivery.school-gone, \
+patternType=LITERAL)`:
+ \t(principal=User:sgx-consumer-school-gone, host=*, operation=READ, permissionType=ALLOW)
+
+Current ACLs for resource `ResourcePattern(resourceType=TOPIC, name=sgx.schemas, \
+patternType=LITERAL)`:
+ \t(principal=User:sgx-consumer-la-alpha, host=*, operation=READ, permissionType=ALLOW)
+ \t(principal=User:sgx-consumer-school-gone, host=*, operation=READ, permissionType=ALLOW)
+
+Current ACLs for resource `ResourcePattern(resourceType=GROUP, name=sgx-consumer-school-gone, \
+patternType=LITERAL)`:
+ \t(principal=User:sgx-consumer-school-gone, host=*, operation=READ, permissionType=ALLOW)
+
+Current ACLs for resource `ResourcePattern(resourceType=TOPIC, name=another.app, \
+patternType=LITERAL)`:
+ \t(principal=User:someone-else, host=*, operation=WRITE, permissionType=ALLOW)
+"""
+
+
+def test_the_script_revokes_what_an_earlier_plan_granted_and_nothing_else(
+    the_plan: Plan, tmp_path: Path
+) -> None:
+    """Run the generated script against Kafka tools that list a broker's ACLs as an earlier
+    plan left them (a school moved behind a connector kept its consumer's ACLs) and record
+    what the script removes: only those on the exchange's topics and groups that this plan
+    does not grant; never another application's."""
+    bin_dir, sasl = tmp_path / "bin", tmp_path / "sasl"
+    bin_dir.mkdir()
+    sasl.mkdir()
+    (tmp_path / "listed").write_text(_LISTED)
+    removed = tmp_path / "removed"
+    (bin_dir / "kafka-acls.sh").write_text(
+        "#!/bin/bash\n"
+        f'if [[ " $* " == *" --list "* ]]; then cat {tmp_path / "listed"}; fi\n'
+        f'if [[ " $* " == *" --remove "* ]]; then echo "$*" >> {removed}; fi\n'
+    )
+    for tool in ("kafka-topics.sh", "kafka-configs.sh"):
+        (bin_dir / tool).write_text("#!/bin/bash\nexit 0\n")
+    for made in bin_dir.iterdir():
+        made.chmod(0o755)
+    for name in the_plan.principals:
+        (sasl / f"{name}.password").write_text("not-a-secret\n")
+    script = tmp_path / "apply.sh"
+    script.write_text(acl_plan.shell_script(the_plan))
+    subprocess.run(
+        ["bash", str(script)],
+        check=True,
+        capture_output=True,
+        env={"PATH": "/usr/bin:/bin", "KAFKA_BIN": str(bin_dir), "SASL_DIR": str(sasl)},
+    )
+    revoked = [line.split("--allow-principal ")[1] for line in removed.read_text().splitlines()]
+    assert sorted(revoked) == sorted(
+        [
+            "User:sgx-consumer-school-gone --operation Read --resource-pattern-type literal"
+            " --topic sgx.delivery.school-gone",
+            "User:sgx-consumer-school-gone --operation Read --resource-pattern-type literal"
+            " --topic sgx.schemas",
+            "User:sgx-consumer-school-gone --operation Read --resource-pattern-type literal"
+            " --group sgx-consumer-school-gone",
+        ]
+    )

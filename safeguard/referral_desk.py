@@ -71,26 +71,21 @@ class _Sender:
         self._rows = rows
         self._producer: AIOKafkaProducer | None = None
         self._sending: ReferralResponder | None = None
-        self._unstarted = AIOKafkaProducer(bootstrap_servers=rt.kafka.bootstrap_servers)
-        self.reading = self._responder(self._unstarted)
-
-    def _responder(self, producer: AIOKafkaProducer) -> ReferralResponder:
-        return ReferralResponder(
-            identity=self._identity, trust=self._trust, contract=self._rt.contract(),
-            producer=producer, rows=self._rows,
-        )  # fmt: skip
 
     async def send(self, response: dict[str, Any]) -> None:
         if self._sending is None:
             self._producer = await start_producer(self._rt.kafka)  # TransportError: kept
-            self._sending = self._responder(self._producer)
+            self._sending = ReferralResponder(
+                identity=self._identity, trust=self._trust, contract=self._rt.contract(),
+                producer=self._producer, rows=self._rows,
+            )  # fmt: skip
         await self._sending.send(response)
 
     async def receipts(self, response_ids: set[uuid.UUID]) -> dict[uuid.UUID, dict[str, Any]]:
-        return await self.reading.receipts(response_ids)
+        """The gateway's receipts the LA's consumer kept: a look-up, no broker."""
+        return await self._rows.receipts_for(sorted(response_ids))
 
     async def close(self) -> None:
-        await self._unstarted.stop()
         if self._producer is not None:
             await self._producer.stop()
 

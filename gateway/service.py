@@ -282,10 +282,22 @@ class Gateway:
 
     async def _fence(self, chains: Iterable[str]) -> dict[str, int]:
         """The epoch this instance holds for each chain; without a group, a chain not yet
-        claimed is claimed now. In a group, a chain not assigned here is fenced."""
+        claimed is claimed now. In a group, a chain not assigned here is fenced; one the
+        group assigned here whose claim failed (the rebalance listener gave up on the
+        database, and aiokafka went on with the assignment) is claimed now: fenced, its
+        batch would be read again and fenced again for ever."""
         needed = set(chains)
         missing = needed - self._epochs.keys()
-        if missing and self._claims is None:
+        if missing and self._claims is not None:
+            assigned = {chain_of(tp.topic, tp.partition) for tp in self._consumer.assignment()}
+            missing &= assigned
+            if missing:
+                log.warning(
+                    "gateway %s: claiming %d assigned audit chain(s) the rebalance did not",
+                    self._claims.owner, len(missing),
+                )  # fmt: skip
+                self._epochs.update(await self._store.claim(missing, self._claims.owner))
+        elif missing:
             self._epochs.update(await self._store.claim(missing, "gateway"))
         return {chain: self._epochs.get(chain, 0) for chain in needed}
 

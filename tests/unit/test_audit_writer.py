@@ -8,13 +8,17 @@ from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pytest
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from prometheus_client import CollectorRegistry
 
 from gateway.records import Judged
+from gateway.service import ChainClaims, Gateway
 from gateway.store import GatewayStore
 from sgx.errors import Fenced
+from sgx.ops.metrics import GatewayMetrics
 from sgx.store import driver
 from tests.conftest_db import BACKENDS, Backend, backend
 from tests.unit.test_gateway_store import audit, ledger, quarantined
@@ -142,3 +146,37 @@ async def test_a_claim_by_another_instance_between_two_batches_fences_the_next(
     assert await store.quarantine_count() == 0, "nothing of the zombie's batch"
     assert await store.ledger_entry("notification-3", "la-north") is None
     assert (await store.verify_chain(chain=chain))[0] == 2
+
+
+class _Assigned:
+    """A group consumer's view of what the group assigned it (aiokafka's assignment())."""
+
+    def __init__(self, *partitions: tuple[str, int]) -> None:
+        self._partitions = {TopicPartition(t, p) for t, p in partitions}
+
+    def assignment(self) -> set[TopicPartition]:
+        return self._partitions
+
+
+async def test_an_assigned_chain_whose_claim_failed_is_claimed_before_the_batch(
+    db: Backend, store: GatewayStore
+) -> None:
+    """The rebalance listener's claim can give up (the database away for its whole limit);
+    aiokafka goes on with the assignment, so the instance reads the partition holding no
+    epoch for its chain. Fenced at every batch, it read the same batch again for ever (seen
+    in CI: a gateway fenced every 40 ms). The chain is claimed at the batch instead; a chain
+    the group did not assign here is still fenced, and a zombie's stale epoch is kept."""
+    ours, not_ours = "sgx.inbound.school-oakfield:0", "sgx.inbound.school-oakfield:1"
+    async with await _open(db) as other:
+        await other.claim([ours, not_ours], "gateway-2")  # the previous owner's epoch 1
+    claims = ChainClaims(store, "gateway-1", GatewayMetrics(CollectorRegistry()))
+    gateway = Gateway.__new__(Gateway)  # only what _fence reads
+    gateway._claims, gateway._epochs, gateway._store = claims, claims.epochs, store
+    gateway._consumer = cast(AIOKafkaConsumer, _Assigned(("sgx.inbound.school-oakfield", 0)))
+    fence = await gateway._fence([ours, not_ours])
+    assert fence == {ours: 2, not_ours: 0}
+    assert await store.record_places([audit(1)], chains=[ours], fence=fence) == [(ours, 1)]
+    with pytest.raises(Fenced, match=not_ours):
+        await store.record_places([audit(2)], chains=[not_ours], fence=fence)
+    claims.epochs[ours] = 1  # a zombie's stale epoch: not claimed again, fenced
+    assert await gateway._fence([ours]) == {ours: 1}

@@ -14,6 +14,7 @@ the LA).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import inspect
 import json
@@ -23,7 +24,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Seque
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from prometheus_client import CollectorRegistry
 from pydantic import SecretStr
@@ -40,6 +41,8 @@ from sgx.keys.trust import PartySpec
 from sgx.settings import ExchangeSettings, KafkaSettings, StoreSettings
 from tests.conftest import kafka_test_settings
 from tests.kafka_broker import broker_kind, emptied, flow_kafka
+
+T = TypeVar("T")
 
 
 async def eventually(
@@ -70,6 +73,7 @@ class Exchange:
     principals: Callable[[str], KafkaSettings] | None = None
     _stops: dict[str, asyncio.Event] = field(default_factory=dict)
     _tasks: dict[str, asyncio.Task[None]] = field(default_factory=dict)
+    _background: list[asyncio.Task[Any]] = field(default_factory=list)
 
     def kafka_env(self) -> dict[str, str]:
         """:func:`kafka_env` of this exchange's broker, for a child process or CliRunner."""
@@ -129,7 +133,21 @@ class Exchange:
         self._stops[name].set()
         await self._tasks.pop(name)
 
+    def background(self, work: Coroutine[Any, Any, T]) -> asyncio.Task[T]:
+        """Run ``work`` (a publisher, say) beside the test; cancelled when the exchange
+        ends, so a test that fails first leaves nothing publishing into the next test's
+        broker (a publisher left running once filled the next tests' topics in CI)."""
+        task = asyncio.create_task(work)
+        self._background.append(task)
+        return task
+
     async def stop_all(self) -> None:
+        for task in self._background:
+            task.cancel()
+        for task in self._background:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        self._background.clear()
         for name in list(self._tasks):
             await self.stop(name)
 

@@ -78,7 +78,7 @@ async def test_three_gateways_and_two_consumers_survive_two_kills_and_a_fresh_st
                 await stack.enter_async_context(service(ex, "consumer", "run", "--la", LA))
                 for _ in range(2)
             ]
-            sending = asyncio.create_task(publish_until(ex, CHILDREN, stop))
+            sending = ex.background(publish_until(ex, CHILDREN, stop))
             await rows_grow(ex, 100)
             await gateways[0].kill()  # SIGKILL mid-stream: its batch in hand is lost
             await rows_grow(ex, 100)
@@ -124,7 +124,7 @@ async def _zombie(tmp_path: Path, schema: str) -> None:
             service(ex, "gateway", "run") as zombie,
             service(ex, "gateway", "run") as survivor,
         ):
-            sending = asyncio.create_task(publish_until(ex, CHILDREN, stop, pause=0.005))
+            sending = ex.background(publish_until(ex, CHILDREN, stop, pause=0.005))
             await rows_grow(ex, 200)
             zombie.pause()  # SIGSTOP, most likely with a batch in hand, past its session
             await rows_grow(ex, 400)  # the survivor has taken over all its partitions

@@ -36,7 +36,7 @@ async def test_sigterm_under_load_loses_and_doubles_no_queue_row(tmp_path: Path)
         await ex.allocate(ALLOCATE)
         await ex.stop("gateway")  # from here the gateway runs as a process of its own
         stop_publishing = asyncio.Event()
-        sending = asyncio.create_task(publish_until(ex, CHILDREN, stop_publishing))
+        sending = ex.background(publish_until(ex, CHILDREN, stop_publishing))
         async with service(ex, "gateway", "run") as gateway:
             async with service(ex, "consumer", "run", "--la", LA) as consumer:
                 await ex.wait_rows(100, timeout=60)

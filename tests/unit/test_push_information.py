@@ -22,6 +22,7 @@ from producers.push_tokens import PushTokens, mint_token, tokens_file
 from safeguard.parties import HEALTH, LA, SCHOOL
 from sgx.domain.restrictions import TEXT
 from sgx.wire import contract as c
+from tests.conftest_db import BACKENDS, backend
 from tests.unit.information_requests import information_request, keep
 from tests.unit.test_consent import offline_outbox
 from tests.unit.test_push import Recorder
@@ -48,10 +49,19 @@ class Endpoint:
         return {"authorization": f"Bearer {self.tokens[caller]}"}
 
 
+@pytest.fixture(params=BACKENDS)
+def kind(request: pytest.FixtureRequest) -> str:
+    """Each store the outbox supports: the access rules hold on every one."""
+    return str(request.param)
+
+
 @contextlib.asynccontextmanager
-async def endpoint(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[Endpoint]:
+async def endpoint(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, kind: str
+) -> AsyncIterator[Endpoint]:
     """One endpoint serving the school and the health trust, each with two requests from
-    Camden's MASH (one open, one answered) in its own outbox database."""
+    Camden's MASH (one open, one answered) in its own outbox database (SQLite file or
+    PostgreSQL schema, as ``kind``)."""
     path = tokens_file(tmp_path)
     tokens = {
         "school": mint_token(path, SCHOOL, ("information",)),
@@ -63,11 +73,13 @@ async def endpoint(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> AsyncIter
         boards, asked, books, added = {}, {}, {}, {}
         for agency in (SCHOOL, HEALTH):
             home = tmp_path / agency
+            home.mkdir()
+            db = await stack.enter_async_context(backend(kind, home))
             store = await stack.enter_async_context(
-                await OutboxStore.open(None, home / "outbox.db", owner=agency)
+                await OutboxStore.open(db.dsn, db.sqlite_path, schema=db.schema, owner=agency)
             )
             outbox = await stack.enter_async_context(offline_outbox(home, store, agency))
-            book = InformationRequests(store.engine)
+            book = InformationRequests(store.engine, schema=store.schema)
             open_one, answered = information_request(agency), information_request(agency)
             await keep(store.engine, book, open_one, answered)
             await book.answer(outbox, answered.request_id, outcome="NOTHING_HELD",
@@ -98,9 +110,9 @@ def _spy(outbox: Outbox, monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, Map
 
 
 async def test_an_agency_lists_its_requests_with_rating_deadline_and_the_child(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, kind: str
 ) -> None:
-    async with endpoint(tmp_path, monkeypatch) as ep:
+    async with endpoint(tmp_path, monkeypatch, kind) as ep:
         listed = await ep.http.get(URL, headers=ep.as_("school"))
         assert listed.status_code == 200, listed.text
         rows = listed.json()["information_requests"]
@@ -124,9 +136,9 @@ async def test_an_agency_lists_its_requests_with_rating_deadline_and_the_child(
 
 
 async def test_an_answer_held_goes_in_the_outbox_with_its_restrictions_once(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, kind: str
 ) -> None:
-    async with endpoint(tmp_path, monkeypatch) as ep:
+    async with endpoint(tmp_path, monkeypatch, kind) as ep:
         request_id = ep.asked[SCHOOL][0]
         answered = await ep.http.post(
             f"{URL}/{request_id}/answer", json=HELD, headers=ep.as_("school")
@@ -159,12 +171,12 @@ async def test_an_answer_held_goes_in_the_outbox_with_its_restrictions_once(
 
 
 async def test_another_agencys_token_neither_lists_nor_answers_this_agencys_requests(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, kind: str
 ) -> None:
     """The health trust's valid token, on the same endpoint: it sees its own requests only,
     and an answer to the school's request is 404 (as for an id never sent), and changes
     nothing of the school's."""
-    async with endpoint(tmp_path, monkeypatch) as ep:
+    async with endpoint(tmp_path, monkeypatch, kind) as ep:
         listed = await ep.http.get(URL, headers=ep.as_("health"))
         ids = {r["request_id"] for r in listed.json()["information_requests"]}
         assert ids == {str(r) for r in ep.asked[HEALTH]}
@@ -221,9 +233,13 @@ async def test_another_agencys_token_neither_lists_nor_answers_this_agencys_requ
     ],
 )
 async def test_a_bad_answer_is_422_naming_its_field_and_changes_nothing(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, changes: dict[str, Any], path: str
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    kind: str,
+    changes: dict[str, Any],
+    path: str,
 ) -> None:
-    async with endpoint(tmp_path, monkeypatch) as ep:
+    async with endpoint(tmp_path, monkeypatch, kind) as ep:
         request_id = ep.asked[SCHOOL][0]
         body = HELD | changes
         answer = await ep.http.post(

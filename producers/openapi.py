@@ -33,7 +33,7 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
-from producers.openapi_information import INFORMATION_COMPONENTS, information_paths
+from producers.openapi_information import INFORMATION_COMPONENTS, OPEN_ONLY, information_paths
 from producers.openapi_referrals import REFERRAL_COMPONENTS, referral_paths
 from sgx.errors import ConfigError, ContractError
 from sgx.wire import contract as c
@@ -323,15 +323,7 @@ def _consent_paths() -> dict[str, Any]:
             "get": {
                 "operationId": "list_consent_requests",
                 "summary": "The consent requests put to the token's agency as author",
-                "parameters": [
-                    {
-                        "name": "open",
-                        "in": "query",
-                        "required": False,
-                        "schema": {"type": "boolean"},
-                        "description": "only those not answered",
-                    },
-                ],
+                "parameters": [OPEN_ONLY],
                 "responses": {
                     "200": {
                         "description": "the requests, oldest first",

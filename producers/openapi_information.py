@@ -16,6 +16,14 @@ RATINGS = ("RED", "AMBER", "GREEN", "BLUE")
 EXCEPTIONS = ("RISK_TO_CHILD", "PREJUDICE_CRIMINAL_INVESTIGATION", "UNDUE_DELAY", "COURT_ORDER")
 
 COMPONENTS = "#/components/schemas/"
+# a list route's ?open= (the consent requests' too, producers.openapi)
+OPEN_ONLY = {
+    "name": "open",
+    "in": "query",
+    "required": False,
+    "schema": {"type": "boolean"},
+    "description": "only those not answered",
+}
 _MAYBE = {"type": ["string", "null"]}
 _TIME = {"type": "string", "format": "date-time"}
 _MAYBE_TIME = {"type": ["string", "null"], "format": "date-time"}
@@ -114,15 +122,7 @@ def information_paths(errors: dict[str, Any]) -> dict[str, Any]:
             "get": {
                 "operationId": "list_information_requests",
                 "summary": "The MASH information requests put to the token's agency",
-                "parameters": [
-                    {
-                        "name": "open",
-                        "in": "query",
-                        "required": False,
-                        "schema": {"type": "boolean"},
-                        "description": "only those not answered",
-                    },
-                ],
+                "parameters": [OPEN_ONLY],
                 "responses": {
                     "200": {
                         "description": "the requests, oldest first",

@@ -96,7 +96,7 @@ def _check_la(trust: TrustDirectory, la: str, where: str) -> None:
 
 
 def _is_party(trust: TrustDirectory, party_id: str) -> bool:
-    return party_id in {p.id for p in trust.parties()}
+    return trust.knows(party_id)
 
 
 def _merged(base: Mapping[str, Any], own: Mapping[str, Any], where: str) -> dict[str, Any]:

@@ -175,7 +175,7 @@ class Sealer:
         random: Callable[[int], bytes] = os.urandom,
     ) -> None:
         check_schemas(schemas)
-        if recipient not in {p.id for p in trust.parties()}:
+        if not trust.knows(recipient):
             raise ConfigError(f"recipient {recipient!r} is not in the trust directory")
         if not 0 < max_uses <= 2 ** (8 * NONCE_LEN):
             raise ConfigError(f"max_uses must be positive and fit the nonce, got {max_uses}")

@@ -447,6 +447,18 @@ def test_serving_is_the_parties_of_a_kind_serving_an_la(partnership: TrustDirect
     assert partnership.serving("la-nowhere", "school") == []
 
 
+def test_serving_and_knows_follow_a_refresh(partnership: TrustDirectory, tmp_path: Path) -> None:
+    """Both are indexed when the directory is read; a refresh brings the newer index."""
+    assert partnership.knows(SCHOOL)
+    assert not partnership.knows("school-new")
+    specs = [*PARTNERSHIP, PartySpec("school-new", "school", "New School", (OTHER_LA,))]
+    init_trust(tmp_path / "newer", specs)
+    partnership.refresh(TrustDirectory.load(tmp_path / "newer"))
+    assert partnership.knows("school-new")
+    assert [p.id for p in partnership.serving(OTHER_LA, "school")] == [OTHER_SCHOOL, "school-new"]
+    assert [p.id for p in partnership.serving(LA, "school")] == [SCHOOL]
+
+
 # --------------------------------------------------------------------------- pseudonyms
 
 

@@ -2,7 +2,7 @@
 
 Deliveries go to the receiving party's ``sgx.delivery.<party>`` (a local authority, a
 school's key adult, a police force's SPOC); receipts, share decisions and open-case lists
-(purpose ALLOCATIONS, the newest per school in the batch) to ``sgx.receipts.<party>``.
+(purpose ALLOCATIONS) to ``sgx.receipts.<party>``.
 For an agency a connector carries, both go on the connector's topics instead
 (``sgx.delivery.<connector>``, ``sgx.receipts.<connector>``), keyed by the agency and
 naming it in a header, still sealed for the agency (:mod:`sgx.kafka.outbound`).
@@ -11,8 +11,10 @@ Per batch of records: bring the allocation directory up to the end of every allo
 topic (:meth:`AllocationFeed.catch_up`), judge each record (verify, open, validate, route,
 minimise, restrict), write every audit record, quarantine entry, ledger entry and
 allocation snapshot change in ONE database transaction, then seal and publish the
-deliveries, receipts, share decisions and open-case lists, wait for the broker's
-acknowledgements, and only then commit the consumer offsets. A crash anywhere replays the
+deliveries, receipts and share decisions, wait for the broker's acknowledgements, and
+only then commit the consumer offsets. The schools' open-case lists follow once an LA's
+backlog of allocation updates is judged (:mod:`gateway.open_case_sender`), its
+allocation partition's offset committed only then. A crash anywhere replays the
 batch: the audit trail ignores decisions it already holds and the queues are idempotent
 on (notification, recipient), so nothing is lost and nothing is doubled.
 
@@ -38,6 +40,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
+from aiokafka.errors import CommitFailedError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from gateway.allocation_feed import AllocationFeed, allocation_topics
@@ -45,7 +48,7 @@ from gateway.consent_book import ConsentBook
 from gateway.decide import Judge
 from gateway.decision import Decision, Message
 from gateway.information_book import InformationBook
-from gateway.open_cases import lists_for
+from gateway.open_case_sender import OpenCaseSender
 from gateway.records import Judged
 from gateway.store import GatewayStore
 from sgx.errors import ConfigError, EnvelopeError, Fenced, StoreError
@@ -64,7 +67,7 @@ from sgx.kafka.wiring import (
     send_batched,
 )
 from sgx.keys.identity import Identity
-from sgx.keys.trust import TrustDirectory, utc_now
+from sgx.keys.trust import TrustDirectory
 from sgx.ops.metrics import GatewayMetrics
 from sgx.wire import contract as c
 from sgx.wire.contract import Contract
@@ -82,7 +85,6 @@ class _Outbox:
     deliveries: dict[str, list[tuple[bytes, dict[str, Any]]]]  # by receiving party
     receipts: dict[str, list[dict[str, Any]]]
     messages: list[Message]  # share decisions, consent requests and outcomes
-    open_case_lists: dict[str, dict[str, Any]]  # by school: read once the batch is committed
 
 
 CLAIM_RETRY_S = 0.2  # the first wait before claiming audit chains again, doubling
@@ -169,6 +171,13 @@ class Gateway:
         self._claims = claims
         self._epochs: dict[str, int] = {} if claims is None else claims.epochs
         self._sealers: dict[str, Sealer] = {}
+        self.open_cases = OpenCaseSender(
+            trust=trust,
+            directory=feed.directory,
+            contract=contract,
+            producer=producer,
+            seal=self._seal_plaintext,
+        )
         self.processed = 0
         self.fenced = 0
         self._applied_counted = 0  # of feed.applied, what the metrics have counted
@@ -185,11 +194,13 @@ class Gateway:
             action="fetch inbound records",
             idle=self.keep_up,
         )
+        await self._send_open_cases(idle=True)  # what waited: not read again at the next start
 
     async def keep_up(self) -> None:
-        """With nothing to judge, read the allocation updates published since the last
-        catch-up, if that was :data:`IDLE_CATCH_UP_S` ago (between batches: never while
-        one is judged)."""
+        """With nothing to judge, send the open-case lists that waited, and read the
+        allocation updates published since the last catch-up, if that was
+        :data:`IDLE_CATCH_UP_S` ago (between batches: never while one is judged)."""
+        await self._send_open_cases(idle=True)
         if time.monotonic() - self._caught_up_at < IDLE_CATCH_UP_S:
             return
         await self._feed.catch_up()
@@ -240,16 +251,36 @@ class Gateway:
             log.warning("gateway %s: %s", self._owner, exc)
             seek_back(self._consumer, records)
             return  # the new owner judges the records it took; nothing is committed here
-        outbox = self._outbox(decisions, places)
-        las = {la for d in decisions for la in d.open_cases_of}
-        if las:
-            outbox.open_case_lists = await lists_for(
-                las, self._trust, self._feed.directory, utc_now()
-            )
-        await self._publish(outbox)
-        async with kafka_errors("commit inbound offsets"):
-            await self._consumer.commit(read_offsets(self._consumer, records))
+        await self._publish(self._outbox(decisions, places))
+        self.open_cases.mark(read, decisions)
+        await self._send_open_cases(offsets=read_offsets(self._consumer, records))
         self._observe(decisions, time.perf_counter() - started)
+
+    async def _send_open_cases(
+        self, *, offsets: dict[TopicPartition, int] | None = None, idle: bool = False
+    ) -> None:
+        """Send the open-case lists that are due, then commit ``offsets`` (a batch's) but
+        those of allocation partitions whose lists still wait, and those of the
+        partitions whose lists went."""
+        lists, sent = self.open_cases, self.open_cases.sent
+        due = lists.due(self._consumer, idle=idle)
+        released = await lists.send(due) if due else {}
+        self._metrics.open_case_lists.inc(lists.sent - sent)
+        held = lists.held()
+        self._metrics.open_cases_waiting.set(len(held))
+        commit = {tp: at for tp, at in (offsets or {}).items() if tp not in held}
+        assigned = self._consumer.assignment()
+        commit.update((tp, at) for tp, at in released.items() if tp in assigned)
+        if commit:
+            async with kafka_errors("commit inbound offsets"):
+                try:
+                    await self._consumer.commit(commit)
+                except CommitFailedError:  # a rebalance between the batch and its commit
+                    log.warning(
+                        "gateway %s: the group moved %d partition(s) before their offsets"
+                        " were committed; their new owner reads those records again and"
+                        " finds them judged", self._owner, len(commit),
+                    )  # fmt: skip
 
     def _open(self, source: Source) -> Opened | EnvelopeError:
         try:
@@ -302,7 +333,7 @@ class Gateway:
         return {chain: self._epochs.get(chain, 0) for chain in needed}
 
     def _outbox(self, decisions: list[Decision], places: list[tuple[str, int]]) -> _Outbox:
-        outbox = _Outbox(defaultdict(list), defaultdict(list), [], {})
+        outbox = _Outbox(defaultdict(list), defaultdict(list), [])
         base = 0
         for decision in decisions:
             for delivery in decision.deliveries:
@@ -343,9 +374,9 @@ class Gateway:
         return futures
 
     async def _send_answers(self, outbox: _Outbox) -> list[asyncio.Future[Any]]:
-        """Receipts, messages (share decisions, consent requests and outcomes) and open-case
-        lists, each to its party's receipts topic; an information request's status to the
-        LA's delivery topic (its consumer keeps it)."""
+        """Receipts and messages (share decisions, consent requests and outcomes), each to
+        its party's receipts topic; an information request's status to the LA's delivery
+        topic (its consumer keeps it)."""
         answers = [
             (receipts_topic(agency), agency, Purpose.RECEIPTS, c.RECEIPT_BATCH,
              {"receipts": receipts})
@@ -358,10 +389,6 @@ class Gateway:
             )
             for m in outbox.messages
         ]  # fmt: skip
-        answers += [
-            (receipts_topic(school), school, Purpose.ALLOCATIONS, c.OPEN_CASE_LIST, cases)
-            for school, cases in outbox.open_case_lists.items()
-        ]
         futures = []
         for topic, party, purpose, name, record in answers:
             message_id = new_id()
@@ -383,11 +410,16 @@ class Gateway:
         name: str,
         record: dict[str, Any],
     ) -> bytes:
+        plaintext = self._contract.encode(name, record, check=False)
+        return self._seal_plaintext(recipient, purpose, message_id, plaintext)
+
+    def _seal_plaintext(
+        self, recipient: str, purpose: Purpose, message_id: uuid.UUID, plaintext: bytes
+    ) -> bytes:
         sealer = self._sealers.get(recipient)
         if sealer is None:
             sealer = Sealer(self._identity, self._trust, recipient)
             self._sealers[recipient] = sealer
-        plaintext = self._contract.encode(name, record, check=False)
         return sealer.seal(purpose, message_id, plaintext)
 
     def _observe(self, decisions: list[Decision], seconds: float) -> None:

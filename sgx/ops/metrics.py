@@ -172,6 +172,17 @@ class GatewayMetrics:
             "Allocation records this instance applied to its directory.",
             registry=registry,
         )
+        self.open_case_lists = Counter(
+            "sgx_gateway_open_case_lists",
+            "Open-case lists sent to schools (one each per round of an LA's schools).",
+            registry=registry,
+        )
+        self.open_cases_waiting = Gauge(
+            "sgx_gateway_open_case_las_waiting",
+            "LAs whose schools' lists wait for the rest of the LA's backlog of allocation "
+            "updates (their allocation partitions are not committed meanwhile).",
+            registry=registry,
+        )
         self.identifiers = Counter(
             "sgx_gateway_child_identifiers",
             "Notifications by sender and how they identify the child: nhs_number, upn_only, "

@@ -133,6 +133,14 @@ class Exchange:
         self._stops[name].set()
         await self._tasks.pop(name)
 
+    async def ended(self, name: str, timeout: float = 30) -> None:
+        """Wait for ``name`` to end by itself (a crash the test caused): re-raises why."""
+        task = self._tasks[name]
+        await asyncio.wait({task}, timeout=timeout)
+        assert task.done(), f"{name} did not end within {timeout:g}s"
+        del self._stops[name], self._tasks[name]
+        task.result()
+
     def background(self, work: Coroutine[Any, Any, T]) -> asyncio.Task[T]:
         """Run ``work`` (a publisher, say) beside the test; cancelled when the exchange
         ends, so a test that fails first leaves nothing publishing into the next test's

@@ -37,7 +37,7 @@ from gateway.allocations import AllocationDirectory
 from gateway.consent_book import ConsentBook
 from gateway.decide import Judge
 from gateway.decision import Decision
-from gateway.open_cases import lists_for
+from gateway.open_cases import encoded_lists, served_sets
 from gateway.partnership import Partnership
 from gateway.referral_book import ReferralBook
 from gateway.referrals import ReferralClock
@@ -211,9 +211,11 @@ class _Run:
             also=[functools.partial(self.allocations.persist, changes=changes)] if changes else (),
         )
         assert len(set(sequences)) == len(decision.audit), "two decisions share an audit record"
-        self.open_case_lists = await lists_for(
-            decision.open_cases_of, self.trust, self.allocations, datetime.now(UTC)
-        )
+        self.open_case_lists = {}  # as the gateway encodes them, decoded as a school does
+        for served, schools in served_sets(decision.open_cases_of, self.trust).items():
+            keys = await self.allocations.open_case_keys(served)
+            for school, encoded in encoded_lists(self.contract, schools, keys, datetime.now(UTC)):
+                self.open_case_lists[school] = self.contract.decode_as(c.OPEN_CASE_LIST, encoded)
         return decision
 
 

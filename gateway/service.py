@@ -111,23 +111,37 @@ class ChainClaims(ConsumerRebalanceListener):  # type: ignore[misc]
         self.owner = owner
         self._metrics = metrics
         self.epochs: dict[str, int] = {}
+        # chains the group assigned here whose claim has not succeeded yet (it waits on a
+        # row another instance holds locked, or gave up after CLAIM_LIMIT_S): a batch
+        # claims its own instead. Only these: a chain merely missing from ``epochs`` may
+        # be one a rebalance revoked, and claiming it would fence its new owner.
+        self.unclaimed: set[str] = set()
 
     async def on_partitions_revoked(self, revoked: Iterable[TopicPartition]) -> None:
         for tp in revoked:
             self.epochs.pop(chain_of(tp.topic, tp.partition), None)
+            self.unclaimed.discard(chain_of(tp.topic, tp.partition))
         self._metrics.rebalances.labels(event="revoked").inc()
 
     async def on_partitions_assigned(self, assigned: Iterable[TopicPartition]) -> None:
         chains = [chain_of(tp.topic, tp.partition) for tp in assigned]
+        self.unclaimed.update(chains)
         backoff = Backoff(initial=CLAIM_RETRY_S, cap=CLAIM_RETRY_CAP_S)
-        async with asyncio.timeout(CLAIM_LIMIT_S):
-            while True:
-                try:
-                    self.epochs.update(await self._store.claim(chains, self.owner))
-                    break
-                except StoreError as exc:  # the database away, or a lock held: try again
-                    log.warning("gateway %s: claiming audit chains: %s", self.owner, exc)
-                    await asyncio.sleep(backoff.next_delay())
+        try:
+            async with asyncio.timeout(CLAIM_LIMIT_S):
+                while True:
+                    try:
+                        self.epochs.update(await self._store.claim(chains, self.owner))
+                        self.unclaimed.difference_update(chains)
+                        break
+                    except StoreError as exc:  # the database away, or a lock held: try again
+                        log.warning("gateway %s: claiming audit chains: %s", self.owner, exc)
+                        await asyncio.sleep(backoff.next_delay())
+        except TimeoutError:
+            log.error(
+                "gateway %s: could not claim %d assigned audit chain(s) in %gs; each is"
+                " claimed before its first batch", self.owner, len(chains), CLAIM_LIMIT_S,
+            )  # fmt: skip
         self._metrics.rebalances.labels(event="assigned").inc()
         self._metrics.assigned.set(len(self.epochs))
         log.info("gateway %s claimed %d audit chain(s)", self.owner, len(chains))
@@ -313,21 +327,25 @@ class Gateway:
 
     async def _fence(self, chains: Iterable[str]) -> dict[str, int]:
         """The epoch this instance holds for each chain; without a group, a chain not yet
-        claimed is claimed now. In a group, a chain not assigned here is fenced; one the
-        group assigned here whose claim failed (the rebalance listener gave up on the
-        database, and aiokafka went on with the assignment) is claimed now: fenced, its
-        batch would be read again and fenced again for ever."""
+        claimed is claimed now. In a group, a chain with no epoch here is fenced, unless
+        the group assigned it here and the rebalance listener has not claimed it (its
+        claim of all the assigned chains waits on one a paused instance holds locked, or
+        gave up: aiokafka fetches meanwhile): that one is claimed now, or its batch would
+        be read and fenced again and again. Any other chain with no epoch is one a
+        rebalance revoked (perhaps still listed as assigned): claiming it would fence its
+        new owner, for ever once this instance (a zombie resuming) leaves the group."""
         needed = set(chains)
         missing = needed - self._epochs.keys()
         if missing and self._claims is not None:
             assigned = {chain_of(tp.topic, tp.partition) for tp in self._consumer.assignment()}
-            missing &= assigned
+            missing &= assigned & self._claims.unclaimed
             if missing:
                 log.warning(
                     "gateway %s: claiming %d assigned audit chain(s) the rebalance did not",
                     self._claims.owner, len(missing),
                 )  # fmt: skip
                 self._epochs.update(await self._store.claim(missing, self._claims.owner))
+                self._claims.unclaimed -= missing
         elif missing:
             self._epochs.update(await self._store.claim(missing, "gateway"))
         return {chain: self._epochs.get(chain, 0) for chain in needed}

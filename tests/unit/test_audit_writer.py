@@ -173,10 +173,33 @@ async def test_an_assigned_chain_whose_claim_failed_is_claimed_before_the_batch(
     gateway = Gateway.__new__(Gateway)  # only what _fence reads
     gateway._claims, gateway._epochs, gateway._store = claims, claims.epochs, store
     gateway._consumer = cast(AIOKafkaConsumer, _Assigned(("sgx.inbound.school-oakfield", 0)))
+    claims.unclaimed = {ours, not_ours}  # the listener has not claimed them (or gave up)
     fence = await gateway._fence([ours, not_ours])
     assert fence == {ours: 2, not_ours: 0}
+    assert claims.unclaimed == {not_ours}
     assert await store.record_places([audit(1)], chains=[ours], fence=fence) == [(ours, 1)]
     with pytest.raises(Fenced, match=not_ours):
         await store.record_places([audit(2)], chains=[not_ours], fence=fence)
     claims.epochs[ours] = 1  # a zombie's stale epoch: not claimed again, fenced
     assert await gateway._fence([ours]) == {ours: 1}
+
+
+async def test_an_assigned_chain_a_rebalance_is_moving_is_fenced_not_claimed(
+    db: Backend, store: GatewayStore
+) -> None:
+    """A zombie resuming: the rebalance revoked its chains (their epochs dropped) while
+    aiokafka still lists the partitions as assigned. Its next batch must be fenced: claimed,
+    the chain's new owner would be fenced, for ever once the zombie left the group (seen in
+    the zombie test: the survivor delivered nothing more)."""
+    chain = "sgx.inbound.school-oakfield:0"
+    async with await _open(db) as survivor:
+        await survivor.claim([chain], "gateway-2")  # the new owner's epoch
+    claims = ChainClaims(store, "gateway-1", GatewayMetrics(CollectorRegistry()))
+    gateway = Gateway.__new__(Gateway)  # only what _fence reads
+    gateway._claims, gateway._epochs, gateway._store = claims, claims.epochs, store
+    gateway._consumer = cast(AIOKafkaConsumer, _Assigned(("sgx.inbound.school-oakfield", 0)))
+    fence = await gateway._fence([chain])
+    assert fence == {chain: 0}
+    with pytest.raises(Fenced, match=chain):
+        await store.record_places([audit(1)], chains=[chain], fence=fence)
+    assert (await store.chain_heads())[chain].owner == "gateway-2"

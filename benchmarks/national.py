@@ -480,6 +480,14 @@ class GatewayProcess:
                 await asyncio.sleep(SCRAPE_EVERY_S)
         return round(time.perf_counter() - started, 1)
 
+    async def lists_sent(self) -> float:
+        """Seconds from the audit's end until no LA's open-case lists wait any more."""
+        started = time.perf_counter()
+        async with asyncio.timeout(READY_LIMIT_S):
+            while await self.metric("sgx_gateway_open_case_las_waiting") > 0:  # noqa: ASYNC110
+                await asyncio.sleep(SCRAPE_EVERY_S)
+        return round(time.perf_counter() - started, 1)
+
     async def metric(self, name: str, **labels: str) -> float:
         """The sum of the samples ``name`` (with ``labels``) the gateway exports now."""
         async with httpx.AsyncClient(timeout=60) as client:
@@ -621,6 +629,8 @@ async def run(
             figures["gateway_audited_updates_s"] = await gateway.audited(
                 figures["allocation_updates"]
             )
+            figures["open_case_lists_after_audit_s"] = await gateway.lists_sent()
+            figures["open_case_lists"] = await gateway.metric("sgx_gateway_open_case_lists_total")
             figures["gateway_after_audit_mb"] = gateway.status()
             figures["gateway_idle_cpu_ms_per_s"] = await gateway.idle_cpu_ms_per_s(10.0)
             _progress("gateway started", figures)
@@ -704,6 +714,11 @@ def report(results: list[Result], figures: dict[str, Any]) -> str:
         f"{figures['connectors']} connectors and {figures['own_connectors']} agencies their"
         f" own: {figures['inbound_topics']} inbound topics (with the LAs'),"
         f" {figures['gateway_group_partitions']:.0f} partitions in the gateway group",
+        f"first start: {figures['allocation_updates']} updates judged in"
+        f" {figures['gateway_audited_updates_s']} s, {figures['open_case_lists']:,.0f} open-case"
+        f" lists sent (the last {figures['open_case_lists_after_audit_s']} s after);"
+        f" resident memory then {figures['gateway_after_audit_mb']['VmRSS']:.0f} MB, peak"
+        f" {figures['gateway_after_audit_mb']['VmHWM']:.0f} MB",
         f"idle gateway CPU: {idle} ms/s"
         f" ({'within' if idle <= IDLE_CPU_TARGET_MS else 'OVER'} the"
         f" {IDLE_CPU_TARGET_MS:.0f} ms/s target)",

@@ -102,6 +102,8 @@ class OpenCaseSender:
         """The waiting LAs to send now: no more of their updates wait (or ``idle``: none
         of anything does), or they waited :data:`HOLD_S`. An LA whose partition this
         instance no longer holds is forgotten: its new owner reads the updates again."""
+        if not self._waiting:
+            return []
         assigned = consumer.assignment()
         now = self._clock()
         due = []

@@ -277,6 +277,8 @@ class Gateway:
         those of allocation partitions whose lists still wait, and those of the
         partitions whose lists went."""
         lists, sent = self.open_cases, self.open_cases.sent
+        if not offsets and not lists.held():
+            return  # the idle loop's call, many times a second: nothing to do
         due = lists.due(self._consumer, idle=idle)
         released = await lists.send(due) if due else {}
         self._metrics.open_case_lists.inc(lists.sent - sent)

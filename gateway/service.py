@@ -68,8 +68,9 @@ from sgx.keys.trust import TrustDirectory, utc_now
 from sgx.ops.metrics import GatewayMetrics
 from sgx.wire import contract as c
 from sgx.wire.contract import Contract
-from sgx.wire.envelope import Opened, Purpose, Sealer
+from sgx.wire.envelope import Opened, Purpose
 from sgx.wire.ids import new_id
+from sgx.wire.sealers import Sealers
 
 log = logging.getLogger(__name__)
 NO_LA = "none"  # the la label of a decision that concerns no LA (a key adult, a quarantine)
@@ -168,7 +169,7 @@ class Gateway:
         self._max_records = max_records
         self._claims = claims
         self._epochs: dict[str, int] = {} if claims is None else claims.epochs
-        self._sealers: dict[str, Sealer] = {}
+        self._sealers = Sealers(identity, trust)  # LRU: not one per agency for ever
         self.processed = 0
         self.fenced = 0
         self._applied_counted = 0  # of feed.applied, what the metrics have counted
@@ -384,9 +385,6 @@ class Gateway:
         record: dict[str, Any],
     ) -> bytes:
         sealer = self._sealers.get(recipient)
-        if sealer is None:
-            sealer = Sealer(self._identity, self._trust, recipient)
-            self._sealers[recipient] = sealer
         plaintext = self._contract.encode(name, record, check=False)
         return sealer.seal(purpose, message_id, plaintext)
 

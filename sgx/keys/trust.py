@@ -244,8 +244,7 @@ class TrustDirectory:
         it, or the agency itself (an agency may always be its own connector)."""
         if connector_id == agency_id:
             return agency_id in self._parties
-        connector = self._connectors.get(connector_id)
-        return connector is not None and agency_id in connector.carries
+        return connector_id in self._carriers.get(agency_id, ())  # not a scan of its list
 
     def outbound_connector(self, party_id: str) -> str:
         """Whose outbound topics carry what the gateway sends ``party_id`` (its receipts,

@@ -265,6 +265,10 @@ class TrustDirectory:
         """The local authority with this ONS GSS code, if it is in the directory."""
         return self._by_gss.get(gss_code)
 
+    def local_authorities(self) -> tuple[str, ...]:
+        """The ids of every LA in the directory, sorted (held: not a scan of every party)."""
+        return self._all_las
+
     def served(self, party_id: str) -> tuple[str, ...]:
         """The ids of the LAs ``party_id`` serves (sorted): an LA itself; every LA in the
         directory for a party marked ``serves_any``; else the party's ``serves``."""

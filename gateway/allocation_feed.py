@@ -297,4 +297,4 @@ class AllocationFeed:
 
 def allocation_topics(trust: TrustDirectory) -> list[str]:
     """Every LA's allocation topic."""
-    return sorted(allocations_topic(p.id) for p in trust.parties("local_authority"))
+    return sorted(allocations_topic(la) for la in trust.local_authorities())

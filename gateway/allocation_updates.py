@@ -69,7 +69,7 @@ class AllocationJudge:
     def _other_la(self, opened: Opened, named: str) -> Decision:
         """An update naming another LA's cases: refused whole, audited for both LAs."""
         sender = opened.sender.id
-        las = {p.id for p in self._trust.parties("local_authority")}
+        las = set(self._trust.local_authorities())
         shown = named if named in las else "an LA not in the directory"
         why = f"{sender} sent an update for {shown}'s cases: an LA may change only its own"
         decision = Decision(outcome="refused", type_label="allocation_update")

@@ -130,11 +130,9 @@ class GatewayMonitor:
         if self._referrals is None:
             return
         overdue = await self._referrals.overdue(self._clock())
-        for la in self._trust().parties("local_authority"):
+        for la in self._trust().local_authorities():
             for stage in STAGES:
-                self._metrics.referrals_overdue.labels(la=la.id, stage=stage).set(
-                    overdue[la.id, stage]
-                )
+                self._metrics.referrals_overdue.labels(la=la, stage=stage).set(overdue[la, stage])
 
     async def _awaiting_authors(self) -> None:
         m, now = self._metrics, self._clock()

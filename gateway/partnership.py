@@ -91,7 +91,7 @@ def _table(value: Any, where: str) -> dict[str, Any]:
 
 
 def _check_la(trust: TrustDirectory, la: str, where: str) -> None:
-    if la not in {p.id for p in trust.parties("local_authority")}:
+    if la not in trust.local_authorities():
         raise ConfigError(f"{where}: {la!r} is not a local authority in the trust directory")
 
 

@@ -69,7 +69,8 @@ class DisclosureRequestJudge:
             return None, "not_permitted_by_agreement", f"a {sender.kind} may not request disclosure"
         force = request["police_force"]
         shown = force if PARTY_ID.fullmatch(force) else "(not a party id)"
-        police = next((p for p in self._trust.parties("police") if p.id == force), None)
+        named = self._trust.party(force) if self._trust.knows(force) else None  # not a scan
+        police = named if named is not None and named.kind == "police" else None
         if police is None:
             return None, "unknown_police_force", f"{shown} is not a police force in the directory"
         held = await self._requests.status(request["request_reference"])

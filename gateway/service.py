@@ -71,8 +71,9 @@ from sgx.keys.trust import TrustDirectory
 from sgx.ops.metrics import GatewayMetrics
 from sgx.wire import contract as c
 from sgx.wire.contract import Contract
-from sgx.wire.envelope import Opened, Purpose, Sealer
+from sgx.wire.envelope import Opened, Purpose
 from sgx.wire.ids import new_id
+from sgx.wire.sealers import Sealers
 
 log = logging.getLogger(__name__)
 NO_LA = "none"  # the la label of a decision that concerns no LA (a key adult, a quarantine)
@@ -184,7 +185,7 @@ class Gateway:
         self._max_records = max_records
         self._claims = claims
         self._epochs: dict[str, int] = {} if claims is None else claims.epochs
-        self._sealers: dict[str, Sealer] = {}
+        self._sealers = Sealers(identity, trust)  # LRU: not one per agency for ever
         self.open_cases = OpenCaseSender(
             trust=trust,
             directory=feed.directory,
@@ -436,11 +437,7 @@ class Gateway:
     def _seal_plaintext(
         self, recipient: str, purpose: Purpose, message_id: uuid.UUID, plaintext: bytes
     ) -> bytes:
-        sealer = self._sealers.get(recipient)
-        if sealer is None:
-            sealer = Sealer(self._identity, self._trust, recipient)
-            self._sealers[recipient] = sealer
-        return sealer.seal(purpose, message_id, plaintext)
+        return self._sealers.get(recipient).seal(purpose, message_id, plaintext)
 
     def _observe(self, decisions: list[Decision], seconds: float) -> None:
         metrics = self._metrics

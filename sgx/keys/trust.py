@@ -242,8 +242,7 @@ class TrustDirectory:
         it, or the agency itself (an agency may always be its own connector)."""
         if connector_id == agency_id:
             return agency_id in self._parties
-        connector = self._connectors.get(connector_id)
-        return connector is not None and agency_id in connector.carries
+        return connector_id in self._carriers.get(agency_id, ())  # not a scan of its list
 
     def outbound_connector(self, party_id: str) -> str:
         """Whose outbound topics carry what the gateway sends ``party_id`` (its receipts,
@@ -263,6 +262,10 @@ class TrustDirectory:
     def authority(self, gss_code: str) -> Party | None:
         """The local authority with this ONS GSS code, if it is in the directory."""
         return self._by_gss.get(gss_code)
+
+    def local_authorities(self) -> tuple[str, ...]:
+        """The ids of every LA in the directory, sorted (held: not a scan of every party)."""
+        return self._all_las
 
     def served(self, party_id: str) -> tuple[str, ...]:
         """The ids of the LAs ``party_id`` serves (sorted): an LA itself; every LA in the

@@ -57,6 +57,7 @@ from prometheus_client import (
     Counter,
     Gauge,
     Histogram,
+    disable_created_metrics,
 )
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -65,6 +66,11 @@ from sgx.errors import ExchangeError
 from sgx.kafka.wiring import committed_offsets, kafka_errors
 
 log = logging.getLogger(__name__)
+
+# No ``<name>_created`` series beside each counter and histogram child: nothing here reads
+# them, and they doubled what a scrape writes. A series per party (25,000 agencies'
+# ``sgx_gateway_child_identifiers_total``) cost 305 ms of CPU a scrape with them, 138 without.
+disable_created_metrics()  # type: ignore[no-untyped-call]
 
 # authored → queued: from 5 ms (same-host pipeline) up to an hour (a backlog drained late).
 LATENCY_BUCKETS = (

@@ -94,3 +94,15 @@ async def test_metrics_server_stops_listening() -> None:
     async with httpx.AsyncClient() as client:
         with pytest.raises(httpx.ConnectError):
             await client.get(f"http://127.0.0.1:{port}/healthz")
+
+
+def test_counters_export_no_created_series() -> None:
+    """A counter child is one series (``_total``), not two: per-party counters are written
+    at every scrape, and their ``_created`` twins doubled it."""
+    registry = CollectorRegistry()
+    metrics = GatewayMetrics(registry)
+    metrics.identifiers.labels(party="school-a", identifier="nhs_number").inc()
+    metrics.batch_seconds.observe(0.01)
+    names = {s.name for family in registry.collect() for s in family.samples}
+    assert "sgx_gateway_child_identifiers_total" in names
+    assert not [name for name in names if name.endswith("_created")]

@@ -428,6 +428,17 @@ def test_serves_any_means_every_local_authority_in_the_directory(
     assert {p.id for p in partnership.serving(OTHER_LA, "health")} == {NATIONAL}
 
 
+def test_local_authorities_are_every_la_sorted_and_follow_a_refresh(
+    partnership: TrustDirectory, tmp_path: Path
+) -> None:
+    assert partnership.local_authorities() == (LA, OTHER_LA)
+    specs = [*PARTNERSHIP, PartySpec("la-anew", "local_authority", "A New Council",
+                                     gss_code="E06000903")]  # fmt: skip
+    init_trust(tmp_path / "newer", specs)
+    partnership.refresh(TrustDirectory.load(tmp_path / "newer"))
+    assert partnership.local_authorities() == ("la-anew", LA, OTHER_LA)
+
+
 def test_a_party_serving_several_las_is_served_sorted(tmp_path: Path) -> None:
     specs = [*PARTNERSHIP[:2], PartySpec(POLICE, "police", "North Police", (OTHER_LA, LA)),
              *PARTNERSHIP[3:]]  # fmt: skip

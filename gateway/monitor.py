@@ -5,10 +5,14 @@
 * ``sgx_gateway_quarantine_size`` — records held in the gateway's quarantine;
 * ``sgx_audit_chain_head{chain}`` — the sequence of the newest audit record of each chain;
 * ``sgx_key_expiry_timestamp_seconds{party,kid}`` — for each party of the trust
-  directory, when its current key expires: the non-revoked key that expires last. Set
-  again whenever the gateway's watcher reloads the directory (a published rotation shows
-  without a restart), not at every refresh. A key superseded by a rotation is not shown,
-  so "key near expiry" asks for a rotation only when the party has no later key;
+  directory whose current key (the non-revoked key that expires last) expires within
+  :data:`EXPIRY_SHOWN` (30 days; the alerts fire at 14 and 3), when it expires. Worked
+  out again whenever the gateway's watcher reloads the directory (a published rotation
+  shows without a restart), and at each refresh only the keys that came within the
+  window are added. A key superseded by a rotation is not shown, so "key near expiry"
+  asks for a rotation only when the party has no later key. Every key was shown until
+  2026-12-08: at 25,000 agencies one series each made every scrape 26,000 lines (about
+  0.25 s of the gateway's CPU), for a year-long key that no alert could yet concern;
 * ``sgx_disclosure_requests_open{due}`` — open 2013 / 2024 Protocol disclosure requests
   (:mod:`gateway.requests`) by whole days left to their 14-day deadline: ``overdue``
   (past it), ``lt_3d`` (0 to 2 days left), ``lt_7d`` (3 to 6), ``lt_14d`` (7 to 14). Every
@@ -30,9 +34,11 @@ checks (broker, gateway database, disclosure-request database).
 
 from __future__ import annotations
 
+import bisect
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
+from datetime import timedelta
 
 from aiokafka import AIOKafkaConsumer
 from prometheus_client import CollectorRegistry
@@ -65,6 +71,9 @@ def due_bucket(request: OpenRequest) -> str:
     if request.days_remaining < 7:
         return "lt_7d"
     return "lt_14d"
+
+
+EXPIRY_SHOWN = timedelta(days=30)  # a key's expiry is exported from this long before it
 
 
 def key_expiries(trust: TrustDirectory) -> dict[tuple[str, ...], float]:
@@ -103,6 +112,7 @@ class GatewayMonitor:
         self._keys_shown: set[tuple[str, ...]] = set()
         # the directory (and its generation: a reload refreshes it in place) they were set from
         self._keys_of: tuple[TrustDirectory, int] | None = None
+        self._expiring: list[tuple[float, tuple[str, ...]]] = []  # soonest first
         self._awaiting_shown: set[tuple[str, ...]] = set()
         self._oldest_shown: set[tuple[str, ...]] = set()
 
@@ -119,12 +129,19 @@ class GatewayMonitor:
         await self._overdue_referrals()
 
     def _key_expiries(self, trust: TrustDirectory) -> None:
-        """Set the key expiries once per trust directory loaded: they are timestamps, which
-        change only when a reload brings a new directory, and setting one series per party
-        every refresh cost 25 ms of CPU a second with 25,000 agencies, with no traffic."""
-        if self._keys_of is None or self._keys_of != (trust, trust.generation):
-            set_labelled(self._metrics.key_expiry, key_expiries(trust), self._keys_shown)
+        """Show the keys expiring within :data:`EXPIRY_SHOWN`. The expiries are worked out
+        once per trust directory loaded (they change only when a reload brings a new
+        one: one series per party every refresh cost 25 ms of CPU a second with 25,000
+        agencies, with no traffic); a refresh only shows those that came into the window."""
+        reloaded = self._keys_of != (trust, trust.generation)
+        if reloaded:
+            self._expiring = sorted((at, labels) for labels, at in key_expiries(trust).items())
             self._keys_of = (trust, trust.generation)
+        horizon = (self._clock() + EXPIRY_SHOWN).timestamp()
+        within = bisect.bisect_right(self._expiring, horizon, key=lambda entry: entry[0])
+        if reloaded or within != len(self._keys_shown):
+            shown = {labels: at for at, labels in self._expiring[:within]}
+            set_labelled(self._metrics.key_expiry, shown, self._keys_shown)
 
     async def _overdue_referrals(self) -> None:
         if self._referrals is None:

@@ -5,9 +5,10 @@ readiness endpoint. Stores are real (SQLite and PostgreSQL); the clock is not.""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -32,7 +33,7 @@ from sgx.domain.calendar import CalendarSettings, SchoolCalendar
 from sgx.domain.working_days import working_days_after
 from sgx.errors import StoreError
 from sgx.keys.key_admin import init_trust, revoke_key, rotate_key
-from sgx.keys.trust import TrustDirectory
+from sgx.keys.trust import TrustDirectory, utc_now
 from sgx.ops.metrics import EncompassMetrics, GatewayStateMetrics, QueueMetrics, refreshing
 from sgx.ops.serving import MetricsServer, Readiness, database_check
 from sgx.store.db import open_engine, write_transaction
@@ -303,19 +304,30 @@ async def test_consent_requests_awaiting_each_author_and_the_oldest_age(
         }  # fmt: skip
 
 
-async def test_gateway_quarantine_size_and_audit_chain_head(db: Backend, tmp_path: Path) -> None:
-    registry = CollectorRegistry()
-    trust = init_trust(tmp_path / "trust", DEMO_PARTIES)
+@contextlib.asynccontextmanager
+async def monitored_gateway(
+    db: Backend,
+    tmp_path: Path,
+    trust: Callable[[], TrustDirectory],
+    metrics: GatewayStateMetrics,
+    clock: Callable[[], datetime] = utc_now,
+) -> AsyncIterator[tuple[GatewayMonitor, GatewayStore]]:
+    """A gateway's monitor over fresh stores (gateway and disclosure requests) on ``db``."""
     async with (
         await GatewayStore.open(db.dsn, db.sqlite_path, schema=db.schema, owner="gateway") as store,
         await DisclosureRequests.open(
             db.dsn, tmp_path / "requests.db", schema=db.schema, owner="gateway"
         ) as req,
     ):
-        monitor = GatewayMonitor(
-            store, req, lambda: trust, GatewayStateMetrics(registry),
-            consents=ConsentBook(store.engine, schema=db.schema),
-        )  # fmt: skip
+        consents = ConsentBook(store.engine, schema=db.schema)
+        yield GatewayMonitor(store, req, trust, metrics, consents=consents, clock=clock), store
+
+
+async def test_gateway_quarantine_size_and_audit_chain_head(db: Backend, tmp_path: Path) -> None:
+    registry = CollectorRegistry()
+    trust = init_trust(tmp_path / "trust", DEMO_PARTIES)
+    metrics = GatewayStateMetrics(registry)
+    async with monitored_gateway(db, tmp_path, lambda: trust, metrics) as (monitor, store):
         await monitor.refresh()
         assert value(registry, "sgx_gateway_quarantine_size") == 0
         assert value(registry, "sgx_audit_chain_head", chain="sgx.inbound.a:0") is None
@@ -358,17 +370,10 @@ async def test_key_expiry_series_follow_a_rotation(db: Backend, tmp_path: Path) 
     metrics = GatewayStateMetrics(registry)
     trust = init_trust(trust_dir, DEMO_PARTIES)
     old_kid = trust.party(POLICE).keys[0].kid
-    async with (
-        await GatewayStore.open(db.dsn, db.sqlite_path, schema=db.schema, owner="gateway") as store,
-        await DisclosureRequests.open(
-            db.dsn, tmp_path / "requests.db", schema=db.schema, owner="gateway"
-        ) as req,
-    ):
-        near = trust.party(POLICE).keys[0].not_after - timedelta(days=10)  # in the window
-        monitor = GatewayMonitor(
-            store, req, lambda: TrustDirectory.load(trust_dir), metrics,
-            consents=ConsentBook(store.engine, schema=db.schema), clock=lambda: near,
-        )  # fmt: skip
+    near = trust.party(POLICE).keys[0].not_after - timedelta(days=10)  # in the window
+    async with monitored_gateway(
+        db, tmp_path, lambda: TrustDirectory.load(trust_dir), metrics, Clock(near)
+    ) as (monitor, _):
         await monitor.refresh()
         expiry = value(registry, "sgx_key_expiry_timestamp_seconds", party=POLICE, kid=old_kid)
         assert expiry == trust.party(POLICE).keys[0].not_after.timestamp()
@@ -396,17 +401,9 @@ async def test_key_expiries_are_set_once_per_directory_the_watcher_loads(
         return key_expiries(directory)
 
     monkeypatch.setattr(gateway_monitor, "key_expiries", counted)
-    async with (
-        await GatewayStore.open(db.dsn, db.sqlite_path, schema=db.schema, owner="gateway") as store,
-        await DisclosureRequests.open(
-            db.dsn, tmp_path / "requests.db", schema=db.schema, owner="gateway"
-        ) as req,
-    ):
-        near = trust.party(POLICE).keys[0].not_after - timedelta(days=10)  # in the window
-        monitor = GatewayMonitor(
-            store, req, lambda: trust, GatewayStateMetrics(registry),
-            consents=ConsentBook(store.engine, schema=db.schema), clock=lambda: near,
-        )  # fmt: skip
+    near = trust.party(POLICE).keys[0].not_after - timedelta(days=10)  # in the window
+    metrics = GatewayStateMetrics(registry)
+    async with monitored_gateway(db, tmp_path, lambda: trust, metrics, Clock(near)) as (monitor, _):
         for _ in range(3):
             await monitor.refresh()
         assert len(worked_out) == 1
@@ -430,16 +427,8 @@ async def test_a_key_is_shown_from_thirty_days_before_it_expires(
     trust = init_trust(tmp_path / "trust", DEMO_PARTIES)
     police_key = trust.party(POLICE).keys[0]
     now = Clock(police_key.not_after - timedelta(days=31))
-    async with (
-        await GatewayStore.open(db.dsn, db.sqlite_path, schema=db.schema, owner="gateway") as store,
-        await DisclosureRequests.open(
-            db.dsn, tmp_path / "requests.db", schema=db.schema, owner="gateway"
-        ) as req,
-    ):
-        monitor = GatewayMonitor(
-            store, req, lambda: trust, GatewayStateMetrics(registry),
-            consents=ConsentBook(store.engine, schema=db.schema), clock=now,
-        )  # fmt: skip
+    metrics = GatewayStateMetrics(registry)
+    async with monitored_gateway(db, tmp_path, lambda: trust, metrics, now) as (monitor, _):
         await monitor.refresh()
         assert value(registry, "sgx_key_expiry_timestamp_seconds", party=POLICE,
                      kid=police_key.kid) is None  # fmt: skip

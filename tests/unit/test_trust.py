@@ -20,9 +20,11 @@ from sgx.keys.trust import (
     DIRECTORY_FILE,
     PRIVATE_DIR,
     PSEUDONYM_KEY_FILE,
+    Party,
     PartySpec,
     TrustDirectory,
     key_file_stem,
+    read_directory,
 )
 
 SCHOOL, POLICE, LA, GATEWAY = "school-hillside", "police-north", "la-northshire", "gateway"
@@ -456,6 +458,24 @@ def test_serving_is_the_parties_of_a_kind_serving_an_la(partnership: TrustDirect
     assert [p.id for p in partnership.serving(LA, "local_authority")] == [LA]
     assert partnership.serving(LA, "gateway") == []
     assert partnership.serving("la-nowhere", "school") == []
+
+
+def test_parties_read_share_their_field_sets_and_say_the_same(
+    partnership: TrustDirectory, tmp_path: Path
+) -> None:
+    """Loaded parties share one set of field names per model (a set each was 36 MB at
+    25,000 parties), and read, dump and copy exactly as pydantic's own."""
+    text = (tmp_path / "trust" / DIRECTORY_FILE).read_text()
+    own = [Party.model_validate(party) for party in json.loads(text)["parties"]]
+    read = read_directory(tmp_path / "trust" / DIRECTORY_FILE)
+    assert read == own
+    assert [p.model_dump_json() for p in read] == [p.model_dump_json() for p in own]
+    assert len({id(p.model_fields_set) for p in read}) == 1
+    assert len({id(k.model_fields_set) for p in read for k in p.keys}) == 1
+    renamed = read[1].model_copy(update={"name": "Renamed"})
+    assert renamed.name == "Renamed"
+    assert read[1].name == own[1].name
+    assert read[2].model_fields_set == set(Party.model_fields)
 
 
 def test_serving_and_knows_follow_a_refresh(partnership: TrustDirectory, tmp_path: Path) -> None:

@@ -26,7 +26,7 @@ import functools
 import signal
 import sys
 import uuid
-from collections.abc import AsyncIterator, Callable, Coroutine, Mapping
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterator, Mapping
 from pathlib import Path
 from typing import Any, ParamSpec, TypeVar
 
@@ -36,7 +36,7 @@ from producers.feeds import Submit
 from producers.outbox import Outbox
 from safeguard.outbox_wiring import Relayed, offline_outbox, relay_pending
 from safeguard.runtime import Runtime
-from sgx.errors import ExchangeError
+from sgx.errors import ContractError, ExchangeError
 from sgx.settings import ExchangeSettings
 
 P = ParamSpec("P")
@@ -109,6 +109,16 @@ send_timeout_option = click.option(
     show_default=True,
     help="seconds to wait for the broker to take what was kept (the rest stays in the outbox)",
 )
+
+
+@contextlib.contextmanager
+def named_options(option_of: Mapping[str, str]) -> Iterator[None]:
+    """A record's bad field, said as the option that gave it (``option_of``: field path
+    to option), as a usage error (status 2)."""
+    try:
+        yield
+    except ContractError as exc:
+        raise click.UsageError(f"{option_of.get(exc.path, exc.path)}: {exc.problem}") from exc
 
 
 def agency_option(default: str | None = None) -> Callable[[FC], FC]:

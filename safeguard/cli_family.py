@@ -16,9 +16,8 @@ status are those of :mod:`safeguard.cli_common`.
 
 from __future__ import annotations
 
-import contextlib
 import shlex
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -27,10 +26,9 @@ import click
 from consumers.inbox.family import Families
 from consumers.inbox.family_store import DecisionRecord
 from consumers.queue import QueueSelection
-from safeguard.cli_common import async_command, home_option, la_option, runtime
+from safeguard.cli_common import async_command, home_option, la_option, named_options, runtime
 from safeguard.families import families, operator
 from sgx.domain.family import DisclosureKind, FamilyException, InformMethod
-from sgx.errors import ContractError
 
 FC = TypeVar("FC", bound=Callable[..., Any])
 METHODS = [m.value.lower() for m in InformMethod]
@@ -41,15 +39,6 @@ OPTION_OF = {  # a decision's field, as this command line names it
     "method": "--how", "family_member": "--whom", "exception": "--exception",
     "reason": "--reason", "decided_by": "--decided-by",
 }  # fmt: skip
-
-
-@contextlib.contextmanager
-def named_options() -> Iterator[None]:
-    """A decision's bad field, said as the option that gave it (a usage error, status 2)."""
-    try:
-        yield
-    except ContractError as exc:
-        raise click.UsageError(f"{OPTION_OF.get(exc.path, exc.path)}: {exc.problem}") from exc
 
 
 def family_options(fn: FC) -> FC:
@@ -117,7 +106,7 @@ async def checked(rt: Any, la: str, by: str, told: bool | None, **given: str | N
         fields = fields_of(told, service.calendar.zone, **given)
         if fields is not None:
             fields.setdefault("decided_by", by)  # the worker asking, unless --decided-by
-            with named_options():
+            with named_options(OPTION_OF):
                 service.check(operator(la, by), fields)
         return fields
 
@@ -151,7 +140,7 @@ async def family_record(
         if fields is None:
             raise click.UsageError("say --told or --not-told")
         by = decided_by or given.get("informed_by") or "operator"
-        with named_options():
+        with named_options(OPTION_OF):
             recorded = await record_decision(service, la, share, fields, by)
     click.echo(f"share {share} of {la}: recorded")
     say_decision(recorded)

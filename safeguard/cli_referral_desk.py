@@ -19,9 +19,8 @@ quarantined exits 1.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import datetime as dt
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -33,9 +32,8 @@ from consumers.inbox.service import Inbox
 from consumers.inbox.settings import InboxSettings
 from consumers.queue import QueueItem
 from consumers.reader import QueueView, child_label
-from safeguard.cli_common import async_command, home_option, la_option, runtime
+from safeguard.cli_common import async_command, home_option, la_option, named_options, runtime
 from safeguard.referral_desk import operator, referral_inbox
-from sgx.errors import ContractError
 from sgx.wire import contract as c
 
 DECISION_OPTIONS = {
@@ -55,15 +53,6 @@ FC = TypeVar("FC", bound=Callable[..., Any])
 WAIT_S = 10.0
 POLL_S = 0.5
 FAILED = ("refused", "quarantined")
-
-
-@contextlib.contextmanager
-def named_options() -> Iterator[None]:
-    """A response's bad field, said as the option that gave it (a usage error, status 2)."""
-    try:
-        yield
-    except ContractError as exc:
-        raise click.UsageError(f"{OPTION_OF.get(exc.path, exc.path)}: {exc.problem}") from exc
 
 
 @click.group("referral")
@@ -212,7 +201,7 @@ async def _respond(
             raise click.UsageError(f"{option}: must not be empty")
     async with referral_inbox(runtime(home), la) as inbox:
         view = await _opened(inbox, by, la, item)
-        with named_options():
+        with named_options(OPTION_OF):
             made = await inbox.referrals.respond(
                 operator(la, by), item, stage=stage, decision=decision, reasons=reasons,
                 next_steps=next_steps, la_contact=contact, la_reference=reference,

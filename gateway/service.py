@@ -277,17 +277,21 @@ class Gateway:
         """Send the open-case lists that are due, then commit ``offsets`` (a batch's) but
         those of allocation partitions whose lists still wait, and those of the
         partitions whose lists went."""
-        lists, sent = self.open_cases, self.open_cases.sent
+        lists = self.open_cases
         if not offsets and not lists.held():
             return  # the idle loop's call, many times a second: nothing to do
         due = lists.due(self._consumer, idle=idle)
-        released = await lists.send(due) if due else {}
-        self._metrics.open_case_lists.inc(lists.sent - sent)
+        released: dict[TopicPartition, int] = {}
+        if due:
+            sent = lists.sent
+            released = await lists.send(due)
+            self._metrics.open_case_lists.inc(lists.sent - sent)
+            assigned = self._consumer.assignment()  # a rebalance may come during the send
+            released = {tp: at for tp, at in released.items() if tp in assigned}
         held = lists.held()
         self._metrics.open_cases_waiting.set(len(held))
         commit = {tp: at for tp, at in (offsets or {}).items() if tp not in held}
-        assigned = self._consumer.assignment()
-        commit.update((tp, at) for tp, at in released.items() if tp in assigned)
+        commit.update(released)
         if commit:
             async with kafka_errors("commit inbound offsets"):
                 try:

@@ -33,10 +33,11 @@ from consumers.answer_rows import AnswerReader, GatewayAnswer, GatewayReceipt
 from consumers.information_rows import AnswerLink, InformationStatusRow, status_from
 from consumers.queue import QueueEntry, QueueStore
 from sgx.errors import ContractError, UnknownSchema
+from sgx.kafka.commits import commit_offsets
 from sgx.kafka.outbound import for_agency
 from sgx.kafka.quarantine import Quarantined, Source, from_gateway, sources
 from sgx.kafka.schema_topic import SchemaRegistry, read_learning
-from sgx.kafka.wiring import RECEIPTS_PREFIX, kafka_errors, read_offsets, run_batches
+from sgx.kafka.wiring import RECEIPTS_PREFIX, read_offsets, run_batches
 from sgx.ops.metrics import ConsumerMetrics
 from sgx.wire import avro
 from sgx.wire import contract as c
@@ -206,8 +207,8 @@ class DeliveryConsumer:
         kept, quarantined = await self._reader.read(found, self._clock)
         entries = [k for k in kept if isinstance(k, QueueEntry)]
         inserted = await keep(self._store, kept, quarantined)
-        async with kafka_errors("commit delivery offsets"):
-            await self._consumer.commit(read_offsets(self._consumer, records))
+        offsets = read_offsets(self._consumer, records)
+        await commit_offsets(self._consumer, offsets, action="commit delivery offsets")
         self._observe(entries, quarantined, inserted)
 
     def _observe(

@@ -40,7 +40,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
-from aiokafka.errors import CommitFailedError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from gateway.allocation_feed import AllocationFeed, allocation_topics
@@ -53,6 +52,7 @@ from gateway.records import Judged
 from gateway.store import GatewayStore
 from sgx.errors import ConfigError, EnvelopeError, Fenced, StoreError
 from sgx.kafka.backoff import Backoff
+from sgx.kafka.commits import commit_offsets
 from sgx.kafka.outbound import agency_headers, send_for_agency
 from sgx.kafka.quarantine import Source, sources
 from sgx.kafka.wiring import (
@@ -293,15 +293,7 @@ class Gateway:
         commit = {tp: at for tp, at in (offsets or {}).items() if tp not in held}
         commit.update(released)
         if commit:
-            async with kafka_errors("commit inbound offsets"):
-                try:
-                    await self._consumer.commit(commit)
-                except CommitFailedError:  # a rebalance between the batch and its commit
-                    log.warning(
-                        "gateway %s: the group moved %d partition(s) before their offsets"
-                        " were committed; their new owner reads those records again and"
-                        " finds them judged", self._owner, len(commit),
-                    )  # fmt: skip
+            await commit_offsets(self._consumer, commit, action="commit inbound offsets")
 
     def _open(self, source: Source) -> Opened | EnvelopeError:
         try:

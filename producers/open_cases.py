@@ -25,9 +25,10 @@ import sqlalchemy as sa
 from aiokafka import AIOKafkaConsumer, ConsumerRecord
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from sgx.kafka.commits import commit_offsets
 from sgx.kafka.outbound import for_agency
 from sgx.kafka.quarantine import Source, from_gateway, read_all
-from sgx.kafka.wiring import kafka_errors, read_topic, receipts_topic, run_batches
+from sgx.kafka.wiring import read_topic, receipts_topic, run_batches
 from sgx.keys.pseudonym import Pseudonymiser
 from sgx.settings import KafkaSettings
 from sgx.store.database import Database
@@ -157,7 +158,6 @@ class OpenCaseListener:
 
         async def batch(records: list[ConsumerRecord]) -> None:
             await self.process(records)
-            async with kafka_errors("commit open-case offsets"):
-                await consumer.commit()
+            await commit_offsets(consumer, None, action="commit open-case offsets")
 
         await run_batches(consumer, stop, batch, max_records=BATCH, action="read open-case lists")

@@ -43,6 +43,7 @@ from producers.outbox import RECEIPT_OUTCOMES, OutboxStore, ReceiptUpdate
 from producers.referral_outcomes import ReferralHeard, ReferralOutcomes
 from sgx.errors import ContractError, ExchangeError
 from sgx.kafka.backoff import Backoff
+from sgx.kafka.commits import commit_offsets
 from sgx.kafka.outbound import for_agency, receipts_topic_of
 from sgx.kafka.quarantine import Source, from_gateway, sources
 from sgx.kafka.schema_topic import SchemaRegistry, read_learning
@@ -223,8 +224,7 @@ class ReceiptListener:
 
     async def process(self, records: Iterable[Any]) -> None:
         receipts, _ = await self._recorder.record(records)
-        async with kafka_errors("commit receipt offsets"):
-            await self._consumer.commit()
+        await commit_offsets(self._consumer, None, action="commit receipt offsets")
         self._backoff.reset()
         self.received += receipts
 
